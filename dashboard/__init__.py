@@ -1,0 +1,1 @@
+"""hwpareto dashboard package."""

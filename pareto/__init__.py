@@ -1,0 +1,1 @@
+"""hwpareto pareto package."""

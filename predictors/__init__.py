@@ -1,0 +1,1 @@
+"""hwpareto predictors package."""

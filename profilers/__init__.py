@@ -1,0 +1,1 @@
+"""hwpareto profilers package."""

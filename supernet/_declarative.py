@@ -1,0 +1,100 @@
+"""Declarative spaces (YAML/JSON): named dimensions only, for imported third-party tables without a model."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supernet._errors import HwparetoError, InvalidValueError
+from supernet._space import SearchSpace
+from supernet._types import Dimension
+
+__all__ = ["DeclarativeSpace", "load_space_file", "space_from_dict"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_DIM_FIELDS = {"name", "type", "choices", "low", "high", "step", "group", "description"}
+
+
+class DeclarativeSpace(SearchSpace):
+    """A space defined only by its dimensions: sampling, validation, encoding and Optuna distributions work;
+    layers, SuperNet and extraction raise :class:`~supernet.CapabilityError`."""
+
+    has_model = False
+
+    def __init__(self, name: str, dimensions: list[Dimension], description: str = "") -> None:
+        self.name = name
+        self.description = description
+        super().__init__(dimensions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition document :func:`space_from_dict` reads back."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "dimensions": [
+                {("type" if k == "kind" else k): v for k, v in d.to_dict().items()} for d in self.dimensions
+            ],
+        }
+
+
+def space_from_dict(doc: Any, source: str = "space definition") -> DeclarativeSpace:
+    """Build a :class:`DeclarativeSpace` from a parsed YAML/JSON document, with errors naming the field."""
+    if not isinstance(doc, Mapping):
+        raise InvalidValueError(source, "a mapping with name, dimensions", type(doc).__name__)
+    unknown = sorted(set(doc) - {"name", "description", "dimensions"})
+    if unknown:
+        raise InvalidValueError(f"{source}", "only the keys name, description, dimensions", unknown)
+    name = doc.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidValueError(f"{source}: name", "lower-case letters, digits, '_', '.', '-' (max 64)", name)
+    dims_doc = doc.get("dimensions")
+    if not isinstance(dims_doc, list) or not dims_doc:
+        raise InvalidValueError(f"{source}: dimensions", "a non-empty list", dims_doc)
+    dims = [_dimension(d, f"{source}: dimensions[{i}]") for i, d in enumerate(dims_doc)]
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise InvalidValueError(f"{source}: description", "a string", description)
+    return DeclarativeSpace(name, dims, description)
+
+
+def _dimension(doc: Any, where: str) -> Dimension:
+    if not isinstance(doc, Mapping):
+        raise InvalidValueError(where, "a mapping with name and choices or low/high", doc)
+    unknown = sorted(set(doc) - _DIM_FIELDS)
+    if unknown:
+        raise InvalidValueError(where, "only the keys " + ", ".join(sorted(_DIM_FIELDS)), unknown)
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidValueError(f"{where}.name", "a non-empty string", name)
+    kind = doc.get("type", "categorical" if "choices" in doc else None)
+    if kind not in ("categorical", "int", "float"):
+        raise InvalidValueError(f"{where}.type", "categorical, int or float", kind)
+    group, description = str(doc.get("group", "")), str(doc.get("description", ""))
+    if kind == "categorical":
+        choices = doc.get("choices")
+        if not isinstance(choices, list) or not all(isinstance(c, (int, float, str)) for c in choices):
+            raise InvalidValueError(f"{where}.choices", "a list of numbers or strings", choices)
+        return Dimension(name, "categorical", tuple(choices), group=group, description=description)
+    step = doc.get("step", 1)
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise InvalidValueError(f"{where}.step", "a positive integer", step)
+    return Dimension(name, kind, low=doc.get("low"), high=doc.get("high"), step=step, group=group,
+                     description=description)
+
+
+def load_space_file(path: str | Path) -> DeclarativeSpace:
+    """Read a declarative space from a YAML or JSON file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HwparetoError(f"space file {p}: cannot read ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise HwparetoError(f"space file {p}: not valid YAML/JSON ({exc.__class__.__name__}: {exc})") from None
+    return space_from_dict(doc, source=str(p))

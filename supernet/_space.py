@@ -1,0 +1,199 @@
+"""The search-space abstraction every other hwpareto package keys on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from supernet._errors import CapabilityError, InvalidValueError
+from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["SearchSpace"]
+
+
+class SearchSpace:
+    """A named set of SubNets, described by :class:`Dimension` s.
+
+    Subclasses implement :meth:`layers` (the LUT keys of a config) and, when they have a PyTorch SuperNet,
+    :meth:`supernet`, :meth:`extract` and :meth:`dummy_input`. Cross-dimension rules go in :meth:`_check`.
+    Spaces are immutable and thread-safe; randomness is always passed in.
+    """
+
+    name: str
+    description: str = ""
+    has_model: bool = True
+
+    def __init__(self, dimensions: Sequence[Dimension]) -> None:
+        names = [d.name for d in dimensions]
+        if len(set(names)) != len(names):
+            raise InvalidValueError(f"space {self.name!r} dimensions", "unique names", names)
+        self.dimensions: tuple[Dimension, ...] = tuple(dimensions)
+        self._by_name = {d.name: d for d in self.dimensions}
+
+    # ------------------------------------------------------------------ configs
+    def dimension(self, name: str) -> Dimension:
+        """The dimension called ``name``."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InvalidValueError(f"{self.name}.dimension", "one of " + ", ".join(self._by_name), name) from None
+
+    def validate(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
+        """Check a config (missing, extra and out-of-range dimensions, cross rules) and freeze it.
+
+        Accepts a plain mapping, a ``{"space": ..., "values": {...}}`` document or a :class:`SubNetConfig`.
+        Raises :class:`InvalidValueError` naming the first offending field.
+        """
+        if isinstance(config, SubNetConfig):
+            if config.space != self.name:
+                raise InvalidValueError("config.space", repr(self.name), config.space)
+            values: Mapping[str, Any] = config.values
+        elif isinstance(config, Mapping):
+            values = config
+            if "values" in config and isinstance(config["values"], Mapping):
+                space = config.get("space", self.name)
+                if space != self.name:
+                    raise InvalidValueError("config.space", repr(self.name), space)
+                values = config["values"]
+        else:
+            raise InvalidValueError(f"{self.name} config", "a mapping of dimension names to values", config)
+        missing = [d.name for d in self.dimensions if d.name not in values]
+        if missing:
+            raise InvalidValueError(f"{self.name} config", "values for " + ", ".join(missing), "none (missing)")
+        extra = [k for k in values if k not in self._by_name]
+        if extra:
+            raise InvalidValueError(
+                f"{self.name} config", "only the dimensions " + ", ".join(self._by_name), "extra " + ", ".join(extra)
+            )
+        items = tuple((d.name, d.coerce(values[d.name], self.name)) for d in self.dimensions)
+        self._check(dict(items))
+        return SubNetConfig(self.name, items)
+
+    def _check(self, values: dict[str, Scalar]) -> None:
+        """Cross-dimension rules; raise :class:`InvalidValueError`. Default: none."""
+
+    def sample(self, rng: np.random.Generator) -> SubNetConfig:
+        """Draw a valid config uniformly per dimension (rejecting configs that break cross rules)."""
+        for _ in range(1000):
+            values = {d.name: d.sample(rng) for d in self.dimensions}
+            try:
+                return self.validate(values)
+            except InvalidValueError:
+                continue
+        raise RuntimeError(f"space {self.name!r}: no valid config after 1000 draws")
+
+    def smallest(self) -> SubNetConfig:
+        """Every dimension at its smallest value."""
+        return self.validate({d.name: d.bounds()[0] for d in self.dimensions})
+
+    def largest(self) -> SubNetConfig:
+        """Every dimension at its largest value."""
+        return self.validate({d.name: d.bounds()[1] for d in self.dimensions})
+
+    def encoding_names(self) -> list[str]:
+        """Column names of :meth:`encode` (``dim`` or ``dim=choice`` for one-hot columns)."""
+        names: list[str] = []
+        for d in self.dimensions:
+            names.extend([d.name] if d.numeric else [f"{d.name}={c}" for c in d.choices])
+        return names
+
+    def encode(self, config: SubNetConfig) -> np.ndarray:
+        """Fixed-length float vector (numeric values as is, string categories one-hot)."""
+        out: list[float] = []
+        for d in self.dimensions:
+            out.extend(d.encode(config[d.name]))
+        return np.asarray(out, dtype=np.float64)
+
+    # ------------------------------------------------------------------ external formats
+    def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:
+        """Parse a row of a third-party table. Default: one column per dimension (numbers parsed from text)."""
+        values: dict[str, Any] = dict(defaults or {})
+        for d in self.dimensions:
+            if d.name in record:
+                values[d.name] = _parse_scalar(record[d.name], d)
+        return self.validate(values)
+
+    def to_record(self, config: SubNetConfig) -> dict[str, Any]:
+        """The config as the columns :meth:`from_record` reads."""
+        return config.values
+
+    def record_columns(self) -> list[list[str]]:
+        """Alternative sets of columns from which :meth:`from_record` can build a config."""
+        return [[d.name for d in self.dimensions]]
+
+    # ------------------------------------------------------------------ cost model
+    def layers(self, config: SubNetConfig) -> list[LayerSpec]:
+        """The LayerSpecs (LUT keys) the SubNet executes, in order, repeats included."""
+        raise CapabilityError(f"space {self.name!r} has no layer model (declarative space)")
+
+    def params(self, config: SubNetConfig) -> int:
+        """Learned parameters of the extracted SubNet."""
+        return sum(spec.params for spec in self.layers(config))
+
+    def macs(self, config: SubNetConfig) -> int:
+        """Multiply-accumulates of one forward pass at batch 1 (FLOPs = 2 × MACs)."""
+        return sum(spec.macs for spec in self.layers(config))
+
+    # ------------------------------------------------------------------ models
+    def supernet(self, seed: int = 0) -> nn.Module:
+        """A freshly initialised weight-shared SuperNet (deterministic for a seed)."""
+        raise CapabilityError(f"space {self.name!r} has no PyTorch SuperNet (declarative space)")
+
+    def extract(self, supernet: nn.Module, config: SubNetConfig) -> nn.Module:
+        """A standalone module whose weights are copies of the SuperNet slices ``config`` selects."""
+        raise CapabilityError(f"space {self.name!r} has no PyTorch SuperNet (declarative space)")
+
+    def subnet(self, config: SubNetConfig) -> nn.Module:
+        """An untrained standalone module with the architecture ``extract`` returns (to load weights into)."""
+        raise CapabilityError(f"space {self.name!r} has no PyTorch SuperNet (declarative space)")
+
+    def dummy_input(self, config: SubNetConfig, batch: int = 1, seed: int = 0) -> torch.Tensor:
+        """A deterministic input of the shape ``config`` runs on (images or token ids)."""
+        raise CapabilityError(f"space {self.name!r} has no PyTorch SuperNet (declarative space)")
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary: name, description, dimensions, size and capabilities."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "has_model": self.has_model,
+            "size": self.size(),
+            "dimensions": [d.to_dict() for d in self.dimensions],
+            "record_columns": self.record_columns(),
+        }
+
+    def size(self) -> float:
+        """Number of distinct configs (inf when a dimension is continuous)."""
+        total = 1.0
+        for d in self.dimensions:
+            if d.kind == "float":
+                return float("inf")
+            if d.kind == "int":
+                lo, hi = d.bounds()
+                total *= (int(hi) - int(lo)) // d.step + 1
+            else:
+                total *= len(d.choices)
+        return total
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self.dimensions)} dimensions>"
+
+
+def _parse_scalar(raw: Any, dim: Dimension) -> Any:
+    """Parse a table cell for ``dim``; leave it unchanged when it is not text (validation reports it)."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    if not dim.numeric:
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and dim.kind != "float" else number
