@@ -168,9 +168,9 @@ class SearchSpace:
             "record_columns": self.record_columns(),
         }
 
-    def size(self) -> float:
-        """Number of distinct configs (inf when a dimension is continuous)."""
-        total = 1.0
+    def size(self) -> int | float:
+        """Number of distinct configs (exact integer; ``inf`` when a dimension is continuous)."""
+        total = 1
         for d in self.dimensions:
             if d.kind == "float":
                 return float("inf")

@@ -16,7 +16,7 @@ from supernet._errors import InvalidValueError
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-__all__ = ["Dimension", "LayerSpec", "SubNetConfig", "OPS", "ACTIVATIONS"]
+__all__ = ["ACTIVATIONS", "OPS", "Dimension", "LayerSpec", "SubNetConfig"]
 
 Scalar = int | float | str
 DimensionKind = Literal["categorical", "int", "float"]

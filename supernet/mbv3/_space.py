@@ -1,0 +1,260 @@
+"""Once-for-All MobileNetV3 search space (elastic depth, kernel, expand ratio, width and resolution)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from supernet._errors import InvalidValueError
+from supernet._space import SearchSpace
+from supernet._types import Dimension, LayerSpec, SubNetConfig
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["MobileNetV3Space", "make_divisible"]
+
+N_STAGES = 5
+STAGE_STRIDES = (2, 2, 2, 1, 2)
+STAGE_ACTS = ("relu", "relu", "hswish", "hswish", "hswish")
+STAGE_SE = (False, True, False, True, True)
+OFA_BASE_WIDTHS = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
+
+
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """OFA's channel rounding: nearest multiple of ``divisor``, never more than 10 % below ``v``."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class MobileNetV3Space(SearchSpace):
+    """OFA MobileNetV3: 5 stages of up to ``max(depth_choices)`` MBConv blocks.
+
+    Dimensions ``ks_i``/``e_i`` (kernel size / expand ratio of block i, 20 blocks), ``d_s`` (depth of stage s),
+    ``r`` (input resolution) and ``w`` (width multiplier). Configs round-trip OFA's ``ks``/``e``/``d``/``r``
+    encoding; blocks beyond a stage's depth keep their values (OFA does too) but are inactive.
+    The first conv, first block (expand 1, kernel 3) and head follow OFA's ``OFAMobileNetV3``.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "mbv3",
+        n_classes: int = 1000,
+        base_widths: Sequence[int] = OFA_BASE_WIDTHS,
+        width_choices: Sequence[float] = (1.0, 1.2),
+        ks_choices: Sequence[int] = (3, 5, 7),
+        expand_choices: Sequence[int] = (3, 4, 6),
+        depth_choices: Sequence[int] = (2, 3, 4),
+        resolution_choices: Sequence[int] = tuple(range(128, 225, 4)),
+        default_width: float = 1.0,
+        description: str = "",
+    ) -> None:
+        if len(base_widths) != 9:
+            raise InvalidValueError("mbv3 base_widths", "9 widths (first conv, first block, 5 stages, head)",
+                                    list(base_widths))
+        self.name = name
+        self.description = description or (
+            "Once-for-All MobileNetV3: elastic depth {2,3,4}/stage, kernel {3,5,7} and expand {3,4,6}/block, "
+            "resolution 128-224, width 1.0/1.2"
+        )
+        self.n_classes = n_classes
+        self.base_widths = tuple(base_widths)
+        self.width_choices = tuple(sorted(width_choices))
+        self.ks_choices = tuple(sorted(ks_choices))
+        self.expand_choices = tuple(sorted(expand_choices))
+        self.depth_choices = tuple(sorted(depth_choices))
+        self.resolution_choices = tuple(sorted(resolution_choices))
+        self.max_depth = self.depth_choices[-1]
+        self.n_blocks = N_STAGES * self.max_depth
+        self.default_width = default_width
+        dims: list[Dimension] = []
+        for i in range(self.n_blocks):
+            dims.append(Dimension(f"ks_{i}", choices=self.ks_choices, group=f"stage {i // self.max_depth}",
+                                  description=f"kernel size of block {i}"))
+        for i in range(self.n_blocks):
+            dims.append(Dimension(f"e_{i}", choices=self.expand_choices, group=f"stage {i // self.max_depth}",
+                                  description=f"expand ratio of block {i}"))
+        for s in range(N_STAGES):
+            dims.append(Dimension(f"d_{s}", choices=self.depth_choices, group=f"stage {s}",
+                                  description=f"number of blocks kept in stage {s}"))
+        dims.append(Dimension("r", choices=self.resolution_choices, group="input", description="resolution (px)"))
+        dims.append(Dimension("w", choices=self.width_choices, group="width", description="width multiplier"))
+        super().__init__(dims)
+
+    # ------------------------------------------------------------------ channel arithmetic
+    def widths(self, w: float) -> tuple[int, ...]:
+        """Channel widths at multiplier ``w``: first conv, first block, stages 1-5, final expand, last."""
+        return tuple(make_divisible(b * w) for b in self.base_widths)
+
+    @property
+    def max_widths(self) -> tuple[int, ...]:
+        """Widths of the SuperNet (largest multiplier)."""
+        return self.widths(self.width_choices[-1])
+
+    @staticmethod
+    def mid_channels(cin: int, expand: int) -> int:
+        """Expanded channels of an MBConv block (OFA: ``make_divisible(round(cin * e), 8)``)."""
+        return make_divisible(round(cin * expand))
+
+    @staticmethod
+    def se_channels(mid: int) -> int:
+        """Squeeze-excite hidden channels (reduction 4, rounded to 8)."""
+        return make_divisible(mid // 4)
+
+    def block_index(self, stage: int, j: int) -> int:
+        """Index (0..19) of block ``j`` of ``stage``."""
+        return stage * self.max_depth + j
+
+    @property
+    def first_residual(self) -> bool:
+        """Whether the first block (expand 1) has an identity shortcut (equal base widths, as in OFA)."""
+        return self.base_widths[0] == self.base_widths[1]
+
+    def block_residual(self, stage: int, j: int) -> bool:
+        """Whether block ``j`` of ``stage`` has an identity shortcut (stride 1 and equal widths)."""
+        if j > 0:
+            return True
+        return STAGE_STRIDES[stage] == 1 and self.base_widths[1 + stage] == self.base_widths[2 + stage]
+
+    # ------------------------------------------------------------------ configs
+    def encode(self, config: SubNetConfig) -> np.ndarray:
+        """``ks``/``e`` per block (0 for blocks beyond the stage depth), then ``d``, ``r``, ``w``."""
+        out: list[float] = []
+        active = self.active_blocks(config)
+        for prefix in ("ks", "e"):
+            out.extend(float(config[f"{prefix}_{i}"]) if i in active else 0.0 for i in range(self.n_blocks))
+        out.extend(float(config[f"d_{s}"]) for s in range(N_STAGES))
+        out.extend([float(config["r"]), float(config["w"])])
+        return np.asarray(out, dtype=np.float64)
+
+    def active_blocks(self, config: SubNetConfig) -> set[int]:
+        """Indices of the blocks the config runs."""
+        return {
+            self.block_index(s, j) for s in range(N_STAGES) for j in range(int(config[f"d_{s}"]))
+        }
+
+    def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:
+        """Parse OFA's encoding (``ks``, ``e``: 20 values, ``d``: 5 values, '-'-joined or lists; ``r``; optional
+        ``w``, default ``default_width``) or one column per dimension."""
+        if not {"ks", "e", "d", "r"} <= set(record):
+            return super().from_record(record, {"w": self.default_width, **(defaults or {})})
+        values: dict[str, Any] = {"w": self.default_width, **(defaults or {})}
+        for prefix, count in (("ks", self.n_blocks), ("e", self.n_blocks), ("d", N_STAGES)):
+            items = _int_list(record[prefix], prefix, count)
+            values.update({f"{prefix}_{i}": v for i, v in enumerate(items)})
+        r = record["r"]
+        if isinstance(r, (list, tuple)) and len(r) == 1:  # OFA net configs store r as [224]
+            r = r[0]
+        values["r"] = _number(r, "r")
+        if "w" in record and record["w"] not in (None, ""):
+            values["w"] = _number(record["w"], "w")
+        return self.validate(values)
+
+    def to_record(self, config: SubNetConfig) -> dict[str, Any]:
+        """OFA encoding: ``ks``, ``e``, ``d`` as '-'-joined strings, ``r`` and ``w``."""
+        return {
+            "ks": "-".join(str(config[f"ks_{i}"]) for i in range(self.n_blocks)),
+            "e": "-".join(str(config[f"e_{i}"]) for i in range(self.n_blocks)),
+            "d": "-".join(str(config[f"d_{s}"]) for s in range(N_STAGES)),
+            "r": config["r"],
+            "w": config["w"],
+        }
+
+    def record_columns(self) -> list[list[str]]:
+        return [["ks", "e", "d", "r"], [d.name for d in self.dimensions]]
+
+    # ------------------------------------------------------------------ cost model
+    def layers(self, config: SubNetConfig) -> list[LayerSpec]:
+        c = self.widths(float(config["w"]))
+        r = int(config["r"])
+        specs: list[LayerSpec] = []
+        first = LayerSpec("conv2d", cin=3, cout=c[0], kernel=3, stride=2, h=r, w=r, act="hswish", bn=True)
+        specs.append(first)
+        h, w_ = first.out_hw
+        specs.append(LayerSpec("conv2d", cin=c[0], cout=c[0], kernel=3, groups=c[0], h=h, w=w_, act="relu", bn=True))
+        specs.append(LayerSpec("conv2d", cin=c[0], cout=c[1], h=h, w=w_, bn=True))
+        if self.first_residual:
+            specs.append(LayerSpec("add", cin=c[1], h=h, w=w_))
+        cin = c[1]
+        for s in range(N_STAGES):
+            cout, act = c[2 + s], STAGE_ACTS[s]
+            for j in range(int(config[f"d_{s}"])):
+                i = self.block_index(s, j)
+                k, e = int(config[f"ks_{i}"]), int(config[f"e_{i}"])
+                stride = STAGE_STRIDES[s] if j == 0 else 1
+                mid = self.mid_channels(cin, e)
+                specs.append(LayerSpec("conv2d", cin=cin, cout=mid, h=h, w=w_, act=act, bn=True))
+                dw = LayerSpec("conv2d", cin=mid, cout=mid, kernel=k, stride=stride, groups=mid, h=h, w=w_,
+                               act=act, bn=True)
+                specs.append(dw)
+                h, w_ = dw.out_hw
+                if STAGE_SE[s]:
+                    specs.append(LayerSpec("se", cin=mid, hidden=self.se_channels(mid), h=h, w=w_))
+                specs.append(LayerSpec("conv2d", cin=mid, cout=cout, h=h, w=w_, bn=True))
+                if self.block_residual(s, j):
+                    specs.append(LayerSpec("add", cin=cout, h=h, w=w_))
+                cin = cout
+        specs.append(LayerSpec("conv2d", cin=cin, cout=c[7], h=h, w=w_, act="hswish", bn=True))
+        specs.append(LayerSpec("gap", cin=c[7], h=h, w=w_))
+        specs.append(LayerSpec("conv2d", cin=c[7], cout=c[8], act="hswish"))
+        specs.append(LayerSpec("linear", cin=c[8], cout=self.n_classes, bias=True))
+        return specs
+
+    # ------------------------------------------------------------------ models
+    def supernet(self, seed: int = 0) -> nn.Module:
+        from supernet.mbv3._model import MobileNetV3SuperNet
+
+        return MobileNetV3SuperNet(self, seed=seed)
+
+    def extract(self, supernet: nn.Module, config: SubNetConfig) -> nn.Module:
+        from supernet.mbv3._model import MobileNetV3SuperNet
+
+        if not isinstance(supernet, MobileNetV3SuperNet) or supernet.space is not self:
+            raise InvalidValueError("supernet", f"a SuperNet of space {self.name!r}", type(supernet).__name__)
+        return supernet.extract(self.validate(config))
+
+    def subnet(self, config: SubNetConfig) -> nn.Module:
+        from supernet.mbv3._model import MobileNetV3SubNet
+
+        return MobileNetV3SubNet(self, self.validate(config))
+
+    def dummy_input(self, config: SubNetConfig, batch: int = 1, seed: int = 0) -> torch.Tensor:
+        import torch
+
+        r = int(config["r"])
+        return torch.randn(batch, 3, r, r, generator=torch.Generator().manual_seed(seed))
+
+
+def _int_list(raw: Any, field: str, count: int) -> list[int]:
+    if isinstance(raw, str):
+        parts: list[Any] = [p for p in raw.replace(",", "-").strip("[]").split("-") if p.strip()]
+    elif isinstance(raw, (list, tuple)):
+        parts = list(raw)
+    else:
+        raise InvalidValueError(field, f"{count} integers joined by '-'", raw)
+    if len(parts) != count:
+        raise InvalidValueError(field, f"{count} integers joined by '-'", raw)
+    numbers = [_number(p, field) for p in parts]
+    if not all(isinstance(n, int) for n in numbers):
+        raise InvalidValueError(field, f"{count} integers joined by '-'", raw)
+    return [int(n) for n in numbers]
+
+
+def _number(raw: Any, field: str) -> int | float:
+    if isinstance(raw, bool):
+        raise InvalidValueError(field, "a number", raw)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        return int(raw) if raw.is_integer() and field != "w" else raw
+    try:
+        number = float(str(raw).strip())
+    except ValueError:
+        raise InvalidValueError(field, "a number", raw) from None
+    return int(number) if number.is_integer() and field != "w" else number
