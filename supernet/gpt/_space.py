@@ -1,0 +1,198 @@
+"""The built-in ``gpt`` space: a decoder-only elastic transformer (Flextron / AmoebaLLM / whittle style)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from supernet._errors import InvalidValueError
+from supernet._space import SearchSpace
+from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from supernet.gpt._model import GPTSubNet, GPTSuperNet
+
+__all__ = ["GPTSpace"]
+
+
+class GPTSpace(SearchSpace):
+    """Elastic byte-level GPT: residual width, which layers are kept, and per layer the heads and FFN width.
+
+    Dimensions: ``embed_dim``, ``seq_len`` (input length for profiling; it does not change weights), then per
+    layer ``i`` ``layer_i`` (1 keeps block ``i``, 0 skips it), ``heads_i`` (of ``head_dim`` dims each) and
+    ``ffn_i``. At least ``min_layers`` layers are kept. Choices are stored sorted.
+    """
+
+    name = "gpt"
+    description = "Decoder-only elastic GPT (byte-level): width, kept layers, per-layer heads and FFN, sequence length"
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int = 256,
+        n_layers: int = 6,
+        embed_choices: Sequence[int] = (128, 192, 256),
+        head_choices: Sequence[int] = (2, 4, 8),
+        head_dim: int = 32,
+        ffn_choices: Sequence[int] = (256, 512, 1024),
+        seq_choices: Sequence[int] = (64, 128, 256),
+        max_seq: int | None = None,
+        min_layers: int = 1,
+    ) -> None:
+        self.vocab_size = _positive("vocab_size", vocab_size)
+        self.n_layers = _positive("n_layers", n_layers)
+        self.embed_choices = _choices("embed_choices", embed_choices)
+        self.head_choices = _choices("head_choices", head_choices)
+        self.head_dim = _positive("head_dim", head_dim)
+        self.ffn_choices = _choices("ffn_choices", ffn_choices)
+        self.seq_choices = _choices("seq_choices", seq_choices)
+        self.max_seq = self.seq_choices[-1] if max_seq is None else _positive("max_seq", max_seq)
+        if self.max_seq < self.seq_choices[-1]:
+            raise InvalidValueError("gpt max_seq", f"at least max(seq_choices) = {self.seq_choices[-1]}", max_seq)
+        if not isinstance(min_layers, int) or not 1 <= min_layers <= n_layers:
+            raise InvalidValueError("gpt min_layers", f"an integer in [1, n_layers = {n_layers}]", min_layers)
+        self.min_layers = min_layers
+        dims = [
+            Dimension("embed_dim", "categorical", self.embed_choices, group="global", description="residual width"),
+            Dimension("seq_len", "categorical", self.seq_choices, group="input", description="tokens per sequence"),
+        ]
+        for i in range(n_layers):
+            group = f"layer {i}"
+            dims += [
+                Dimension(f"layer_{i}", "categorical", (0, 1), group=group, description=f"1 keeps block {i}"),
+                Dimension(f"heads_{i}", "categorical", self.head_choices, group=group, description="attention heads"),
+                Dimension(f"ffn_{i}", "categorical", self.ffn_choices, group=group, description="FFN hidden width"),
+            ]
+        super().__init__(dims)
+
+    # ------------------------------------------------------------------ configs
+    def _check(self, values: dict[str, Scalar]) -> None:
+        flags = tuple(values[f"layer_{i}"] for i in range(self.n_layers))
+        if sum(int(f) for f in flags) < self.min_layers:
+            raise InvalidValueError("gpt config.layer_*", f"at least {self.min_layers} kept layer(s)", flags)
+
+    def sample(self, rng: np.random.Generator) -> SubNetConfig:
+        """Uniform per dimension; when too few layers are kept, a random subset of the dropped ones is kept too."""
+        values = {d.name: d.sample(rng) for d in self.dimensions}
+        dropped = [f"layer_{i}" for i in range(self.n_layers) if values[f"layer_{i}"] == 0]
+        missing = self.min_layers - (self.n_layers - len(dropped))
+        if missing > 0:
+            for j in rng.choice(len(dropped), size=missing, replace=False):
+                values[dropped[int(j)]] = 1
+        return self.validate(values)
+
+    def smallest(self) -> SubNetConfig:
+        """Smallest widths with only the first ``min_layers`` layers kept."""
+        values = {d.name: d.bounds()[0] for d in self.dimensions}
+        values |= {f"layer_{i}": 1 for i in range(self.min_layers)}
+        return self.validate(values)
+
+    def encoding_names(self) -> list[str]:
+        """``embed_dim``, ``seq_len``, then ``layer_i``, ``heads_i``, ``ffn_i`` per layer."""
+        return ["embed_dim", "seq_len"] + [f"{k}_{i}" for i in range(self.n_layers) for k in ("layer", "heads", "ffn")]
+
+    def encode(self, config: SubNetConfig) -> np.ndarray:
+        """``[embed_dim, seq_len]`` then per layer ``[kept, heads, ffn]``, heads and ffn 0 for skipped layers."""
+        out = [float(config["embed_dim"]), float(config["seq_len"])]
+        for i in range(self.n_layers):
+            kept = float(config[f"layer_{i}"])
+            out += [kept, kept * float(config[f"heads_{i}"]), kept * float(config[f"ffn_{i}"])]
+        return np.asarray(out, dtype=np.float64)
+
+    # ------------------------------------------------------------------ cost model
+    def layers(self, config: SubNetConfig) -> list[LayerSpec]:
+        """Embeddings, each kept block (LN, fused qkv, attention, out proj, add, LN, fc1+GELU, fc2, add), LN, head."""
+        config = self.validate(config)
+        d, t = int(config["embed_dim"]), int(config["seq_len"])
+        specs = [
+            LayerSpec("embedding", cin=self.vocab_size, cout=d, seq=t),
+            LayerSpec("embedding", cin=self.max_seq, cout=d, seq=t),
+        ]
+        for i in range(self.n_layers):
+            if not config[f"layer_{i}"]:
+                continue
+            heads, ffn = int(config[f"heads_{i}"]), int(config[f"ffn_{i}"])
+            width = heads * self.head_dim
+            specs += [
+                LayerSpec("layernorm", cin=d, seq=t),
+                LayerSpec("linear", cin=d, cout=3 * width, seq=t, bias=True),
+                LayerSpec("attention", cin=width, heads=heads, hidden=self.head_dim, seq=t),
+                LayerSpec("linear", cin=width, cout=d, seq=t, bias=True),
+                LayerSpec("add", cin=d, seq=t),
+                LayerSpec("layernorm", cin=d, seq=t),
+                LayerSpec("linear", cin=d, cout=ffn, seq=t, bias=True, act="gelu"),
+                LayerSpec("linear", cin=ffn, cout=d, seq=t, bias=True),
+                LayerSpec("add", cin=d, seq=t),
+            ]
+        return [
+            *specs,
+            LayerSpec("layernorm", cin=d, seq=t),
+            LayerSpec("linear", cin=d, cout=self.vocab_size, seq=t),
+        ]
+
+    # ------------------------------------------------------------------ models
+    def supernet(self, seed: int = 0) -> GPTSuperNet:
+        """A GPT-2-initialised :class:`GPTSuperNet` of the largest sizes; the global RNG state is left untouched."""
+        import torch
+
+        from supernet.gpt._model import GPTSuperNet
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return GPTSuperNet(
+                self.vocab_size,
+                self.max_seq,
+                self.embed_choices[-1],
+                self.n_layers,
+                self.head_choices[-1],
+                self.head_dim,
+                self.ffn_choices[-1],
+            )
+
+    def extract(self, supernet: nn.Module, config: SubNetConfig) -> GPTSubNet:
+        """A standalone :class:`GPTSubNet` holding copies of the SuperNet slices ``config`` selects."""
+        from supernet.gpt._model import GPTSuperNet
+
+        if not isinstance(supernet, GPTSuperNet):
+            raise InvalidValueError("gpt supernet", "a GPTSuperNet", type(supernet).__name__)
+        return supernet.extract(self.validate(config))
+
+    def subnet(self, config: SubNetConfig) -> GPTSubNet:
+        """A freshly initialised :class:`GPTSubNet` with the state-dict layout of :meth:`extract` (seed 0; the global
+        RNG state is left untouched)."""
+        import torch
+
+        from supernet.gpt._model import GPTSubNet
+
+        config = self.validate(config)
+        kept = [
+            (int(config[f"heads_{i}"]), int(config[f"ffn_{i}"])) for i in range(self.n_layers) if config[f"layer_{i}"]
+        ]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return GPTSubNet(self.vocab_size, self.max_seq, int(config["embed_dim"]), kept, self.head_dim)
+
+    def dummy_input(self, config: SubNetConfig, batch: int = 1, seed: int = 0) -> torch.Tensor:
+        """Token ids ``(batch, seq_len)`` (int64) drawn from a generator seeded with ``seed``."""
+        import torch
+
+        config = self.validate(config)
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randint(0, self.vocab_size, (batch, int(config["seq_len"])), generator=gen, dtype=torch.int64)
+
+
+def _positive(field: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidValueError(f"gpt {field}", "a positive integer", value)
+    return value
+
+
+def _choices(field: str, values: Sequence[int]) -> tuple[int, ...]:
+    if not values:
+        raise InvalidValueError(f"gpt {field}", "a non-empty list of positive integers", values)
+    return tuple(sorted(_positive(field, v) for v in values))
