@@ -252,3 +252,9 @@ def test_onnx_export_matches_torch(space: NB201Space, supernet: torch.nn.Module,
     (got,) = session.run(None, {"x": x.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(got, model(x).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_smallest_and_largest_are_by_cost() -> None:
+    space = get_space("nb201")
+    assert space.params(space.largest()) == 1_531_546 and space.to_arch_str(space.largest()).count("nor_conv_3x3") == 6
+    assert space.params(space.smallest()) == 73_306 and space.macs(space.smallest()) < space.macs(space.largest())

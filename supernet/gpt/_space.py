@@ -43,7 +43,9 @@ class GPTSpace(SearchSpace):
         seq_choices: Sequence[int] = (64, 128, 256),
         max_seq: int | None = None,
         min_layers: int = 1,
+        name: str = "gpt",
     ) -> None:
+        self.name = name
         self.vocab_size = _positive("vocab_size", vocab_size)
         self.n_layers = _positive("n_layers", n_layers)
         self.embed_choices = _choices("embed_choices", embed_choices)

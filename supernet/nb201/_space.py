@@ -50,7 +50,9 @@ class NB201Space(SearchSpace):
     name = "nb201"
     description = "NAS-Bench-201 cell space (6 edges x 5 ops, 15,625 cells) on 32x32 images"
 
-    def __init__(self, channels: int = 16, cells_per_stage: int = 5, n_classes: int = 10, resolution: int = 32) -> None:
+    def __init__(self, channels: int = 16, cells_per_stage: int = 5, n_classes: int = 10, resolution: int = 32,
+                 *, name: str = "nb201") -> None:
+        self.name = name
         for field, value in (("channels", channels), ("cells_per_stage", cells_per_stage), ("n_classes", n_classes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidValueError(f"NB201Space.{field}", "a positive integer", value)
@@ -66,6 +68,14 @@ class NB201Space(SearchSpace):
                 for name, to, frm in EDGES
             ]
         )
+
+    def smallest(self) -> SubNetConfig:
+        """Every edge ``none`` (fewest parameters and MACs)."""
+        return self.validate(dict.fromkeys(_EDGE_NAMES, "none"))
+
+    def largest(self) -> SubNetConfig:
+        """Every edge ``nor_conv_3x3`` (most parameters and MACs)."""
+        return self.validate(dict.fromkeys(_EDGE_NAMES, "nor_conv_3x3"))
 
     # ------------------------------------------------------------------ arch strings and indices
     def to_arch_str(self, config: SubNetConfig) -> str:
