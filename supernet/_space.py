@@ -123,6 +123,10 @@ class SearchSpace:
         """The config as the columns :meth:`from_record` reads."""
         return config.values
 
+    def summary(self, config: SubNetConfig) -> str:
+        """A compact one-line rendering of ``config`` for tables and logs."""
+        return " ".join(f"{k}={v}" for k, v in config.items)
+
     def record_columns(self) -> list[list[str]]:
         """Alternative sets of columns from which :meth:`from_record` can build a config."""
         return [[d.name for d in self.dimensions]]

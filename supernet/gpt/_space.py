@@ -94,6 +94,12 @@ class GPTSpace(SearchSpace):
         values |= {f"layer_{i}": 1 for i in range(self.min_layers)}
         return self.validate(values)
 
+    def summary(self, config: SubNetConfig) -> str:
+        """``d=… T=…`` then ``layer:heads×ffn`` for the kept layers."""
+        kept = [f"{i}:{config[f'heads_{i}']}h/{config[f'ffn_{i}']}" for i in range(self.n_layers)
+                if config[f"layer_{i}"]]
+        return f"d={config['embed_dim']} T={config['seq_len']} layers " + " ".join(kept)
+
     def encoding_names(self) -> list[str]:
         """``embed_dim``, ``seq_len``, then ``layer_i``, ``heads_i``, ``ffn_i`` per layer."""
         return ["embed_dim", "seq_len"] + [f"{k}_{i}" for i in range(self.n_layers) for k in ("layer", "heads", "ffn")]

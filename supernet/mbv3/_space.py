@@ -166,6 +166,9 @@ class MobileNetV3Space(SearchSpace):
             "w": config["w"],
         }
 
+    def summary(self, config: SubNetConfig) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.to_record(config).items())
+
     def record_columns(self) -> list[list[str]]:
         return [["ks", "e", "d", "r"], [d.name for d in self.dimensions]]
 

@@ -78,6 +78,9 @@ class NB201Space(SearchSpace):
         return self.validate(dict.fromkeys(_EDGE_NAMES, "nor_conv_3x3"))
 
     # ------------------------------------------------------------------ arch strings and indices
+    def summary(self, config: SubNetConfig) -> str:
+        return self.to_arch_str(config)
+
     def to_arch_str(self, config: SubNetConfig) -> str:
         """The NAS-Bench-201 arch string, e.g. ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|``."""
         config = self.validate(config)

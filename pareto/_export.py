@@ -1,0 +1,211 @@
+"""SubNet bundles: config JSON, safetensors weights of the extracted SubNet, ONNX graph; and loading them back."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supernet import HwparetoError, SearchSpace, SubNetConfig, get_space
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["BundleCheck", "ExportResult", "export_subnet", "load_subnet", "load_supernet", "verify_bundle"]
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    """What :func:`export_subnet` wrote: the folder and ``{file name: sha256}``."""
+
+    directory: Path
+    files: dict[str, str]
+
+
+def load_supernet(space: SearchSpace, checkpoint: str | Path | None = None, seed: int = 0) -> nn.Module:
+    """The space's SuperNet, with weights from a safetensors ``checkpoint`` (never a pickle) when given."""
+    supernet = space.supernet(seed=seed)
+    if checkpoint is None:
+        return supernet
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(checkpoint)
+    try:
+        state = load_file(path)
+    except (OSError, SafetensorError) as exc:
+        raise HwparetoError(f"checkpoint {path}: not a readable safetensors file ({exc})") from None
+    try:
+        supernet.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])[:300]
+        raise HwparetoError(f"checkpoint {path}: does not fit space {space.name!r}: {detail}") from None
+    return supernet
+
+
+def export_subnet(
+    space: SearchSpace,
+    config: SubNetConfig,
+    out_dir: str | Path,
+    *,
+    weights: bool = False,
+    onnx: bool = False,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    metrics: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Write ``config.json`` (+ ``weights.safetensors``, ``model.onnx``) for ``config`` into ``out_dir``.
+
+    Weights are those of the SubNet extracted from the SuperNet (``checkpoint`` or a fresh one from ``seed``).
+    ``config.json`` records the space, values, OFA/NB201-style record, params, MACs, the SuperNet source,
+    ``metrics`` and the SHA-256 of every file, so :func:`load_subnet` can check the bundle.
+    """
+    config = space.validate(config)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HwparetoError(f"export folder {out}: cannot create ({exc.strerror})") from None
+    doc: dict[str, Any] = {
+        "space": space.name,
+        "key": config.key,
+        "values": config.values,
+        "record": space.to_record(config),
+        "metrics": metrics or {},
+    }
+    files: dict[str, str] = {}
+    if space.has_model:
+        doc["params"] = space.params(config)
+        doc["macs"] = space.macs(config)
+    if weights or onnx:
+        if not space.has_model:
+            raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
+        import torch
+        from safetensors.torch import save_file
+
+        supernet = load_supernet(space, checkpoint, seed)
+        module = space.extract(supernet, config).eval()
+        doc["supernet"] = {
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "checkpoint_sha256": _sha256(Path(checkpoint)) if checkpoint else None,
+            "seed": None if checkpoint else seed,
+        }
+        doc["input_shape"] = list(space.dummy_input(config).shape)
+        if weights:
+            state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+            save_file(state, str(out / WEIGHTS_FILE), metadata={"space": space.name, "key": config.key})
+            files[WEIGHTS_FILE] = _sha256(out / WEIGHTS_FILE)
+        if onnx:
+            _export_onnx(module, space.dummy_input(config, batch=2), out / ONNX_FILE, torch)
+            files[ONNX_FILE] = _sha256(out / ONNX_FILE)
+    doc["files"] = files
+    (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files})
+
+
+def _export_onnx(module: nn.Module, example: Any, path: Path, torch: Any) -> None:
+    """torch.export-based ONNX export with a dynamic batch axis; the exporter's chatter is silenced."""
+    batch = torch.export.Dim("batch")
+    quiet = io.StringIO()
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                input_names=["input"],
+                output_names=["output"],
+                dynamic_shapes=({0: batch},),
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        onnx_logger.setLevel(level)
+
+
+def load_subnet(directory: str | Path) -> tuple[SearchSpace, SubNetConfig, nn.Module]:
+    """Rebuild an exported SubNet: validate ``config.json``, check file hashes, load ``weights.safetensors``."""
+    folder = Path(directory)
+    try:
+        doc = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HwparetoError(f"bundle {folder}: cannot read {CONFIG_FILE} ({exc})") from None
+    if not isinstance(doc, dict) or "space" not in doc:
+        raise HwparetoError(f"bundle {folder}: {CONFIG_FILE} has no 'space' field")
+    space = get_space(doc["space"])
+    config = space.validate(doc)
+    if config.key != doc.get("key", config.key):
+        raise HwparetoError(f"bundle {folder}: key {doc.get('key')!r} does not match its values ({config.key})")
+    for name, digest in doc.get("files", {}).items():
+        if not (folder / name).is_file() or _sha256(folder / name) != digest:
+            raise HwparetoError(f"bundle {folder}: {name} is missing or its SHA-256 differs from {CONFIG_FILE}")
+    module = space.subnet(config)
+    if (folder / WEIGHTS_FILE).is_file():
+        from safetensors.torch import load_file
+
+        module.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)
+    return space, config, module.eval()
+
+
+@dataclass(frozen=True, slots=True)
+class BundleCheck:
+    """Largest absolute output difference between the freshly extracted SubNet and the bundle's reloaded
+    weights / ONNX graph (run in onnxruntime), on the space's dummy input at batch 2; None where not exported."""
+
+    weights_max_abs_diff: float | None
+    onnx_max_abs_diff: float | None
+
+    def ok(self, atol: float = 1e-4) -> bool:
+        """Whether every exported artefact reproduces the extracted SubNet within ``atol``."""
+        return all(d is None or d <= atol for d in (self.weights_max_abs_diff, self.onnx_max_abs_diff))
+
+
+def verify_bundle(directory: str | Path) -> BundleCheck:
+    """Re-extract the bundle's SubNet from the SuperNet it names and compare it with what was exported."""
+    import torch
+
+    folder = Path(directory)
+    space, config, module = load_subnet(folder)
+    doc = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    source = doc.get("supernet")
+    if source is None:
+        return BundleCheck(None, None)
+    supernet = load_supernet(space, source.get("checkpoint"), source.get("seed") or 0)
+    reference = space.extract(supernet, config).eval()
+    x = space.dummy_input(config, batch=2, seed=1)
+    with torch.no_grad():
+        expected = reference(x)
+        weights_diff = (
+            float((module(x) - expected).abs().max()) if (folder / WEIGHTS_FILE).is_file() else None
+        )
+    onnx_diff = None
+    if (folder / ONNX_FILE).is_file():
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+        (out,) = session.run(None, {"input": x.numpy()})
+        onnx_diff = float(abs(out - expected.numpy()).max())
+    return BundleCheck(weights_diff, onnx_diff)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,56 @@
+"""Stored measurements as wide tables (one row per SubNet, one column per subject), e.g. to round-trip imports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pareto._store import Store
+from supernet import HwparetoError, SearchSpace
+
+__all__ = ["wide_table", "write_wide_csv"]
+
+
+def wide_table(
+    store: Store,
+    space: SearchSpace,
+    *,
+    subject: str | None = None,
+    subject_kind: str | None = None,
+    metric: str | None = None,
+) -> pd.DataFrame:
+    """One row per SubNet: ``config_key``, the space's record columns, then one value column per subject
+    (``subject`` alone when a single metric is selected, else ``subject.metric``)."""
+    df = store.measurements(space=space.name, subject=subject, subject_kind=subject_kind, metric=metric)
+    if df.empty:
+        return pd.DataFrame(columns=["config_key"])
+    single_metric = df["metric"].nunique() == 1
+    df = df.assign(column=df["subject"] if single_metric else df["subject"] + "." + df["metric"])
+    if df.duplicated(["config_key", "column"]).any():  # several sources or batches for one cell
+        df = df.assign(column=df["column"] + "." + df["source"] + ".b" + df["batch"].astype(str))
+    values = df.pivot(index="config_key", columns="column", values="value")
+    configs = df.drop_duplicates("config_key").set_index("config_key")["config_json"]
+    records = pd.DataFrame.from_records(
+        [space.to_record(space.validate(json.loads(configs[k]))) for k in values.index], index=values.index
+    )
+    return pd.concat([records, values], axis=1).reset_index()
+
+
+def write_wide_csv(
+    store: Store,
+    space: SearchSpace,
+    path: str | Path,
+    *,
+    subject: str | None = None,
+    subject_kind: str | None = None,
+    metric: str | None = None,
+) -> int:
+    """Write :func:`wide_table` to ``path``; returns the number of SubNets written."""
+    table = wide_table(store, space, subject=subject, subject_kind=subject_kind, metric=metric)
+    try:
+        table.to_csv(path, index=False)
+    except OSError as exc:
+        raise HwparetoError(f"output {path}: cannot write ({exc.strerror})") from None
+    return len(table)
