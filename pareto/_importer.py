@@ -78,11 +78,14 @@ def import_table(
     defaults: Mapping[str, Any] | None = None,
     source: str = "imported",
     batch: int = 1,
+    where: Mapping[str, str] | None = None,
 ) -> ImportReport:
     """Read ``path``, turn every row into a config of ``space`` and one measurement per value column, and write
     them in one transaction. Any bad row aborts the import with an error listing row numbers (the header is
     row 1); nothing is written then. Empty cells are skipped. Re-importing the same table changes nothing.
-    Unknown devices are registered with kind ``imported``."""
+    Unknown devices are registered with kind ``imported``. ``where`` keeps only rows whose columns hold the given
+    values (for long tables, e.g. ``{"device": "xeon"}``)."""
+    where = dict(where or {})
     p = Path(path)
     try:
         fh = p.open(newline="", encoding="utf-8-sig")
@@ -92,12 +95,18 @@ def import_table(
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         _check_header(p, header, space, columns, set(defaults or {}))
+        unknown = [c for c in where if c not in header]
+        if unknown:
+            raise InvalidValueError(f"CSV {p} --where columns", "columns among " + ", ".join(header),
+                                    ", ".join(unknown))
         rows: list[MeasurementIn] = []
         errors: list[str] = []
         keys: set[str] = set()
         n_rows = skipped = 0
         try:
             for line, record in enumerate(reader, start=2):
+                if any((record.get(c) or "").strip() != v for c, v in where.items()):
+                    continue
                 n_rows += 1
                 if None in record:
                     errors.append(f"row {line}: {len(header) + len(record[None])} fields, header has {len(header)}")
@@ -129,7 +138,8 @@ def import_table(
         more = f" (and {len(errors) - MAX_REPORTED_ROWS} more)" if len(errors) > MAX_REPORTED_ROWS else ""
         raise HwparetoError(f"CSV {p}: {len(errors)} bad row(s), nothing imported: {shown}{more}")
     if not rows:
-        raise HwparetoError(f"CSV {p}: no values to import in columns {', '.join(c.column for c in columns)}")
+        selected = f" among rows where {where}" if where else ""
+        raise HwparetoError(f"CSV {p}: no values to import in columns {', '.join(c.column for c in columns)}{selected}")
     written = store.add_measurements(rows, auto_devices=subject_kind == "device")
     return ImportReport(str(p), n_rows, len(keys), skipped, written)
 

@@ -271,6 +271,9 @@ def import_csv(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="DIM=VALUE for a dimension the table lacks; repeatable.")
     ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="COLUMN=VALUE: import only matching rows; repeatable.")
+    ] = None,
     source: Annotated[str, typer.Option("--source", help="measured | simulated | imported | evaluated")] = "imported",
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size the values refer to.")] = 1,
     store: StoreOpt = None,
@@ -287,11 +290,10 @@ def import_csv(
     columns = parse_columns(column, device if device is not None else str(dataset))
     defaults: dict[str, Any] = {}
     for item in set_ or []:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidValueError("--set", "DIM=VALUE", item)
+        name, value = _pair(item, "--set", "DIM=VALUE")
         dim = sp.dimension(name)
         defaults[name] = dim.coerce(_scalar(value), sp.name)
+    filters = dict(_pair(item, "--where", "COLUMN=VALUE") for item in where or [])
     report = import_table(
         s,
         csv_path,
@@ -302,6 +304,7 @@ def import_csv(
         defaults=defaults,
         source=source,
         batch=batch,
+        where=filters,
     )
     w = report.written
     info = {
@@ -323,6 +326,13 @@ def import_csv(
         )
         if w.new_devices:
             typer.echo("registered imported devices: " + ", ".join(w.new_devices))
+
+
+def _pair(item: str, option: str, form: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise InvalidValueError(option, form, item)
+    return name, value
 
 
 def _scalar(text: str) -> Any:

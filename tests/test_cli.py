@@ -338,3 +338,26 @@ def test_demo_exports_and_reloads(tmp_path: Path) -> None:
     for bundle in (tmp_path / "bundles").iterdir():
         assert verify_bundle(bundle).ok()
     hw("demo", "--out", tmp_path / "bundles", "--store", store)  # a second run reuses the store
+
+
+def test_hat_table_into_declarative_space(shared_data: Path, sqlite_url: str) -> None:
+    spec = Path(__file__).resolve().parents[1] / "data" / "spaces" / "hat_wmt14ende.yaml"
+    hw("space", "register", spec, "--store", sqlite_url)
+    table = shared_data / "hat_latency_wmt14ende.csv"
+    for device in ("raspberrypi", "xeon", "titanxp"):
+        out, _ = hw("import", table, "--space", "hat-wmt14ende", "--where", f"device={device}", "--device",
+                    f"hat_{device}", "--metric", "latency_ms", "--column", "latency_total_ms", "--store", sqlite_url,
+                    "--json")
+        assert json.loads(out)["inserted"] == 2000
+    summary = json.loads(hw("measurements", "--space", "hat-wmt14ende", "--json", "--store", sqlite_url)[0])
+    assert sorted((r["subject"], r["count"]) for r in summary) == [
+        ("hat_raspberrypi", 2000), ("hat_titanxp", 2000), ("hat_xeon", 2000)]
+    with table.open() as fh:
+        first = next(r for r in csv.DictReader(fh) if r["device"] == "xeon")
+    with Store.open(sqlite_url) as store:
+        df = store.measurements(space="hat-wmt14ende", subject="hat_xeon")
+        cfg = store.space("hat-wmt14ende").from_record(first)
+    assert float(df.set_index("config_key").loc[cfg.key, "value"]) == float(first["latency_total_ms"])
+    _, err = hw("import", table, "--space", "hat-wmt14ende", "--where", "gpu=yes", "--device", "x", "--metric",
+                "latency_ms", "--column", "latency_total_ms", "--store", sqlite_url, ok=False)
+    assert "--where columns" in err and "got 'gpu'" in err
