@@ -60,6 +60,7 @@ from pareto._models import (
     SubNet,
 )
 from supernet import (
+    BUILTIN_SPACES,
     DeclarativeSpace,
     HwparetoError,
     InvalidValueError,
@@ -67,7 +68,6 @@ from supernet import (
     SubNetConfig,
     get_space,
     list_spaces,
-    register_space,
     space_from_dict,
 )
 
@@ -331,24 +331,29 @@ class Store:
 
     # ------------------------------------------------------------------ spaces
     def register_space(self, space: DeclarativeSpace) -> None:
-        """Store a declarative space (and register it in this process); built-in names are rejected."""
+        """Store a declarative space; built-in names are rejected. Stored spaces belong to this store (they are
+        not registered process-wide, so two stores may hold different spaces of one name)."""
         if not isinstance(space, DeclarativeSpace):
             raise InvalidValueError("space", "a DeclarativeSpace", type(space).__name__)
+        if space.name in BUILTIN_SPACES:
+            raise InvalidValueError("space.name", "a name other than the built-ins " + ", ".join(BUILTIN_SPACES),
+                                    space.name)
         document = _canonical("space", space.to_dict())
         with self._write() as conn:
             stored = conn.execute(select(Space.definition_json).where(Space.name == space.name)).scalar_one_or_none()
             if stored is not None and stored != document:
                 raise InvalidValueError("space.name", "a name not already stored with another definition", space.name)
-            register_space(space)
             if stored is None:
                 conn.execute(insert(Space).values(name=space.name, definition_json=document))
 
     def space(self, name: str) -> SearchSpace:
-        """The space called ``name``: a built-in, or a stored declarative space (registered on first use)."""
+        """The space called ``name``: a built-in, else one stored here, else one registered in this process."""
+        if name in BUILTIN_SPACES:
+            return get_space(name)
         with self._engine.connect() as conn:
             stored = conn.execute(select(Space.definition_json).where(Space.name == name)).scalar_one_or_none()
         if stored is not None:
-            return register_space(space_from_dict(json.loads(stored), source=f"stored space {name!r}"))
+            return space_from_dict(json.loads(stored), source=f"stored space {name!r}")
         try:
             return get_space(name)
         except InvalidValueError:

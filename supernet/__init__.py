@@ -2,12 +2,13 @@
 
 from supernet._declarative import DeclarativeSpace, load_space_file, space_from_dict
 from supernet._errors import CapabilityError, HwparetoError, InvalidValueError
-from supernet._registry import get_space, list_spaces, register_space
+from supernet._registry import BUILTIN_SPACES, get_space, list_spaces, register_space
 from supernet._space import SearchSpace
 from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig, unique_layers
 
 __all__ = [
     "ACTIVATIONS",
+    "BUILTIN_SPACES",
     "OPS",
     "CapabilityError",
     "DeclarativeSpace",

@@ -8,13 +8,14 @@ import threading
 from supernet._errors import InvalidValueError
 from supernet._space import SearchSpace
 
-__all__ = ["get_space", "list_spaces", "register_space"]
+__all__ = ["BUILTIN_SPACES", "get_space", "list_spaces", "register_space"]
 
 _BUILTIN = {
     "mbv3": ("supernet.mbv3", "MobileNetV3Space"),
     "gpt": ("supernet.gpt", "GPTSpace"),
     "nb201": ("supernet.nb201", "NB201Space"),
 }
+BUILTIN_SPACES = tuple(_BUILTIN)
 _lock = threading.Lock()
 _spaces: dict[str, SearchSpace] = {}
 
