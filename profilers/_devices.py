@@ -1,0 +1,108 @@
+"""Device specs (YAML), shipped presets under ``data/devices/`` and the backend registry."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from profilers._base import DEVICE_NAME_CHARS, Backend, DeviceSpec
+from supernet import HwparetoError, InvalidValueError
+
+__all__ = [
+    "BACKENDS",
+    "LOCAL_CPU",
+    "PRESETS_DIR",
+    "backend_for",
+    "device_from_dict",
+    "load_device_file",
+    "local_cpu_spec",
+    "presets",
+]
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "data" / "devices"
+LOCAL_CPU = "cpu-local"
+MEASURED_KINDS = ("cpu", "cuda", "npu", "cim", "fake")
+
+# backend name -> (module, class); imported on first use so optional simulators cost nothing until needed
+BACKENDS: dict[str, tuple[str, str]] = {
+    "torch-cpu": ("profilers._cpu", "CpuBackend"),
+    "torch-cuda": ("profilers._cuda", "CudaBackend"),
+    "zigzag": ("profilers._zigzag", "ZigZagBackend"),
+    "reram": ("profilers._reram", "ReRAMBackend"),
+    "fake": ("profilers._fake", "FakeBackend"),
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
+_KEYS = {"name", "kind", "backend", "description", "params", "references"}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The :class:`Backend` subclass registered as ``name``."""
+    if name not in BACKENDS:
+        raise InvalidValueError("device.backend", "one of " + ", ".join(BACKENDS), name)
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def backend_for(spec: DeviceSpec) -> Backend:
+    """Instantiate (and validate) the backend of ``spec``."""
+    return backend_class(spec.backend)(spec)
+
+
+def device_from_dict(doc: Any, source: str = "device spec") -> DeviceSpec:
+    """Parse and validate a device document; errors name the field, the allowed values and the value."""
+    if not isinstance(doc, Mapping):
+        raise InvalidValueError(source, "a mapping with name, kind, backend, params", type(doc).__name__)
+    unknown = sorted(set(doc) - _KEYS)
+    if unknown:
+        raise InvalidValueError(source, "only the keys " + ", ".join(sorted(_KEYS)), unknown)
+    for required in ("name", "kind", "backend"):
+        if required not in doc:
+            raise InvalidValueError(f"{source}: {required}", "a value (required field)", "nothing")
+    name = doc["name"]
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidValueError(f"{source}: name", DEVICE_NAME_CHARS, name)
+    kind = doc["kind"]
+    if kind not in MEASURED_KINDS:
+        raise InvalidValueError(f"{source}: kind", "one of " + ", ".join(MEASURED_KINDS), kind)
+    backend = doc["backend"]
+    if backend not in BACKENDS:
+        raise InvalidValueError(f"{source}: backend", "one of " + ", ".join(BACKENDS), backend)
+    params = doc.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise InvalidValueError(f"{source}: params", "a mapping", params)
+    references = doc.get("references") or []
+    if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+        raise InvalidValueError(f"{source}: references", "a list of strings", references)
+    spec = DeviceSpec(name, kind, backend, dict(params), str(doc.get("description", "")), tuple(references))
+    backend_for(spec)  # validates params for this backend
+    return spec
+
+
+def load_device_file(path: str | Path) -> DeviceSpec:
+    """Read a device spec from YAML/JSON."""
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HwparetoError(f"device file {p}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise HwparetoError(f"device file {p}: not valid YAML ({exc.__class__.__name__})") from None
+    return device_from_dict(doc, source=str(p))
+
+
+def presets() -> dict[str, DeviceSpec]:
+    """The shipped device presets (``data/devices/*.yaml``), by name."""
+    specs = [load_device_file(p) for p in sorted(PRESETS_DIR.glob("*.yaml"))]
+    return {s.name: s for s in specs}
+
+
+def local_cpu_spec(threads: int = 1) -> DeviceSpec:
+    """This machine's CPU as the device ``cpu-local``: PyTorch eager execution on a fixed number of threads
+    (1 by default, the most repeatable setting)."""
+    return DeviceSpec(LOCAL_CPU, "cpu", "torch-cpu", {"threads": threads},
+                      f"This machine's CPU, timed with PyTorch eager execution on {threads} thread(s)")
