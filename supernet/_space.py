@@ -28,6 +28,8 @@ class SearchSpace:
     name: str
     description: str = ""
     has_model: bool = True
+    input_dimension: str | None = None
+    """The dimension that sets the input shape (resolution, sequence length), if any."""
 
     def __init__(self, dimensions: Sequence[Dimension]) -> None:
         names = [d.name for d in dimensions]
@@ -135,6 +137,27 @@ class SearchSpace:
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
         """The LayerSpecs (LUT keys) the SubNet executes, in order, repeats included."""
         raise CapabilityError(f"space {self.name!r} has no layer model (declarative space)")
+
+    def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
+        """Every distinct LayerSpec any config of the space can produce (the LUT a device needs), in a stable
+        order; ``restrict`` limits some dimensions (e.g. ``{"r": [224]}``) to the given values."""
+        raise CapabilityError(f"space {self.name!r} has no layer model (declarative space)")
+
+    def _restrict(self, restrict: Mapping[str, Sequence[Any]] | None, allowed: set[str]) -> dict[str, list[Any]]:
+        """Validated values per restrictable dimension (all choices where not restricted)."""
+        restrict = dict(restrict or {})
+        unknown = sorted(set(restrict) - allowed)
+        if unknown:
+            raise InvalidValueError(f"{self.name} layer restriction", "dimensions " + ", ".join(sorted(allowed)),
+                                    unknown)
+        out: dict[str, list[Any]] = {}
+        for name in sorted(allowed):
+            dim = self.dimension(name)
+            values = restrict.get(name, dim.choices)
+            if not values:
+                raise InvalidValueError(f"{self.name} layer restriction {name}", "at least one value", [])
+            out[name] = list(dict.fromkeys(dim.coerce(v, self.name) for v in values))
+        return out
 
     def params(self, config: SubNetConfig) -> int:
         """Learned parameters of the extracted SubNet."""

@@ -223,3 +223,21 @@ def test_dimension_coercion() -> None:
         steps.coerce(4)
     with pytest.raises(InvalidValueError, match="got nan"):
         Dimension("x", "float", low=0, high=1).coerce(float("nan"))
+
+
+def test_layer_universe_covers_every_config(space: SearchSpace) -> None:
+    universe = space.layer_universe()
+    assert len(universe) == len(set(universe))
+    covered = set(universe)
+    rng = np.random.default_rng(9)
+    for cfg in [space.smallest(), space.largest(), *(space.sample(rng) for _ in range(200))]:
+        missing = set(space.layers(cfg)) - covered
+        assert not missing, sorted(s.key for s in missing)[:3]
+    if space.input_dimension is not None:
+        dim = space.dimension(space.input_dimension)
+        one = space.layer_universe({dim.name: [dim.choices[-1]]})
+        assert 0 < len(one) < len(universe) and set(one) <= covered
+        with pytest.raises(InvalidValueError, match=rf"{space.name}\.{dim.name}: expected one of"):
+            space.layer_universe({dim.name: [3]})
+    with pytest.raises(InvalidValueError, match="layer restriction"):
+        space.layer_universe({"bogus": [1]})

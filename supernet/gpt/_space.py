@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -113,35 +113,55 @@ class GPTSpace(SearchSpace):
         return np.asarray(out, dtype=np.float64)
 
     # ------------------------------------------------------------------ cost model
+    input_dimension = "seq_len"
+
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
         """Embeddings, each kept block (LN, fused qkv, attention, out proj, add, LN, fc1+GELU, fc2, add), LN, head."""
         config = self.validate(config)
         d, t = int(config["embed_dim"]), int(config["seq_len"])
-        specs = [
-            LayerSpec("embedding", cin=self.vocab_size, cout=d, seq=t),
-            LayerSpec("embedding", cin=self.max_seq, cout=d, seq=t),
-        ]
+        specs = self._embeddings(d, t)
         for i in range(self.n_layers):
-            if not config[f"layer_{i}"]:
-                continue
-            heads, ffn = int(config[f"heads_{i}"]), int(config[f"ffn_{i}"])
-            width = heads * self.head_dim
-            specs += [
-                LayerSpec("layernorm", cin=d, seq=t),
-                LayerSpec("linear", cin=d, cout=3 * width, seq=t, bias=True),
-                LayerSpec("attention", cin=width, heads=heads, hidden=self.head_dim, seq=t),
-                LayerSpec("linear", cin=width, cout=d, seq=t, bias=True),
-                LayerSpec("add", cin=d, seq=t),
-                LayerSpec("layernorm", cin=d, seq=t),
-                LayerSpec("linear", cin=d, cout=ffn, seq=t, bias=True, act="gelu"),
-                LayerSpec("linear", cin=ffn, cout=d, seq=t, bias=True),
-                LayerSpec("add", cin=d, seq=t),
-            ]
+            if config[f"layer_{i}"]:
+                specs += self._attention_block(d, t, int(config[f"heads_{i}"]))
+                specs += self._ffn_block(d, t, int(config[f"ffn_{i}"]))
+        return specs + self._head(d, t)
+
+    def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
+        """Every distinct LayerSpec of any config (``restrict`` may limit ``seq_len`` and ``embed_dim``)."""
+        allowed = self._restrict(restrict, {"seq_len", "embed_dim"})
+        specs: dict[LayerSpec, None] = {}
+        for t in allowed["seq_len"]:
+            for d in allowed["embed_dim"]:
+                for part in (self._embeddings(d, t), self._head(d, t),
+                             *(self._attention_block(d, t, h) for h in self.head_choices),
+                             *(self._ffn_block(d, t, f) for f in self.ffn_choices)):
+                    specs.update(dict.fromkeys(part))
+        return list(specs)
+
+    def _embeddings(self, d: int, t: int) -> list[LayerSpec]:
+        return [LayerSpec("embedding", cin=self.vocab_size, cout=d, seq=t),
+                LayerSpec("embedding", cin=self.max_seq, cout=d, seq=t)]
+
+    def _attention_block(self, d: int, t: int, heads: int) -> list[LayerSpec]:
+        width = heads * self.head_dim
         return [
-            *specs,
             LayerSpec("layernorm", cin=d, seq=t),
-            LayerSpec("linear", cin=d, cout=self.vocab_size, seq=t),
+            LayerSpec("linear", cin=d, cout=3 * width, seq=t, bias=True),
+            LayerSpec("attention", cin=width, heads=heads, hidden=self.head_dim, seq=t),
+            LayerSpec("linear", cin=width, cout=d, seq=t, bias=True),
+            LayerSpec("add", cin=d, seq=t),
         ]
+
+    def _ffn_block(self, d: int, t: int, ffn: int) -> list[LayerSpec]:
+        return [
+            LayerSpec("layernorm", cin=d, seq=t),
+            LayerSpec("linear", cin=d, cout=ffn, seq=t, bias=True, act="gelu"),
+            LayerSpec("linear", cin=ffn, cout=d, seq=t, bias=True),
+            LayerSpec("add", cin=d, seq=t),
+        ]
+
+    def _head(self, d: int, t: int) -> list[LayerSpec]:
+        return [LayerSpec("layernorm", cin=d, seq=t), LayerSpec("linear", cin=d, cout=self.vocab_size, seq=t)]
 
     # ------------------------------------------------------------------ models
     def supernet(self, seed: int = 0) -> GPTSuperNet:

@@ -123,6 +123,8 @@ class MobileNetV3Space(SearchSpace):
         return STAGE_STRIDES[stage] == 1 and self.base_widths[1 + stage] == self.base_widths[2 + stage]
 
     # ------------------------------------------------------------------ configs
+    input_dimension = "r"
+
     def encode(self, config: SubNetConfig) -> np.ndarray:
         """``ks``/``e`` per block (0 for blocks beyond the stage depth), then ``d``, ``r``, ``w``."""
         out: list[float] = []
@@ -175,39 +177,100 @@ class MobileNetV3Space(SearchSpace):
     # ------------------------------------------------------------------ cost model
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
         c = self.widths(float(config["w"]))
-        r = int(config["r"])
-        specs: list[LayerSpec] = []
-        first = LayerSpec("conv2d", cin=3, cout=c[0], kernel=3, stride=2, h=r, w=r, act="hswish", bn=True)
-        specs.append(first)
-        h, w_ = first.out_hw
-        specs.append(LayerSpec("conv2d", cin=c[0], cout=c[0], kernel=3, groups=c[0], h=h, w=w_, act="relu", bn=True))
-        specs.append(LayerSpec("conv2d", cin=c[0], cout=c[1], h=h, w=w_, bn=True))
-        if self.first_residual:
-            specs.append(LayerSpec("add", cin=c[1], h=h, w=w_))
+        specs, h = self._stem(c, int(config["r"]))
         cin = c[1]
         for s in range(N_STAGES):
-            cout, act = c[2 + s], STAGE_ACTS[s]
             for j in range(int(config[f"d_{s}"])):
                 i = self.block_index(s, j)
-                k, e = int(config[f"ks_{i}"]), int(config[f"e_{i}"])
+                block, h = self._block(s, j, cin, c[2 + s], int(config[f"e_{i}"]), int(config[f"ks_{i}"]), h)
+                specs += block
+                cin = c[2 + s]
+        return specs + self._head(c, h)
+
+    def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
+        """Every distinct LayerSpec of any config (``restrict`` may limit ``r`` and ``w``): the LUT to profile."""
+        allowed = self._restrict(restrict, {"r", "w"})
+        specs: dict[LayerSpec, None] = {}
+        for w in allowed["w"]:
+            c = self.widths(float(w))
+            for r in allowed["r"]:
+                stem, h = self._stem(c, int(r))
+                specs.update(dict.fromkeys(stem))
+                for s in range(N_STAGES):
+                    for j in (0, 1):  # the first block of a stage, and any later one (same shapes)
+                        cin = c[1 + s] if j == 0 else c[2 + s]
+                        for e in self.expand_choices:
+                            for k in self.ks_choices:
+                                block, h_out = self._block(s, j, cin, c[2 + s], e, k, h)
+                                specs.update(dict.fromkeys(block))
+                        h = h_out  # after the first block: the stage's size
+                specs.update(dict.fromkeys(self._head(c, h)))
+        return list(specs)
+
+    def _stem(self, c: Sequence[int], r: int) -> tuple[list[LayerSpec], int]:
+        first = LayerSpec("conv2d", cin=3, cout=c[0], kernel=3, stride=2, h=r, w=r, act="hswish", bn=True)
+        h = first.out_hw[0]
+        specs = [
+            first,
+            LayerSpec("conv2d", cin=c[0], cout=c[0], kernel=3, groups=c[0], h=h, w=h, act="relu", bn=True),
+            LayerSpec("conv2d", cin=c[0], cout=c[1], h=h, w=h, bn=True),
+        ]
+        if self.first_residual:
+            specs.append(LayerSpec("add", cin=c[1], h=h, w=h))
+        return specs, h
+
+    def _block(self, s: int, j: int, cin: int, cout: int, e: int, k: int, h: int) -> tuple[list[LayerSpec], int]:
+        """Block ``j`` of stage ``s`` on an ``h``×``h`` input; returns its specs and output size."""
+        act, mid = STAGE_ACTS[s], self.mid_channels(cin, e)
+        dw = LayerSpec("conv2d", cin=mid, cout=mid, kernel=k, stride=STAGE_STRIDES[s] if j == 0 else 1, groups=mid,
+                       h=h, w=h, act=act, bn=True)
+        h_out = dw.out_hw[0]
+        specs = [LayerSpec("conv2d", cin=cin, cout=mid, h=h, w=h, act=act, bn=True), dw]
+        if STAGE_SE[s]:
+            specs.append(LayerSpec("se", cin=mid, hidden=self.se_channels(mid), h=h_out, w=h_out))
+        specs.append(LayerSpec("conv2d", cin=mid, cout=cout, h=h_out, w=h_out, bn=True))
+        if self.block_residual(s, j):
+            specs.append(LayerSpec("add", cin=cout, h=h_out, w=h_out))
+        return specs, h_out
+
+    def _head(self, c: Sequence[int], h: int) -> list[LayerSpec]:
+        return [
+            LayerSpec("conv2d", cin=c[6], cout=c[7], h=h, w=h, act="hswish", bn=True),
+            LayerSpec("gap", cin=c[7], h=h, w=h),
+            LayerSpec("conv2d", cin=c[7], cout=c[8], act="hswish"),
+            LayerSpec("linear", cin=c[8], cout=self.n_classes, bias=True),
+        ]
+
+    def ofa_block_keys(self, config: SubNetConfig) -> list[str]:
+        """The keys OFA's ``LatencyEstimator`` looks up for this SubNet (block-level LUTs such as OFA's Note10 LUT),
+        prefixed ``r<resolution>/`` because OFA keeps one LUT per resolution."""
+        c = self.widths(float(config["w"]))
+        r = int(config["r"])
+        h = (r + 1) // 2
+
+        def shape(*dims: int) -> str:
+            return "x".join(str(d) for d in dims)
+
+        keys = [f"Conv-input:{shape(r, r, 3)}-output:{shape(h, h, c[0])}",
+                f"expanded_conv-input:{shape(h, h, c[0])}-output:{shape(h, h, c[1])}-expand:{c[0]}-kernel:3"
+                f"-stride:1-idskip:{int(self.first_residual)}-se:0-hs:0"]
+        cin = c[1]
+        for s in range(N_STAGES):
+            for j in range(int(config[f"d_{s}"])):
+                i = self.block_index(s, j)
                 stride = STAGE_STRIDES[s] if j == 0 else 1
-                mid = self.mid_channels(cin, e)
-                specs.append(LayerSpec("conv2d", cin=cin, cout=mid, h=h, w=w_, act=act, bn=True))
-                dw = LayerSpec("conv2d", cin=mid, cout=mid, kernel=k, stride=stride, groups=mid, h=h, w=w_,
-                               act=act, bn=True)
-                specs.append(dw)
-                h, w_ = dw.out_hw
-                if STAGE_SE[s]:
-                    specs.append(LayerSpec("se", cin=mid, hidden=self.se_channels(mid), h=h, w=w_))
-                specs.append(LayerSpec("conv2d", cin=mid, cout=cout, h=h, w=w_, bn=True))
-                if self.block_residual(s, j):
-                    specs.append(LayerSpec("add", cin=cout, h=h, w=w_))
-                cin = cout
-        specs.append(LayerSpec("conv2d", cin=cin, cout=c[7], h=h, w=w_, act="hswish", bn=True))
-        specs.append(LayerSpec("gap", cin=c[7], h=h, w=w_))
-        specs.append(LayerSpec("conv2d", cin=c[7], cout=c[8], act="hswish"))
-        specs.append(LayerSpec("linear", cin=c[8], cout=self.n_classes, bias=True))
-        return specs
+                h_out = (h - 1) // stride + 1
+                mid = self.mid_channels(cin, int(config[f"e_{i}"]))
+                keys.append(f"expanded_conv-input:{shape(h, h, cin)}-output:{shape(h_out, h_out, c[2 + s])}"
+                            f"-expand:{mid}-kernel:{config[f'ks_{i}']}-stride:{stride}"
+                            f"-idskip:{int(self.block_residual(s, j))}-se:{int(STAGE_SE[s])}"
+                            f"-hs:{int(STAGE_ACTS[s] == 'hswish')}")
+                h, cin = h_out, c[2 + s]
+        keys += [f"Conv_1-input:{shape(h, h, cin)}-output:{shape(h, h, c[7])}",
+                 f"AvgPool2D-input:{shape(h, h, c[7])}-output:{shape(1, 1, c[7])}",
+                 f"Conv_2-input:{shape(1, 1, c[7])}-output:{shape(1, 1, c[8])}",
+                 f"Logits-input:{shape(1, 1, c[8])}-output:{self.n_classes}"]
+        return [f"r{r}/{k}" for k in keys]
 
     # ------------------------------------------------------------------ models
     def supernet(self, seed: int = 0) -> nn.Module:

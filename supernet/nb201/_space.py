@@ -7,7 +7,7 @@ import itertools
 import math
 import numbers
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from supernet._errors import InvalidValueError
@@ -179,6 +179,15 @@ class NB201Space(SearchSpace):
             LayerSpec("gap", cin=c, h=h, w=h),
             LayerSpec("linear", cin=c, cout=self.n_classes, bias=True),
         ]
+
+    def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
+        """Every distinct LayerSpec of any cell: the union over the five single-op cells covers each op at every
+        stage and every add (the network's shape does not change with the cell)."""
+        self._restrict(restrict, set())
+        specs: dict[LayerSpec, None] = {}
+        for op in OPS:
+            specs.update(dict.fromkeys(self.layers(self.validate(dict.fromkeys(_EDGE_NAMES, op)))))
+        return list(specs)
 
     # ------------------------------------------------------------------ models
     def supernet(self, seed: int = 0) -> nn.Module:
