@@ -23,8 +23,12 @@ app = typer.Typer(
 )
 space_app = typer.Typer(help="Inspect and register search spaces.", no_args_is_help=True)
 db_app = typer.Typer(help="Store schema maintenance.", no_args_is_help=True)
+device_app = typer.Typer(help="Register and inspect devices.", no_args_is_help=True)
+lut_app = typer.Typer(help="Move lookup tables in and out of the store.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(db_app, name="db")
+app.add_typer(device_app, name="device")
+app.add_typer(lut_app, name="lut")
 
 StoreOpt = Annotated[
     str | None,
@@ -346,14 +350,21 @@ def _scalar(text: str) -> Any:
 @app.command()
 @_command
 def devices(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """List registered devices with their kind, LUT entries and measurements."""
-    rows = _open_store(store).list_devices()
+    """List registered devices: kind, LUT entries per space, measurements."""
+    from profilers import lut_entries_per_space
+
+    s = _open_store(store)
+    spaces = [s.space(name) for name in s.space_names()]
+    rows = [{**d, "lut_entries_per_space": lut_entries_per_space(s, d["name"], spaces) if d["lut_entries"] else {}}
+            for d in s.list_devices()]
     if json_out:
         _echo_json(rows)
     elif not rows:
-        typer.echo("no devices yet: import a table (hwpareto import) or profile one")
+        typer.echo("no devices yet: hwpareto profile --device cpu-local --space mbv3, or import a table")
     else:
-        _table(rows, ["name", "kind", "lut_entries", "measurements"], title="devices")
+        for r in rows:
+            r["luts"] = ", ".join(f"{k}: {v}" for k, v in r["lut_entries_per_space"].items()) or "-"
+        _table(rows, ["name", "kind", "luts", "measurements"], title="devices")
 
 
 @app.command()
@@ -397,6 +408,192 @@ def measurements(
         typer.echo("no measurements match: import a table with hwpareto import")
     else:
         _table(rows, ["space", "subject_kind", "subject", "metric", "source", "count"], title="measurements")
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+@device_app.command("add")
+@_command
+def device_add(
+    file: Annotated[Path | None, typer.Argument(help="Device spec (YAML): name, kind, backend, params.")] = None,
+    local_cpu: Annotated[
+        str | None, typer.Option("--local-cpu", help="Register this machine's CPU under this name instead.")
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for --local-cpu timing.")] = 1,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a device of the same name.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Register a device from a YAML spec (or this machine's CPU with --local-cpu NAME)."""
+    from dataclasses import replace as with_name
+
+    from profilers import backend_for, load_device_file, local_cpu_spec
+
+    if (file is None) == (local_cpu is None):
+        raise InvalidValueError("FILE/--local-cpu", "exactly one of them", "both" if file else "neither")
+    spec = load_device_file(file) if file is not None else with_name(local_cpu_spec(threads), name=str(local_cpu))
+    backend = backend_for(spec)
+    backend.check()
+    s = _open_store(store)
+    s.add_device(spec.name, spec.kind, spec.to_dict(), backend.describe(), replace=replace)
+    typer.echo(f"registered device {spec.name!r} ({spec.kind}, backend {spec.backend}) in {s.url}")
+
+
+@device_app.command("show")
+@_command
+def device_show(name: str, store: StoreOpt = None) -> None:
+    """Show a device's spec and provenance (JSON)."""
+    _echo_json(_open_store(store).get_device(name))
+
+
+@device_app.command("presets")
+@_command
+def device_presets(json_out: JsonOpt = False) -> None:
+    """List the shipped device presets (data/devices/*.yaml) and the local CPU."""
+    from profilers import local_cpu_spec, presets
+
+    specs = [local_cpu_spec(), *presets().values()]
+    if json_out:
+        _echo_json([sp.to_dict() for sp in specs])
+    else:
+        _table([{"name": sp.name, "kind": sp.kind, "backend": sp.backend, "description": sp.description}
+                for sp in specs], ["name", "kind", "backend", "description"], title="device presets")
+
+
+@app.command()
+@_command
+def profile(
+    device: Annotated[str, typer.Option("--device", help="Registered device, preset or cpu-local.")],
+    space: Annotated[str, typer.Option("--space", help="Search space whose layers to profile.")],
+    resolution: Annotated[
+        list[int] | None,
+        typer.Option("--resolution", help="Only these input sizes (mbv3: r, gpt: seq_len); repeatable."),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    budget_s: Annotated[float | None, typer.Option("--budget-s", min=1, help="Stop scheduling after T s.")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for simulated devices.")] = 2,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build DEVICE's LUT for SPACE: every distinct layer once, stored as it completes (rerun to resume)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from profilers import build_lut, device_spec
+
+    s = _open_store(store)
+    sp = s.space(space)
+    spec = device_spec(s, device)
+    restrict = {sp.input_dimension: resolution} if resolution and sp.input_dimension else None
+    if resolution and not sp.input_dimension:
+        raise InvalidValueError("--resolution", f"no value: space {sp.name!r} has a fixed input size", resolution)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=json_out, disable=json_out) as bar:
+        task = bar.add_task(f"{spec.name} × {sp.name}", total=None)
+
+        def advance(done: int, total: int, key: str) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = build_lut(s, spec, sp, restrict=restrict, batch=batch, budget_s=budget_s, workers=workers,
+                           progress=advance)
+    info = {"device": report.device, "space": report.space, "layers": report.total, "already": report.already,
+            "measured": report.measured, "failed": [{"layer": k, "reason": r} for k, r in report.failed],
+            "remaining": report.remaining, "seconds": round(report.seconds, 1)}
+    if json_out:
+        _echo_json(info)
+        return
+    typer.echo(f"{report.device} × {report.space}: {report.total} distinct layers, {report.already} already in the "
+               f"LUT, {report.measured} measured now, {len(report.failed)} failed, {report.remaining} left "
+               f"({report.seconds:.1f} s)")
+    for _key, reason in report.failed[:10]:
+        typer.echo(f"  failed: {reason}")
+    if report.remaining:
+        typer.echo("  budget reached: run the same command again to continue")
+
+
+@app.command()
+@_command
+def measure(
+    device: Annotated[str, typer.Option("--device", help="Registered device, preset or cpu-local.")],
+    space: Annotated[str, typer.Option("--space", help="Search space to sample from.")],
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of SubNets.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    store: StoreOpt = None,
+) -> None:
+    """Measure N sampled SubNets end to end (extracted modules, or simulated) and store them as ground truth."""
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from profilers import device_spec, measure_subnets
+
+    s = _open_store(store)
+    sp = s.space(space)
+    spec = device_spec(s, device)
+    rng = np.random.default_rng(seed)
+    configs = [sp.sample(rng) for _ in range(n)]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task(f"{spec.name} × {sp.name}", total=n)
+        stored = measure_subnets(s, spec, sp, configs, batch=batch,
+                                 progress=lambda done, total, key: bar.update(task, completed=done))
+    typer.echo(f"stored end-to-end figures of {stored} {sp.name} SubNets on {spec.name}")
+
+
+@lut_app.command("import")
+@_command
+def lut_import(
+    file: Annotated[Path, typer.Argument(help="LUT CSV (hwpareto format, or OFA's per-resolution block LUT).")],
+    device: Annotated[str, typer.Option("--device", help="Device the LUT belongs to (new: kind imported).")],
+    fmt: Annotated[str, typer.Option("--format", help="hwpareto | ofa")] = "hwpareto",
+    store: StoreOpt = None,
+) -> None:
+    """Import a LUT file (all rows checked first; nothing written on error)."""
+    from profilers import import_lut_csv
+
+    s = _open_store(store)
+    n = import_lut_csv(s, file, device, fmt=fmt)
+    typer.echo(f"imported {n} LUT entries for device {device!r} into {s.url}")
+
+
+@lut_app.command("export")
+@_command
+def lut_export(
+    device: Annotated[str, typer.Option("--device", help="Device whose LUT to write.")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    store: StoreOpt = None,
+) -> None:
+    """Write a device's LUT as a portable CSV (hwpareto format)."""
+    from profilers import export_lut_csv
+
+    n = export_lut_csv(_open_store(store), device, out, batch)
+    typer.echo(f"wrote {n} LUT entries of {device!r} to {out}")
+
+
+@lut_app.command("sum")
+@_command
+def lut_sum(
+    space: str,
+    config: Path,
+    device: Annotated[str, typer.Option("--device", help="Device whose LUT to sum.")],
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """LUT-sum latency (and energy) of a config on a device."""
+    from profilers import Lut, MissingLutError
+
+    s = _open_store(store)
+    sp = s.space(space)
+    cfg = sp.validate(_read_json(config, "config"))
+    lut = Lut.load(s, device, batch)
+    out: dict[str, Any] = {"device": device, "key": cfg.key, "latency_ms": lut.latency_sum_ms(sp, cfg)}
+    try:
+        out["energy_mj"] = lut.energy_sum_mj(sp, cfg)
+    except MissingLutError:
+        out["energy_mj"] = None
+    if json_out:
+        _echo_json(out)
+    else:
+        energy = f", {out['energy_mj']:.4f} mJ" if out["energy_mj"] is not None else ""
+        typer.echo(f"{sp.name} {cfg.key} on {device}: {out['latency_ms']:.3f} ms{energy} (LUT-sum)")
 
 
 # ---------------------------------------------------------------------------------------------------- demo

@@ -105,7 +105,7 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """Provenance: host, versions, threads, simulator version, preset, cited figures."""
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - an optional hook, a no-op for backends always usable
         """Raise :class:`~supernet.HwparetoError` when the device is not usable here (no GPU, no simulator)."""
 
 

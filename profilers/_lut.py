@@ -1,0 +1,401 @@
+"""Latency/energy lookup tables: building them on a device (resumable), LUT-sums, and LUT files in and out."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import math
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pareto import Store
+from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
+from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
+from supernet import HwparetoError, InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
+
+__all__ = [
+    "LUT_SCHEMES",
+    "Lut",
+    "LutReport",
+    "MissingLutError",
+    "build_lut",
+    "device_spec",
+    "export_lut_csv",
+    "import_lut_csv",
+    "lut_entries_per_space",
+    "measure_subnets",
+]
+
+LUT_SCHEMES = ("layer", "ofa-block")
+FLUSH_ROWS = 25
+FLUSH_SECONDS = 2.0
+Progress = Callable[[int, int, str], None]
+
+
+class MissingLutError(HwparetoError):
+    """The LUT lacks entries a SubNet needs."""
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+def device_spec(store: Store, name: str, *, register: bool = True) -> DeviceSpec:
+    """The measurable device ``name``: registered in the store, or a shipped preset / ``cpu-local`` (registered
+    on first use with its backend's provenance). A stored ``cpu-local`` must describe this machine's CPU."""
+    try:
+        stored = store.get_device(name)
+    except InvalidValueError:
+        stored = None
+    if stored is not None:
+        if stored["kind"] == "imported":
+            raise InvalidValueError(f"device {name!r}", "a measurable device (cpu, cuda, npu, cim, fake); it was "
+                                    "imported from a table", "kind imported")
+        spec = device_from_dict(stored["spec"], source=f"stored device {name!r}")
+        if name == LOCAL_CPU:
+            _check_same_cpu(spec, stored.get("provenance") or {})
+        return spec
+    candidates = {LOCAL_CPU: local_cpu_spec(), **presets()}
+    if name not in candidates:
+        known = [d["name"] for d in store.list_devices() if d["kind"] != "imported"]
+        raise InvalidValueError("device", "a registered device or preset: " + ", ".join([*candidates, *known]), name)
+    spec = candidates[name]
+    if register:
+        backend = backend_for(spec)
+        backend.check()
+        store.add_device(spec.name, spec.kind, spec.to_dict(), backend.describe())
+    return spec
+
+
+def _check_same_cpu(spec: DeviceSpec, provenance: Mapping[str, Any]) -> None:
+    here = backend_for(spec).describe()
+    for key in ("host", "cpu_model", "threads"):
+        if key in provenance and provenance[key] != here[key]:
+            raise HwparetoError(
+                f"device {LOCAL_CPU!r} in this store was profiled with {key} {provenance[key]!r}, this machine has "
+                f"{here[key]!r}: register this machine under its own name (hwpareto device add --local-cpu NAME)"
+            )
+
+
+# ---------------------------------------------------------------------------------------------------- building
+@dataclass(frozen=True, slots=True)
+class LutReport:
+    """What :func:`build_lut` did: layer counts and the layers that failed (key, reason)."""
+
+    device: str
+    space: str
+    total: int
+    already: int
+    measured: int
+    failed: tuple[tuple[str, str], ...]
+    remaining: int
+    seconds: float
+
+
+def _measure_one(backend: Backend, spec: LayerSpec, batch: int) -> Cost:
+    return backend.measure_layer(spec, batch)
+
+
+def _row(spec: LayerSpec, cost: Cost, batch: int, source: str) -> dict[str, Any]:
+    return {"layer_key": spec.key, "op": spec.op, "spec_json": spec.to_dict(), "batch": batch,
+            "latency_ms_mean": cost.latency_ms, "latency_ms_std": cost.latency_ms_std,
+            "energy_mj_mean": cost.energy_mj, "energy_mj_std": cost.energy_mj_std, "n": cost.n, "source": source}
+
+
+def build_lut(
+    store: Store,
+    device: DeviceSpec,
+    space: SearchSpace,
+    *,
+    restrict: Mapping[str, Sequence[Any]] | None = None,
+    batch: int = 1,
+    budget_s: float | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> LutReport:
+    """Measure every distinct layer of ``space`` (``restrict``-ed) not yet in ``device``'s LUT and store each row
+    as it completes (flushed every few rows or seconds), so an interrupted build resumes without duplicates.
+
+    Simulated backends (``parallel``) run layers in ``workers`` processes. Layers a backend cannot map or a
+    simulator fails on are reported, not stored, and the build continues. ``budget_s`` stops scheduling new
+    layers after that many seconds. ``progress(done, total, layer_key)`` is called after each layer.
+    """
+    start = time.monotonic()
+    backend = backend_for(device)
+    backend.check()
+    universe = space.layer_universe(restrict)
+    have = set(store.lut(device.name, batch)["layer_key"])
+    todo = [s for s in universe if s.key not in have]
+    source = "measured" if device.kind in ("cpu", "cuda") else "simulated"
+    pending: list[dict[str, Any]] = []
+    failed: list[tuple[str, str]] = []
+    done = 0
+    last_flush = time.monotonic()
+
+    def record(spec: LayerSpec, outcome: Cost | BaseException) -> None:
+        nonlocal done, last_flush
+        done += 1
+        if isinstance(outcome, Cost):
+            pending.append(_row(spec, outcome, batch, source))
+        elif isinstance(outcome, (UnmappableLayerError, SimulatorError, HwparetoError)):
+            failed.append((spec.key, str(outcome)))
+        else:
+            failed.append((spec.key, f"{type(outcome).__name__}: {outcome}"))
+        if len(pending) >= FLUSH_ROWS or time.monotonic() - last_flush >= FLUSH_SECONDS:
+            flush()
+        if progress is not None:
+            progress(done, len(todo), spec.key)
+
+    def flush() -> None:
+        nonlocal last_flush
+        if pending:
+            store.add_lut_entries(device.name, pending)
+            pending.clear()
+        last_flush = time.monotonic()
+
+    def over_budget() -> bool:
+        return budget_s is not None and time.monotonic() - start >= budget_s
+
+    scheduled = 0
+    try:
+        if backend.parallel and (workers or 2) > 1 and len(todo) > 1:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=workers or 2, mp_context=ctx) as pool:
+                running: dict[Future[Cost], LayerSpec] = {}
+                queue = iter(todo)
+                while True:
+                    while len(running) < 2 * (workers or 2) and not over_budget():
+                        spec = next(queue, None)
+                        if spec is None:
+                            break
+                        running[pool.submit(_measure_one, backend, spec, batch)] = spec
+                        scheduled += 1
+                    if not running:
+                        break
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        spec = running.pop(fut)
+                        exc = fut.exception()
+                        record(spec, exc if exc is not None else fut.result())
+        else:
+            for spec in todo:
+                if over_budget():
+                    break
+                scheduled += 1
+                try:
+                    outcome: Cost | BaseException = backend.measure_layer(spec, batch)
+                except (HwparetoError, RuntimeError, ValueError) as exc:
+                    outcome = exc
+                record(spec, outcome)
+    finally:
+        flush()
+    return LutReport(device.name, space.name, len(universe), len(universe) - len(todo), done - len(failed),
+                     tuple(failed), len(todo) - scheduled, time.monotonic() - start)
+
+
+def measure_subnets(
+    store: Store,
+    device: DeviceSpec,
+    space: SearchSpace,
+    configs: Iterable[SubNetConfig],
+    *,
+    batch: int = 1,
+    progress: Progress | None = None,
+) -> int:
+    """Measure (or simulate) SubNets end to end and store ``latency_ms`` (and ``energy_mj``) per SubNet, one
+    transaction per SubNet so an interruption keeps what was measured. Returns the number stored."""
+    from pareto import MeasurementIn
+
+    backend = backend_for(device)
+    backend.check()
+    items = list(configs)
+    source = "measured" if device.kind in ("cpu", "cuda") else "simulated"
+    for i, cfg in enumerate(items, start=1):
+        cost = backend.measure_subnet(space, cfg, batch)
+        rows = [MeasurementIn(cfg, "device", device.name, "latency_ms", cost.latency_ms, cost.latency_ms_std,
+                              cost.n, batch, source, "hwpareto measure")]
+        if cost.energy_mj is not None:
+            rows.append(MeasurementIn(cfg, "device", device.name, "energy_mj", cost.energy_mj, cost.energy_mj_std,
+                                      cost.n, batch, source, "hwpareto measure"))
+        store.add_measurements(rows)
+        if progress is not None:
+            progress(i, len(items), cfg.key)
+    return len(items)
+
+
+# ---------------------------------------------------------------------------------------------------- using
+@dataclass
+class Lut:
+    """A device's LUT at one batch size, for LUT-sums. ``scheme`` says how a SubNet maps to keys: ``layer``
+    (hwpareto LayerSpec keys) or ``ofa-block`` (OFA's block-level keys, e.g. an imported OFA LUT)."""
+
+    device: str
+    batch: int
+    scheme: str
+    latency_ms: dict[str, float]
+    energy_mj: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, store: Store, device: str, batch: int = 1) -> Lut:
+        """Read the LUT of ``device`` from the store."""
+        scheme = store.get_device(device)["spec"].get("lut_scheme", "layer")
+        df = store.lut(device, batch)
+        energy = {k: float(v) for k, v in zip(df["layer_key"], df["energy_mj_mean"], strict=True)
+                  if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        return cls(device, batch, scheme, dict(zip(df["layer_key"], df["latency_ms_mean"].astype(float),
+                                                   strict=True)), energy)
+
+    def keys(self, space: SearchSpace, config: SubNetConfig) -> list[str]:
+        """The LUT keys ``config`` looks up, repeats included."""
+        if self.scheme == "ofa-block":
+            keys_of = getattr(space, "ofa_block_keys", None)
+            if keys_of is None:
+                raise InvalidValueError(f"LUT of {self.device!r}", "a space with OFA block keys (mbv3)", space.name)
+            return list(keys_of(config))
+        return [spec.key for spec in space.layers(config)]
+
+    def missing(self, space: SearchSpace, config: SubNetConfig) -> list[str]:
+        """Keys of ``config`` the LUT lacks (distinct)."""
+        return [k for k in dict.fromkeys(self.keys(space, config)) if k not in self.latency_ms]
+
+    def latency_sum_ms(self, space: SearchSpace, config: SubNetConfig) -> float:
+        """Sum of per-layer latencies (raises :class:`MissingLutError` naming the missing keys)."""
+        return self._sum(self.latency_ms, space, config, "latency")
+
+    def energy_sum_mj(self, space: SearchSpace, config: SubNetConfig) -> float:
+        """Sum of per-layer energies (raises :class:`MissingLutError` when any layer has no energy)."""
+        return self._sum(self.energy_mj, space, config, "energy")
+
+    def _sum(self, table: Mapping[str, float], space: SearchSpace, config: SubNetConfig, what: str) -> float:
+        counts = Counter(self.keys(space, config))
+        absent = [k for k in counts if k not in table]
+        if absent:
+            raise MissingLutError(f"LUT of device {self.device!r} (batch {self.batch}) has no {what} for "
+                                  f"{len(absent)} layer(s) of {space.name} SubNet {config.key}, e.g. {absent[0]}: "
+                                  f"run hwpareto profile --device {self.device} --space {space.name}")
+        return float(sum(table[k] * n for k, n in counts.items()))
+
+
+def lut_entries_per_space(store: Store, device: str, spaces: Iterable[SearchSpace]) -> dict[str, int]:
+    """How many of each space's distinct layers ``device``'s LUT (batch 1) holds."""
+    scheme = store.get_device(device)["spec"].get("lut_scheme", "layer")
+    keys = set(store.lut(device)["layer_key"])
+    out: dict[str, int] = {}
+    for space in spaces:
+        if not space.has_model or not keys:
+            continue
+        if scheme == "ofa-block":
+            count = len(keys) if hasattr(space, "ofa_block_keys") else 0
+        else:
+            count = len(keys & _universe_keys(space))
+        if count:
+            out[space.name] = count
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _universe_keys(space: SearchSpace) -> frozenset[str]:
+    return frozenset(s.key for s in space.layer_universe())
+
+
+# ---------------------------------------------------------------------------------------------------- files
+HWPARETO_COLUMNS = ["layer_key", "op", "spec_json", "batch", "latency_ms_mean", "latency_ms_std", "energy_mj_mean",
+                    "energy_mj_std", "n", "source"]
+OFA_COLUMNS = ["resolution", "op_key", "count", "mean_ms", "std_ms"]
+
+
+def export_lut_csv(store: Store, device: str, path: str | Path, batch: int = 1) -> int:
+    """Write ``device``'s LUT at ``batch`` as a portable CSV (hwpareto format); returns the row count."""
+    df = store.lut(device, batch)
+    try:
+        df[HWPARETO_COLUMNS].to_csv(path, index=False)
+    except OSError as exc:
+        raise HwparetoError(f"LUT file {path}: cannot write ({exc.strerror})") from None
+    return len(df)
+
+
+def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "hwpareto",
+                   description: str = "") -> int:
+    """Load a LUT file into the store for ``device`` (registered as kind ``imported`` when new).
+
+    ``fmt`` ``hwpareto``: the columns of :func:`export_lut_csv`; every ``spec_json`` must be a LayerSpec whose key
+    is ``layer_key``. ``fmt`` ``ofa``: OFA's per-resolution block LUT (``resolution, op_key, count, mean_ms,
+    std_ms``), stored under keys ``r<resolution>/<op_key>`` with scheme ``ofa-block``. Every row is checked
+    before anything is written (errors list row numbers; the header is row 1); then one transaction.
+    """
+    if fmt not in ("hwpareto", "ofa"):
+        raise InvalidValueError("LUT format", "hwpareto or ofa", fmt)
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = reader.fieldnames or []
+            needed = HWPARETO_COLUMNS if fmt == "hwpareto" else OFA_COLUMNS
+            missing = [c for c in needed if c not in header]
+            if missing:
+                raise InvalidValueError(f"LUT file {p} columns", ", ".join(needed), "missing " + ", ".join(missing))
+            rows, errors = [], []
+            for line, record in enumerate(reader, start=2):
+                try:
+                    rows.append(_hwpareto_row(record) if fmt == "hwpareto" else _ofa_row(record))
+                except (InvalidValueError, ValueError, KeyError, TypeError) as exc:
+                    errors.append(f"row {line}: {exc}")
+    except OSError as exc:
+        raise HwparetoError(f"LUT file {p}: cannot read ({exc.strerror})") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise HwparetoError(f"LUT file {p}: not a readable CSV ({exc})") from None
+    if errors:
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        raise HwparetoError(f"LUT file {p}: {len(errors)} bad row(s), nothing imported: " + "; ".join(errors[:10])
+                            + more)
+    if not rows:
+        raise HwparetoError(f"LUT file {p}: no rows")
+    keys = [(r["layer_key"], r["batch"]) for r in rows]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k, n in Counter(keys).items() if n > 1)
+        raise HwparetoError(f"LUT file {p}: layer {dup[0]} (batch {dup[1]}) appears more than once")
+    scheme = "ofa-block" if fmt == "ofa" else "layer"
+    try:
+        existing = store.get_device(device)
+    except InvalidValueError:
+        existing = None
+    if existing is None:
+        store.add_device(device, "imported", {"lut_scheme": scheme, "source": p.name, "description": description})
+    elif existing["spec"].get("lut_scheme", "layer") != scheme:
+        raise InvalidValueError(f"device {device!r} LUT scheme", existing["spec"].get("lut_scheme", "layer"), scheme)
+    result = store.add_lut_entries(device, rows)
+    return result.inserted + result.updated + result.unchanged
+
+
+def _number(record: Mapping[str, Any], column: str, *, optional: bool = False) -> float | None:
+    raw = (record.get(column) or "").strip()
+    if not raw and optional:
+        return None
+    value = float(raw)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"column {column!r}: expected a finite non-negative number, got {raw!r}")
+    return value
+
+
+def _hwpareto_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    spec = LayerSpec.from_dict(json.loads(record["spec_json"]))
+    if spec.key != record["layer_key"]:
+        raise ValueError(f"layer_key {record['layer_key']!r} does not match its spec_json ({spec.key})")
+    return {"layer_key": spec.key, "op": spec.op, "spec_json": spec.to_dict(), "batch": int(record["batch"]),
+            "latency_ms_mean": _number(record, "latency_ms_mean"), "latency_ms_std": _number(record, "latency_ms_std"),
+            "energy_mj_mean": _number(record, "energy_mj_mean", optional=True),
+            "energy_mj_std": _number(record, "energy_mj_std", optional=True), "n": int(record["n"]),
+            "source": "imported"}
+
+
+def _ofa_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    resolution, key = int(record["resolution"]), (record["op_key"] or "").strip()
+    if not key or "-input:" not in key:
+        raise ValueError(f"op_key: expected an OFA key like 'Conv-input:224x224x3-output:...', got {key!r}")
+    return {"layer_key": f"r{resolution}/{key}", "op": key.split("-", 1)[0][:32], "spec_json": {}, "batch": 1,
+            "latency_ms_mean": _number(record, "mean_ms"), "latency_ms_std": _number(record, "std_ms"),
+            "energy_mj_mean": None, "energy_mj_std": None, "n": int(record["count"]), "source": "imported"}
