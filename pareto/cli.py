@@ -637,3 +637,7 @@ def demo(
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="hwpareto")
+
+
+if __name__ == "__main__":
+    main()

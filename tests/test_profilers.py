@@ -414,3 +414,23 @@ def test_robust_stats_rejects_outliers() -> None:
     assert result.std_ms < 0.02
     few = robust_stats([1.0, 1.0, 9.0], outlier_mads=5.0)
     assert few.n == 3 and few.outliers == 0
+
+
+def test_remote_profile_into_shared_postgres(pg_url: str, tmp_path: Path) -> None:
+    """A profile run as a separate process (standing in for a remote machine) writes into a shared PostgreSQL
+    store; the device and its LUT then appear in the registry for every other client."""
+    import subprocess
+    import sys
+
+    device = tmp_path / "board.yaml"
+    device.write_text("name: board-7\nkind: fake\nbackend: fake\nparams: {gmacs_per_s: 1.5}\n")
+    cli = [sys.executable, "-m", "pareto.cli"]
+    for args in (["device", "add", str(device)], ["profile", "--device", "board-7", "--space", "nb201"]):
+        done = subprocess.run([*cli, *args, "--store", pg_url], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    with Store.open(pg_url) as shared:
+        devices = {d["name"]: d for d in shared.list_devices()}
+        assert devices["board-7"]["kind"] == "fake" and devices["board-7"]["lut_entries"] == 22
+        lut = Lut.load(shared, "board-7")
+        space = get_space("nb201")
+        assert lut.latency_sum_ms(space, space.largest()) > lut.latency_sum_ms(space, space.smallest())
