@@ -33,26 +33,11 @@ from profilers import (
 from profilers._fake import FakeBackend
 from profilers._modules import layer_module
 from supernet import HwparetoError, InvalidValueError, LayerSpec, get_space
+from tests.test_profilers_common import SMALL_LAYERS
 
 FAKE = DeviceSpec("fake-dev", "fake", "fake", {"gmacs_per_s": 5.0})
 FAST_CPU = DeviceSpec("cpu-fast", "cpu", "torch-cpu", {"threads": 1, "min_window_ms": 5.0, "min_samples": 3})
 
-SMALL_LAYERS = [
-    LayerSpec("conv2d", cin=8, cout=16, kernel=3, stride=2, h=16, w=16, act="relu", bn=True),
-    LayerSpec("conv2d", cin=16, cout=16, kernel=5, groups=16, h=8, w=8, act="hswish", bn=True),
-    LayerSpec("conv2d", cin=16, cout=16, kernel=3, h=8, w=8, act="relu", preact=True, bn=True),
-    LayerSpec("batchnorm", cin=16, h=8, w=8, act="relu"),
-    LayerSpec("se", cin=16, hidden=8, h=8, w=8),
-    LayerSpec("add", cin=16, h=8, w=8),
-    LayerSpec("add", cin=32, seq=16),
-    LayerSpec("pool", cin=16, kernel=3, h=8, w=8),
-    LayerSpec("pool", cin=16, kernel=2, stride=2, h=8, w=8),
-    LayerSpec("gap", cin=16, h=8, w=8),
-    LayerSpec("linear", cin=32, cout=64, seq=16, bias=True, act="gelu"),
-    LayerSpec("layernorm", cin=32, seq=16),
-    LayerSpec("embedding", cin=100, cout=32, seq=16),
-    LayerSpec("attention", cin=32, heads=2, hidden=16, seq=16),
-]
 
 
 @pytest.fixture
