@@ -44,6 +44,8 @@ class Dimension:
     description: str = ""
 
     def __post_init__(self) -> None:
+        # plain Python scalars, so configs hash to canonical JSON whatever built the dimension (numpy, YAML)
+        object.__setattr__(self, "choices", tuple(c.item() if isinstance(c, np.generic) else c for c in self.choices))
         if self.kind == "categorical":
             if not self.choices:
                 raise InvalidValueError(f"dimension {self.name!r}.choices", "a non-empty list", list(self.choices))

@@ -241,3 +241,11 @@ def test_layer_universe_covers_every_config(space: SearchSpace) -> None:
             space.layer_universe({dim.name: [3]})
     with pytest.raises(InvalidValueError, match="layer restriction"):
         space.layer_universe({"bogus": [1]})
+
+
+def test_numpy_choices_hash_like_python_ones() -> None:
+    from supernet import DeclarativeSpace
+
+    with_numpy = DeclarativeSpace("t", [Dimension("a", choices=tuple(np.arange(3)))])
+    plain = DeclarativeSpace("t", [Dimension("a", choices=(0, 1, 2))])
+    assert with_numpy.validate({"a": np.int64(2)}).key == plain.validate({"a": 2}).key
