@@ -1,0 +1,368 @@
+"""Few-shot latency transfer: predict a new device's latency table from K measured SubNets and known devices.
+
+A new device is described by the latencies of only K SubNets (HELP's protocol uses K = 10); the store holds full
+tables of known devices. :class:`FewShotLatency` explains the new device as a non-negative combination of the
+known devices fitted on the K points; :func:`reference_set` picks which K SubNets to measure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, overload
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+from scipy.stats import rankdata
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from predictors._portable import dumps, loads
+from supernet import CapabilityError, HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+
+__all__ = ["FewShotLatency", "reference_set"]
+
+_SCALES = ("auto", "log", "linear")
+_MIN_ROWS = 3
+_N_SAMPLED = 2000
+"""SubNets sampled by :func:`reference_set` when it is given neither a known table nor candidates."""
+
+
+class FewShotLatency(RegressorMixin, BaseEstimator):
+    """Latency on a new device as a non-negative combination of known devices, fitted on K SubNets.
+
+    ``X`` holds latencies (ms) of the same SubNets on the known devices, one column per device (the column order
+    is fixed at fit); ``y`` the new device's latencies of the K measured SubNets. Two models, both solved by
+    non-negative least squares (NNLS), which keeps the fit from extrapolating with opposite-signed weights and
+    selects few devices, so it does not overfit 10 points however many devices are known:
+
+    - ``"log"``: ``log y = b + sum_d w_d log x_d`` with ``w >= 0`` and a free ``b`` (the new device scales like a
+      weighted geometric mix of known ones);
+    - ``"linear"``: ``y = b + sum_d w_d x_d`` with ``w, b >= 0`` (latency is a sum over ops, so a device whose op
+      costs are a non-negative mix of known devices' costs is exactly such a mix; predictions stay positive).
+
+    ``scale="auto"`` (default) keeps the model with the smaller leave-one-out RMSE of log latency on the K points,
+    so no held-out data of the new device is ever looked at. ``predict(X, return_std=True)`` also returns a
+    standard deviation: the jackknife variance of the prediction (over the K leave-one-out fits) plus the
+    residual variance of the fit (degrees-of-freedom corrected), in the model's scale; in log scale the returned
+    latency is ``exp`` of the log prediction (the median) and the std that of the log-normal with that median.
+
+    Parameters
+    ----------
+    scale : {"auto", "log", "linear"}
+        The model (see above).
+
+    Attributes
+    ----------
+    scale_ : str
+        The model used, ``"log"`` or ``"linear"``.
+    coef_ : ndarray of shape (n_features_in_,)
+        Non-negative weight of each known device.
+    intercept_ : float
+        ``b`` (log ms in log scale, ms in linear scale).
+    loo_coef_, loo_intercept_ : ndarray of shape (K, n_features_in_) and (K,)
+        The leave-one-out fits (for the jackknife spread).
+    noise_var_ : float
+        Residual variance of the fit in the model's scale.
+    loo_log_rmse_ : dict
+        Leave-one-out RMSE of log latency per model tried.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Known device names, when ``X`` was a DataFrame with string column names.
+    """
+
+    def __init__(self, scale: str = "auto") -> None:
+        self.scale = scale
+
+    def fit(self, X: Any, y: Any) -> FewShotLatency:
+        """Fit on the K measured SubNets: ``X`` (K, n_known_devices) and ``y`` (K,) latencies in ms."""
+        if self.scale not in _SCALES:
+            raise InvalidValueError("FewShotLatency.scale", "one of " + ", ".join(map(repr, _SCALES)), self.scale)
+        x = _latencies_2d(self, X, reset=True)
+        t = _latencies_1d(y)
+        if len(t) != len(x):
+            raise InvalidValueError("y", f"one latency per row of X ({len(x)})", len(t))
+        if len(x) < _MIN_ROWS:
+            raise InvalidValueError("X rows", f"at least {_MIN_ROWS} SubNets measured on the new device", len(x))
+        scales = ("log", "linear") if self.scale == "auto" else (self.scale,)
+        fits = {scale: _fit_with_loo(x, t, scale) for scale in scales}
+        self.loo_log_rmse_ = {scale: fit[4] for scale, fit in fits.items()}
+        self.scale_ = min(scales, key=lambda scale: self.loo_log_rmse_[scale])
+        self.coef_, self.intercept_, self.loo_coef_, self.loo_intercept_, _ = fits[self.scale_]
+        z, target = _transform(x, self.scale_), _transform(t, self.scale_)
+        rss = float(np.sum((target - z @ self.coef_ - self.intercept_) ** 2))
+        self.noise_var_ = rss / max(len(t) - int(np.count_nonzero(self.coef_)) - 1, 1)
+        return self
+
+    @overload
+    def predict(self, X: Any, return_std: Literal[False] = ...) -> np.ndarray: ...
+
+    @overload
+    def predict(self, X: Any, return_std: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Latency (ms) on the new device of each row of ``X`` (latencies on the known devices, fit's columns);
+        with ``return_std`` also the standard deviation (ms)."""
+        check_is_fitted(self)
+        z = _transform(_latencies_2d(self, X, reset=False), self.scale_)
+        mean = z @ self.coef_ + self.intercept_
+        pred = np.exp(mean) if self.scale_ == "log" else mean
+        if not return_std:
+            return pred
+        loo = z @ self.loo_coef_.T + self.loo_intercept_
+        k = loo.shape[1]
+        var = (k - 1) / k * np.sum((loo - loo.mean(axis=1, keepdims=True)) ** 2, axis=1) + self.noise_var_
+        std = pred * np.sqrt(np.exp(var) * np.expm1(var)) if self.scale_ == "log" else np.sqrt(var)
+        return pred, std
+
+    # ------------------------------------------------------------------ persistence
+    def to_bytes(self) -> bytes:
+        """Portable JSON bytes of the parameters and fitted state (no pickle); see :meth:`from_bytes`."""
+        check_is_fitted(self)
+        state: dict[str, Any] = {
+            "scale_": self.scale_,
+            "coef_": self.coef_,
+            "intercept_": self.intercept_,
+            "loo_coef_": self.loo_coef_,
+            "loo_intercept_": self.loo_intercept_,
+            "noise_var_": self.noise_var_,
+            "loo_log_rmse_": self.loo_log_rmse_,
+            "n_features_in_": self.n_features_in_,
+        }
+        if hasattr(self, "feature_names_in_"):
+            state["feature_names_in_"] = [str(name) for name in self.feature_names_in_]
+        return dumps(type(self).__name__, self.get_params(), state)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> FewShotLatency:
+        """Rebuild a fitted model from :meth:`to_bytes` output; foreign or corrupt bytes raise
+        :class:`~supernet.HwparetoError`."""
+        _, params, state = loads(blob, expected_class=cls.__name__)
+        try:
+            model = cls(**params)
+            d = int(state["n_features_in_"])
+            model.scale_ = str(state["scale_"])
+            model.coef_ = _array(state["coef_"], (d,))
+            model.intercept_ = float(state["intercept_"])
+            model.loo_coef_ = _array(state["loo_coef_"], (None, d))
+            model.loo_intercept_ = _array(state["loo_intercept_"], (len(model.loo_coef_),))
+            model.noise_var_ = float(state["noise_var_"])
+            model.loo_log_rmse_ = {str(k): float(v) for k, v in dict(state["loo_log_rmse_"]).items()}
+            if "feature_names_in_" in state:
+                model.feature_names_in_ = np.asarray([str(n) for n in state["feature_names_in_"]], dtype=object)
+                if len(model.feature_names_in_) != d:
+                    raise ValueError("feature_names_in_ length")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state ({exc})") from None
+        if model.scale_ not in _SCALES[1:] or len(model.loo_coef_) < _MIN_ROWS:
+            raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state (scale_ or leave-one-out fits)")
+        model.n_features_in_ = d
+        return model
+
+
+def _array(value: Any, shape: tuple[int | None, ...]) -> np.ndarray:
+    """A float array of ``shape`` (None = any length) from a JSON list; ValueError otherwise."""
+    out = np.asarray(value, dtype=np.float64)
+    if out.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, out.shape, strict=True)):
+        raise ValueError(f"shape {out.shape}, expected {shape}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError("non-finite values")
+    return out
+
+
+def _transform(values: np.ndarray, scale: str) -> np.ndarray:
+    return np.log(values) if scale == "log" else values
+
+
+def _nnls(z: np.ndarray, t: np.ndarray, scale: str) -> tuple[np.ndarray, float]:
+    """Weights ``w >= 0`` and intercept of ``t ~ b + z @ w`` (``b`` free in log scale, ``b >= 0`` in linear)."""
+    if scale == "log":
+        mu = z.mean(axis=0)
+        w, _ = nnls(z - mu, t - t.mean())
+        return w, float(t.mean() - mu @ w)
+    wb, _ = nnls(np.column_stack([z, np.ones(len(t))]), t)
+    return wb[:-1], float(wb[-1])
+
+
+def _fit_with_loo(x: np.ndarray, y: np.ndarray, scale: str) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, float]:
+    """Full fit, the K leave-one-out fits and their RMSE of log latency on the left-out points."""
+    z, t = _transform(x, scale), _transform(y, scale)
+    coef, intercept = _nnls(z, t, scale)
+    k = len(t)
+    loo_coef, loo_intercept = np.empty((k, z.shape[1])), np.empty(k)
+    for i in range(k):
+        keep = np.arange(k) != i
+        loo_coef[i], loo_intercept[i] = _nnls(z[keep], t[keep], scale)
+    held_out = np.einsum("ij,ij->i", z, loo_coef) + loo_intercept
+    log_err = t - held_out if scale == "log" else np.log(y) - np.log(held_out)
+    return coef, intercept, loo_coef, loo_intercept, float(np.sqrt(np.mean(log_err**2)))
+
+
+def _latencies_2d(model: FewShotLatency, X: Any, reset: bool) -> np.ndarray:
+    """``X`` as a float (n, n_known_devices) array of finite positive latencies; sets or checks the columns."""
+    if not reset:
+        names = getattr(model, "feature_names_in_", None)
+        columns = getattr(X, "columns", None)
+        if names is not None and columns is not None and list(map(str, columns)) != list(names):
+            raise InvalidValueError("X columns", "the known devices of fit, in order: " + ", ".join(names),
+                                    list(map(str, columns)))
+        shape = np.shape(X)
+        if len(shape) == 2 and shape[1] != model.n_features_in_:
+            raise InvalidValueError("X columns", f"{model.n_features_in_} known devices (as at fit)", shape[1])
+    try:
+        x = validate_data(model, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+    except (TypeError, ValueError):
+        raise InvalidValueError("X", "a 2-D array of latencies (n_subnets, n_known_devices)",
+                                getattr(X, "shape", type(X).__name__)) from None
+    _check_positive(x, "X")
+    return x
+
+
+def _latencies_1d(y: Any) -> np.ndarray:
+    try:
+        t = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidValueError("y", "a 1-D array of latencies (ms)", y) from None
+    if t.ndim != 1:
+        raise InvalidValueError("y", "a 1-D array of latencies (ms)", t.shape)
+    _check_positive(t, "y")
+    return t
+
+
+def _check_positive(values: np.ndarray, field: str) -> None:
+    bad = np.argwhere(~(np.isfinite(values) & (values > 0)))
+    if len(bad):
+        where = ", ".join(map(str, bad[0]))
+        raise InvalidValueError(f"{field}[{where}]", "a finite latency > 0 (ms)", float(values[tuple(bad[0])]))
+
+
+# ---------------------------------------------------------------------- reference set
+def reference_set(space: SearchSpace, k: int, known: pd.DataFrame | None = None,
+                  candidates: Iterable[SubNetConfig] | None = None, seed: int = 0) -> list[SubNetConfig]:
+    """The ``k`` SubNets to measure on a new device, spread over what makes latencies differ.
+
+    With ``known`` (rows = SubNets as :class:`~supernet.SubNetConfig` or their keys, columns = known devices,
+    latencies in ms), a SubNet is described by its quantile (standardised rank) on each known device; rows with a
+    missing latency are skipped. Without it, by the quantiles of its MACs, parameters and layer count (where the
+    space has a layer model) together with its standardised encoding, the two blocks weighted equally.
+
+    Selection is greedy farthest-point (maximin) in that feature space, started from the fastest and the slowest
+    SubNet (mean quantile; for spaces with encodings only, from the SubNet farthest from the centroid), so the K
+    points span the range and the distinct latency profiles that :class:`FewShotLatency` solves its weights from.
+    Quantiles rather than log latencies spread the points evenly over each device's distribution instead of
+    chasing outliers (leave-one-device-out on NB201, FBNet and OFA: better than random and than standardised log
+    latencies at K = 5, 10, 20). ``candidates`` restricts the choice (and resolves key rows of ``known``); without
+    either, 2,000 SubNets are sampled from ``space`` with ``seed``, the only randomness (ties go to the first
+    row). Degenerate SubNets (e.g. NB201 cells whose input does not reach the output) are best left out of
+    ``candidates``. Returns the configs in the order chosen.
+    """
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise InvalidValueError("k", "an integer >= 1", k)
+    pool = None if candidates is None else _unique(_config(space, c) for c in candidates)
+    if pool is not None and not pool:
+        raise InvalidValueError("candidates", "at least one SubNet config", [])
+    latency = None
+    if known is not None:
+        configs, latency = _known_rows(space, known, pool)
+    elif pool is None:
+        rng = np.random.default_rng(seed)
+        configs = _unique(space.sample(rng) for _ in range(_N_SAMPLED))
+    else:
+        configs = pool
+    if k > len(configs):
+        raise InvalidValueError("k", f"at most {len(configs)} (the eligible SubNets)", k)
+    if latency is not None:
+        cost, encoding = _quantiles(latency), np.empty((len(configs), 0))
+    else:
+        cost = _cost_proxies(space, configs)
+        encoding = _standardise(np.stack([space.encode(c) for c in configs]))
+        encoding *= np.sqrt(cost.shape[1] / encoding.shape[1]) if cost.shape[1] and encoding.shape[1] else 1.0
+    features = np.hstack([cost, encoding])
+    if cost.shape[1]:
+        speed = cost.mean(axis=1)
+        start = list(dict.fromkeys([int(np.argmin(speed)), int(np.argmax(speed))]))
+    else:
+        start = [int(np.argmax(np.sum((features - features.mean(axis=0)) ** 2, axis=1)))]
+    return [configs[i] for i in _farthest_points(features, k, start)]
+
+
+def _config(space: SearchSpace, config: Any) -> SubNetConfig:
+    """``config`` validated by ``space`` (a SubNetConfig already of this space is taken as is: they are immutable
+    and built validated)."""
+    return config if isinstance(config, SubNetConfig) and config.space == space.name else space.validate(config)
+
+
+def _unique(configs: Iterable[SubNetConfig]) -> list[SubNetConfig]:
+    """``configs`` without repeats (first occurrence kept, order preserved)."""
+    out: dict[str, SubNetConfig] = {}
+    for config in configs:
+        out.setdefault(config.key, config)
+    return list(out.values())
+
+
+def _known_rows(space: SearchSpace, known: Any, pool: list[SubNetConfig] | None
+                ) -> tuple[list[SubNetConfig], np.ndarray]:
+    """Configs and latencies of the usable rows of ``known`` (in ``pool`` when given, complete, first of repeats)."""
+    if not isinstance(known, pd.DataFrame) or known.shape[1] == 0:
+        raise InvalidValueError("known", "a pandas DataFrame (rows = SubNets, columns = devices)",
+                                getattr(known, "shape", type(known).__name__))
+    by_key = {c.key: c for c in pool or ()}
+    try:
+        values = known.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidValueError("known", "numeric latencies (ms)", list(map(str, known.dtypes))) from None
+    configs: list[SubNetConfig] = []
+    rows: list[int] = []
+    seen: set[str] = set()
+    for i, label in enumerate(known.index):
+        if isinstance(label, SubNetConfig):
+            config = _config(space, label)
+        elif isinstance(label, str) and label in by_key:
+            config = by_key[label]
+        else:
+            raise InvalidValueError("known index", "SubNetConfig rows, or SubNet keys found in candidates", label)
+        if (pool is not None and config.key not in by_key) or config.key in seen or np.isnan(values[i]).any():
+            continue
+        bad = np.flatnonzero(~(np.isfinite(values[i]) & (values[i] > 0)))
+        if len(bad):
+            raise InvalidValueError(f"known[{config.key}, {known.columns[bad[0]]}]", "a latency > 0 (ms)",
+                                    float(values[i, bad[0]]))
+        seen.add(config.key)
+        configs.append(config)
+        rows.append(i)
+    return configs, values[rows]
+
+
+def _cost_proxies(space: SearchSpace, configs: Sequence[SubNetConfig]) -> np.ndarray:
+    """Quantiles of MACs, parameters and layer count; no columns for spaces without a layer model."""
+    try:
+        layers = [space.layers(c) for c in configs]
+    except CapabilityError:
+        return np.empty((len(configs), 0))
+    raw = [(sum(s.macs for s in specs), sum(s.params for s in specs), len(specs)) for specs in layers]
+    return _quantiles(np.asarray(raw, dtype=np.float64))
+
+
+def _quantiles(features: np.ndarray) -> np.ndarray:
+    """Each column replaced by its standardised ranks (ties averaged); constant columns dropped."""
+    return _standardise(rankdata(features, axis=0))
+
+
+def _standardise(features: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit variance; constant columns dropped."""
+    std = features.std(axis=0)
+    keep = std > 0
+    return (features[:, keep] - features[:, keep].mean(axis=0)) / std[keep]
+
+
+def _farthest_points(features: np.ndarray, k: int, start: list[int]) -> list[int]:
+    """Greedy maximin: ``start``, then repeatedly the row farthest from everything chosen so far."""
+    chosen = start[:k]
+    dist = np.min([np.sum((features - features[i]) ** 2, axis=1) for i in chosen], axis=0)
+    dist[chosen] = -np.inf
+    while len(chosen) < k:
+        i = int(np.argmax(dist))
+        chosen.append(i)
+        dist = np.minimum(dist, np.sum((features - features[i]) ** 2, axis=1))
+        dist[i] = -np.inf
+    return chosen
