@@ -1,7 +1,7 @@
 """Benchmarks of the profilers (results go to docs/BENCHMARKS.md).
 
   python benchmarks/bench_profilers.py cpu-lut      # wall time of the full mbv3 LUT on this CPU (cpu-local)
-  python benchmarks/bench_profilers.py lut-vs-e2e   # raw LUT-sum vs end-to-end latency of N mbv3 SubNets
+  python benchmarks/bench_profilers.py lut-vs-e2e   # raw LUT-sum vs end-to-end latency of N mbv3 SubNets (stored)
   python benchmarks/bench_profilers.py sim-luts     # wall time and entries of mbv3/gpt LUTs on every preset
 
 All write into one SQLite store (--store, default benchmarks/.bench.db, reused across steps so lut-vs-e2e uses
@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from pareto import Store
-from profilers import LOCAL_CPU, Lut, backend_for, build_lut, device_spec, presets
+from profilers import LOCAL_CPU, Lut, build_lut, device_spec, measure_subnets, presets
 from supernet import get_space
 
 DEFAULT_STORE = Path(__file__).resolve().parent / ".bench.db"
@@ -38,15 +38,16 @@ def lut_vs_e2e(store: Store, n: int, seed: int) -> None:
     spec = device_spec(store, LOCAL_CPU)
     space = get_space("mbv3")
     lut = Lut.load(store, spec.name)
-    backend = backend_for(spec)
     rng = np.random.default_rng(seed)
     configs = [space.sample(rng) for _ in range(n)]
     missing = [c for c in configs if lut.missing(space, c)]
     if missing:
         raise SystemExit(f"LUT incomplete for {len(missing)} configs: run `cpu-lut` first")
     start = time.monotonic()
-    measured = np.array([backend.measure_subnet(space, c).latency_ms for c in configs])
+    measure_subnets(store, spec, space, configs)  # stored: the predictor benchmark trains on them
     seconds = time.monotonic() - start
+    table = store.measurements(space="mbv3", subject=spec.name, metric="latency_ms").set_index("config_key")
+    measured = np.array([float(table.loc[[c.key], "value"].median()) for c in configs])
     predicted = np.array([lut.latency_sum_ms(space, c) for c in configs])
     ape = np.abs(predicted - measured) / measured
     tau = kendalltau(predicted, measured).statistic

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -47,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from pareto._models import (
     DEVICE_KINDS,
+    PREDICTOR_KINDS,
     SOURCES,
     SUBJECT_KINDS,
     TABLE_PREFIX,
@@ -56,6 +58,7 @@ from pareto._models import (
     Export,
     LutEntry,
     Measurement,
+    Predictor,
     Space,
     SubNet,
 )
@@ -522,6 +525,63 @@ class Store:
             rows = conn.execute(query).all()
         return pd.DataFrame.from_records([tuple(row) for row in rows], columns=LUT_COLUMNS)
 
+    # ------------------------------------------------------------------ predictors
+    def save_predictor(
+        self,
+        name: str,
+        *,
+        kind: str,
+        space: str,
+        metric: str,
+        blob: bytes,
+        meta: Mapping[str, Any],
+        device: str | None = None,
+        dataset: str | None = None,
+        fmt: str = "hwpareto-predictor",
+    ) -> None:
+        """Store (or replace) predictor ``name``: portable ``blob`` plus JSON ``meta`` (metrics, versions...)."""
+        _check_text("predictor.name", name, 128)
+        if kind not in PREDICTOR_KINDS:
+            raise InvalidValueError("predictor.kind", "one of " + ", ".join(PREDICTOR_KINDS), kind)
+        if not isinstance(blob, bytes) or not blob:
+            raise InvalidValueError("predictor.blob", "non-empty bytes", type(blob).__name__)
+        values = {"name": name, "kind": kind, "space": space, "dataset": dataset, "metric": metric, "format": fmt,
+                  "blob": blob, "meta_json": _canonical("predictor.meta", meta)}
+        with self._write() as conn:
+            if device is not None:
+                device_id = conn.execute(select(Device.id).where(Device.name == device)).scalar_one_or_none()
+                if device_id is None:
+                    raise _unknown_device(conn, device)
+                values["device_id"] = device_id
+            conn.execute(delete(Predictor).where(Predictor.name == name))
+            conn.execute(insert(Predictor).values(**values))
+
+    def load_predictor(self, name: str) -> dict[str, Any]:
+        """Predictor ``name``: its fields, ``meta`` (dict) and ``blob`` (bytes, to be parsed, never unpickled)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(_predictor_query().add_columns(Predictor.blob).where(Predictor.name == name)).first()
+            if row is None:
+                known = conn.execute(select(Predictor.name).order_by(Predictor.name)).scalars().all()
+                allowed = "one of " + ", ".join(known) if known else "a trained predictor (none yet: hwpareto train)"
+                raise InvalidValueError("predictor", allowed, name)
+        return {**_predictor_dict(row), "blob": bytes(row.blob)}
+
+    def list_predictors(self, space: str | None = None) -> list[dict[str, Any]]:
+        """All predictors (without blobs), optionally of one space, by name."""
+        query = _predictor_query().order_by(Predictor.name)
+        if space is not None:
+            query = query.where(Predictor.space == space)
+        with self._engine.connect() as conn:
+            return [_predictor_dict(row) for row in conn.execute(query)]
+
+    def update_predictor_meta(self, name: str, meta: Mapping[str, Any]) -> None:
+        """Replace the JSON metadata of predictor ``name`` (e.g. to append a drift check)."""
+        with self._write() as conn:
+            updated = conn.execute(update(Predictor).where(Predictor.name == name)
+                                   .values(meta_json=_canonical("predictor.meta", meta))).rowcount
+            if not updated:
+                raise InvalidValueError("predictor", "a trained predictor", name)
+
     # ------------------------------------------------------------------ exports
     def add_export(self, config: SubNetConfig, path: str | os.PathLike[str], files: Mapping[str, Any]) -> None:
         """Record that SubNet ``config`` was exported to ``path`` (``files``: name -> details, JSON-ready)."""
@@ -921,3 +981,15 @@ def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[M
 def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _predictor_query() -> Any:
+    return select(Predictor.name, Predictor.kind, Predictor.space, Device.name.label("device"), Predictor.dataset,
+                  Predictor.metric, Predictor.format, Predictor.meta_json, Predictor.created_at).outerjoin(
+        Device, Device.id == Predictor.device_id)
+
+
+def _predictor_dict(row: Any) -> dict[str, Any]:
+    return {"name": row.name, "kind": row.kind, "space": row.space, "device": row.device, "dataset": row.dataset,
+            "metric": row.metric, "format": row.format, "meta": json.loads(row.meta_json),
+            "created_at": row.created_at.isoformat() if row.created_at else None}

@@ -25,10 +25,12 @@ space_app = typer.Typer(help="Inspect and register search spaces.", no_args_is_h
 db_app = typer.Typer(help="Store schema maintenance.", no_args_is_help=True)
 device_app = typer.Typer(help="Register and inspect devices.", no_args_is_help=True)
 lut_app = typer.Typer(help="Move lookup tables in and out of the store.", no_args_is_help=True)
+train_app = typer.Typer(help="Train predictors from stored measurements.", no_args_is_help=True)
 app.add_typer(space_app, name="space")
 app.add_typer(db_app, name="db")
 app.add_typer(device_app, name="device")
 app.add_typer(lut_app, name="lut")
+app.add_typer(train_app, name="train")
 
 StoreOpt = Annotated[
     str | None,
@@ -594,6 +596,200 @@ def lut_sum(
     else:
         energy = f", {out['energy_mj']:.4f} mJ" if out["energy_mj"] is not None else ""
         typer.echo(f"{sp.name} {cfg.key} on {device}: {out['latency_ms']:.3f} ms{energy} (LUT-sum)")
+
+
+# ---------------------------------------------------------------------------------------------------- predictors
+def _print_train(report: Any, json_out: bool) -> None:
+    if json_out:
+        _echo_json({"name": report.name, "n_train": report.n_train, "validation": report.validation})
+        return
+    v = report.validation
+    typer.echo(f"stored predictor {report.name!r} ({report.n_train} training SubNets)")
+    if "kendall_tau" in v:
+        lut = f", LUT-sum alone {v['lut_sum_mape_pct']:.1f} %" if "lut_sum_mape_pct" in v else ""
+        typer.echo(f"  held out ({v['split']}): Kendall τ {v['kendall_tau']:.3f}, MAPE {v['mape_pct']:.2f} %{lut}, "
+                   f"within ±10 % {v['within_10pct']:.1f} %, ±1σ coverage {v.get('coverage_1sigma_pct', 0):.0f} %")
+
+
+@train_app.command("latency")
+@_command
+def train_latency_cmd(
+    device: Annotated[str, typer.Option("--device", help="Device whose measurements to learn.")],
+    space: Annotated[str, typer.Option("--space", help="Search space.")],
+    metric: Annotated[str, typer.Option("--metric", help="latency_ms or energy_mj.")] = "latency_ms",
+    few_shot: Annotated[
+        int | None, typer.Option("--few-shot", min=3, help="Use only K measurements of DEVICE (transfer).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Predictor name (default derived).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Split and model seed.")] = 0,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a latency/energy predictor (LUT-sum + learned correction, or few-shot transfer)."""
+    from predictors import train_latency
+
+    s = _open_store(store)
+    _print_train(train_latency(s, device, s.space(space), metric=metric, name=name, few_shot=few_shot, seed=seed),
+                 json_out)
+
+
+@train_app.command("accuracy")
+@_command
+def train_accuracy_cmd(
+    space: Annotated[str, typer.Option("--space", help="Search space.")],
+    metric: Annotated[str, typer.Option("--metric", help="Accuracy metric, e.g. test_acc_pct.")],
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset the metric was evaluated on.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Predictor name (default derived).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Split and model seed.")] = 0,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train an accuracy predictor with calibrated uncertainty."""
+    from predictors import train_accuracy
+
+    s = _open_store(store)
+    _print_train(train_accuracy(s, s.space(space), metric=metric, dataset=dataset, name=name, seed=seed), json_out)
+
+
+@app.command("predictors")
+@_command
+def predictors_cmd(space: Annotated[str | None, typer.Option("--space")] = None, store: StoreOpt = None,
+                   json_out: JsonOpt = False) -> None:
+    """List stored predictors with their held-out metrics."""
+    rows = _open_store(store).list_predictors(space)
+    if json_out:
+        _echo_json([{k: v for k, v in r.items() if k != "meta"} | {"meta": {k: v for k, v in r["meta"].items()
+                                                                            if k != "train_keys"}} for r in rows])
+        return
+    if not rows:
+        typer.echo("no predictors yet: hwpareto train latency --device D --space S, or train accuracy")
+        return
+    table = []
+    for r in rows:
+        v = r["meta"].get("validation", {})
+        checks = r["meta"].get("checks", [])
+        table.append({"name": r["name"], "kind": r["kind"], "n": r["meta"].get("n_train"),
+                      "τ": f"{v['kendall_tau']:.3f}" if "kendall_tau" in v else "-",
+                      "MAPE %": f"{v['mape_pct']:.2f}" if "mape_pct" in v else "-",
+                      "±10 %": f"{v['within_10pct']:.1f}" if "within_10pct" in v else "-",
+                      "drift": "yes" if checks and checks[-1].get("drift") else ("no" if checks else "-")})
+    _table(table, ["name", "kind", "n", "τ", "MAPE %", "±10 %", "drift"], title="predictors (held-out metrics)")
+
+
+def _read_configs(sp: SearchSpace, path: Path) -> list[Any]:
+    """Configs from JSONL (one config or {space, values} per line) or CSV (the space's record columns)."""
+    import csv as csv_module
+
+    if path.suffix.lower() == ".csv":
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv_module.DictReader(fh))
+        except OSError as exc:
+            raise HwparetoError(f"configs {path}: cannot read ({exc.strerror})") from None
+        return [_at_row(i + 2, lambda r=row: sp.from_record(r)) for i, row in enumerate(rows)]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise HwparetoError(f"configs {path}: cannot read ({exc.strerror})") from None
+    out = []
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HwparetoError(f"configs {path}: line {i}: not valid JSON ({exc.msg})") from None
+            out.append(_at_row(i, lambda d=doc: sp.validate(d)))
+    return out
+
+
+def _at_row(row: int, parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except InvalidValueError as exc:
+        raise HwparetoError(f"row {row}: {exc}") from None
+
+
+@app.command()
+@_command
+def predict(
+    space: Annotated[str, typer.Option("--space", help="Search space.")],
+    config: Annotated[Path | None, typer.Argument(help="One config JSON file.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Only this device's cost predictors.")] = None,
+    in_file: Annotated[Path | None, typer.Option("--in", help="Many configs: .jsonl or .csv.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write predictions as CSV.")] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Predict a config (or a file of configs) with every stored predictor of the space: mean ± uncertainty."""
+    from predictors import predict_table
+
+    if (config is None) == (in_file is None):
+        raise InvalidValueError("CONFIG/--in", "exactly one of them", "both" if config else "neither")
+    s = _open_store(store)
+    sp = s.space(space)
+    configs = [sp.validate(_read_json(config, "config"))] if config is not None else _read_configs(sp, in_file)
+    table = predict_table(s, sp, configs, device)
+    if out is not None:
+        import pandas as pd
+
+        records = pd.DataFrame([sp.to_record(c) for c in configs])
+        try:
+            pd.concat([records, table], axis=1).to_csv(out, index=False)
+        except OSError as exc:
+            raise HwparetoError(f"output {out}: cannot write ({exc.strerror})") from None
+        typer.echo(f"wrote predictions for {len(configs)} SubNets to {out}")
+    elif json_out:
+        _echo_json(table.to_dict(orient="records"))
+    else:
+        names = [c for c in table.columns if c != "config_key" and not c.endswith("_std")]
+        for i, cfg in enumerate(configs[:20]):
+            typer.echo(f"{cfg.key}: " + ", ".join(f"{n} = {table[n][i]:.4g} ± {table[n + '_std'][i]:.2g}"
+                                                 for n in names))
+
+
+@app.command()
+@_command
+def check(
+    device: Annotated[str, typer.Option("--device", help="Device whose predictor to check.")],
+    space: Annotated[str, typer.Option("--space", help="Search space.")],
+    n: Annotated[int, typer.Option("-n", "--n", min=2, help="Fresh SubNets to measure.")] = 20,
+    metric: Annotated[str, typer.Option("--metric")] = "latency_ms",
+    predictor: Annotated[str | None, typer.Option("--predictor", help="Predictor name (default derived).")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure N fresh SubNets (or take N imported ones not used in training), compare with the predictor,
+    store the result and flag drift."""
+    import numpy as np
+
+    from predictors import check_drift
+    from profilers import device_spec, measure_subnets
+
+    s = _open_store(store)
+    sp = s.space(space)
+    name = predictor or f"{metric}:{sp.name}:{device}"
+    trained = set(s.load_predictor(name)["meta"].get("train_keys", []))
+    if s.get_device(device)["kind"] == "imported":
+        df = s.measurements(space=sp.name, subject=device, metric=metric)
+        df = df[~df["config_key"].isin(trained)].drop_duplicates("config_key").head(n)
+        configs = [sp.validate(json.loads(t)) for t in df["config_json"]]
+        values = df["value"].to_numpy(float)
+    else:
+        rng = np.random.default_rng(seed)
+        configs = [c for c in (sp.sample(rng) for _ in range(3 * n)) if c.key not in trained][:n]
+        measure_subnets(s, device_spec(s, device), sp, configs)
+        df = s.measurements(space=sp.name, subject=device, metric=metric).set_index("config_key")
+        values = np.array([float(df.loc[[c.key], "value"].median()) for c in configs])
+    if len(configs) < 2:
+        raise InvalidValueError(f"fresh SubNets for {device}", "at least 2 not used in training", len(configs))
+    result = check_drift(s, name, configs, values)
+    if json_out:
+        _echo_json(result)
+    else:
+        flag = "DRIFT: retrain (hwpareto train latency ...)" if result["drift"] else "no drift"
+        typer.echo(f"{name} on {len(configs)} fresh SubNets: MAPE {result['mape_pct']:.2f} % (recorded "
+                   f"{result['recorded_mape_pct']}), Kendall τ {result['kendall_tau']:.3f} -> {flag}")
 
 
 # ---------------------------------------------------------------------------------------------------- demo

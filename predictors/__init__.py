@@ -1,1 +1,33 @@
-"""hwpareto predictors package."""
+"""Predictors: latency/energy (LUT-sum + learned correction, few-shot transfer) and accuracy (with calibrated
+uncertainty) as scikit-learn estimators, stored in portable formats and served over the store."""
+
+from predictors._accuracy import AccuracyPredictor
+from predictors._features import SpaceFeatures
+from predictors._fewshot import FewShotLatency, reference_set
+from predictors._latency import LatencyPredictor
+from predictors._service import (
+    Model,
+    TrainReport,
+    check_drift,
+    load_model,
+    metrics,
+    predict_table,
+    train_accuracy,
+    train_latency,
+)
+
+__all__ = [
+    "AccuracyPredictor",
+    "FewShotLatency",
+    "LatencyPredictor",
+    "Model",
+    "SpaceFeatures",
+    "TrainReport",
+    "check_drift",
+    "load_model",
+    "metrics",
+    "predict_table",
+    "reference_set",
+    "train_accuracy",
+    "train_latency",
+]
