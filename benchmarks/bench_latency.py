@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from predictors import LatencyPredictor, SpaceFeatures, metrics
-from supernet import SearchSpace, get_space, load_space_file
+from supernet import SearchSpace, SubNetConfig, get_space, load_space_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -70,10 +70,10 @@ def public(n_train: int, seed: int) -> None:
         print(_row("HAT", str(device), m, s))
 
 
-def _disconnected(config: object) -> bool:
+def _disconnected(config: SubNetConfig) -> bool:
     from predictors._features import nb201_canonical
 
-    return all(v == "none" for v in nb201_canonical(config).values.values())
+    return all(v == "none" for v in nb201_canonical(config.values).values())
 
 
 def own(store_url: str, seed: int) -> None:
@@ -86,7 +86,7 @@ def own(store_url: str, seed: int) -> None:
     print(f"cpu-local, mbv3, {report.n_train} measured SubNets; held out: {v['split']}\n")
     print("| predictor | MAPE (%) | within ±10 % (%) | Kendall τ-b |")
     print("|---|---|---|---|")
-    print(f"| raw LUT-sum | {v['lut_sum_mape_pct']:.1f} | - | - |")
+    print(f"| raw LUT-sum | {v['lut_sum_mape_pct']:.1f} | - | {v['lut_sum_kendall_tau']:.3f} |")
     print(f"| LUT-sum + learned correction | {v['mape_pct']:.1f} | {v['within_10pct']:.0f} | {v['kendall_tau']:.3f} |")
 
 

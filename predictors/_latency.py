@@ -91,11 +91,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return members
 
     def _calibrate(self, X: np.ndarray, target: np.ndarray) -> tuple[float, float]:
-        """Scale member spread so that out-of-fold errors are ~1 sigma; also the out-of-fold residual spread."""
+        """Scale member spread so that out-of-fold errors are ~1 sigma (same ensemble size as the final model, so
+        the spreads compare); also the out-of-fold residual spread."""
         folds = KFold(n_splits=min(5, len(target)), shuffle=True, random_state=self.random_state)
         errors, spreads = [], []
         for train, test in folds.split(X):
-            mean, scale, ridge, members = self._fit_core(X[train], target[train], max(2, self.n_members // 2))
+            mean, scale, ridge, members = self._fit_core(X[train], target[train], self.n_members)
             linear, boost_mean, boost_std = _combine(X[test], mean, scale, ridge, members)
             errors.append(target[test] - linear - boost_mean)
             spreads.append(boost_std)

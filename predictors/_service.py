@@ -168,7 +168,8 @@ def _fit_and_store(store: Store, name: str, model: Model, configs: list[SubNetCo
     validation = {"split": f"{len(train)} train / {len(test)} held out (seed {seed})",
                   **metrics(y[test], mean, std)}
     if model.use_lut:
-        validation["lut_sum_mape_pct"] = metrics(y[test], X[test, 0])["mape_pct"]
+        raw = metrics(y[test], X[test, 0])
+        validation["lut_sum_mape_pct"], validation["lut_sum_kendall_tau"] = raw["mape_pct"], raw["kendall_tau"]
     model.estimator.fit(X, y)
     meta = {"n_train": len(y), "training_hash": _training_hash([c.key for c in configs], y),
             "train_keys": [c.key for c in configs], "features": "lut_sum + space" if model.use_lut else "space",
