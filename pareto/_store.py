@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,6 +50,7 @@ from sqlalchemy.orm import Session
 from pareto._models import (
     DEVICE_KINDS,
     PREDICTOR_KINDS,
+    SEARCH_STATUSES,
     SOURCES,
     SUBJECT_KINDS,
     TABLE_PREFIX,
@@ -59,8 +61,10 @@ from pareto._models import (
     LutEntry,
     Measurement,
     Predictor,
+    Search,
     Space,
     SubNet,
+    utcnow,
 )
 from supernet import (
     BUILTIN_SPACES,
@@ -227,7 +231,7 @@ class Store:
             self.optuna_storage()
 
     def _migrate(self, target: str) -> tuple[str | None, str | None]:
-        with self._write() as conn:
+        with self.transaction() as conn:
             before, has_tables = _schema_state(conn)
             self._check_known(before, has_tables)
             config = _alembic_config()
@@ -283,7 +287,7 @@ class Store:
             yield session
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Connection]:
         """A transaction holding the store-wide write lock."""
         with self._engine.connect() as conn:
             conn.execution_options(**{_WRITE_OPTION: True})
@@ -311,7 +315,7 @@ class Store:
             "spec_json": _canonical("device.spec", spec),
             "provenance_json": _canonical("device.provenance", provenance or {}),
         }
-        with self._write() as conn:
+        with self.transaction() as conn:
             existing = conn.execute(select(Device.id).where(Device.name == name)).scalar_one_or_none()
             if existing is None:
                 conn.execute(insert(Device).values(name=name, **values))
@@ -342,7 +346,7 @@ class Store:
             raise InvalidValueError("space.name", "a name other than the built-ins " + ", ".join(BUILTIN_SPACES),
                                     space.name)
         document = _canonical("space", space.to_dict())
-        with self._write() as conn:
+        with self.transaction() as conn:
             stored = conn.execute(select(Space.definition_json).where(Space.name == space.name)).scalar_one_or_none()
             if stored is not None and stored != document:
                 raise InvalidValueError("space.name", "a name not already stored with another definition", space.name)
@@ -391,7 +395,7 @@ class Store:
             wanted[identity] = (value, std, n, row.origin)
         if not wanted:
             return WriteResult(0, 0, 0)
-        with self._write() as conn:
+        with self.transaction() as conn:
             device_ids, new_devices = _resolve_devices(conn, devices, auto_devices)
             subnet_ids, old_subnets = _upsert_subnets(conn, configs)
             existing = _existing_measurements(conn, old_subnets)
@@ -491,7 +495,7 @@ class Store:
         """
         wanted = {(row["layer_key"], row["batch"]): row for row in (_check_lut(i, r) for i, r in enumerate(rows))}
         compared = [c for c in LUT_COLUMNS if c not in ("layer_key", "batch")]
-        with self._write() as conn:
+        with self.transaction() as conn:
             device_id = conn.execute(select(Device.id).where(Device.name == device)).scalar_one_or_none()
             if device_id is None:
                 raise _unknown_device(conn, device)
@@ -547,7 +551,7 @@ class Store:
             raise InvalidValueError("predictor.blob", "non-empty bytes", type(blob).__name__)
         values = {"name": name, "kind": kind, "space": space, "dataset": dataset, "metric": metric, "format": fmt,
                   "blob": blob, "meta_json": _canonical("predictor.meta", meta)}
-        with self._write() as conn:
+        with self.transaction() as conn:
             if device is not None:
                 device_id = conn.execute(select(Device.id).where(Device.name == device)).scalar_one_or_none()
                 if device_id is None:
@@ -576,11 +580,82 @@ class Store:
 
     def update_predictor_meta(self, name: str, meta: Mapping[str, Any]) -> None:
         """Replace the JSON metadata of predictor ``name`` (e.g. to append a drift check)."""
-        with self._write() as conn:
+        with self.transaction() as conn:
             updated = conn.execute(update(Predictor).where(Predictor.name == name)
                                    .values(meta_json=_canonical("predictor.meta", meta))).rowcount
             if not updated:
                 raise InvalidValueError("predictor", "a trained predictor", name)
+
+    # ------------------------------------------------------------------ searches (the job queue)
+    def submit_search(self, name: str, space: str, params: Mapping[str, Any], n_trials: int) -> dict[str, Any]:
+        """Queue a search (its Optuna study is called ``name``); a name already used raises InvalidValueError."""
+        _check_text("search.name", name, 128)
+        with self.transaction() as conn:
+            if conn.execute(select(Search.id).where(Search.name == name)).first() is not None:
+                raise InvalidValueError("search name", "a name not used by another search", name)
+            conn.execute(insert(Search).values(name=name, space=space, params_json=_canonical("search", params),
+                                               status="queued", n_trials=n_trials, study_name=name))
+        return self.get_search(name)
+
+    def get_search(self, name: str) -> dict[str, Any]:
+        """One search's row as a dict (``params`` parsed)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(Search).where(Search.name == name)).first()
+            if row is None:
+                known = conn.execute(select(Search.name).order_by(Search.id.desc()).limit(20)).scalars().all()
+                raise InvalidValueError("search", "one of " + ", ".join(known) if known else "a submitted search",
+                                        name)
+        return _search_dict(row)
+
+    def list_searches(self) -> list[dict[str, Any]]:
+        """All searches, newest first."""
+        with self._engine.connect() as conn:
+            return [_search_dict(row) for row in conn.execute(select(Search).order_by(Search.id.desc()))]
+
+    def claim_search(self, worker: str, name: str | None = None, stale_after_s: float = 30.0) -> dict[str, Any] | None:
+        """Atomically give ``worker`` a search to run: the oldest queued one (or ``name``), or a running one whose
+        worker stopped sending heartbeats ``stale_after_s`` ago (it resumes from the stored trials)."""
+        now = utcnow()
+        stale = now - timedelta(seconds=stale_after_s)
+        with self.transaction() as conn:
+            query = select(Search).where(
+                (Search.status == "queued") | ((Search.status == "running") & (Search.heartbeat_at < stale))
+            ).order_by(Search.id)
+            if name is not None:
+                query = query.where(Search.name == name)
+            row = conn.execute(query.limit(1)).first()
+            if row is None:
+                return None
+            conn.execute(update(Search).where(Search.id == row.id)
+                         .values(status="running", worker=worker, heartbeat_at=now, error=None))
+        return self.get_search(row.name)
+
+    def requeue_search(self, name: str, n_trials: int | None = None) -> None:
+        """Put a finished, failed or queued search back in the queue (to retry, or to run up to ``n_trials``)."""
+        values: dict[str, Any] = {"status": "queued", "worker": None, "error": None}
+        if n_trials is not None:
+            values["n_trials"] = n_trials
+        with self.transaction() as conn:
+            conn.execute(update(Search).where(Search.name == name, Search.status != "running").values(**values))
+
+    def heartbeat_search(self, name: str, worker: str, trials_done: int) -> bool:
+        """Record progress; False when ``worker`` no longer owns the search (taken over or cancelled)."""
+        with self._engine.begin() as conn:
+            updated = conn.execute(update(Search).where(Search.name == name, Search.worker == worker,
+                                                        Search.status == "running")
+                                   .values(heartbeat_at=utcnow(), trials_done=trials_done)).rowcount
+        return bool(updated)
+
+    def finish_search(self, name: str, worker: str, status: str, error: str | None = None,
+                      trials_done: int | None = None) -> None:
+        """Mark ``worker``'s search done, failed or cancelled."""
+        if status not in SEARCH_STATUSES:
+            raise InvalidValueError("search.status", "one of " + ", ".join(SEARCH_STATUSES), status)
+        values: dict[str, Any] = {"status": status, "error": error, "heartbeat_at": utcnow()}
+        if trials_done is not None:
+            values["trials_done"] = trials_done
+        with self._engine.begin() as conn:
+            conn.execute(update(Search).where(Search.name == name, Search.worker == worker).values(**values))
 
     # ------------------------------------------------------------------ exports
     def add_export(self, config: SubNetConfig, path: str | os.PathLike[str], files: Mapping[str, Any]) -> None:
@@ -993,3 +1068,10 @@ def _predictor_dict(row: Any) -> dict[str, Any]:
     return {"name": row.name, "kind": row.kind, "space": row.space, "device": row.device, "dataset": row.dataset,
             "metric": row.metric, "format": row.format, "meta": json.loads(row.meta_json),
             "created_at": row.created_at.isoformat() if row.created_at else None}
+
+
+def _search_dict(row: Any) -> dict[str, Any]:
+    return {"name": row.name, "space": row.space, "params": json.loads(row.params_json), "status": row.status,
+            "n_trials": row.n_trials, "trials_done": row.trials_done, "study_name": row.study_name,
+            "worker": row.worker, "heartbeat_at": row.heartbeat_at.isoformat() if row.heartbeat_at else None,
+            "error": row.error, "created_at": row.created_at.isoformat() if row.created_at else None}

@@ -1,0 +1,156 @@
+"""Results of a search as data: the trials table, fronts per device and budget, hypervolume history, operating
+points, and the export of one trial (compute here, render elsewhere)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from pareto._objectives import Budget, Evaluator, Objective
+from pareto._pareto import hypervolume_history, knee_point, non_dominated_mask, operating_point_table, operating_points
+from pareto._search import SPEC_ATTR, SearchSpec, load_trials
+from pareto._store import Store
+from supernet import InvalidValueError
+
+__all__ = ["Front", "StudyResults", "export_trial", "study_results"]
+
+
+@dataclass(frozen=True)
+class Front:
+    """One Pareto front: its label (``all`` or a device), the objectives it spans, its rows (trials), the knee."""
+
+    label: str
+    objectives: tuple[str, ...]
+    rows: pd.DataFrame
+    knee_number: int | None
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """A study's completed trials (one row per trial: ``number``, ``config_key``, one column per objective,
+    ``feasible`` and one ``budget:<text>`` column per budget holding the constraint value) and its spec."""
+
+    spec: SearchSpec
+    objectives: tuple[Objective, ...]
+    budgets: tuple[Budget, ...]
+    trials: pd.DataFrame
+    configs: dict[int, dict[str, Any]]
+
+    def front(self, device: str | None = None, feasible_only: bool = True) -> Front:
+        """The front over all objectives, or over the non-cost objectives plus the costs on ``device``."""
+        objectives = [o for o in self.objectives if device is None or not o.is_cost or o.subject == device]
+        if device is not None and not any(o.is_cost and o.subject == device for o in objectives):
+            devices = sorted({o.subject for o in self.objectives if o.is_cost and o.subject})
+            raise InvalidValueError("device", "one of " + ", ".join(devices) if devices else
+                                    "a device the search has a cost objective for", device)
+        rows = self.trials[self.trials["feasible"]] if feasible_only else self.trials
+        if rows.empty:
+            return Front(device or "all", tuple(o.name for o in objectives), rows, None)
+        points = rows[[o.name for o in objectives]].to_numpy(float)
+        mask = non_dominated_mask(points, [o.direction for o in objectives])
+        front = rows[mask].sort_values([o.name for o in objectives if o.is_cost] or [objectives[0].name])
+        knee = knee_point(front[[o.name for o in objectives]].to_numpy(float), [o.direction for o in objectives])
+        return Front(device or "all", tuple(o.name for o in objectives), front.reset_index(drop=True),
+                     int(front.iloc[knee]["number"]))
+
+    def device_fronts(self) -> list[Front]:
+        """One front per device with a cost objective (the same trials, other devices' costs ignored)."""
+        devices = sorted({o.subject for o in self.objectives if o.is_cost and o.subject})
+        return [self.front(d) for d in devices] if len(devices) > 1 else [self.front()]
+
+    def hypervolume_history(self, reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Hypervolume after each trial (feasible ones count), with the reference point used (default: the worst
+        value of each objective over all trials, pushed 10 % outwards)."""
+        names = [o.name for o in self.objectives]
+        directions = [o.direction for o in self.objectives]
+        points = self.trials[names].to_numpy(float)
+        if reference is None:
+            worst = np.where(np.array(directions) == "maximize", points.min(axis=0), points.max(axis=0))
+            span = np.ptp(points, axis=0)
+            reference = worst + np.where(np.array(directions) == "maximize", -0.1, 0.1) * np.where(span > 0, span, 1)
+        feasible = self.trials["feasible"].to_numpy()
+        masked = np.where(feasible[:, None], points, reference)  # infeasible trials add nothing
+        return hypervolume_history(masked, reference, directions), reference
+
+    def operating_points(self, device: str | None, k: int) -> list[dict[str, Any]]:
+        """k SubNets of a front spanning its latency range, as a runtime switching table (JSON-ready)."""
+        front = self.front(device)
+        cost = [o for o in self.objectives if o.is_cost and (device is None or o.subject == device)]
+        quality = [o for o in self.objectives if not o.is_cost]
+        if not cost or not quality:
+            raise InvalidValueError("operating points", "a search with a latency/energy and an accuracy objective",
+                                    [o.name for o in self.objectives])
+        points = front.rows[[cost[0].name, quality[0].name]].to_numpy(float)
+        chosen = operating_points(points, 0, k, [cost[0].direction, quality[0].direction])
+        rows = [{"trial": int(front.rows.iloc[i]["number"]), "config_key": front.rows.iloc[i]["config_key"],
+                 cost[0].name: float(points[i, 0]), quality[0].name: float(points[i, 1]),
+                 "config": self.configs[int(front.rows.iloc[i]["number"])]} for i in chosen]
+        return operating_point_table(rows, cost[0].name, quality[0].name)
+
+
+def study_results(store: Store, study: str) -> StudyResults:
+    """Read a study's completed trials in bulk (fast even for 100k trials)."""
+    try:
+        stored = optuna.load_study(study_name=study, storage=store.optuna_storage())
+    except KeyError:
+        raise InvalidValueError("study", "an existing study in the store", study) from None
+    doc = stored.user_attrs.get(SPEC_ATTR)
+    if doc is None:
+        raise InvalidValueError(f"study {study!r}", "a study run by hwpareto (it has no hwpareto settings)", study)
+    spec = SearchSpec.from_dict(doc)
+    objectives, budgets = spec.parsed()
+    trials, values, constraints = load_trials(store, study)
+    frame = pd.DataFrame({"number": [t["number"] for t in trials], "config_key": [t["config_key"] for t in trials]})
+    for j, o in enumerate(objectives):
+        frame[o.name] = values[:, j] if len(values) else []
+    feasible = np.ones(len(trials), dtype=bool)
+    for j, b in enumerate(budgets):
+        column = constraints[:, j] if constraints.size else np.zeros(len(trials))
+        frame[f"budget:{b.text}"] = column
+        feasible &= column <= 0
+    frame["feasible"] = feasible
+    return StudyResults(spec, tuple(objectives), tuple(budgets), frame,
+                        {t["number"]: t["config"] for t in trials if t.get("config")})
+
+
+def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, weights: bool = True,
+                 onnx: bool = True, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """Bundle trial ``number``: config, predicted metrics (mean ± std), stored measurements of that SubNet per
+    device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX."""
+    from pareto._export import export_subnet
+
+    results = study_results(store, study)
+    if number not in results.configs:
+        raise InvalidValueError("trial", f"a completed trial number of study {study!r} (0..{len(results.configs) - 1})",
+                                number)
+    space = store.space(results.spec.space)
+    config = space.validate(results.configs[number])
+    metrics = [*results.objectives, *(b.objective for b in results.budgets)]
+    evaluator = Evaluator(store, space, [m for m in metrics if results.spec.mode == "surrogate" or m != metrics[0]])
+    mean, std = evaluator.evaluate([config])
+    predicted = {m.name: {"mean": float(mean[0, j]), "std": float(std[0, j]), "source": evaluator.sources[m]}
+                 for j, m in enumerate(evaluator.metrics)}
+    measured = store.measurements(space=space.name)
+    measured = measured[measured["config_key"] == config.key]
+    predictors = {p["name"]: {"created_at": p["created_at"], "versions": p["meta"].get("versions"),
+                              "validation": p["meta"].get("validation")} for p in store.list_predictors(space.name)
+                  if any(p["name"] == f"{m.metric}:{space.name}:{m.subject}" for m in evaluator.metrics)}
+    doc_metrics = {
+        "study": study, "trial": number,
+        "objectives": {o.name: float(results.trials.set_index("number").loc[number, o.name])
+                       for o in results.objectives},
+        "predicted": predicted,
+        "measured": [{"subject": r.subject, "metric": r.metric, "value": float(r.value), "source": r.source}
+                     for r in measured.itertuples()],
+        "provenance": {"space": space.name, "sources": {m.name: evaluator.sources[m] for m in evaluator.metrics},
+                       "predictors": predictors},
+    }
+    result = export_subnet(space, config, out_dir, weights=weights and space.has_model,
+                           onnx=onnx and space.has_model, checkpoint=checkpoint, metrics=doc_metrics)
+    store.add_export(config, str(result.directory.resolve()), result.files)
+    return {"directory": str(result.directory), "key": config.key, "files": result.files, **doc_metrics}

@@ -1,0 +1,540 @@
+"""Evaluation-budgeted multi-objective search: recover the Pareto front of (accuracy ↑, cheap objectives ↓) over a
+pool of candidates while paying for at most ``budget`` accuracy evaluations.
+
+Accuracy is the expensive objective (an extracted SubNet on a validation set, or a measurement table acting as the
+oracle); the others (latency from a LUT or a predictor, parameters, FLOPs) are cheap and known for every candidate
+up front. A candidate is on the front when no candidate at most as costly on every cheap objective is at least as
+accurate (one of them strictly better), so the search is a sequence of decisions on whose accuracy to pay for.
+
+Method (:func:`budgeted_search`):
+
+1. Initial design: ``initial`` candidates spread over the cheap objectives: a Latin hypercube in their rank
+   (quantile) space, each point taking the nearest unused candidate (one candidate per latency quantile in 1-D).
+2. Model: the accuracy predictor (default :class:`~predictors.AccuracyPredictor`: calibrated mean ± std) is fitted
+   on the evaluated candidates and predicts all the others. It is refitted once the evaluations since the last fit
+   reach ``max(batch_size, refit_growth × evaluations at that fit)``: every batch early, every ~10 % growth later,
+   so thousands of evaluations cost tens of fits. Between fits each batch still sees every measured accuracy.
+3. Acquisition, the probability of Pareto optimality: the accuracies of unevaluated candidates are drawn
+   ``n_samples`` times from N(mean, std), measured ones are kept, and a candidate scores the share of draws in which
+   it is non-dominated among all candidates. The expected number of true front members in a batch is the sum of its
+   scores, so the best scores form the batch that maximises the expected recall of the front; expected hypervolume
+   improvement would instead prize isolated points and pass over front members that sit close together (NB201's
+   front climbs by tenths of a percent at high accuracy). Uncertainty enters through the draws (a poorly known
+   cheap candidate may beat the measured front) and so does competition from unevaluated rivals (a candidate with an
+   equally good, slightly cheaper rival scores about half). Candidates whose mean + 3.5 std is below the
+   mean − 3.5 std (or measured accuracy) of a candidate at most as costly are pruned before drawing, so the draws
+   concern a shortlist of hundreds to a few thousand candidates even in a pool of 100k; with one cheap objective
+   everything is a sort plus cumulative maxima (O(n log n)), with several a dominance matrix over the shortlist.
+4. Batch: greedily by score, but a pick discounts the scores of the candidates nearest to it along the cheap
+   objectives (``1 - spread`` for the closest rank neighbours, fading with rank distance), so a batch hedges
+   against correlated predictor errors instead of spending itself on one stretch of the front. Ties (score 0 after
+   the shortlist, or a deterministic predictor) fall back to the optimistic margin over the measured front, then
+   to a seeded random order. A score of 1 marks a candidate no other can dominate (e.g. the cheapest one).
+
+Duplicates: a candidate equal to an earlier one (same :class:`~supernet.SubNetConfig`) is never evaluated; ties in
+the cheap objectives follow the dominance rule above (equal cost and equal accuracy dominate neither way).
+
+:func:`enqueue_batch` and :func:`study_evaluator` run the evaluations as trials of an Optuna study.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy.stats import qmc
+
+from supernet import InvalidValueError, SearchSpace, SubNetConfig
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "BudgetedResult",
+    "BudgetedStep",
+    "budgeted_search",
+    "enqueue_batch",
+    "pareto_mask",
+    "study_evaluator",
+]
+
+PredictorFactory = Callable[[int], Any]
+"""A seed → an unfitted regressor with ``fit(X, y)`` and ``predict(X, return_std=True)`` (without ``return_std``
+support the std is taken as 0: a predicted front without uncertainty)."""
+
+_PRUNE_Z = 3.5
+_EXP = {"t_df": 0, "a": 1.0, "b": 0.0, "kappa": 1.0}
+_PREDICT_CELLS = 4_000_000  # rows × training rows per prediction chunk (bounds the GP's kernel matrix)
+_DENSE_CELLS = 20_000_000  # samples × shortlist² per dominance-matrix chunk
+
+
+@dataclass(frozen=True)
+class BudgetedStep:
+    """Diagnostics of one step (step 0: the initial design)."""
+
+    step: int
+    batch: tuple[int, ...]
+    """Candidate indices evaluated in this step, in the order chosen."""
+    n_evaluated: int
+    """Evaluations spent after this step."""
+    refit: bool
+    """Whether the predictor was (re)fitted before choosing the batch."""
+    cv_kendall_tau: float | None
+    """The predictor's cross-validated Kendall τ-b (``cv_kendall_tau_``) where it has one."""
+    predicted: tuple[tuple[float, float], ...]
+    """The predictor's (mean, std) of each batch member when it was chosen (empty for the initial design): compare
+    with the measured accuracies to watch calibration."""
+    n_shortlist: int
+    """Candidates scored by sampling (the others could not be non-dominated)."""
+    expected_hits: float
+    """Sum of the batch's Pareto probabilities: its expected number of front members under the model."""
+    front_size: int
+    """Non-dominated candidates among those evaluated, after the step."""
+    fit_s: float
+    acquire_s: float
+    evaluate_s: float
+
+
+@dataclass(frozen=True)
+class BudgetedResult:
+    """Evaluated candidates in evaluation order, their accuracies and the steps that chose them."""
+
+    indices: np.ndarray
+    accuracy: np.ndarray
+    steps: tuple[BudgetedStep, ...]
+    front: np.ndarray
+    """Indices of the evaluated candidates that are non-dominated among the evaluated, by the first cheap objective."""
+    stopped: str
+    """``budget`` (spent), ``exhausted`` (no distinct candidate left) or ``callback``."""
+    candidates: Sequence[Any] = field(repr=False)
+
+    @property
+    def configs(self) -> list[Any]:
+        """The evaluated candidates (e.g. :class:`SubNetConfig`), in evaluation order."""
+        return [self.candidates[int(i)] for i in self.indices]
+
+
+def _default_factory(seed: int) -> Any:
+    from predictors._accuracy import AccuracyPredictor
+
+    return AccuracyPredictor(random_state=seed, n_jobs=1)
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+def _int(value: Any, where: str, low: int, high: int | None = None) -> int:
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
+        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise InvalidValueError(where, allowed, value)
+    return int(value)
+
+
+def _matrix(value: Any, where: str, rows: int | None) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidValueError(where, "a 2-D array of numbers", type(value).__name__) from None
+    if arr.ndim == 1 and where == "cheap":
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] < 1:
+        raise InvalidValueError(f"{where} shape", "(n_candidates, n_columns)", arr.shape)
+    if rows is not None and arr.shape[0] != rows:
+        raise InvalidValueError(f"{where} rows", f"{rows} (one per candidate)", arr.shape[0])
+    bad = np.argwhere(~np.isfinite(arr))
+    if len(bad):
+        raise InvalidValueError(f"{where}[{bad[0][0]}, {bad[0][1]}]", "a finite number", float(arr[tuple(bad[0])]))
+    return arr
+
+
+def _signs(directions: Sequence[str] | None, m: int) -> np.ndarray:
+    if directions is None:
+        return np.ones(m)
+    if isinstance(directions, str) or len(directions) != m:
+        raise InvalidValueError("directions", f"{m} of 'minimize' / 'maximize' (one per cheap column)", directions)
+    bad = [d for d in directions if d not in ("minimize", "maximize")]
+    if bad:
+        raise InvalidValueError("directions", "'minimize' or 'maximize' per cheap column", bad[0])
+    return np.array([1.0 if d == "minimize" else -1.0 for d in directions])
+
+
+def _first_of_duplicates(candidates: Sequence[Any]) -> np.ndarray:
+    """Mask of candidates that equal no earlier candidate (unhashable candidates count as distinct)."""
+    seen: set[Any] = set()
+    out = np.ones(len(candidates), dtype=bool)
+    for i, c in enumerate(candidates):
+        try:
+            if c in seen:
+                out[i] = False
+            else:
+                seen.add(c)
+        except TypeError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- dominance
+def pareto_mask(points: Any) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of ``points`` (every column minimised).
+
+    A row is dominated when another is ``<=`` in every column and ``<`` in one, so identical rows are all kept.
+    Two columns: a sort and a cumulative minimum (O(n log n)); more: a lexicographic cull (O(n × front size)).
+    """
+    pts = _matrix(points, "points", None)
+    n, d = pts.shape
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    if d == 1:
+        return pts[:, 0] == pts[:, 0].min()
+    if d == 2:
+        order = np.lexsort((pts[:, 1], pts[:, 0]))
+        x, y = pts[order, 0], pts[order, 1]
+        new = np.r_[True, x[1:] != x[:-1]]
+        gid = np.cumsum(new) - 1
+        gmin = y[new]  # y sorted within each x group: the first is the group minimum
+        before = np.r_[np.inf, np.minimum.accumulate(gmin)[:-1]]
+        out = np.empty(n, dtype=bool)
+        out[order] = (y == gmin[gid]) & (y < before[gid])
+        return out
+    order = np.lexsort(pts.T[::-1])
+    rest = order
+    keep: list[int] = []
+    while len(rest):
+        head = pts[rest[0]]
+        keep.append(int(rest[0]))
+        others = pts[rest[1:]]
+        dominated = np.all(others >= head, axis=1) & np.any(others > head, axis=1)
+        rest = rest[1:][~dominated]
+    out = np.zeros(n, dtype=bool)
+    out[keep] = True
+    return out
+
+
+def _dominator_max(cost: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each row ``i``: the largest ``values[j]`` over ``j != i`` with ``cost[j] <= cost[i]`` in every column
+    (``-inf`` when none; rows with value ``-inf`` are no dominators)."""
+    n, m = cost.shape
+    out = np.full(n, -np.inf)
+    if m == 1:
+        order = np.argsort(cost[:, 0], kind="stable")
+        c, v = cost[order, 0], values[order]
+        new = np.r_[True, c[1:] != c[:-1]]
+        starts = np.flatnonzero(new)
+        gid = np.cumsum(new) - 1
+        gmax = np.maximum.reduceat(v, starts)
+        before = np.r_[-np.inf, np.maximum.accumulate(gmax)[:-1]]
+        # the best other member of the own group: the group's best, or its second best for the best member
+        within = np.lexsort((-v, gid))
+        size = np.diff(np.r_[starts, n])
+        second = np.where(size > 1, v[within[np.minimum(starts + 1, n - 1)]], -np.inf)
+        other = gmax[gid].copy()
+        other[within[starts]] = second
+        out[order] = np.maximum(before[gid], other)
+        return out
+    live = np.flatnonzero(np.isfinite(values))
+    if not len(live):
+        return out
+    reps = live[pareto_mask(np.column_stack([-values[live], cost[live]]))]
+    rows = max(1, _DENSE_CELLS // (len(reps) * m))
+    for lo in range(0, n, rows):
+        i = np.arange(lo, min(n, lo + rows))
+        dom = np.all(cost[reps][None] <= cost[i][:, None], axis=2) & (reps[None] != i[:, None])
+        out[i] = np.where(dom, values[reps][None], -np.inf).max(axis=1)
+    return out
+
+
+def _front_probability(mean: np.ndarray, std: np.ndarray, cost: np.ndarray, floor: np.ndarray, n_samples: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Share of ``n_samples`` independent normal draws in which each shortlisted candidate beats ``floor`` (its best
+    measured dominator) and every other shortlisted candidate at most as costly."""
+    n = len(mean)
+    if _EXP["t_df"]:
+        z = rng.standard_t(_EXP["t_df"], (n_samples, n))
+    else:
+        z = rng.standard_normal((n_samples, n))
+    z = _EXP["a"] * z + _EXP["b"] * rng.standard_normal((n_samples, 1))
+    draws = mean + _EXP["kappa"] * std * z
+    if cost.shape[1] == 1:
+        order = np.argsort(cost[:, 0], kind="stable")
+        c = cost[order, 0]
+        new = np.r_[True, c[1:] != c[:-1]]
+        gid = np.cumsum(new) - 1
+        a = draws[:, order]
+        gmax = np.maximum.reduceat(a, np.flatnonzero(new), axis=1)
+        before = np.concatenate([np.full((n_samples, 1), -np.inf), np.maximum.accumulate(gmax, axis=1)[:, :-1]], 1)
+        hits = (a > np.maximum(before[:, gid], floor[order])) & (a >= gmax[:, gid])
+        out = np.empty(n)
+        out[order] = hits.mean(axis=0)
+        return out
+    dom = np.all(cost[None] <= cost[:, None], axis=2)
+    np.fill_diagonal(dom, False)
+    hits = np.zeros(n)
+    chunk = max(1, _DENSE_CELLS // max(1, n * n))
+    for lo in range(0, n_samples, chunk):
+        a = draws[lo:lo + chunk]
+        best = np.where(dom[None], a[:, None, :], -np.inf).max(axis=2)
+        hits += (a > np.maximum(best, floor)).sum(axis=0)
+    return hits / n_samples
+
+
+def _ranks(cost: np.ndarray) -> np.ndarray:
+    """Each cheap column as mid-ranks scaled to [0, 1]."""
+    from scipy.stats import rankdata
+
+    n = len(cost)
+    return (rankdata(cost, axis=0) - 0.5) / max(n, 1)
+
+
+def _space_filling(rank: np.ndarray, available: np.ndarray, k: int, rng: np.random.Generator) -> list[int]:
+    """``k`` available candidates nearest to the points of a Latin hypercube in cheap-rank space."""
+    pool = np.flatnonzero(available)
+    points = qmc.LatinHypercube(d=rank.shape[1], seed=rng).random(k)
+    jitter = rng.random(len(pool)) * 1e-9
+    taken = np.zeros(len(pool), dtype=bool)
+    chosen: list[int] = []
+    for p in points:
+        dist = np.sum((rank[pool] - p) ** 2, axis=1) + jitter
+        dist[taken] = np.inf
+        j = int(np.argmin(dist))
+        taken[j] = True
+        chosen.append(int(pool[j]))
+    return chosen
+
+
+def _predict(model: Any, X: np.ndarray, n_train: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std in row chunks (std 0 where the model gives none)."""
+    mean, std = np.empty(len(X)), np.zeros(len(X))
+    rows = max(1000, _PREDICT_CELLS // max(n_train, 1))
+    for lo in range(0, len(X), rows):
+        part = X[lo:lo + rows]
+        try:
+            m, s = model.predict(part, return_std=True)
+        except TypeError:
+            m, s = model.predict(part), 0.0
+        mean[lo:lo + rows], std[lo:lo + rows] = m, s
+    return mean, np.maximum(std, 0.0)
+
+
+def _select(score: np.ndarray, margin: np.ndarray, rank: np.ndarray, pool: np.ndarray, k: int, spread: float,
+            rng: np.random.Generator) -> list[int]:
+    """Greedy batch from ``pool``: best score, discounting the cheap-rank neighbours of each pick."""
+    s = score[pool].copy()
+    tie = np.lexsort((rng.random(len(pool)), margin[pool]))  # ascending: later is better
+    tiebreak = np.empty(len(pool))
+    tiebreak[tie] = np.arange(len(pool)) / len(pool)
+    r = rank[pool]
+    width = 1.0 / max(4 * k, 1)
+    chosen: list[int] = []
+    alive = np.ones(len(pool), dtype=bool)
+    for _ in range(min(k, len(pool))):
+        key = np.where(alive, s + 1e-12 * tiebreak, -np.inf)
+        j = int(np.argmax(key))
+        chosen.append(int(pool[j]))
+        alive[j] = False
+        if spread > 0:
+            near = np.exp(-np.sum((r - r[j]) ** 2, axis=1) / (2 * width**2))
+            s *= 1 - spread * near
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------------- search
+def budgeted_search(
+    candidates: Sequence[SubNetConfig] | Iterable[Any],
+    features: Any,
+    cheap: Any,
+    evaluate: Callable[[list[int]], Any],
+    budget: int,
+    *,
+    directions: Sequence[str] | None = None,
+    batch_size: int = 10,
+    initial: int = 20,
+    seed: int = 0,
+    predictor_factory: PredictorFactory | None = None,
+    callback: Callable[[BudgetedStep], bool | None] | None = None,
+    n_samples: int = 128,
+    refit_growth: float = 0.1,
+    spread: float = 0.5,
+    max_shortlist: int | None = None,
+) -> BudgetedResult:
+    """Spend at most ``budget`` calls' worth of accuracy evaluations to find the Pareto front of (accuracy ↑, cheap
+    objectives); see the module docstring for the method.
+
+    ``candidates`` (a sequence, or any iterable, materialised) pairs with the rows of ``features``
+    ``(n_candidates, n_features)`` (the predictor's input, e.g. :class:`~predictors.SpaceFeatures`) and ``cheap``
+    ``(n_candidates, m)`` (or ``(n_candidates,)``), each column minimised unless ``directions`` says ``maximize``.
+    ``evaluate(indices)`` returns the accuracies (maximised) of those candidates. The first ``initial`` evaluations
+    are a space-filling design, then batches of ``batch_size``. ``predictor_factory(seed)`` makes an unfitted
+    predictor (default: :class:`~predictors.AccuracyPredictor`, which needs 10 rows and two distinct accuracies;
+    with constant accuracies the search keeps filling space). ``callback(step)`` runs after each step; ``True``
+    stops the search. ``n_samples``, ``refit_growth``, ``spread`` and ``max_shortlist`` (default 5,000 with one
+    cheap column, else 1,500) tune the acquisition. Deterministic for a ``seed`` and a deterministic predictor.
+    """
+    pool = list(candidates) if not isinstance(candidates, Sequence) or isinstance(candidates, (str, bytes)) \
+        else candidates
+    n = len(pool)
+    if n == 0:
+        raise InvalidValueError("candidates", "at least one candidate", 0)
+    X = _matrix(features, "features", n)
+    cost = _matrix(cheap, "cheap", n)
+    cost = cost * _signs(directions, cost.shape[1])
+    distinct = _first_of_duplicates(pool)
+    n_distinct = int(distinct.sum())
+    budget = _int(budget, "budget", 1, n_distinct)
+    initial = _int(initial, "initial", 1)
+    if budget < initial:
+        raise InvalidValueError("budget", f"at least initial ({initial})", budget)
+    batch_size = _int(batch_size, "batch_size", 1)
+    seed = _int(seed, "seed", 0, 2**31 - 1)
+    n_samples = _int(n_samples, "n_samples", 1)
+    if not isinstance(refit_growth, numbers.Real) or isinstance(refit_growth, bool) or not refit_growth >= 0:
+        raise InvalidValueError("refit_growth", "a number >= 0", refit_growth)
+    if not isinstance(spread, numbers.Real) or isinstance(spread, bool) or not 0 <= spread <= 1:
+        raise InvalidValueError("spread", "a number in [0, 1]", spread)
+    m = cost.shape[1]
+    shortlist_cap = _int(max_shortlist if max_shortlist is not None else (5000 if m == 1 else 1500),
+                         "max_shortlist", 1)
+    factory = predictor_factory or _default_factory
+    if not callable(factory):
+        raise InvalidValueError("predictor_factory", "a callable seed -> unfitted regressor", type(factory).__name__)
+
+    rng = np.random.default_rng(seed)
+    rank = _ranks(cost)
+    evaluated = np.zeros(n, dtype=bool)
+    acc = np.full(n, np.nan)
+    order: list[int] = []
+    steps: list[BudgetedStep] = []
+    model: Any = None
+    mean = std = np.zeros(n)
+    n_at_fit = 0
+    stopped = "budget"
+
+    def run(batch: list[int], step: int, refit: bool, tau: float | None, n_short: int, hits: float,
+            fit_s: float, acquire_s: float, predicted: bool = True) -> bool:
+        start = time.perf_counter()
+        values = np.asarray(evaluate(list(batch)), dtype=np.float64).reshape(-1)
+        evaluate_s = time.perf_counter() - start
+        if values.shape != (len(batch),) or not np.all(np.isfinite(values)):
+            raise InvalidValueError(f"evaluate({batch[:3]}...) result", f"{len(batch)} finite accuracies",
+                                    values.tolist()[:5])
+        acc[batch] = values
+        evaluated[batch] = True
+        order.extend(batch)
+        front = pareto_mask(np.column_stack([-acc[order], cost[order]])).sum()
+        pairs = tuple((float(mean[i]), float(std[i])) for i in batch) if predicted else ()
+        info = BudgetedStep(step, tuple(batch), len(order), refit, tau, pairs, n_short, hits, int(front), fit_s,
+                            acquire_s, evaluate_s)
+        steps.append(info)
+        return bool(callback(info)) if callback is not None else False
+
+    start = time.perf_counter()
+    first = _space_filling(rank, distinct, initial, rng)
+    if run(first, 0, False, None, 0, 0.0, 0.0, time.perf_counter() - start, predicted=False):
+        stopped = "callback"
+    step = 0
+    while stopped == "budget" and len(order) < budget:
+        available = distinct & ~evaluated
+        if not available.any():
+            stopped = "exhausted"
+            break
+        step += 1
+        k = min(batch_size, budget - len(order), int(available.sum()))
+        y = acc[order]
+        fit_s, refit, n_short, hits = 0.0, False, 0, 0.0
+        if np.ptp(y) == 0:  # nothing to learn from: keep filling space
+            start = time.perf_counter()
+            batch = _space_filling(rank, available, k, rng)
+            if run(batch, step, False, None, 0, 0.0, 0.0, time.perf_counter() - start, predicted=False):
+                stopped = "callback"
+            continue
+        if model is None or len(order) - n_at_fit >= max(batch_size, refit_growth * n_at_fit):
+            start = time.perf_counter()
+            model = factory(seed).fit(X[order], y)
+            rows = np.flatnonzero(available)
+            mean, std = np.zeros(n), np.zeros(n)
+            mean[rows], std[rows] = _predict(model, X[rows], len(order))
+            n_at_fit, refit = len(order), True
+            fit_s = time.perf_counter() - start
+        start = time.perf_counter()
+        known = np.where(evaluated, acc, -np.inf)
+        floor = _dominator_max(cost, known)  # best measured accuracy at most as costly
+        margin = (mean - floor) / np.maximum(std, 1e-12)
+        pess = np.where(evaluated, acc, np.where(available, mean - _PRUNE_Z * std, -np.inf))
+        threat = _dominator_max(cost, pess)
+        short = np.flatnonzero(available & (mean + _PRUNE_Z * std > threat))
+        if len(short) > shortlist_cap:
+            z = (mean[short] - threat[short]) / np.maximum(std[short], 1e-12)
+            short = short[np.argsort(-z, kind="stable")[:shortlist_cap]]
+        score = np.zeros(n)
+        if len(short):
+            score[short] = _front_probability(mean[short], std[short], cost[short], floor[short], n_samples, rng)
+        batch = _select(score, margin, rank, np.flatnonzero(available), k, spread, rng)
+        hits = float(score[batch].sum())
+        n_short = len(short)
+        tau = getattr(model, "cv_kendall_tau_", None)
+        if run(batch, step, refit, None if tau is None else float(tau), n_short, hits, fit_s,
+               time.perf_counter() - start):
+            stopped = "callback"
+    if stopped == "budget" and len(order) < budget:
+        stopped = "exhausted"
+    idx = np.asarray(order, dtype=np.int64)
+    front = idx[pareto_mask(np.column_stack([-acc[idx], cost[idx]]))] if len(idx) else idx
+    front = front[np.lexsort((-acc[front], cost[front, 0]))]
+    return BudgetedResult(idx, acc[idx].copy(), tuple(steps), front, stopped, pool)
+
+
+# ---------------------------------------------------------------------------------------------------- Optuna
+def _params(candidate: SubNetConfig | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(candidate, SubNetConfig):
+        return candidate.values
+    if isinstance(candidate, Mapping):
+        return dict(candidate)
+    raise InvalidValueError("candidate", "a SubNetConfig or a mapping of dimension names to values",
+                            type(candidate).__name__)
+
+
+def enqueue_batch(study: optuna.Study, candidates: Sequence[SubNetConfig | Mapping[str, Any]],
+                  indices: Iterable[int]) -> list[dict[str, Any]]:
+    """Enqueue the candidates at ``indices`` as trials of ``study`` (params = dimension name → value; the user
+    attribute ``candidate_index`` records the index). Returns the enqueued params, in order."""
+    out = []
+    for i in indices:
+        i = _int(i, "candidate index", 0, len(candidates) - 1)
+        params = _params(candidates[i])
+        study.enqueue_trial(params, user_attrs={"candidate_index": i})
+        out.append(params)
+    return out
+
+
+def study_evaluator(study: optuna.Study, space: SearchSpace, candidates: Sequence[SubNetConfig],
+                    objective: Callable[[SubNetConfig], float]) -> Callable[[list[int]], np.ndarray]:
+    """An ``evaluate`` for :func:`budgeted_search` that runs each evaluation as a trial of ``study`` (one objective,
+    ``maximize``; run in one process): it enqueues the batch, lets the trials suggest every dimension of ``space``
+    (so they carry the usual params and distributions) and returns ``objective(config)`` of each."""
+
+    def trial_fn(trial: optuna.Trial) -> float:
+        values = {}
+        for dim in space.dimensions:
+            dist = dim.distribution()
+            if dim.kind == "categorical":
+                values[dim.name] = trial.suggest_categorical(dim.name, list(dim.choices))
+            elif dim.kind == "int":
+                values[dim.name] = trial.suggest_int(dim.name, dist.low, dist.high, step=dist.step)
+            else:
+                values[dim.name] = trial.suggest_float(dim.name, dist.low, dist.high)
+        return float(objective(space.validate(values)))
+
+    def evaluate(indices: list[int]) -> np.ndarray:
+        before = len(study.trials)
+        enqueue_batch(study, candidates, indices)
+        study.optimize(trial_fn, n_trials=len(indices))
+        got = {t.user_attrs.get("candidate_index"): t.value for t in study.trials[before:]}
+        missing = [i for i in indices if got.get(i) is None]
+        if missing:
+            raise InvalidValueError("study trials", "a finished trial per enqueued candidate", missing)
+        return np.array([got[i] for i in indices], dtype=np.float64)
+
+    return evaluate

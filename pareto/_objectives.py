@@ -1,0 +1,180 @@
+"""Objectives and budgets of a search, and their vectorised evaluation on batches of SubNets.
+
+An objective is written ``METRIC[@SUBJECT][:max|:min]``:
+
+- ``params``, ``macs``, ``flops`` (= 2 × MACs), ``peak_memory_mb`` — analytic, from the space's LayerSpecs
+  (peak memory: fp32 weights plus the largest input + output activation of any layer, batch 1);
+- ``latency_ms@DEVICE`` / ``energy_mj@DEVICE`` — the stored predictor ``<metric>:<space>:<device>`` when there is
+  one, else the device's LUT-sum (cheap);
+- ``<metric>@DATASET`` (e.g. ``test_acc_pct@cifar10``) — the stored accuracy predictor
+  ``<metric>:<space>:<dataset>`` (mean and uncertainty).
+
+Metrics whose name contains ``acc`` are maximised unless ``:min`` is given; all others minimised. A budget is
+``OBJECTIVE <= BOUND`` (or ``>=`` for maximised metrics), evaluated as an Optuna constraint (``value - bound``,
+feasible when ``<= 0``), never as a penalty.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pareto._store import Store
+from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+
+__all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "parse_budget", "parse_objective"]
+
+ANALYTIC = ("params", "macs", "flops", "peak_memory_mb")
+_OBJECTIVE = re.compile(r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
+                        r"(:(?P<direction>max|min))?$")
+_BUDGET = re.compile(r"^\s*(?P<objective>\S+)\s*(?P<op><=|>=)\s*(?P<bound>[-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Objective:
+    """A named metric with a direction; ``subject`` is the device (costs) or dataset (accuracy)."""
+
+    metric: str
+    subject: str | None = None
+    direction: str = "minimize"
+
+    @property
+    def name(self) -> str:
+        """``metric@subject`` (the column name in results)."""
+        return self.metric if self.subject is None else f"{self.metric}@{self.subject}"
+
+    @property
+    def is_cost(self) -> bool:
+        """Latency/energy on a device."""
+        return self.metric in ("latency_ms", "energy_mj")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """``objective <= bound`` (``>=`` for maximised metrics)."""
+
+    objective: Objective
+    bound: float
+
+    @property
+    def text(self) -> str:
+        op = ">=" if self.objective.direction == "maximize" else "<="
+        return f"{self.objective.name} {op} {self.bound:g}"
+
+    def violation(self, values: np.ndarray) -> np.ndarray:
+        """Optuna constraint values: <= 0 where the budget holds."""
+        return self.bound - values if self.objective.direction == "maximize" else values - self.bound
+
+
+def parse_objective(text: str) -> Objective:
+    """Parse ``METRIC[@SUBJECT][:max|:min]``; errors name the form expected."""
+    match = _OBJECTIVE.match(text.strip())
+    if not match:
+        raise InvalidValueError("objective", "METRIC[@DEVICE_OR_DATASET][:max|:min], e.g. latency_ms@cpu-local",
+                                text)
+    metric, subject, direction = match["metric"], match["subject"], match["direction"]
+    if metric in ANALYTIC and subject is not None:
+        raise InvalidValueError(f"objective {text!r}", f"{metric} without @ (it does not depend on a device)", text)
+    if metric not in ANALYTIC and subject is None:
+        raise InvalidValueError(f"objective {text!r}", f"{metric}@DEVICE or {metric}@DATASET (or one of "
+                                + ", ".join(ANALYTIC) + ")", text)
+    default = "maximize" if "acc" in metric else "minimize"
+    return Objective(metric, subject, {"max": "maximize", "min": "minimize"}.get(direction or "", default))
+
+
+def parse_budget(text: str) -> Budget:
+    """Parse ``OBJECTIVE <= BOUND`` / ``OBJECTIVE >= BOUND``."""
+    match = _BUDGET.match(text)
+    if not match:
+        raise InvalidValueError("budget", "OBJECTIVE <= BOUND, e.g. 'latency_ms@cpu-local <= 20'", text)
+    objective = parse_objective(match["objective"])
+    try:
+        bound = float(match["bound"])
+    except ValueError:
+        raise InvalidValueError(f"budget {text!r} bound", "a number", match["bound"]) from None
+    expected = ">=" if objective.direction == "maximize" else "<="
+    if match["op"] != expected:
+        raise InvalidValueError(f"budget {text!r}", f"'{expected}' for a {objective.direction}d metric", match["op"])
+    return Budget(objective, bound)
+
+
+class Evaluator:
+    """Evaluates objectives (and budget metrics) on batches of configs: ``evaluate(configs) -> (mean, std)``
+    arrays of shape (n, n_metrics), in the order of ``metrics``. Results are cached per config key."""
+
+    def __init__(self, store: Store, space: SearchSpace, metrics: Sequence[Objective]) -> None:
+        from predictors import load_model
+        from profilers import Lut
+
+        self.space = space
+        self.metrics = list(dict.fromkeys(metrics))
+        self.sources: dict[Objective, str] = {}
+        self._models: dict[Objective, Any] = {}
+        self._luts: dict[Objective, Any] = {}
+        self._store = store
+        stored = {p["name"] for p in store.list_predictors(space.name)}
+        for m in self.metrics:
+            if m.metric in ANALYTIC:
+                if not space.has_model:
+                    raise InvalidValueError(f"objective {m.name}", "a metric of a space with a layer model",
+                                            space.name)
+                self.sources[m] = "analytic"
+                continue
+            predictor = f"{m.metric}:{space.name}:{m.subject}"
+            if predictor in stored:
+                self._models[m] = load_model(store, predictor)
+                self.sources[m] = f"predictor {predictor}"
+            elif m.is_cost and m.subject is not None:
+                device = store.get_device(m.subject)
+                if not device["lut_entries"]:
+                    raise InvalidValueError(f"objective {m.name}", f"a LUT or a trained predictor for {m.subject} "
+                                            f"(hwpareto profile --device {m.subject} --space {space.name})", "none")
+                self._luts[m] = Lut.load(store, m.subject)
+                self.sources[m] = f"LUT-sum of {m.subject}"
+            else:
+                known = sorted(p for p in stored if p.split(":")[0] == m.metric)
+                raise InvalidValueError(f"objective {m.name}", f"a trained predictor {predictor} (train one with "
+                                        f"hwpareto train accuracy; stored: {', '.join(known) or 'none'})", "none")
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def evaluate(self, configs: Sequence[SubNetConfig]) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and 1-sigma arrays (n, n_metrics); analytic metrics and LUT-sums have zero uncertainty."""
+        todo = [c for c in dict.fromkeys(configs) if c.key not in self._cache]
+        if todo:
+            mean = np.zeros((len(todo), len(self.metrics)))
+            std = np.zeros_like(mean)
+            layers = [Counter(s.key for s in self.space.layers(c)) for c in todo] if (
+                self._luts or any(m.metric in ANALYTIC for m in self.metrics)) else []
+            for j, m in enumerate(self.metrics):
+                if m in self._models:
+                    mean[:, j], std[:, j] = self._models[m].predict(self._store, todo)
+                elif m in self._luts:
+                    table = self._luts[m].energy_mj if m.metric == "energy_mj" else self._luts[m].latency_ms
+                    try:
+                        mean[:, j] = [sum(table[k] * n for k, n in counts.items()) for counts in layers]
+                    except KeyError as exc:
+                        raise HwparetoError(f"LUT of {m.subject} lacks layer {exc.args[0]}: run hwpareto profile "
+                                            f"--device {m.subject} --space {self.space.name}") from None
+                else:
+                    mean[:, j] = [self._analytic(m.metric, c) for c in todo]
+            for i, c in enumerate(todo):
+                self._cache[c.key] = (mean[i], std[i])
+        rows = [self._cache[c.key] for c in configs]
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+    def _analytic(self, metric: str, config: SubNetConfig) -> float:
+        if metric == "params":
+            return float(self.space.params(config))
+        if metric == "macs":
+            return float(self.space.macs(config))
+        if metric == "flops":
+            return 2.0 * self.space.macs(config)
+        specs = self.space.layers(config)
+        activations = max(s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq
+                          for s in specs)
+        return 4.0 * (sum(s.params for s in specs) + activations) / 2**20

@@ -1,0 +1,366 @@
+"""Surrogate multi-objective search on an Optuna study in the store, one generation per transaction.
+
+Every objective is predicted (LUT-sums, predictors, analytic), so a whole generation is proposed, evaluated and
+written at once (:func:`pareto._optuna_bulk.bulk_add_trials`): the store is not the bottleneck, and every trial
+is an ordinary Optuna trial (params, values, constraints in ``system_attrs["constraints"]``).
+
+Samplers:
+
+- ``nsga2`` — NSGA-II written here, vectorised over a generation (Deb et al. 2002, as Optuna's ``NSGAIISampler``:
+  constrained domination — feasible before infeasible, infeasible by total violation —, binary tournaments on
+  rank and crowding distance, uniform crossover with probability 0.9, per-gene mutation 1/n_dims);
+- ``random`` — uniform per dimension;
+- ``nsga3``, ``tpe`` — Optuna's own samplers, asked a generation at a time on an in-memory study that mirrors
+  the stored trials (slower: Optuna samples trial by trial), written in bulk the same way.
+
+A search whose study already has trials resumes from them (the population is rebuilt from the stored trials); a
+finished one adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages._rdb import models
+from optuna.trial import TrialState
+from sqlalchemy import select
+
+from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
+from pareto._optuna_bulk import TrialRow, bulk_add_trials
+from pareto._pareto import nondominated_sort
+from pareto._store import Store
+from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+
+__all__ = ["SAMPLERS", "SearchResult", "SearchSpec", "load_trials", "run_surrogate"]
+
+SAMPLERS = ("nsga2", "random", "nsga3", "tpe")
+SPEC_ATTR = "hwpareto"
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """What to search: space, objectives (``METRIC[@SUBJECT]``), budgets (``OBJECTIVE <= BOUND``), sampler and
+    trial count. ``name`` is the Optuna study name."""
+
+    name: str
+    space: str
+    objectives: tuple[str, ...]
+    budgets: tuple[str, ...] = ()
+    sampler: str = "nsga2"
+    n_trials: int = 1000
+    population: int = 100
+    seed: int = 0
+    mode: str = "surrogate"
+    fixed: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name) > 128:
+            raise InvalidValueError("search name", "1 to 128 characters", self.name)
+        if not self.objectives:
+            raise InvalidValueError("objectives", "at least one", [])
+        if self.sampler not in SAMPLERS:
+            raise InvalidValueError("sampler", "one of " + ", ".join(SAMPLERS), self.sampler)
+        if self.mode not in ("surrogate", "budgeted"):
+            raise InvalidValueError("mode", "surrogate or budgeted", self.mode)
+        for field_name, value, low in (("n_trials", self.n_trials, 1), ("population", self.population, 4)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise InvalidValueError(field_name, f"an integer >= {low}", value)
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        object.__setattr__(self, "budgets", tuple(self.budgets))
+        self.parsed()  # validates the objective and budget syntax
+
+    def parsed(self) -> tuple[list[Objective], list[Budget]]:
+        """Objectives and budgets as objects."""
+        objectives = [parse_objective(o) for o in self.objectives]
+        if len({o.name for o in objectives}) != len(objectives):
+            raise InvalidValueError("objectives", "distinct metrics", list(self.objectives))
+        return objectives, [parse_budget(b) for b in self.budgets]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the study's ``hwpareto`` user attribute and the searches table hold it)."""
+        return {**asdict(self), "objectives": list(self.objectives), "budgets": list(self.budgets),
+                "fixed": dict(self.fixed)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> SearchSpec:
+        """Inverse of :meth:`to_dict`."""
+        known = set(cls.__dataclass_fields__)
+        extra = sorted(set(doc) - known)
+        if extra:
+            raise InvalidValueError("search spec", "the fields " + ", ".join(sorted(known)), extra)
+        return cls(**{**doc, "objectives": tuple(doc.get("objectives", ())), "budgets": tuple(doc.get("budgets", ()))})
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """What a run did: trials in the study afterwards, trials added now, seconds, trials per second."""
+
+    study: str
+    total: int
+    added: int
+    seconds: float
+
+    @property
+    def trials_per_s(self) -> float:
+        return self.added / self.seconds if self.seconds > 0 else float("inf")
+
+
+# ---------------------------------------------------------------------------------------------------- encoding
+class _Genome:
+    """Configs as rows of per-dimension values (categorical: choice indices) for vectorised variation; ``fixed``
+    dimensions always take their given value."""
+
+    def __init__(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
+        self.space = space
+        self.dims = space.dimensions
+        self.fixed = {space.dimensions.index(space.dimension(k)): space.dimension(k).coerce(v, space.name)
+                      for k, v in fixed.items()}
+
+    def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        genes = np.empty((n, len(self.dims)))
+        for j, d in enumerate(self.dims):
+            if j in self.fixed:
+                genes[:, j] = d.choices.index(self.fixed[j]) if d.kind == "categorical" else self.fixed[j]
+            elif d.kind == "categorical":
+                genes[:, j] = rng.integers(len(d.choices), size=n)
+            else:
+                genes[:, j] = [d.sample(rng) for _ in range(n)]
+        return genes
+
+    def encode(self, config: SubNetConfig | Mapping[str, Any]) -> np.ndarray:
+        return np.array([d.choices.index(config[d.name]) if d.kind == "categorical" else float(config[d.name])
+                         for d in self.dims])
+
+    def decode(self, genes: np.ndarray, rng: np.random.Generator) -> list[SubNetConfig]:
+        """Configs for gene rows; rows breaking a cross-dimension rule are redrawn at random."""
+        out = []
+        for row in genes:
+            for _ in range(100):
+                values = {d.name: d.choices[int(g)] if d.kind == "categorical" else (int(g) if d.kind == "int" else g)
+                          for d, g in zip(self.dims, row, strict=True)}
+                try:
+                    out.append(self.space.validate(values))
+                    break
+                except InvalidValueError:
+                    row = self.random(rng, 1)[0]
+            else:
+                raise HwparetoError(f"space {self.space.name}: could not draw a valid config")
+        return out
+
+
+def _crowding(points: np.ndarray) -> np.ndarray:
+    n = len(points)
+    distance = np.zeros(n)
+    if n <= 2:
+        return np.full(n, np.inf)
+    for j in range(points.shape[1]):
+        order = np.argsort(points[:, j], kind="stable")
+        span = points[order[-1], j] - points[order[0], j]
+        distance[order[[0, -1]]] = np.inf
+        if span > 0:
+            distance[order[1:-1]] += (points[order[2:], j] - points[order[:-2], j]) / span
+    return distance
+
+
+def _rank(values: np.ndarray, violation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Constrained rank (feasible fronts first, infeasible after, by violation) and crowding distance."""
+    rank = np.empty(len(values), dtype=float)
+    crowd = np.zeros(len(values))
+    feasible = violation <= 0
+    if feasible.any():
+        fronts = nondominated_sort(values[feasible])
+        rank[feasible] = fronts
+        idx = np.flatnonzero(feasible)
+        for f in np.unique(fronts):
+            members = idx[fronts == f]
+            crowd[members] = _crowding(values[members])
+    if (~feasible).any():
+        top = rank[feasible].max() + 1 if feasible.any() else 0
+        rank[~feasible] = top + violation[~feasible] / (violation[~feasible].max() + 1e-12)
+    return rank, crowd
+
+
+def _nsga2_offspring(genome: _Genome, genes: np.ndarray, values: np.ndarray, violation: np.ndarray, size: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    rank, crowd = _rank(values, violation)
+    order = np.lexsort((-crowd, rank))
+    parents_pool = order[:size]
+    a, b = rng.choice(parents_pool, size=(2, 2 * size))
+    better = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & (crowd[a] >= crowd[b]))
+    winners = np.where(better, a, b).reshape(2, size)
+    p1, p2 = genes[winners[0]], genes[winners[1]]
+    swap = (rng.random(p1.shape) < 0.5) & (rng.random((size, 1)) < 0.9)
+    child = np.where(swap, p2, p1)
+    mutate = rng.random(child.shape) < 1.0 / child.shape[1]
+    if mutate.any():
+        fresh = genome.random(rng, size)
+        child = np.where(mutate, fresh, child)
+    return child
+
+
+# ---------------------------------------------------------------------------------------------------- store I/O
+def _study(store: Store, spec: SearchSpec, objectives: Sequence[Objective]) -> optuna.Study:
+    storage = store.optuna_storage()
+    directions = [o.direction for o in objectives]
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions)
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        return study
+    stored = study.user_attrs.get(SPEC_ATTR)
+    mine = {k: v for k, v in spec.to_dict().items() if k != "n_trials"}
+    theirs = {k: v for k, v in (stored or {}).items() if k != "n_trials"}
+    if stored is None or mine != theirs:
+        raise InvalidValueError("search name", f"a name not used by another study (study {spec.name!r} exists with "
+                                "other settings)", spec.name)
+    return study
+
+
+def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """Completed trials of a study read in bulk: per trial ``number``, ``config`` (values) and ``config_key`` (user
+    attributes), the objective values (n, m) and the constraint values (n, k) (empty when there are none)."""
+    t, v = models.TrialModel.__table__, models.TrialValueModel.__table__
+    u, s = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
+    st = models.StudyModel.__table__
+    with store.engine.connect() as conn:
+        study_id = conn.execute(select(st.c.study_id).where(st.c.study_name == study_name)).scalar_one_or_none()
+        if study_id is None:
+            raise InvalidValueError("study", "an existing study in the store", study_name)
+        ids = dict(conn.execute(select(t.c.trial_id, t.c.number).where(t.c.study_id == study_id,
+                                                                          t.c.state == TrialState.COMPLETE)).all())
+        value_rows = conn.execute(select(v.c.trial_id, v.c.objective, v.c.value, v.c.value_type)
+                                  .join(t, t.c.trial_id == v.c.trial_id).where(t.c.study_id == study_id)).all()
+        attrs: dict[str, dict[int, Any]] = {"config": {}, "config_key": {}}
+        for row in conn.execute(select(u.c.trial_id, u.c.key, u.c.value_json).join(t, t.c.trial_id == u.c.trial_id)
+                                .where(t.c.study_id == study_id, u.c.key.in_(list(attrs)))):
+            attrs[row.key][row.trial_id] = json.loads(row.value_json)
+        constraints = dict(conn.execute(select(s.c.trial_id, s.c.value_json).join(t, t.c.trial_id == s.c.trial_id)
+                                        .where(t.c.study_id == study_id, s.c.key == "constraints")).all())
+    order = sorted(ids, key=ids.__getitem__)
+    position = {trial_id: i for i, trial_id in enumerate(order)}
+    n_obj = 1 + max((row.objective for row in value_rows), default=0)
+    values = np.full((len(order), n_obj), np.nan)
+    for row in value_rows:
+        if row.trial_id in position:
+            values[position[row.trial_id], row.objective] = models.TrialValueModel.stored_repr_to_value(
+                row.value, row.value_type)
+    trials = [{"number": ids[i], "trial_id": i, "config": attrs["config"].get(i),
+               "config_key": attrs["config_key"].get(i)} for i in order]
+    cons = [json.loads(constraints[i]) for i in order if i in constraints]
+    return trials, values, np.array(cons) if len(cons) == len(order) else np.zeros((len(order), 0))
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None = None,
+                  heartbeat: Callable[[int], bool] | None = None) -> SearchResult:
+    """Run (or resume) the search until its study holds ``n_trials`` completed trials. ``heartbeat(done)`` is
+    called after every generation; when it returns False (another worker took the search over) the run stops."""
+    start = time.monotonic()
+    space = store.space(spec.space)
+    objectives, budgets = spec.parsed()
+    evaluator = Evaluator(store, space, [*objectives, *(b.objective for b in budgets)])
+    dists = {d.name: d.distribution() for d in space.dimensions}
+    genome = _Genome(space, spec.fixed)
+    _check_budgets(genome, evaluator, budgets, spec.seed)
+    study = _study(store, spec, objectives)
+    rng = np.random.default_rng(spec.seed)
+    stored, values, constraints = load_trials(store, spec.name)
+    have = len(stored)
+    configs = [space.validate(t["config"]) for t in stored if t["config"] is not None]
+    genes = np.array([genome.encode(c) for c in configs]) if configs else np.empty((0, len(space.dimensions)))
+    violation = constraints.clip(min=0).sum(axis=1) if constraints.size else np.zeros(len(configs))
+    rng = np.random.default_rng([spec.seed, have])  # a resumed run does not replay the first run's draws
+    signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in objectives])
+    mirror = _mirror(spec, objectives, stored, values, constraints, dists, genome) if spec.sampler in (
+        "nsga3", "tpe") else None
+    added = 0
+    while have < spec.n_trials:
+        size = min(spec.population, spec.n_trials - have)
+        if spec.sampler == "random" or (spec.sampler == "nsga2" and len(genes) < spec.population):
+            batch_genes = genome.random(rng, size)
+        elif spec.sampler == "nsga2":
+            batch_genes = _nsga2_offspring(genome, genes, values[:, : len(objectives)] * signs, violation, size, rng)
+        else:
+            assert mirror is not None
+            batch_genes = None
+            asked = [mirror.ask(dists) for _ in range(size)]
+        if batch_genes is not None:
+            batch = genome.decode(batch_genes, rng)
+        else:
+            batch = genome.decode(np.array([genome.encode(t.params) for t in asked]), rng)
+        mean, _ = evaluator.evaluate(batch)
+        obj_values = mean[:, [evaluator.metrics.index(o) for o in objectives]]
+        cons = np.column_stack([b.violation(mean[:, evaluator.metrics.index(b.objective)]) for b in budgets]) \
+            if budgets else None
+        rows = [TrialRow(c.values, dists, obj_values[i].tolist(), None if cons is None else cons[i].tolist(),
+                         {"config": c.values, "config_key": c.key})
+                for i, c in enumerate(batch)]
+        bulk_add_trials(store, study._study_id, rows)
+        if mirror is not None:
+            for trial, row in zip(asked, rows, strict=True):
+                trial.set_user_attr("constraints", row.constraints or [])
+                mirror.tell(trial, row.values)
+        new_genes = np.array([genome.encode(c) for c in batch])
+        genes = np.vstack([genes, new_genes]) if len(genes) else new_genes
+        values = np.vstack([values, obj_values]) if len(values) else obj_values
+        new_violation = cons.clip(min=0).sum(axis=1) if cons is not None else np.zeros(len(batch))
+        violation = np.concatenate([violation, new_violation])
+        if spec.sampler == "nsga2" and len(genes) > 4 * spec.population:  # keep the elite pool bounded
+            rank, crowd = _rank(values * signs, violation)
+            keep = np.lexsort((-crowd, rank))[: 2 * spec.population]
+            genes, values, violation = genes[keep], values[keep], violation[keep]
+        have += len(batch)
+        added += len(batch)
+        if progress is not None:
+            progress(have, spec.n_trials)
+        if heartbeat is not None and not heartbeat(have):
+            raise HwparetoError(f"search {spec.name!r} was taken over by another worker")
+    return SearchResult(spec.name, have, added, time.monotonic() - start)
+
+
+def _mirror(spec: SearchSpec, objectives: Sequence[Objective], stored: list[dict[str, Any]], values: np.ndarray,
+            constraints: np.ndarray, dists: dict[str, Any], genome: _Genome) -> optuna.Study:
+    """An in-memory study holding the stored trials, for Optuna's own samplers."""
+    def constraints_func(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
+        return trial.user_attrs.get("constraints", [])
+
+    if spec.sampler == "tpe":
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=spec.seed,
+                                                                          constraints_func=constraints_func)
+    else:
+        sampler = optuna.samplers.NSGAIIISampler(population_size=spec.population, seed=spec.seed,
+                                                 constraints_func=constraints_func)
+    study = optuna.create_study(directions=[o.direction for o in objectives], sampler=sampler)
+    for i, trial in enumerate(stored):
+        if trial["config"] is None:
+            continue
+        params = {d.name: trial["config"][d.name] for d in genome.dims}
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=dists, values=values[i, : len(objectives)].tolist(),
+            user_attrs={"constraints": constraints[i].tolist() if constraints.size else []}))
+    return study
+
+
+def _check_budgets(genome: _Genome, evaluator: Evaluator, budgets: Sequence[Budget], seed: int) -> None:
+    """Refuse a budget no SubNet meets (probed on 256 random SubNets of the searched region), naming the best
+    reachable value found, before anything is written."""
+    if not budgets:
+        return
+    rng = np.random.default_rng(seed)
+    probe = genome.decode(genome.random(rng, 256), rng)
+    mean, _ = evaluator.evaluate(probe)
+    for budget in budgets:
+        column = mean[:, evaluator.metrics.index(budget.objective)]
+        if not (budget.violation(column) <= 0).any():
+            best = column.max() if budget.objective.direction == "maximize" else column.min()
+            raise InvalidValueError(f"budget {budget.text!r}", f"a bound some SubNet meets (best reachable value "
+                                    f"found: {best:.4g})", budget.bound)
