@@ -24,18 +24,18 @@ from pareto._store import Store
 
 __all__ = ["TrialRow", "bulk_add_trials"]
 
-CONSTRAINTS_KEY = "constraints"  # where Optuna's samplers read constraint values (optuna.study._constrained_...)
+CONSTRAINT_PREFIX = "constraints:"  # Optuna 5 keeps each named constraint as system attribute "constraints:<name>"
 
 
 @dataclass(frozen=True, slots=True)
 class TrialRow:
     """One finished trial: external parameter values with their distributions, objective values (None for a
-    failed trial), constraint values (<= 0 feasible), user attributes."""
+    failed trial), named constraint values (<= 0 feasible, as ``Trial.set_constraint``), user attributes."""
 
     params: Mapping[str, Any]
     distributions: Mapping[str, BaseDistribution]
     values: Sequence[float] | None
-    constraints: Sequence[float] | None = None
+    constraints: Mapping[str, float] | None = None
     user_attrs: Mapping[str, Any] = field(default_factory=dict)
     state: TrialState = TrialState.COMPLETE
 
@@ -67,8 +67,8 @@ def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow]) -> li
                     text = dist_json[id(dist)] = distribution_to_json(dist)
                 params.append((trial_id, name, dist.to_internal_repr(value), text))
             users.extend((trial_id, k, json.dumps(v)) for k, v in row.user_attrs.items())
-            if row.constraints is not None:
-                systems.append((trial_id, CONSTRAINTS_KEY, json.dumps([float(c) for c in row.constraints])))
+            systems.extend((trial_id, CONSTRAINT_PREFIX + name, json.dumps(float(value)))
+                           for name, value in (row.constraints or {}).items())
         # plain DB-API executemany: SQLAlchemy's per-row parameter processing would dominate at ~50 rows a trial
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         for table, columns, batch in (

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from optuna.trial import TrialState
 from sqlalchemy import select
 
 from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
-from pareto._optuna_bulk import TrialRow, bulk_add_trials
+from pareto._optuna_bulk import CONSTRAINT_PREFIX, TrialRow, bulk_add_trials
 from pareto._pareto import nondominated_sort
 from pareto._store import Store
 from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
@@ -83,6 +84,10 @@ class SearchSpec:
         if len({o.name for o in objectives}) != len(objectives):
             raise InvalidValueError("objectives", "distinct metrics", list(self.objectives))
         return objectives, [parse_budget(b) for b in self.budgets]
+
+    def budgets_text(self) -> list[str]:
+        """The budgets in canonical text (the constraint names of the trials)."""
+        return [b.text for b in self.parsed()[1]]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the study's ``hwpareto`` user attribute and the searches table hold it)."""
@@ -143,6 +148,8 @@ class _Genome:
         """Configs for gene rows; rows breaking a cross-dimension rule are redrawn at random."""
         out = []
         for row in genes:
+            for j, value in self.fixed.items():  # every sampler's proposals keep the fixed dimensions
+                row[j] = self.dims[j].choices.index(value) if self.dims[j].kind == "categorical" else value
             for _ in range(100):
                 values = {d.name: d.choices[int(g)] if d.kind == "categorical" else (int(g) if d.kind == "int" else g)
                           for d, g in zip(self.dims, row, strict=True)}
@@ -227,7 +234,7 @@ def _study(store: Store, spec: SearchSpec, objectives: Sequence[Objective]) -> o
 
 def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """Completed trials of a study read in bulk: per trial ``number``, ``config`` (values) and ``config_key`` (user
-    attributes), the objective values (n, m) and the constraint values (n, k) (empty when there are none)."""
+    attributes), the objective values (n, m) and the named constraint values (n, k) in first-seen name order."""
     t, v = models.TrialModel.__table__, models.TrialValueModel.__table__
     u, s = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
     st = models.StudyModel.__table__
@@ -243,8 +250,10 @@ def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np
         for row in conn.execute(select(u.c.trial_id, u.c.key, u.c.value_json).join(t, t.c.trial_id == u.c.trial_id)
                                 .where(t.c.study_id == study_id, u.c.key.in_(list(attrs)))):
             attrs[row.key][row.trial_id] = json.loads(row.value_json)
-        constraints = dict(conn.execute(select(s.c.trial_id, s.c.value_json).join(t, t.c.trial_id == s.c.trial_id)
-                                        .where(t.c.study_id == study_id, s.c.key == "constraints")).all())
+        named: dict[int, dict[str, float]] = {}
+        for row in conn.execute(select(s.c.trial_id, s.c.key, s.c.value_json).join(t, t.c.trial_id == s.c.trial_id)
+                                .where(t.c.study_id == study_id, s.c.key.like(CONSTRAINT_PREFIX + "%"))):
+            named.setdefault(row.trial_id, {})[row.key[len(CONSTRAINT_PREFIX):]] = json.loads(row.value_json)
     order = sorted(ids, key=ids.__getitem__)
     position = {trial_id: i for i, trial_id in enumerate(order)}
     n_obj = 1 + max((row.objective for row in value_rows), default=0)
@@ -255,8 +264,9 @@ def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np
                 row.value, row.value_type)
     trials = [{"number": ids[i], "trial_id": i, "config": attrs["config"].get(i),
                "config_key": attrs["config_key"].get(i)} for i in order]
-    cons = [json.loads(constraints[i]) for i in order if i in constraints]
-    return trials, values, np.array(cons) if len(cons) == len(order) else np.zeros((len(order), 0))
+    names = list(dict.fromkeys(name for i in order for name in named.get(i, {})))
+    cons = np.array([[named.get(i, {}).get(n, np.nan) for n in names] for i in order]).reshape(len(order), len(names))
+    return trials, values, cons
 
 
 # ---------------------------------------------------------------------------------------------------- run
@@ -301,13 +311,15 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
         obj_values = mean[:, [evaluator.metrics.index(o) for o in objectives]]
         cons = np.column_stack([b.violation(mean[:, evaluator.metrics.index(b.objective)]) for b in budgets]) \
             if budgets else None
-        rows = [TrialRow(c.values, dists, obj_values[i].tolist(), None if cons is None else cons[i].tolist(),
+        rows = [TrialRow(c.values, dists, obj_values[i].tolist(),
+                         None if cons is None else {b.text: float(v) for b, v in zip(budgets, cons[i], strict=True)},
                          {"config": c.values, "config_key": c.key})
                 for i, c in enumerate(batch)]
         bulk_add_trials(store, study._study_id, rows)
         if mirror is not None:
             for trial, row in zip(asked, rows, strict=True):
-                trial.set_user_attr("constraints", row.constraints or [])
+                for name, value in (row.constraints or {}).items():
+                    trial.set_constraint(name, value)
                 mirror.tell(trial, row.values)
         new_genes = np.array([genome.encode(c) for c in batch])
         genes = np.vstack([genes, new_genes]) if len(genes) else new_genes
@@ -329,16 +341,14 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
 
 def _mirror(spec: SearchSpec, objectives: Sequence[Objective], stored: list[dict[str, Any]], values: np.ndarray,
             constraints: np.ndarray, dists: dict[str, Any], genome: _Genome) -> optuna.Study:
-    """An in-memory study holding the stored trials, for Optuna's own samplers."""
-    def constraints_func(trial: optuna.trial.FrozenTrial) -> Sequence[float]:
-        return trial.user_attrs.get("constraints", [])
-
+    """An in-memory study holding the stored trials, for Optuna's own samplers (constraints as trial
+    constraints, which Optuna 5's samplers read)."""
     if spec.sampler == "tpe":
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=spec.seed,
-                                                                          constraints_func=constraints_func)
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=spec.seed)
     else:
-        sampler = optuna.samplers.NSGAIIISampler(population_size=spec.population, seed=spec.seed,
-                                                 constraints_func=constraints_func)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.NSGAIIISampler(population_size=spec.population, seed=spec.seed)
     study = optuna.create_study(directions=[o.direction for o in objectives], sampler=sampler)
     for i, trial in enumerate(stored):
         if trial["config"] is None:
@@ -346,7 +356,8 @@ def _mirror(spec: SearchSpec, objectives: Sequence[Objective], stored: list[dict
         params = {d.name: trial["config"][d.name] for d in genome.dims}
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions=dists, values=values[i, : len(objectives)].tolist(),
-            user_attrs={"constraints": constraints[i].tolist() if constraints.size else []}))
+            constraints={b: float(v) for b, v in zip(spec.budgets_text(), constraints[i], strict=True)}
+            if constraints.size else None))
     return study
 
 

@@ -633,9 +633,11 @@ class Store:
     def requeue_search(self, name: str, n_trials: int | None = None) -> None:
         """Put a finished, failed or queued search back in the queue (to retry, or to run up to ``n_trials``)."""
         values: dict[str, Any] = {"status": "queued", "worker": None, "error": None}
-        if n_trials is not None:
-            values["n_trials"] = n_trials
         with self.transaction() as conn:
+            if n_trials is not None:
+                params = conn.execute(select(Search.params_json).where(Search.name == name)).scalar_one()
+                values.update(n_trials=n_trials,
+                              params_json=_canonical("search", {**json.loads(params), "n_trials": n_trials}))
             conn.execute(update(Search).where(Search.name == name, Search.status != "running").values(**values))
 
     def heartbeat_search(self, name: str, worker: str, trials_done: int) -> bool:

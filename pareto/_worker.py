@@ -80,12 +80,10 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
     elif {k: v for k, v in existing["params"].items() if k != "n_trials"} != {
             k: v for k, v in spec.to_dict().items() if k != "n_trials"}:
         raise InvalidValueError("search name", "a name not used by a search with other settings", spec.name)
-    elif existing["status"] == "running" and store.claim_search(me, spec.name, STALE_AFTER_S) is None:
-        raise InvalidValueError(f"search {spec.name!r}", "not running elsewhere", f"running on {existing['worker']}")
-    if store.get_search(spec.name)["worker"] != me:
-        store.requeue_search(spec.name, spec.n_trials)
-        if store.claim_search(me, spec.name, STALE_AFTER_S) is None:
-            raise HwparetoError(f"search {spec.name!r} was claimed by another worker first")
+    store.requeue_search(spec.name, spec.n_trials)  # a finished or failed search runs again; no-op if running
+    if store.claim_search(me, spec.name, STALE_AFTER_S) is None:
+        raise InvalidValueError(f"search {spec.name!r}", "not running elsewhere",
+                                f"running on {store.get_search(spec.name)['worker']}")
     alive = _Beat(store, spec.name, me, HEARTBEAT_S)
 
     def beat(done: int) -> bool:

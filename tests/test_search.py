@@ -1,0 +1,252 @@
+"""Surrogate search on Optuna studies in the store: objectives and budgets, samplers, bulk trial writes readable by
+Optuna, resume, analytics (fronts per device, operating points), export, the job queue, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from pareto import Store
+from pareto._analysis import export_trial, study_results
+from pareto._objectives import parse_budget, parse_objective
+from pareto._pareto import hypervolume
+from pareto._search import SearchSpec, load_trials, run_surrogate
+from pareto._worker import run_now, run_worker, submit
+from pareto.cli import app
+from profilers import DeviceSpec, backend_for, build_lut
+from supernet import InvalidValueError, get_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+FIX = {"r": 224, "w": 1.0}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with Store.open(str(tmp_path / "store.db")) as opened:
+        yield opened
+
+
+def fake(store: Store, name: str, **params: float) -> None:
+    spec = DeviceSpec(name, "fake", "fake", params)
+    store.add_device(name, "fake", spec.to_dict(), backend_for(spec).describe())
+    build_lut(store, spec, get_space("mbv3"), restrict={"r": [224], "w": [1.0]}, workers=1)
+
+
+@pytest.fixture
+def devices(store: Store) -> Store:
+    fake(store, "edge", gmacs_per_s=5.0)
+    fake(store, "server", gmacs_per_s=80.0, overhead_us=30.0)
+    return store
+
+
+def spec(name: str = "s1", **kw: object) -> SearchSpec:
+    base = {"objectives": ("params:max", "latency_ms@edge"), "n_trials": 300, "population": 50, "fixed": dict(FIX)}
+    return SearchSpec(name, "mbv3", **{**base, **kw})  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------- parsing
+def test_objective_and_budget_syntax() -> None:
+    assert parse_objective("test_acc_pct@cifar10").direction == "maximize"
+    assert parse_objective("latency_ms@cpu-local").direction == "minimize"
+    assert parse_objective("params:max").direction == "maximize"
+    b = parse_budget("latency_ms@cpu-local <= 20")
+    assert b.bound == 20 and b.text == "latency_ms@cpu-local <= 20"
+    np.testing.assert_array_equal(b.violation(np.array([10.0, 25.0])), [-10.0, 5.0])
+    for bad, message in (("latency_ms", "latency_ms@DEVICE"), ("params@edge", "without @"),
+                         ("Latency MS", "METRIC\\[@DEVICE_OR_DATASET\\]")):
+        with pytest.raises(InvalidValueError, match=message):
+            parse_objective(bad)
+    with pytest.raises(InvalidValueError, match="OBJECTIVE <= BOUND"):
+        parse_budget("latency_ms@edge < 20")
+    with pytest.raises(InvalidValueError, match="'>=' for a maximized metric"):
+        parse_budget("test_acc_pct@cifar10 <= 90")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"sampler": "cmaes"}, "sampler: expected one of nsga2, random, nsga3, tpe"),
+        ({"objectives": ()}, "objectives: expected at least one"),
+        ({"objectives": ("params", "params")}, "expected distinct metrics"),
+        ({"n_trials": 0}, "n_trials: expected an integer >= 1"),
+        ({"budgets": ("latency_ms@edge 20",)}, "budget: expected OBJECTIVE <= BOUND"),
+    ],
+)
+def test_bad_specs(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidValueError, match=message):
+        spec(**kw)
+
+
+def test_unknown_device_metric_and_unsatisfiable_budget(devices: Store) -> None:
+    with pytest.raises(InvalidValueError, match="device: expected one of edge, server"):
+        run_surrogate(devices, spec(objectives=("params", "latency_ms@phone")))
+    with pytest.raises(InvalidValueError, match=r"test_acc_pct:mbv3:imagenet .*stored: none"):
+        run_surrogate(devices, spec(objectives=("test_acc_pct@imagenet", "latency_ms@edge")))
+    with pytest.raises(InvalidValueError, match=r"best reachable value found: \d"):
+        run_surrogate(devices, spec(budgets=("latency_ms@edge <= 0.5",)))
+    with pytest.raises(KeyError):  # nothing was written for the refused searches
+        optuna.load_study(study_name="s1", storage=devices.optuna_storage())
+
+
+# ---------------------------------------------------------------------------------------------------- search
+def test_trials_are_ordinary_optuna_trials(devices: Store) -> None:
+    s = spec(budgets=("latency_ms@edge <= 60",))
+    result = run_surrogate(devices, s)
+    assert (result.total, result.added) == (300, 300)
+    study = optuna.load_study(study_name="s1", storage=devices.optuna_storage())
+    trials = study.get_trials(deepcopy=False)
+    assert [t.number for t in trials] == list(range(300))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    space = get_space("mbv3")
+    lut = devices.lut("edge").set_index("layer_key")["latency_ms_mean"]
+    for t in trials[::37]:
+        cfg = space.validate(t.params)
+        assert t.params["r"] == 224 and t.user_attrs["config_key"] == cfg.key
+        latency = sum(lut[s.key] for s in space.layers(cfg))
+        assert t.values == pytest.approx([space.params(cfg), latency])
+        assert t.constraints == pytest.approx({"latency_ms@edge <= 60": latency - 60})
+    assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
+    assert len(study.best_trials) > 0  # Optuna's own feasibility-aware Pareto front reads our trials
+    stored, values, constraints = load_trials(devices, "s1")
+    assert len(stored) == 300 and values.shape == (300, 2) and constraints.shape == (300, 1)
+
+
+def test_resume_extend_and_no_duplicates(devices: Store) -> None:
+    run_surrogate(devices, spec(n_trials=150))
+    again = run_surrogate(devices, spec(n_trials=150))
+    assert again.added == 0
+    more = run_surrogate(devices, spec(n_trials=250))
+    assert (more.total, more.added) == (250, 100)
+    numbers = [t.number for t in optuna.load_study(study_name="s1", storage=devices.optuna_storage()).trials]
+    assert numbers == list(range(250))
+    with pytest.raises(InvalidValueError, match="other settings"):
+        run_surrogate(devices, spec(objectives=("params:max", "latency_ms@server")))
+
+
+@pytest.mark.parametrize("sampler", ["random", "nsga2", "nsga3", "tpe"])
+def test_every_sampler_writes_trials(devices: Store, sampler: str) -> None:
+    result = run_surrogate(devices, spec(sampler=sampler, n_trials=60, population=20))
+    assert result.total == 60
+    assert len(optuna.load_study(study_name="s1", storage=devices.optuna_storage()).trials) == 60
+
+
+def test_nsga2_beats_random_search(devices: Store) -> None:
+    def hv(name: str, sampler: str) -> float:
+        run_surrogate(devices, spec(name, sampler=sampler, n_trials=1200, population=100, seed=1))
+        results = study_results(devices, name)
+        points = results.trials[["params", "latency_ms@edge"]].to_numpy(float)
+        return hypervolume(points, [0.0, 200.0], ["maximize", "minimize"])
+
+    assert hv("evolved", "nsga2") > hv("random", "random")
+
+
+def test_fronts_per_device_budget_and_operating_points(devices: Store, tmp_path: Path) -> None:
+    s = spec(objectives=("params:max", "latency_ms@edge", "latency_ms@server"),
+             budgets=("latency_ms@edge <= 60",), n_trials=400)
+    run_surrogate(devices, s)
+    results = study_results(devices, "s1")
+    assert results.trials["feasible"].sum() == (results.trials["budget:latency_ms@edge <= 60"] <= 0).sum()
+    edge, server = results.device_fronts()
+    assert (edge.label, server.label) == ("edge", "server")
+    assert edge.objectives == ("params", "latency_ms@edge") and server.objectives == ("params", "latency_ms@server")
+    assert (edge.rows["latency_ms@edge"] <= 60).all()
+    for front in (edge, server):  # nothing in the feasible set dominates a front member
+        cost = front.objectives[1]
+        feasible = results.trials[results.trials["feasible"]]
+        for _, row in front.rows.iterrows():
+            better = (feasible["params"] >= row["params"]) & (feasible[cost] <= row[cost]) & (
+                (feasible["params"] > row["params"]) | (feasible[cost] < row[cost]))
+            assert not better.any()
+        assert front.knee_number in set(front.rows["number"])
+    table = results.operating_points("edge", 3)
+    assert len(table) <= 3 and table[0]["use_until_ms"] == table[1]["max_latency_ms"]
+    latencies = [r["latency_ms@edge"] for r in table]
+    assert latencies == sorted(latencies) and all(r["config"]["r"] == 224 for r in table)
+    history, reference = results.hypervolume_history()
+    assert len(history) == 400 and np.all(np.diff(history) >= -1e-9) and history[-1] > 0
+    with pytest.raises(InvalidValueError, match="device: expected one of edge, server"):
+        results.front("phone")
+
+
+def test_export_trial_bundle(devices: Store, tmp_path: Path) -> None:
+    run_surrogate(devices, spec(n_trials=50))
+    info = export_trial(devices, "s1", 7, tmp_path / "bundle", onnx=False)
+    doc = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    assert set(info["files"]) == {"config.json", "weights.safetensors"}
+    assert doc["metrics"]["trial"] == 7 and doc["metrics"]["predicted"]["latency_ms@edge"]["source"] == "LUT-sum of edge"
+    assert doc["values"] == study_results(devices, "s1").configs[7]
+    with pytest.raises(InvalidValueError, match="trial: expected a completed trial number"):
+        export_trial(devices, "s1", 999, tmp_path / "x")
+
+
+# ---------------------------------------------------------------------------------------------------- queue
+def test_queue_claims_each_search_once(devices: Store) -> None:
+    submit(devices, spec("q1", n_trials=100))
+    submit(devices, spec("q2", n_trials=100))
+    with pytest.raises(InvalidValueError, match="search name: expected a name not used by another search"):
+        submit(devices, spec("q1", n_trials=100))
+    claims: list[str] = []
+
+    def claim() -> None:
+        row = devices.claim_search(f"w{threading.get_ident()}")
+        if row:
+            claims.append(row["name"])
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claims) == ["q1", "q2"]  # atomic: each claimed once, two claimers got nothing
+
+
+def test_worker_runs_queued_searches(devices: Store) -> None:
+    submit(devices, spec("q1", n_trials=100))
+    submit(devices, spec("q2", n_trials=120, sampler="random"))
+    assert run_worker(devices, idle_exit_s=0.5, poll_s=0.1, log=lambda m: None) == 2
+    rows = {r["name"]: r for r in devices.list_searches()}
+    assert rows["q1"]["status"] == rows["q2"]["status"] == "done" and rows["q2"]["trials_done"] == 120
+    assert len(load_trials(devices, "q2")[0]) == 120
+
+
+def test_run_now_records_and_resumes(devices: Store) -> None:
+    assert run_now(devices, spec("n1", n_trials=80)).added == 80
+    assert devices.get_search("n1")["status"] == "done"
+    assert run_now(devices, spec("n1", n_trials=120)).added == 40
+    row = devices.get_search("n1")
+    assert row["n_trials"] == row["params"]["n_trials"] == 120 and row["trials_done"] == 120
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def test_search_cli(devices: Store, tmp_path: Path) -> None:
+    runner = CliRunner()
+    url = devices.url
+
+    def run(*args: object, ok: bool = True) -> str:
+        result = runner.invoke(app, [str(a) for a in args] + ["--store", url])
+        assert (result.exit_code == 0) == ok, result.output + result.stderr
+        return result.stdout if ok else result.stderr
+
+    base = ["search", "--space", "mbv3", "--objective", "params:max", "--objective", "latency_ms@edge", "--fix",
+            "r=224", "--fix", "w=1.0", "--trials", "200", "--population", "50"]
+    out = json.loads(run(*base, "--name", "c1", "--budget", "latency_ms@edge <= 60", "--json"))
+    assert out["trials"] == 200 and out["added"] == 200
+    front = json.loads(run("front", "c1", "--json"))
+    assert front["objectives"] == ["params", "latency_ms@edge"] and front["front"]
+    run("front", "c1", "--csv", tmp_path / "front.csv")
+    assert (tmp_path / "front.csv").read_text().startswith("number,config_key")
+    ops = json.loads(run("front", "c1", "--operating-points", "3", "--json"))
+    assert 2 <= len(ops) <= 3 and "use_until_ms" in ops[0]
+    run("export", "c1", "3", "--out", tmp_path / "b", "--no-weights")
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["metrics"]["trial"] == 3
+    assert "c1" in run("searches")
+    assert "got 'nope'" in run("front", "nope", ok=False)
+    assert "best reachable value found" in run(*base, "--name", "c2", "--budget", "latency_ms@edge <= 0.1", ok=False)
+    assert "other settings" in run(*base[:-2], "--population", "20", "--name", "c1", ok=False)
+    assert "trial: expected a completed trial" in run("export", "c1", "5000", "--out", tmp_path / "z", ok=False)
