@@ -341,6 +341,39 @@ def _select(score: np.ndarray, margin: np.ndarray, rank: np.ndarray, pool: np.nd
     return chosen
 
 
+def _spread_pick(members: np.ndarray, rank: np.ndarray, k: int) -> np.ndarray:
+    """``k`` of ``members`` spread over cheap-rank space (1-D: evenly along the sorted ranks)."""
+    if len(members) <= k:
+        return members
+    if rank.shape[1] == 1:
+        srt = members[np.argsort(rank[members, 0], kind="stable")]
+        return srt[np.unique(np.linspace(0, len(srt) - 1, k).round().astype(int))]
+    r = rank[members]
+    chosen = [int(np.argmin(r.sum(axis=1)))]
+    dist = np.sum((r - r[chosen[0]]) ** 2, axis=1)
+    while len(chosen) < k:
+        j = int(np.argmax(dist))
+        chosen.append(j)
+        dist = np.minimum(dist, np.sum((r - r[j]) ** 2, axis=1))
+    return members[chosen]
+
+
+def _layer_batch(mean: np.ndarray, std: np.ndarray, floor: np.ndarray, cost: np.ndarray, rank: np.ndarray,
+                 available: np.ndarray, k: int, ucb: float, kappa: float, rng: np.random.Generator) -> list[int]:
+    left = np.flatnonzero(available)
+    hopeful = left[mean[left] + kappa * std[left] > floor[left]]
+    if len(hopeful) >= k:
+        left = hopeful
+    score = mean + ucb * std
+    chosen: list[int] = []
+    while len(chosen) < k and len(left):
+        layer = left[pareto_mask(np.column_stack([-score[left], cost[left]]))]
+        pick = _spread_pick(layer, rank, k - len(chosen))
+        chosen += [int(i) for i in pick]
+        left = np.setdiff1d(left, pick)
+    return chosen
+
+
 # ---------------------------------------------------------------------------------------------------- search
 def budgeted_search(
     candidates: Sequence[SubNetConfig] | Iterable[Any],
@@ -461,6 +494,11 @@ def budgeted_search(
         start = time.perf_counter()
         known = np.where(evaluated, acc, -np.inf)
         floor = _dominator_max(cost, known)  # best measured accuracy at most as costly
+        if _EXP.get("mode") == "layers":
+            batch = _layer_batch(mean, std, floor, cost, rank, available, k, _EXP["ucb"], _EXP["kappa_f"], rng)
+            if run(batch, step, refit, None, 0, 0.0, fit_s, time.perf_counter() - start):
+                stopped = "callback"
+            continue
         margin = (mean - floor) / np.maximum(std, 1e-12)
         pess = np.where(evaluated, acc, np.where(available, mean - _PRUNE_Z * std, -np.inf))
         threat = _dominator_max(cost, pess)

@@ -20,12 +20,14 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 
 from pareto._objectives import Evaluator
@@ -107,8 +109,12 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
 
 # ---------------------------------------------------------------------------------------------------- budgeted
 def _heartbeat_storage(store: Store, heartbeat_s: float) -> RDBStorage:
-    return RDBStorage(store.optuna_storage().url, heartbeat_interval=max(1, round(heartbeat_s)),
-                      grace_period=max(2, round(3 * heartbeat_s)), failed_trial_callback=RetryFailedTrialCallback(3))
+    """Optuna storage with trial heartbeats: a running trial silent for 3 heartbeats is failed and re-enqueued."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(store.optuna_storage().url, heartbeat_interval=max(1, round(heartbeat_s)),
+                          grace_period=max(2, round(3 * heartbeat_s)),
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
 
 
 class _Budgeted:
@@ -168,8 +174,10 @@ class _Budgeted:
         return len(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
     def evaluate_waiting(self) -> bool:
-        """Evaluate one waiting trial here; False when there is none."""
+        """Evaluate one waiting trial here; False when there is none (then fail trials whose worker died, which
+        re-enqueues them: ``optimize`` only checks that when it starts a trial)."""
         if not self.waiting():
+            fail_stale_trials(self.study)
             return False
         self.study.optimize(self.objective, n_trials=1, gc_after_trial=False)
         return True
@@ -239,7 +247,7 @@ def run_worker(store: Store, *, study: str | None = None, idle_exit_s: float | N
     while idle_exit_s is None or time.monotonic() - idle_since < idle_exit_s:
         row = store.claim_search(me, study, stale_after_s)
         if row is None:
-            if _help_one(store, study, heartbeat_s, log):
+            if _help_one(store, study, heartbeat_s, stale_after_s, log):
                 idle_since = time.monotonic()
             else:
                 time.sleep(poll_s)
@@ -266,7 +274,8 @@ def run_worker(store: Store, *, study: str | None = None, idle_exit_s: float | N
     return completed
 
 
-def _help_one(store: Store, study: str | None, heartbeat_s: float, log: Callable[[str], None]) -> bool:
+def _help_one(store: Store, study: str | None, heartbeat_s: float, stale_after_s: float,
+              log: Callable[[str], None]) -> bool:
     running = [s for s in store.list_searches() if s["status"] == "running" and s["params"].get("mode") == "budgeted"
                and (study is None or s["name"] == study)]
     if not running:
@@ -274,7 +283,12 @@ def _help_one(store: Store, study: str | None, heartbeat_s: float, log: Callable
     spec = SearchSpec.from_dict(running[0]["params"])
 
     def still_running() -> bool:
-        return store.get_search(spec.name)["status"] == "running"
+        """Running with a live coordinator; when it goes stale the worker loop claims it (takes over)."""
+        row = store.get_search(spec.name)
+        if row["status"] != "running" or row["heartbeat_at"] is None:
+            return False
+        age = time.time() - datetime.fromisoformat(row["heartbeat_at"]).timestamp()
+        return age < stale_after_s
 
     log(f"{worker_id()}: helping budgeted search {spec.name}")
     help_budgeted(store, spec, keep_going=still_running, heartbeat_s=heartbeat_s)
