@@ -69,15 +69,23 @@ def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow]) -> li
             users.extend((trial_id, k, json.dumps(v)) for k, v in row.user_attrs.items())
             systems.extend((trial_id, CONSTRAINT_PREFIX + name, json.dumps(float(value)))
                            for name, value in (row.constraints or {}).items())
-        # plain DB-API executemany: SQLAlchemy's per-row parameter processing would dominate at ~50 rows a trial
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        # plain DB-API: SQLAlchemy's per-row parameter processing would dominate at ~50 rows a trial;
+        # PostgreSQL takes COPY, SQLite executemany
         for table, columns, batch in (
             ("trial_values", ("trial_id", "objective", "value", "value_type"), values),
             ("trial_params", ("trial_id", "param_name", "param_value", "distribution_json"), params),
             ("trial_user_attributes", ("trial_id", "key", "value_json"), users),
             ("trial_system_attributes", ("trial_id", "key", "value_json"), systems),
         ):
-            if batch:
+            if not batch:
+                continue
+            if conn.dialect.name == "postgresql":
+                with conn.connection.cursor() as cursor, cursor.copy(
+                        f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for record in batch:
+                        copy.write_row(record)
+            else:
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
                 conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                                      f"({', '.join([mark] * len(columns))})", batch)
     return [count + i for i in range(len(rows))]
