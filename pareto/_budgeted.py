@@ -39,7 +39,6 @@ the cheap objectives follow the dominance rule above (equal cost and equal accur
 
 from __future__ import annotations
 
-import math
 import numbers
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -68,8 +67,6 @@ PredictorFactory = Callable[[int], Any]
 support the std is taken as 0: a predicted front without uncertainty)."""
 
 _PRUNE_Z = 3.5
-_STATE: dict[str, Any] = {}
-_EXP = {"t_df": 0, "a": 1.0, "b": 0.0, "kappa": 1.0}
 _PREDICT_CELLS = 4_000_000  # rows × training rows per prediction chunk (bounds the GP's kernel matrix)
 _DENSE_CELLS = 20_000_000  # samples × shortlist² per dominance-matrix chunk
 
@@ -253,17 +250,7 @@ def _front_probability(mean: np.ndarray, std: np.ndarray, cost: np.ndarray, floo
     """Share of ``n_samples`` independent normal draws in which each shortlisted candidate beats ``floor`` (its best
     measured dominator) and every other shortlisted candidate at most as costly."""
     n = len(mean)
-    if _EXP["t_df"]:
-        z = rng.standard_t(_EXP["t_df"], (n_samples, n))
-    else:
-        z = rng.standard_normal((n_samples, n))
-    z = _EXP["a"] * z + _EXP["b"] * rng.standard_normal((n_samples, 1))
-    if _EXP.get("corr") and _STATE.get("forest") is not None:
-        trees = np.stack([t.predict(_STATE["Xs"]) for t in _STATE["forest"].estimators_])[:n_samples]
-        dev = trees - trees.mean(axis=0)
-        dev /= np.maximum(dev.std(axis=0), 1e-12)
-        z[: len(dev)] += _EXP["corr"] * dev
-    draws = mean + _EXP["kappa"] * std * z
+    draws = mean + std * rng.standard_normal((n_samples, n))
     if cost.shape[1] == 1:
         order = np.argsort(cost[:, 0], kind="stable")
         c = cost[order, 0]
@@ -344,69 +331,6 @@ def _select(score: np.ndarray, margin: np.ndarray, rank: np.ndarray, pool: np.nd
         if spread > 0:
             near = np.exp(-np.sum((r - r[j]) ** 2, axis=1) / (2 * width**2))
             s *= 1 - spread * near
-    return chosen
-
-
-def _replicate_noise(X: np.ndarray, order: list[int], acc: np.ndarray) -> float:
-    _, inv = np.unique(X[order], axis=0, return_inverse=True)
-    inv = inv.ravel()
-    y = acc[order]
-    counts = np.bincount(inv)
-    if (counts > 1).sum() < 3:
-        return 0.0
-    means = np.bincount(inv, weights=y) / counts
-    dev = (y - means[inv])[counts[inv] > 1]
-    dof = int((counts[counts > 1] - 1).sum())
-    return float(np.sqrt(np.sum(dev**2) / dof))
-
-
-def _noise_floor(mu: np.ndarray, sd: np.ndarray, y: np.ndarray) -> float:
-    r = np.abs(y - mu)
-    if len(r) < 20:
-        return 0.0
-    q = 0.6827
-    if np.quantile(r / np.maximum(sd, 1e-12), q) <= 1:
-        return 0.0
-    lo, hi = 0.0, float(r.max())
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if np.quantile(r / np.sqrt(sd**2 + mid**2), q) > 1:
-            lo = mid
-        else:
-            hi = mid
-    return hi
-
-
-def _spread_pick(members: np.ndarray, rank: np.ndarray, k: int) -> np.ndarray:
-    """``k`` of ``members`` spread over cheap-rank space (1-D: evenly along the sorted ranks)."""
-    if len(members) <= k:
-        return members
-    if rank.shape[1] == 1:
-        srt = members[np.argsort(rank[members, 0], kind="stable")]
-        return srt[np.unique(np.linspace(0, len(srt) - 1, k).round().astype(int))]
-    r = rank[members]
-    chosen = [int(np.argmin(r.sum(axis=1)))]
-    dist = np.sum((r - r[chosen[0]]) ** 2, axis=1)
-    while len(chosen) < k:
-        j = int(np.argmax(dist))
-        chosen.append(j)
-        dist = np.minimum(dist, np.sum((r - r[j]) ** 2, axis=1))
-    return members[chosen]
-
-
-def _layer_batch(mean: np.ndarray, std: np.ndarray, floor: np.ndarray, cost: np.ndarray, rank: np.ndarray,
-                 available: np.ndarray, k: int, ucb: float, kappa: float, rng: np.random.Generator) -> list[int]:
-    left = np.flatnonzero(available)
-    hopeful = left[mean[left] + kappa * std[left] > floor[left]]
-    if len(hopeful) >= k:
-        left = hopeful
-    score = mean + ucb * std
-    chosen: list[int] = []
-    while len(chosen) < k and len(left):
-        layer = left[pareto_mask(np.column_stack([-score[left], cost[left]]))]
-        pick = _spread_pick(layer, rank, k - len(chosen))
-        chosen += [int(i) for i in pick]
-        left = np.setdiff1d(left, pick)
     return chosen
 
 
@@ -528,24 +452,8 @@ def budgeted_search(
             n_at_fit, refit = len(order), True
             fit_s = time.perf_counter() - start
         start = time.perf_counter()
-        if _EXP.get("floor_noise") and steps and len(steps) > 1:
-            pred = np.array([p for st in steps[1:] for p in st.predicted])
-            got = acc[[i for st in steps[1:] for i in st.batch]]
-            s0 = _noise_floor(pred[:, 0], pred[:, 1], got)
-        else:
-            s0 = 0.0
-        if _EXP.get("rep"):
-            s0 = max(s0, _replicate_noise(X, order, acc))
-        std_raw = std
-        std = np.sqrt(std**2 + s0**2)
         known = np.where(evaluated, acc, -np.inf)
         floor = _dominator_max(cost, known)  # best measured accuracy at most as costly
-        if _EXP.get("mode") == "layers":
-            batch = _layer_batch(mean, std, floor, cost, rank, available, k, _EXP["ucb"], _EXP["kappa_f"], rng)
-            std = std_raw
-            if run(batch, step, refit, None, 0, s0, fit_s, time.perf_counter() - start):
-                stopped = "callback"
-            continue
         margin = (mean - floor) / np.maximum(std, 1e-12)
         pess = np.where(evaluated, acc, np.where(available, mean - _PRUNE_Z * std, -np.inf))
         threat = _dominator_max(cost, pess)
@@ -554,19 +462,12 @@ def budgeted_search(
             z = (mean[short] - threat[short]) / np.maximum(std[short], 1e-12)
             short = short[np.argsort(-z, kind="stable")[:shortlist_cap]]
         score = np.zeros(n)
-        if _EXP.get("corr"):
-            if refit or _STATE.get("forest") is None:
-                from sklearn.ensemble import RandomForestRegressor
-                _STATE["forest"] = RandomForestRegressor(n_samples, min_samples_leaf=2, max_features=0.5,
-                                                         random_state=seed).fit(X[order], acc[order])
-            _STATE["Xs"] = X[short]
         if len(short):
             score[short] = _front_probability(mean[short], std[short], cost[short], floor[short], n_samples, rng)
         batch = _select(score, margin, rank, np.flatnonzero(available), k, spread, rng)
         hits = float(score[batch].sum())
         n_short = len(short)
         tau = getattr(model, "cv_kendall_tau_", None)
-        std = std_raw
         if run(batch, step, refit, None if tau is None else float(tau), n_short, hits, fit_s,
                time.perf_counter() - start):
             stopped = "callback"

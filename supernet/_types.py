@@ -88,15 +88,18 @@ class Dimension:
 
     def coerce(self, value: Any, owner: str = "") -> Scalar:
         """Return ``value`` in canonical form, or raise :class:`InvalidValueError` naming the field."""
-        where = f"{owner}.{self.name}" if owner else self.name
         if self.kind == "categorical":
+            for choice in self.choices:  # fast path: the canonical object itself (searches pass these)
+                if value is choice:
+                    return choice
             if _is_number(value) and self.numeric:
                 for choice in self.choices:
                     if math.isclose(float(value), float(choice), rel_tol=0, abs_tol=1e-9):
                         return choice
             elif isinstance(value, str) and not self.numeric and value in self.choices:
                 return value
-            raise InvalidValueError(where, self.allowed, value)
+            raise InvalidValueError(f"{owner}.{self.name}" if owner else self.name, self.allowed, value)
+        where = f"{owner}.{self.name}" if owner else self.name
         if not _is_number(value) or not math.isfinite(float(value)):
             raise InvalidValueError(where, self.allowed, value)
         assert self.low is not None and self.high is not None
@@ -173,8 +176,10 @@ class SubNetConfig:
     space: str
     items: tuple[tuple[str, Scalar], ...]
     key: str = field(init=False, compare=False, repr=False)
+    _index: dict[str, Scalar] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", dict(self.items))
         object.__setattr__(self, "key", hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16])
 
     @property
@@ -183,10 +188,7 @@ class SubNetConfig:
         return dict(self.items)
 
     def __getitem__(self, name: str) -> Scalar:
-        for k, v in self.items:
-            if k == name:
-                return v
-        raise KeyError(name)
+        return self._index[name]
 
     def __iter__(self) -> Iterator[str]:
         return (k for k, _ in self.items)
@@ -196,7 +198,7 @@ class SubNetConfig:
 
     def canonical_json(self) -> str:
         """Canonical JSON (sorted keys, no spaces) of space and values: what ``key`` hashes."""
-        return json.dumps({"space": self.space, "values": dict(self.items)}, sort_keys=True, separators=(",", ":"))
+        return json.dumps({"space": self.space, "values": self._index}, sort_keys=True, separators=(",", ":"))
 
     def to_dict(self) -> dict[str, Any]:
         """``{"space": ..., "key": ..., "values": {...}}``."""
@@ -245,8 +247,15 @@ class LayerSpec:
     preact: bool = False
     bias: bool = False
     bn: bool = False
+    _key: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        self._validate()
+        parts = [f"{name}={int(v) if isinstance(v, bool) else v}" for name, default in _SPEC_DEFAULTS
+                 if (v := getattr(self, name)) != default]
+        object.__setattr__(self, "_key", f"{self.op}:" + ",".join(parts))
+
+    def _validate(self) -> None:
         if self.op not in OPS:
             raise InvalidValueError("LayerSpec.op", "one of " + ", ".join(OPS), self.op)
         if self.act not in ACTIVATIONS:
@@ -271,12 +280,7 @@ class LayerSpec:
     @property
     def key(self) -> str:
         """Stable, readable LUT key: op then every non-default field, e.g. ``conv2d:cin=16,cout=32,...``."""
-        parts = []
-        for f in fields(self)[1:]:
-            value = getattr(self, f.name)
-            if value != f.default:
-                parts.append(f"{f.name}={int(value) if isinstance(value, bool) else value}")
-        return f"{self.op}:" + ",".join(parts)
+        return self._key
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -325,18 +329,21 @@ class LayerSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """All fields, JSON-ready."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {"op": self.op, **{name: getattr(self, name) for name, _ in _SPEC_DEFAULTS}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerSpec:
         """Inverse of :meth:`to_dict`; unknown fields raise :class:`InvalidValueError`."""
-        known = {f.name for f in fields(cls)} - {"key"}
+        known = {"op", *(name for name, _ in _SPEC_DEFAULTS)}
         extra = sorted(set(data) - known)
         if extra:
             raise InvalidValueError("LayerSpec", "fields " + ", ".join(sorted(known)), extra)
         if "op" not in data or "cin" not in data:
             raise InvalidValueError("LayerSpec", "at least fields op and cin", sorted(data))
         return cls(**dict(data))
+
+
+_SPEC_DEFAULTS = tuple((f.name, f.default) for f in fields(LayerSpec) if f.init and f.name != "op")
 
 
 def unique_layers(specs: Sequence[LayerSpec]) -> list[LayerSpec]:

@@ -169,6 +169,7 @@ def test_fronts_per_device_budget_and_operating_points(devices: Store, tmp_path:
     latencies = [r["latency_ms@edge"] for r in table]
     assert latencies == sorted(latencies) and all(r["config"]["r"] == 224 for r in table)
     history, reference = results.hypervolume_history()
+    assert len(reference) == len(results.objectives)
     assert len(history) == 400 and np.all(np.diff(history) >= -1e-9) and history[-1] > 0
     with pytest.raises(InvalidValueError, match="device: expected one of edge, server"):
         results.front("phone")
@@ -179,7 +180,8 @@ def test_export_trial_bundle(devices: Store, tmp_path: Path) -> None:
     info = export_trial(devices, "s1", 7, tmp_path / "bundle", onnx=False)
     doc = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert set(info["files"]) == {"config.json", "weights.safetensors"}
-    assert doc["metrics"]["trial"] == 7 and doc["metrics"]["predicted"]["latency_ms@edge"]["source"] == "LUT-sum of edge"
+    assert doc["metrics"]["trial"] == 7
+    assert doc["metrics"]["predicted"]["latency_ms@edge"]["source"] == "LUT-sum of edge"
     assert doc["values"] == study_results(devices, "s1").configs[7]
     with pytest.raises(InvalidValueError, match="trial: expected a completed trial number"):
         export_trial(devices, "s1", 999, tmp_path / "x")

@@ -73,6 +73,7 @@ class MobileNetV3Space(SearchSpace):
         self.max_depth = self.depth_choices[-1]
         self.n_blocks = N_STAGES * self.max_depth
         self.default_width = default_width
+        self._blocks: dict[tuple[Any, ...], tuple[tuple[LayerSpec, ...], int]] = {}
         dims: list[Dimension] = []
         for i in range(self.n_blocks):
             dims.append(Dimension(f"ks_{i}", choices=self.ks_choices, group=f"stage {i // self.max_depth}",
@@ -208,6 +209,13 @@ class MobileNetV3Space(SearchSpace):
         return list(specs)
 
     def _stem(self, c: Sequence[int], r: int) -> tuple[list[LayerSpec], int]:
+        memo = ("stem", *c, r)
+        if memo not in self._blocks:
+            self._blocks[memo] = self._build_stem(c, r)
+        specs, h = self._blocks[memo]
+        return list(specs), h
+
+    def _build_stem(self, c: Sequence[int], r: int) -> tuple[tuple[LayerSpec, ...], int]:
         first = LayerSpec("conv2d", cin=3, cout=c[0], kernel=3, stride=2, h=r, w=r, act="hswish", bn=True)
         h = first.out_hw[0]
         specs = [
@@ -217,10 +225,19 @@ class MobileNetV3Space(SearchSpace):
         ]
         if self.first_residual:
             specs.append(LayerSpec("add", cin=c[1], h=h, w=h))
-        return specs, h
+        return tuple(specs), h
 
     def _block(self, s: int, j: int, cin: int, cout: int, e: int, k: int, h: int) -> tuple[list[LayerSpec], int]:
-        """Block ``j`` of stage ``s`` on an ``h``×``h`` input; returns its specs and output size."""
+        """Block ``j`` of stage ``s`` on an ``h``×``h`` input; returns its specs and output size (memoised: a
+        search evaluates thousands of configs built from a few hundred distinct blocks)."""
+        memo = (s, j, cin, cout, e, k, h)
+        if memo not in self._blocks:
+            self._blocks[memo] = self._build_block(s, j, cin, cout, e, k, h)
+        specs, h_out = self._blocks[memo]
+        return list(specs), h_out
+
+    def _build_block(self, s: int, j: int, cin: int, cout: int, e: int, k: int, h: int
+                     ) -> tuple[tuple[LayerSpec, ...], int]:
         act, mid = STAGE_ACTS[s], self.mid_channels(cin, e)
         dw = LayerSpec("conv2d", cin=mid, cout=mid, kernel=k, stride=STAGE_STRIDES[s] if j == 0 else 1, groups=mid,
                        h=h, w=h, act=act, bn=True)
@@ -231,9 +248,15 @@ class MobileNetV3Space(SearchSpace):
         specs.append(LayerSpec("conv2d", cin=mid, cout=cout, h=h_out, w=h_out, bn=True))
         if self.block_residual(s, j):
             specs.append(LayerSpec("add", cin=cout, h=h_out, w=h_out))
-        return specs, h_out
+        return tuple(specs), h_out
 
     def _head(self, c: Sequence[int], h: int) -> list[LayerSpec]:
+        memo = ("head", *c, h)
+        if memo not in self._blocks:
+            self._blocks[memo] = (tuple(self._build_head(c, h)), h)
+        return list(self._blocks[memo][0])
+
+    def _build_head(self, c: Sequence[int], h: int) -> list[LayerSpec]:
         return [
             LayerSpec("conv2d", cin=c[6], cout=c[7], h=h, w=h, act="hswish", bn=True),
             LayerSpec("gap", cin=c[7], h=h, w=h),
