@@ -3,10 +3,11 @@
   python benchmarks/bench_search.py throughput [--trials 20000]   # persisted trials/s, side by side
   python benchmarks/bench_search.py convergence [--reference 1000000]
 
-Uses the LUTs of benchmarks/.bench.db (built by bench_profilers.py: cpu-local and cim-reram over all of mbv3).
-Objectives (3): params (maximised: a stand-in for accuracy, which mbv3 has no data for here), latency_ms@cpu-local
-and energy_mj@cim-reram (LUT-sums). Each store is a fresh SQLite file (WAL) or PostgreSQL database holding a
-copy of those two devices' LUTs.
+throughput uses the LUTs of benchmarks/.bench.db (built by bench_profilers.py: cpu-local and cim-reram over all of
+mbv3). Objectives (3): params (maximised: a stand-in for accuracy, which mbv3 has no data for here),
+latency_ms@cpu-local and energy_mj@cim-reram (LUT-sums). Each store is a fresh SQLite file (WAL) or PostgreSQL
+database holding a copy of those two devices' LUTs. convergence needs no prepared store: it simulates the
+cim-reram LUT of all of mbv3 (seconds) and uses params, latency_ms@cim-reram and energy_mj@cim-reram.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from pareto import Store
 from pareto._objectives import Evaluator, parse_objective
 from pareto._pareto import hypervolume, hypervolume_history, non_dominated_mask
 from pareto._search import SearchSpec, load_trials, run_surrogate
+from profilers import build_lut, device_spec
 from supernet import get_space
 
 BENCH_STORE = Path(__file__).resolve().parent / ".bench.db"
 OBJECTIVES = ("params:max", "latency_ms@cpu-local", "energy_mj@cim-reram")
+CONVERGENCE_OBJECTIVES = ("params:max", "latency_ms@cim-reram", "energy_mj@cim-reram")
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -110,11 +113,11 @@ def throughput(n_trials: int) -> None:
 def convergence(n_reference: int, n_trials: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = get_space("mbv3")
-    objectives = [parse_objective(o) for o in OBJECTIVES]
+    objectives = [parse_objective(o) for o in CONVERGENCE_OBJECTIVES]
     directions = [o.direction for o in objectives]
     with tempfile.TemporaryDirectory() as tmp:
         store = Store.open(str(Path(tmp) / "s.db"))
-        _copy_luts(store)
+        build_lut(store, device_spec(store, "cim-reram"), space)
         evaluator = Evaluator(store, space, objectives)
         rng = np.random.default_rng(123)
         start = time.perf_counter()
@@ -134,7 +137,7 @@ def convergence(n_reference: int, n_trials: int) -> None:
         print("| sampler | trials to reach 99 % of the reference HV | HV after all trials (% of reference) | s |")
         print("|---|---|---|---|")
         for sampler in ("nsga2", "random"):
-            spec = SearchSpec(f"conv-{sampler}", "mbv3", OBJECTIVES, sampler=sampler, n_trials=n_trials,
+            spec = SearchSpec(f"conv-{sampler}", "mbv3", CONVERGENCE_OBJECTIVES, sampler=sampler, n_trials=n_trials,
                               population=200, seed=0)
             start = time.perf_counter()
             run_surrogate(store, spec)
