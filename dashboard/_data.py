@@ -1,0 +1,490 @@
+"""What the dashboard pages show, as data: tables and summaries computed by ``pareto``, ``profilers`` and
+``predictors`` (no Streamlit here, so every function is testable and benchmarkable on its own)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import text
+
+from pareto import Store
+from supernet import HwparetoError, InvalidValueError, SearchSpace
+
+__all__ = [
+    "FrontView",
+    "PredictorQuality",
+    "bundle_zip",
+    "compare_fronts",
+    "config_document",
+    "device_table",
+    "front_view",
+    "hover_texts",
+    "hwpareto_studies",
+    "import_upload",
+    "load_study",
+    "lut_by_op",
+    "lut_coverage",
+    "lut_layers",
+    "make_spec",
+    "operating_point_frame",
+    "parse_fixed",
+    "predictor_quality",
+    "profile_progress",
+    "quality_objectives",
+    "search_progress",
+    "searches_frame",
+    "study_marker",
+    "study_summary",
+    "validate_device_upload",
+]
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+def device_table(store: Store) -> pd.DataFrame:
+    """The device registry: one row per device with its kind, backend, provenance and LUT/measurement counts."""
+    rows = []
+    for d in store.list_devices():
+        spec, provenance = d.get("spec") or {}, d.get("provenance") or {}
+        rows.append({"device": d["name"], "kind": d["kind"], "backend": spec.get("backend", "-"),
+                     "lut_entries": d["lut_entries"], "measurements": d["measurements"],
+                     "description": spec.get("description", ""),
+                     "provenance": ", ".join(f"{k}: {v}" for k, v in provenance.items()
+                                             if not isinstance(v, dict | list)) or "-",
+                     "registered": d["created_at"]})
+    columns = ["device", "kind", "backend", "lut_entries", "measurements", "description", "provenance", "registered"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def lut_coverage(store: Store, device: str) -> pd.DataFrame:
+    """Per space with a model: distinct layers in ``device``'s LUT, distinct layers of the space, coverage (%)."""
+    from profilers import lut_entries_per_space
+
+    spaces = [s for s in map(store.space, store.space_names()) if s.has_model]
+    have = lut_entries_per_space(store, device, spaces)
+    rows = []
+    for space in spaces:
+        total = len(space.layer_universe())
+        rows.append({"space": space.name, "layers_in_lut": have.get(space.name, 0), "layers_in_space": total,
+                     "coverage_pct": round(100.0 * have.get(space.name, 0) / total, 1) if total else 0.0})
+    return pd.DataFrame(rows, columns=["space", "layers_in_lut", "layers_in_space", "coverage_pct"])
+
+
+def _shape(spec_json: str) -> str:
+    spec = json.loads(spec_json)
+    shape = spec.get("shape", spec) if isinstance(spec, dict) else spec
+    if isinstance(shape, dict):
+        return " ".join(f"{k}={v}" for k, v in shape.items() if k != "op")
+    return str(shape)
+
+
+def lut_layers(store: Store, device: str) -> pd.DataFrame:
+    """``device``'s LUT (batch 1): layer key, op, shape summary, latency (ms) and energy (mJ) per layer."""
+    lut = store.lut(device)
+    frame = pd.DataFrame({"layer_key": lut["layer_key"], "op": lut["op"],
+                          "shape": [_shape(s) for s in lut["spec_json"]],
+                          "latency_ms": lut["latency_ms_mean"].astype(float),
+                          "energy_mj": pd.to_numeric(lut["energy_mj_mean"], errors="coerce"),
+                          "source": lut["source"]})
+    return frame
+
+
+def lut_by_op(layers: pd.DataFrame) -> pd.DataFrame:
+    """Per op: number of layers, mean and max latency (ms), mean energy (mJ)."""
+    if layers.empty:
+        return pd.DataFrame(columns=["op", "layers", "latency_ms_mean", "latency_ms_max", "energy_mj_mean"])
+    grouped = layers.groupby("op")
+    return pd.DataFrame({"layers": grouped.size(), "latency_ms_mean": grouped["latency_ms"].mean(),
+                         "latency_ms_max": grouped["latency_ms"].max(),
+                         "energy_mj_mean": grouped["energy_mj"].mean()}).reset_index() \
+        .sort_values("latency_ms_mean", ascending=False, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class PredictorQuality:
+    """A cost predictor of one device checked on that device's stored measurements."""
+
+    name: str
+    space: str
+    metric: str
+    points: pd.DataFrame  # config_key, measured, predicted
+    metrics: dict[str, float]  # held-out metrics recorded at training (Kendall τ, MAPE, ...)
+
+
+def predictor_quality(store: Store, device: str) -> list[PredictorQuality]:
+    """Every latency/energy predictor of ``device``: predicted vs measured on its stored measurements, with the
+    held-out metrics recorded when it was trained."""
+    from predictors import load_model
+
+    out = []
+    for p in store.list_predictors():
+        if p.get("device") != device:
+            continue
+        space = store.space(p["space"])
+        measured = store.measurements(space=space.name, subject=device, subject_kind="device", metric=p["metric"])
+        measured = measured[measured["source"] != "predicted"].groupby("config_key", as_index=False).agg(
+            config_json=("config_json", "first"), measured=("value", "median"))
+        if measured.empty:
+            continue
+        configs = [space.validate(json.loads(c)) for c in measured["config_json"]]
+        mean, _ = load_model(store, p["name"]).predict(store, configs)
+        points = pd.DataFrame({"config_key": measured["config_key"], "measured": measured["measured"],
+                               "predicted": mean})
+        out.append(PredictorQuality(p["name"], space.name, p["metric"], points,
+                                    dict(p["meta"].get("validation") or {})))
+    return out
+
+
+def profile_progress(store: Store, device: str, space_name: str) -> tuple[int, int]:
+    """(distinct layers of ``space_name`` in ``device``'s LUT, distinct layers of the space)."""
+    from profilers import lut_entries_per_space
+
+    space = store.space(space_name)
+    try:
+        done = lut_entries_per_space(store, device, [space]).get(space.name, 0)
+    except InvalidValueError:  # not registered yet: the profile job registers it
+        done = 0
+    return done, len(space.layer_universe())
+
+
+def _upload_errors(exc: HwparetoError, folder: Path) -> HwparetoError:
+    """The same message the CLI prints for the file, with the temporary folder left out of its path."""
+    return HwparetoError(str(exc).replace(f"{folder}/", ""))
+
+
+def validate_device_upload(filename: str, data: bytes) -> Any:
+    """Parse an uploaded device YAML exactly as ``hwpareto device add FILE`` does (safe YAML, no code)."""
+    from profilers import load_device_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(filename).name
+        path.write_bytes(data)
+        try:
+            return load_device_file(path)
+        except HwparetoError as exc:
+            raise _upload_errors(exc, Path(tmp)) from None
+
+
+def import_upload(store: Store, filename: str, data: bytes, *, space: str, subject_kind: str, subject: str,
+                  metric: str, columns: Sequence[str], source: str = "imported", batch: int = 1) -> dict[str, Any]:
+    """Import an uploaded CSV exactly as ``hwpareto import CSV --space ... --column ...`` does."""
+    from pareto._importer import import_table, parse_columns
+
+    if subject_kind not in ("device", "dataset"):
+        raise InvalidValueError("--device/--dataset", "device or dataset", subject_kind)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(filename).name
+        path.write_bytes(data)
+        try:
+            report = import_table(store, path, space=store.space(space), columns=parse_columns(list(columns), subject),
+                                  subject_kind=subject_kind, metric=metric, defaults={}, source=source, batch=batch,
+                                  where={})
+        except HwparetoError as exc:
+            raise _upload_errors(exc, Path(tmp)) from None
+    w = report.written
+    return {"rows": report.rows, "subnets": report.subnets, "inserted": w.inserted, "updated": w.updated,
+            "unchanged": w.unchanged, "new_devices": list(w.new_devices)}
+
+
+# ---------------------------------------------------------------------------------------------------- search
+def quality_objectives(store: Store, space: str) -> list[str]:
+    """Objectives a search of ``space`` can maximise: each accuracy predictor's metric@dataset, then analytic."""
+    names = [f"{p['metric']}@{p['dataset']}" for p in store.list_predictors(space)
+             if p["kind"] == "accuracy" and p.get("dataset")]
+    return [*dict.fromkeys(names), "params:max", "macs:max"]
+
+
+def parse_fixed(text: str, space: SearchSpace) -> dict[str, Any]:
+    """``"r=224, w=1.0"`` → validated values of fixed dimensions (the ``--fix DIM=VALUE`` of the CLI)."""
+    fixed: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise InvalidValueError("fixed dimensions", "DIM=VALUE, separated by commas", item)
+        dim = space.dimension(name.strip())
+        raw: Any = value.strip()
+        try:
+            number = float(raw)
+            raw = int(number) if number.is_integer() and "." not in raw else number
+        except ValueError:
+            pass
+        fixed[dim.name] = dim.coerce(raw, space.name)
+    return fixed
+
+
+def make_spec(store: Store, *, name: str, space: str, quality: str, metric: str, devices: Sequence[str],
+              budget: float | None, sampler: str, n_trials: int, population: int, seed: int,
+              fixed: str = "") -> Any:
+    """A :class:`pareto.SearchSpec` from the search form: ``quality`` vs ``metric``@device for every device,
+    with the budget (if any) on the first device."""
+    from pareto import SearchSpec
+
+    if not devices:
+        raise InvalidValueError("devices", "at least one device", [])
+    if metric not in ("latency_ms", "energy_mj"):
+        raise InvalidValueError("cost metric", "latency_ms or energy_mj", metric)
+    objectives = (quality, *(f"{metric}@{d}" for d in devices))
+    budgets = (f"{metric}@{devices[0]} <= {budget:g}",) if budget else ()
+    return SearchSpec(name.strip(), space, objectives, budgets, sampler, n_trials, population, seed,
+                      fixed=parse_fixed(fixed, store.space(space)))
+
+
+def searches_frame(store: Store) -> pd.DataFrame:
+    """The searches table (queue): name, space, status, progress, worker, error."""
+    rows = [{"search": s["name"], "space": s["space"], "status": s["status"], "trials_done": s["trials_done"],
+             "n_trials": s["n_trials"], "worker": s["worker"] or "", "error": s["error"] or "",
+             "updated": s.get("heartbeat_at") or s.get("created_at")} for s in store.list_searches()]
+    return pd.DataFrame(rows, columns=["search", "space", "status", "trials_done", "n_trials", "worker", "error",
+                                       "updated"])
+
+
+def search_progress(store: Store, name: str) -> dict[str, Any]:
+    """A search's queue row plus, once its study has trials, feasible count and hypervolume history."""
+    row = store.get_search(name)
+    out: dict[str, Any] = {**row, "feasible": 0, "stored": 0, "hypervolume": np.empty(0)}
+    try:
+        results = load_study(store, name)
+    except InvalidValueError:  # no study yet (queued, or failed before writing)
+        return out
+    out["stored"] = len(results.trials)
+    if len(results.trials):
+        out["feasible"] = int(results.trials["feasible"].sum())
+        out["hypervolume"] = results.hypervolume_history()[0]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- fronts
+def hwpareto_studies(store: Store) -> list[str]:
+    """Names of the studies in the store that hwpareto ran, newest first (one query: Optuna's own summaries
+    read every trial)."""
+    from pareto._search import SPEC_ATTR
+
+    query = ("SELECT s.study_name FROM studies s JOIN study_user_attributes a ON a.study_id = s.study_id "
+             "WHERE a.key = :key ORDER BY s.study_id DESC")
+    store.optuna_storage()  # creates Optuna's tables in a new store
+    with store.engine.connect() as conn:
+        return list(conn.execute(text(query), {"key": SPEC_ATTR}).scalars())
+
+
+def study_marker(store: Store, study: str) -> tuple[int, int]:
+    """(completed trials, newest trial id) of ``study``: changes whenever trials are added (a cache key)."""
+    query = ("SELECT COUNT(*), COALESCE(MAX(t.trial_id), 0) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+             "WHERE s.study_name = :study AND t.state = 'COMPLETE'")
+    with store.engine.connect() as conn:
+        count, newest = conn.execute(text(query), {"study": study}).one()
+    return int(count), int(newest)
+
+
+class _LazyConfigs(Mapping[int, dict[str, Any]]):
+    """Trial number -> config, read from the store when asked (a 100k-trial study's configs are never all
+    needed to draw it)."""
+
+    def __init__(self, store: Store, study_id: int, numbers: np.ndarray) -> None:
+        self._store, self._study_id = store, study_id
+        self._numbers = frozenset(int(n) for n in numbers)
+        self._cache: dict[int, dict[str, Any]] = {}
+
+    def __getitem__(self, number: int) -> dict[str, Any]:
+        if number not in self._numbers:
+            raise KeyError(number)
+        if number not in self._cache:
+            query = ("SELECT a.value_json FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
+                     "WHERE t.study_id = :study AND t.number = :number AND a.key = 'config'")
+            with self._store.engine.connect() as conn:
+                found = conn.execute(text(query), {"study": self._study_id, "number": int(number)}).scalar()
+            if found is None:
+                raise KeyError(number)
+            self._cache[number] = json.loads(found)
+        return self._cache[number]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._numbers))
+
+    def __len__(self) -> int:
+        return len(self._numbers)
+
+
+def _rows(store: Store, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """A query through the DB-API cursor (plain tuples: 10x faster than ORM rows for 100k-row reads)."""
+    with store.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cursor.execute(query.replace("?", marker), params)
+        rows = cursor.fetchall()
+        cursor.close()
+    return rows
+
+
+def load_study(store: Store, study: str) -> Any:
+    """The same :class:`pareto.StudyResults` as :func:`pareto.study_results`, read with a few bulk queries and
+    configs fetched on demand (a 100,000-trial study loads in well under a second)."""
+    from pareto import StudyResults
+    from pareto._optuna_bulk import CONSTRAINT_PREFIX
+    from pareto._search import SPEC_ATTR, SearchSpec
+
+    store.optuna_storage()
+    found = _rows(store, "SELECT s.study_id, a.value_json FROM studies s LEFT JOIN study_user_attributes a "
+                  "ON a.study_id = s.study_id AND a.key = ? WHERE s.study_name = ?", (SPEC_ATTR, study))
+    if not found:
+        raise InvalidValueError("study", "an existing study in the store", study)
+    study_id, doc = found[0]
+    if doc is None:
+        raise InvalidValueError(f"study {study!r}", "a study run by hwpareto (it has no hwpareto settings)", study)
+    spec = SearchSpec.from_dict(json.loads(doc))
+    objectives, budgets = spec.parsed()
+    trials = pd.DataFrame.from_records(
+        _rows(store, "SELECT t.trial_id, t.number, a.value_json FROM trials t LEFT JOIN trial_user_attributes a ON "
+              "a.trial_id = t.trial_id AND a.key = 'config_key' WHERE t.study_id = ? AND t.state = 'COMPLETE' "
+              "ORDER BY t.trial_id", (study_id,)), columns=["trial_id", "number", "key"])
+    position = pd.Series(np.arange(len(trials)), index=trials["trial_id"].to_numpy(np.int64))
+    frame = pd.DataFrame({"number": trials["number"].to_numpy(np.int64),
+                          "config_key": trials["key"].str.slice(1, -1).to_numpy(object)})  # JSON strings: "…"
+
+    def column(rows: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
+        table = pd.DataFrame.from_records(rows, columns=names)
+        return table[table["trial_id"].isin(position.index)]
+
+    values = np.full((len(trials), len(objectives)), np.nan)
+    stored = column(_rows(store, "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v JOIN "
+                          "trials t ON t.trial_id = v.trial_id WHERE t.study_id = ?", (study_id,)),
+                    ["trial_id", "objective", "value", "value_type"])
+    stored = stored[stored["objective"] < len(objectives)]
+    kind = stored["value_type"].to_numpy()
+    values[position[stored["trial_id"]].to_numpy(), stored["objective"].to_numpy(int)] = np.where(
+        kind == "INF_POS", np.inf, np.where(kind == "INF_NEG", -np.inf, stored["value"].to_numpy(float)))
+    for j, o in enumerate(objectives):
+        frame[o.name] = values[:, j]
+    feasible = np.ones(len(trials), dtype=bool)
+    for b in budgets:
+        named = column(_rows(store, "SELECT s.trial_id, s.value_json FROM trial_system_attributes s JOIN trials t "
+                             "ON t.trial_id = s.trial_id WHERE t.study_id = ? AND s.key = ?",
+                             (study_id, CONSTRAINT_PREFIX + b.text)), ["trial_id", "value"])
+        violation = np.zeros(len(trials))
+        violation[position[named["trial_id"]].to_numpy()] = named["value"].astype(float).to_numpy()
+        frame[f"budget:{b.text}"] = violation
+        feasible &= violation <= 0
+    frame["feasible"] = feasible
+    return StudyResults(spec, tuple(objectives), tuple(budgets), frame,
+                        _LazyConfigs(store, study_id, frame["number"].to_numpy()))  # type: ignore[arg-type]
+
+
+def study_summary(results: Any) -> dict[str, Any]:
+    """Space, objectives, budgets, trial and feasible counts of a :class:`pareto.StudyResults`."""
+    return {"space": results.spec.space, "objectives": [o.name for o in results.objectives],
+            "budgets": [b.text for b in results.budgets], "sampler": results.spec.sampler,
+            "trials": len(results.trials), "feasible": int(results.trials["feasible"].sum())}
+
+
+@dataclass(frozen=True)
+class FrontView:
+    """What the Fronts page draws for one study: the axes, each device's front, the budget bounds."""
+
+    quality: str  # y axis: the first maximised (non-cost) objective
+    costs: tuple[str, ...]  # x axes: cost objectives (one per device), or the other objectives
+    fronts: dict[str, pd.DataFrame]  # cost objective -> its front rows (sorted by cost)
+    knees: dict[str, int | None]
+    bounds: dict[str, float]  # objective -> budget bound
+
+
+def front_view(results: Any) -> FrontView:
+    """Fronts of ``results`` per cost objective (per device), against its first quality objective."""
+    quality = [o for o in results.objectives if not o.is_cost] or list(results.objectives[:1])
+    costs = [o for o in results.objectives if o is not quality[0]]
+    if not costs:
+        raise InvalidValueError("objectives", "at least two to draw a front", [o.name for o in results.objectives])
+    fronts, knees = {}, {}
+    devices = [o.subject for o in costs if o.is_cost and o.subject]
+    for cost in costs:
+        device = cost.subject if cost.is_cost and cost.subject and len(set(devices)) > 1 else None
+        front = results.front(device)
+        fronts[cost.name] = front.rows.sort_values(cost.name, ignore_index=True)
+        knees[cost.name] = front.knee_number
+    bounds = {b.objective.name: float(b.bound) for b in results.budgets}
+    return FrontView(quality[0].name, tuple(c.name for c in costs), fronts, knees, bounds)
+
+
+def hover_texts(results: Any, numbers: Sequence[int], limit: int = 500) -> dict[int, str]:
+    """Trial number → its config as ``dim=value`` text (for the first ``limit`` trials asked; fronts are small)."""
+    out = {}
+    for n in list(numbers)[:limit]:
+        values = results.configs[int(n)]
+        items = [f"{k}={v}" for k, v in values.items()]
+        out[int(n)] = "<br>".join(" ".join(items[i:i + 8]) for i in range(0, len(items), 8))
+    return out
+
+
+def compare_fronts(a: Any, b: Any, cost: str, quality: str) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The (cost, quality) fronts of two studies and their hypervolumes against one shared reference point
+    (the worst value over both fronts, pushed 10 % outwards)."""
+    from pareto import hypervolume
+
+    fronts: dict[str, pd.DataFrame] = {}
+    for results in (a, b):
+        if cost not in results.trials or quality not in results.trials:
+            raise InvalidValueError(f"study {results.spec.name!r}", f"objectives {cost} and {quality} to compare",
+                                    [o.name for o in results.objectives])
+        view = front_view(results)
+        fronts[results.spec.name] = view.fronts[cost] if cost in view.fronts else pd.DataFrame(
+            columns=["number", cost, quality])
+    both = pd.concat(list(fronts.values()))
+    directions = ["minimize", "maximize"]
+    span = (both[[cost, quality]].max() - both[[cost, quality]].min()).replace(0, 1).to_numpy(float)
+    reference = np.array([both[cost].max() + 0.1 * span[0], both[quality].min() - 0.1 * span[1]])
+    rows = [{"study": name, "front_size": len(front),
+             "hypervolume": hypervolume(front[[cost, quality]].to_numpy(float), reference, directions)
+             if len(front) else 0.0,
+             f"best {quality}": front[quality].max() if len(front) else np.nan,
+             f"lowest {cost}": front[cost].min() if len(front) else np.nan} for name, front in fronts.items()]
+    return fronts, pd.DataFrame(rows)
+
+
+def operating_point_frame(results: Any, cost: str, k: int) -> pd.DataFrame:
+    """The operating-point table (``k`` SubNets spanning the front's cost range) of the device of ``cost``."""
+    objective = next(o for o in results.objectives if o.name == cost)
+    devices = {o.subject for o in results.objectives if o.is_cost}
+    table = results.operating_points(objective.subject if len(devices) > 1 else None, k)
+    return pd.DataFrame([{k: v for k, v in row.items() if k != "config"} | {"config": json.dumps(row["config"])}
+                         for row in table])
+
+
+def config_document(store: Store, results: Any, number: int) -> dict[str, Any]:
+    """Trial ``number``'s config as ``{"space", "key", "values"}`` (what ``hwpareto validate`` accepts),
+    validated against its space."""
+    if number not in results.configs:
+        raise InvalidValueError("trial", f"a completed trial number of study {results.spec.name!r}", number)
+    config = store.space(results.spec.space).validate(results.configs[number])
+    return {"space": results.spec.space, "key": config.key, "values": config.values}
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def bundle_zip(store: Store, study: str, number: int, *,
+               weights: bool = True) -> tuple[bytes, pd.DataFrame, dict[str, Any]]:
+    """Export trial ``number`` (:func:`pareto.export_trial`: config, metrics, weights, ONNX) and zip it; returns
+    the zip, its manifest (file, size in bytes, SHA-256) and the metrics and provenance it records."""
+    from pareto import export_trial
+
+    folder = f"{_SAFE.sub('-', study)}-{number}"
+    with tempfile.TemporaryDirectory() as tmp:
+        info = export_trial(store, study, number, Path(tmp) / folder, weights=weights, onnx=weights)
+        buffer = io.BytesIO()
+        rows = []
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted((Path(tmp) / folder).iterdir()):
+                archive.write(path, f"{folder}/{path.name}")
+                rows.append({"file": path.name, "size_bytes": path.stat().st_size,
+                             "sha256": info["files"].get(path.name, "")})
+    metrics = {k: info[k] for k in ("objectives", "predicted", "measured", "provenance")}
+    return buffer.getvalue(), pd.DataFrame(rows, columns=["file", "size_bytes", "sha256"]), metrics

@@ -1,0 +1,69 @@
+"""Streamlit glue shared by the pages: the store, cached study loads, errors and next-step hints."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NoReturn
+
+import streamlit as st
+
+from dashboard import _data
+from pareto import Store, default_store_url
+from supernet import HwparetoError
+
+__all__ = ["error", "next_step", "results", "stop", "store", "store_url"]
+
+
+def store_url() -> str:
+    """The store the dashboard shows: ``$HWPARETO_STORE`` (set by ``hwpareto dashboard --store``), else the
+    default SQLite file."""
+    return os.environ.get("HWPARETO_STORE") or default_store_url()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _open(url: str) -> Store:
+    return Store.open(url)
+
+
+def stop() -> NoReturn:
+    """End this page's run here."""
+    st.stop()
+    raise AssertionError("unreachable")  # st.stop raises; this keeps type checkers informed
+
+
+def store() -> Store:
+    """The opened store; on failure the page says why and what to do, and stops."""
+    url = store_url()
+    with st.sidebar:
+        st.caption(f"Store: `{url}`")
+    try:
+        return _open(url)
+    except HwparetoError as exc:
+        error(exc)
+        next_step("Point the dashboard at a valid store", f"hwpareto dashboard --store PATH_OR_URL   "
+                  f"(an older store: hwpareto db upgrade --store {url})")
+        stop()
+
+
+def error(exc: BaseException) -> None:
+    """A user error, worded as the CLI prints it."""
+    st.error(f"error: {exc}", icon="⚠️")
+
+
+def next_step(what: str, command: str | None = None) -> None:
+    """An empty state: what is missing and what to do next (a CLI command when there is one)."""
+    st.info(what, icon="ℹ️")
+    if command:
+        st.code(command, language="bash")
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _load(url: str, study: str, marker: tuple[int, int]) -> tuple[Any, _data.FrontView | None]:
+    results = _data.load_study(_open(url), study)
+    view = _data.front_view(results) if len(results.trials) and len(results.objectives) > 1 else None
+    return results, view
+
+
+def results(db: Store, study: str) -> tuple[Any, _data.FrontView | None]:
+    """A study's results and fronts, cached until its trial count changes."""
+    return _load(store_url(), study, _data.study_marker(db, study))

@@ -1,0 +1,86 @@
+"""Export: the selected SubNet's config JSON, its full bundle (zip: config, weights, ONNX, metrics) and the
+operating-point table, with what the bundle contains."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from dashboard import _data, _ui
+from supernet import HwparetoError
+
+st.title("Export")
+db = _ui.store()
+studies = _data.hwpareto_studies(db)
+if not studies:
+    _ui.next_step("Nothing to export yet: run a search (Search page), pick a SubNet on the Fronts page, then come "
+                  "back here. From the command line:", "hwpareto export STUDY TRIAL --out DIR")
+    _ui.stop()
+
+chosen = st.session_state.get("selection", {})
+study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies else 0,
+                     key="export_study")
+results, view = _ui.results(db, study)
+if view is None or not len(results.trials):
+    _ui.next_step("This study has no completed trials yet; watch it on the Search page.")
+    _ui.stop()
+numbers = results.trials["number"]
+knee = view.knees[view.costs[0]]
+default = chosen.get("trial") if chosen.get("study") == study else knee
+trial = int(st.number_input("Trial number", min_value=int(numbers.min()), max_value=int(numbers.max()),
+                            value=int(default if default is not None else numbers.iloc[0]), step=1, key="export_trial",
+                            help="Selected on the Fronts page; the knee of the front by default"))
+try:
+    doc = _data.config_document(db, results, trial)
+except HwparetoError as exc:
+    _ui.error(exc)
+    _ui.stop()
+st.session_state["selection"] = {"study": study, "trial": trial}
+
+st.subheader(f"Trial {trial} ({doc['key']})")
+row = results.trials.set_index("number").loc[trial]
+st.dataframe({o.name: [float(row[o.name])] for o in results.objectives} | {"feasible": [bool(row["feasible"])]},
+             hide_index=True)
+st.download_button("Download config JSON", json.dumps(doc, indent=2), file_name=f"{study}-trial{trial}-config.json",
+                   mime="application/json", key="export_config", on_click="ignore")
+
+st.subheader("Bundle")
+has_model = db.space(results.spec.space).has_model
+weights = st.checkbox("Include weights (safetensors) and ONNX", value=has_model, disabled=not has_model,
+                      key="export_weights", help="Extracted from the SuperNet; a declarative space has no model")
+if st.button("Build bundle", key="export_build", type="primary"):
+    with st.spinner("exporting (config, metrics" + (", weights, ONNX" if weights else "") + ")…"):
+        try:
+            st.session_state["bundle"] = (study, trial, *_data.bundle_zip(db, study, trial, weights=weights))
+        except HwparetoError as exc:
+            _ui.error(exc)
+bundle = st.session_state.get("bundle")
+if bundle and bundle[:2] == (study, trial):
+    _, _, data, manifest, metrics = bundle
+    st.markdown("**What the bundle contains**")
+    st.dataframe(manifest, hide_index=True)
+    with st.expander("metrics and provenance (config.json)"):
+        st.json(metrics)
+    st.download_button("Download bundle (zip)", data, file_name=f"{study}-trial{trial}.zip", mime="application/zip",
+                       key="export_bundle", on_click="ignore")
+else:
+    st.caption("Build the bundle to see its files and download it.")
+
+st.subheader("Operating-point table")
+cost = st.selectbox("Device cost", view.costs, key="export_cost")
+k = int(st.number_input("SubNets in the table", min_value=2, max_value=20, value=4, key="export_k"))
+try:
+    table = _data.operating_point_frame(results, cost, k)
+except HwparetoError as exc:
+    _ui.error(exc)
+else:
+    st.dataframe(table, hide_index=True)
+    records = [{**r, "config": json.loads(r["config"])} for r in table.to_dict(orient="records")]
+    cols = st.columns(2)
+    cols[0].download_button("Download table (JSON)", json.dumps(records, indent=2, default=str),
+                            file_name=f"{study}-operating-points.json", mime="application/json",
+                            key="export_ops_json", on_click="ignore")
+    cols[1].download_button("Download table (CSV)", table.to_csv(index=False),
+                            file_name=f"{study}-operating-points.csv", mime="text/csv", key="export_ops_csv",
+                            on_click="ignore")

@@ -1,0 +1,98 @@
+"""Search: choose space, devices, objectives, budget, sampler and trial count; queue the search, start a worker
+for it in the background, and watch its progress (trials, feasible count, hypervolume)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from dashboard import _data, _figures, _jobs, _ui
+from pareto import submit
+from pareto._search import SAMPLERS
+from supernet import HwparetoError
+
+st.title("Search")
+db = _ui.store()
+devices = [d for d in db.list_devices() if d["lut_entries"] or d["kind"] == "imported"]
+usable = [d["name"] for d in devices]
+
+st.subheader("New search")
+if not usable:
+    _ui.next_step("No device with a LUT or measurements yet: profile one on the Devices page first, or:",
+                  "hwpareto profile --device npu-edgetpu --space nb201")
+else:
+    space = st.selectbox("Search space", db.space_names(), key="search_space")
+    left, right = st.columns(2)
+    quality = left.selectbox("Quality objective (maximised)", _data.quality_objectives(db, space),
+                             key="search_quality", help="Accuracy predictors of this space, or an analytic proxy")
+    metric = right.radio("Cost metric", ["latency_ms", "energy_mj"], horizontal=True, key="search_metric",
+                         format_func=lambda m: {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}[m])
+    chosen = st.multiselect("Devices (one cost objective and one front each)", usable, default=usable[:1],
+                            key="search_devices")
+    unit = "ms" if metric == "latency_ms" else "mJ"
+    budget = st.number_input(f"Budget on the first device ({unit}; 0 = none)", min_value=0.0, value=0.0,
+                             step=1.0, key="search_budget")
+    c1, c2, c3, c4 = st.columns(4)
+    sampler = c1.selectbox("Sampler", SAMPLERS, key="search_sampler")
+    n_trials = int(c2.number_input("Trials", min_value=1, max_value=10_000_000, value=1000, step=100,
+                                   key="search_trials"))
+    population = int(c3.number_input("Population (trials per generation)", min_value=4, value=100,
+                                     key="search_population"))
+    seed = int(c4.number_input("Seed", min_value=0, value=0, key="search_seed"))
+    fixed = st.text_input("Fixed dimensions (DIM=VALUE, comma separated)", key="search_fixed",
+                          placeholder="r=224, w=1.0", help="Dimensions held fixed, like --fix on the command line")
+    name = st.text_input("Search name (the study name)", value=f"{space}-{len(db.list_searches()) + 1}",
+                         key="search_name")
+    if st.button("Launch search", key="search_launch", type="primary"):
+        try:
+            spec = _data.make_spec(db, name=name, space=space, quality=quality, metric=metric, devices=chosen,
+                                   budget=budget or None, sampler=sampler, n_trials=n_trials, population=population,
+                                   seed=seed, fixed=fixed)
+            submit(db, spec)
+        except HwparetoError as exc:
+            _ui.error(exc)
+        else:
+            _jobs.start_job(_ui.store_url(), "search", spec.name, ["worker", "--study", spec.name, "--idle-exit", "5"])
+            st.session_state["search_watch"] = spec.name
+            st.success(f"queued {spec.name!r} and started a worker; its progress is shown below")
+
+
+def progress() -> None:
+    """The searches table and the watched search's progress."""
+    table = _data.searches_frame(db)
+    st.subheader("Searches")
+    if table.empty:
+        _ui.next_step("No search yet: launch one above, or queue one for workers:",
+                      "hwpareto search --space S --objective ... --queue && hwpareto worker")
+        return
+    st.dataframe(table, hide_index=True)
+    names = list(table["search"])
+    if st.session_state.get("search_watch") not in names:
+        st.session_state["search_watch"] = names[0]
+    watched = st.selectbox("Watch", names, key="search_watch")
+    info = _data.search_progress(db, watched)
+    if info["status"] == "failed":
+        _ui.error(f"search {watched!r} failed: {info['error']}")
+        _ui.next_step("Fix the settings it names and launch it again under a new name (or requeue it after "
+                      "fixing the store):", f"hwpareto search ... --name {watched}   # resumes from stored trials")
+    done = info["stored"] or info["trials_done"] or 0
+    st.progress(min(1.0, done / max(1, info["n_trials"])), text=f"{info['status']}: {done:,} of "
+                f"{info['n_trials']:,} trials")
+    cols = st.columns(3)
+    cols[0].metric("trials done", f"{done:,}")
+    cols[1].metric("feasible", f"{info['feasible']:,}")
+    cols[2].metric("worker", info["worker"] or "-")
+    if len(info["hypervolume"]):
+        st.plotly_chart(_figures.hypervolume_figure(info["hypervolume"]), key="search_hv",
+                        alt=f"hypervolume history of {watched}")
+    elif info["status"] == "queued":
+        st.caption("Waiting for a worker: the dashboard starts one on launch; otherwise run hwpareto worker.")
+    jobs = [j for j in _jobs.list_jobs(_ui.store_url(), "search") if j.subject == watched]
+    if jobs:
+        with st.expander(f"worker log ({jobs[0].status})"):
+            st.code(jobs[0].log_tail() or "(no output yet)", language="text")
+
+
+active = any(s["status"] in ("queued", "running") for s in db.list_searches())
+st.fragment(progress, run_every=timedelta(seconds=2) if active else None)()  # polls while a search runs
