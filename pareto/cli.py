@@ -887,6 +887,22 @@ def searches(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
 
 @app.command()
 @_command
+def dashboard(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8501,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser (headless).")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Serve the web dashboard (Devices, Search, Fronts, Export) on the store until interrupted."""
+    from dashboard import serve
+
+    url = store or _open_store(store).url  # the default store is created (and checked) before serving
+    typer.echo(f"hwpareto dashboard on http://{host}:{port} (store {url}); Ctrl+C stops it", err=True)
+    raise typer.Exit(serve(url, host=host, port=port, open_browser=not no_browser))
+
+
+@app.command()
+@_command
 def front(
     study: str,
     device: Annotated[str | None, typer.Option("--device", help="The front on this device's costs.")] = None,
