@@ -1,4 +1,5 @@
-"""Registry of search spaces: the three built-ins plus spaces registered at run time."""
+"""Registry of search spaces: the built-ins (three families and two demo variants) plus spaces registered at run
+time."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ _BUILTIN = {
     "mbv3": ("supernet.mbv3", "MobileNetV3Space"),
     "gpt": ("supernet.gpt", "GPTSpace"),
     "nb201": ("supernet.nb201", "NB201Space"),
+    "mbv3-digits": ("supernet._demo", "mbv3_digits"),
+    "gpt-stdlib": ("supernet._demo", "gpt_stdlib"),
 }
 BUILTIN_SPACES = tuple(_BUILTIN)
 _lock = threading.Lock()

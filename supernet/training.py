@@ -1,0 +1,446 @@
+"""SuperNet training with the sandwich rule and in-place distillation, and SubNet evaluation with inherited weights.
+
+Each step (BigNAS / OFA style) runs the largest SubNet on the labels, then the smallest and ``n_random`` random
+SubNets on the largest's soft targets (KL divergence; labels when ``distill`` is off), accumulates the gradients
+of all of them and takes one optimizer step. SubNets are selected with the SuperNets' own ``set_active(config)``.
+
+Image spaces see every batch resized to each SubNet's resolution (random scale/translation while training);
+``gpt`` spaces see byte windows truncated to each SubNet's ``seq_len``. A SubNet is evaluated as OFA does: the
+extracted module's batch-norm statistics are recomputed on 500 training images, then it runs on a held-out split.
+Text SubNets report next-byte top-1 accuracy, loss (nats) and perplexity on evenly spaced windows of the split.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from supernet._errors import HwparetoError, InvalidValueError
+from supernet._space import SearchSpace
+from supernet._types import SubNetConfig
+from supernet.data import ImageData, TextData
+
+__all__ = [
+    "FinetuneCheck",
+    "TrainReport",
+    "evaluate_subnet",
+    "evaluate_subnets",
+    "finetune_check",
+    "read_accuracy_table",
+    "save_checkpoint",
+    "table_configs",
+    "train_supernet",
+    "write_accuracy_table",
+]
+
+Progress = Callable[[int, int, dict[str, float]], None]
+"""``progress(done, total, info)``: called after every training step or evaluated SubNet."""
+
+CALIBRATION_IMAGES = 500
+EVAL_WINDOWS = 64
+EVAL_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReport:
+    """What :func:`train_supernet` did: steps, wall time and the mean losses of the last 10 % of steps."""
+
+    steps: int
+    seconds: float
+    final_losses: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class FinetuneCheck:
+    """Inherited-weight vs fine-tuned metric of a few SubNets and their rank correlations."""
+
+    metric: str
+    steps: int
+    rows: list[dict[str, Any]]
+    spearman: float
+    kendall: float
+
+
+class _Task(Protocol):
+    """How a data kind feeds a space: batches, per-SubNet inputs, losses and evaluation sets."""
+
+    def sample(self, gen: torch.Generator, batch_size: int) -> tuple[Any, torch.Tensor]: ...
+    def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def check_output(self, logits: torch.Tensor) -> None: ...
+    def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]: ...
+    def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    metrics: tuple[str, ...]
+
+
+class _ImageTask:
+    metrics = ("acc_pct", "loss")
+
+    def __init__(self, space: SearchSpace, data: ImageData, device: torch.device) -> None:
+        self.space, self.data, self.device = space, data, device
+        self.train = data.train.images.to(device)
+        self.labels = data.train.labels.to(device)
+        self._resized: dict[tuple[str, int, int], torch.Tensor] = {}
+
+    def resolution(self, config: SubNetConfig) -> int:
+        dim = self.space.input_dimension
+        return int(config[dim]) if dim else int(self.space.dummy_input(config).shape[-1])
+
+    def sample(self, gen: torch.Generator, batch_size: int) -> tuple[Any, torch.Tensor]:
+        idx = torch.randint(len(self.labels), (batch_size,), generator=gen).to(self.device)
+        scale = 1.0 + 0.2 * (torch.rand(batch_size, generator=gen) - 0.5)
+        shift = 0.2 * (torch.rand(batch_size, 2, generator=gen) - 0.5)
+        theta = torch.zeros(batch_size, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = scale
+        theta[:, :, 2] = shift
+        return (self.train[idx], theta.to(self.device)), self.labels[idx]
+
+    def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        (images, theta), labels = batch
+        r = self.resolution(config)
+        grid = F.affine_grid(theta, [len(images), images.shape[1], r, r], align_corners=False)
+        return F.grid_sample(images, grid, padding_mode="border", align_corners=False), labels
+
+    def check_output(self, logits: torch.Tensor) -> None:
+        if logits.shape[-1] != len(self.data.classes):
+            raise InvalidValueError(f"dataset {self.data.name} classes", f"{logits.shape[-1]} (the space's head)",
+                                    len(self.data.classes))
+
+    def _images(self, split: str, r: int, n: int | None = None) -> torch.Tensor:
+        key = (split, r, n or 0)
+        if key not in self._resized:
+            images = self.data.split(split).images[:n].to(self.device)
+            self._resized[key] = (images if images.shape[-1] == r else
+                                  F.interpolate(images, size=(r, r), mode="bilinear", align_corners=False))
+        return self._resized[key]
+
+    def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]:
+        yield self._images("train", self.resolution(config), CALIBRATION_IMAGES)
+
+    def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images, labels = self._images(split, self.resolution(config)), self.data.split(split).labels.to(self.device)
+        for i in range(0, len(labels), EVAL_BATCH):
+            yield images[i:i + EVAL_BATCH], labels[i:i + EVAL_BATCH]
+
+
+class _TextTask:
+    metrics = ("acc_pct", "loss", "ppl")
+
+    def __init__(self, space: SearchSpace, data: TextData, device: torch.device) -> None:
+        if space.input_dimension is None:
+            raise InvalidValueError(f"space {space.name!r}", "a token space with a sequence-length dimension", "none")
+        self.space, self.data, self.device = space, data, device
+        self.max_seq = int(space.dimension(space.input_dimension).bounds()[1])
+        self.train = data.train.tokens.to(device)
+        if len(self.train) <= self.max_seq + 1:
+            raise HwparetoError(f"text {data.name}: the train split has {len(self.train)} bytes, need more than "
+                                f"{self.max_seq + 1}")
+
+    def _windows(self, tokens: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        w = tokens[starts[:, None] + torch.arange(self.max_seq + 1, device=tokens.device)]
+        return w[:, :-1], w[:, 1:]
+
+    def sample(self, gen: torch.Generator, batch_size: int) -> tuple[Any, torch.Tensor]:
+        starts = torch.randint(len(self.train) - self.max_seq - 1, (batch_size,), generator=gen).to(self.device)
+        return self._windows(self.train, starts)
+
+    def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        t = int(config[self.space.input_dimension or ""])
+        return x[:, :t], y[:, :t]
+
+    def check_output(self, logits: torch.Tensor) -> None:
+        if logits.shape[-1] != self.data.vocab_size:
+            raise InvalidValueError(f"corpus {self.data.name} vocabulary", f"{logits.shape[-1]} (the space's)",
+                                    self.data.vocab_size)
+
+    def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]:
+        return iter(())
+
+    def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The same ``EVAL_WINDOWS`` evenly spaced windows of ``max_seq`` bytes for every SubNet, cut into pieces of
+        the SubNet's ``seq_len`` (so every SubNet predicts the same bytes when ``seq_len`` divides ``max_seq``)."""
+        tokens = self.data.split(split).tokens.to(self.device)
+        if len(tokens) <= self.max_seq + 1:
+            raise HwparetoError(f"text {self.data.name}: the {split} split is shorter than {self.max_seq + 1} bytes")
+        starts = torch.linspace(0, len(tokens) - self.max_seq - 1, EVAL_WINDOWS, device=self.device).long()
+        x, y = self._windows(tokens, starts)
+        t = int(config[self.space.input_dimension or ""])
+        n = self.max_seq // t * t
+        yield x[:, :n].reshape(-1, t), y[:, :n].reshape(-1, t)
+
+
+def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device) -> _Task:
+    if not space.has_model:
+        raise InvalidValueError(f"space {space.name!r}", "a space with a PyTorch SuperNet", "a declarative space")
+    tokens = not space.dummy_input(space.smallest()).dtype.is_floating_point
+    if tokens != isinstance(data, TextData):
+        raise InvalidValueError(f"data for space {space.name!r}", "a text corpus" if tokens else "an image dataset",
+                                data.name)
+    return _TextTask(space, data, device) if isinstance(data, TextData) else _ImageTask(space, data, device)
+
+
+def _ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def _kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) per position; a text teacher is cut to the student's length (causal, same start)."""
+    if student.dim() == 3:
+        teacher = teacher[:, : student.shape[1]]
+    s, t = student.reshape(-1, student.shape[-1]), teacher.reshape(-1, teacher.shape[-1])
+    return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean")
+
+
+def _set_active(supernet: nn.Module, config: SubNetConfig) -> None:
+    set_active = getattr(supernet, "set_active", None)
+    if set_active is None:
+        raise InvalidValueError("supernet", "a SuperNet with set_active(config)", type(supernet).__name__)
+    set_active(config)
+
+
+def train_supernet(
+    space: SearchSpace,
+    supernet: nn.Module,
+    data: ImageData | TextData,
+    *,
+    steps: int,
+    lr: float = 2e-3,
+    batch_size: int = 64,
+    n_random: int = 2,
+    distill: bool = True,
+    weight_decay: float = 0.01,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> TrainReport:
+    """Train ``supernet`` in place for ``steps`` sandwich steps (AdamW, 5 % linear warm-up then cosine decay,
+    gradient norm clipped at 1). Returns when done; the largest SubNet is active afterwards."""
+    if steps < 1:
+        raise InvalidValueError("steps", "a positive integer", steps)
+    if n_random < 0:
+        raise InvalidValueError("n_random", "a non-negative integer", n_random)
+    dev = torch.device(device)
+    task = _task(space, data, dev)
+    supernet.to(dev).train()
+    params = [p for p in supernet.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+    largest, smallest = space.largest(), space.smallest()
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    for step in range(steps):
+        batch = task.sample(gen, batch_size)
+        opt.zero_grad(set_to_none=True)
+        _set_active(supernet, largest)
+        x, y = task.prepare(batch, largest)
+        logits = supernet(x)
+        if step == 0:
+            task.check_output(logits)
+        loss = _ce(logits, y)
+        loss.backward()
+        teacher = logits.detach()
+        losses = {"largest": loss.item(), "smallest": 0.0, "random": 0.0}
+        for name, cfg in [("smallest", smallest), *(("random", space.sample(rng)) for _ in range(n_random))]:
+            _set_active(supernet, cfg)
+            x, y = task.prepare(batch, cfg)
+            out = supernet(x)
+            sub_loss = _kd(out, teacher) if distill else _ce(out, y)
+            sub_loss.backward()
+            losses[name] += sub_loss.item() / (n_random if name == "random" else 1)
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses["lr"] = sched.get_last_lr()[0]
+        history.append(losses)
+        if progress is not None:
+            progress(step + 1, steps, losses)
+    _set_active(supernet, largest)
+    tail = history[-max(1, steps // 10):]
+    final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
+    return TrainReport(steps, time.perf_counter() - start, final)
+
+
+@torch.no_grad()
+def _recalibrate(module: nn.Module, task: _Task, config: SubNetConfig) -> None:
+    """Recompute batch-norm statistics of ``module`` (cumulative average over the calibration batches)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+    module.train()
+    for x in task.calibration(config):
+        module(x)
+
+
+@torch.no_grad()
+def _evaluate_module(module: nn.Module, task: _Task, config: SubNetConfig, split: str) -> dict[str, float]:
+    _recalibrate(module, task, config)
+    module.eval()
+    loss = correct = count = 0.0
+    for x, y in task.eval_batches(split, config):
+        logits = module(x)
+        flat, target = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+        loss += F.cross_entropy(flat, target, reduction="sum").item()
+        correct += (flat.argmax(-1) == target).sum().item()
+        count += target.numel()
+    out = {"acc_pct": 100.0 * correct / count, "loss": loss / count}
+    if "ppl" in task.metrics:
+        out["ppl"] = math.exp(out["loss"])
+    return out
+
+
+def evaluate_subnet(
+    space: SearchSpace,
+    supernet: nn.Module,
+    config: Mapping[str, Any] | SubNetConfig,
+    data: ImageData | TextData,
+    *,
+    split: str = "val",
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Metrics of one SubNet with inherited weights on ``split``: ``acc_pct``, ``loss`` (+ ``ppl`` for text).
+
+    A config outside the space raises :class:`InvalidValueError` naming the field."""
+    return evaluate_subnets(space, supernet, [config], data, split=split, device=device)[0]
+
+
+def evaluate_subnets(
+    space: SearchSpace,
+    supernet: nn.Module,
+    configs: Sequence[Mapping[str, Any] | SubNetConfig],
+    data: ImageData | TextData,
+    *,
+    split: str = "val",
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> list[dict[str, float]]:
+    """:func:`evaluate_subnet` for many configs (resized evaluation sets are shared); configs are validated first."""
+    checked = [space.validate(c) for c in configs]
+    data.split(split)
+    dev = torch.device(device)
+    task = _task(space, data, dev)
+    supernet.to(dev)
+    out: list[dict[str, float]] = []
+    for i, cfg in enumerate(checked):
+        out.append(_evaluate_module(space.extract(supernet, cfg).to(dev), task, cfg, split))
+        if progress is not None:
+            progress(i + 1, len(checked), out[-1])
+    return out
+
+
+def table_configs(space: SearchSpace, n: int, seed: int = 0) -> list[SubNetConfig]:
+    """``n`` distinct configs: the largest, the smallest, then uniform samples (seeded)."""
+    if n < 2:
+        raise InvalidValueError("n", "at least 2 (the largest and smallest SubNets come first)", n)
+    rng = np.random.default_rng(seed)
+    chosen = {c.key: c for c in (space.largest(), space.smallest())}
+    for _ in range(100 * n):
+        if len(chosen) >= n:
+            break
+        cfg = space.sample(rng)
+        chosen.setdefault(cfg.key, cfg)
+    if len(chosen) < n:
+        raise InvalidValueError("n", f"at most the {len(chosen)} distinct configs found by sampling", n)
+    return list(chosen.values())
+
+
+def write_accuracy_table(path: str | Path, space: SearchSpace, configs: Sequence[SubNetConfig],
+                         metrics: Sequence[Mapping[str, float]], split: str = "val") -> None:
+    """CSV: ``key``, one column per dimension, ``params``, ``macs``, then ``{split}_{metric}`` per metric
+    (readable by ``hwpareto import`` and :func:`read_accuracy_table`)."""
+    names = list(metrics[0])
+    columns = ["key", *(d.name for d in space.dimensions), "params", "macs", *(f"{split}_{m}" for m in names)]
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        for cfg, row in zip(configs, metrics, strict=True):
+            writer.writerow([cfg.key, *cfg.values.values(), space.params(cfg), space.macs(cfg),
+                             *(f"{row[m]:.4f}" for m in names)])
+
+
+def read_accuracy_table(path: str | Path, space: SearchSpace, column: str) -> list[tuple[SubNetConfig, float]]:
+    """``(config, value of column)`` per row of a table written by :func:`write_accuracy_table`."""
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise HwparetoError(f"accuracy table {p}: cannot read ({exc.strerror})") from None
+    if not rows or column not in rows[0]:
+        raise InvalidValueError(f"accuracy table {p} columns", f"a {column!r} column", list(rows[0]) if rows else [])
+    return [(space.from_record(r), float(r[column])) for r in rows]
+
+
+def finetune_check(
+    space: SearchSpace,
+    supernet: nn.Module,
+    data: ImageData | TextData,
+    table: Sequence[tuple[SubNetConfig, float]],
+    *,
+    k: int = 10,
+    steps: int = 100,
+    lr: float = 5e-4,
+    batch_size: int = 64,
+    metric: str = "acc_pct",
+    split: str = "val",
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> FinetuneCheck:
+    """Fine-tune ``k`` SubNets spread over the inherited-metric range of ``table`` (evenly spaced ranks) alone on the
+    labels for ``steps`` AdamW steps, evaluate them again and rank-correlate inherited vs fine-tuned ``metric``."""
+    from scipy.stats import kendalltau, spearmanr
+
+    if not 3 <= k <= len(table):
+        raise InvalidValueError("k", f"an integer in [3, {len(table)}] (rows of the table)", k)
+    ranked = sorted(table, key=lambda item: item[1])
+    picks = [ranked[int(i)][0] for i in np.unique(np.linspace(0, len(ranked) - 1, k).round().astype(int))]
+    dev = torch.device(device)
+    task = _task(space, data, dev)
+    supernet.to(dev)
+    rows: list[dict[str, Any]] = []
+    for n, cfg in enumerate(picks):
+        module = space.extract(supernet, cfg).to(dev)
+        before = _evaluate_module(module, task, cfg, split)[metric]
+        module = space.extract(supernet, cfg).to(dev).train()
+        opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.01)
+        gen = torch.Generator().manual_seed(seed + n)
+        for _ in range(steps):
+            x, y = task.prepare(task.sample(gen, batch_size), cfg)
+            opt.zero_grad(set_to_none=True)
+            _ce(module(x), y).backward()
+            opt.step()
+        after = _evaluate_module(module, task, cfg, split)[metric]
+        rows.append({"key": cfg.key, "summary": space.summary(cfg), "params": space.params(cfg),
+                     "inherited": before, "finetuned": after})
+        if progress is not None:
+            progress(n + 1, len(picks), {"inherited": before, "finetuned": after})
+    a, b = [r["inherited"] for r in rows], [r["finetuned"] for r in rows]
+    return FinetuneCheck(metric, steps, rows, float(spearmanr(a, b).statistic), float(kendalltau(a, b).statistic))
+
+
+def save_checkpoint(supernet: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
+    """The SuperNet's state dict as safetensors (loadable by ``pareto``'s ``load_supernet``; never a pickle)."""
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in supernet.state_dict().items()}
+    save_file(state, str(out), metadata={k: str(v) for k, v in (metadata or {}).items()})
