@@ -12,7 +12,8 @@ evaluated cell that is no better, with both objectives scaled to the exact front
 - random: uniformly random distinct cells;
 - predicted front (naive): the same space-filling start and AccuracyPredictor refits, each batch the unevaluated
   cells on the first non-dominated layers of (predicted accuracy, latency), spread along latency within a layer;
-- budgeted_search (pareto._budgeted): the probability-of-Pareto-optimality acquisition.
+- budgeted_search (pareto._budgeted): hopeful candidates only (optimistic accuracy above the best measured one at
+  most as costly), predicted front peeled on mean + ucb × std.
 
 One thread; mean ± std over seeds. Reads ../shared/data/nb201_accuracy_latency.csv (third-party, never copied
 here) and exits cleanly when it is absent.
@@ -127,7 +128,8 @@ def main() -> int:
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--spread", type=float, default=None, help="override budgeted_search's spread (ablation)")
+    parser.add_argument("--ucb", type=float, default=None, help="override budgeted_search's ucb (ablation)")
+    parser.add_argument("--kappa", type=float, default=None, help="override budgeted_search's kappa (ablation)")
     parser.add_argument("--refit-growth", type=float, default=None, help="override refit_growth (ablation)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -140,7 +142,8 @@ def main() -> int:
     X = SpaceFeatures(space).fit().transform(configs)
     acc = df[TARGET].to_numpy(dtype=np.float64)
     budget = max(args.checkpoints)
-    kw = {k: v for k, v in (("spread", args.spread), ("refit_growth", args.refit_growth)) if v is not None}
+    kw = {k: v for k, v in (("ucb", args.ucb), ("kappa", args.kappa), ("refit_growth", args.refit_growth))
+          if v is not None}
     lines = [
         "# Budgeted search on NAS-Bench-201 (15,625 cells): recall of the exact front",
         "",

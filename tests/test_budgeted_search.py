@@ -133,7 +133,7 @@ def test_maximised_cheap_column_flips_dominance() -> None:
     ({"budget": 3}, r"budget: expected at least initial \(5\), got 3"),
     ({"batch_size": 0}, r"batch_size: expected an integer >= 1, got 0"),
     ({"directions": ["down"]}, r"directions: expected 'minimize' or 'maximize' per cheap column, got 'down'"),
-    ({"spread": 2.0}, r"spread: expected a number in \[0, 1\], got 2.0"),
+    ({"ucb": -1.0}, r"ucb: expected a finite number >= 0, got -1.0"),
     ({"evaluate": lambda i: [1.0]}, r"result: expected 5 finite accuracies"),
 ])
 def test_bad_input_names_the_field(kwargs: dict, match: str) -> None:
