@@ -1,0 +1,371 @@
+"""The dashboard: every page under Streamlit's AppTest (full store, empty store, no study, failed search, device
+without LUT), the background jobs it launches, upload validation (same errors as the CLI), its data and figures,
+and the ``hwpareto dashboard`` command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import zipfile
+from collections.abc import Iterator
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
+
+from dashboard import _data, _figures, _jobs, streamlit_command
+from pareto import Store, study_results
+from pareto._search import SearchSpec
+from pareto.cli import app as cli
+from supernet import HwparetoError, get_space
+from tests.dashboard_store import STUDY, add_fake, build_store
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "dashboard" / "pages"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full test store (devices, LUTs, predictors, one finished study), built once for this file."""
+    path = tmp_path_factory.mktemp("dashboard") / "store.db"
+    build_store(path)
+    return path
+
+
+@pytest.fixture
+def store_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private copy of the full store, set as the dashboard's store; jobs go to the test's folder."""
+    path = tmp_path / "store.db"
+    shutil.copy(built, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    yield url
+
+
+@pytest.fixture
+def empty_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    return url
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=90)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(e.value for e in [*at.info, *at.error, *at.warning, *at.success, *at.caption, *at.code])
+
+
+def wait_for(check: object, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------------------------------- pages
+def test_devices_page(store_url: str) -> None:
+    at = page("devices")
+    assert {"edge", "server"} <= set(at.dataframe[0].value["device"])
+    assert at.selectbox(key="devices_device").value == "edge"
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["Kendall τ (held out)"]) > 0.5 and metrics["measured SubNets"] == "20"
+    assert "MAPE (held out)" in metrics
+    assert at.radio(key="devices_metric").options == ["latency (ms)", "energy (mJ)"]
+    at.radio(key="devices_metric").set_value("energy_mj").run()
+    assert not at.exception
+    at.selectbox(key="devices_device").set_value("server").run()
+    assert "No latency/energy predictor for server" in texts(at)
+
+
+def test_device_without_lut_says_what_to_do(store_url: str) -> None:
+    with Store.open(store_url) as db:
+        add_fake(db, "bare", lut=False)
+    at = page("devices")
+    at.selectbox(key="devices_device").set_value("bare").run()
+    assert not at.exception
+    assert "bare has no LUT" in texts(at) and "hwpareto profile --device bare --space nb201" in texts(at)
+
+
+def test_search_page_shows_progress(store_url: str) -> None:
+    at = page("search")
+    assert at.selectbox(key="search_watch").value == STUDY
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["trials done"] == "300" and int(metrics["feasible"]) > 0
+    at.selectbox(key="search_space").set_value("nb201").run()
+    assert at.selectbox(key="search_quality").options[0] == "test_acc_pct@cifar10"
+
+
+def test_fronts_page(store_url: str) -> None:
+    at = page("fronts")
+    assert at.selectbox(key="fronts_study").value == STUDY
+    assert {m.label: m.value for m in at.metric}["trials"] == "300"
+    assert at.multiselect(key="fronts_costs").value == ["latency_ms@edge", "latency_ms@server"]
+    results = study_results(Store.open(store_url), STUDY)
+    edge = results.front("edge")
+    assert at.selectbox(key="fronts_trial").value == edge.knee_number  # the knee is selected first
+    other = int(edge.rows["number"].iloc[0])
+    at.selectbox(key="fronts_trial").set_value(other).run()
+    assert at.session_state["selection"] == {"study": STUDY, "trial": other}
+    at.toggle(key="fronts_3d").set_value(True).run()
+    at.slider(key="fronts_k").set_value(3).run()
+    assert not at.exception
+    assert len(at.dataframe[-1].value) <= 3  # the operating-point table
+
+
+def test_fronts_compare_two_searches(store_url: str) -> None:
+    from pareto._worker import run_now
+
+    with Store.open(store_url) as db:
+        run_now(db, SearchSpec("random", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
+                               ("latency_ms@edge <= 5",), sampler="random", n_trials=100, population=50))
+    at = page("fronts")
+    assert at.selectbox(key="fronts_study").options == ["random", STUDY]  # newest first
+    at.selectbox(key="fronts_study").set_value(STUDY).run()
+    at.selectbox(key="fronts_compare").set_value("random").run()
+    assert not at.exception
+    table = at.dataframe[-2].value
+    assert list(table["study"]) == [STUDY, "random"] and (table["hypervolume"] > 0).all()
+
+
+def test_export_page_bundle(store_url: str) -> None:
+    at = AppTest.from_file(str(PAGES / "export.py"), default_timeout=90)
+    at.session_state["selection"] = {"study": STUDY, "trial": 7}
+    at.run()
+    assert at.number_input(key="export_trial").value == 7
+    at.checkbox(key="export_weights").uncheck()
+    at.button(key="export_build").click().run()
+    assert not at.exception
+    study, trial, data, manifest, metrics = at.session_state["bundle"]
+    assert (study, trial) == (STUDY, 7) and list(manifest["file"]) == ["config.json"]
+    with zipfile.ZipFile(BytesIO(data)) as archive:
+        doc = json.loads(archive.read(f"{STUDY}-7/config.json"))
+    assert doc["metrics"]["trial"] == 7 and metrics["objectives"] == doc["metrics"]["objectives"]
+    assert get_space("nb201").validate(doc["values"]).key == doc["key"]
+
+
+@pytest.mark.slow
+def test_bundle_has_weights_and_onnx(store_url: str) -> None:
+    data, manifest, _ = _data.bundle_zip(Store.open(store_url), STUDY, 3)
+    assert list(manifest["file"]) == ["config.json", "model.onnx", "weights.safetensors"]
+    assert (manifest["size_bytes"] > 0).all()
+    with zipfile.ZipFile(BytesIO(data)) as archive:
+        assert sorted(archive.namelist()) == [f"{STUDY}-3/{f}" for f in manifest["file"]]
+
+
+def test_app_navigation(store_url: str) -> None:
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=90)
+    at.run()
+    assert [t.value for t in at.title] == ["Devices"]
+    for name, title in (("search", "Search"), ("fronts", "Fronts"), ("export", "Export")):
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception and [t.value for t in at.title] == [title]
+
+
+# ---------------------------------------------------------------------------------------------------- empty states
+@pytest.mark.parametrize(("name", "hint"), [
+    ("devices", "No devices yet"), ("search", "No device with a LUT"), ("fronts", "No search has finished trials"),
+    ("export", "Nothing to export yet")])
+def test_empty_store(empty_url: str, name: str, hint: str) -> None:
+    assert hint in texts(page(name))
+
+
+def test_store_without_studies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'devices.db'}"
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    with Store.open(url) as db:
+        add_fake(db, "edge")
+    assert "No search yet" in texts(page("search"))
+    assert "No search has finished trials" in texts(page("fronts"))
+    assert "Nothing to export yet" in texts(page("export"))
+
+
+def test_failed_search_is_explained(empty_url: str) -> None:
+    with Store.open(empty_url) as db:
+        add_fake(db, "edge")
+        spec = SearchSpec("doomed", "nb201", ("params:max", "latency_ms@edge"), n_trials=10, population=4)
+        db.submit_search(spec.name, spec.space, spec.to_dict(), spec.n_trials)
+        db.claim_search("w1", spec.name)
+        db.finish_search(spec.name, "w1", "failed", "budget 'latency_ms@edge <= 0.01': expected a bound some SubNet "
+                         "meets, got 0.01")
+    search = page("search")
+    assert "search 'doomed' failed: budget 'latency_ms@edge <= 0.01'" in texts(search)
+    assert "launch it again" in texts(search)
+    assert "search 'doomed' failed" in texts(page("fronts"))
+
+
+def test_unopenable_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HWPARETO_STORE", "mysql://nobody@nowhere/db")
+    at = page("fronts")
+    assert at.error and "error:" in at.error[0].value and "hwpareto dashboard --store" in texts(at)
+
+
+# ---------------------------------------------------------------------------------------------------- background jobs
+def test_launch_search_runs_in_a_worker(store_url: str) -> None:
+    at = page("search")
+    at.selectbox(key="search_space").set_value("nb201").run()
+    at.selectbox(key="search_quality").set_value("test_acc_pct@cifar10")
+    at.text_input(key="search_name").set_value("from-ui")
+    at.multiselect(key="search_devices").set_value(["edge", "server"])
+    at.number_input(key="search_budget").set_value(6.0)
+    at.number_input(key="search_trials").set_value(120)
+    at.number_input(key="search_population").set_value(40)
+    at.button(key="search_launch").click().run()
+    assert not at.exception and not at.error, texts(at)
+    assert "queued 'from-ui'" in texts(at)
+    db = Store.open(store_url)
+    wait_for(lambda: db.get_search("from-ui")["status"] in ("done", "failed"))
+    assert db.get_search("from-ui")["status"] == "done", _jobs.list_jobs(store_url)[0].log_tail()
+    results = study_results(db, "from-ui")
+    assert [o.name for o in results.objectives] == ["test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"]
+    assert [b.text for b in results.budgets] == ["latency_ms@edge <= 6"] and len(results.trials) == 120
+    at.run()
+    assert at.selectbox(key="search_watch").value == "from-ui"
+    assert {m.label: m.value for m in at.metric}["trials done"] == "120"
+    again = page("search")  # the same name again: refused with the store's own message
+    again.selectbox(key="search_space").set_value("nb201").run()
+    again.text_input(key="search_name").set_value("from-ui")
+    again.button(key="search_launch").click().run()
+    assert "search name: expected a name not used by" in again.error[0].value
+
+
+def test_launch_profile_in_the_background(store_url: str) -> None:
+    with Store.open(store_url) as db:
+        add_fake(db, "fresh", lut=False)
+    at = page("devices")
+    at.selectbox(key="profile_preset").set_value("fresh")
+    at.selectbox(key="profile_space").set_value("nb201")
+    at.button(key="profile_launch").click().run()
+    assert not at.exception and "profiling fresh on nb201" in texts(at)
+    job = _jobs.list_jobs(store_url, "profile")[0]
+    wait_for(lambda: job.status != "running")
+    assert job.status == "done", job.log_tail()
+    done, total = _data.profile_progress(Store.open(store_url), "fresh", "nb201")
+    assert done == total == len(get_space("nb201").layer_universe())
+    at.run()
+    assert f"fresh × nb201: done, {total} of {total} layers" in "\n".join(p.proto.text for p in at.get("progress"))
+
+
+# ---------------------------------------------------------------------------------------------------- uploads
+BAD_DEVICES = [
+    b"name: npu-x\nkind: gpu\nbackend: zigzag\n",
+    b"name: npu-x\nkind: npu\nbackend: fake\nparams: {gmacs_per_s: -1}\n",
+    b"name: npu-x\nkind: npu\n",
+    b"!!python/object/apply:os.system ['echo hacked']\n",
+    b"name: [unclosed\n",
+]
+
+
+@pytest.mark.parametrize("content", BAD_DEVICES)
+def test_device_upload_errors_match_the_cli(content: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "dev.yaml").write_bytes(content)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["device", "add", "dev.yaml", "--store", str(tmp_path / "s.db")])
+    assert result.exit_code == 1
+    with pytest.raises(HwparetoError) as raised:
+        _data.validate_device_upload("dev.yaml", content)
+    assert result.stderr.strip() == f"error: {raised.value}"
+
+
+def test_device_upload_accepts_a_preset() -> None:
+    text = (ROOT / "data" / "devices" / "npu-edgetpu.yaml").read_bytes()
+    assert _data.validate_device_upload("npu-edgetpu.yaml", text).name == "npu-edgetpu"
+
+
+def test_csv_upload_errors_match_the_cli(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = b"arch_str,edge\n|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|,1.5\nbad,2\n"
+    (tmp_path / "t.csv").write_bytes(table)
+    monkeypatch.chdir(tmp_path)
+    args = ["import", "t.csv", "--space", "nb201", "--device", "{column}", "--metric", "latency_ms", "--column", "edge"]
+    result = CliRunner().invoke(cli, [*args, "--store", store_url])
+    assert result.exit_code == 1 and "row 3" in result.stderr
+    with pytest.raises(HwparetoError) as raised:
+        _data.import_upload(Store.open(store_url), "t.csv", table, space="nb201", subject_kind="device",
+                            subject="{column}", metric="latency_ms", columns=["edge"])
+    assert result.stderr.strip() == f"error: {raised.value}"
+    good = table.split(b"bad")[0]
+    report = _data.import_upload(Store.open(store_url), "t.csv", good, space="nb201", subject_kind="device",
+                                 subject="{column}", metric="latency_ms", columns=["edge"])
+    assert report["inserted"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------- data and figures
+def test_fast_loader_matches_study_results(store_url: str) -> None:
+    db = Store.open(store_url)
+    fast, slow = _data.load_study(db, STUDY), study_results(db, STUDY)
+    pd.testing.assert_frame_equal(fast.trials, slow.trials)
+    assert len(fast.configs) == len(slow.configs) and all(fast.configs[n] == slow.configs[n] for n in (0, 17, 299))
+    assert fast.operating_points("edge", 3) == slow.operating_points("edge", 3)
+    assert _data.hwpareto_studies(db) == [STUDY] and _data.study_marker(db, STUDY)[0] == 300
+    with pytest.raises(HwparetoError, match="study: expected an existing study in the store, got 'nope'"):
+        _data.load_study(db, "nope")
+
+
+def test_config_document_validates(store_url: str, tmp_path: Path) -> None:
+    db = Store.open(store_url)
+    doc = _data.config_document(db, _data.load_study(db, STUDY), 5)
+    assert set(doc) == {"space", "key", "values"} and get_space(doc["space"]).validate(doc["values"]).key == doc["key"]
+    (tmp_path / "c.json").write_text(json.dumps(doc))
+    result = CliRunner().invoke(cli, ["validate", "nb201", str(tmp_path / "c.json"), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["key"] == doc["key"]  # what hwpareto validate reads
+
+
+def test_front_figure_is_webgl_for_large_studies() -> None:
+    rng = np.random.default_rng(0)
+    n = _figures.WEBGL_FROM + 1
+    trials = pd.DataFrame({"number": np.arange(n), "acc_pct@d": rng.random(n), "latency_ms@edge": rng.random(n),
+                           "feasible": rng.random(n) > 0.2})
+    front = trials.nsmallest(5, "latency_ms@edge")
+    fig = _figures.front_figure(trials, "acc_pct@d", ["latency_ms@edge"], {"latency_ms@edge": front},
+                                {"latency_ms@edge": 0.5}, {}, selected=int(front["number"].iloc[0]))
+    kinds = [t.type for t in fig.data]
+    assert kinds[:2] == ["scattergl", "scattergl"] and "scatter" in kinds
+    assert fig.layout.xaxis.title.text == "latency on edge (ms)" and fig.layout.yaxis.title.text == "acc on d (%)"
+    small = _figures.front_figure(trials.head(50), "acc_pct@d", ["latency_ms@edge"], {"latency_ms@edge": front},
+                                  {}, {})
+    assert {t.type for t in small.data} == {"scatter"}
+
+
+def test_every_axis_has_a_unit() -> None:
+    assert _figures.axis_title("energy_mj@npu") == "energy on npu (mJ)"
+    assert _figures.axis_title("params:max") == "params (count)"
+    history = _figures.hypervolume_figure(np.linspace(0, 1, 10))
+    points = pd.DataFrame({"config_key": ["a", "b"], "measured": [1.0, 2.0], "predicted": [1.1, 1.9]})
+    by_op = pd.DataFrame({"op": ["conv"], "layers": [3], "latency_ms_mean": [1.0], "latency_ms_max": [2.0]})
+    for fig in (history, _figures.predictor_figure(points, "latency_ms", "t"), _figures.lut_op_figure(by_op)):
+        assert "(" in fig.layout.xaxis.title.text and "(" in fig.layout.yaxis.title.text
+
+
+def test_parse_fixed_names_field_and_allowed_values() -> None:
+    space = get_space("mbv3")
+    assert _data.parse_fixed("r=224, w=1.0", space) == {"r": 224, "w": 1.0}
+    with pytest.raises(HwparetoError, match="fixed dimensions: expected DIM=VALUE"):
+        _data.parse_fixed("r224", space)
+    with pytest.raises(HwparetoError, match="r: expected"):
+        _data.parse_fixed("r=225", space)
+
+
+# ---------------------------------------------------------------------------------------------------- command
+def test_dashboard_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr("dashboard.serve", lambda url, host, port, open_browser: calls.append(
+        (url, host, port, open_browser)) or 0)
+    url = str(tmp_path / "s.db")
+    result = CliRunner().invoke(cli, ["dashboard", "--store", url, "--port", "8600", "--no-browser"])
+    assert result.exit_code == 0, result.output
+    assert calls == [(url, "127.0.0.1", 8600, False)]
+    command = streamlit_command("127.0.0.1", 8600, open_browser=False)
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/app.py")
+    assert command[command.index("--server.headless") + 1] == "true"
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
