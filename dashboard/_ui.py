@@ -47,12 +47,12 @@ def store() -> Store:
 
 def error(exc: BaseException) -> None:
     """A user error, worded as the CLI prints it."""
-    st.error(f"error: {exc}", icon="⚠️")
+    st.error(f"error: {exc}", icon=":material/error:")
 
 
 def next_step(what: str, command: str | None = None) -> None:
     """An empty state: what is missing and what to do next (a CLI command when there is one)."""
-    st.info(what, icon="ℹ️")
+    st.info(what, icon=":material/info:")
     if command:
         st.code(command, language="bash")
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).parent / "pages"
+VIEWS = Path(__file__).parent / "views"  # not pages/, which Streamlit would list by itself
 
-st.set_page_config(page_title="hwpareto", page_icon="📈", layout="wide")
+st.set_page_config(page_title="hwpareto", page_icon=":material/scatter_plot:", layout="wide")
 page = st.navigation([
-    st.Page(PAGES / "devices.py", title="Devices", icon="🖥️", url_path="devices", default=True),
-    st.Page(PAGES / "search.py", title="Search", icon="🔎", url_path="search"),
-    st.Page(PAGES / "fronts.py", title="Fronts", icon="📈", url_path="fronts"),
-    st.Page(PAGES / "export.py", title="Export", icon="📦", url_path="export"),
+    st.Page(VIEWS / "devices.py", title="Devices", icon=":material/memory:", url_path="devices", default=True),
+    st.Page(VIEWS / "search.py", title="Search", icon=":material/travel_explore:", url_path="search"),
+    st.Page(VIEWS / "fronts.py", title="Fronts", icon=":material/scatter_plot:", url_path="fronts"),
+    st.Page(VIEWS / "export.py", title="Export", icon=":material/download:", url_path="export"),
 ])
 page.run()

@@ -26,7 +26,7 @@ from supernet import HwparetoError, get_space
 from tests.dashboard_store import STUDY, add_fake, build_store
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ROOT / "dashboard" / "pages"
+PAGES = ROOT / "dashboard" / "views"
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_app_navigation(store_url: str) -> None:
     at.run()
     assert [t.value for t in at.title] == ["Devices"]
     for name, title in (("search", "Search"), ("fronts", "Fronts"), ("export", "Export")):
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"views/{name}.py").run()
         assert not at.exception and [t.value for t in at.title] == [title]
 
 

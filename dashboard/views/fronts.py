@@ -16,7 +16,7 @@ studies = _data.hwpareto_studies(db)
 if not studies:
     failed = [s for s in db.list_searches() if s["status"] == "failed"]
     for s in failed:
-        st.error(f"search {s['name']!r} failed: {s['error']}", icon="⚠️")
+        st.error(f"search {s['name']!r} failed: {s['error']}", icon=":material/error:")
     _ui.next_step("No search has finished trials in this store yet. Launch one on the Search page"
                   + (" (fix the failed search's settings first)" if failed else "") + ", or from the command line:",
                   "hwpareto search --space nb201 --objective params:max --objective latency_ms@DEVICE --trials 1000")
@@ -28,7 +28,8 @@ study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if c
 results, view = _ui.results(db, study)
 searches = {s["name"]: s for s in db.list_searches()}
 if study in searches and searches[study]["status"] == "failed":
-    st.error(f"search {study!r} failed: {searches[study]['error']} (its stored trials are shown)", icon="⚠️")
+    st.error(f"search {study!r} failed: {searches[study]['error']} (its stored trials are shown)",
+             icon=":material/error:")
 summary = _data.study_summary(results)
 cols = st.columns(4)
 cols[0].metric("trials", f"{summary['trials']:,}")

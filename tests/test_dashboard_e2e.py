@@ -1,0 +1,158 @@
+"""End to end in a real headless Chromium (Debian's ``chromium`` driven by Playwright's Python client): serve the
+dashboard on a store with a finished study, open Fronts, select a SubNet, download its config and validate it
+against the space; screenshots of every page go to ``$HWPARETO_ARTIFACTS`` (default ``test-artifacts/dashboard``).
+
+The test installs what it lacks (``apt-get install chromium`` as root, ``pip install playwright``) and skips, with
+the reason, only where Chromium still cannot start."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard import streamlit_command
+from pareto import Store, study_results
+from supernet import get_space
+from tests.dashboard_store import STUDY, build_store
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _install_chromium() -> str | None:
+    """Path of Chromium, installed with apt-get when missing and allowed (root); None when unavailable."""
+    found = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=600,
+                       check=False)
+        found = shutil.which("chromium")
+    return found
+
+
+def _playwright() -> Any:
+    try:
+        return importlib.import_module("playwright.sync_api")
+    except ImportError:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "playwright"], capture_output=True,
+                       timeout=300, check=False)
+        importlib.invalidate_caches()
+        try:
+            return importlib.import_module("playwright.sync_api")
+        except ImportError:
+            return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium page factory (skips with the reason when Chromium cannot start)."""
+    executable = _install_chromium()
+    if executable is None:
+        pytest.skip("Chromium is not installed and could not be installed (needs root and apt-get): "
+                    "apt-get install chromium")
+    api = _playwright()
+    if api is None:
+        pytest.skip("the Playwright Python client is not installed and pip could not install it")
+    runner = api.sync_playwright().start()
+    try:
+        chromium = runner.chromium.launch(executable_path=executable, headless=True,
+                                          args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+    except Exception as exc:  # any launch failure means: no browser here
+        runner.stop()
+        pytest.skip(f"Chromium at {executable} cannot start: {str(exc).splitlines()[0]}")
+    yield chromium
+    chromium.close()
+    runner.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The dashboard served headless on a free port over a store with a finished study: (base URL, store URL)."""
+    folder = tmp_path_factory.mktemp("e2e")
+    url = build_store(folder / "store.db")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HWPARETO_STORE": url, "HWPARETO_JOBS_DIR": str(folder / "jobs"), "OMP_NUM_THREADS": "1"}
+    log = open(folder / "streamlit.log", "wb")  # noqa: SIM115 - open for the server's lifetime
+    process = subprocess.Popen(streamlit_command("127.0.0.1", port, open_browser=False), env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("the dashboard did not start: " + (folder / "streamlit.log").read_text()[-2000:])
+        time.sleep(0.3)
+    yield base, url
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+def artifacts() -> Path:
+    folder = Path(os.environ.get("HWPARETO_ARTIFACTS") or ROOT / "test-artifacts") / "dashboard"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def settle(page: Any, title: str) -> None:
+    """Wait for the page's title and for Streamlit to finish running the script."""
+    page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+
+
+def test_fronts_select_and_download_config(browser: Any, server: tuple[str, str]) -> None:
+    base, url = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    shots = artifacts()
+    for path, title in (("devices", "Devices"), ("search", "Search"), ("fronts", "Fronts")):
+        page.goto(f"{base}/{path}")
+        settle(page, title)
+        if path == "fronts":
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(shots / f"{path}.png"), full_page=True)
+
+    results = study_results(Store.open(url), STUDY)
+    front = results.front("edge")
+    wanted = int(front.rows["number"].iloc[0]) if int(front.rows["number"].iloc[0]) != front.knee_number else int(
+        front.rows["number"].iloc[-1])
+    picker = page.get_by_label("SubNet (trial number)")  # a labelled control
+    picker.click()
+    page.keyboard.type(f"trial {wanted}")
+    page.keyboard.press("Enter")
+    settle(page, "Fronts")
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download config JSON").first.click()
+    saved = shots / "config.json"
+    download.value.save_as(str(saved))
+    doc = json.loads(saved.read_text())
+    config = get_space(doc["space"]).validate(doc["values"])
+    assert (doc["space"], config.key) == ("nb201", doc["key"])
+    assert doc["values"] == results.configs[wanted]
+    page.screenshot(path=str(shots / "fronts-selected.png"), full_page=True)
+
+    page.goto(f"{base}/export")
+    settle(page, "Export")
+    page.screenshot(path=str(shots / "export.png"), full_page=True)
+    context.close()
