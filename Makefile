@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean demo-luts
 
 setup: $(STAMP)
 
@@ -23,6 +23,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check supernet pareto predictors profilers dashboard tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# Regenerates the shipped LUTs data/luts/<device>.csv: every distinct layer of the demo spaces on each simulated
+# preset (the local CPU is profiled by `hwpareto demo` itself). About 15 minutes on 2 cores.
+DEMO_SPACES := mbv3-digits gpt-stdlib
+SIM_PRESETS := npu-tpu npu-edgetpu cim-sram-analog cim-sram-digital cim-reram
+demo-luts: $(STAMP)
+	rm -f data/luts/.build.db
+	for d in $(SIM_PRESETS); do \
+	  for s in $(DEMO_SPACES); do $(BIN)/hwpareto profile --device $$d --space $$s --workers 2 --store data/luts/.build.db || exit 1; done; \
+	  $(BIN)/hwpareto lut export --device $$d --out data/luts/$$d.csv --store data/luts/.build.db || exit 1; \
+	done
+	rm -f data/luts/.build.db*
 
 clean:
 	rm -rf $(VENV) hwpareto-demo .pytest_cache

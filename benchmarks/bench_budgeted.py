@@ -115,9 +115,9 @@ def ours(X: np.ndarray, acc: np.ndarray, lat: np.ndarray, budget: int, batch: in
 
 
 METHODS: dict[str, Method] = {
-    "random": random_search,
-    "predicted front (naive)": predicted_front,
     "budgeted_search": ours,
+    "predicted front (naive)": predicted_front,
+    "random": random_search,
 }
 
 
@@ -179,9 +179,9 @@ def main() -> int:
                 row = f"| {device} ({n_points}) | {name} | " + " | ".join(cells) + f" | {np.mean(seconds):.0f} |"
                 lines.append(row)
                 print(row, flush=True)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text("\n".join(lines) + "\n")
+                if not args.no_write:  # after every row: a long run keeps what it has measured
+                    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                    RESULTS.write_text("\n".join(lines) + "\n")
     return 0
 
 

@@ -1137,38 +1137,49 @@ def finetune_check_cmd(
 @app.command()
 @_command
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for exported bundles.")] = Path("hwpareto-demo"),
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the chosen SubNets' bundles.")] = Path("hwpareto-demo"),
+    trials: Annotated[int, typer.Option("--trials", min=100, help="Trials per search.")] = 3000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of budgets, predictors and searches.")] = 0,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Everything but serving the dashboard.")] = False,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Dashboard port.")] = 8501,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Serve without opening a browser.")] = False,
     store: StoreOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
-    """The embedded-default walk-through: init the store, list spaces, sample and export a SubNet per space."""
-    import numpy as np
+    """The whole loop on the embedded default: devices, LUTs, predictors from the shipped tables, a search per
+    device under a default latency budget, the chosen SubNets' bundles, then the dashboard on 127.0.0.1."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pareto._export import export_subnet, verify_bundle
+    from pareto._demo import describe, run_demo
 
     s = _open_store(store)
-    s.optuna_storage()
-    typer.echo(f"[1/3] store ready: {s.url} (schema {s.revision()})")
-    typer.echo("[2/3] search spaces:")
-    for name in s.space_names():
-        sp = _space(name, store)
-        typer.echo(f"      {name:<8} {len(sp.dimensions):>3} dimensions, {sp.size():.3g} SubNets - {sp.description}")
-    typer.echo("[3/3] sample, export (config + weights + ONNX) and reload one SubNet per built-in space:")
-    rng = np.random.default_rng(seed)
-    for name in ("mbv3", "gpt", "nb201"):
-        sp = get_space(name)
-        cfg = sp.sample(rng)
-        result = export_subnet(sp, cfg, out / f"{name}-{cfg.key}", weights=True, onnx=True, seed=seed)
-        s.add_export(cfg, str(result.directory.resolve()), result.files)
-        check = verify_bundle(result.directory)
-        typer.echo(
-            f"      {name:<8} {cfg.key}: {sp.params(cfg) / 1e6:.2f} M params, {sp.macs(cfg) / 1e6:.1f} MMACs "
-            f"-> {result.directory} (reloaded max |diff|: weights {check.weights_max_abs_diff:.1e}, "
-            f"ONNX {check.onnx_max_abs_diff:.1e})"
-        )
-        if not check.ok():
-            raise HwparetoError(f"reloaded {name} SubNet {cfg.key} does not reproduce the extracted outputs")
-    typer.echo("done. Next: hwpareto import <table.csv> ..., hwpareto devices, hwpareto measurements")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=json_out) as bars:
+
+        def step(line: str) -> None:
+            if not json_out:
+                bars.console.print(line, highlight=False)
+
+        def bar(description: str, total: int) -> Callable[[int], None]:
+            task = bars.add_task(description, total=total)
+            return lambda done: bars.update(task, completed=done)
+
+        choices = run_demo(s, out, step=step, bar=bar, n_trials=trials, seed=seed)
+    rows = describe(choices)
+    if json_out:
+        _echo_json(rows)
+    else:
+        columns = [c for c in rows[0] if c not in ("study", "bundle")] if rows else []
+        _table(rows, columns, "Chosen SubNets (most accurate within each device's budget)")
+        typer.echo(f"bundles (config, weights, ONNX, metrics): {out.resolve()}/<study>/")
+    if no_dashboard:
+        if not json_out:
+            typer.echo(f"browse them: hwpareto dashboard --store {s.url}")
+        return
+    from dashboard import serve
+
+    typer.echo(f"dashboard on http://127.0.0.1:{port} (Ctrl-C stops it)")
+    raise typer.Exit(serve(s.url, port=port, open_browser=not no_browser))
 
 
 def main() -> None:

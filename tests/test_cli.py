@@ -327,19 +327,6 @@ def test_shared_tables_import_and_round_trip(shared_data: Path, store_url: str, 
                 assert float(back[subject]) == float(row[column]), (space, column)
 
 
-# ---------------------------------------------------------------------------------------------------- demo
-@pytest.mark.slow
-def test_demo_exports_and_reloads(tmp_path: Path) -> None:
-    store = tmp_path / "demo.db"
-    out, _ = hw("demo", "--out", tmp_path / "bundles", "--store", store)
-    assert "[3/3]" in out and out.count("reloaded max |diff|") == 3
-    bundles = sorted(p.name.split("-")[0] for p in (tmp_path / "bundles").iterdir())
-    assert bundles == ["gpt", "mbv3", "nb201"]
-    for bundle in (tmp_path / "bundles").iterdir():
-        assert verify_bundle(bundle).ok()
-    hw("demo", "--out", tmp_path / "bundles", "--store", store)  # a second run reuses the store
-
-
 def test_hat_table_into_declarative_space(shared_data: Path, sqlite_url: str) -> None:
     spec = Path(__file__).resolve().parents[1] / "data" / "spaces" / "hat_wmt14ende.yaml"
     hw("space", "register", spec, "--store", sqlite_url)

@@ -1,0 +1,180 @@
+"""``hwpareto demo``: the whole loop on the embedded default, from shipped data the project produced itself.
+
+Store → devices (this CPU plus the NPU/CIM presets) → LUTs (shipped simulator LUTs from ``data/luts``, this CPU
+profiled now) → accuracy tables of the trained demo SuperNets (``data/demo``) → accuracy predictors → one search
+per device under a default latency budget → the chosen SubNet's bundle per device. Every step skips what the store
+already holds, so a second run only re-prints the results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pareto._store import Store
+from supernet import HwparetoError, SearchSpace
+
+__all__ = ["DEMO_SPACES", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "run_demo"]
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", "cim-reram")
+"""Simulated presets whose LUTs ship in ``data/luts/<device>.csv`` (``make demo-luts`` regenerates them)."""
+
+
+@dataclass(frozen=True)
+class DemoSpace:
+    """A demo space with its trained SuperNet and accuracy table (``data/demo``, ``make demo-data``)."""
+
+    space: str
+    dataset: str
+    metric: str
+    table: str
+    checkpoint: str
+
+    @property
+    def objective(self) -> str:
+        return f"{self.metric}@{self.dataset}"
+
+
+DEMO_SPACES = (
+    DemoSpace("mbv3-digits", "digits", "val_acc_pct", "demo/mbv3-digits_accuracy.csv", "demo/mbv3-digits.safetensors"),
+    DemoSpace("gpt-stdlib", "stdlib", "val_acc_pct", "demo/gpt-stdlib_accuracy.csv", "demo/gpt-stdlib.safetensors"),
+)
+
+Step = Callable[[str], None]
+"""Prints one progress line."""
+Bar = Callable[[str, int], Callable[[int], None]]
+"""Opens a progress bar (description, total) and returns its ``advance_to(done)``."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The SubNet chosen on one device: the most accurate feasible trial of its search."""
+
+    space: str
+    device: str
+    study: str
+    budget: str
+    trial: int
+    objectives: dict[str, float]
+    bundle: str
+
+
+def default_budget_ms(store: Store, space: SearchSpace, device: str, n: int = 500, seed: int = 0) -> float:
+    """The median latency (two significant digits) of ``n`` random SubNets on ``device``: half the space fits."""
+    from pareto._objectives import Evaluator, parse_objective
+
+    rng = np.random.default_rng(seed)
+    configs = [space.sample(rng) for _ in range(n)]
+    mean, _ = Evaluator(store, space, [parse_objective(f"latency_ms@{device}")]).evaluate(configs)
+    median = float(np.median(mean[:, 0]))
+    return float(f"{median:.2g}")
+
+
+def _has_energy(store: Store, device: str) -> bool:
+    lut = store.lut(device)
+    return "energy_mj" in lut and bool(lut["energy_mj"].notna().all()) and not lut.empty
+
+
+def _missing_layers(store: Store, device: str, space: SearchSpace) -> int:
+    have = set(store.lut(device)["layer_key"])
+    return sum(spec.key not in have for spec in space.layer_universe())
+
+
+def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0,
+             cpu_budget_s: float | None = None) -> list[Choice]:
+    """Run the demo on ``store``; bundles go to ``out_dir``. Returns the chosen SubNet per (space, device)."""
+    from pareto._analysis import export_trial, study_results
+    from pareto._importer import import_table, parse_columns
+    from pareto._search import SearchSpec, run_surrogate
+    from predictors._service import train_accuracy
+    from profilers import LOCAL_CPU, build_lut, device_spec, import_lut_csv
+
+    start = time.monotonic()
+    store.optuna_storage()
+    step(f"[1/6] store ready: {store.url}")
+
+    devices = (LOCAL_CPU, *SIM_DEVICES)
+    specs = {name: device_spec(store, name) for name in devices}
+    step("[2/6] devices: " + ", ".join(f"{n} ({s.kind})" for n, s in specs.items()))
+
+    spaces = {d.space: store.space(d.space) for d in DEMO_SPACES}
+    step("[3/6] LUTs: shipped simulator LUTs, this CPU profiled now (resumable)")
+    for name in SIM_DEVICES:
+        if any(_missing_layers(store, name, sp) for sp in spaces.values()):
+            path = DATA / "luts" / f"{name}.csv"
+            if not path.is_file():
+                raise HwparetoError(f"shipped LUT {path} is missing (regenerate it with `make demo-luts`)")
+            n = import_lut_csv(store, path, name)
+            step(f"      {name}: {n} LUT entries loaded from {path.relative_to(DATA.parent)}")
+        else:
+            step(f"      {name}: LUT already in the store")
+    for sp in spaces.values():
+        total = len(sp.layer_universe())
+        advance = bar(f"      {LOCAL_CPU} × {sp.name}", total)
+        report = build_lut(store, specs[LOCAL_CPU], sp, budget_s=cpu_budget_s,
+                           progress=lambda done, _total, _key, a=advance, t=total: a(t - _total + done))
+        advance(total - report.remaining)
+        if report.remaining:
+            raise HwparetoError(f"profiling {LOCAL_CPU} × {sp.name} stopped with {report.remaining} layers left; "
+                                "run `hwpareto demo` again to continue")
+
+    step("[4/6] accuracy tables and predictors")
+    have = {p["name"] for p in store.list_predictors()}
+    for demo in DEMO_SPACES:
+        sp = spaces[demo.space]
+        path = DATA / demo.table
+        if not path.is_file():
+            raise HwparetoError(f"shipped accuracy table {path} is missing (regenerate it with `make demo-data`)")
+        report = import_table(store, path, space=sp, columns=parse_columns([demo.metric], demo.dataset),
+                              subject_kind="dataset", metric=demo.metric, source="measured")
+        name = f"{demo.metric}:{sp.name}:{demo.dataset}"
+        if name in have and not report.written.inserted:
+            step(f"      {name}: predictor already trained")
+            continue
+        trained = train_accuracy(store, sp, metric=demo.metric, dataset=demo.dataset, seed=seed)
+        v = trained.validation
+        step(f"      {name}: {trained.n_train} SubNets, held-out Kendall τ {v['kendall_tau']:.2f}, "
+             f"RMSE {v['rmse']:.2f}")
+
+    step(f"[5/6] searches: accuracy × latency (× energy) per device, budget = median latency, {n_trials} trials")
+    choices: list[Choice] = []
+    for demo in DEMO_SPACES:
+        sp = spaces[demo.space]
+        for device in devices:
+            budget = f"latency_ms@{device} <= {default_budget_ms(store, sp, device, seed=seed):g}"
+            objectives = (demo.objective, f"latency_ms@{device}",
+                          *((f"energy_mj@{device}",) if _has_energy(store, device) else ()))
+            spec = SearchSpec(f"demo-{sp.name}-{device}", sp.name, objectives, (budget,), sampler="nsga2",
+                              n_trials=n_trials, population=100, seed=seed)
+            advance = bar(f"      {spec.name}", n_trials)
+            run_surrogate(store, spec, progress=lambda done, _total, a=advance: a(done))
+            advance(n_trials)
+            results = study_results(store, spec.name)
+            feasible = results.trials[results.trials["feasible"]]
+            best = feasible.sort_values([demo.objective, f"latency_ms@{device}"], ascending=[False, True]).iloc[0]
+            number = int(best["number"])
+            target = out_dir / spec.name
+            if not (target / "config.json").is_file():
+                export_trial(store, spec.name, number, target, checkpoint=DATA / demo.checkpoint)
+            choices.append(Choice(sp.name, device, spec.name, budget, number,
+                                  {o: float(best[o]) for o in objectives}, str(target)))
+    step(f"[6/6] done in {time.monotonic() - start:.0f} s")
+    return choices
+
+
+def describe(choices: list[Choice]) -> list[dict[str, Any]]:
+    """JSON-ready rows of the chosen SubNets (same columns for every space and device)."""
+    rows = []
+    for c in choices:
+        values = list(c.objectives.values())
+        rows.append({"space": c.space, "device": c.device, "budget": c.budget, "trial": c.trial,
+                     "accuracy": f"{values[0]:.2f} ({next(iter(c.objectives))})", "latency_ms": round(values[1], 4),
+                     "energy_mj": round(values[2], 4) if len(values) > 2 else None, "study": c.study,
+                     "bundle": c.bundle})
+    return rows

@@ -1,0 +1,117 @@
+"""``hwpareto demo`` end to end on a fresh SQLite store: shipped LUTs and accuracy tables, this CPU profiled for
+real, predictors, a search per device under its default budget, bundles, a second run that reuses everything, and
+the dashboard actually served."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pareto import Store
+from pareto._demo import DEMO_SPACES, SIM_DEVICES
+from pareto._export import verify_bundle
+from pareto.cli import app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+DEVICES = ("cpu-local", *SIM_DEVICES)
+
+
+def demo(*args: str | Path) -> list[dict]:
+    result = runner.invoke(app, ["demo", "--no-dashboard", "--json", *map(str, args)])
+    assert result.exit_code == 0, f"{result.stdout}{result.stderr}{result.exception!r}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    root = tmp_path_factory.mktemp("demo")
+    rows = demo("--trials", "200", "--store", root / "demo.db", "--out", root / "bundles")
+    return root, rows
+
+
+def test_demo_chooses_a_feasible_subnet_per_space_and_device(first_run: tuple[Path, list[dict]]) -> None:
+    root, rows = first_run
+    assert sorted((r["space"], r["device"]) for r in rows) == sorted((d.space, dev) for d in DEMO_SPACES
+                                                                     for dev in DEVICES)
+    for r in rows:
+        bound = float(r["budget"].split("<=")[1])
+        assert r["latency_ms"] <= bound, r
+        assert (r["energy_mj"] is None) == (r["device"] == "cpu-local"), r  # simulators report energy, timing not
+    with Store.open(str(root / "demo.db")) as store:
+        names = {p["name"] for p in store.list_predictors()}
+        assert {f"{d.metric}:{d.space}:{d.dataset}" for d in DEMO_SPACES} <= names
+        for device in DEVICES:
+            keys = set(store.lut(device)["layer_key"])
+            for d in DEMO_SPACES:
+                assert {s.key for s in store.space(d.space).layer_universe()} <= keys, (device, d.space)
+        assert all(len(store.measurements(space=d.space, subject=d.dataset)) >= 500 for d in DEMO_SPACES)
+
+
+def test_demo_bundles_reload_with_the_trained_weights(first_run: tuple[Path, list[dict]]) -> None:
+    _, rows = first_run
+    for space in {r["space"] for r in rows}:
+        row = next(r for r in rows if r["space"] == space)
+        bundle = Path(row["bundle"])
+        doc = json.loads((bundle / "config.json").read_text())
+        assert doc["space"] == space and doc["metrics"]["trial"] == row["trial"]
+        assert {"weights.safetensors", "model.onnx"} <= {p.name for p in bundle.iterdir()}
+        assert verify_bundle(bundle).ok()
+
+
+def test_second_run_reuses_the_store(first_run: tuple[Path, list[dict]]) -> None:
+    root, rows = first_run
+    with Store.open(str(root / "demo.db")) as store:
+        before = {d: len(store.lut(d)) for d in DEVICES}
+        created = {p["name"]: p["created_at"] for p in store.list_predictors()}
+    start = time.monotonic()
+    again = demo("--trials", "200", "--store", root / "demo.db", "--out", root / "bundles")
+    assert again == rows
+    assert time.monotonic() - start < 120  # nothing profiled, trained or searched again (generous on shared CI)
+    with Store.open(str(root / "demo.db")) as store:
+        assert {d: len(store.lut(d)) for d in DEVICES} == before
+        assert {p["name"]: p["created_at"] for p in store.list_predictors()} == created
+        import optuna
+
+        for row in rows:
+            assert len(optuna.load_study(study_name=row["study"], storage=store.optuna_storage()).trials) == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_serves_the_dashboard(first_run: tuple[Path, list[dict]]) -> None:
+    root, _ = first_run
+    port = _free_port()
+    cmd = [sys.executable, "-m", "pareto.cli", "demo", "--trials", "200", "--store", str(root / "demo.db"),
+           "--out", str(root / "bundles"), "--port", str(port), "--no-browser"]
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline, health = time.monotonic() + 180, ""
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as response:
+                    health = response.read().decode()
+                    break
+            except OSError:
+                time.sleep(1)
+        assert health == "ok", f"dashboard did not come up (exit {process.poll()})"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.status == 200 and "<html" in response.read().decode().lower()
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"dashboard on http://127.0.0.1:{port}" in output
