@@ -297,14 +297,18 @@ class _LazyConfigs(Mapping[int, dict[str, Any]]):
         if number not in self._numbers:
             raise KeyError(number)
         if number not in self._cache:
-            query = ("SELECT a.value_json FROM trial_user_attributes a JOIN trials t ON t.trial_id = a.trial_id "
-                     "WHERE t.study_id = :study AND t.number = :number AND a.key = 'config'")
-            with self._store.engine.connect() as conn:
-                found = conn.execute(text(query), {"study": self._study_id, "number": int(number)}).scalar()
-            if found is None:
-                raise KeyError(number)
-            self._cache[number] = json.loads(found)
+            self.prefetch([number])
         return self._cache[number]
+
+    def prefetch(self, numbers: Sequence[int]) -> None:
+        """Read the configs of ``numbers`` (completed trials) in one query per 500."""
+        todo = sorted({int(n) for n in numbers} & self._numbers - set(self._cache))
+        for i in range(0, len(todo), 500):
+            chunk = todo[i:i + 500]
+            query = (f"SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON "
+                     f"t.trial_id = a.trial_id WHERE t.study_id = ? AND a.key = 'config' AND t.number IN "
+                     f"({', '.join('?' * len(chunk))})")
+            self._cache.update({int(n): json.loads(v) for n, v in _rows(self._store, query, (self._study_id, *chunk))})
 
     def __iter__(self) -> Iterator[int]:
         return iter(sorted(self._numbers))
@@ -416,8 +420,11 @@ def front_view(results: Any) -> FrontView:
 
 def hover_texts(results: Any, numbers: Sequence[int], limit: int = 500) -> dict[int, str]:
     """Trial number → its config as ``dim=value`` text (for the first ``limit`` trials asked; fronts are small)."""
+    numbers = [int(n) for n in numbers][:limit]
+    if isinstance(results.configs, _LazyConfigs):
+        results.configs.prefetch(numbers)
     out = {}
-    for n in list(numbers)[:limit]:
+    for n in numbers:
         values = results.configs[int(n)]
         items = [f"{k}={v}" for k, v in values.items()]
         out[int(n)] = "<br>".join(" ".join(items[i:i + 8]) for i in range(0, len(items), 8))

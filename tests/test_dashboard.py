@@ -38,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def store_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def dash_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A private copy of the full store, set as the dashboard's store; jobs go to the test's folder."""
     path = tmp_path / "store.db"
     shutil.copy(built, path)
@@ -75,7 +75,7 @@ def wait_for(check: object, timeout_s: float = 60.0) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- pages
-def test_devices_page(store_url: str) -> None:
+def test_devices_page(dash_url: str) -> None:
     at = page("devices")
     assert {"edge", "server"} <= set(at.dataframe[0].value["device"])
     assert at.selectbox(key="devices_device").value == "edge"
@@ -89,8 +89,8 @@ def test_devices_page(store_url: str) -> None:
     assert "No latency/energy predictor for server" in texts(at)
 
 
-def test_device_without_lut_says_what_to_do(store_url: str) -> None:
-    with Store.open(store_url) as db:
+def test_device_without_lut_says_what_to_do(dash_url: str) -> None:
+    with Store.open(dash_url) as db:
         add_fake(db, "bare", lut=False)
     at = page("devices")
     at.selectbox(key="devices_device").set_value("bare").run()
@@ -98,7 +98,7 @@ def test_device_without_lut_says_what_to_do(store_url: str) -> None:
     assert "bare has no LUT" in texts(at) and "hwpareto profile --device bare --space nb201" in texts(at)
 
 
-def test_search_page_shows_progress(store_url: str) -> None:
+def test_search_page_shows_progress(dash_url: str) -> None:
     at = page("search")
     assert at.selectbox(key="search_watch").value == STUDY
     metrics = {m.label: m.value for m in at.metric}
@@ -107,12 +107,12 @@ def test_search_page_shows_progress(store_url: str) -> None:
     assert at.selectbox(key="search_quality").options[0] == "test_acc_pct@cifar10"
 
 
-def test_fronts_page(store_url: str) -> None:
+def test_fronts_page(dash_url: str) -> None:
     at = page("fronts")
     assert at.selectbox(key="fronts_study").value == STUDY
     assert {m.label: m.value for m in at.metric}["trials"] == "300"
     assert at.multiselect(key="fronts_costs").value == ["latency_ms@edge", "latency_ms@server"]
-    results = study_results(Store.open(store_url), STUDY)
+    results = study_results(Store.open(dash_url), STUDY)
     edge = results.front("edge")
     assert at.selectbox(key="fronts_trial").value == edge.knee_number  # the knee is selected first
     other = int(edge.rows["number"].iloc[0])
@@ -124,10 +124,10 @@ def test_fronts_page(store_url: str) -> None:
     assert len(at.dataframe[-1].value) <= 3  # the operating-point table
 
 
-def test_fronts_compare_two_searches(store_url: str) -> None:
+def test_fronts_compare_two_searches(dash_url: str) -> None:
     from pareto._worker import run_now
 
-    with Store.open(store_url) as db:
+    with Store.open(dash_url) as db:
         run_now(db, SearchSpec("random", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
                                ("latency_ms@edge <= 5",), sampler="random", n_trials=100, population=50))
     at = page("fronts")
@@ -139,7 +139,7 @@ def test_fronts_compare_two_searches(store_url: str) -> None:
     assert list(table["study"]) == [STUDY, "random"] and (table["hypervolume"] > 0).all()
 
 
-def test_export_page_bundle(store_url: str) -> None:
+def test_export_page_bundle(dash_url: str) -> None:
     at = AppTest.from_file(str(PAGES / "export.py"), default_timeout=90)
     at.session_state["selection"] = {"study": STUDY, "trial": 7}
     at.run()
@@ -156,15 +156,15 @@ def test_export_page_bundle(store_url: str) -> None:
 
 
 @pytest.mark.slow
-def test_bundle_has_weights_and_onnx(store_url: str) -> None:
-    data, manifest, _ = _data.bundle_zip(Store.open(store_url), STUDY, 3)
+def test_bundle_has_weights_and_onnx(dash_url: str) -> None:
+    data, manifest, _ = _data.bundle_zip(Store.open(dash_url), STUDY, 3)
     assert list(manifest["file"]) == ["config.json", "model.onnx", "weights.safetensors"]
     assert (manifest["size_bytes"] > 0).all()
     with zipfile.ZipFile(BytesIO(data)) as archive:
         assert sorted(archive.namelist()) == [f"{STUDY}-3/{f}" for f in manifest["file"]]
 
 
-def test_app_navigation(store_url: str) -> None:
+def test_app_navigation(dash_url: str) -> None:
     at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=90)
     at.run()
     assert [t.value for t in at.title] == ["Devices"]
@@ -212,7 +212,7 @@ def test_unopenable_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 # ---------------------------------------------------------------------------------------------------- background jobs
-def test_launch_search_runs_in_a_worker(store_url: str) -> None:
+def test_launch_search_runs_in_a_worker(dash_url: str) -> None:
     at = page("search")
     at.selectbox(key="search_space").set_value("nb201").run()
     at.selectbox(key="search_quality").set_value("test_acc_pct@cifar10")
@@ -224,9 +224,9 @@ def test_launch_search_runs_in_a_worker(store_url: str) -> None:
     at.button(key="search_launch").click().run()
     assert not at.exception and not at.error, texts(at)
     assert "queued 'from-ui'" in texts(at)
-    db = Store.open(store_url)
+    db = Store.open(dash_url)
     wait_for(lambda: db.get_search("from-ui")["status"] in ("done", "failed"))
-    assert db.get_search("from-ui")["status"] == "done", _jobs.list_jobs(store_url)[0].log_tail()
+    assert db.get_search("from-ui")["status"] == "done", _jobs.list_jobs(dash_url)[0].log_tail()
     results = study_results(db, "from-ui")
     assert [o.name for o in results.objectives] == ["test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"]
     assert [b.text for b in results.budgets] == ["latency_ms@edge <= 6"] and len(results.trials) == 120
@@ -240,18 +240,18 @@ def test_launch_search_runs_in_a_worker(store_url: str) -> None:
     assert "search name: expected a name not used by" in again.error[0].value
 
 
-def test_launch_profile_in_the_background(store_url: str) -> None:
-    with Store.open(store_url) as db:
+def test_launch_profile_in_the_background(dash_url: str) -> None:
+    with Store.open(dash_url) as db:
         add_fake(db, "fresh", lut=False)
     at = page("devices")
     at.selectbox(key="profile_preset").set_value("fresh")
     at.selectbox(key="profile_space").set_value("nb201")
     at.button(key="profile_launch").click().run()
     assert not at.exception and "profiling fresh on nb201" in texts(at)
-    job = _jobs.list_jobs(store_url, "profile")[0]
+    job = _jobs.list_jobs(dash_url, "profile")[0]
     wait_for(lambda: job.status != "running")
     assert job.status == "done", job.log_tail()
-    done, total = _data.profile_progress(Store.open(store_url), "fresh", "nb201")
+    done, total = _data.profile_progress(Store.open(dash_url), "fresh", "nb201")
     assert done == total == len(get_space("nb201").layer_universe())
     at.run()
     assert f"fresh × nb201: done, {total} of {total} layers" in "\n".join(p.proto.text for p in at.get("progress"))
@@ -283,26 +283,26 @@ def test_device_upload_accepts_a_preset() -> None:
     assert _data.validate_device_upload("npu-edgetpu.yaml", text).name == "npu-edgetpu"
 
 
-def test_csv_upload_errors_match_the_cli(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_upload_errors_match_the_cli(dash_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     table = b"arch_str,edge\n|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|,1.5\nbad,2\n"
     (tmp_path / "t.csv").write_bytes(table)
     monkeypatch.chdir(tmp_path)
     args = ["import", "t.csv", "--space", "nb201", "--device", "{column}", "--metric", "latency_ms", "--column", "edge"]
-    result = CliRunner().invoke(cli, [*args, "--store", store_url])
+    result = CliRunner().invoke(cli, [*args, "--store", dash_url])
     assert result.exit_code == 1 and "row 3" in result.stderr
     with pytest.raises(HwparetoError) as raised:
-        _data.import_upload(Store.open(store_url), "t.csv", table, space="nb201", subject_kind="device",
+        _data.import_upload(Store.open(dash_url), "t.csv", table, space="nb201", subject_kind="device",
                             subject="{column}", metric="latency_ms", columns=["edge"])
     assert result.stderr.strip() == f"error: {raised.value}"
     good = table.split(b"bad")[0]
-    report = _data.import_upload(Store.open(store_url), "t.csv", good, space="nb201", subject_kind="device",
+    report = _data.import_upload(Store.open(dash_url), "t.csv", good, space="nb201", subject_kind="device",
                                  subject="{column}", metric="latency_ms", columns=["edge"])
     assert report["inserted"] == 1
 
 
 # ---------------------------------------------------------------------------------------------------- data and figures
-def test_fast_loader_matches_study_results(store_url: str) -> None:
-    db = Store.open(store_url)
+def test_fast_loader_matches_study_results(dash_url: str) -> None:
+    db = Store.open(dash_url)
     fast, slow = _data.load_study(db, STUDY), study_results(db, STUDY)
     pd.testing.assert_frame_equal(fast.trials, slow.trials)
     assert len(fast.configs) == len(slow.configs) and all(fast.configs[n] == slow.configs[n] for n in (0, 17, 299))
@@ -312,8 +312,19 @@ def test_fast_loader_matches_study_results(store_url: str) -> None:
         _data.load_study(db, "nope")
 
 
-def test_config_document_validates(store_url: str, tmp_path: Path) -> None:
-    db = Store.open(store_url)
+def test_fast_loader_on_each_backend(store: Store) -> None:
+    from pareto._search import run_surrogate
+
+    add_fake(store, "edge")
+    run_surrogate(store, SearchSpec("s", "nb201", ("params:max", "latency_ms@edge"), ("latency_ms@edge <= 5",),
+                                    n_trials=60, population=20))
+    fast, slow = _data.load_study(store, "s"), study_results(store, "s")
+    pd.testing.assert_frame_equal(fast.trials, slow.trials)
+    assert fast.configs[59] == slow.configs[59] and _data.hwpareto_studies(store) == ["s"]
+
+
+def test_config_document_validates(dash_url: str, tmp_path: Path) -> None:
+    db = Store.open(dash_url)
     doc = _data.config_document(db, _data.load_study(db, STUDY), 5)
     assert set(doc) == {"space", "key", "values"} and get_space(doc["space"]).validate(doc["values"]).key == doc["key"]
     (tmp_path / "c.json").write_text(json.dumps(doc))
