@@ -247,14 +247,16 @@ def searches_frame(store: Store) -> pd.DataFrame:
                                        "updated"])
 
 
-def search_progress(store: Store, name: str) -> dict[str, Any]:
-    """A search's queue row plus, once its study has trials, feasible count and hypervolume history."""
+def search_progress(store: Store, name: str, results: Any | None = None) -> dict[str, Any]:
+    """A search's queue row plus, once its study has trials (``results``, loaded here when not given), the
+    stored trial count, feasible count and hypervolume history."""
     row = store.get_search(name)
     out: dict[str, Any] = {**row, "feasible": 0, "stored": 0, "hypervolume": np.empty(0)}
-    try:
-        results = load_study(store, name)
-    except InvalidValueError:  # no study yet (queued, or failed before writing)
-        return out
+    if results is None:
+        try:
+            results = load_study(store, name)
+        except InvalidValueError:  # no study yet (queued, or failed before writing)
+            return out
     out["stored"] = len(results.trials)
     if len(results.trials):
         out["feasible"] = int(results.trials["feasible"].sum())

@@ -71,7 +71,11 @@ def progress() -> None:
     if st.session_state.get("search_watch") not in names:
         st.session_state["search_watch"] = names[0]
     watched = st.selectbox("Watch", names, key="search_watch")
-    info = _data.search_progress(db, watched)
+    try:
+        results = _ui.results(db, watched)[0]  # cached until trials are added
+    except HwparetoError:  # no study yet
+        results = None
+    info = _data.search_progress(db, watched, results)
     if info["status"] == "failed":
         _ui.error(f"search {watched!r} failed: {info['error']}")
         _ui.next_step("Fix the settings it names and launch it again under a new name (or requeue it after "
