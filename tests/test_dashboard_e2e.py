@@ -116,9 +116,11 @@ def artifacts() -> Path:
 
 
 def settle(page: Any, title: str) -> None:
-    """Wait for the page's title and for Streamlit to finish running the script."""
+    """Wait for the page's title, for Streamlit to finish running the script and for the fonts."""
     page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=60_000)
+    page.evaluate("document.fonts.ready")
+    page.wait_for_timeout(800)  # data grids and charts draw after the script's last message
 
 
 def test_fronts_select_and_download_config(browser: Any, server: tuple[str, str]) -> None:
@@ -126,12 +128,12 @@ def test_fronts_select_and_download_config(browser: Any, server: tuple[str, str]
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     shots = artifacts()
-    for path, title in (("devices", "Devices"), ("search", "Search"), ("fronts", "Fronts")):
+    for path, title in (("", "Devices"), ("search", "Search"), ("fronts", "Fronts")):  # Devices is the default
         page.goto(f"{base}/{path}")
         settle(page, title)
         if path == "fronts":
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(shots / f"{path}.png"), full_page=True)
+        page.screenshot(path=str(shots / f"{path or 'devices'}.png"), full_page=True)
 
     results = study_results(Store.open(url), STUDY)
     front = results.front("edge")
