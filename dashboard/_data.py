@@ -26,6 +26,7 @@ __all__ = [
     "bundle_zip",
     "compare_fronts",
     "config_document",
+    "default_space",
     "device_table",
     "front_view",
     "hover_texts",
@@ -201,6 +202,23 @@ def quality_objectives(store: Store, space: str) -> list[str]:
     names = [f"{p['metric']}@{p['dataset']}" for p in store.list_predictors(space)
              if p["kind"] == "accuracy" and p.get("dataset")]
     return [*dict.fromkeys(names), "params:max", "macs:max"]
+
+
+def default_space(store: Store, devices: Sequence[str]) -> str:
+    """The space a new search most likely wants: the newest search's, else the first one ``devices`` have LUT
+    entries for, else the first space."""
+    from profilers import lut_entries_per_space
+
+    names = store.space_names()
+    searches = store.list_searches()
+    if searches and searches[0]["space"] in names:
+        return str(searches[0]["space"])
+    spaces = [s for s in map(store.space, names) if s.has_model]
+    for device in devices:
+        covered = lut_entries_per_space(store, device, spaces)
+        if covered:
+            return max(covered, key=covered.__getitem__)
+    return names[0]
 
 
 def parse_fixed(text: str, space: SearchSpace) -> dict[str, Any]:

@@ -186,7 +186,9 @@ def test_store_without_studies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("HWPARETO_STORE", url)
     with Store.open(url) as db:
         add_fake(db, "edge")
-    assert "No search yet" in texts(page("search"))
+    search = page("search")
+    assert "No search yet" in texts(search)
+    assert search.selectbox(key="search_space").value == "nb201"  # the space the device has a LUT for
     assert "No search has finished trials" in texts(page("fronts"))
     assert "Nothing to export yet" in texts(page("export"))
 

@@ -22,7 +22,9 @@ if not usable:
     _ui.next_step("No device with a LUT or measurements yet: profile one on the Devices page first, or:",
                   "hwpareto profile --device npu-edgetpu --space nb201")
 else:
-    space = st.selectbox("Search space", db.space_names(), key="search_space")
+    spaces = db.space_names()
+    space = st.selectbox("Search space", spaces, index=spaces.index(_data.default_space(db, usable)),
+                         key="search_space")
     left, right = st.columns(2)
     quality = left.selectbox("Quality objective (maximised)", _data.quality_objectives(db, space),
                              key="search_quality", help="Accuracy predictors of this space, or an analytic proxy")
