@@ -154,7 +154,8 @@ def test_fronts_select_and_download_config(browser: Any, server: tuple[str, str]
     assert doc["values"] == results.configs[wanted]
     page.screenshot(path=str(shots / "fronts-selected.png"), full_page=True)
 
-    page.goto(f"{base}/export")
+    page.get_by_role("link", name="Export").click()  # the selection goes with the session
     settle(page, "Export")
+    page.get_by_role("heading", name=f"Trial {wanted} ({doc['key']})").wait_for(timeout=30_000)
     page.screenshot(path=str(shots / "export.png"), full_page=True)
     context.close()
