@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -182,13 +182,13 @@ def import_upload(store: Store, filename: str, data: bytes, *, space: str, subje
 
     if subject_kind not in ("device", "dataset"):
         raise InvalidValueError("--device/--dataset", "device or dataset", subject_kind)
+    kind = cast(Literal["device", "dataset"], subject_kind)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(filename).name
         path.write_bytes(data)
         try:
             report = import_table(store, path, space=store.space(space), columns=parse_columns(list(columns), subject),
-                                  subject_kind=subject_kind, metric=metric, defaults={}, source=source, batch=batch,
-                                  where={})
+                                  subject_kind=kind, metric=metric, defaults={}, source=source, batch=batch, where={})
         except HwparetoError as exc:
             raise _upload_errors(exc, Path(tmp)) from None
     w = report.written
@@ -330,6 +330,9 @@ class _LazyConfigs(Mapping[int, dict[str, Any]]):
                      f"({', '.join('?' * len(chunk))})")
             self._cache.update({int(n): json.loads(v) for n, v in _rows(self._store, query, (self._study_id, *chunk))})
 
+    def __contains__(self, number: object) -> bool:
+        return number in self._numbers
+
     def __iter__(self) -> Iterator[int]:
         return iter(sorted(self._numbers))
 
@@ -345,7 +348,7 @@ def _rows(store: Store, query: str, params: tuple[Any, ...]) -> list[tuple[Any, 
         cursor = raw.cursor()
         marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         cursor.execute(query.replace("?", marker), params)
-        rows = cursor.fetchall()
+        rows = list(cursor.fetchall())
         cursor.close()
     return rows
 

@@ -45,8 +45,8 @@ def store() -> Store:
         stop()
 
 
-def error(exc: BaseException) -> None:
-    """A user error, worded as the CLI prints it."""
+def error(exc: BaseException | str) -> None:
+    """A user error, worded as the CLI prints it (``error: field: expected …, got …``)."""
     st.error(f"error: {exc}", icon=":material/error:")
 
 

@@ -78,19 +78,20 @@ if pick is not None and pick != st.session_state.get("_fronts_last_pick"):
     st.session_state["fronts_trial"] = pick
     st.rerun()
 
-options = sorted(set(front_numbers) | ({picked} if picked in results.configs else set()))
-default_trial = view.knees[costs[0]] if view.knees[costs[0]] is not None else options[0] if options else None
-if st.session_state.get("fronts_trial") not in options:
-    st.session_state["fronts_trial"] = default_trial
+options: list[int] = sorted(set(front_numbers) | ({picked} if isinstance(picked, int) and picked in results.configs
+                                                  else set()))
+knee = view.knees[costs[0]]
 st.subheader("Selected SubNet")
 if not options:
     _ui.next_step("No front member to select yet.")
     _ui.stop()
-trial = st.selectbox("SubNet (trial number)", options, key="fronts_trial",
-                     format_func=lambda n: f"trial {n}" + (" (knee)" if n == view.knees[costs[0]] else ""))
-doc = _data.config_document(db, results, int(trial))
-st.session_state["selection"] = {"study": study, "trial": int(trial)}
-row = results.trials.set_index("number").loc[int(trial)]
+if st.session_state.get("fronts_trial") not in options:
+    st.session_state["fronts_trial"] = knee if knee is not None else options[0]
+trial: int = st.selectbox("SubNet (trial number)", options, key="fronts_trial",
+                          format_func=lambda n: f"trial {n}" + (" (knee)" if n == knee else ""))
+doc = _data.config_document(db, results, trial)
+st.session_state["selection"] = {"study": study, "trial": trial}
+row = results.trials.set_index("number").loc[trial]
 st.dataframe({o.name: [float(row[o.name])] for o in results.objectives}, hide_index=True)
 with st.expander("config", expanded=False):
     st.json(doc)
