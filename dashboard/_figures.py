@@ -64,8 +64,8 @@ def front_figure(trials: pd.DataFrame, quality: str, costs: Sequence[str], front
     fig = go.Figure()
     first = costs[0]
     cls = _scatter(len(trials))
-    for name, mask, symbol in (("dominated (feasible)", trials["feasible"].to_numpy(), "circle"),
-                               ("infeasible (over budget)", ~trials["feasible"].to_numpy(), "x")):
+    for name, mask, symbol in ((f"trials on {first}", trials["feasible"].to_numpy(), "circle"),
+                               (f"over budget, on {first}", ~trials["feasible"].to_numpy(), "x")):
         part = trials[mask]
         if len(part):
             fig.add_trace(cls(x=part[first].to_numpy(), y=part[quality].to_numpy(), mode="markers", name=name,

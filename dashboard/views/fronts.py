@@ -59,7 +59,7 @@ fig = _figures.front_figure(results.trials, view.quality, costs, view.fronts, vi
 event = st.plotly_chart(fig, key="fronts_chart", on_select="rerun", selection_mode=("points",),
                         alt=f"Pareto front of {study}: {view.quality} against {', '.join(costs)}",
                         config={"displaylogo": False})
-st.caption(f"{len(results.trials):,} trials; dimmed: dominated, crosses: over budget. "
+st.caption(f"{len(results.trials):,} trials, dimmed (on the first cost axis); crosses: over budget. "
            f"{'WebGL rendering. ' if len(results.trials) >= _figures.WEBGL_FROM else ''}"
            "Click a front point or a table row to select its SubNet.")
 
