@@ -77,8 +77,8 @@ def default_budget_ms(store: Store, space: SearchSpace, device: str, n: int = 50
 
 
 def _has_energy(store: Store, device: str) -> bool:
-    lut = store.lut(device)
-    return "energy_mj" in lut and bool(lut["energy_mj"].notna().all()) and not lut.empty
+    energy = store.lut(device)["energy_mj_mean"]
+    return not energy.empty and bool(energy.notna().all())
 
 
 def _missing_layers(store: Store, device: str, space: SearchSpace) -> int:
