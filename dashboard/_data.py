@@ -11,7 +11,7 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from sqlalchemy import text
 
 from pareto import Store
 from supernet import HwparetoError, InvalidValueError, SearchSpace
+
+if TYPE_CHECKING:
+    from profilers import DeviceSpec
 
 __all__ = [
     "FrontView",
@@ -80,19 +83,11 @@ def lut_coverage(store: Store, device: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["space", "layers_in_lut", "layers_in_space", "coverage_pct"])
 
 
-def _shape(spec_json: str) -> str:
-    spec = json.loads(spec_json)
-    shape = spec.get("shape", spec) if isinstance(spec, dict) else spec
-    if isinstance(shape, dict):
-        return " ".join(f"{k}={v}" for k, v in shape.items() if k != "op")
-    return str(shape)
-
-
 def lut_layers(store: Store, device: str) -> pd.DataFrame:
-    """``device``'s LUT (batch 1): layer key, op, shape summary, latency (ms) and energy (mJ) per layer."""
+    """``device``'s LUT (batch 1): op, shape (the cost-relevant sizes of the layer key), latency (ms) and energy
+    (mJ) per layer."""
     lut = store.lut(device)
-    frame = pd.DataFrame({"layer_key": lut["layer_key"], "op": lut["op"],
-                          "shape": [_shape(s) for s in lut["spec_json"]],
+    frame = pd.DataFrame({"op": lut["op"], "shape": [k.partition(":")[2] or k for k in lut["layer_key"]],
                           "latency_ms": lut["latency_ms_mean"].astype(float),
                           "energy_mj": pd.to_numeric(lut["energy_mj_mean"], errors="coerce"),
                           "source": lut["source"]})
@@ -162,7 +157,7 @@ def _upload_errors(exc: HwparetoError, folder: Path) -> HwparetoError:
     return HwparetoError(str(exc).replace(f"{folder}/", ""))
 
 
-def validate_device_upload(filename: str, data: bytes) -> Any:
+def validate_device_upload(filename: str, data: bytes) -> DeviceSpec:
     """Parse an uploaded device YAML exactly as ``hwpareto device add FILE`` does (safe YAML, no code)."""
     from profilers import load_device_file
 
