@@ -21,6 +21,7 @@ from pareto import Store
 from supernet import HwparetoError, InvalidValueError, SearchSpace
 
 if TYPE_CHECKING:
+    from pareto import SearchSpec
     from profilers import DeviceSpec
 
 __all__ = [
@@ -236,7 +237,7 @@ def parse_fixed(text: str, space: SearchSpace) -> dict[str, Any]:
 
 def make_spec(store: Store, *, name: str, space: str, quality: str, metric: str, devices: Sequence[str],
               budget: float | None, sampler: str, n_trials: int, population: int, seed: int,
-              fixed: str = "") -> Any:
+              fixed: str = "") -> SearchSpec:
     """A :class:`pareto.SearchSpec` from the search form: ``quality`` vs ``metric``@device for every device,
     with the budget (if any) on the first device."""
     from pareto import SearchSpec
