@@ -373,7 +373,12 @@ def test_profile_measure_and_devices_cli(tmp_path: Path) -> None:
     run("profile", "--device", "sim", "--space", "nb201", "--workers", "1")
     devices = {d["name"]: d for d in json.loads(run("devices", "--json"))}
     assert devices["sim"]["kind"] == "fake"
-    assert devices["sim"]["lut_entries_per_space"] == {"gpt": out["layers"], "nb201": 22}
+    per_space = devices["sim"]["lut_entries_per_space"]
+    assert per_space["gpt"] == out["layers"] and per_space["nb201"] == 22
+    profiled = {s.key for s in [*get_space("gpt").layer_universe({"seq_len": [64]}),
+                                *get_space("nb201").layer_universe()]}
+    for name, n in per_space.items():  # spaces sharing layers with those profiled (e.g. the gpt-stdlib demo) count
+        assert n == len({s.key for s in get_space(name).layer_universe()} & profiled), name
     run("measure", "--device", "sim", "--space", "nb201", "-n", "3")
     assert len(Store.open(url).measurements(subject="sim", metric="latency_ms")) == 3
     cfg = tmp_path / "c.json"
