@@ -964,7 +964,9 @@ def export_cmd(
 
 
 # ---------------------------------------------------------------------------------------------------- training
-DataOpt = Annotated[str, typer.Option("--data", help="digits, stdlib, cifar10:DIR, folder:DIR or text:FILE[,FILE].")]
+DataOpt = Annotated[
+    str, typer.Option("--data", help="digits, digits-affine, stdlib, cifar10:DIR, folder:DIR or text:FILE[,FILE].")
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1 ...")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="CPU threads for torch.")]
 
@@ -998,6 +1000,9 @@ def train_supernet_cmd(
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
     n_random: Annotated[int, typer.Option("--n-random", min=0, help="Random SubNets per step.")] = 2,
     no_distill: Annotated[bool, typer.Option("--no-distill", help="Train every SubNet on labels.")] = False,
+    largest_only: Annotated[
+        int, typer.Option("--largest-only", min=0, help="First steps that train the largest SubNet alone.")
+    ] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Init, batch and SubNet sampling seed.")] = 0,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = 1,
@@ -1022,9 +1027,11 @@ def train_supernet_cmd(
                        f"random {info['random']:.4f}, lr {info['lr']:.2e} ({time.perf_counter() - start:.0f} s)")
 
     report = train_supernet(sp, supernet, dataset, steps=steps, lr=lr, batch_size=batch_size, n_random=n_random,
-                            distill=not no_distill, seed=seed, device=device, progress=advance)
+                            distill=not no_distill, largest_only=largest_only, seed=seed, device=device,
+                            progress=advance)
     meta = {"space": sp.name, "data": data, "steps": steps, "batch_size": batch_size, "lr": lr, "n_random": n_random,
-            "distill": not no_distill, "seed": seed, "device": device, "seconds": round(report.seconds, 1),
+            "distill": not no_distill, "largest_only": largest_only, "seed": seed, "device": device,
+            "seconds": round(report.seconds, 1),
             "torch": torch.__version__, **{f"final_loss_{k}": round(v, 4) for k, v in report.final_losses.items()}}
     save_checkpoint(supernet, out, meta)
     typer.echo(f"saved {out} after {steps} steps in {report.seconds:.0f} s (final losses: "

@@ -2,11 +2,14 @@
 
 Each step (BigNAS / OFA style) runs the largest SubNet on the labels, then the smallest and ``n_random`` random
 SubNets on the largest's soft targets (KL divergence; labels when ``distill`` is off), accumulates the gradients
-of all of them and takes one optimizer step. SubNets are selected with the SuperNets' own ``set_active(config)``.
+of all of them and takes one optimizer step. Optionally the first steps train the largest SubNet alone (OFA trains
+the full network first): a teacher that is still near chance otherwise drags the shared weights with it. SubNets
+are selected with the SuperNets' own ``set_active(config)``.
 
-Image spaces see every batch resized to each SubNet's resolution (random scale/translation while training);
+Image spaces see every batch resized to each SubNet's resolution (random affine distortions while training);
 ``gpt`` spaces see byte windows truncated to each SubNet's ``seq_len``. A SubNet is evaluated as OFA does: the
-extracted module's batch-norm statistics are recomputed on 500 training images, then it runs on a held-out split.
+extracted module's batch-norm statistics are recomputed on 500 training images (distorted as in training), then it
+runs on a held-out split.
 Text SubNets report next-byte top-1 accuracy, loss (nats) and perplexity on evenly spaced windows of the split.
 """
 
@@ -89,7 +92,7 @@ class _ImageTask:
         self.space, self.data, self.device = space, data, device
         self.train = data.train.images.to(device)
         self.labels = data.train.labels.to(device)
-        self._resized: dict[tuple[str, int, int], torch.Tensor] = {}
+        self._resized: dict[tuple[str, int], torch.Tensor] = {}
 
     def resolution(self, config: SubNetConfig) -> int:
         dim = self.space.input_dimension
@@ -97,34 +100,31 @@ class _ImageTask:
 
     def sample(self, gen: torch.Generator, batch_size: int) -> tuple[Any, torch.Tensor]:
         idx = torch.randint(len(self.labels), (batch_size,), generator=gen).to(self.device)
-        scale = 1.0 + 0.2 * (torch.rand(batch_size, generator=gen) - 0.5)
-        shift = 0.2 * (torch.rand(batch_size, 2, generator=gen) - 0.5)
-        theta = torch.zeros(batch_size, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = scale
-        theta[:, :, 2] = shift
+        theta = self.data.augment.sample(gen, batch_size)
         return (self.train[idx], theta.to(self.device)), self.labels[idx]
 
     def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
         (images, theta), labels = batch
         r = self.resolution(config)
         grid = F.affine_grid(theta, [len(images), images.shape[1], r, r], align_corners=False)
-        return F.grid_sample(images, grid, padding_mode="border", align_corners=False), labels
+        return F.grid_sample(images + 1, grid, align_corners=False) - 1, labels  # black (-1) outside the image
 
     def check_output(self, logits: torch.Tensor) -> None:
         if logits.shape[-1] != len(self.data.classes):
             raise InvalidValueError(f"dataset {self.data.name} classes", f"{logits.shape[-1]} (the space's head)",
                                     len(self.data.classes))
 
-    def _images(self, split: str, r: int, n: int | None = None) -> torch.Tensor:
-        key = (split, r, n or 0)
+    def _images(self, split: str, r: int) -> torch.Tensor:
+        key = (split, r)
         if key not in self._resized:
-            images = self.data.split(split).images[:n].to(self.device)
+            images = self.data.split(split).images.to(self.device)
             self._resized[key] = (images if images.shape[-1] == r else
                                   F.interpolate(images, size=(r, r), mode="bilinear", align_corners=False))
         return self._resized[key]
 
     def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]:
-        yield self._images("train", self.resolution(config), CALIBRATION_IMAGES)
+        """One fixed batch of training images, distorted as in training."""
+        yield self.prepare(self.sample(torch.Generator().manual_seed(0), CALIBRATION_IMAGES), config)[0]
 
     def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         images, labels = self._images(split, self.resolution(config)), self.data.split(split).labels.to(self.device)
@@ -218,15 +218,19 @@ def train_supernet(
     batch_size: int = 64,
     n_random: int = 2,
     distill: bool = True,
+    largest_only: int = 0,
     weight_decay: float = 0.01,
     seed: int = 0,
     device: str = "cpu",
     progress: Progress | None = None,
 ) -> TrainReport:
-    """Train ``supernet`` in place for ``steps`` sandwich steps (AdamW, 5 % linear warm-up then cosine decay,
-    gradient norm clipped at 1). Returns when done; the largest SubNet is active afterwards."""
+    """Train ``supernet`` in place for ``steps`` steps, the first ``largest_only`` on the largest SubNet alone and
+    the others with the sandwich rule (AdamW, 5 % linear warm-up then cosine decay over all steps, gradient norm
+    clipped at 1). Returns when done; the largest SubNet is active afterwards."""
     if steps < 1:
         raise InvalidValueError("steps", "a positive integer", steps)
+    if not 0 <= largest_only < steps:
+        raise InvalidValueError("largest_only", f"an integer in [0, steps = {steps})", largest_only)
     if n_random < 0:
         raise InvalidValueError("n_random", "a non-negative integer", n_random)
     dev = torch.device(device)
@@ -253,7 +257,8 @@ def train_supernet(
         loss.backward()
         teacher = logits.detach()
         losses = {"largest": loss.item(), "smallest": 0.0, "random": 0.0}
-        for name, cfg in [("smallest", smallest), *(("random", space.sample(rng)) for _ in range(n_random))]:
+        sandwich = [("smallest", smallest), *(("random", space.sample(rng)) for _ in range(n_random))]
+        for name, cfg in sandwich if step >= largest_only else []:
             _set_active(supernet, cfg)
             x, y = task.prepare(batch, cfg)
             out = supernet(x)
@@ -268,7 +273,7 @@ def train_supernet(
         if progress is not None:
             progress(step + 1, steps, losses)
     _set_active(supernet, largest)
-    tail = history[-max(1, steps // 10):]
+    tail = history[-max(1, (steps - largest_only) // 10):]
     final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
     return TrainReport(steps, time.perf_counter() - start, final)
 

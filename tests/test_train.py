@@ -37,7 +37,7 @@ from supernet.training import (
 )
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
-DEMOS = [("mbv3-digits", "digits", 396), ("gpt-stdlib", "stdlib", 104)]
+DEMOS = [("mbv3-digits", "digits-affine", 396), ("gpt-stdlib", "stdlib", 104)]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,8 @@ def test_checkpoint_round_trip_and_config_errors(digits: ImageData, tmp_path: Pa
                         .largest(), digits)
     with pytest.raises(InvalidValueError, match="steps"):
         train_supernet(space, net, digits, steps=0)
+    with pytest.raises(InvalidValueError, match=r"largest_only: expected an integer in \[0, steps = 2\)"):
+        train_supernet(space, net, digits, steps=2, largest_only=2)
 
 
 def test_digits_and_stdlib_splits_are_deterministic_and_disjoint(digits: ImageData, stdlib: TextData) -> None:
@@ -99,8 +101,12 @@ def test_digits_and_stdlib_splits_are_deterministic_and_disjoint(digits: ImageDa
     assert len(digits.train) + len(digits.val) + len(digits.test) == 1797
     assert digits.train.images.shape[1:] == (3, 8, 8) and digits.train.images.abs().max() <= 1.0
     assert sklearn_digits(seed=1).val.keys != digits.val.keys
+    hard = sklearn_digits(affine=True, copies=2, resolution=16)
+    assert hard.val.images.shape == (2 * len(digits.val), 3, 16, 16) and hard.train.keys == digits.train.keys
+    assert {k.split("@")[0] for k in hard.test.keys} == set(digits.test.keys)
+    assert torch.equal(hard.val.images, sklearn_digits(affine=True, copies=2, resolution=16).val.images)
     assert stdlib.train.tokens.dtype == torch.int64 and int(stdlib.train.tokens.max()) < 256
-    with pytest.raises(InvalidValueError, match="--data: expected digits, stdlib"):
+    with pytest.raises(InvalidValueError, match="--data: expected digits, digits-affine, stdlib"):
         load_data("mnist")
 
 
