@@ -15,6 +15,7 @@ Text SubNets report next-byte top-1 accuracy, loss (nats) and perplexity on even
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import time
@@ -201,6 +202,14 @@ def _kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean")
 
 
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global RNG inside the block (restored afterwards), so runs repeat exactly."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def _set_active(supernet: nn.Module, config: SubNetConfig) -> None:
     set_active = getattr(supernet, "set_active", None)
     if set_active is None:
@@ -245,33 +254,34 @@ def train_supernet(
     largest, smallest = space.largest(), space.smallest()
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    for step in range(steps):
-        batch = task.sample(gen, batch_size)
-        opt.zero_grad(set_to_none=True)
-        _set_active(supernet, largest)
-        x, y = task.prepare(batch, largest)
-        logits = supernet(x)
-        if step == 0:
-            task.check_output(logits)
-        loss = _ce(logits, y)
-        loss.backward()
-        teacher = logits.detach()
-        losses = {"largest": loss.item(), "smallest": 0.0, "random": 0.0}
-        sandwich = [("smallest", smallest), *(("random", space.sample(rng)) for _ in range(n_random))]
-        for name, cfg in sandwich if step >= largest_only else []:
-            _set_active(supernet, cfg)
-            x, y = task.prepare(batch, cfg)
-            out = supernet(x)
-            sub_loss = _kd(out, teacher) if distill else _ce(out, y)
-            sub_loss.backward()
-            losses[name] += sub_loss.item() / (n_random if name == "random" else 1)
-        nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        losses["lr"] = sched.get_last_lr()[0]
-        history.append(losses)
-        if progress is not None:
-            progress(step + 1, steps, losses)
+    with _seeded(seed, dev):  # dropout draws from the global RNG
+        for step in range(steps):
+            batch = task.sample(gen, batch_size)
+            opt.zero_grad(set_to_none=True)
+            _set_active(supernet, largest)
+            x, y = task.prepare(batch, largest)
+            logits = supernet(x)
+            if step == 0:
+                task.check_output(logits)
+            loss = _ce(logits, y)
+            loss.backward()
+            teacher = logits.detach()
+            losses = {"largest": loss.item(), "smallest": 0.0, "random": 0.0}
+            sandwich = [("smallest", smallest), *(("random", space.sample(rng)) for _ in range(n_random))]
+            for name, cfg in sandwich if step >= largest_only else []:
+                _set_active(supernet, cfg)
+                x, y = task.prepare(batch, cfg)
+                out = supernet(x)
+                sub_loss = _kd(out, teacher) if distill else _ce(out, y)
+                sub_loss.backward()
+                losses[name] += sub_loss.item() / (n_random if name == "random" else 1)
+            nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            losses["lr"] = sched.get_last_lr()[0]
+            history.append(losses)
+            if progress is not None:
+                progress(step + 1, steps, losses)
     _set_active(supernet, largest)
     tail = history[-max(1, (steps - largest_only) // 10):]
     final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
@@ -427,11 +437,12 @@ def finetune_check(
         module = space.extract(supernet, cfg).to(dev).train()
         opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=0.01)
         gen = torch.Generator().manual_seed(seed + n)
-        for _ in range(steps):
-            x, y = task.prepare(task.sample(gen, batch_size), cfg)
-            opt.zero_grad(set_to_none=True)
-            _ce(module(x), y).backward()
-            opt.step()
+        with _seeded(seed + n, dev):
+            for _ in range(steps):
+                x, y = task.prepare(task.sample(gen, batch_size), cfg)
+                opt.zero_grad(set_to_none=True)
+                _ce(module(x), y).backward()
+                opt.step()
         after = _evaluate_module(module, task, cfg, split)[metric]
         rows.append({"key": cfg.key, "summary": space.summary(cfg), "params": space.params(cfg),
                      "inherited": before, "finetuned": after})

@@ -54,7 +54,7 @@ def _keys(data: ImageData | TextData) -> list[set[str]]:
     return [set(data.split(s).keys) for s in SPLITS]
 
 
-@pytest.mark.parametrize(("space_name", "steps", "batch"), [("mbv3-digits", 12, 32), ("gpt-stdlib", 12, 8)])
+@pytest.mark.parametrize(("space_name", "steps", "batch"), [("mbv3-digits", 25, 32), ("gpt-stdlib", 12, 8)])
 def test_sandwich_steps_reduce_loss(space_name: str, steps: int, batch: int, digits: ImageData,
                                     stdlib: TextData) -> None:
     torch.set_num_threads(1)
@@ -68,7 +68,7 @@ def test_sandwich_steps_reduce_loss(space_name: str, steps: int, batch: int, dig
                             progress=lambda done, total, info: seen.append(done))
     after = evaluate_subnets(space, net, configs, data, split="train")
     assert seen == list(range(1, steps + 1)) and report.steps == steps
-    assert after[0]["loss"] < before[0]["loss"] - 0.1  # the largest SubNet learns from the labels
+    assert after[0]["loss"] < before[0]["loss"] - 0.2  # the largest SubNet learns from the labels
     assert after[1]["loss"] < before[1]["loss"]  # the smallest one from the largest's soft targets
 
 
