@@ -197,3 +197,14 @@ def test_eval_command_reproduces_the_shipped_table(space_name: str, dataset: str
     shipped = read_accuracy_table(DEMO / f"{space_name}_accuracy.csv", space, "val_acc_pct")[:3]
     assert [c.key for c, _ in fresh] == [c.key for c, _ in shipped]
     assert np.allclose([v for _, v in fresh], [v for _, v in shipped], atol=0.5)
+
+
+def test_other_image_spaces_train_and_heads_must_match(digits: ImageData) -> None:
+    torch.set_num_threads(1)
+    nb201 = get_space("nb201")  # no resolution dimension: images go in at its fixed 32 px
+    net = nb201.supernet(seed=0)
+    assert train_supernet(nb201, net, digits, steps=1, batch_size=8, n_random=1).steps == 1
+    assert 0 <= evaluate_subnet(nb201, net, nb201.smallest(), digits)["acc_pct"] <= 100
+    mbv3 = get_space("mbv3")
+    with pytest.raises(InvalidValueError, match=r"dataset digits classes: expected 1000 .*got 10"):
+        train_supernet(mbv3, mbv3.supernet(), digits, steps=1, batch_size=2)
