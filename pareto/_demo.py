@@ -28,23 +28,26 @@ SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", 
 
 @dataclass(frozen=True)
 class DemoSpace:
-    """A demo space with its trained SuperNet and accuracy table (``data/demo``, ``make demo-data``)."""
+    """A demo space with its trained SuperNet and accuracy table (``data/demo``; its README has the commands)."""
 
     space: str
     dataset: str
-    metric: str
-    table: str
-    checkpoint: str
+    metric: str = "val_acc_pct"
 
     @property
     def objective(self) -> str:
         return f"{self.metric}@{self.dataset}"
 
+    @property
+    def table(self) -> Path:
+        return DATA / "demo" / f"{self.space}_accuracy.csv"
 
-DEMO_SPACES = (
-    DemoSpace("mbv3-digits", "digits", "val_acc_pct", "demo/mbv3-digits_accuracy.csv", "demo/mbv3-digits.safetensors"),
-    DemoSpace("gpt-stdlib", "stdlib", "val_acc_pct", "demo/gpt-stdlib_accuracy.csv", "demo/gpt-stdlib.safetensors"),
-)
+    @property
+    def checkpoint(self) -> Path:
+        return DATA / "demo" / f"{self.space}.safetensors"
+
+
+DEMO_SPACES = (DemoSpace("mbv3-digits", "digits-affine"), DemoSpace("gpt-stdlib", "stdlib"))
 
 Step = Callable[[str], None]
 """Prints one progress line."""
@@ -59,7 +62,7 @@ class Choice:
     space: str
     device: str
     study: str
-    budget: str
+    budget_ms: float
     trial: int
     objectives: dict[str, float]
     bundle: str
@@ -128,9 +131,10 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
     have = {p["name"] for p in store.list_predictors()}
     for demo in DEMO_SPACES:
         sp = spaces[demo.space]
-        path = DATA / demo.table
+        path = demo.table
         if not path.is_file():
-            raise HwparetoError(f"shipped accuracy table {path} is missing (regenerate it with `make demo-data`)")
+            raise HwparetoError(f"shipped accuracy table {path} is missing (data/demo/README.md: the commands that "
+                                "make it)")
         report = import_table(store, path, space=sp, columns=parse_columns([demo.metric], demo.dataset),
                               subject_kind="dataset", metric=demo.metric, source="measured")
         name = f"{demo.metric}:{sp.name}:{demo.dataset}"
@@ -147,7 +151,8 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
     for demo in DEMO_SPACES:
         sp = spaces[demo.space]
         for device in devices:
-            budget = f"latency_ms@{device} <= {default_budget_ms(store, sp, device, seed=seed):g}"
+            budget_ms = default_budget_ms(store, sp, device, seed=seed)
+            budget = f"latency_ms@{device} <= {budget_ms:g}"
             objectives = (demo.objective, f"latency_ms@{device}",
                           *((f"energy_mj@{device}",) if _has_energy(store, device) else ()))
             spec = SearchSpec(f"demo-{sp.name}-{device}", sp.name, objectives, (budget,), sampler="nsga2",
@@ -161,20 +166,21 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             number = int(best["number"])
             target = out_dir / spec.name
             if not (target / "config.json").is_file():
-                export_trial(store, spec.name, number, target, checkpoint=DATA / demo.checkpoint)
-            choices.append(Choice(sp.name, device, spec.name, budget, number,
+                export_trial(store, spec.name, number, target, checkpoint=demo.checkpoint)
+            choices.append(Choice(sp.name, device, spec.name, budget_ms, number,
                                   {o: float(best[o]) for o in objectives}, str(target)))
     step(f"[6/6] done in {time.monotonic() - start:.0f} s")
     return choices
 
 
 def describe(choices: list[Choice]) -> list[dict[str, Any]]:
-    """JSON-ready rows of the chosen SubNets (same columns for every space and device)."""
+    """JSON-ready rows of the chosen SubNets (same columns for every space and device; the accuracy is each demo
+    space's own metric, see :data:`DEMO_SPACES`)."""
     rows = []
     for c in choices:
         values = list(c.objectives.values())
-        rows.append({"space": c.space, "device": c.device, "budget": c.budget, "trial": c.trial,
-                     "accuracy": f"{values[0]:.2f} ({next(iter(c.objectives))})", "latency_ms": round(values[1], 4),
+        rows.append({"space": c.space, "device": c.device, "budget_ms": c.budget_ms, "trial": c.trial,
+                     "accuracy_pct": round(values[0], 2), "latency_ms": round(values[1], 4),
                      "energy_mj": round(values[2], 4) if len(values) > 2 else None, "study": c.study,
                      "bundle": c.bundle})
     return rows

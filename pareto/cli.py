@@ -1177,7 +1177,8 @@ def demo(
         _echo_json(rows)
     else:
         columns = [c for c in rows[0] if c not in ("study", "bundle")] if rows else []
-        _table(rows, columns, "Chosen SubNets (most accurate within each device's budget)")
+        _table(rows, columns, "Chosen SubNets: the most accurate within each device's latency budget (accuracy: "
+               "val_acc_pct of the demo table, digits-affine / stdlib next byte)")
         typer.echo(f"bundles (config, weights, ONNX, metrics): {out.resolve()}/<study>/")
     if no_dashboard:
         if not json_out:
