@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["APP", "serve", "streamlit_command"]
@@ -20,11 +22,17 @@ def streamlit_command(host: str = "127.0.0.1", port: int = 8501, open_browser: b
 
 
 def serve(store_url: str, host: str = "127.0.0.1", port: int = 8501, open_browser: bool = True) -> int:
-    """Run the dashboard on ``store_url`` until interrupted (blocking); returns Streamlit's exit code."""
+    """Run the dashboard on ``store_url`` until interrupted (blocking); returns Streamlit's exit code. Ctrl-C or
+    SIGTERM stops the server too (no orphaned Streamlit process keeps the port)."""
     env = {**os.environ, "HWPARETO_STORE": store_url}
     process = subprocess.Popen(streamlit_command(host, port, open_browser), env=env)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate()) if main else None
     try:
         return process.wait()
     except KeyboardInterrupt:
         process.terminate()
         return process.wait()
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
