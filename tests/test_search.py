@@ -175,6 +175,18 @@ def test_fronts_per_device_budget_and_operating_points(devices: Store, tmp_path:
         results.front("phone")
 
 
+def test_front_lists_each_subnet_once(devices: Store) -> None:
+    fixed = {**get_space("mbv3").largest().values, **FIX}  # only ks_0 and e_0 free: 9 SubNets, 100 trials
+    run_surrogate(devices, spec(n_trials=100, population=10, fixed={k: v for k, v in fixed.items()
+                                                                     if k not in ("ks_0", "e_0")}))
+    results = study_results(devices, "s1")
+    front = results.front("edge")
+    assert results.trials["config_key"].duplicated().any()  # the study itself holds repeats
+    assert front.rows["config_key"].is_unique
+    firsts = results.trials.drop_duplicates("config_key").set_index("config_key")["number"]
+    assert all(firsts[k] == n for k, n in zip(front.rows["config_key"], front.rows["number"], strict=True))
+
+
 def test_export_trial_bundle(devices: Store, tmp_path: Path) -> None:
     run_surrogate(devices, spec(n_trials=50))
     info = export_trial(devices, "s1", 7, tmp_path / "bundle", onnx=False)
