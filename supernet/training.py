@@ -76,7 +76,8 @@ class FinetuneCheck:
 
 
 class _Task(Protocol):
-    """How a data kind feeds a space: batches, per-SubNet inputs, losses and evaluation sets."""
+    """How a data kind feeds a space: training batches, per-SubNet inputs, output checks, BN calibration and
+    evaluation batches."""
 
     def sample(self, gen: torch.Generator, batch_size: int) -> tuple[Any, torch.Tensor]: ...
     def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]: ...

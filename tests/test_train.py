@@ -75,8 +75,10 @@ def test_sandwich_steps_reduce_loss(space_name: str, steps: int, batch: int, dig
 def test_checkpoint_round_trip_and_config_errors(digits: ImageData, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     space = get_space("mbv3-digits")
-    net = space.supernet(seed=1)
-    train_supernet(space, net, digits, steps=3, batch_size=16, n_random=1, seed=1)
+    net, again = space.supernet(seed=1), space.supernet(seed=1)
+    for model in (net, again):
+        train_supernet(space, model, digits, steps=3, batch_size=16, n_random=1, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
     save_checkpoint(net, tmp_path / "ckpt.safetensors", {"steps": 3})
     loaded = load_supernet(space, tmp_path / "ckpt.safetensors")
     configs = [space.smallest(), space.sample(np.random.default_rng(0))]
