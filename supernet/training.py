@@ -39,6 +39,7 @@ __all__ = [
     "TrainReport",
     "evaluate_subnet",
     "evaluate_subnets",
+    "extract_calibrated",
     "finetune_check",
     "read_accuracy_table",
     "save_checkpoint",
@@ -284,6 +285,7 @@ def train_supernet(
             if progress is not None:
                 progress(step + 1, steps, losses)
     _set_active(supernet, largest)
+    _recalibrate(supernet, task, largest)  # the SuperNet's own BN statistics serve the largest SubNet
     tail = history[-max(1, (steps - largest_only) // 10):]
     final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
     return TrainReport(steps, time.perf_counter() - start, final)
@@ -291,22 +293,37 @@ def train_supernet(
 
 @torch.no_grad()
 def _recalibrate(module: nn.Module, task: _Task, config: SubNetConfig) -> None:
-    """Recompute batch-norm statistics of ``module`` (cumulative average over the calibration batches)."""
+    """Set the batch-norm statistics of ``module`` (running ``config``) to those of the one calibration batch; the
+    module is left in eval mode."""
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    for bn in norms:
-        bn.reset_running_stats()
-        bn.momentum = None
-    module.train()
-    for x in task.calibration(config):
-        module(x)
+    if norms:
+        momenta = [bn.momentum for bn in norms]
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = 1.0
+        module.train()
+        for x in task.calibration(config):
+            module(x)
+        for bn, momentum in zip(norms, momenta, strict=True):
+            bn.momentum = momentum
+    module.eval()
+
+
+def extract_calibrated(space: SearchSpace, supernet: nn.Module, config: Mapping[str, Any] | SubNetConfig,
+                       data: ImageData | TextData, *, device: str = "cpu") -> nn.Module:
+    """The SubNet ``config`` with inherited weights, batch-norm statistics recomputed on 500 training images of
+    ``data`` (as every evaluation here does), in eval mode: what to export. Shared BN statistics of a SuperNet
+    trained with the sandwich rule fit no SubNet (the largest included until recalibrated)."""
+    cfg = space.validate(config)
+    dev = torch.device(device)
+    module = space.extract(supernet.to(dev), cfg).to(dev)
+    _recalibrate(module, _task(space, data, dev), cfg)
+    return module
 
 
 @torch.no_grad()
 def _evaluate_module(module: nn.Module, task: _Task, config: SubNetConfig, split: str) -> dict[str, float]:
     _recalibrate(module, task, config)
-    module.eval()
     loss = correct = count = 0.0
     for x, y in task.eval_batches(split, config):
         logits = module(x)

@@ -29,8 +29,10 @@ from supernet.data import (
     text_file,
 )
 from supernet.training import (
+    _task,
     evaluate_subnet,
     evaluate_subnets,
+    extract_calibrated,
     read_accuracy_table,
     save_checkpoint,
     train_supernet,
@@ -79,6 +81,14 @@ def test_checkpoint_round_trip_and_config_errors(digits: ImageData, tmp_path: Pa
     for model in (net, again):
         train_supernet(space, model, digits, steps=3, batch_size=16, n_random=1, seed=1)
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
+    # the SuperNet's own BN statistics end up those of the largest SubNet; any SubNet extracted with extract_calibrated
+    # scores what the tables say
+    task = _task(space, digits, torch.device("cpu"))
+    for cfg, module in ((space.largest(), space.extract(net, space.largest()).eval()),
+                        (space.smallest(), extract_calibrated(space, net, space.smallest(), digits))):
+        with torch.no_grad():
+            hits = sum(int((module(x).argmax(-1) == y).sum()) for x, y in task.eval_batches("val", cfg))
+        assert 100 * hits / len(digits.val) == pytest.approx(evaluate_subnet(space, net, cfg, digits)["acc_pct"])
     save_checkpoint(net, tmp_path / "ckpt.safetensors", {"steps": 3})
     loaded = load_supernet(space, tmp_path / "ckpt.safetensors")
     configs = [space.smallest(), space.sample(np.random.default_rng(0))]
