@@ -159,10 +159,10 @@ DIGITS_AFFINE = Affine(rotate=30.0, scale=0.2, shift=0.15)
 
 
 def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolution: int = 32) -> ImageData:
-    """scikit-learn's 1,797 handwritten digits (8×8, 16 grey levels; shipped inside scikit-learn, no download).
+    """scikit-learn's 1,797 handwritten digits (8×8, grey levels 0-16; shipped inside scikit-learn, no download).
 
     Split 60/20/20 by sample index; grey levels scaled to [-1, 1] and repeated over 3 channels. Plain digits are
-    easy for any SubNet (all score 97-100 %); ``affine`` makes the task harder: training distorts every batch with
+    easy for any SubNet (all score 96.8-100 %); ``affine`` makes it harder: training distorts every batch with
     :data:`DIGITS_AFFINE`, and val/test hold ``copies`` fixed distortions of each of their images (drawn from
     ``seed``, rendered at ``resolution`` px).
     """
