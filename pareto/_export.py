@@ -17,8 +17,10 @@ from supernet import HwparetoError, SearchSpace, SubNetConfig, get_space
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BundleCheck", "ExportResult", "export_subnet", "load_subnet", "load_supernet", "verify_bundle"]
+__all__ = ["BundleCheck", "ExportResult", "export_subnet", "load_subnet", "load_supernet", "shipped_checkpoint",
+           "verify_bundle"]
 
+SHIPPED = Path(__file__).resolve().parents[1] / "data" / "demo"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
@@ -53,6 +55,38 @@ def load_supernet(space: SearchSpace, checkpoint: str | Path | None = None, seed
     return supernet
 
 
+def shipped_checkpoint(space: SearchSpace) -> Path | None:
+    """The SuperNet checkpoint the project trained for ``space`` (``data/demo/<space>.safetensors``), if any."""
+    path = SHIPPED / f"{space.name}.safetensors"
+    return path if path.is_file() else None
+
+
+def _calibration(checkpoint: str | Path | None) -> dict[str, Any] | None:
+    """The training data named in a checkpoint's header (``hwpareto train-supernet`` writes ``data`` and ``seed``)."""
+    if checkpoint is None:
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint), "pt") as fh:
+        meta = fh.metadata() or {}
+    return {"data": meta["data"], "seed": int(meta.get("seed", 0))} if "data" in meta else None
+
+
+def _extract(space: SearchSpace, supernet: nn.Module, config: SubNetConfig,
+             calibration: dict[str, Any] | None) -> nn.Module:
+    """The SubNet with inherited weights; with batch norm and ``calibration`` data, its BN statistics recomputed on
+    that data's training split (a sandwich-trained SuperNet's shared statistics fit no SubNet)."""
+    from torch import nn
+
+    module = space.extract(supernet, config).eval()
+    if calibration is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        return module
+    from supernet.data import load_data
+    from supernet.training import extract_calibrated
+
+    return extract_calibrated(space, supernet, config, load_data(calibration["data"], seed=calibration["seed"]))
+
+
 def export_subnet(
     space: SearchSpace,
     config: SubNetConfig,
@@ -66,9 +100,11 @@ def export_subnet(
 ) -> ExportResult:
     """Write ``config.json`` (+ ``weights.safetensors``, ``model.onnx``) for ``config`` into ``out_dir``.
 
-    Weights are those of the SubNet extracted from the SuperNet (``checkpoint`` or a fresh one from ``seed``).
-    ``config.json`` records the space, values, OFA/NB201-style record, params, MACs, the SuperNet source,
-    ``metrics`` and the SHA-256 of every file, so :func:`load_subnet` can check the bundle.
+    Weights are those of the SubNet extracted from the SuperNet: ``checkpoint``, else the project's trained one for
+    the space (:func:`shipped_checkpoint`), else a fresh one from ``seed``. A checkpoint that names its training
+    data gets batch-norm statistics recomputed for the SubNet on that data. ``config.json`` records the space,
+    values, OFA/NB201-style record, params, MACs, the SuperNet source, ``metrics`` and the SHA-256 of every file,
+    so :func:`load_subnet` can check the bundle.
     """
     config = space.validate(config)
     out = Path(out_dir)
@@ -93,12 +129,15 @@ def export_subnet(
         import torch
         from safetensors.torch import save_file
 
+        checkpoint = checkpoint if checkpoint is not None else shipped_checkpoint(space)
         supernet = load_supernet(space, checkpoint, seed)
-        module = space.extract(supernet, config).eval()
+        calibration = _calibration(checkpoint)
+        module = _extract(space, supernet, config, calibration)
         doc["supernet"] = {
             "checkpoint": str(checkpoint) if checkpoint else None,
             "checkpoint_sha256": _sha256(Path(checkpoint)) if checkpoint else None,
             "seed": None if checkpoint else seed,
+            "bn_calibration": calibration,
         }
         doc["input_shape"] = list(space.dummy_input(config).shape)
         if weights:
@@ -186,7 +225,7 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
     if source is None:
         return BundleCheck(None, None)
     supernet = load_supernet(space, source.get("checkpoint"), source.get("seed") or 0)
-    reference = space.extract(supernet, config).eval()
+    reference = _extract(space, supernet, config, source.get("bn_calibration"))
     x = space.dummy_input(config, batch=2, seed=1)
     with torch.no_grad():
         expected = reference(x)

@@ -114,3 +114,31 @@ def test_demo_serves_the_dashboard(first_run: tuple[Path, list[dict]]) -> None:
         process.terminate()
         output = process.communicate(timeout=30)[0]
     assert f"dashboard on http://127.0.0.1:{port}" in output
+
+
+def test_exported_demo_subnet_keeps_its_table_accuracy(tmp_path: Path) -> None:
+    """A SubNet exported without naming a checkpoint gets the shipped trained weights, batch norm recalibrated on
+    the training data the checkpoint names, and scores what the shipped accuracy table says."""
+    import torch
+
+    from pareto._export import export_subnet, load_subnet
+    from supernet import get_space
+    from supernet.data import load_data
+    from supernet.training import _task, read_accuracy_table
+
+    demo_space = DEMO_SPACES[0]
+    space = get_space(demo_space.space)
+    config, table_acc = read_accuracy_table(demo_space.table, space, demo_space.metric)[1]  # row 0: the largest
+    export_subnet(space, config, tmp_path / "b", weights=True)
+    doc = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert doc["supernet"]["checkpoint"] == str(demo_space.checkpoint)
+    assert doc["supernet"]["bn_calibration"] == {"data": demo_space.dataset, "seed": 0}
+    assert verify_bundle(tmp_path / "b").ok()
+    _, config, module = load_subnet(tmp_path / "b")
+    task = _task(space, load_data(demo_space.dataset), torch.device("cpu"))
+    correct = count = 0
+    with torch.no_grad():
+        for x, y in task.eval_batches("val", config):
+            correct += int((module(x).argmax(-1) == y).sum())
+            count += y.numel()
+    assert abs(100 * correct / count - table_acc) < 0.5
