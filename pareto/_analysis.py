@@ -42,8 +42,8 @@ class StudyResults:
     configs: dict[int, dict[str, Any]]
 
     def front(self, device: str | None = None, feasible_only: bool = True) -> Front:
-        """The front over all objectives, or over the non-cost objectives plus the costs on ``device``: one row per
-        distinct SubNet (its first trial)."""
+        """The front over all objectives, or over the non-cost objectives plus the costs on ``device``: one row (the
+        first trial) per distinct objective vector."""
         objectives = [o for o in self.objectives if device is None or not o.is_cost or o.subject == device]
         if device is not None and not any(o.is_cost and o.subject == device for o in objectives):
             devices = sorted({o.subject for o in self.objectives if o.is_cost and o.subject})
@@ -56,7 +56,8 @@ class StudyResults:
         mask = non_dominated_mask(points, [o.direction for o in objectives])
         front = rows[mask].sort_values([o.name for o in objectives if o.is_cost] or [objectives[0].name],
                                        kind="stable")
-        front = front.drop_duplicates("config_key")  # a SubNet sampled again is the same front member
+        # a SubNet sampled again, or another config of the same network (e.g. a skipped layer's width), is one member
+        front = front.drop_duplicates("config_key").drop_duplicates([o.name for o in objectives])
         knee = knee_point(front[[o.name for o in objectives]].to_numpy(float), [o.direction for o in objectives])
         return Front(device or "all", tuple(o.name for o in objectives), front.reset_index(drop=True),
                      int(front.iloc[knee]["number"]))
