@@ -237,19 +237,23 @@ def parse_fixed(text: str, space: SearchSpace) -> dict[str, Any]:
 
 def make_spec(store: Store, *, name: str, space: str, quality: str, metric: str, devices: Sequence[str],
               budget: float | None, sampler: str, n_trials: int, population: int, seed: int,
-              fixed: str = "") -> SearchSpec:
+              fixed: str = "", mode: str = "surrogate") -> SearchSpec:
     """A :class:`pareto.SearchSpec` from the search form: ``quality`` vs ``metric``@device for every device,
-    with the budget (if any) on the first device."""
+    with the budget (if any) on the first device. ``mode`` ``budgeted`` evaluates ``quality`` against its stored
+    table (at most ``n_trials`` evaluations, batches of 10) instead of predicting it."""
     from pareto import SearchSpec
 
     if not devices:
         raise InvalidValueError("devices", "at least one device", [])
     if metric not in ("latency_ms", "energy_mj"):
         raise InvalidValueError("cost metric", "latency_ms or energy_mj", metric)
+    if mode not in ("surrogate", "budgeted"):
+        raise InvalidValueError("mode", "surrogate or budgeted", mode)
     objectives = (quality, *(f"{metric}@{d}" for d in devices))
     budgets = (f"{metric}@{devices[0]} <= {budget:g}",) if budget else ()
-    return SearchSpec(name.strip(), space, objectives, budgets, sampler, n_trials, population, seed,
-                      fixed=parse_fixed(fixed, store.space(space)))
+    options = {"batch": 10, "initial": min(20, n_trials)} if mode == "budgeted" else {}
+    return SearchSpec(name.strip(), space, objectives, budgets, sampler, n_trials, population, seed, mode=mode,
+                      fixed=parse_fixed(fixed, store.space(space)), options=options)
 
 
 def searches_frame(store: Store) -> pd.DataFrame:

@@ -242,6 +242,30 @@ def test_launch_search_runs_in_a_worker(dash_url: str) -> None:
     assert "search name: expected a name not used by" in again.error[0].value
 
 
+def test_launch_budgeted_search_evaluates_the_stored_table(dash_url: str) -> None:
+    at = page("search")
+    at.selectbox(key="search_space").set_value("nb201").run()
+    at.selectbox(key="search_quality").set_value("test_acc_pct@cifar10")
+    at.radio(key="search_mode").set_value("budgeted").run()
+    assert at.selectbox(key="search_sampler").disabled
+    at.text_input(key="search_name").set_value("budgeted-ui")
+    at.number_input(key="search_trials").set_value(25)
+    at.button(key="search_launch").click().run()
+    assert not at.exception and not at.error, texts(at)
+    db = Store.open(dash_url)
+    assert db.get_search("budgeted-ui")["params"]["mode"] == "budgeted"
+    wait_for(lambda: db.get_search("budgeted-ui")["status"] in ("done", "failed"))
+    assert db.get_search("budgeted-ui")["status"] == "done", _jobs.list_jobs(dash_url)[0].log_tail()
+    results = study_results(db, "budgeted-ui")
+    oracle = db.measurements(space="nb201", subject="cifar10", metric="test_acc_pct").set_index("config_key")["value"]
+    assert len(results.trials) == 25 and results.trials["config_key"].is_unique
+    assert all(oracle[k] == v for k, v in zip(results.trials["config_key"], results.trials["test_acc_pct@cifar10"],
+                                              strict=True))  # evaluated against the table, not predicted
+    fronts = page("fronts")
+    fronts.selectbox(key="fronts_study").set_value("budgeted-ui").run()
+    assert not fronts.exception and not fronts.error, texts(fronts)
+
+
 def test_launch_profile_in_the_background(dash_url: str) -> None:
     with Store.open(dash_url) as db:
         add_fake(db, "fresh", lut=False)

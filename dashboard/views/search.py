@@ -35,8 +35,13 @@ else:
     unit = "ms" if metric == "latency_ms" else "mJ"
     budget = st.number_input(f"Budget on the first device ({unit}; 0 = none)", min_value=0.0, value=0.0,
                              step=1.0, key="search_budget")
+    modes = {"surrogate": "surrogate (every objective predicted)",
+             "budgeted": "evaluation-budgeted (quality evaluated; trials = evaluations)"}
+    mode = st.radio("Mode", list(modes), horizontal=True, key="search_mode", format_func=modes.__getitem__,
+                    help="Budgeted: the quality objective is evaluated for real against its stored table, at most "
+                    "'Trials' times, each next batch chosen with the accuracy predictor's mean and uncertainty")
     c1, c2, c3, c4 = st.columns(4)
-    sampler = c1.selectbox("Sampler", SAMPLERS, key="search_sampler")
+    sampler = c1.selectbox("Sampler", SAMPLERS, key="search_sampler", disabled=mode == "budgeted")
     n_trials = int(c2.number_input("Trials", min_value=1, max_value=10_000_000, value=1000, step=100,
                                    key="search_trials"))
     population = int(c3.number_input("Population (trials per generation)", min_value=4, value=100,
@@ -50,7 +55,7 @@ else:
         try:
             spec = _data.make_spec(db, name=name, space=space, quality=quality, metric=metric, devices=chosen,
                                    budget=budget or None, sampler=sampler, n_trials=n_trials, population=population,
-                                   seed=seed, fixed=fixed)
+                                   seed=seed, fixed=fixed, mode=mode)
             submit(db, spec)
         except HwparetoError as exc:
             _ui.error(exc)
