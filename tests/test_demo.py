@@ -142,3 +142,28 @@ def test_exported_demo_subnet_keeps_its_table_accuracy(tmp_path: Path) -> None:
             correct += int((module(x).argmax(-1) == y).sum())
             count += y.numel()
     assert abs(100 * correct / count - table_acc) < 0.5
+
+
+@pytest.mark.parametrize("device", ["cim-reram", "npu-edgetpu"])
+def test_shipped_luts_are_what_the_profilers_produce(device: str, tmp_path: Path) -> None:
+    """The shipped LUT rows are reproduced by the project's own simulators (all of the analytical ReRAM LUT, the
+    gpt-stdlib layers at context 64 of a ZigZag one)."""
+    import csv
+
+    from profilers import build_lut, device_spec, export_lut_csv
+    from supernet import get_space
+
+    shipped = {r["layer_key"]: r for r in csv.DictReader((Path(__file__).resolve().parents[1] / "data" / "luts"
+                                                          / f"{device}.csv").open())}
+    with Store.open(str(tmp_path / "s.db")) as store:
+        spaces = [d.space for d in DEMO_SPACES] if device == "cim-reram" else ["gpt-stdlib"]
+        restrict = None if device == "cim-reram" else {"seq_len": [64]}
+        for name in spaces:
+            build_lut(store, device_spec(store, device), get_space(name), restrict=restrict, workers=1)
+        export_lut_csv(store, device, tmp_path / "lut.csv")
+    fresh = list(csv.DictReader((tmp_path / "lut.csv").open()))
+    assert len(fresh) >= 20 and (device != "cim-reram" or len(fresh) == len(shipped))
+    for row in fresh:
+        want = shipped[row["layer_key"]]
+        for column in ("latency_ms_mean", "energy_mj_mean"):
+            assert float(row[column]) == pytest.approx(float(want[column]), rel=1e-9), (row["layer_key"], column)
