@@ -28,7 +28,8 @@ SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", 
 
 @dataclass(frozen=True)
 class DemoSpace:
-    """A demo space with its trained SuperNet and accuracy table (``data/demo``; its README has the commands)."""
+    """A demo space with its accuracy table (``data/demo``; its README has the commands). Its trained SuperNet,
+    ``data/demo/<space>.safetensors``, is what exports use by default (:func:`pareto._export.shipped_checkpoint`)."""
 
     space: str
     dataset: str
@@ -41,10 +42,6 @@ class DemoSpace:
     @property
     def table(self) -> Path:
         return DATA / "demo" / f"{self.space}_accuracy.csv"
-
-    @property
-    def checkpoint(self) -> Path:
-        return DATA / "demo" / f"{self.space}.safetensors"
 
 
 DEMO_SPACES = (DemoSpace("mbv3-digits", "digits-affine"), DemoSpace("gpt-stdlib", "stdlib"))
@@ -84,13 +81,8 @@ def _has_energy(store: Store, device: str) -> bool:
     return not energy.empty and bool(energy.notna().all())
 
 
-def _missing_layers(store: Store, device: str, space: SearchSpace) -> int:
-    have = set(store.lut(device)["layer_key"])
-    return sum(spec.key not in have for spec in space.layer_universe())
-
-
-def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0,
-             cpu_budget_s: float | None = None) -> list[Choice]:
+def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0
+             ) -> list[Choice]:
     """Run the demo on ``store``; bundles go to ``out_dir``. Returns the chosen SubNet per (space, device)."""
     from pareto._analysis import export_trial, study_results
     from pareto._importer import import_table, parse_columns
@@ -107,9 +99,11 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
     step("[2/6] devices: " + ", ".join(f"{n} ({s.kind})" for n, s in specs.items()))
 
     spaces = {d.space: store.space(d.space) for d in DEMO_SPACES}
+    universes = {name: sp.layer_universe() for name, sp in spaces.items()}
+    layers = {spec.key for universe in universes.values() for spec in universe}
     step("[3/6] LUTs: shipped simulator LUTs, this CPU profiled now (resumable)")
     for name in SIM_DEVICES:
-        if any(_missing_layers(store, name, sp) for sp in spaces.values()):
+        if not layers <= set(store.lut(name)["layer_key"]):
             path = DATA / "luts" / f"{name}.csv"
             if not path.is_file():
                 raise HwparetoError(f"shipped LUT {path} is missing (regenerate it with `make demo-luts`)")
@@ -118,14 +112,10 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
         else:
             step(f"      {name}: LUT already in the store")
     for sp in spaces.values():
-        total = len(sp.layer_universe())
+        total = len(universes[sp.name])
         advance = bar(f"      {LOCAL_CPU} × {sp.name}", total)
-        report = build_lut(store, specs[LOCAL_CPU], sp, budget_s=cpu_budget_s,
-                           progress=lambda done, _total, _key, a=advance, t=total: a(t - _total + done))
-        advance(total - report.remaining)
-        if report.remaining:
-            raise HwparetoError(f"profiling {LOCAL_CPU} × {sp.name} stopped with {report.remaining} layers left; "
-                                "run `hwpareto demo` again to continue")
+        build_lut(store, specs[LOCAL_CPU], sp, progress=lambda done, todo, _key, a=advance, t=total: a(t - todo + done))
+        advance(total)
 
     step("[4/6] accuracy tables and predictors")
     have = {p["name"] for p in store.list_predictors()}
@@ -166,7 +156,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             number = int(best["number"])
             target = out_dir / spec.name
             if not (target / "config.json").is_file():
-                export_trial(store, spec.name, number, target, checkpoint=demo.checkpoint)
+                export_trial(store, spec.name, number, target)
             choices.append(Choice(sp.name, device, spec.name, budget_ms, number,
                                   {o: float(best[o]) for o in objectives}, str(target)))
     step(f"[6/6] done in {time.monotonic() - start:.0f} s")
