@@ -2,7 +2,8 @@
 
 A new device is described by the latencies of only K SubNets (HELP's protocol uses K = 10); the store holds full
 tables of known devices. :class:`FewShotLatency` explains the new device as a non-negative combination of the
-known devices fitted on the K points; :func:`reference_set` picks which K SubNets to measure.
+known devices fitted on the K points, optionally corrected per op from SubNet features; :func:`reference_set`
+picks which K SubNets to measure.
 """
 
 from __future__ import annotations
@@ -24,61 +25,88 @@ __all__ = ["FewShotLatency", "reference_set"]
 
 _SCALES = ("auto", "log", "linear")
 _MIN_ROWS = 3
+_MIN_GAIN = 0.9
+"""The op-level correction is kept only if its LOO RMSE of log latency is at most this share of the mix's (tuned
+on the tuning columns of ``benchmarks/bench_fewshot.py``)."""
+_RIDGE_GRID = np.logspace(-2, 3, 11)
+"""Ridge penalties tried for the correction, relative to the mean squared norm of a standardised feature row."""
+_CONSTANT = 1e-9
+"""A feature whose std over the K points is below this share of its magnitude is treated as constant (unused)."""
+_MAD_TO_STD = 1.4826
+"""Median absolute deviation to standard deviation for a normal distribution."""
 _N_SAMPLED = 2000
 """SubNets sampled by :func:`reference_set` when it is given neither a known table nor candidates."""
 
 
 class FewShotLatency(RegressorMixin, BaseEstimator):
-    """Latency on a new device as a non-negative combination of known devices, fitted on K SubNets.
+    """Latency on a new device: a non-negative combination of known devices, plus an optional op-level correction
+    from SubNet features, both fitted on the K measured SubNets.
 
-    ``X`` holds latencies (ms) of the same SubNets on the known devices, one column per device (the column order
-    is fixed at fit); ``y`` the new device's latencies of the K measured SubNets. Two models, both solved by
-    non-negative least squares (NNLS), which keeps the fit from extrapolating with opposite-signed weights and
-    selects few devices, so it does not overfit 10 points however many devices are known:
+    ``X`` (one row per SubNet) holds first the latencies (ms) of the SubNets on ``n_devices`` known devices, then
+    any numeric SubNet features (e.g. ``SpaceFeatures(space, canonical=False)`` output: encoding, op counts);
+    ``y`` the new device's latencies of the K measured SubNets. The column layout is fixed at fit.
 
-    - ``"log"``: ``log y = b + sum_d w_d log x_d`` with ``w >= 0`` and a free ``b`` (the new device scales like a
-      weighted geometric mix of known ones);
-    - ``"linear"``: ``y = b + sum_d w_d x_d`` with ``w, b >= 0`` (latency is a sum over ops, so a device whose op
-      costs are a non-negative mix of known devices' costs is exactly such a mix; predictions stay positive).
+    1. **Device mix**, solved by non-negative least squares (NNLS), which keeps the fit from extrapolating with
+       opposite-signed weights and selects few devices, so it does not overfit 10 points however many are known:
 
-    ``scale="auto"`` (default) keeps the model with the smaller leave-one-out RMSE of log latency on the K points,
-    so no held-out data of the new device is ever looked at. ``predict(X, return_std=True)`` also returns a
-    standard deviation: the jackknife variance of the prediction (over the K leave-one-out fits) plus the
-    residual variance of the fit (degrees-of-freedom corrected), in the model's scale; in log scale the returned
-    latency is ``exp`` of the log prediction (the median) and the std that of the log-normal with that median.
+       - ``"log"``: ``log y = b + sum_d w_d log x_d`` with ``w >= 0`` and a free ``b`` (a weighted geometric mix);
+       - ``"linear"``: ``y = b + sum_d w_d x_d`` with ``w, b >= 0`` (latency is a sum over ops, so a device whose
+         op costs are a non-negative mix of known devices' costs is exactly such a mix).
+
+       ``scale="auto"`` keeps the one with the smaller leave-one-out (LOO) RMSE of log latency on the K points.
+    2. **Op-level correction** (when there are feature columns): ridge regression of the mix's LOO log residuals
+       on the standardised features, a log-latency term per feature (per op, for op counts or one-hot op
+       choices) that no mix of the known devices explains. Its strength is chosen from a fixed grid by exact LOO;
+       the correction is kept only if it cuts the LOO RMSE of log latency to at most ``_MIN_GAIN`` (0.9) of the
+       mix's, else the mix is used alone. With ~10 points a correction only pays for a strong op-level effect:
+       on the measured tables the guard keeps it off (0.9 was chosen on the tuning columns, see
+       ``benchmarks/bench_fewshot.py``, where accepting any LOO gain lost Spearman).
+    3. **Spread**: the relative error is log-normal with ``sigma_`` = 1.4826 x the median absolute LOO log error of
+       the final model (a robust, outlier-insensitive estimate of the error the K points show on points left
+       out); ``predict(X, return_std=True)`` returns the std (ms) of the log-normal whose median is the
+       prediction.
+
+    No held-out data of the new device is ever looked at: every choice comes from LOO on the K points.
 
     Parameters
     ----------
     scale : {"auto", "log", "linear"}
-        The model (see above).
+        The device mix (see above).
+    n_devices : int or None
+        How many leading columns of ``X`` are known-device latencies (finite, > 0); the rest are SubNet features
+        (finite, any sign). ``None``: every column is a device latency.
 
     Attributes
     ----------
     scale_ : str
-        The model used, ``"log"`` or ``"linear"``.
-    coef_ : ndarray of shape (n_features_in_,)
+        The mix used, ``"log"`` or ``"linear"``.
+    coef_ : ndarray of shape (n_devices_,)
         Non-negative weight of each known device.
     intercept_ : float
         ``b`` (log ms in log scale, ms in linear scale).
-    loo_coef_, loo_intercept_ : ndarray of shape (K, n_features_in_) and (K,)
-        The leave-one-out fits (for the jackknife spread).
-    noise_var_ : float
-        Residual variance of the fit in the model's scale.
+    feature_coef_ : ndarray of shape (n_features_in_ - n_devices_,)
+        Op-level correction: log-latency change per unit of each feature (all zero when not kept).
+    feature_intercept_ : float
+        Constant of the correction (log ms).
+    sigma_ : float
+        Log-scale std of the prediction error.
     loo_log_rmse_ : dict
-        Leave-one-out RMSE of log latency per model tried.
+        LOO RMSE of log latency per model tried (``"log"``, ``"linear"``, ``"correction"``).
+    n_devices_ : int
     n_features_in_ : int
     feature_names_in_ : ndarray of str
-        Known device names, when ``X`` was a DataFrame with string column names.
+        Column names, when ``X`` was a DataFrame with string column names.
     """
 
-    def __init__(self, scale: str = "auto") -> None:
+    def __init__(self, scale: str = "auto", n_devices: int | None = None) -> None:
         self.scale = scale
+        self.n_devices = n_devices
 
     def fit(self, X: Any, y: Any) -> FewShotLatency:
-        """Fit on the K measured SubNets: ``X`` (K, n_known_devices) and ``y`` (K,) latencies in ms."""
+        """Fit on the K measured SubNets: ``X`` (K, n_devices + n_features) and ``y`` (K,) latencies in ms."""
         if self.scale not in _SCALES:
             raise InvalidValueError("FewShotLatency.scale", "one of " + ", ".join(map(repr, _SCALES)), self.scale)
-        x = _latencies_2d(self, X, reset=True)
+        x, f = _split(self, X, reset=True)
         t = _latencies_1d(y)
         if len(t) != len(x):
             raise InvalidValueError("y", f"one latency per row of X ({len(x)})", len(t))
@@ -86,12 +114,16 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             raise InvalidValueError("X rows", f"at least {_MIN_ROWS} SubNets measured on the new device", len(x))
         scales = ("log", "linear") if self.scale == "auto" else (self.scale,)
         fits = {scale: _fit_with_loo(x, t, scale) for scale in scales}
-        self.loo_log_rmse_ = {scale: fit[4] for scale, fit in fits.items()}
+        self.loo_log_rmse_ = {scale: _rms(fit[2]) for scale, fit in fits.items()}
         self.scale_ = min(scales, key=lambda scale: self.loo_log_rmse_[scale])
-        self.coef_, self.intercept_, self.loo_coef_, self.loo_intercept_, _ = fits[self.scale_]
-        z, target = _transform(x, self.scale_), _transform(t, self.scale_)
-        rss = float(np.sum((target - z @ self.coef_ - self.intercept_) ** 2))
-        self.noise_var_ = rss / max(len(t) - int(np.count_nonzero(self.coef_)) - 1, 1)
+        self.coef_, self.intercept_, loo_error = fits[self.scale_]
+        self.feature_coef_, self.feature_intercept_ = np.zeros(f.shape[1]), 0.0
+        if f.shape[1]:
+            coef, offset, corrected = _correction(f, loo_error)
+            self.loo_log_rmse_["correction"] = _rms(corrected)
+            if _rms(corrected) <= _MIN_GAIN * _rms(loo_error):
+                self.feature_coef_, self.feature_intercept_, loo_error = coef, offset, corrected
+        self.sigma_ = _MAD_TO_STD * float(np.median(np.abs(loo_error)))
         return self
 
     @overload
@@ -101,19 +133,16 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
     def predict(self, X: Any, return_std: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
 
     def predict(self, X: Any, return_std: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Latency (ms) on the new device of each row of ``X`` (latencies on the known devices, fit's columns);
-        with ``return_std`` also the standard deviation (ms)."""
+        """Latency (ms) on the new device of each row of ``X`` (fit's columns); with ``return_std`` also the
+        standard deviation (ms)."""
         check_is_fitted(self)
-        z = _transform(_latencies_2d(self, X, reset=False), self.scale_)
-        mean = z @ self.coef_ + self.intercept_
-        pred = np.exp(mean) if self.scale_ == "log" else mean
+        x, f = _split(self, X, reset=False)
+        pred = np.exp(_log_mix(x, self.scale_, self.coef_, self.intercept_) + f @ self.feature_coef_
+                      + self.feature_intercept_)
         if not return_std:
             return pred
-        loo = z @ self.loo_coef_.T + self.loo_intercept_
-        k = loo.shape[1]
-        var = (k - 1) / k * np.sum((loo - loo.mean(axis=1, keepdims=True)) ** 2, axis=1) + self.noise_var_
-        std = pred * np.sqrt(np.exp(var) * np.expm1(var)) if self.scale_ == "log" else np.sqrt(var)
-        return pred, std
+        var = self.sigma_**2
+        return pred, pred * np.sqrt(np.exp(var) * np.expm1(var))
 
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:
@@ -123,10 +152,11 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             "scale_": self.scale_,
             "coef_": self.coef_,
             "intercept_": self.intercept_,
-            "loo_coef_": self.loo_coef_,
-            "loo_intercept_": self.loo_intercept_,
-            "noise_var_": self.noise_var_,
+            "feature_coef_": self.feature_coef_,
+            "feature_intercept_": self.feature_intercept_,
+            "sigma_": self.sigma_,
             "loo_log_rmse_": self.loo_log_rmse_,
+            "n_devices_": self.n_devices_,
             "n_features_in_": self.n_features_in_,
         }
         if hasattr(self, "feature_names_in_"):
@@ -140,13 +170,15 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         _, params, state = loads(blob, expected_class=cls.__name__)
         try:
             model = cls(**params)
-            d = int(state["n_features_in_"])
+            d, n = int(state["n_features_in_"]), int(state["n_devices_"])
+            if not 1 <= n <= d:
+                raise ValueError(f"n_devices_ {n} of {d} columns")
             model.scale_ = str(state["scale_"])
-            model.coef_ = _array(state["coef_"], (d,))
+            model.coef_ = _array(state["coef_"], (n,))
             model.intercept_ = float(state["intercept_"])
-            model.loo_coef_ = _array(state["loo_coef_"], (None, d))
-            model.loo_intercept_ = _array(state["loo_intercept_"], (len(model.loo_coef_),))
-            model.noise_var_ = float(state["noise_var_"])
+            model.feature_coef_ = _array(state["feature_coef_"], (d - n,))
+            model.feature_intercept_ = float(state["feature_intercept_"])
+            model.sigma_ = float(state["sigma_"])
             model.loo_log_rmse_ = {str(k): float(v) for k, v in dict(state["loo_log_rmse_"]).items()}
             if "feature_names_in_" in state:
                 model.feature_names_in_ = np.asarray([str(n) for n in state["feature_names_in_"]], dtype=object)
@@ -154,9 +186,9 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
                     raise ValueError("feature_names_in_ length")
         except (KeyError, TypeError, ValueError) as exc:
             raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state ({exc})") from None
-        if model.scale_ not in _SCALES[1:] or len(model.loo_coef_) < _MIN_ROWS:
-            raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state (scale_ or leave-one-out fits)")
-        model.n_features_in_ = d
+        if model.scale_ not in _SCALES[1:] or not (np.isfinite(model.sigma_) and model.sigma_ >= 0):
+            raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state (scale_ or sigma_)")
+        model.n_devices_, model.n_features_in_ = n, d
         return model
 
 
@@ -170,8 +202,20 @@ def _array(value: Any, shape: tuple[int | None, ...]) -> np.ndarray:
     return out
 
 
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(values**2)))
+
+
 def _transform(values: np.ndarray, scale: str) -> np.ndarray:
     return np.log(values) if scale == "log" else values
+
+
+def _log_mix(x: np.ndarray, scale: str, coef: np.ndarray, intercept: np.ndarray | float) -> np.ndarray:
+    """Log latency predicted by the device mix (rows of ``coef``/``intercept`` may pair with rows of ``x``)."""
+    z = _transform(x, scale)
+    mix = np.einsum("ij,ij->i", z, coef) if coef.ndim == 2 else z @ coef
+    mix = mix + intercept
+    return mix if scale == "log" else np.log(np.maximum(mix, np.finfo(np.float64).tiny))
 
 
 def _nnls(z: np.ndarray, t: np.ndarray, scale: str) -> tuple[np.ndarray, float]:
@@ -184,8 +228,8 @@ def _nnls(z: np.ndarray, t: np.ndarray, scale: str) -> tuple[np.ndarray, float]:
     return wb[:-1], float(wb[-1])
 
 
-def _fit_with_loo(x: np.ndarray, y: np.ndarray, scale: str) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, float]:
-    """Full fit, the K leave-one-out fits and their RMSE of log latency on the left-out points."""
+def _fit_with_loo(x: np.ndarray, y: np.ndarray, scale: str) -> tuple[np.ndarray, float, np.ndarray]:
+    """Full fit of the mix and its leave-one-out errors of log latency on the K points."""
     z, t = _transform(x, scale), _transform(y, scale)
     coef, intercept = _nnls(z, t, scale)
     k = len(t)
@@ -193,13 +237,37 @@ def _fit_with_loo(x: np.ndarray, y: np.ndarray, scale: str) -> tuple[np.ndarray,
     for i in range(k):
         keep = np.arange(k) != i
         loo_coef[i], loo_intercept[i] = _nnls(z[keep], t[keep], scale)
-    held_out = np.einsum("ij,ij->i", z, loo_coef) + loo_intercept
-    log_err = t - held_out if scale == "log" else np.log(y) - np.log(held_out)
-    return coef, intercept, loo_coef, loo_intercept, float(np.sqrt(np.mean(log_err**2)))
+    return coef, intercept, np.log(y) - _log_mix(x, scale, loo_coef, loo_intercept)
 
 
-def _latencies_2d(model: FewShotLatency, X: Any, reset: bool) -> np.ndarray:
-    """``X`` as a float (n, n_known_devices) array of finite positive latencies; sets or checks the columns."""
+def _correction(f: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Ridge fit ``residual ~ c + f @ beta`` on the standardised features, the penalty chosen from
+    ``_RIDGE_GRID`` (relative to the mean squared norm of a row) by exact leave-one-out; returns ``beta`` in the
+    raw features' units, ``c`` and the LOO errors at the chosen penalty."""
+    k = len(residual)
+    mean, scale = f.mean(axis=0), f.std(axis=0)
+    used = scale > _CONSTANT * np.maximum(np.abs(mean), 1.0)
+    if not used.any():
+        return np.zeros(f.shape[1]), 0.0, residual
+    z = (f[:, used] - mean[used]) / scale[used]
+    gram = z @ z.T
+    centred = residual - residual.mean()
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for ratio in _RIDGE_GRID:
+        inverse = np.linalg.inv(gram + ratio * np.trace(gram) / k * np.eye(k))
+        hat = gram @ inverse + 1.0 / k  # features are centred, so the intercept's hat matrix adds 1/k
+        loo = (residual - hat @ residual) / (1.0 - np.diag(hat))
+        if best is None or _rms(loo) < _rms(best[2]):
+            best = (ratio, inverse @ centred, loo)
+    assert best is not None
+    beta = np.zeros(f.shape[1])
+    beta[used] = z.T @ best[1] / scale[used]
+    return beta, float(residual.mean() - mean @ beta), best[2]
+
+
+def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as float (n, n_devices) finite positive latencies and (n, n_features) finite features; at fit
+    validates ``n_devices`` and sets the columns, later checks them."""
     if not reset:
         names = getattr(model, "feature_names_in_", None)
         columns = getattr(X, "columns", None)
@@ -208,14 +276,28 @@ def _latencies_2d(model: FewShotLatency, X: Any, reset: bool) -> np.ndarray:
                                     list(map(str, columns)))
         shape = np.shape(X)
         if len(shape) == 2 and shape[1] != model.n_features_in_:
-            raise InvalidValueError("X columns", f"{model.n_features_in_} known devices (as at fit)", shape[1])
+            n, d = model.n_devices_, model.n_features_in_
+            layout = "known devices" if n == d else f"columns: {n} known devices + {d - n} SubNet features"
+            raise InvalidValueError("X columns", f"{d} {layout} (as at fit)", shape[1])
     try:
         x = validate_data(model, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
     except (TypeError, ValueError):
-        raise InvalidValueError("X", "a 2-D array of latencies (n_subnets, n_known_devices)",
+        raise InvalidValueError("X", "a 2-D array of latencies (n_subnets, n_known_devices [+ n_features])",
                                 getattr(X, "shape", type(X).__name__)) from None
-    _check_positive(x, "X")
-    return x
+    if reset:
+        n = model.n_devices
+        if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool)
+                              or not 1 <= n <= x.shape[1]):
+            raise InvalidValueError("FewShotLatency.n_devices",
+                                    f"None or an integer from 1 to {x.shape[1]} (the columns of X)", n)
+        model.n_devices_ = x.shape[1] if n is None else int(n)
+    n = model.n_devices_
+    _check_positive(x[:, :n], "X")
+    bad = np.argwhere(~np.isfinite(x[:, n:]))
+    if len(bad):
+        raise InvalidValueError(f"X[{bad[0][0]}, {bad[0][1] + n}]", "a finite SubNet feature",
+                                float(x[bad[0][0], bad[0][1] + n]))
+    return x[:, :n], x[:, n:]
 
 
 def _latencies_1d(y: Any) -> np.ndarray:

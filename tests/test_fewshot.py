@@ -27,7 +27,7 @@ def latency_table(n: int = 80, devices: int = 4, seed: int = 0) -> np.ndarray:
 
 def test_sklearn_contract() -> None:
     model = FewShotLatency()
-    assert model.get_params() == {"scale": "auto"}
+    assert model.get_params() == {"scale": "auto", "n_devices": None}
     assert is_regressor(model)
     assert clone(model).get_params() == model.get_params()
     x = latency_table()
@@ -36,7 +36,7 @@ def test_sklearn_contract() -> None:
     assert model.n_features_in_ == 4 and not hasattr(model, "feature_names_in_")
     assert model.scale_ in ("log", "linear") and set(model.loo_log_rmse_) == {"log", "linear"}
     assert model.coef_.shape == (4,) and np.all(model.coef_ >= 0)
-    assert model.loo_coef_.shape == (10, 4)
+    assert model.n_devices_ == 4 and model.feature_coef_.shape == (0,) and model.sigma_ >= 0
     pred = model.predict(x)
     assert pred.shape == (80,) and np.all(pred > 0)
     assert model.score(x, y) > 0.99
@@ -173,7 +173,9 @@ def test_foreign_or_corrupt_bytes() -> None:
         edited(version=99),
         edited(params={"scale": "auto", "alpha": 1.0}),
         edited(state={**doc["state"], "coef_": [1.0, 2.0]}),
-        edited(state={**doc["state"], "loo_coef_": "oops"}),
+        edited(state={**doc["state"], "feature_coef_": "oops"}),
+        edited(state={**doc["state"], "n_devices_": 5}),
+        edited(state={**doc["state"], "sigma_": -1.0}),
         edited(state={**doc["state"], "scale_": "cubic"}),
         edited(state={k: v for k, v in doc["state"].items() if k != "intercept_"}),
     ]
@@ -313,3 +315,113 @@ def test_fbnet_leave_one_device_out_beats_a_single_device(shared_data: Path) -> 
         fits = {c: np.polyfit(frame.loc[refs, c], frame.loc[refs, new], 1, full=True)[1][0] for c in known}
         single.append(spearmanr(rest[min(fits, key=fits.__getitem__)], rest[new]).statistic)
     assert np.mean(ours) > np.mean(single) + 0.02
+
+
+# ---------------------------------------------------------------------- op-level correction from SubNet features
+def op_level_device(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Known devices with additive costs of ops 0-3, SubNet op counts (ops 0-4), and a new device that is a mix of
+    the known ones times a cost of op 4 that no known device has (so no mix can explain it)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 6, size=(n, 5)).astype(float)
+    known = counts[:, :4] @ rng.uniform(0.1, 2.0, size=(4, 4)) + rng.uniform(0.5, 2.0, size=4)
+    new = (0.6 * known[:, 0] + 0.4 * known[:, 2]) * np.exp(0.12 * counts[:, 4])
+    return known, counts, new
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_op_level_correction_recovers_what_the_mix_cannot(seed: int) -> None:
+    known, counts, y = op_level_device(seed=seed)
+    mix = FewShotLatency().fit(known[:10], y[:10])
+    model = FewShotLatency(n_devices=4).fit(np.hstack([known, counts])[:10], y[:10])
+    assert model.n_devices_ == 4 and model.coef_.shape == (4,) and model.feature_coef_.shape == (5,)
+    assert model.loo_log_rmse_["correction"] <= 0.9 * model.loo_log_rmse_[model.scale_]
+    assert int(np.argmax(np.abs(model.feature_coef_))) == 4
+    pred = model.predict(np.hstack([known, counts])[10:])
+    error, mix_error = np.abs(np.log(pred / y[10:])), np.abs(np.log(mix.predict(known[10:]) / y[10:]))
+    assert np.sqrt(np.mean(error**2)) < 0.75 * np.sqrt(np.mean(mix_error**2))
+    assert spearmanr(pred, y[10:]).statistic > spearmanr(mix.predict(known[10:]), y[10:]).statistic + 0.01
+
+
+def test_uninformative_features_leave_the_mix_alone() -> None:
+    kept = 0
+    for seed in range(20):
+        x = latency_table(n=40, seed=seed)
+        rng = np.random.default_rng(seed)
+        y = (x @ [0.5, 0.2, 0.0, 0.3] + 0.1) * rng.lognormal(0, 0.05, len(x))
+        features = rng.normal(size=(len(x), 30))
+        model = FewShotLatency(n_devices=4).fit(np.hstack([x, features])[:10], y[:10])
+        mix = FewShotLatency().fit(x[:10], y[:10])
+        if np.any(model.feature_coef_ != 0):
+            kept += 1
+        else:
+            np.testing.assert_array_equal(model.predict(np.hstack([x, features])), mix.predict(x))
+    assert kept <= 5  # the 0.9 guard: a spurious correction from 30 noise features is rare
+
+
+def test_std_covers_about_68_percent_of_noise() -> None:
+    coverage = []
+    for seed in range(40):
+        x = latency_table(n=400, seed=seed)
+        rng = np.random.default_rng(seed)
+        y = (x @ rng.dirichlet(np.ones(4)) + 0.3) * rng.lognormal(0, 0.1, len(x))
+        mean, std = FewShotLatency().fit(x[:10], y[:10]).predict(x[10:], return_std=True)
+        coverage.append(np.mean(np.abs(mean - y[10:]) <= std))
+    assert 0.58 < np.mean(coverage) < 0.78
+
+
+@pytest.mark.parametrize("n_devices", [0, 6, -1, 2.5, True, "3"])
+def test_n_devices_errors(n_devices: object) -> None:
+    known, counts, y = op_level_device()
+    x = np.hstack([known, counts[:, :1]])
+    with pytest.raises(InvalidValueError, match=r"^FewShotLatency.n_devices: expected None or an integer from 1 to 5 "
+                                                r"\(the columns of X\), got "):
+        FewShotLatency(n_devices=n_devices).fit(x[:10], y[:10])  # type: ignore[arg-type]
+
+
+def test_feature_columns_may_have_any_sign_but_must_be_finite() -> None:
+    known, counts, y = op_level_device()
+    x = np.hstack([known, counts - 3, np.zeros((len(y), 1))])  # negative and constant features are fine
+    model = FewShotLatency(n_devices=4).fit(x[:10], y[:10])
+    assert model.feature_coef_[5] == 0 and np.all(np.isfinite(model.predict(x)))
+    bad = x.copy()
+    bad[1, 6] = np.nan
+    with pytest.raises(InvalidValueError, match=r"^X\[1, 6\]: expected a finite SubNet feature, got nan$"):
+        FewShotLatency(n_devices=4).fit(bad[:10], y[:10])
+    with pytest.raises(InvalidValueError, match=r"^X\[1, 6\]: expected a finite SubNet feature, got nan$"):
+        model.predict(bad)
+    with pytest.raises(InvalidValueError, match=r"^X\[0, 0\]: expected a finite latency > 0 \(ms\), got -1.0$"):
+        model.predict(np.where(np.arange(x.size).reshape(x.shape) == 0, -1.0, x))
+    with pytest.raises(InvalidValueError, match=r"^X columns: expected 10 columns: 4 known devices \+ 6 SubNet "
+                                                r"features \(as at fit\), got 9$"):
+        model.predict(x[:, :9])
+
+
+def test_persistence_round_trip_with_features() -> None:
+    known, counts, y = op_level_device()
+    frame = pd.DataFrame(np.hstack([known, counts]), columns=[*(f"dev{i}" for i in range(4)),
+                                                              *(f"n_op{i}" for i in range(5))])
+    model = FewShotLatency(n_devices=4).fit(frame.iloc[:10], y[:10])
+    assert np.any(model.feature_coef_ != 0)
+    blob = model.to_bytes()
+    restored = FewShotLatency.from_bytes(blob)
+    assert restored.get_params() == {"scale": "auto", "n_devices": 4} and restored.n_devices_ == 4
+    for got, want in zip(restored.predict(frame, return_std=True), model.predict(frame, return_std=True), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert restored.to_bytes() == blob
+    doc = json.loads(blob)
+    corrupt = json.dumps({**doc, "state": {**doc["state"], "feature_coef_": [0.0] * 4}}).encode()
+    with pytest.raises(HwparetoError, match=r"^predictor blob: corrupt FewShotLatency state"):
+        FewShotLatency.from_bytes(corrupt)
+
+
+def test_fast_on_a_full_table() -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    x = np.hstack([latency_table(n=15_625, devices=12), rng.integers(0, 2, size=(15_625, 60)).astype(float)])
+    y = x[:, :12] @ rng.dirichlet(np.ones(12)) * np.exp(0.05 * x[:, 12])
+    start = time.perf_counter()
+    model = FewShotLatency(n_devices=12).fit(x[:10], y[:10])
+    fitted = time.perf_counter()
+    model.predict(x, return_std=True)
+    assert fitted - start < 1.0 and time.perf_counter() - fitted < 0.5
