@@ -121,8 +121,8 @@ def _default_factory(seed: int) -> Any:
 
 # ---------------------------------------------------------------------------------------------------- validation
 def _int(value: Any, where: str, low: int, high: int | None = None) -> int:
-    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low
-            or (high is not None and value > high)):
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or int(value) < low
+            or (high is not None and int(value) > high)):
         allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise InvalidValueError(where, allowed, value)
     return int(value)
@@ -471,7 +471,7 @@ def study_evaluator(study: optuna.Study, space: SearchSpace, candidates: Sequenc
     def trial_fn(trial: optuna.Trial) -> float:
         values = {}
         for dim in space.dimensions:
-            dist = dim.distribution()
+            dist: Any = dim.distribution()
             if dim.kind == "categorical":
                 values[dim.name] = trial.suggest_categorical(dim.name, list(dim.choices))
             elif dim.kind == "int":

@@ -223,10 +223,41 @@ def test_queue_claims_each_search_once(devices: Store) -> None:
 def test_worker_runs_queued_searches(devices: Store) -> None:
     submit(devices, spec("q1", n_trials=100))
     submit(devices, spec("q2", n_trials=120, sampler="random"))
-    assert run_worker(devices, idle_exit_s=0.5, poll_s=0.1, log=lambda m: None) == 2
+    # the worker looks for work before it decides it is idle: even a zero idle time runs every queued search
+    assert run_worker(devices, idle_exit_s=0, poll_s=0.1, log=lambda m: None) == 2
     rows = {r["name"]: r for r in devices.list_searches()}
     assert rows["q1"]["status"] == rows["q2"]["status"] == "done" and rows["q2"]["trials_done"] == 120
     assert len(load_trials(devices, "q2")[0]) == 120
+
+
+def test_worker_idle_clock_restarts_when_a_search_ends(devices: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock (no dependence on the machine's speed): q1 runs for 1000 s, far beyond the idle time; q2 is
+    queued while the worker waits after it. The worker must still be there to run q2 (its idle clock restarted
+    when q1 ended, not when it was claimed), then exit after ``idle_exit_s`` of idle (fake) time."""
+    import pareto._worker as worker
+
+    now = [0.0]
+    naps: list[float] = []
+    real = worker.run_surrogate
+
+    def long_search(*args: object, **kw: object) -> object:
+        result = real(*args, **kw)  # type: ignore[arg-type]
+        now[0] += 1000.0
+        return result
+
+    def nap(seconds: float) -> None:
+        naps.append(now[0])
+        now[0] += seconds
+        if len(naps) == 1:
+            submit(devices, spec("q2", n_trials=60))
+
+    monkeypatch.setattr(worker, "run_surrogate", long_search)
+    submit(devices, spec("q1", n_trials=60))
+    done = run_worker(devices, idle_exit_s=5, poll_s=1, log=lambda m: None, clock=lambda: now[0], sleep=nap)
+    assert done == 2
+    assert naps[0] == 1000.0  # waited after q1 (1000 s long) instead of quitting
+    assert now[0] == 1001.0 + 1000.0 + 5  # q2 claimed after one 1 s poll, 1000 s long, then 5 idle seconds
+    assert {r["name"]: r["status"] for r in devices.list_searches()} == {"q1": "done", "q2": "done"}
 
 
 def test_run_now_records_and_resumes(devices: Store) -> None:
