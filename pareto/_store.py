@@ -476,6 +476,24 @@ class Store:
         frame = pd.DataFrame.from_records([tuple(row) for row in rows], columns=MEASUREMENT_COLUMNS)
         return frame.astype({"value": "float64", "std": "float64", "n": "Int64", "batch": "int64"})
 
+    def measured_table(self, space: str, metric: str, subjects: Sequence[str] | None = None,
+                       subject_kind: str = "device") -> pd.DataFrame:
+        """Measured values (median over repeats; stored predictions left out) as a wide table: one row per
+        SubNet key (index ``config_key``), one column per subject (``subjects`` in order, else every subject with
+        such values, sorted), NaN where a subject has not measured a SubNet."""
+        m = Measurement
+        query = (select(SubNet.key, m.subject, m.value).join(SubNet, SubNet.id == m.subnet_id)
+                 .where(SubNet.space == space, m.metric == metric, m.subject_kind == subject_kind,
+                        m.source != "predicted"))
+        if subjects is not None:
+            query = query.where(m.subject.in_(list(subjects)))
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame.from_records([tuple(row) for row in rows], columns=["config_key", "subject", "value"])
+        wide = frame.astype({"value": "float64"}).groupby(["config_key", "subject"])["value"].median().unstack()
+        columns = sorted(wide.columns) if subjects is None else list(subjects)
+        return wide.reindex(columns=columns).rename_axis(columns=None)
+
     def measurement_summary(self) -> list[dict[str, Any]]:
         """Measurement counts per (space, subject_kind, subject, metric, source)."""
         m = Measurement

@@ -600,11 +600,22 @@ def lut_sum(
 
 # ---------------------------------------------------------------------------------------------------- predictors
 def _print_train(report: Any, json_out: bool) -> None:
+    known = report.known
     if json_out:
-        _echo_json({"name": report.name, "n_train": report.n_train, "validation": report.validation})
+        out: dict[str, Any] = {"name": report.name, "n_train": report.n_train, "validation": report.validation}
+        if known is not None:
+            out["known"] = {"used": list(known.used), "predicted": list(known.predicted),
+                            "skipped": [{"device": d, "reason": r} for d, r in known.skipped]}
+        _echo_json(out)
         return
     v = report.validation
     typer.echo(f"stored predictor {report.name!r} ({report.n_train} training SubNets)")
+    if known is not None:
+        filled = f" (own predictors fill in unmeasured SubNets of: {', '.join(known.predicted)})" if known.predicted \
+            else ""
+        typer.echo(f"  known devices used: {', '.join(known.used)}{filled}")
+        for device, reason in known.skipped:
+            typer.echo(f"  skipped {device}: {reason}")
     if "kendall_tau" in v:
         lut = f", LUT-sum alone {v['lut_sum_mape_pct']:.1f} %" if "lut_sum_mape_pct" in v else ""
         typer.echo(f"  held out ({v['split']}): Kendall τ {v['kendall_tau']:.3f}, MAPE {v['mape_pct']:.2f} %{lut}, "
@@ -620,17 +631,38 @@ def train_latency_cmd(
     few_shot: Annotated[
         int | None, typer.Option("--few-shot", min=3, help="Use only K measurements of DEVICE (transfer).")
     ] = None,
+    known: Annotated[str | None, typer.Option(
+        "--known", help="Few-shot: exactly these known devices, comma-separated (default: chosen by rule).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Predictor name (default derived).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Split and model seed.")] = 0,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a latency/energy predictor (LUT-sum + learned correction, or few-shot transfer)."""
+    """Train a latency/energy predictor (LUT-sum + learned correction, or few-shot transfer from known devices)."""
+    import contextlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from predictors import train_latency
 
     s = _open_store(store)
-    _print_train(train_latency(s, device, s.space(space), metric=metric, name=name, few_shot=few_shot, seed=seed),
-                 json_out)
+    devices = None if known is None else [d.strip() for d in known.split(",") if d.strip()]
+    with contextlib.ExitStack() as stack:
+        bar: Progress | None = None
+
+        def advance(done: int, total: int, what: str) -> None:
+            nonlocal bar
+            if bar is None:  # only when known devices' predictors must be trained first
+                typer.echo(f"training the predictors of {total} known device(s) that have not measured every "
+                           f"SubNet (they fill in what those devices lack)", err=True)
+                bar = stack.enter_context(Progress(TextColumn("{task.description}"), BarColumn(),
+                                                   MofNCompleteColumn(), TimeElapsedColumn(), transient=True))
+                bar.add_task("", total=total)
+            bar.update(bar.task_ids[0], completed=done, description=f"training {what}" if what else "done")
+
+        report = train_latency(s, device, s.space(space), metric=metric, name=name, few_shot=few_shot,
+                               known=devices, seed=seed, progress=advance)
+    _print_train(report, json_out)
 
 
 @train_app.command("accuracy")

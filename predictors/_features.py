@@ -3,11 +3,11 @@ layer model, and space-specific features (NB201 cell paths, MobileNetV3 depth an
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -16,6 +16,7 @@ from supernet.gpt import GPTSpace
 from supernet.mbv3 import MobileNetV3Space
 from supernet.nb201 import NB201Space
 from supernet.nb201._space import EDGES as NB201_EDGES
+from supernet.nb201._space import OPS as NB201_OPS
 
 __all__ = ["NB201_PATHS", "SpaceFeatures", "nb201_canonical"]
 
@@ -51,6 +52,16 @@ def nb201_canonical(ops: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(ops[name]) if name in live else "none" for name, _, _ in NB201_EDGES}
 
 
+def _nb201_live(ops: np.ndarray) -> np.ndarray:
+    """Which edges lie on a live input→output path, for each row of edge ops (``EDGES`` order)."""
+    column = {name: j for j, (name, _, _) in enumerate(NB201_EDGES)}
+    live = np.zeros(ops.shape, dtype=bool)
+    for _, names in NB201_PATHS:
+        idx = [column[e] for e in names]
+        live[:, idx] |= (ops[:, idx] != "none").all(axis=1, keepdims=True)
+    return live
+
+
 def _nb201_names() -> list[str]:
     return [
         *(f"alive_{p}" for p in _PATH_NAMES),
@@ -65,24 +76,28 @@ def _nb201_names() -> list[str]:
     ]
 
 
-def _nb201_features(config: SubNetConfig) -> list[float]:
-    """Path structure of a cell: which paths are alive, op counts on live edges, conv depths per path."""
-    live_ops = nb201_canonical(config.values)
-    alive = [all(config[e] != "none" for e in edges) for _, edges in NB201_PATHS]
-    convs = [sum(config[e] in _CONVS for e in edges) * a for (_, edges), a in zip(NB201_PATHS, alive, strict=True)]
-    live = [edges for (_, edges), a in zip(NB201_PATHS, alive, strict=True) if a]
-    live_convs = [c for c, a in zip(convs, alive, strict=True) if a]
-    return [
-        *map(float, alive),
-        float(not live),
-        float(len(live)),
-        *(float(sum(live_op == op for live_op in live_ops.values())) for op in _LIVE_OPS),
-        *map(float, convs),
-        float(max(live_convs, default=0)),
-        float(min(live_convs, default=0)),
-        float(max((sum(config[e] in _SPATIAL for e in edges) for edges in live), default=0)),
-        float(max(map(len, live), default=0)),
-    ]
+def _nb201_feature_matrix(ops: np.ndarray) -> np.ndarray:
+    """Path structure of cells, one row per row of ``ops`` (edge ops in ``EDGES`` order): which paths are alive,
+    op counts on live edges, conv depths per path (the columns of :func:`_nb201_names`)."""
+    column = {name: j for j, (name, _, _) in enumerate(NB201_EDGES)}
+    edges = [[column[e] for e in names] for _, names in NB201_PATHS]
+    alive = np.column_stack([(ops[:, idx] != "none").all(axis=1) for idx in edges])
+    convs = np.column_stack([np.isin(ops[:, idx], _CONVS).sum(axis=1) for idx in edges]) * alive
+    spatial = np.column_stack([np.isin(ops[:, idx], _SPATIAL).sum(axis=1) for idx in edges])
+    lengths = np.array([len(idx) for idx in edges])
+    live = _nb201_live(ops)
+    any_alive = alive.any(axis=1)
+    return np.column_stack([
+        alive,
+        ~any_alive,
+        alive.sum(axis=1),
+        *(((ops == op) & live).sum(axis=1) for op in _LIVE_OPS),
+        convs,
+        np.where(alive, convs, 0).max(axis=1),
+        np.where(any_alive, np.where(alive, convs, np.iinfo(np.int64).max).min(axis=1), 0),
+        np.where(alive, spatial, 0).max(axis=1),
+        np.where(alive, lengths, 0).max(axis=1),
+    ]).astype(np.float64)
 
 
 def _mbv3_features(space: MobileNetV3Space, config: SubNetConfig) -> list[float]:
@@ -164,37 +179,48 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: Sequence[SubNetConfig | Mapping[str, Any]]) -> np.ndarray:
-        """The ``(len(X), n_features_out_)`` float64 feature matrix of the configs ``X``."""
+        """The ``(len(X), n_features_out_)`` float64 feature matrix of the configs ``X``.
+
+        Vectorised: each distinct (canonical) config is featurised once, layer features come from one
+        :meth:`~supernet.SearchSpace.layer_counts` call."""
         check_is_fitted(self, "feature_names_out_")
         if isinstance(X, (str, bytes, Mapping, SubNetConfig)) or not isinstance(X, Sequence):
             raise InvalidValueError("SpaceFeatures.transform X", "a sequence of SubNetConfig or value mappings",
                                     type(X).__name__)
-        out = np.empty((len(X), self.n_features_out_), dtype=np.float64)
-        for i, config in enumerate(X):
-            out[i] = self._row(config)
-        return out
-
-    def _row(self, config: SubNetConfig | Mapping[str, Any]) -> list[float]:
         space = self.space
-        config = space.validate(config)
-        if self.canonical and isinstance(space, NB201Space):
-            config = space.validate(nb201_canonical(config.values))
-        row = list(space.encode(config))
+        configs = [space.validate(c) for c in X]
+        if not configs:
+            return np.empty((0, self.n_features_out_), dtype=np.float64)
+        nb201 = isinstance(space, NB201Space)
+        edge_names = [name for name, _, _ in NB201_EDGES]
+        if nb201 and self.canonical:
+            code = {op: i for i, op in enumerate(NB201_OPS)}
+            raw = np.array([[code[str(c[e])] for e in edge_names] for c in configs], dtype=np.intp)
+            live = _nb201_live(np.asarray(NB201_OPS, dtype=object)[raw])
+            ops, inverse = np.unique(np.where(live, raw, code["none"]), axis=0, return_inverse=True)
+            unique = [space.validate(dict(zip(edge_names, (NB201_OPS[i] for i in row), strict=True)))
+                      for row in ops.tolist()]
+        else:
+            codes, _ = pd.factorize(pd.Series([c.key for c in configs], dtype=object))
+            first = np.unique(codes, return_index=True)[1]
+            unique, inverse = [configs[i] for i in first], codes
+        blocks = [np.stack([space.encode(c) for c in unique])]
         if self.op_kinds_ is not None:
-            specs = space.layers(config)
-            counts = dict.fromkeys(self.op_kinds_, 0)
-            for spec in specs:
-                if spec.op in counts:
-                    counts[spec.op] += 1
-            row += [math.log1p(sum(s.params for s in specs)), math.log1p(sum(s.macs for s in specs)),
-                    float(len(specs)), *map(float, counts.values())]
-        if isinstance(space, NB201Space):
-            row += _nb201_features(config)
+            counts = space.layer_counts(unique)
+            per_op = np.array([[spec.op == op for op in self.op_kinds_] for spec in counts.specs], dtype=np.float64)
+            blocks += [
+                np.log1p(counts.total(np.array([spec.params for spec in counts.specs], dtype=np.float64)))[:, None],
+                np.log1p(counts.total(np.array([spec.macs for spec in counts.specs], dtype=np.float64)))[:, None],
+                np.asarray(counts.matrix.sum(axis=1), dtype=np.float64).reshape(-1, 1),
+                np.asarray(counts.matrix @ per_op.reshape(len(counts.specs), -1), dtype=np.float64),
+            ]
+        if nb201:
+            blocks.append(_nb201_feature_matrix(np.array([[c[e] for e in edge_names] for c in unique], dtype=object)))
         elif isinstance(space, MobileNetV3Space):
-            row += _mbv3_features(space, config)
+            blocks.append(np.array([_mbv3_features(space, c) for c in unique], dtype=np.float64))
         elif isinstance(space, GPTSpace):
-            row += _gpt_features(space, config)
-        return row
+            blocks.append(np.array([_gpt_features(space, c) for c in unique], dtype=np.float64))
+        return np.hstack(blocks)[np.asarray(inverse).reshape(-1)]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Column names (object array of str), as listed in the class docstring."""

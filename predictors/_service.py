@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -30,9 +30,13 @@ from profilers import Lut, MissingLutError
 from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
 
 __all__ = [
+    "KNOWN_MIN_SUBNETS",
+    "KnownDevices",
     "Model",
     "TrainReport",
     "check_drift",
+    "choose_known",
+    "known_latencies",
     "load_model",
     "metrics",
     "predict_table",
@@ -74,29 +78,27 @@ class Model:
     dataset: str | None
     use_lut: bool
     estimator: Any
-    known: tuple[str, ...] = ()  # few-shot: predictors of the known devices, in the estimator's column order
+    known: tuple[str, ...] = ()  # few-shot: the known devices, in the estimator's column order
 
     def features(self, store: Store, configs: Sequence[SubNetConfig]) -> np.ndarray:
-        """The feature matrix: the device's LUT-sum first (cost models with a LUT), then space features."""
+        """The feature matrix: the known devices' latencies (few-shot), or the device's LUT-sum (cost models with
+        a LUT), then space features. Vectorised: one LUT product and one feature pass over all configs."""
         # cost models see the literal network (dead NB201 edges still run); accuracy models its canonical form
         base = SpaceFeatures(space=self.space, canonical=self.kind == "accuracy").fit_transform(list(configs))
+        if self.known:
+            return np.hstack([known_latencies(store, self.space, self.metric, self.known, configs), base])
         if not self.use_lut:
             return base
         assert self.device is not None
-        lut = Lut.load(store, self.device)
-        sums = [lut.energy_sum_mj(self.space, c) if self.kind == "energy" else lut.latency_sum_ms(self.space, c)
-                for c in configs]
-        return np.column_stack([np.asarray(sums, float), base])
+        sums = Lut.load(store, self.device).sums(self.space, configs, "energy" if self.kind == "energy" else "latency")
+        return np.column_stack([sums, base])
 
     def predict(self, store: Store, configs: Sequence[SubNetConfig]) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and 1-sigma uncertainty for each config."""
+        """Mean and 1-sigma uncertainty for each config (one batched estimator call)."""
         configs = [self.space.validate(c) for c in configs]
-        if self.known:
-            columns = [load_model(store, name).predict(store, configs)[0] for name in self.known]
-            X = np.column_stack(columns)
-        else:
-            X = self.features(store, configs)
-        mean, std = self.estimator.predict(X, return_std=True)
+        if not configs:
+            return np.empty(0), np.empty(0)
+        mean, std = self.estimator.predict(self.features(store, configs), return_std=True)
         return np.asarray(mean, float), np.asarray(std, float)
 
     def to_bytes(self) -> bytes:
@@ -105,6 +107,28 @@ class Model:
                   "dataset": self.dataset, "use_lut": self.use_lut, "known": list(self.known),
                   "estimator_class": type(self.estimator).__name__}
         return dumps(MODEL_CLASS, params, {"estimator": json.loads(self.estimator.to_bytes())})
+
+
+def known_latencies(store: Store, space: SearchSpace, metric: str, devices: Sequence[str],
+                    configs: Sequence[SubNetConfig]) -> np.ndarray:
+    """``(len(configs), len(devices))`` values of ``metric`` on the known ``devices``: measured (median) where the
+    store has them, else from the device's own predictor ``<metric>:<space>:<device>`` (one batched call per
+    device); a SubNet that is neither measured nor predictable raises :class:`~supernet.HwparetoError`."""
+    keys = [c.key for c in configs]
+    table = store.measured_table(space.name, metric, devices).reindex(keys)
+    out = table.to_numpy(dtype=np.float64, copy=True)
+    for j, device in enumerate(devices):
+        missing = np.flatnonzero(np.isnan(out[:, j]))
+        if not len(missing):
+            continue
+        name = f"{metric}:{space.name}:{device}"
+        if name not in {p["name"] for p in store.list_predictors(space.name)}:
+            raise HwparetoError(f"{len(missing)} SubNet(s) (e.g. {keys[missing[0]]}) are not measured on known "
+                                f"device {device} and it has no predictor {name}: run hwpareto train latency "
+                                f"--device {device} --space {space.name}" +
+                                ("" if metric == "latency_ms" else f" --metric {metric}"))
+        out[missing, j] = load_model(store, name).predict(store, [configs[int(i)] for i in missing])[0]
+    return out
 
 
 ESTIMATORS = {cls.__name__: cls for cls in (LatencyPredictor, AccuracyPredictor, FewShotLatency)}
@@ -118,18 +142,35 @@ def load_model(store: Store, name: str) -> Model:
     if cls is None:
         raise HwparetoError(f"predictor {name!r}: unknown estimator class {params.get('estimator_class')!r}")
     estimator = cls.from_bytes(json.dumps(state.get("estimator", {})).encode())
+    prefix = f"{params['metric']}:{params['space']}:"  # older documents name the known devices' predictors
+    known = tuple(str(k).removeprefix(prefix) for k in params.get("known", ()))
     return Model(params["kind"], store.space(params["space"]), params["metric"], params.get("device"),
-                 params.get("dataset"), bool(params.get("use_lut")), estimator, tuple(params.get("known", ())))
+                 params.get("dataset"), bool(params.get("use_lut")), estimator, known)
 
 
 # ---------------------------------------------------------------------------------------------------- training
 @dataclass(frozen=True, slots=True)
+class KnownDevices:
+    """The known devices of a few-shot transfer: those used, those skipped (with the reason) and the used ones
+    whose own predictor fills in SubNets they have not measured."""
+
+    used: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+    predicted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TrainReport:
-    """A stored predictor's name, training size and held-out metrics."""
+    """A stored predictor's name, training size and held-out metrics (and, few-shot, its known devices)."""
 
     name: str
     n_train: int
     validation: dict[str, Any]
+    known: KnownDevices | None = None
+
+
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, what)``: called as training steps that can take long start and finish."""
 
 
 def _configs(space: SearchSpace, frame: pd.DataFrame) -> list[SubNetConfig]:
@@ -187,26 +228,39 @@ def _measured(store: Store, space: SearchSpace, subject: str, kind: str, metric:
                                                        value=("value", "median"))
 
 
+def _rows_needed(min_train: int) -> int:
+    """Measured SubNets needed so that the training part of the held-out split has ``min_train`` rows."""
+    n = min_train
+    while n - len(_split(n, 0)[1]) < min_train:
+        n += 1
+    return n
+
+
 def train_latency(store: Store, device: str, space: SearchSpace, *, metric: str = "latency_ms",
-                  name: str | None = None, few_shot: int | None = None, seed: int = 0) -> TrainReport:
+                  name: str | None = None, few_shot: int | None = None, known: Sequence[str] | None = None,
+                  seed: int = 0, progress: Progress | None = None) -> TrainReport:
     """Fit a cost predictor (``latency_ms`` or ``energy_mj``) of ``device`` on its stored measurements.
 
-    With ``few_shot=K`` only K of the device's measurements are used (the :func:`reference_set` of them), with
-    the other devices measured on this space as known devices; the rest of the device's measurements, if any,
-    become the held-out set.
+    With ``few_shot=K`` only K of the device's measurements are used (the :func:`reference_set` of them),
+    transferred from known devices (:func:`choose_known`, or exactly ``known``); the rest of the device's
+    measurements, if any, become the held-out set.
     """
     store.get_device(device)
     kind = "energy" if metric.startswith("energy") else "latency"
     name = name or f"{metric}:{space.name}:{device}" + (f":fewshot{few_shot}" if few_shot else "")
     data = _measured(store, space, device, "device", metric)
     if few_shot is not None:
-        return _train_few_shot(store, device, space, metric, kind, name, few_shot, data, seed)
-    if len(data) < MIN_ROWS:
-        raise InvalidValueError(f"measurements of {metric} for {space.name} on {device}",
-                                f"at least {MIN_ROWS} (run hwpareto measure --device {device} --space {space.name})",
-                                len(data))
+        return _train_few_shot(store, device, space, metric, kind, name, few_shot, data, known, seed, progress)
+    if known is not None:
+        raise InvalidValueError("--known", "only with --few-shot K", ",".join(known))
     configs = _configs(space, data)
-    use_lut = _lut_covers(store, device, space, configs, kind)
+    use_lut = len(data) > 0 and _lut_covers(store, device, space, configs, kind)
+    needed = MIN_ROWS if use_lut else _rows_needed(LatencyPredictor().min_rows)
+    if len(data) < needed:
+        how = "with its LUT" if use_lut else "without a LUT covering them"
+        raise InvalidValueError(f"measured {metric} of {space.name} SubNets on {device}",
+                                f"at least {needed} {how} (hwpareto measure --device {device} --space {space.name} "
+                                f"-n {needed}, or --few-shot K to transfer from known devices)", len(data))
     model = Model(kind, space, metric, device, None, use_lut,
                   LatencyPredictor(lut_column=0 if use_lut else None, random_state=seed))
     return _fit_and_store(store, name, model, configs, data["value"].to_numpy(float), seed, {})
@@ -215,53 +269,115 @@ def train_latency(store: Store, device: str, space: SearchSpace, *, metric: str 
 def _lut_covers(store: Store, device: str, space: SearchSpace, configs: Sequence[SubNetConfig], kind: str) -> bool:
     if not store.get_device(device)["lut_entries"]:
         return False
-    lut = Lut.load(store, device)
     try:
-        for c in configs:
-            lut.energy_sum_mj(space, c) if kind == "energy" else lut.latency_sum_ms(space, c)
+        Lut.load(store, device).sums(space, configs, kind)
     except MissingLutError:
         return False
     return True
 
 
+KNOWN_MIN_SUBNETS = 100
+"""A device becomes a known device of a few-shot transfer only with at least this many measured SubNets."""
+
+
+def choose_known(store: Store, device: str, space: SearchSpace, metric: str, keys: Sequence[str],
+                 known: Sequence[str] | None = None) -> KnownDevices:
+    """The known devices of a few-shot transfer to ``device``, whose measured SubNets are ``keys``.
+
+    Rule: every other device with ``metric`` measurements of ``space`` is used when it has measured at least
+    :data:`KNOWN_MIN_SUBNETS` SubNets and every SubNet in ``keys`` (so the transfer is fitted on measured values
+    only); the others are skipped with the reason. ``known`` overrides the rule: exactly those devices, each
+    registered, with a table of the space that covers ``keys``. A used device that has not measured the whole
+    space is listed in ``predicted``: its own predictor fills in the SubNets it lacks.
+    """
+    table = store.measured_table(space.name, metric)
+    stored = {p["name"] for p in store.list_predictors(space.name)}
+    counts = table.notna().sum()
+    covered = table.reindex(list(keys)).notna().sum()
+    used: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    if known is not None:
+        if not known:
+            raise InvalidValueError("--known", "one or more device names, comma-separated", "")
+        for other in dict.fromkeys(known):
+            store.get_device(other)  # unknown names: the error lists the registered devices
+            field = f"--known {other}"
+            if other == device:
+                raise InvalidValueError(field, f"a device other than the new device {device}", other)
+            if not counts.get(other, 0):
+                raise InvalidValueError(field, f"a device with measured {metric} of {space.name} SubNets", "none")
+            if covered.get(other, 0) < len(keys):
+                raise InvalidValueError(field, f"a device that has measured all {len(keys)} SubNets measured on "
+                                        f"{device}", f"{int(covered.get(other, 0))} of them")
+            needed = _rows_needed(LatencyPredictor().min_rows)
+            if counts[other] < min(space.size(), needed) and f"{metric}:{space.name}:{other}" not in stored:
+                raise InvalidValueError(field, f"a device with a table of every {space.name} SubNet, a predictor, "
+                                        f"or at least {needed} measured SubNets to train one",
+                                        f"{int(counts[other])} measured SubNets")
+            used.append(other)
+    else:
+        for other in table.columns:
+            if other == device:
+                continue
+            if counts[other] < KNOWN_MIN_SUBNETS:
+                skipped.append((other, f"{int(counts[other])} measured SubNets (a known device needs "
+                                       f"{KNOWN_MIN_SUBNETS}+)"))
+            elif covered[other] < len(keys):
+                skipped.append((other, f"has measured {int(covered[other])} of the {len(keys)} SubNets measured "
+                                       f"on {device}"))
+            else:
+                used.append(other)
+        if not used:
+            why = "; ".join(f"{d}: {r}" for d, r in skipped) or "no other device has measurements"
+            raise InvalidValueError(f"known devices for a few-shot transfer to {device} on {space.name}",
+                                    f"at least one other device with {KNOWN_MIN_SUBNETS}+ measured {metric} SubNets "
+                                    f"covering {device}'s (or --known D1,D2)", f"none ({why})")
+    size = space.size()
+    predicted = tuple(d for d in used if counts[d] < size)
+    return KnownDevices(tuple(used), tuple(skipped), predicted)
+
+
 def _train_few_shot(store: Store, device: str, space: SearchSpace, metric: str, kind: str, name: str, k: int,
-                    data: pd.DataFrame, seed: int) -> TrainReport:
+                    data: pd.DataFrame, known: Sequence[str] | None, seed: int,
+                    progress: Progress | None) -> TrainReport:
     if k < 3:
         raise InvalidValueError("--few-shot", "at least 3 measurements", k)
     if len(data) < k:
-        raise InvalidValueError(f"measurements of {metric} for {space.name} on {device}", f"at least {k}",
-                                len(data))
-    known = [d["name"] for d in store.list_devices() if d["name"] != device]
-    tables = {d: _measured(store, space, d, "device", metric) for d in known}
-    tables = {d: t for d, t in tables.items() if len(t) >= MIN_ROWS}
-    if not tables:
-        raise InvalidValueError(f"known devices with {metric} of {space.name}",
-                                f"at least one other device with {MIN_ROWS}+ measurements", "none")
-    for other in tables:  # the known devices' own predictors feed the transfer at prediction time
-        other_name = f"{metric}:{space.name}:{other}"
-        if other_name not in {p["name"] for p in store.list_predictors(space.name)}:
-            train_latency(store, other, space, metric=metric, seed=seed)
-    names = tuple(f"{metric}:{space.name}:{other}" for other in tables)
+        raise InvalidValueError(f"measured {metric} of {space.name} SubNets on {device}",
+                                f"at least {k} for --few-shot {k} (hwpareto measure --device {device} "
+                                f"--space {space.name} -n {k})", len(data))
     candidates = _configs(space, data)
-    known_models = [load_model(store, n) for n in names]
-    X_all = np.column_stack([m.predict(store, candidates)[0] for m in known_models])
+    choice = choose_known(store, device, space, metric, [c.key for c in candidates], known)
+    stored = {p["name"] for p in store.list_predictors(space.name)}
+    untrained = [d for d in choice.predicted if f"{metric}:{space.name}:{d}" not in stored]
+    for i, other in enumerate(untrained):  # said, with progress: their predictors fill in what they lack
+        if progress is not None:
+            progress(i, len(untrained), f"{metric}:{space.name}:{other}")
+        train_latency(store, other, space, metric=metric, seed=seed)
+    if progress is not None and untrained:
+        progress(len(untrained), len(untrained), "")
+    model = Model(kind, space, metric, device, None, False, FewShotLatency(n_devices=len(choice.used)), choice.used)
+    X_all = model.features(store, candidates)
     y_all = data["value"].to_numpy(float)
-    known_frame = pd.DataFrame(X_all, index=[c.key for c in candidates], columns=list(tables))
+    known_frame = pd.DataFrame(X_all[:, :len(choice.used)], index=[c.key for c in candidates],
+                               columns=list(choice.used))
     refs = reference_set(space, k, known=known_frame, candidates=candidates, seed=seed)
-    ref_rows = np.array([[c.key for c in candidates].index(r.key) for r in refs])
-    estimator = FewShotLatency().fit(X_all[ref_rows], y_all[ref_rows])
+    row = {c.key: i for i, c in enumerate(candidates)}
+    ref_rows = np.array([row[r.key] for r in refs])
+    model.estimator.fit(X_all[ref_rows], y_all[ref_rows])
     rest = np.setdiff1d(np.arange(len(y_all)), ref_rows)
     validation: dict[str, Any] = {"split": f"{k} reference SubNets / {len(rest)} held out"}
     if len(rest) >= 2:
-        mean, std = estimator.predict(X_all[rest], return_std=True)
+        mean, std = model.estimator.predict(X_all[rest], return_std=True)
         validation.update(metrics(y_all[rest], mean, std))
-    model = Model(kind, space, metric, device, None, False, estimator, names)
     meta = {"n_train": k, "training_hash": _training_hash([c.key for c in refs], y_all[ref_rows]),
-            "train_keys": [c.key for c in refs], "features": "known devices: " + ", ".join(tables),
+            "train_keys": [c.key for c in refs], "features": "known devices: " + ", ".join(choice.used) + " + space",
+            "known": {"used": list(choice.used), "skipped": [list(s) for s in choice.skipped],
+                      "predicted": list(choice.predicted)},
             "validation": validation, "versions": _versions(), "checks": []}
     store.save_predictor(name, kind=kind, space=space.name, metric=metric, blob=model.to_bytes(), meta=meta,
                          device=device)
-    return TrainReport(name, k, validation)
+    return TrainReport(name, k, validation, choice)
 
 
 def train_accuracy(store: Store, space: SearchSpace, *, metric: str, dataset: str | None = None,

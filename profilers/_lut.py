@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from scipy import sparse
+
 from pareto import Store
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
@@ -264,20 +267,35 @@ class Lut:
 
     def latency_sum_ms(self, space: SearchSpace, config: SubNetConfig) -> float:
         """Sum of per-layer latencies (raises :class:`MissingLutError` naming the missing keys)."""
-        return self._sum(self.latency_ms, space, config, "latency")
+        return float(self.sums(space, [config], "latency")[0])
 
     def energy_sum_mj(self, space: SearchSpace, config: SubNetConfig) -> float:
         """Sum of per-layer energies (raises :class:`MissingLutError` when any layer has no energy)."""
-        return self._sum(self.energy_mj, space, config, "energy")
+        return float(self.sums(space, [config], "energy")[0])
 
-    def _sum(self, table: Mapping[str, float], space: SearchSpace, config: SubNetConfig, what: str) -> float:
-        counts = Counter(self.keys(space, config))
-        absent = [k for k in counts if k not in table]
-        if absent:
+    def sums(self, space: SearchSpace, configs: Sequence[SubNetConfig], what: str = "latency") -> np.ndarray:
+        """LUT-sums of many configs at once: ``what`` is ``latency`` (ms) or ``energy`` (mJ). One
+        :meth:`~supernet.SearchSpace.layer_counts` call and one matrix product; raises :class:`MissingLutError`
+        naming the first SubNet with a layer the LUT lacks."""
+        table = self.energy_mj if what == "energy" else self.latency_ms
+        if self.scheme == "ofa-block":
+            counts = [Counter(self.keys(space, c)) for c in configs]
+            keys = list(dict.fromkeys(k for c in counts for k in c))
+            matrix = sparse.csr_array(np.array([[c.get(k, 0) for k in keys] for c in counts],
+                                               dtype=np.float64).reshape(len(configs), len(keys)))
+        else:
+            layer_counts = space.layer_counts(configs)
+            keys, matrix = [spec.key for spec in layer_counts.specs], layer_counts.matrix
+        per_key = np.array([table.get(k, np.nan) for k in keys], dtype=np.float64)
+        absent = np.flatnonzero(np.isnan(per_key))
+        if len(absent):
+            i = int(np.flatnonzero(matrix[:, absent].sum(axis=1))[0])
+            row = matrix[[i]].toarray().reshape(-1)
+            missing = [keys[j] for j in absent if row[j] > 0]
             raise MissingLutError(f"LUT of device {self.device!r} (batch {self.batch}) has no {what} for "
-                                  f"{len(absent)} layer(s) of {space.name} SubNet {config.key}, e.g. {absent[0]}: "
-                                  f"run hwpareto profile --device {self.device} --space {space.name}")
-        return float(sum(table[k] * n for k, n in counts.items()))
+                                  f"{len(missing)} layer(s) of {space.name} SubNet {configs[i].key}, e.g. "
+                                  f"{missing[0]}: run hwpareto profile --device {self.device} --space {space.name}")
+        return np.asarray(matrix @ per_key, dtype=np.float64).reshape(-1)
 
 
 def lut_entries_per_space(store: Store, device: str, spaces: Iterable[SearchSpace]) -> dict[str, int]:

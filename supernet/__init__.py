@@ -3,7 +3,7 @@
 from supernet._declarative import DeclarativeSpace, load_space_file, space_from_dict
 from supernet._errors import CapabilityError, HwparetoError, InvalidValueError
 from supernet._registry import BUILTIN_SPACES, get_space, list_spaces, register_space
-from supernet._space import SearchSpace
+from supernet._space import LayerCounts, LayerTerm, SearchSpace
 from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig, unique_layers
 
 __all__ = [
@@ -15,7 +15,9 @@ __all__ = [
     "Dimension",
     "HwparetoError",
     "InvalidValueError",
+    "LayerCounts",
     "LayerSpec",
+    "LayerTerm",
     "SearchSpace",
     "SubNetConfig",
     "get_space",

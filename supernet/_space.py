@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,9 +14,30 @@ from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
 
 if TYPE_CHECKING:
     import torch
+    from scipy import sparse
     from torch import nn
 
-__all__ = ["SearchSpace"]
+__all__ = ["LayerCounts", "LayerTerm", "SearchSpace"]
+
+LayerTerm = tuple[tuple[str, ...], Callable[[tuple[Scalar, ...]], Sequence[LayerSpec]]]
+"""A part of a space's layer model: the dimensions it reads and the LayerSpecs it adds for their values."""
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCounts:
+    """How often each distinct LayerSpec occurs in the layers of each of ``n`` configs.
+
+    ``matrix`` is a sparse ``(n, len(specs))`` array: row ``i`` counts config ``i``'s layers, column ``j`` is
+    ``specs[j]``. Per-layer quantities (params, MACs, a device's LUT latencies) become per-config totals with one
+    matrix product: :meth:`total`.
+    """
+
+    matrix: sparse.csr_array
+    specs: tuple[LayerSpec, ...]
+
+    def total(self, per_spec: np.ndarray) -> np.ndarray:
+        """``sum over layers`` of ``per_spec`` (one value per ``specs`` entry) for every config: shape ``(n,)``."""
+        return np.asarray(self.matrix @ np.asarray(per_spec, dtype=np.float64), dtype=np.float64)
 
 
 class SearchSpace:
@@ -49,12 +72,16 @@ class SearchSpace:
     def validate(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
         """Check a config (missing, extra and out-of-range dimensions, cross rules) and freeze it.
 
-        Accepts a plain mapping, a ``{"space": ..., "values": {...}}`` document or a :class:`SubNetConfig`.
+        Accepts a plain mapping, a ``{"space": ..., "values": {...}}`` document or a :class:`SubNetConfig`
+        (one of this space, with its dimensions, is returned as is: configs are immutable and checked when built).
         Raises :class:`InvalidValueError` naming the first offending field.
         """
         if isinstance(config, SubNetConfig):
             if config.space != self.name:
                 raise InvalidValueError("config.space", repr(self.name), config.space)
+            if len(config.items) == len(self.dimensions) and all(
+                    name == d.name for (name, _), d in zip(config.items, self.dimensions, strict=True)):
+                return config
             values: Mapping[str, Any] = config.values
         elif isinstance(config, Mapping):
             values = config
@@ -137,6 +164,58 @@ class SearchSpace:
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
         """The LayerSpecs (LUT keys) the SubNet executes, in order, repeats included."""
         raise CapabilityError(f"space {self.name!r} has no layer model (declarative space)")
+
+    def layer_terms(self) -> Sequence[LayerTerm] | None:
+        """How :meth:`layers` splits into parts that each read a few dimensions, or None (default: it does not).
+
+        When given, for every config ``layers(config)`` equals, as a multiset, the concatenation over the terms
+        ``(dims, fn)`` of ``fn(tuple(config[d] for d in dims))``; :meth:`layer_counts` then builds each distinct
+        part once instead of every config's layers. A term with no dimensions is the fixed part.
+        """
+        return None
+
+    def layer_counts(self, configs: Sequence[SubNetConfig]) -> LayerCounts:
+        """Counts of every distinct LayerSpec in the layers of each config (see :class:`LayerCounts`).
+
+        Vectorised over :meth:`layer_terms` when the space declares them (each distinct combination of a term's
+        values is built once), else one :meth:`layers` call per distinct config.
+        """
+        import pandas as pd
+        from scipy import sparse
+
+        configs = [self.validate(c) for c in configs]
+        columns: dict[LayerSpec, int] = {}
+        parts: list[tuple[np.ndarray, list[Counter[LayerSpec]]]] = []  # (row -> part index, parts' layer counts)
+        terms = self.layer_terms()
+        if terms is None:
+            codes, _ = pd.factorize(pd.Series([c.key for c in configs], dtype=object))
+            first = np.unique(codes, return_index=True)[1]  # codes number configs in order of first appearance
+            parts.append((codes, [Counter(self.layers(configs[i])) for i in first]))
+        else:
+            position = {d.name: j for j, d in enumerate(self.dimensions)}
+            values = [[v for _, v in c.items] for c in configs]
+            for dims, build in terms:
+                if not dims:
+                    parts.append((np.zeros(len(configs), dtype=np.intp), [Counter(build(()))]))
+                    continue
+                factors = [pd.factorize(pd.Series([row[position[d]] for row in values], dtype=object))
+                           for d in dims]
+                stacked = np.column_stack([codes for codes, _ in factors]).reshape(len(configs), len(dims))
+                combos, inverse = np.unique(stacked, axis=0, return_inverse=True)
+                parts.append((inverse.reshape(-1), [
+                    Counter(build(tuple(uniq[int(code)] for code, (_, uniq) in zip(combo, factors, strict=True))))
+                    for combo in combos]))
+        for _, counters in parts:
+            for counter in counters:
+                for spec in counter:
+                    columns.setdefault(spec, len(columns))
+        matrix = sparse.csr_array((len(configs), len(columns)))
+        for rows, counters in parts:
+            data = [float(n) for counter in counters for n in counter.values()]
+            indices = [columns[spec] for counter in counters for spec in counter]
+            indptr = np.cumsum([0, *map(len, counters)])
+            matrix = matrix + sparse.csr_array((data, indices, indptr), shape=(len(counters), len(columns)))[rows]
+        return LayerCounts(sparse.csr_array(matrix), tuple(columns))
 
     def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
         """Every distinct LayerSpec any config of the space can produce (the LUT a device needs), in a stable

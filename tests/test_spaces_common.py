@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +242,28 @@ def test_layer_universe_covers_every_config(space: SearchSpace) -> None:
             space.layer_universe({dim.name: [3]})
     with pytest.raises(InvalidValueError, match="layer restriction"):
         space.layer_universe({"bogus": [1]})
+
+
+@pytest.mark.parametrize("name", [*BUILTIN, "mbv3-digits", "gpt-stdlib"])
+def test_layer_counts_match_layers(name: str) -> None:
+    space = get_space(name)
+    rng = np.random.default_rng(4)
+    configs = [space.smallest(), space.largest(), *(space.sample(rng) for _ in range(150))]
+    configs += configs[:5]  # repeats count like any other config
+    counts = space.layer_counts(configs)
+    assert counts.matrix.shape == (len(configs), len(counts.specs)) and len(set(counts.specs)) == len(counts.specs)
+    dense = counts.matrix.toarray()
+    for row, cfg in zip(dense, configs, strict=True):
+        assert Counter({counts.specs[j]: int(row[j]) for j in np.flatnonzero(row)}) == Counter(space.layers(cfg))
+    params = counts.total(np.array([s.params for s in counts.specs]))
+    np.testing.assert_array_equal(params, [space.params(c) for c in configs])
+    assert space.layer_counts([]).matrix.shape[0] == 0
+
+
+def test_layer_counts_need_a_layer_model() -> None:
+    space = space_from_dict({"name": "no-model", "dimensions": [{"name": "a", "choices": [1, 2]}]})
+    with pytest.raises(CapabilityError, match="no layer model"):
+        space.layer_counts([space.smallest()])
 
 
 def test_numpy_choices_hash_like_python_ones() -> None:

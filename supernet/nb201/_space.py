@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from supernet._errors import InvalidValueError
-from supernet._space import SearchSpace
+from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, SubNetConfig
 
 if TYPE_CHECKING:
@@ -160,25 +160,54 @@ class NB201Space(SearchSpace):
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
         """LayerSpecs of the extracted SubNet at batch 1 (stem, cells, reduction blocks, head)."""
         config = self.validate(config)
-        c, h = self.channels, self.resolution
-        specs = [LayerSpec("conv2d", cin=3, cout=c, kernel=3, h=h, w=h, bn=True)]
-        for stage in range(3):
+        stem, reductions, head = self._fixed
+        specs = list(stem)
+        for stage, (c, h) in enumerate(self._stage_shapes()):
             if stage:
-                cin, c, h = c, 2 * c, h // 2
-                specs += [
-                    _relu_conv_bn(cin, c, 3, 2 * h, stride=2),
-                    _relu_conv_bn(c, c, 3, h),
-                    LayerSpec("pool", cin=cin, kernel=2, stride=2, h=2 * h, w=2 * h),
-                    LayerSpec("conv2d", cin=cin, cout=c, kernel=1, h=h, w=h),
-                    LayerSpec("add", cin=c, h=h, w=h),
-                ]
-            specs += _cell_layers(config, c, h) * self.cells_per_stage
-        return [
-            *specs,
-            LayerSpec("batchnorm", cin=c, h=h, w=h, act="relu"),
-            LayerSpec("gap", cin=c, h=h, w=h),
-            LayerSpec("linear", cin=c, cout=self.n_classes, bias=True),
-        ]
+                specs += reductions[stage - 1]
+            cell = [spec for to in (1, 2, 3) for spec in _node_layers(self._node_ops(config, to), c, h)]
+            specs += cell * self.cells_per_stage
+        return [*specs, *head]
+
+    def layer_terms(self) -> list[LayerTerm]:
+        """The fixed layers (stem, reduction blocks, head), then one term per cell node: the ops of the edges
+        into it, at every stage and cell."""
+        stem, reductions, head = self._fixed
+        fixed = [*stem, *(spec for block in reductions for spec in block), *head]
+        return [((), lambda _: fixed), *((tuple(name for name, t, _ in EDGES if t == to), self._node_term)
+                                         for to in (1, 2, 3))]
+
+    def _node_term(self, ops: tuple[Any, ...]) -> list[LayerSpec]:
+        return [spec for c, h in self._stage_shapes() for spec in _node_layers(tuple(map(str, ops)), c, h)
+                ] * self.cells_per_stage
+
+    def _stage_shapes(self) -> list[tuple[int, int]]:
+        """``(channels, pixels)`` of the cells of each stage."""
+        return [(self.channels * 2**stage, self.resolution // 2**stage) for stage in range(3)]
+
+    @staticmethod
+    def _node_ops(config: SubNetConfig, to: int) -> tuple[str, ...]:
+        return tuple(str(config[name]) for name, t, _ in EDGES if t == to)
+
+    @functools.cached_property
+    def _fixed(self) -> tuple[list[LayerSpec], list[list[LayerSpec]], list[LayerSpec]]:
+        """The stem, the two reduction blocks and the head (the same for every cell)."""
+        (c0, h0), *later = self._stage_shapes()
+        stem = [LayerSpec("conv2d", cin=3, cout=c0, kernel=3, h=h0, w=h0, bn=True)]
+        reductions, cin = [], c0
+        for c, h in later:
+            reductions.append([
+                _relu_conv_bn(cin, c, 3, 2 * h, stride=2),
+                _relu_conv_bn(c, c, 3, h),
+                LayerSpec("pool", cin=cin, kernel=2, stride=2, h=2 * h, w=2 * h),
+                LayerSpec("conv2d", cin=cin, cout=c, kernel=1, h=h, w=h),
+                LayerSpec("add", cin=c, h=h, w=h),
+            ])
+            cin = c
+        c, h = self._stage_shapes()[-1]
+        head = [LayerSpec("batchnorm", cin=c, h=h, w=h, act="relu"), LayerSpec("gap", cin=c, h=h, w=h),
+                LayerSpec("linear", cin=c, cout=self.n_classes, bias=True)]
+        return stem, reductions, head
 
     def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
         """Every distinct LayerSpec of any cell: the union over the five single-op cells covers each op at every
@@ -237,18 +266,18 @@ def _relu_conv_bn(cin: int, cout: int, kernel: int, h: int, stride: int = 1) -> 
     )
 
 
-def _cell_layers(config: SubNetConfig, c: int, h: int) -> list[LayerSpec]:
-    """One cell at ``c`` channels and ``h x h`` pixels: its edge ops, then ``m - 1`` adds per node of ``m`` inputs."""
+@functools.cache
+def _node_layers(ops: tuple[str, ...], c: int, h: int) -> tuple[LayerSpec, ...]:
+    """One cell node at ``c`` channels and ``h x h`` pixels: the ops of its incoming edges (``none`` runs nothing),
+    then ``m - 1`` adds for ``m`` live inputs."""
     specs: list[LayerSpec] = []
-    for to in (1, 2, 3):
-        ops = [str(config[name]) for name, t, _ in EDGES if t == to and config[name] != "none"]
-        for op in ops:
-            if op in _CONV_KERNEL:
-                specs.append(_relu_conv_bn(c, c, _CONV_KERNEL[op], h))
-            elif op == "avg_pool_3x3":
-                specs.append(LayerSpec("pool", cin=c, kernel=3, stride=1, h=h, w=h))
-        specs += [LayerSpec("add", cin=c, h=h, w=h)] * max(len(ops) - 1, 0)
-    return specs
+    live = [op for op in ops if op != "none"]
+    for op in live:
+        if op in _CONV_KERNEL:
+            specs.append(_relu_conv_bn(c, c, _CONV_KERNEL[op], h))
+        elif op == "avg_pool_3x3":
+            specs.append(LayerSpec("pool", cin=c, kernel=3, stride=1, h=h, w=h))
+    return (*specs, *[LayerSpec("add", cin=c, h=h, w=h)] * max(len(live) - 1, 0))
 
 
 def _present(record: Mapping[str, Any], column: str) -> bool:
