@@ -16,8 +16,8 @@ feasible when ``<= 0``), never as a penalty.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pareto._store import Store
-from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+from supernet import InvalidValueError, LayerCounts, SearchSpace, SubNetConfig
 
 __all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "parse_budget", "parse_objective"]
 
@@ -148,33 +148,33 @@ class Evaluator:
         if todo:
             mean = np.zeros((len(todo), len(self.metrics)))
             std = np.zeros_like(mean)
-            layers = [Counter(s.key for s in self.space.layers(c)) for c in todo] if (
-                self._luts or any(m.metric in ANALYTIC for m in self.metrics)) else []
+            counts = self.space.layer_counts(todo) if any(m.metric in ANALYTIC for m in self.metrics) else None
             for j, m in enumerate(self.metrics):
                 if m in self._models:
                     mean[:, j], std[:, j] = self._models[m].predict(self._store, todo)
                 elif m in self._luts:
-                    table = self._luts[m].energy_mj if m.metric == "energy_mj" else self._luts[m].latency_ms
-                    try:
-                        mean[:, j] = [sum(table[k] * n for k, n in counts.items()) for counts in layers]
-                    except KeyError as exc:
-                        raise HwparetoError(f"LUT of {m.subject} lacks layer {exc.args[0]}: run hwpareto profile "
-                                            f"--device {m.subject} --space {self.space.name}") from None
+                    # a missing layer raises MissingLutError naming the SubNet, the layer and the profile command
+                    what = "energy" if m.metric == "energy_mj" else "latency"
+                    mean[:, j] = self._luts[m].sums(self.space, todo, what)
                 else:
-                    mean[:, j] = [self._analytic(m.metric, c) for c in todo]
+                    assert counts is not None
+                    mean[:, j] = _analytic(m.metric, counts)
             for i, c in enumerate(todo):
                 self._cache[c.key] = (mean[i], std[i])
         rows = [self._cache[c.key] for c in configs]
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
-    def _analytic(self, metric: str, config: SubNetConfig) -> float:
-        if metric == "params":
-            return float(self.space.params(config))
-        if metric == "macs":
-            return float(self.space.macs(config))
-        if metric == "flops":
-            return 2.0 * self.space.macs(config)
-        specs = self.space.layers(config)
-        activations = max(s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq
-                          for s in specs)
-        return 4.0 * (sum(s.params for s in specs) + activations) / 2**20
+
+def _analytic(metric: str, counts: LayerCounts) -> np.ndarray:
+    """``params``, ``macs``, ``flops`` or ``peak_memory_mb`` of every config, from its layer counts."""
+    specs = counts.specs
+    if metric in ("params", "macs", "flops"):
+        per_spec = np.array([s.params if metric == "params" else s.macs for s in specs], dtype=np.float64)
+        return counts.total(per_spec) * (2.0 if metric == "flops" else 1.0)
+    activations = np.array([s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq
+                            for s in specs], dtype=np.float64)
+    matrix = counts.matrix.tocsr()
+    largest = np.array([activations[matrix.indices[a:b]].max(initial=0.0)
+                        for a, b in itertools.pairwise(matrix.indptr)])
+    weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
+    return 4.0 * (weights + largest) / 2**20
