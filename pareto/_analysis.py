@@ -3,6 +3,7 @@ points, and the export of one trial (compute here, render elsewhere)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,15 @@ def study_results(store: Store, study: str) -> StudyResults:
 
 
 def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, weights: bool = True,
-                 onnx: bool = True, checkpoint: str | Path | None = None) -> dict[str, Any]:
+                 onnx: bool = True, checkpoint: str | Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Bundle trial ``number``: config, predicted metrics (mean ± std), stored measurements of that SubNet per
-    device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX."""
+    device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX.
+    ``progress`` is told the name of each slow step as it starts."""
     from pareto._export import export_subnet
 
+    if progress is not None:
+        progress(f"reading study {study}")
     results = study_results(store, study)
     if number not in results.configs:
         raise InvalidValueError("trial", f"a completed trial number of study {study!r} (0..{len(results.configs) - 1})",
@@ -135,6 +140,8 @@ def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, 
     space = store.space(results.spec.space)
     config = space.validate(results.configs[number])
     metrics = [*results.objectives, *(b.objective for b in results.budgets)]
+    if progress is not None:
+        progress("predicting its metrics")
     evaluator = Evaluator(store, space, [m for m in metrics if results.spec.mode == "surrogate" or m != metrics[0]])
     mean, std = evaluator.evaluate([config])
     predicted = {m.name: {"mean": float(mean[0, j]), "std": float(std[0, j]), "source": evaluator.sources[m]}
@@ -155,6 +162,7 @@ def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, 
                        "predictors": predictors},
     }
     result = export_subnet(space, config, out_dir, weights=weights and space.has_model,
-                           onnx=onnx and space.has_model, checkpoint=checkpoint, metrics=doc_metrics)
+                           onnx=onnx and space.has_model, checkpoint=checkpoint, metrics=doc_metrics,
+                           progress=progress)
     store.add_export(config, str(result.directory.resolve()), result.files)
     return {"directory": str(result.directory), "key": config.key, "files": result.files, **doc_metrics}

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,7 @@ def export_subnet(
     checkpoint: str | Path | None = None,
     seed: int = 0,
     metrics: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Write ``config.json`` (+ ``weights.safetensors``, ``model.onnx``) for ``config`` into ``out_dir``.
 
@@ -104,7 +106,7 @@ def export_subnet(
     the space (:func:`shipped_checkpoint`), else a fresh one from ``seed``. A checkpoint that names its training
     data gets batch-norm statistics recomputed for the SubNet on that data. ``config.json`` records the space,
     values, OFA/NB201-style record, params, MACs, the SuperNet source, ``metrics`` and the SHA-256 of every file,
-    so :func:`load_subnet` can check the bundle.
+    so :func:`load_subnet` can check the bundle. ``progress`` is told the name of each slow step as it starts.
     """
     config = space.validate(config)
     out = Path(out_dir)
@@ -126,13 +128,16 @@ def export_subnet(
     if weights or onnx:
         if not space.has_model:
             raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
+        _stage(progress, "loading the SuperNet")
         import torch
         from safetensors.torch import save_file
 
         checkpoint = checkpoint if checkpoint is not None else shipped_checkpoint(space)
-        supernet = load_supernet(space, checkpoint, seed)
-        calibration = _calibration(checkpoint)
-        module = _extract(space, supernet, config, calibration)
+        with _single_thread(torch):
+            supernet = load_supernet(space, checkpoint, seed)
+            calibration = _calibration(checkpoint)
+            _stage(progress, "extracting the SubNet" + (" and recalibrating batch norm" if calibration else ""))
+            module = _extract(space, supernet, config, calibration)
         doc["supernet"] = {
             "checkpoint": str(checkpoint) if checkpoint else None,
             "checkpoint_sha256": _sha256(Path(checkpoint)) if checkpoint else None,
@@ -145,11 +150,30 @@ def export_subnet(
             save_file(state, str(out / WEIGHTS_FILE), metadata={"space": space.name, "key": config.key})
             files[WEIGHTS_FILE] = _sha256(out / WEIGHTS_FILE)
         if onnx:
-            _export_onnx(module, space.dummy_input(config, batch=2), out / ONNX_FILE, torch)
+            _stage(progress, "exporting the ONNX graph (torch.export)")
+            with _single_thread(torch):
+                _export_onnx(module, space.dummy_input(config, batch=2), out / ONNX_FILE, torch)
             files[ONNX_FILE] = _sha256(out / ONNX_FILE)
     doc["files"] = files
     (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files})
+
+
+def _stage(progress: Callable[[str], None] | None, step: str) -> None:
+    if progress is not None:
+        progress(step)
+
+
+@contextlib.contextmanager
+def _single_thread(torch: Any) -> Iterator[None]:
+    """Run torch on one intra-op thread: an export's tensors are small (one calibration batch, a batch-2 trace), and
+    OpenMP's spinning barriers on a busy machine with few cores cost seconds per call (the demo box: 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _export_onnx(module: nn.Module, example: Any, path: Path, torch: Any) -> None:

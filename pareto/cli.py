@@ -983,11 +983,14 @@ def export_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Export a trial's SubNet: config, predicted and measured metrics, provenance, weights and ONNX."""
+    from rich.console import Console
+
     from pareto._analysis import export_trial
 
     _quiet_optuna()
-    info = export_trial(_open_store(store), study, trial, out, weights=not no_weights, onnx=not no_weights,
-                        checkpoint=checkpoint)
+    with Console(stderr=True).status(f"exporting trial {trial} of {study}") as status:
+        info = export_trial(_open_store(store), study, trial, out, weights=not no_weights, onnx=not no_weights,
+                            checkpoint=checkpoint, progress=lambda step: status.update(f"{step}..."))
     if json_out:
         _echo_json(info)
     else:

@@ -188,10 +188,16 @@ def test_front_lists_each_subnet_once(devices: Store) -> None:
 
 
 def test_export_trial_bundle(devices: Store, tmp_path: Path) -> None:
+    import torch
+
     run_surrogate(devices, spec(n_trials=50))
-    info = export_trial(devices, "s1", 7, tmp_path / "bundle", onnx=False)
+    threads = torch.get_num_threads()
+    steps: list[str] = []
+    info = export_trial(devices, "s1", 7, tmp_path / "bundle", onnx=False, progress=steps.append)
     doc = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert set(info["files"]) == {"config.json", "weights.safetensors"}
+    assert steps[0] == "reading study s1" and "loading the SuperNet" in steps  # the CLI's status line
+    assert torch.get_num_threads() == threads  # the export's single-thread section restores the setting
     assert doc["metrics"]["trial"] == 7
     assert doc["metrics"]["predicted"]["latency_ms@edge"]["source"] == "LUT-sum of edge"
     assert doc["values"] == study_results(devices, "s1").configs[7]
