@@ -487,9 +487,18 @@ class Store:
                         m.source != "predicted"))
         if subjects is not None:
             query = query.where(m.subject.in_(list(subjects)))
-        with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        frame = pd.DataFrame.from_records([tuple(row) for row in rows], columns=["config_key", "subject", "value"])
+        compiled = query.compile(dialect=self._engine.dialect, compile_kwargs={"render_postcompile": True})
+        params: Any = compiled.construct_params()
+        if compiled.positiontup is not None:
+            params = tuple(params[name] for name in compiled.positiontup)
+        with self._engine.connect() as conn:  # plain DB-API rows: 200k values in a fraction of a second
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(str(compiled), params)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        frame = pd.DataFrame(rows, columns=["config_key", "subject", "value"])
         wide = frame.astype({"value": "float64"}).groupby(["config_key", "subject"])["value"].median().unstack()
         columns = sorted(wide.columns) if subjects is None else list(subjects)
         return wide.reindex(columns=columns).rename_axis(columns=None)

@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -22,7 +23,7 @@ import pareto._store
 import supernet._registry
 from pareto import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
 from pareto._models import VERSION_TABLE, Base, Device, Export, Measurement, SubNet, include_name
-from supernet import DeclarativeSpace, Dimension, HwparetoError, InvalidValueError, SubNetConfig
+from supernet import DeclarativeSpace, Dimension, HwparetoError, InvalidValueError, SubNetConfig, get_space
 
 HEAD = "0002_predictors_searches"
 HWP_TABLES = {
@@ -545,3 +546,23 @@ def test_exports_and_sessions(store: Store) -> None:
     with store.session() as session:
         session.add(Device(name="kept", kind="fake", spec_json="{}", provenance_json="{}"))
     assert store.get_device("kept")["kind"] == "fake"
+
+
+def test_measured_table_is_wide_median_and_leaves_predictions_out(store: Store) -> None:
+    space = get_space("nb201")
+    a, b, c = (space.from_index(i) for i in (1, 2, 3))
+    store.add_measurements([
+        MeasurementIn(a, "device", "dev-1", "latency_ms", 1.0),
+        MeasurementIn(a, "device", "dev-1", "latency_ms", 3.0, batch=2),  # a second value of the same SubNet
+        MeasurementIn(b, "device", "dev-1", "latency_ms", 2.0),
+        MeasurementIn(a, "device", "dev-2", "latency_ms", 5.0),
+        MeasurementIn(c, "device", "dev-2", "latency_ms", 7.0, source="predicted"),
+        MeasurementIn(c, "device", "dev-2", "energy_mj", 9.0),
+    ], auto_devices=True)
+    table = store.measured_table("nb201", "latency_ms")
+    assert list(table.columns) == ["dev-1", "dev-2"] and sorted(table.index) == sorted([a.key, b.key])
+    assert table.loc[a.key, "dev-1"] == 2.0 and table.loc[a.key, "dev-2"] == 5.0
+    assert np.isnan(table.loc[b.key, "dev-2"])
+    some = store.measured_table("nb201", "latency_ms", ["dev-2", "nobody"])
+    assert list(some.columns) == ["dev-2", "nobody"] and some.loc[a.key, "dev-2"] == 5.0
+    assert store.measured_table("nb201", "latency_ms", []).empty
