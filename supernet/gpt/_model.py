@@ -176,10 +176,10 @@ class GPTSuperNet(nn.Module):
                 p + "fc2.weight": src.fc2.weight[:d, :ffn],
                 p + "fc2.bias": src.fc2.bias[:d],
             }
-        with torch.device("meta"):
-            sub = GPTSubNet(
-                self.tok_emb.num_embeddings, self.pos_emb.num_embeddings, d, [(h, f) for _, h, f in arch.kept], hd
-            )
+        # built on the CPU, not under torch.device("meta"): that context imports torch._dynamo (about 2 s)
+        sub = GPTSubNet(
+            self.tok_emb.num_embeddings, self.pos_emb.num_embeddings, d, [(h, f) for _, h, f in arch.kept], hd
+        )
         sub.load_state_dict(
             {k: v.detach().clone(memory_format=torch.contiguous_format) for k, v in state.items()}, assign=True
         )
