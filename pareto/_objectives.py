@@ -5,7 +5,7 @@ An objective is written ``METRIC[@SUBJECT][:max|:min]``:
 - ``params``, ``macs``, ``flops`` (= 2 × MACs), ``peak_memory_mb`` — analytic, from the space's LayerSpecs
   (peak memory: fp32 weights plus the largest input + output activation of any layer, batch 1);
 - ``latency_ms@DEVICE`` / ``energy_mj@DEVICE`` — the stored predictor ``<metric>:<space>:<device>`` when there is
-  one, else the device's LUT-sum (cheap);
+  one, else its few-shot transfer ``<metric>:<space>:<device>:fewshot<K>`` (largest K), else the device's LUT-sum;
 - ``<metric>@DATASET`` (e.g. ``test_acc_pct@cifar10``) — the stored accuracy predictor
   ``<metric>:<space>:<dataset>`` (mean and uncertainty).
 
@@ -126,6 +126,9 @@ class Evaluator:
                 self.sources[m] = "analytic"
                 continue
             predictor = f"{m.metric}:{space.name}:{m.subject}"
+            few_shot = [p for p in stored if re.fullmatch(re.escape(predictor) + r":fewshot\d+", p)]
+            if predictor not in stored and m.is_cost and few_shot:  # a device known from K measurements only
+                predictor = max(few_shot, key=lambda p: int(p.rsplit("fewshot", 1)[1]))
             if predictor in stored:
                 self._models[m] = load_model(store, predictor)
                 self.sources[m] = f"predictor {predictor}"

@@ -197,3 +197,16 @@ def test_cli_reports_known_devices(store: Store) -> None:
                                  "--known", "gpu-a, npu-c", "--json", "--store", url])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["known"] == {"used": ["gpu-a", "npu-c"], "predicted": [], "skipped": []}
+
+
+def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> None:
+    from pareto._objectives import Evaluator, parse_objective
+
+    _add_new(store, "new-x")
+    train_latency(store, "new-x", SPACE, few_shot=5, name="latency_ms:nb201:new-x:fewshot5")
+    train_latency(store, "new-x", SPACE, few_shot=10)
+    evaluator = Evaluator(store, SPACE, [parse_objective("latency_ms@new-x")])
+    assert evaluator.sources[parse_objective("latency_ms@new-x")] == "predictor latency_ms:nb201:new-x:fewshot10"
+    mean, _ = evaluator.evaluate(ALL[:50])
+    expected = load_model(store, "latency_ms:nb201:new-x:fewshot10").predict(store, ALL[:50])[0]
+    np.testing.assert_array_equal(mean[:, 0], expected)
