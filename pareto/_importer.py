@@ -93,7 +93,12 @@ def import_table(
         raise HwparetoError(f"CSV {p}: cannot read ({exc.strerror})") from None
     with fh:
         reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except UnicodeDecodeError as exc:
+            raise HwparetoError(f"CSV {p}: expected UTF-8 text, got binary data at byte {exc.start}") from None
+        except csv.Error as exc:
+            raise HwparetoError(f"CSV {p}: not a readable CSV header ({exc})") from None
         _check_header(p, header, space, columns, set(defaults or {}))
         unknown = [c for c in where if c not in header]
         if unknown:

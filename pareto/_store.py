@@ -708,12 +708,12 @@ def _engine_for(raw: str | None) -> tuple[Engine, URL]:
     url = _parse_url(default_store_url() if raw is None else raw)
     try:
         if url.get_backend_name() == "sqlite":
-            engine = create_engine(url)
+            engine = create_engine(url, hide_parameters=True)  # errors never show stored values
             _configure_sqlite(engine)
         else:
             fail_fast = url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query
             connect_args = {"connect_timeout": 5} if fail_fast else {}
-            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+            engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
     except ImportError as exc:
         raise _url_error(
             url.render_as_string(hide_password=True), f"driver module {exc.name!r} is not installed"

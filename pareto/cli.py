@@ -4,19 +4,49 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from supernet import HwparetoError, InvalidValueError, SearchSpace, get_space, list_spaces
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class _OneLineErrors(TyperGroup):
+    """The ``hwpareto`` group: a bad option or argument (``--seed -5``, ``--trials 1e23``) is one line on stderr,
+    ``error: Invalid value for '--seed': ...``, and exit code 2, like every other user error (no usage box)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **kwargs: Any) -> Any:
+        kwargs["windows_expand_args"] = windows_expand_args
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+        from typer.exceptions import Abort
+
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as exc:  # a bare group: its help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            typer.echo("error: " + " ".join(exc.format_message().split()), err=True)
+            sys.exit(exc.exit_code)
+        except Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
     name="hwpareto",
     help="Hardware-aware search and Pareto analysis for weight-shared neural networks.",
+    cls=_OneLineErrors,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -42,6 +72,12 @@ StoreOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+# every integer option is bounded (a huge --trials or --batch is a one-line error, not an overflow in the store)
+_SEED_MAX = 2**32 - 1
+_COUNT_MAX = 1_000_000_000
+_BATCH_MAX = 65_536
+_THREADS_MAX = 1_024
+_WORKERS_MAX = 256
 
 
 def _command(fn: F) -> F:
@@ -54,8 +90,47 @@ def _command(fn: F) -> F:
         except HwparetoError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+        except UnicodeDecodeError as exc:  # a reader without its own check: still one line
+            typer.echo(f"error: input file: expected UTF-8 text, got binary data at byte {exc.start}", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            message = _environment_failure(exc, kwargs.get("store"))
+            if message is None:
+                raise
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _environment_failure(exc: BaseException, store: Any) -> str | None:
+    """One line for a failure of the machine rather than of hwpareto (a full disk), found anywhere in the chain
+    of ``exc`` (Optuna and SQLAlchemy wrap the driver's error); None for anything else. Never SQL parameters."""
+    import errno
+    import os
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = cause.filename or "output"
+            return f"{where}: cannot write ({os.strerror(cause.errno)}); free some space and rerun"
+        if isinstance(cause, DBAPIError):
+            orig = cause.orig
+            text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+            if type(orig).__name__ == "DiskFull" or "disk is full" in text or "No space left" in text:
+                raw = store or os.environ.get("HWPARETO_STORE") or "the default store"
+                try:
+                    url = make_url(raw).render_as_string(hide_password=True)
+                except Exception:  # a file path, not a URL: shown as given
+                    url = raw
+                return f"store {url}: cannot write ({text}); free some space and rerun"
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _echo_json(data: Any) -> None:
@@ -88,12 +163,9 @@ def _space(name: str, store_url: str | None) -> SearchSpace:
 
 
 def _read_json(path: Path, what: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise HwparetoError(f"{what} {path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise HwparetoError(f"{what} {path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    from supernet._safeload import load_json
+
+    return load_json(path, what)
 
 
 def _config_summary(space: SearchSpace, config: Any) -> dict[str, Any]:
@@ -191,8 +263,8 @@ def space_register(file: Path, store: StoreOpt = None) -> None:
 @_command
 def sample(
     space: str,
-    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of SubNets.")] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=_COUNT_MAX, help="Number of SubNets.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Random seed.")] = 0,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -243,7 +315,9 @@ def export_config(
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="SuperNet weights (safetensors); default: fresh init.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Init seed when no checkpoint is given.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Init seed when no checkpoint is given.")
+    ] = 0,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -281,7 +355,7 @@ def import_csv(
         list[str] | None, typer.Option("--where", help="COLUMN=VALUE: import only matching rows; repeatable.")
     ] = None,
     source: Annotated[str, typer.Option("--source", help="measured | simulated | imported | evaluated")] = "imported",
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size the values refer to.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Batch size the values refer to.")] = 1,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -420,7 +494,9 @@ def device_add(
     local_cpu: Annotated[
         str | None, typer.Option("--local-cpu", help="Register this machine's CPU under this name instead.")
     ] = None,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Threads for --local-cpu timing.")] = 1,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, max=_THREADS_MAX, help="Threads for --local-cpu timing.")
+    ] = 1,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite a device of the same name.")] = False,
     store: StoreOpt = None,
 ) -> None:
@@ -469,9 +545,11 @@ def profile(
         list[int] | None,
         typer.Option("--resolution", help="Only these input sizes (mbv3: r, gpt: seq_len); repeatable."),
     ] = None,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Batch size.")] = 1,
     budget_s: Annotated[float | None, typer.Option("--budget-s", min=1, help="Stop scheduling after T s.")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes for simulated devices.")] = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=_WORKERS_MAX, help="Processes for simulated devices.")
+    ] = 2,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -515,9 +593,9 @@ def profile(
 def measure(
     device: Annotated[str, typer.Option("--device", help="Registered device, preset or cpu-local.")],
     space: Annotated[str, typer.Option("--space", help="Search space to sample from.")],
-    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of SubNets.")] = 20,
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=_COUNT_MAX, help="Number of SubNets.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Sampling seed.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Batch size.")] = 1,
     store: StoreOpt = None,
 ) -> None:
     """Measure N sampled SubNets end to end (extracted modules, or simulated) and store them as ground truth."""
@@ -559,7 +637,7 @@ def lut_import(
 def lut_export(
     device: Annotated[str, typer.Option("--device", help="Device whose LUT to write.")],
     out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Batch size.")] = 1,
     store: StoreOpt = None,
 ) -> None:
     """Write a device's LUT as a portable CSV (hwpareto format)."""
@@ -575,7 +653,7 @@ def lut_sum(
     space: str,
     config: Path,
     device: Annotated[str, typer.Option("--device", help="Device whose LUT to sum.")],
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size.")] = 1,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Batch size.")] = 1,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -629,12 +707,14 @@ def train_latency_cmd(
     space: Annotated[str, typer.Option("--space", help="Search space.")],
     metric: Annotated[str, typer.Option("--metric", help="latency_ms or energy_mj.")] = "latency_ms",
     few_shot: Annotated[
-        int | None, typer.Option("--few-shot", min=3, help="Use only K measurements of DEVICE (transfer).")
+        int | None,
+        typer.Option("--few-shot", min=3, max=_COUNT_MAX,
+                     help="Use only K measurements of DEVICE (transfer).")
     ] = None,
     known: Annotated[str | None, typer.Option(
         "--known", help="Few-shot: exactly these known devices, comma-separated (default: chosen by rule).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Predictor name (default derived).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Split and model seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Split and model seed.")] = 0,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -672,7 +752,7 @@ def train_accuracy_cmd(
     metric: Annotated[str, typer.Option("--metric", help="Accuracy metric, e.g. test_acc_pct.")],
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset the metric was evaluated on.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Predictor name (default derived).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Split and model seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Split and model seed.")] = 0,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -718,18 +798,18 @@ def _read_configs(sp: SearchSpace, path: Path) -> list[Any]:
                 rows = list(csv_module.DictReader(fh))
         except OSError as exc:
             raise HwparetoError(f"configs {path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise HwparetoError(f"configs {path}: expected UTF-8 text, got binary data at byte {exc.start}") from None
+        except csv_module.Error as exc:
+            raise HwparetoError(f"configs {path}: not a readable CSV ({exc})") from None
         return [_at_row(i + 2, lambda r=row: sp.from_record(r)) for i, row in enumerate(rows)]
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise HwparetoError(f"configs {path}: cannot read ({exc.strerror})") from None
+    from supernet._safeload import parse_json, read_text
+
+    lines = read_text(path, "configs", max_bytes=256 * 1024 * 1024).splitlines()
     out = []
     for i, line in enumerate(lines, start=1):
         if line.strip():
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HwparetoError(f"configs {path}: line {i}: not valid JSON ({exc.msg})") from None
+            doc = parse_json(line, f"configs {path}: line {i}")
             out.append(_at_row(i, lambda d=doc: sp.validate(d)))
     return out
 
@@ -784,10 +864,10 @@ def predict(
 def check(
     device: Annotated[str, typer.Option("--device", help="Device whose predictor to check.")],
     space: Annotated[str, typer.Option("--space", help="Search space.")],
-    n: Annotated[int, typer.Option("-n", "--n", min=2, help="Fresh SubNets to measure.")] = 20,
+    n: Annotated[int, typer.Option("-n", "--n", min=2, max=_COUNT_MAX, help="Fresh SubNets to measure.")] = 20,
     metric: Annotated[str, typer.Option("--metric")] = "latency_ms",
     predictor: Annotated[str | None, typer.Option("--predictor", help="Predictor name (default derived).")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 1,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX)] = 1,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -843,12 +923,16 @@ def search(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Study name (default derived; reuse resumes).")] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="nsga2 | random | nsga3 | tpe")] = "nsga2",
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials (budgeted: accuracy evaluations).")] = 1000,
-    population: Annotated[int, typer.Option("--population", min=4, help="Trials per generation.")] = 100,
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, max=_COUNT_MAX, help="Trials (budgeted: accuracy evaluations).")
+    ] = 1000,
+    population: Annotated[
+        int, typer.Option("--population", min=4, max=_COUNT_MAX, help="Trials per generation.")
+    ] = 100,
     fix: Annotated[list[str] | None, typer.Option("--fix", help="DIM=VALUE held fixed; repeatable.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="surrogate | budgeted (first objective evaluated)")] = "surrogate",
-    batch: Annotated[int, typer.Option("--batch", min=1, help="Budgeted: evaluations per step.")] = 10,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Budgeted: evaluations per step.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX)] = 0,
     queue: Annotated[bool, typer.Option("--queue", help="Queue for workers instead of running here.")] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -940,7 +1024,9 @@ def front(
     device: Annotated[str | None, typer.Option("--device", help="The front on this device's costs.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the front as CSV.")] = None,
     operating_points: Annotated[
-        int | None, typer.Option("--operating-points", min=2, help="K SubNets spanning the latency range.")
+        int | None,
+        typer.Option("--operating-points", min=2, max=_COUNT_MAX,
+                     help="K SubNets spanning the latency range.")
     ] = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -1003,7 +1089,7 @@ DataOpt = Annotated[
     str, typer.Option("--data", help="digits, digits-affine, stdlib, cifar10:DIR, folder:DIR or text:FILE[,FILE].")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1 ...")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="CPU threads for torch.")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, max=_THREADS_MAX, help="CPU threads for torch.")]
 
 
 def _training_setup(space: str, data: str, store: str | None, threads: int) -> tuple[SearchSpace, Any]:
@@ -1030,15 +1116,20 @@ def train_supernet_cmd(
     space: Annotated[str, typer.Option("--space", help="Search space whose SuperNet to train.")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="Checkpoint to write (safetensors).")],
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Sandwich steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images or byte windows per step.")] = 64,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=_COUNT_MAX, help="Sandwich steps.")] = 1000,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, max=_BATCH_MAX, help="Images or byte windows per step.")
+    ] = 64,
     lr: Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")] = 2e-3,
-    n_random: Annotated[int, typer.Option("--n-random", min=0, help="Random SubNets per step.")] = 2,
+    n_random: Annotated[int, typer.Option("--n-random", min=0, max=_COUNT_MAX, help="Random SubNets per step.")] = 2,
     no_distill: Annotated[bool, typer.Option("--no-distill", help="Train every SubNet on labels.")] = False,
     largest_only: Annotated[
-        int, typer.Option("--largest-only", min=0, help="First steps that train the largest SubNet alone.")
+        int,
+        typer.Option("--largest-only", min=0, max=_COUNT_MAX, help="First steps that train the largest SubNet alone."),
     ] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Init, batch and SubNet sampling seed.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Init, batch and SubNet sampling seed.")
+    ] = 0,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = 1,
     store: StoreOpt = None,
@@ -1080,8 +1171,10 @@ def eval_subnets_cmd(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Trained SuperNet (safetensors).")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="CSV to write (one row per SubNet).")],
-    n: Annotated[int, typer.Option("-n", min=2, help="SubNets: the largest, the smallest, then random ones.")] = 500,
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    n: Annotated[
+        int, typer.Option("-n", min=2, max=_COUNT_MAX, help="SubNets: the largest, the smallest, then random ones.")
+    ] = 500,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Sampling seed.")] = 0,
     split: Annotated[str, typer.Option("--split", help="val or test (train for debugging).")] = "val",
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = 1,
@@ -1124,12 +1217,14 @@ def finetune_check_cmd(
     data: DataOpt,
     table: Annotated[Path, typer.Option("--table", help="Accuracy table written by eval-subnets.")],
     out: Annotated[Path, typer.Option("--out", help="Markdown report to write.")],
-    k: Annotated[int, typer.Option("-k", min=3, help="SubNets to fine-tune, spread over the table's ranks.")] = 10,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Fine-tuning steps per SubNet.")] = 100,
+    k: Annotated[
+        int, typer.Option("-k", min=3, max=_COUNT_MAX, help="SubNets to fine-tune, spread over the table's ranks.")
+    ] = 10,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=_COUNT_MAX, help="Fine-tuning steps per SubNet.")] = 100,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate.")] = 5e-4,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=_BATCH_MAX)] = 64,
     split: Annotated[str, typer.Option("--split", help="Split the table was evaluated on.")] = "val",
-    seed: Annotated[int, typer.Option("--seed", help="Batch seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Batch seed.")] = 0,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = 1,
     store: StoreOpt = None,
@@ -1180,8 +1275,10 @@ def finetune_check_cmd(
 @_command
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the chosen SubNets' bundles.")] = Path("hwpareto-demo"),
-    trials: Annotated[int, typer.Option("--trials", min=100, help="Trials per search.")] = 3000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of budgets, predictors and searches.")] = 0,
+    trials: Annotated[int, typer.Option("--trials", min=100, max=_COUNT_MAX, help="Trials per search.")] = 3000,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Seed of budgets, predictors and searches.")
+    ] = 0,
     no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Everything but serving the dashboard.")] = False,
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Dashboard port.")] = 8501,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Serve without opening a browser.")] = False,

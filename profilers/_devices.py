@@ -8,10 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from profilers._base import DEVICE_NAME_CHARS, Backend, DeviceSpec
-from supernet import HwparetoError, InvalidValueError
+from supernet import InvalidValueError
+from supernet._safeload import load_yaml
 
 __all__ = [
     "BACKENDS",
@@ -86,13 +85,7 @@ def device_from_dict(doc: Any, source: str = "device spec") -> DeviceSpec:
 def load_device_file(path: str | Path) -> DeviceSpec:
     """Read a device spec from YAML/JSON."""
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise HwparetoError(f"device file {p}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise HwparetoError(f"device file {p}: not valid YAML ({exc.__class__.__name__})") from None
-    return device_from_dict(doc, source=str(p))
+    return device_from_dict(load_yaml(p, "device file"), source=str(p))
 
 
 def presets() -> dict[str, DeviceSpec]:

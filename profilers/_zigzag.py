@@ -67,11 +67,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import yaml
-
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError, param
 from profilers._devices import PRESETS_DIR
 from supernet import HwparetoError, InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
+from supernet._safeload import parse_yaml, read_bytes
 
 __all__ = ["ZIGZAG_DIR", "ZigZagBackend"]
 
@@ -395,13 +394,9 @@ def _resolve(params: Mapping[str, Any], kind: str, owner: str) -> str:
 
 def _load(path: str, kind: str, owner: str, value: str) -> tuple[Any, str]:
     """Read and validate a ZigZag hardware or mapping file: its document and the SHA-256 of its content."""
-    raw = Path(path).read_bytes()
     field = f"{owner}.{kind}"
-    try:
-        doc = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise InvalidValueError(field, f"a ZigZag {kind} YAML file (not valid YAML: {_first_line(exc)})",
-                                value) from None
+    raw = read_bytes(path, f"{field}: ZigZag {kind} file")
+    doc = parse_yaml(raw, f"{field}: ZigZag {kind} file {path}")  # safe, size- and alias-limited
     reason = _rejection(kind, doc)
     if reason:
         raise InvalidValueError(field, f"a valid ZigZag {kind} description ({reason})", value)

@@ -7,16 +7,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from supernet._errors import HwparetoError, InvalidValueError
+from supernet._errors import InvalidValueError
+from supernet._safeload import load_yaml
 from supernet._space import SearchSpace
-from supernet._types import Dimension
+from supernet._types import MAX_CHOICES, Dimension
 
 __all__ = ["DeclarativeSpace", "load_space_file", "space_from_dict"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 _DIM_FIELDS = {"name", "type", "choices", "low", "high", "step", "group", "description"}
+MAX_DIMENSIONS = 1_000
+MAX_TEXT = 256  # characters of a dimension name, group or string choice
+MAX_DESCRIPTION = 4_096  # characters of a description
 
 
 class DeclarativeSpace(SearchSpace):
@@ -54,10 +56,14 @@ def space_from_dict(doc: Any, source: str = "space definition") -> DeclarativeSp
     dims_doc = doc.get("dimensions")
     if not isinstance(dims_doc, list) or not dims_doc:
         raise InvalidValueError(f"{source}: dimensions", "a non-empty list", dims_doc)
+    if len(dims_doc) > MAX_DIMENSIONS:
+        raise InvalidValueError(f"{source}: dimensions", f"at most {MAX_DIMENSIONS:,} dimensions",
+                                f"{len(dims_doc):,} dimensions")
     dims = [_dimension(d, f"{source}: dimensions[{i}]") for i, d in enumerate(dims_doc)]
     description = doc.get("description", "")
-    if not isinstance(description, str):
-        raise InvalidValueError(f"{source}: description", "a string", description)
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise InvalidValueError(f"{source}: description", f"a string of at most {MAX_DESCRIPTION:,} characters",
+                                _long(description))
     return DeclarativeSpace(name, dims, description)
 
 
@@ -68,16 +74,25 @@ def _dimension(doc: Any, where: str) -> Dimension:
     if unknown:
         raise InvalidValueError(where, "only the keys " + ", ".join(sorted(_DIM_FIELDS)), unknown)
     name = doc.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidValueError(f"{where}.name", "a non-empty string", name)
+    if not isinstance(name, str) or not name or len(name) > MAX_TEXT:
+        raise InvalidValueError(f"{where}.name", f"a non-empty string of at most {MAX_TEXT} characters", _long(name))
     kind = doc.get("type", "categorical" if "choices" in doc else None)
     if kind not in ("categorical", "int", "float"):
         raise InvalidValueError(f"{where}.type", "categorical, int or float", kind)
     group, description = str(doc.get("group", "")), str(doc.get("description", ""))
+    if len(group) > MAX_TEXT:
+        raise InvalidValueError(f"{where}.group", f"at most {MAX_TEXT} characters", _long(group))
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidValueError(f"{where}.description", f"at most {MAX_DESCRIPTION:,} characters", _long(description))
     if kind == "categorical":
         choices = doc.get("choices")
+        if isinstance(choices, list) and len(choices) > MAX_CHOICES:
+            raise InvalidValueError(f"{where}.choices", f"at most {MAX_CHOICES:,} choices", f"{len(choices):,} choices")
         if not isinstance(choices, list) or not all(isinstance(c, (int, float, str)) for c in choices):
             raise InvalidValueError(f"{where}.choices", "a list of numbers or strings", choices)
+        long = next((c for c in choices if isinstance(c, str) and len(c) > MAX_TEXT), None)
+        if long is not None:
+            raise InvalidValueError(f"{where}.choices", f"strings of at most {MAX_TEXT} characters", _long(long))
         return Dimension(name, "categorical", tuple(choices), group=group, description=description)
     step = doc.get("step", 1)
     if not isinstance(step, int) or isinstance(step, bool):
@@ -86,15 +101,12 @@ def _dimension(doc: Any, where: str) -> Dimension:
                      description=description)
 
 
+def _long(value: Any) -> Any:
+    """A too-long string as its length (an error message stays one short line)."""
+    return f"{len(value):,} characters" if isinstance(value, str) and len(value) > 40 else value
+
+
 def load_space_file(path: str | Path) -> DeclarativeSpace:
     """Read a declarative space from a YAML or JSON file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise HwparetoError(f"space file {p}: cannot read ({exc.strerror})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise HwparetoError(f"space file {p}: not valid YAML/JSON ({exc.__class__.__name__}: {exc})") from None
-    return space_from_dict(doc, source=str(p))
+    return space_from_dict(load_yaml(p, "space file"), source=str(p))

@@ -21,6 +21,9 @@ __all__ = ["ACTIVATIONS", "OPS", "Dimension", "LayerSpec", "SubNetConfig"]
 Scalar = int | float | str
 DimensionKind = Literal["categorical", "int", "float"]
 
+MAX_CHOICES = 1_000  # choices of one categorical dimension
+MAX_BOUND = 1e15  # |low| and |high| of int/float dimensions (sampling stays exact and finite)
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
@@ -49,6 +52,9 @@ class Dimension:
         if self.kind == "categorical":
             if not self.choices:
                 raise InvalidValueError(f"dimension {self.name!r}.choices", "a non-empty list", list(self.choices))
+            if len(self.choices) > MAX_CHOICES:
+                raise InvalidValueError(f"dimension {self.name!r}.choices", f"at most {MAX_CHOICES:,} choices",
+                                        f"{len(self.choices):,} choices")
             if len(set(self.choices)) != len(self.choices):
                 raise InvalidValueError(f"dimension {self.name!r}.choices", "distinct values", list(self.choices))
             numeric = [_is_number(c) for c in self.choices]
@@ -59,6 +65,10 @@ class Dimension:
         elif self.kind in ("int", "float"):
             if not _is_number(self.low) or not _is_number(self.high) or not self.low <= self.high:  # type: ignore[operator]
                 raise InvalidValueError(f"dimension {self.name!r}.low/high", "low <= high", (self.low, self.high))
+            for end, value in (("low", self.low), ("high", self.high)):
+                if not abs(value) <= MAX_BOUND:  # type: ignore[arg-type]  # also refuses nan
+                    raise InvalidValueError(f"dimension {self.name!r}.{end}", f"a finite number in [-{MAX_BOUND:g}, "
+                                            f"{MAX_BOUND:g}]", value)
             if self.kind == "int" and (self.low != int(self.low) or self.high != int(self.high) or self.step < 1):
                 raise InvalidValueError(
                     f"dimension {self.name!r}", "integer low/high and step >= 1", (self.low, self.high, self.step)
