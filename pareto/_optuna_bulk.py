@@ -3,8 +3,14 @@
 Optuna's storage commits every trial operation separately (a few trials per second on SQLite). A surrogate
 search finishes a whole generation at once, so it writes the generation in one transaction with ``executemany``:
 the trials (numbers assigned under the store's write lock, as Optuna's own ``count_past_trials`` would), their
-values, parameters (Optuna's internal representation and distribution JSON), user and system attributes (the
-constraints Optuna's samplers read). ``optuna.load_study`` and optuna-dashboard read the result unchanged.
+values, parameters (Optuna's internal representation and distribution JSON), user and system attributes.
+``optuna.load_study`` and optuna-dashboard read the result unchanged.
+
+Constraints are written twice, as the two readers expect them: ``constraints:<name>`` per budget (what
+``Trial.set_constraint`` writes; hwpareto reads it back by name) and the list ``constraints`` in the row's name
+order (what ``constraints_func`` in Optuna's samplers writes, ``_CONSTRAINTS_KEY``; optuna-dashboard reads only
+this one). Optuna 5's ``FrozenTrial.constraints`` therefore lists each budget twice, under its name and under its
+position (``"0"``, ``"1"``, ...); feasibility (every value <= 0) is the same either way.
 """
 
 from __future__ import annotations
@@ -25,12 +31,14 @@ from pareto._store import Store
 __all__ = ["TrialRow", "bulk_add_trials"]
 
 CONSTRAINT_PREFIX = "constraints:"  # Optuna 5 keeps each named constraint as system attribute "constraints:<name>"
+CONSTRAINTS_KEY = "constraints"  # Optuna's _CONSTRAINTS_KEY: the list constraints_func and optuna-dashboard use
 
 
 @dataclass(frozen=True, slots=True)
 class TrialRow:
     """One finished trial: external parameter values with their distributions, objective values (None for a
-    failed trial), named constraint values (<= 0 feasible, as ``Trial.set_constraint``), user attributes."""
+    failed trial), named constraint values (<= 0 feasible, as ``Trial.set_constraint``), user attributes and
+    further system attributes (JSON-ready values)."""
 
     params: Mapping[str, Any]
     distributions: Mapping[str, BaseDistribution]
@@ -38,21 +46,32 @@ class TrialRow:
     constraints: Mapping[str, float] | None = None
     user_attrs: Mapping[str, Any] = field(default_factory=dict)
     state: TrialState = TrialState.COMPLETE
+    system_attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
-def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow]) -> list[int]:
-    """Insert ``rows`` as trials of Optuna study ``study_id`` in one transaction; returns their trial numbers."""
+def _naive_utc(moment: datetime | None) -> datetime:
+    """Optuna stores naive UTC datetimes."""
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow], *, started: datetime | None = None,
+                    completed: datetime | None = None) -> list[int]:
+    """Insert ``rows`` as trials of Optuna study ``study_id`` in one transaction; returns their trial ids (in row
+    order). ``started`` and ``completed`` (default: now) are every trial's ``datetime_start`` and
+    ``datetime_complete``: the window in which the rows were proposed and evaluated."""
     if not rows:
         return []
-    now = datetime.now(UTC).replace(tzinfo=None)  # Optuna stores naive UTC
+    end = _naive_utc(completed)
+    begin = min(_naive_utc(started), end) if started is not None else end
     trials_t = models.TrialModel.__table__
     with store.transaction() as conn:
         count = conn.execute(select(func.count()).select_from(trials_t)
                              .where(trials_t.c.study_id == study_id)).scalar_one()
         ids = conn.execute(
             insert(trials_t).returning(trials_t.c.trial_id, sort_by_parameter_order=True),
-            [{"number": count + i, "study_id": study_id, "state": row.state, "datetime_start": now,
-              "datetime_complete": now} for i, row in enumerate(rows)],
+            [{"number": count + i, "study_id": study_id, "state": row.state, "datetime_start": begin,
+              "datetime_complete": end} for i, row in enumerate(rows)],
         ).scalars().all()
         values, params, users, systems = [], [], [], []
         dist_json: dict[int, str] = {}
@@ -69,6 +88,9 @@ def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow]) -> li
             users.extend((trial_id, k, json.dumps(v)) for k, v in row.user_attrs.items())
             systems.extend((trial_id, CONSTRAINT_PREFIX + name, json.dumps(float(value)))
                            for name, value in (row.constraints or {}).items())
+            if row.constraints:
+                systems.append((trial_id, CONSTRAINTS_KEY, json.dumps([float(v) for v in row.constraints.values()])))
+            systems.extend((trial_id, k, json.dumps(v)) for k, v in row.system_attrs.items())
         # plain DB-API: SQLAlchemy's per-row parameter processing would dominate at ~50 rows a trial;
         # PostgreSQL takes COPY, SQLite executemany
         for table, columns, batch in (
@@ -88,4 +110,4 @@ def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow]) -> li
                 mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
                 conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
                                      f"({', '.join([mark] * len(columns))})", batch)
-    return [count + i for i in range(len(rows))]
+    return list(ids)

@@ -2,7 +2,17 @@
 
 Every objective is predicted (LUT-sums, predictors, analytic), so a whole generation is proposed, evaluated and
 written at once (:func:`pareto._optuna_bulk.bulk_add_trials`): the store is not the bottleneck, and every trial
-is an ordinary Optuna trial (params, values, constraints in ``system_attrs["constraints"]``).
+is an ordinary Optuna trial, written so that Optuna's own tools read it as if Optuna had run the search:
+
+- the study's metric names are the objective names (``Study.set_metric_names``);
+- constraints (budget violations) as both ``constraints:<budget>`` and the list ``constraints`` (optuna-dashboard
+  reads only the list);
+- ``datetime_start``/``datetime_complete``: when the generation's proposal and evaluation began and ended;
+- generation ``g`` (0, 1, ...; a resumed run goes on from the last stored one) in the trial system attribute
+  ``NSGAIISampler:generation`` (``NSGAIIISampler:generation`` for ``nsga3``), and the parents of generation
+  ``g >= 1`` (the ``population`` best stored trials by constrained rank and crowding) in the study system
+  attribute ``NSGAIISampler:parent:<g>``: ``optuna.load_study`` with Optuna's ``NSGAIISampler`` of the same
+  population size continues the search at the next generation from hwpareto's elite.
 
 Samplers:
 
@@ -24,6 +34,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -42,6 +53,10 @@ __all__ = ["SAMPLERS", "SearchResult", "SearchSpec", "load_trials", "run_surroga
 
 SAMPLERS = ("nsga2", "random", "nsga3", "tpe")
 SPEC_ATTR = "hwpareto"
+# Optuna's GA samplers' keys (BaseGASampler: f"{cls.__name__}:generation" / f"{cls.__name__}:parent:")
+GENERATION_KEY = "NSGAIISampler:generation"
+PARENT_CACHE_PREFIX = "NSGAIISampler:parent:"
+NSGA3_GENERATION_KEY = "NSGAIIISampler:generation"
 Progress = Callable[[int, int], None]
 
 
@@ -222,6 +237,7 @@ def _study(store: Store, spec: SearchSpec, objectives: Sequence[Objective]) -> o
     except KeyError:
         study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions)
         study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        _name_metrics(study, objectives)
         return study
     stored = study.user_attrs.get(SPEC_ATTR)
     mine = {k: v for k, v in spec.to_dict().items() if k != "n_trials"}
@@ -229,7 +245,25 @@ def _study(store: Store, spec: SearchSpec, objectives: Sequence[Objective]) -> o
     if stored is None or mine != theirs:
         raise InvalidValueError("search name", f"a name not used by another study (study {spec.name!r} exists with "
                                 "other settings)", spec.name)
+    if study.metric_names is None:  # a study written before hwpareto named its metrics
+        _name_metrics(study, objectives)
     return study
+
+
+def _name_metrics(study: optuna.Study, objectives: Sequence[Objective]) -> None:
+    """Objective names as the study's metric names (what optuna-dashboard and ``trials_dataframe`` show)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([o.name for o in objectives])
+
+
+def _last_generation(store: Store, study_id: int, key: str) -> int:
+    """The highest generation stored under trial system attribute ``key`` in the study (-1: none)."""
+    t, s = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
+    with store.engine.connect() as conn:
+        found = conn.execute(select(s.c.value_json).join(t, t.c.trial_id == s.c.trial_id)
+                             .where(t.c.study_id == study_id, s.c.key == key)).scalars().all()
+    return max((int(json.loads(v)) for v in found), default=-1)
 
 
 def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
@@ -288,13 +322,21 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
     configs = [space.validate(t["config"]) for t in stored if t["config"] is not None]
     genes = np.array([genome.encode(c) for c in configs]) if configs else np.empty((0, len(space.dimensions)))
     violation = constraints.clip(min=0).sum(axis=1) if constraints.size else np.zeros(len(configs))
+    ids = np.array([t["trial_id"] for t in stored], dtype=np.int64)  # rows of values and violation
+    generation_key = NSGA3_GENERATION_KEY if spec.sampler == "nsga3" else GENERATION_KEY
+    generation = _last_generation(store, study._study_id, generation_key) + 1
     rng = np.random.default_rng([spec.seed, have])  # a resumed run does not replay the first run's draws
     signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in objectives])
     mirror = _mirror(spec, objectives, stored, values, constraints, dists, genome) if spec.sampler in (
         "nsga3", "tpe") else None
     added = 0
     while have < spec.n_trials:
+        started = datetime.now(UTC)
         size = min(spec.population, spec.n_trials - have)
+        if len(ids) and spec.sampler != "nsga3":  # generation's parents, where Optuna's NSGA-II looks for them
+            rank, crowd = _rank(values[:, : len(objectives)] * signs, violation)
+            study._storage.set_study_system_attr(study._study_id, PARENT_CACHE_PREFIX + str(generation),
+                                                 ids[np.lexsort((-crowd, rank))[: spec.population]].tolist())
         if spec.sampler == "random" or (spec.sampler == "nsga2" and len(genes) < spec.population):
             batch_genes = genome.random(rng, size)
         elif spec.sampler == "nsga2":
@@ -313,9 +355,11 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
             if budgets else None
         rows = [TrialRow(c.values, dists, obj_values[i].tolist(),
                          None if cons is None else {b.text: float(v) for b, v in zip(budgets, cons[i], strict=True)},
-                         {"config": c.values, "config_key": c.key})
+                         {"config": c.values, "config_key": c.key}, system_attrs={generation_key: generation})
                 for i, c in enumerate(batch)]
-        bulk_add_trials(store, study._study_id, rows)
+        new_ids = np.array(bulk_add_trials(store, study._study_id, rows, started=started, completed=datetime.now(UTC)),
+                           dtype=np.int64)
+        generation += 1
         if mirror is not None:
             for trial, row in zip(asked, rows, strict=True):
                 for name, value in (row.constraints or {}).items():
@@ -326,10 +370,11 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
         values = np.vstack([values, obj_values]) if len(values) else obj_values
         new_violation = cons.clip(min=0).sum(axis=1) if cons is not None else np.zeros(len(batch))
         violation = np.concatenate([violation, new_violation])
-        if spec.sampler == "nsga2" and len(genes) > 4 * spec.population:  # keep the elite pool bounded
+        ids = np.concatenate([ids, new_ids])
+        if len(genes) > 4 * spec.population:  # keep the elite pool bounded
             rank, crowd = _rank(values * signs, violation)
             keep = np.lexsort((-crowd, rank))[: 2 * spec.population]
-            genes, values, violation = genes[keep], values[keep], violation[keep]
+            genes, values, violation, ids = genes[keep], values[keep], violation[keep], ids[keep]
         have += len(batch)
         added += len(batch)
         if progress is not None:
