@@ -125,7 +125,7 @@ def study_results(store: Store, study: str) -> StudyResults:
 
 def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, weights: bool = True,
                  onnx: bool = True, checkpoint: str | Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[str], None] | None = None, force: bool = False) -> dict[str, Any]:
     """Bundle trial ``number``: config, predicted metrics (mean ± std), stored measurements of that SubNet per
     device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX.
     ``progress`` is told the name of each slow step as it starts."""
@@ -163,6 +163,6 @@ def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, 
     }
     result = export_subnet(space, config, out_dir, weights=weights and space.has_model,
                            onnx=onnx and space.has_model, checkpoint=checkpoint, metrics=doc_metrics,
-                           progress=progress)
+                           progress=progress, force=force)
     store.add_export(config, str(result.directory.resolve()), result.files)
     return {"directory": str(result.directory), "key": config.key, "files": result.files, **doc_metrics}

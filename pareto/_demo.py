@@ -156,7 +156,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             number = int(best["number"])
             target = out_dir / spec.name
             if not (target / "config.json").is_file():
-                export_trial(store, spec.name, number, target)
+                export_trial(store, spec.name, number, target, force=True)  # an interrupted run's leftovers
             choices.append(Choice(sp.name, device, spec.name, budget_ms, number,
                                   {o: float(best[o]) for o in objectives}, str(target)))
     step(f"[6/6] done in {time.monotonic() - start:.0f} s")

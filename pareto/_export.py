@@ -99,6 +99,7 @@ def export_subnet(
     seed: int = 0,
     metrics: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> ExportResult:
     """Write ``config.json`` (+ ``weights.safetensors``, ``model.onnx``) for ``config`` into ``out_dir``.
 
@@ -107,9 +108,14 @@ def export_subnet(
     data gets batch-norm statistics recomputed for the SubNet on that data. ``config.json`` records the space,
     values, OFA/NB201-style record, params, MACs, the SuperNet source, ``metrics`` and the SHA-256 of every file,
     so :func:`load_subnet` can check the bundle. ``progress`` is told the name of each slow step as it starts.
+    A non-empty ``out_dir`` is refused unless ``force`` (its files of the same names are then overwritten).
     """
     config = space.validate(config)
     out = Path(out_dir)
+    if not force and out.is_dir() and any(out.iterdir()):
+        raise HwparetoError(f"export folder {out}: not empty (choose an empty or new folder, or --force to overwrite)")
+    if out.exists() and not out.is_dir():
+        raise HwparetoError(f"export folder {out}: not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import csv
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pareto._store import MeasurementIn, Store, WriteResult
-from supernet import HwparetoError, InvalidValueError, SearchSpace
+from supernet import HwparetoError, InvalidValueError, SearchSpace, check_metric_value, check_name
 
 __all__ = ["ColumnMap", "ImportReport", "import_table", "parse_columns"]
 
 MAX_REPORTED_ROWS = 10
-_SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +54,7 @@ def parse_columns(specs: Sequence[str], subject: str) -> list[ColumnMap]:
         name = explicit if explicit else subject.replace("{column}", column)
         if not column:
             raise InvalidValueError("--column", "a column name, optionally followed by =SUBJECT", spec)
-        if not _SUBJECT.match(name):
-            raise InvalidValueError(
-                f"subject of column {column!r}", "letters, digits and _ . : @ + - (max 128, no spaces)", name
-            )
+        check_name(f"subject of column {column!r}", name)
         maps.append(ColumnMap(column, name))
     if len({m.column for m in maps}) != len(maps):
         raise InvalidValueError("--column", "each column at most once", list(specs))
@@ -127,9 +121,10 @@ def import_table(
                     if not raw:
                         skipped += 1
                         continue
-                    value = _float(raw)
-                    if value is None:
-                        errors.append(f"row {line}: column {cmap.column!r}: expected a finite number, got {raw!r}")
+                    try:  # the range of the metric's unit (supernet.metric_range), as every store write checks
+                        value = check_metric_value(cmap.column, metric, _float(raw))
+                    except InvalidValueError as exc:
+                        errors.append(f"row {line}: column {cmap.column!r}: expected {exc.allowed}, got {raw!r}")
                         continue
                     rows.append(
                         MeasurementIn(
@@ -172,7 +167,6 @@ def _check_header(
 
 def _float(raw: str) -> float | None:
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None

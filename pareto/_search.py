@@ -47,7 +47,7 @@ from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse
 from pareto._optuna_bulk import CONSTRAINT_PREFIX, TrialRow, bulk_add_trials
 from pareto._pareto import nondominated_sort
 from pareto._store import Store
-from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig, check_name
 
 __all__ = ["SAMPLERS", "SearchResult", "SearchSpec", "load_trials", "run_surrogate"]
 
@@ -78,8 +78,7 @@ class SearchSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name or len(self.name) > 128:
-            raise InvalidValueError("search name", "1 to 128 characters", self.name)
+        check_name("search name", self.name)
         if not self.objectives:
             raise InvalidValueError("objectives", "at least one", [])
         if self.sampler not in SAMPLERS:

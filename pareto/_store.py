@@ -10,7 +10,6 @@ advisory lock) so concurrent writers never conflict.
 from __future__ import annotations
 
 import json
-import math
 import numbers
 import os
 import re
@@ -73,6 +72,8 @@ from supernet import (
     InvalidValueError,
     SearchSpace,
     SubNetConfig,
+    check_metric_value,
+    check_name,
     get_space,
     list_spaces,
     space_from_dict,
@@ -307,7 +308,7 @@ class Store:
         replace: bool = False,
     ) -> dict[str, Any]:
         """Register a device; an existing one of that name is returned unchanged unless ``replace``."""
-        _check_text("device.name", name, 128)
+        check_name("device.name", name)
         if kind not in DEVICE_KINDS:
             raise InvalidValueError("device.kind", "one of " + ", ".join(DEVICE_KINDS), kind)
         values = {
@@ -571,7 +572,7 @@ class Store:
         fmt: str = "hwpareto-predictor",
     ) -> None:
         """Store (or replace) predictor ``name``: portable ``blob`` plus JSON ``meta`` (metrics, versions...)."""
-        _check_text("predictor.name", name, 128)
+        check_name("predictor.name", name)
         if kind not in PREDICTOR_KINDS:
             raise InvalidValueError("predictor.kind", "one of " + ", ".join(PREDICTOR_KINDS), kind)
         if not isinstance(blob, bytes) or not blob:
@@ -616,7 +617,7 @@ class Store:
     # ------------------------------------------------------------------ searches (the job queue)
     def submit_search(self, name: str, space: str, params: Mapping[str, Any], n_trials: int) -> dict[str, Any]:
         """Queue a search (its Optuna study is called ``name``); a name already used raises InvalidValueError."""
-        _check_text("search.name", name, 128)
+        check_name("search.name", name)
         with self.transaction() as conn:
             if conn.execute(select(Search.id).where(Search.name == name)).first() is not None:
                 raise InvalidValueError("search name", "a name not used by another search", name)
@@ -854,14 +855,6 @@ def _check_text(field: str, value: Any, max_length: int) -> str:
     return value
 
 
-def _finite(field: str, value: Any, *, non_negative: bool = False) -> float:
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-        if math.isfinite(number) and (number >= 0 or not non_negative):
-            return number
-    raise InvalidValueError(field, "a finite non-negative number" if non_negative else "a finite number", value)
-
-
 def _count(field: str, value: Any) -> int:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1:
         return int(value)
@@ -877,7 +870,7 @@ def _check_measurement(i: int, row: Any, known_metrics: set[str]) -> tuple[float
         raise InvalidValueError(f"{where}.config", "a SubNetConfig", row.config)
     if row.subject_kind not in SUBJECT_KINDS:
         raise InvalidValueError(f"{where}.subject_kind", "one of " + ", ".join(SUBJECT_KINDS), row.subject_kind)
-    _check_text(f"{where}.subject", row.subject, 128)
+    check_name(f"{where}.subject", row.subject)
     if row.metric not in known_metrics:
         if not isinstance(row.metric, str) or len(row.metric) > 64 or not _METRIC.match(row.metric):
             raise InvalidValueError(
@@ -891,8 +884,8 @@ def _check_measurement(i: int, row: Any, known_metrics: set[str]) -> tuple[float
     if not isinstance(row.origin, str) or len(row.origin) > 255:
         raise InvalidValueError(f"{where}.origin", "a string of at most 255 characters", row.origin)
     _count(f"{where}.batch", row.batch)
-    value = _finite(f"{where}.value", row.value)
-    std = None if row.std is None else _finite(f"{where}.std", row.std, non_negative=True)
+    value = check_metric_value(f"{where}.value", row.metric, row.value)
+    std = None if row.std is None else check_metric_value(f"{where}.std", row.metric, row.std, std=True)
     n = None if row.n is None else _count(f"{where}.n", row.n)
     return value, std, n
 
@@ -919,7 +912,8 @@ def _check_lut(i: int, row: Any) -> dict[str, Any]:
     out["spec_json"] = _canonical(f"{where}.spec_json", spec)
     for name in ("latency_ms_mean", "latency_ms_std", "energy_mj_mean", "energy_mj_std"):
         if out[name] is not None or name.startswith("latency"):
-            out[name] = _finite(f"{where}.{name}", out[name], non_negative=True)
+            metric, stat = name.rsplit("_", 1)  # latency_ms, energy_mj: one layer's cost may be 0
+            out[name] = check_metric_value(f"{where}.{name}", metric, out[name], std=stat == "std", per_layer=True)
     out["n"] = _count(f"{where}.n", out["n"])
     out["batch"] = _count(f"{where}.batch", out["batch"])
     if out["source"] not in SOURCES:

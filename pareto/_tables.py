@@ -10,7 +10,25 @@ import pandas as pd
 from pareto._store import Store
 from supernet import HwparetoError, SearchSpace
 
-__all__ = ["wide_table", "write_wide_csv"]
+__all__ = ["FORMULA_PREFIXES", "csv_safe", "wide_table", "write_wide_csv"]
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) else value
+
+
+def csv_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` for a CSV a spreadsheet may open: text cells (and column names) that start with ``= + - @``, a tab
+    or a carriage return get a leading ``'`` so they are not run as formulas. Numbers (``-5.2``) stay numbers:
+    only strings are escaped. Every CSV hwpareto writes goes through this."""
+    out = table.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column].dtype):
+            out[column] = out[column].map(_cell)
+    out.columns = [_cell(c) for c in out.columns]
+    return out
 
 
 def wide_table(
@@ -50,7 +68,7 @@ def write_wide_csv(
     """Write :func:`wide_table` to ``path``; returns the number of SubNets written."""
     table = wide_table(store, space, subject=subject, subject_kind=subject_kind, metric=metric)
     try:
-        table.to_csv(path, index=False)
+        csv_safe(table).to_csv(path, index=False)
     except OSError as exc:
         raise HwparetoError(f"output {path}: cannot write ({exc.strerror})") from None
     return len(table)

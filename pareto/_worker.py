@@ -30,12 +30,15 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import func, select
 
 from pareto._objectives import Evaluator
-from pareto._search import SPEC_ATTR, SearchResult, SearchSpec, run_surrogate
+from pareto._search import SPEC_ATTR, SearchResult, SearchSpec, _Genome, run_surrogate
+from pareto._search import _check_budgets as check_budgets
 from pareto._store import Store
-from supernet import HwparetoError, InvalidValueError
+from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
 
 __all__ = ["run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
 
@@ -48,14 +51,32 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def completed_trials(store: Store, name: str) -> int | None:
+    """How many trials of study ``name`` are complete (what a failed search kept); None when unreadable."""
+    try:
+        with store.engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count()).select_from(models.TrialModel).join(
+                    models.StudyModel, models.StudyModel.study_id == models.TrialModel.study_id)
+                .where(models.StudyModel.study_name == name, models.TrialModel.state == TrialState.COMPLETE)
+            ).scalar_one())
+    except Exception:  # a failed search is recorded as failed whatever the count
+        return None
+
+
 def validate_spec(store: Store, spec: SearchSpec) -> None:
-    """Check a spec against the store (space, devices, LUTs, predictors, fixed dimensions) before any write."""
+    """Check a spec against the store (space, devices, LUTs, predictors, fixed dimensions, budgets some SubNet
+    meets) before any write, so a refused search leaves no row behind."""
     space = store.space(spec.space)
     objectives, budgets = spec.parsed()
     for name, value in spec.fixed.items():
         space.dimension(name).coerce(value, space.name)
-    Evaluator(store, space, [o for o in [*objectives, *(b.objective for b in budgets)]
-                             if spec.mode == "surrogate" or o != objectives[0]])
+    evaluator = Evaluator(store, space, [o for o in [*objectives, *(b.objective for b in budgets)]
+                                         if spec.mode == "surrogate" or o != objectives[0]])
+    if spec.mode == "surrogate":
+        check_budgets(_Genome(space, spec.fixed), evaluator, budgets, spec.seed)
+    else:
+        _budgeted_candidates(store, space, spec)
 
 
 def submit(store: Store, spec: SearchSpec) -> dict[str, Any]:
@@ -102,7 +123,8 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
             result = run_budgeted(store, spec, heartbeat=beat)
     except BaseException as exc:
         alive.stop()
-        store.finish_search(spec.name, me, "failed", str(exc) or type(exc).__name__)
+        store.finish_search(spec.name, me, "failed", str(exc) or type(exc).__name__,
+                            trials_done=completed_trials(store, spec.name))
         raise
     alive.stop()
     store.finish_search(spec.name, me, "done", trials_done=result.total)
@@ -139,6 +161,35 @@ class _EnqueuedOnly(optuna.samplers.BaseSampler):
                             f"(no value for {param_name!r})")
 
 
+def _budgeted_candidates(store: Store, space: SearchSpace, spec: SearchSpec
+                         ) -> tuple[dict[str, float], list[SubNetConfig], np.ndarray]:
+    """The oracle (config key -> stored value of the evaluated objective), the candidates every budget admits and
+    their cheap objectives; a budget no candidate meets is refused (by :func:`validate_spec`, before any write)."""
+    objectives, budgets = spec.parsed()
+    evaluated = objectives[0]
+    if evaluated.subject is None:
+        raise InvalidValueError("first objective of a budgeted search", "METRIC@DATASET (the evaluated one)",
+                                evaluated.name)
+    table = store.measurements(space=space.name, subject=evaluated.subject, subject_kind="dataset",
+                               metric=evaluated.metric)
+    if table.empty:
+        raise InvalidValueError(f"oracle {evaluated.name}", "stored measurements to evaluate against "
+                                "(hwpareto import ... --dataset)", "none")
+    table = table.groupby("config_key", as_index=False).agg(config_json=("config_json", "first"),
+                                                            value=("value", "median"))
+    oracle = dict(zip(table["config_key"], table["value"].astype(float), strict=True))
+    candidates = [space.validate(json.loads(t)) for t in table["config_json"]]
+    cheap = Evaluator(store, space, [*objectives[1:], *(b.objective for b in budgets)])
+    mean, _ = cheap.evaluate(candidates)
+    keep = np.ones(len(candidates), dtype=bool)
+    for b in budgets:  # budgets on cheap objectives: infeasible candidates never cost an evaluation
+        keep &= b.violation(mean[:, cheap.metrics.index(b.objective)]) <= 0
+    if not keep.any():
+        raise InvalidValueError("budgets", "bounds some candidate meets", list(spec.budgets))
+    return (oracle, [c for c, k in zip(candidates, keep, strict=True) if k],
+            mean[keep][:, [cheap.metrics.index(o) for o in objectives[1:]]])
+
+
 class _Budgeted:
     """The pieces of an evaluation-budgeted search shared by its coordinator and helpers.
 
@@ -154,36 +205,14 @@ class _Budgeted:
     def __init__(self, store: Store, spec: SearchSpec, heartbeat_s: float) -> None:
         self.spec = spec
         self.space = store.space(spec.space)
-        objectives, budgets = spec.parsed()
-        self.objectives = objectives
-        evaluated = objectives[0]
-        if evaluated.subject is None:
-            raise InvalidValueError("first objective of a budgeted search", "METRIC@DATASET (the evaluated one)",
-                                    evaluated.name)
-        table = store.measurements(space=self.space.name, subject=evaluated.subject, subject_kind="dataset",
-                                   metric=evaluated.metric)
-        if table.empty:
-            raise InvalidValueError(f"oracle {evaluated.name}", "stored measurements to evaluate against "
-                                    "(hwpareto import ... --dataset)", "none")
-        table = table.groupby("config_key", as_index=False).agg(config_json=("config_json", "first"),
-                                                                value=("value", "median"))
-        self.oracle = dict(zip(table["config_key"], table["value"].astype(float), strict=True))
-        candidates = [self.space.validate(json.loads(t)) for t in table["config_json"]]
-        cheap = Evaluator(store, self.space, [*objectives[1:], *(b.objective for b in budgets)])
-        mean, _ = cheap.evaluate(candidates)
-        keep = np.ones(len(candidates), dtype=bool)
-        for b in budgets:  # budgets on cheap objectives: infeasible candidates never cost an evaluation
-            keep &= b.violation(mean[:, cheap.metrics.index(b.objective)]) <= 0
-        if not keep.any():
-            raise InvalidValueError("budgets", "bounds some candidate meets", list(spec.budgets))
-        self.candidates = [c for c, k in zip(candidates, keep, strict=True) if k]
-        self.cheap = mean[keep][:, [cheap.metrics.index(o) for o in objectives[1:]]]
+        self.objectives = spec.parsed()[0]
+        self.oracle, self.candidates, self.cheap = _budgeted_candidates(store, self.space, spec)
         self.delay_s = float(spec.options.get("eval_delay_s", 0.0))
         self.storage = _heartbeat_storage(store, heartbeat_s)
         try:
             self.study = optuna.load_study(study_name=spec.name, storage=self.storage, sampler=_EnqueuedOnly())
         except KeyError:
-            directions: list[Any] = [o.direction for o in objectives]
+            directions: list[Any] = [o.direction for o in self.objectives]
             self.study = optuna.create_study(study_name=spec.name, storage=self.storage, sampler=_EnqueuedOnly(),
                                              directions=directions, load_if_exists=True)
             self.study.set_user_attr(SPEC_ATTR, spec.to_dict())
@@ -397,7 +426,7 @@ def run_worker(store: Store, *, study: str | None = None, idle_exit_s: float | N
             result = run(store, spec, heartbeat=alive.progress)
         except HwparetoError as exc:
             alive.stop()
-            store.finish_search(spec.name, me, "failed", str(exc))
+            store.finish_search(spec.name, me, "failed", str(exc), trials_done=completed_trials(store, spec.name))
             log(f"{me}: search {spec.name} failed: {exc}")
             idle_since = clock()  # the idle clock starts when a search ends, not when it was claimed
             continue

@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from typer.core import TyperGroup
 
-from supernet import HwparetoError, InvalidValueError, SearchSpace, get_space, list_spaces
+from supernet import HwparetoError, InvalidValueError, SearchSpace, check_name, get_space, list_spaces, show_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,7 +88,7 @@ def _command(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except HwparetoError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {show_name(str(exc))}", err=True)  # stored names predating the check: escaped
             raise typer.Exit(1) from None
         except UnicodeDecodeError as exc:  # a reader without its own check: still one line
             typer.echo(f"error: input file: expected UTF-8 text, got binary data at byte {exc.start}", err=True)
@@ -139,13 +139,14 @@ def _echo_json(data: Any) -> None:
 
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*("" if row.get(c) is None else escape(show_name(row.get(c))) for c in columns))
     Console(soft_wrap=True).print(table)
 
 
@@ -318,6 +319,7 @@ def export_config(
     seed: Annotated[
         int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Init seed when no checkpoint is given.")
     ] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -326,7 +328,7 @@ def export_config(
 
     sp = _space(space, store)
     cfg = sp.validate(_read_json(config, "config"))
-    result = export_subnet(sp, cfg, out, weights=weights, onnx=onnx, checkpoint=checkpoint, seed=seed)
+    result = export_subnet(sp, cfg, out, weights=weights, onnx=onnx, checkpoint=checkpoint, seed=seed, force=force)
     _open_store(store).add_export(cfg, str(result.directory.resolve()), result.files)
     if json_out:
         _echo_json({"directory": str(result.directory), "key": cfg.key, "files": result.files})
@@ -507,6 +509,8 @@ def device_add(
 
     if (file is None) == (local_cpu is None):
         raise InvalidValueError("FILE/--local-cpu", "exactly one of them", "both" if file else "neither")
+    if local_cpu is not None:
+        check_name("--local-cpu", local_cpu)
     spec = load_device_file(file) if file is not None else with_name(local_cpu_spec(threads), name=str(local_cpu))
     backend = backend_for(spec)
     backend.check()
@@ -719,6 +723,8 @@ def train_latency_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Train a latency/energy predictor (LUT-sum + learned correction, or few-shot transfer from known devices)."""
+    if name is not None:
+        check_name("--name", name)  # before any training
     import contextlib
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -757,6 +763,8 @@ def train_accuracy_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Train an accuracy predictor with calibrated uncertainty."""
+    if name is not None:
+        check_name("--name", name)  # before any training
     from predictors import train_accuracy
 
     s = _open_store(store)
@@ -844,9 +852,11 @@ def predict(
     if out is not None:
         import pandas as pd
 
+        from pareto._tables import csv_safe
+
         records = pd.DataFrame([sp.to_record(c) for c in configs])
         try:
-            pd.concat([records, table], axis=1).to_csv(out, index=False)
+            csv_safe(pd.concat([records, table], axis=1)).to_csv(out, index=False)
         except OSError as exc:
             raise HwparetoError(f"output {out}: cannot write ({exc.strerror})") from None
         typer.echo(f"wrote predictions for {len(configs)} SubNets to {out}")
@@ -984,7 +994,7 @@ def worker(
 
     _quiet_optuna()
     done = run_worker(_open_store(store), study=study, idle_exit_s=idle_exit, heartbeat_s=heartbeat,
-                      stale_after_s=max(10.0, 5 * heartbeat), log=lambda m: typer.echo(m, err=True))
+                      stale_after_s=max(10.0, 5 * heartbeat), log=lambda m: typer.echo(show_name(m), err=True))
     typer.echo(f"worker finished {done} search(es)")
 
 
@@ -1033,6 +1043,7 @@ def front(
 ) -> None:
     """The Pareto front of a study (feasible trials), per device, with its knee; or an operating-point table."""
     from pareto._analysis import study_results
+    from pareto._tables import csv_safe
 
     _quiet_optuna()
     results = study_results(_open_store(store), study)
@@ -1045,7 +1056,7 @@ def front(
         return
     fr = results.front(device)
     if csv_out is not None:
-        fr.rows.to_csv(csv_out, index=False)
+        csv_safe(fr.rows).to_csv(csv_out, index=False)
         typer.echo(f"wrote {len(fr.rows)} front SubNets to {csv_out}")
     elif json_out:
         _echo_json({"study": study, "device": device, "objectives": list(fr.objectives), "knee": fr.knee_number,
@@ -1065,6 +1076,7 @@ def export_cmd(
     out: Annotated[Path, typer.Option("--out", help="Bundle folder.")],
     no_weights: Annotated[bool, typer.Option("--no-weights", help="Skip weights and ONNX.")] = False,
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="SuperNet weights (safetensors).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1076,7 +1088,7 @@ def export_cmd(
     _quiet_optuna()
     with Console(stderr=True).status(f"exporting trial {trial} of {study}") as status:
         info = export_trial(_open_store(store), study, trial, out, weights=not no_weights, onnx=not no_weights,
-                            checkpoint=checkpoint, progress=lambda step: status.update(f"{step}..."))
+                            checkpoint=checkpoint, progress=lambda step: status.update(f"{step}..."), force=force)
     if json_out:
         _echo_json(info)
     else:

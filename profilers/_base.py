@@ -8,11 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from supernet import HwparetoError, InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
+from supernet import NAME_CHARS, HwparetoError, InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
 
 __all__ = ["Backend", "Cost", "DeviceSpec", "SimulatorError", "UnmappableLayerError"]
 
-DEVICE_NAME_CHARS = "letters, digits and _ . : @ + - (max 128, starting with a letter or digit)"
+DEVICE_NAME_CHARS = NAME_CHARS  # kept for importers; the rule lives in supernet._checks
 
 
 class UnmappableLayerError(HwparetoError):

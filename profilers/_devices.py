@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from profilers._base import DEVICE_NAME_CHARS, Backend, DeviceSpec
-from supernet import InvalidValueError
+from profilers._base import Backend, DeviceSpec
+from supernet import InvalidValueError, check_name
 from supernet._safeload import load_yaml
 
 __all__ = [
@@ -35,8 +34,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "reram": ("profilers._reram", "ReRAMBackend"),
     "fake": ("profilers._fake", "FakeBackend"),
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
 _KEYS = {"name", "kind", "backend", "description", "params", "references"}
+FILE_PARAMS = ("hardware", "mapping")  # parameters naming a file the backend reads (zigzag)
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -63,8 +62,7 @@ def device_from_dict(doc: Any, source: str = "device spec") -> DeviceSpec:
         if required not in doc:
             raise InvalidValueError(f"{source}: {required}", "a value (required field)", "nothing")
     name = doc["name"]
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidValueError(f"{source}: name", DEVICE_NAME_CHARS, name)
+    check_name(f"{source}: name", name)
     kind = doc["kind"]
     if kind not in MEASURED_KINDS:
         raise InvalidValueError(f"{source}: kind", "one of " + ", ".join(MEASURED_KINDS), kind)
@@ -85,7 +83,28 @@ def device_from_dict(doc: Any, source: str = "device spec") -> DeviceSpec:
 def load_device_file(path: str | Path) -> DeviceSpec:
     """Read a device spec from YAML/JSON."""
     p = Path(path)
-    return device_from_dict(load_yaml(p, "device file"), source=str(p))
+    doc = load_yaml(p, "device file")
+    if isinstance(doc, Mapping) and isinstance(doc.get("params"), Mapping):
+        doc = {**doc, "params": _confined_files(doc["params"], p, str(p))}
+    return device_from_dict(doc, source=str(p))
+
+
+def _confined_files(params: Mapping[str, Any], path: Path, source: str) -> dict[str, Any]:
+    """``params`` with each file parameter (``hardware``, ``mapping``) that is a path resolved against the device
+    file's folder and made absolute; a path outside the shipped ``data/devices/`` folder and the device file's own
+    folder is refused, so a device file (or an upload) cannot make the server read any ``*.yaml`` it can reach."""
+    out = dict(params)
+    own = path.resolve().parent
+    for key in FILE_PARAMS:
+        value = out.get(key)
+        if not isinstance(value, str) or not any(c in value for c in "/\\.~"):
+            continue  # a preset name (or not a string: the backend names the problem)
+        target = (own / Path(value)).resolve()
+        if not any(target.is_relative_to(root) for root in (PRESETS_DIR.resolve(), own)):
+            raise InvalidValueError(f"{source}: params.{key}", "a preset name, or a .yaml file in the device "
+                                    f"file's own folder or under {PRESETS_DIR}", value)
+        out[key] = str(target)
+    return out
 
 
 def presets() -> dict[str, DeviceSpec]:

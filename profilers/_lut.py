@@ -7,6 +7,8 @@ import functools
 import json
 import math
 import multiprocessing
+import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,9 +21,19 @@ import numpy as np
 from scipy import sparse
 
 from pareto import Store
+from pareto._tables import csv_safe
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
-from supernet import HwparetoError, InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
+from supernet import (
+    HwparetoError,
+    InvalidValueError,
+    LayerSpec,
+    SearchSpace,
+    SubNetConfig,
+    check_metric_value,
+    check_name,
+    metric_range,
+)
 
 __all__ = [
     "LUT_SCHEMES",
@@ -99,6 +111,19 @@ class LutReport:
     seconds: float
 
 
+def _exit_with_parent(parent: int, period_s: float = 0.5) -> None:
+    """Pool worker initializer: a daemon thread ends this process soon after ``parent`` dies (a SIGKILLed
+    ``hwpareto profile`` would otherwise leave its workers, and through them the resource tracker, running)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="hwpareto-parent-watchdog", daemon=True).start()
+
+
 def _measure_one(backend: Backend, spec: LayerSpec, batch: int) -> Cost:
     return backend.measure_layer(spec, batch)
 
@@ -167,7 +192,8 @@ def build_lut(
     try:
         if backend.parallel and (workers or 2) > 1 and len(todo) > 1:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers or 2, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=workers or 2, mp_context=ctx, initializer=_exit_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 running: dict[Future[Cost], LayerSpec] = {}
                 queue = iter(todo)
                 while True:
@@ -330,7 +356,7 @@ def export_lut_csv(store: Store, device: str, path: str | Path, batch: int = 1) 
     """Write ``device``'s LUT at ``batch`` as a portable CSV (hwpareto format); returns the row count."""
     df = store.lut(device, batch)
     try:
-        df[HWPARETO_COLUMNS].to_csv(path, index=False)
+        csv_safe(df[HWPARETO_COLUMNS]).to_csv(path, index=False)
     except OSError as exc:
         raise HwparetoError(f"LUT file {path}: cannot write ({exc.strerror})") from None
     return len(df)
@@ -347,6 +373,7 @@ def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "h
     """
     if fmt not in ("hwpareto", "ofa"):
         raise InvalidValueError("LUT format", "hwpareto or ofa", fmt)
+    check_name("--device", device)
     p = Path(path)
     try:
         with p.open(newline="", encoding="utf-8-sig") as fh:
@@ -390,13 +417,16 @@ def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "h
 
 
 def _number(record: Mapping[str, Any], column: str, *, optional: bool = False) -> float | None:
+    """One layer's cost: in the range of its unit (``supernet.metric_range``, 0 allowed), as the store checks."""
     raw = (record.get(column) or "").strip()
     if not raw and optional:
         return None
-    value = float(raw)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"column {column!r}: expected a finite non-negative number, got {raw!r}")
-    return value
+    metric = "energy_mj" if "mj" in column else "latency_ms"
+    try:
+        return check_metric_value(column, metric, float(raw), std=column.endswith("std"), per_layer=True)
+    except (InvalidValueError, ValueError):
+        allowed = f"a finite non-negative number <= {metric_range(metric)[1]:g}"
+        raise ValueError(f"column {column!r}: expected {allowed}, got {raw!r}") from None
 
 
 def _hwpareto_row(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Search spaces and weight-shared PyTorch SuperNets (the types every hwpareto package keys on)."""
 
+from supernet._checks import NAME_CHARS, check_metric_value, check_name, metric_range, show_name
 from supernet._declarative import DeclarativeSpace, load_space_file, space_from_dict
 from supernet._errors import CapabilityError, HwparetoError, InvalidValueError
 from supernet._registry import BUILTIN_SPACES, get_space, list_spaces, register_space
@@ -9,6 +10,7 @@ from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig
 __all__ = [
     "ACTIVATIONS",
     "BUILTIN_SPACES",
+    "NAME_CHARS",
     "OPS",
     "CapabilityError",
     "DeclarativeSpace",
@@ -20,10 +22,14 @@ __all__ = [
     "LayerTerm",
     "SearchSpace",
     "SubNetConfig",
+    "check_metric_value",
+    "check_name",
     "get_space",
     "list_spaces",
     "load_space_file",
+    "metric_range",
     "register_space",
+    "show_name",
     "space_from_dict",
     "unique_layers",
 ]

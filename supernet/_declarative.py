@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from supernet._checks import check_name
 from supernet._errors import InvalidValueError
 from supernet._safeload import load_yaml
 from supernet._space import SearchSpace
@@ -51,7 +52,8 @@ def space_from_dict(doc: Any, source: str = "space definition") -> DeclarativeSp
     if unknown:
         raise InvalidValueError(f"{source}", "only the keys name, description, dimensions", unknown)
     name = doc.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    name = check_name(f"{source}: name", name)  # the rule of every name, then the stricter one of space names
+    if not _NAME.fullmatch(name):
         raise InvalidValueError(f"{source}: name", "lower-case letters, digits, '_', '.', '-' (max 64)", name)
     dims_doc = doc.get("dimensions")
     if not isinstance(dims_doc, list) or not dims_doc:

@@ -48,10 +48,11 @@ def rows(
     subject: str = "dev0",
     **fields: object,
 ) -> list[MeasurementIn]:
-    """One row per config and metric (values 0, 1, 10, 11, ...); ``fields`` override MeasurementIn's."""
+    """One row per config and metric (values 1, 2, 11, 12, ...: latency and energy are > 0); ``fields`` override
+    MeasurementIn's."""
     kind = str(fields.pop("subject_kind", "device"))
     return [
-        MeasurementIn(c, kind, subject, m, float(i * 10 + j), origin="test.csv", **fields)  # type: ignore[arg-type]
+        MeasurementIn(c, kind, subject, m, float(i * 10 + j + 1), origin="test.csv", **fields)  # type: ignore[arg-type]
         for i, c in enumerate(configs)
         for j, m in enumerate(metrics)
     ]
@@ -344,6 +345,11 @@ def test_unknown_device_rejected_unless_auto(store: Store) -> None:
         ({"metric": "Latency-ms"}, "measurements[23].metric"),
         ({"value": math.nan}, "measurements[23].value"),
         ({"value": math.inf}, "measurements[23].value"),
+        ({"metric": "test_acc_pct", "value": 100.5}, "measurements[23].value"),
+        ({"metric": "latency_ms", "subject_kind": "dataset", "value": -5.0}, "measurements[23].value"),
+        ({"metric": "energy_mj", "value": 1e300}, "measurements[23].value"),
+        ({"subject": "x'; DROP TABLE devices; --"}, "measurements[23].subject"),
+        ({"subject": "cifar\n10"}, "measurements[23].subject"),
         ({"std": -1.0}, "measurements[23].std"),
         ({"n": 0}, "measurements[23].n"),
         ({"batch": 0}, "measurements[23].batch"),
@@ -353,7 +359,7 @@ def test_unknown_device_rejected_unless_auto(store: Store) -> None:
     ],
 )
 def test_invalid_row_writes_nothing(store: Store, bad: dict[str, object], field: str) -> None:
-    batch = rows(CONFIGS[:12], metrics=("test_acc", "val_acc"), subject="cifar10", subject_kind="dataset")
+    batch = rows(CONFIGS[:12], metrics=("test_loss", "val_loss"), subject="cifar10", subject_kind="dataset")
     last = batch[-1]
     values = {f: getattr(last, f) for f in MeasurementIn.__slots__}  # type: ignore[attr-defined]
     batch[-1] = MeasurementIn(**{**values, **bad})  # type: ignore[arg-type]
@@ -445,7 +451,7 @@ def test_concurrent_writers_both_succeed(store: Store, store_url: str) -> None:
             with Store.open(store_url) as own:
                 barrier.wait()
                 results[subject] = [
-                    own.add_measurements(rows(configs[i : i + 250], ("acc",), subject, subject_kind="dataset"))
+                    own.add_measurements(rows(configs[i : i + 250], ("loss",), subject, subject_kind="dataset"))
                     for i in range(0, len(configs), 250)
                 ]
         except BaseException as exc:

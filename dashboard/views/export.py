@@ -8,6 +8,7 @@ import json
 import streamlit as st
 
 from dashboard import _data, _ui
+from pareto._tables import csv_safe
 from supernet import HwparetoError
 
 st.title("Export")
@@ -81,6 +82,6 @@ else:
     cols[0].download_button("Download table (JSON)", json.dumps(records, indent=2, default=str),
                             file_name=f"{study}-operating-points.json", mime="application/json",
                             key="export_ops_json", on_click="ignore")
-    cols[1].download_button("Download table (CSV)", table.to_csv(index=False),
+    cols[1].download_button("Download table (CSV)", csv_safe(table).to_csv(index=False),
                             file_name=f"{study}-operating-points.csv", mime="text/csv", key="export_ops_csv",
                             on_click="ignore")
