@@ -76,7 +76,11 @@ def validate_spec(store: Store, spec: SearchSpec) -> None:
     if spec.mode == "surrogate":
         check_budgets(_Genome(space, spec.fixed), evaluator, budgets, spec.seed)
     else:
-        _budgeted_candidates(store, space, spec)
+        n_candidates = len(_budgeted_candidates(store, space, spec)[1])
+        initial = int(spec.options.get("initial", 20))
+        if min(spec.n_trials, n_candidates) < initial:
+            raise InvalidValueError("trials of a budgeted search", f"at least its initial design ({initial}), with "
+                                    f"as many candidates ({n_candidates} meet the budgets)", spec.n_trials)
 
 
 def submit(store: Store, spec: SearchSpec) -> dict[str, Any]:

@@ -208,6 +208,9 @@ def test_unreachable_budget_of_a_budgeted_search_leaves_no_search(tmp_path: Path
     before = counts(url)
     assert "bounds some candidate meets" in hw(*base, "--budget", "params <= 1", ok=False)
     assert counts(url) == before
+    few = [a if a != "20" else "3" for a in base]  # fewer trials than the initial design: refused up front too
+    assert "at least its initial design (20)" in hw(*few, "--budget", "params <= 1e9", ok=False)
+    assert counts(url) == before
     hw(*base, "--budget", "params <= 1e9")
     with Store.open(url) as s:
         assert s.get_search("b1")["status"] == "done"
