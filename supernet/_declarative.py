@@ -52,9 +52,9 @@ def space_from_dict(doc: Any, source: str = "space definition") -> DeclarativeSp
     if unknown:
         raise InvalidValueError(f"{source}", "only the keys name, description, dimensions", unknown)
     name = doc.get("name")
-    name = check_name(f"{source}: name", name)  # the rule of every name, then the stricter one of space names
-    if not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):  # space names: a stricter subset of every name's rule
         raise InvalidValueError(f"{source}: name", "lower-case letters, digits, '_', '.', '-' (max 64)", name)
+    name = check_name(f"{source}: name", name)
     dims_doc = doc.get("dimensions")
     if not isinstance(dims_doc, list) or not dims_doc:
         raise InvalidValueError(f"{source}: dimensions", "a non-empty list", dims_doc)
