@@ -600,9 +600,12 @@ def measure(
     n: Annotated[int, typer.Option("-n", "--n", min=1, max=_COUNT_MAX, help="Number of SubNets.")] = 20,
     seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Sampling seed.")] = 0,
     batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Batch size.")] = 1,
+    in_file: Annotated[Path | None, typer.Option(
+        "--in", help="Measure these configs (.jsonl or .csv, e.g. from reference-set) instead of N sampled.")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Measure N sampled SubNets end to end (extracted modules, or simulated) and store them as ground truth."""
+    """Measure N sampled SubNets (or those of --in) end to end (extracted modules, or simulated) and store them as
+    ground truth."""
     import numpy as np
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -612,9 +615,9 @@ def measure(
     sp = s.space(space)
     spec = device_spec(s, device)
     rng = np.random.default_rng(seed)
-    configs = [sp.sample(rng) for _ in range(n)]
+    configs = _read_configs(sp, in_file) if in_file is not None else [sp.sample(rng) for _ in range(n)]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
-        task = bar.add_task(f"{spec.name} × {sp.name}", total=n)
+        task = bar.add_task(f"{spec.name} × {sp.name}", total=len(configs))
         stored = measure_subnets(s, spec, sp, configs, batch=batch,
                                  progress=lambda done, total, key: bar.update(task, completed=done))
     typer.echo(f"stored end-to-end figures of {stored} {sp.name} SubNets on {spec.name}")
@@ -827,6 +830,47 @@ def _at_row(row: int, parse: Callable[[], Any]) -> Any:
         return parse()
     except InvalidValueError as exc:
         raise HwparetoError(f"row {row}: {exc}") from None
+
+
+@app.command("reference-set")
+@_command
+def reference_set_cmd(
+    space: Annotated[str, typer.Option("--space", help="Search space.")],
+    k: Annotated[int, typer.Option("-k", min=3, max=10_000, help="How many SubNets to measure.")] = 10,
+    metric: Annotated[str, typer.Option("--metric", help="latency_ms or energy_mj.")] = "latency_ms",
+    seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Sampling seed (no known devices).")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", help="Write them as CSV with an empty METRIC column.")] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The K SubNets to measure on a new device for a few-shot transfer, spread over what makes the known devices
+    differ. Fill in the CSV's METRIC column and import it (or run `measure --in`), then `train latency --few-shot K`."""
+    from predictors import suggest_references
+
+    s = _open_store(store)
+    sp = s.space(space)
+    configs, known = suggest_references(s, sp, k, metric=metric, seed=seed)
+    basis = f"the measured {metric} of {', '.join(known)}" if known else "cost proxies (no known devices yet)"
+    if out is not None:
+        import pandas as pd
+
+        from pareto._tables import csv_safe
+
+        frame = pd.DataFrame([{**sp.to_record(c), "config_key": c.key, metric: None} for c in configs])
+        try:
+            csv_safe(frame).to_csv(out, index=False)
+        except OSError as exc:
+            raise HwparetoError(f"output {out}: cannot write ({exc.strerror})") from None
+        typer.echo(f"wrote {len(configs)} reference SubNets of {sp.name} (chosen from {basis}) to {out}: fill in "
+                   f"{metric} and run hwpareto import {out} --space {sp.name} --device NEW --metric {metric} "
+                   f"--column {metric}")
+    elif json_out:
+        _echo_json({"space": sp.name, "metric": metric, "known": list(known),
+                    "configs": [c.to_dict() for c in configs]})
+    else:
+        typer.echo(f"{len(configs)} reference SubNets of {sp.name}, chosen from {basis}:")
+        for c in configs:
+            typer.echo(f"  {c.key}  {sp.summary(c)}")
 
 
 @app.command()

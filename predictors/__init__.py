@@ -12,6 +12,7 @@ from predictors._service import (
     load_model,
     metrics,
     predict_table,
+    suggest_references,
     train_accuracy,
     train_latency,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "metrics",
     "predict_table",
     "reference_set",
+    "suggest_references",
     "train_accuracy",
     "train_latency",
 ]

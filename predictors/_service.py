@@ -40,6 +40,7 @@ __all__ = [
     "load_model",
     "metrics",
     "predict_table",
+    "suggest_references",
     "train_accuracy",
     "train_latency",
 ]
@@ -335,6 +336,22 @@ def choose_known(store: Store, device: str, space: SearchSpace, metric: str, key
     size = space.size()
     predicted = tuple(d for d in used if counts[d] < size)
     return KnownDevices(tuple(used), tuple(skipped), predicted)
+
+
+def suggest_references(store: Store, space: SearchSpace, k: int, *, metric: str = "latency_ms",
+                       seed: int = 0) -> tuple[list[SubNetConfig], tuple[str, ...]]:
+    """The ``k`` SubNets to measure on a new device before ``train latency --few-shot k``, and the devices that
+    chose them: :func:`~predictors.reference_set` over the measured table of the devices with at least
+    :data:`KNOWN_MIN_SUBNETS` measured SubNets (among the SubNets all of them measured), so the references span
+    what makes the known devices differ; without such devices, over the cost proxies of sampled SubNets."""
+    table = store.measured_table(space.name, metric)
+    known = tuple(str(d) for d in table.columns if table[d].notna().sum() >= KNOWN_MIN_SUBNETS)
+    if not known:
+        return reference_set(space, k, seed=seed), ()
+    complete = table[list(known)].dropna()
+    rows = _measured(store, space, known[0], "device", metric)
+    candidates = _configs(space, rows[rows["config_key"].isin(complete.index)])
+    return reference_set(space, k, known=complete, candidates=candidates, seed=seed), known
 
 
 def _train_few_shot(store: Store, device: str, space: SearchSpace, metric: str, kind: str, name: str, k: int,

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -210,3 +211,44 @@ def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> N
     mean, _ = evaluator.evaluate(ALL[:50])
     expected = load_model(store, "latency_ms:nb201:new-x:fewshot10").predict(store, ALL[:50])[0]
     np.testing.assert_array_equal(mean[:, 0], expected)
+
+
+def test_reference_set_file_round_trip_to_a_transfer(store: Store, tmp_path: Path) -> None:
+    runner = CliRunner()
+    refs = tmp_path / "refs.csv"
+    result = runner.invoke(app, ["reference-set", "--space", "nb201", "-k", "10", "--out", str(refs),
+                                 "--store", store.url])
+    assert result.exit_code == 0, result.output
+    assert "chosen from the measured latency_ms of cpu-b, gpu-a, npu-c" in result.stdout
+
+    frame = pd.read_csv(refs)
+    assert len(frame) == 10 and frame["latency_ms"].isna().all() and frame["config_key"].is_unique
+    configs = [SPACE.from_arch_str(a) for a in frame["arch_str"]]
+    assert [c.key for c in configs] == list(frame["config_key"])
+    frame["latency_ms"] = _latency_ms(NEW["new-z"], configs)  # the lab fills in what it measured
+    frame.to_csv(refs, index=False)
+    result = runner.invoke(app, ["import", str(refs), "--space", "nb201", "--device", "lab-z", "--metric",
+                                 "latency_ms", "--column", "latency_ms", "--store", store.url])
+    assert result.exit_code == 0, result.output
+    report = train_latency(store, "lab-z", SPACE, few_shot=10)
+    assert sorted(store.load_predictor(report.name)["meta"]["train_keys"]) == sorted(frame["config_key"])
+    truth = _latency_ms(NEW["new-z"], ALL[::25])
+    mean = _table(store, "lab-z")[:, 0]
+    assert np.median(np.abs(mean - truth) / truth) < 0.1
+
+
+def test_measure_takes_a_configs_file(tmp_path: Path) -> None:
+    from profilers import DeviceSpec, backend_for
+
+    with Store.open(str(tmp_path / "s.db")) as store:
+        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+        store.add_device("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        url = store.url
+    configs = tmp_path / "c.jsonl"
+    configs.write_text("".join(json.dumps(SPACE.from_index(i).values) + "\n" for i in REFS[:4]))
+    result = CliRunner().invoke(app, ["measure", "--device", "board", "--space", "nb201", "--in", str(configs),
+                                      "--store", url])
+    assert result.exit_code == 0, result.output
+    with Store.open(url) as store:
+        measured = store.measured_table("nb201", "latency_ms", ["board"])
+    assert sorted(measured.index) == sorted(SPACE.from_index(i).key for i in REFS[:4])
