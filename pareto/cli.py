@@ -1045,8 +1045,11 @@ def worker(
 @app.command()
 @_command
 def searches(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """List queued, running and finished searches."""
-    rows = _open_store(store).list_searches()
+    """List queued, running and finished searches, and the store's studies without a searches row ("study only":
+    e.g. the demo's)."""
+    from pareto._catalog import list_all_searches
+
+    rows = list_all_searches(_open_store(store))
     if json_out:
         _echo_json(rows)
     elif not rows:

@@ -159,3 +159,20 @@ def test_fronts_select_and_download_config(browser: Any, server: tuple[str, str]
     page.get_by_role("heading", name=f"Trial {wanted} ({doc['key']})").wait_for(timeout=30_000)
     page.screenshot(path=str(shots / "export.png"), full_page=True)
     context.close()
+
+
+def test_every_page_opens_by_url(browser: Any, server: tuple[str, str]) -> None:
+    """Issue 12 bug 6: /devices, /search, /fronts and /export open directly (bookmarks, shared links); / goes to
+    /devices."""
+    base, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    for path, title in (("devices", "Devices"), ("search", "Search"), ("fronts", "Fronts"), ("export", "Export")):
+        page.goto(f"{base}/{path}")
+        settle(page, title)
+        assert page.get_by_text("Page not found").count() == 0, path
+        assert page.url.rstrip("/").endswith(f"/{path}"), page.url
+    page.goto(f"{base}/")
+    settle(page, "Devices")
+    page.wait_for_url(f"{base}/devices", timeout=30_000)
+    context.close()

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import _data, _figures, _jobs, _ui
+from dashboard import _data, _figures, _jobs, _state, _ui
 from profilers import LOCAL_CPU, backend_for, presets
 from supernet import HwparetoError
 
@@ -19,7 +19,8 @@ st.subheader("Registry")
 registry = _data.device_table(db)
 if registry.empty:
     _ui.next_step("No devices yet. Profile one below (a shipped NPU/CIM model, this CPU, or your own YAML), or "
-                  "import a published table:", "hwpareto profile --device npu-edgetpu --space nb201")
+                  "import a published table:", "hwpareto profile --device npu-edgetpu --space "
+                  f"{_state.hint_space(db, chosen=st.session_state.get('profile_space'))}")
 else:
     st.dataframe(registry, hide_index=True)
 shipped = presets()
@@ -34,11 +35,12 @@ if not registry.empty:
     device = st.selectbox("Device", list(registry["device"]), key="devices_device")
     st.subheader(f"LUT of {device}")
     layers = _data.lut_layers(db, device)
+    hint = _state.hint_space(db, device, st.session_state.get("profile_space"))  # not always nb201
     if layers.empty:
         kind = registry.set_index("device").at[device, "kind"]
         _ui.next_step(f"{device} has no LUT" + (" (an imported device: only its imported measurements exist)"
                                                  if kind == "imported" else "") + ". Profile it below, or:",
-                      f"hwpareto profile --device {device} --space nb201" if kind != "imported" else
+                      f"hwpareto profile --device {device} --space {hint}" if kind != "imported" else
                       f"hwpareto lut import LUT.csv --device {device}")
     else:
         st.dataframe(_data.lut_coverage(db, device), hide_index=True,
@@ -56,8 +58,8 @@ if not registry.empty:
     quality = _data.predictor_quality(db, device)
     if not quality:
         _ui.next_step(f"No latency/energy predictor for {device} yet (it needs ≥ 10 measured SubNets):",
-                      f"hwpareto measure --device {device} --space nb201 -n 30 && "
-                      f"hwpareto train latency --device {device} --space nb201")
+                      f"hwpareto measure --device {device} --space {hint} -n 30 && "
+                      f"hwpareto train latency --device {device} --space {hint}")
     for q in quality:
         held_out = q.metrics
         cols = st.columns(4)
@@ -86,6 +88,9 @@ else:
         except HwparetoError as exc:
             _ui.error(exc)
             spec = None
+        except (UnicodeDecodeError, ValueError) as exc:  # whatever the loader still lets through: one line
+            _ui.error(f"device YAML {upload.name}: expected UTF-8 YAML text, got {type(exc).__name__}")
+            spec = None
         else:
             st.success(f"{upload.name}: device {spec.name!r} ({spec.kind}, backend {spec.backend}) is valid")
 space = st.selectbox("Space to profile", [s for s in db.space_names() if db.space(s).has_model], key="profile_space")
@@ -98,10 +103,11 @@ if st.button("Start profiling", key="profile_launch", type="primary"):
     except ValueError:
         _ui.error(f"--resolution: expected integers separated by commas, got {resolutions!r}")
     else:
-        target = preset if spec is None else spec.name
         if source != "preset" and spec is None:
-            _ui.error("device YAML: expected an uploaded, valid device file, got nothing")
+            _ui.error("device YAML: expected an uploaded, valid device file, got "
+                      + ("nothing" if upload is None else f"an invalid one ({upload.name})"))
         else:
+            target = preset if spec is None else spec.name
             try:
                 if spec is not None:
                     db.add_device(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
@@ -121,6 +127,12 @@ def profile_jobs() -> None:
     if not jobs:
         st.caption("No profiling job started from the dashboard yet.")
         return
+    running_now = {str(j.folder) for j in jobs if j.status == "running"}
+    finished = set(st.session_state.get("profile_running", ())) - running_now
+    st.session_state["profile_running"] = sorted(running_now)
+    if finished:  # a job ended: the registry, LUT and coverage above are stale, so the whole page runs again
+        st.cache_data.clear()
+        st.rerun(scope="app")
     for job in jobs[:5]:
         target, _, space_name = job.subject.partition(" × ")
         done, total = _data.profile_progress(db, target, space_name)

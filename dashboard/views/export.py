@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from dashboard import _data, _ui
+from dashboard import _data, _state, _ui
 from pareto._tables import csv_safe
 from supernet import HwparetoError
 
@@ -20,7 +20,8 @@ if not studies:
     _ui.stop()
 
 chosen = st.session_state.get("selection", {})
-study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies else 0,
+study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies
+                     else _state.default_study_index(db, studies),  # the newest study with results
                      key="export_study")
 results, view = _ui.results(db, study)
 if view is None or not len(results.trials):

@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from dashboard import _data, _figures, _ui
+from dashboard import _data, _figures, _state, _ui
 from supernet import HwparetoError, InvalidValueError
 
 st.title("Fronts")
@@ -23,7 +23,8 @@ if not studies:
     _ui.stop()
 
 chosen = st.session_state.get("selection", {})
-study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies else 0,
+study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies
+                     else _state.default_study_index(db, studies),  # the newest study with results
                      key="fronts_study", help="hwpareto searches stored in this store, newest first")
 results, view = _ui.results(db, study)
 searches = {s["name"]: s for s in db.list_searches()}

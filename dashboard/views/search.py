@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboard import _data, _figures, _jobs, _ui
+from dashboard import _data, _figures, _jobs, _state, _ui
 from pareto import submit
 from pareto._search import SAMPLERS
 from supernet import HwparetoError
@@ -20,7 +20,7 @@ usable = [d["name"] for d in devices]
 st.subheader("New search")
 if not usable:
     _ui.next_step("No device with a LUT or measurements yet: profile one on the Devices page first, or:",
-                  "hwpareto profile --device npu-edgetpu --space nb201")
+                  f"hwpareto profile --device npu-edgetpu --space {_state.hint_space(db)}")
 else:
     spaces = db.space_names()
     space = st.selectbox("Search space", spaces, index=spaces.index(_data.default_space(db, usable)),
@@ -30,7 +30,13 @@ else:
                              key="search_quality", help="Accuracy predictors of this space, or an analytic proxy")
     metric = right.radio("Cost metric", ["latency_ms", "energy_mj"], horizontal=True, key="search_metric",
                          format_func=lambda m: {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}[m])
-    chosen = st.multiselect("Devices (one cost objective and one front each)", usable, default=usable[:1],
+    offered = _state.search_devices(db, space)  # only devices with a LUT of this space or a predictor for it
+    if not offered:
+        _ui.next_step(f"No device has a LUT or a cost predictor for {space} yet: profile one on the Devices page, "
+                      "or:", f"hwpareto profile --device {usable[0]} --space {space}")
+    if any(d not in offered for d in st.session_state.get("search_devices", [])):
+        st.session_state["search_devices"] = [d for d in st.session_state["search_devices"] if d in offered]
+    chosen = st.multiselect("Devices (one cost objective and one front each)", offered, default=offered[:1],
                             key="search_devices")
     unit = "ms" if metric == "latency_ms" else "mJ"
     budget = st.number_input(f"Budget on the first device ({unit}; 0 = none)", min_value=0.0, value=0.0,
@@ -67,7 +73,7 @@ else:
 
 def progress() -> None:
     """The searches table and the watched search's progress."""
-    table = _data.searches_frame(db)
+    table = _state.all_searches_frame(db)  # every study of the store, with or without a searches row
     st.subheader("Searches")
     if table.empty:
         _ui.next_step("No search yet: launch one above, or queue one for workers:",
@@ -82,7 +88,7 @@ def progress() -> None:
         results = _ui.results(db, watched)[0]  # cached until trials are added
     except HwparetoError:  # no study yet
         results = None
-    info = _data.search_progress(db, watched, results)
+    info = _state.watched_progress(db, watched, results)
     if info["status"] == "failed":
         _ui.error(f"search {watched!r} failed: {info['error']}")
         _ui.next_step("Fix the settings it names and launch it again under a new name (or requeue it after "
@@ -101,7 +107,7 @@ def progress() -> None:
         st.caption("Waiting for a worker: the dashboard starts one on launch; otherwise run hwpareto worker.")
     jobs = [j for j in _jobs.list_jobs(_ui.store_url(), "search") if j.subject == watched]
     if jobs:
-        with st.expander(f"worker log ({jobs[0].status})"):
+        with st.expander(f"worker log ({_state.log_status(jobs[0].status, info['status'])})"):
             st.code(jobs[0].log_tail() or "(no output yet)", language="text")
 
 
