@@ -9,7 +9,7 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FrontView",
     "PredictorQuality",
+    "axis_range",
+    "budget_input_format",
     "bundle_zip",
     "compare_fronts",
     "config_document",
@@ -45,11 +47,15 @@ __all__ = [
     "parse_fixed",
     "predictor_quality",
     "profile_progress",
+    "projection_front",
     "quality_objectives",
+    "quality_range",
+    "scales_differ",
     "search_progress",
     "searches_frame",
     "study_marker",
     "study_summary",
+    "typical_costs",
     "validate_device_upload",
 ]
 
@@ -422,6 +428,10 @@ class FrontView:
     fronts: dict[str, pd.DataFrame]  # cost objective -> its front rows (sorted by cost)
     knees: dict[str, int | None]
     bounds: dict[str, float]  # objective -> budget bound
+    # cost objective -> the 2-D (cost, quality) front of its rows (sorted by cost): the staircase drawn; the other
+    # rows of ``fronts`` are non-dominated only over more objectives
+    projected: dict[str, pd.DataFrame] = field(default_factory=dict)
+    dims: dict[str, int] = field(default_factory=dict)  # cost objective -> how many objectives its front is over
 
 
 def front_view(results: Any) -> FrontView:
@@ -430,15 +440,98 @@ def front_view(results: Any) -> FrontView:
     costs = [o for o in results.objectives if o is not quality[0]]
     if not costs:
         raise InvalidValueError("objectives", "at least two to draw a front", [o.name for o in results.objectives])
-    fronts, knees = {}, {}
+    fronts, knees, dims = {}, {}, {}
     devices = [o.subject for o in costs if o.is_cost and o.subject]
     for cost in costs:
         device = cost.subject if cost.is_cost and cost.subject and len(set(devices)) > 1 else None
         front = results.front(device)
         fronts[cost.name] = front.rows.sort_values(cost.name, ignore_index=True)
         knees[cost.name] = front.knee_number
+        dims[cost.name] = len(front.objectives)
     bounds = {b.objective.name: float(b.bound) for b in results.budgets}
-    return FrontView(quality[0].name, tuple(c.name for c in costs), fronts, knees, bounds)
+    projected = {c.name: projection_front(fronts[c.name], c.name, quality[0].name, c.direction, quality[0].direction)
+                 for c in costs}
+    return FrontView(quality[0].name, tuple(c.name for c in costs), fronts, knees, bounds, projected, dims)
+
+
+def projection_front(rows: pd.DataFrame, x: str, y: str, x_direction: str = "minimize",
+                     y_direction: str = "maximize") -> pd.DataFrame:
+    """The rows non-dominated in the (``x``, ``y``) plane (one per distinct point, sorted by ``x``): the staircase
+    of a 2-D projection; rows of a front over more objectives that are dominated in the plane drop out."""
+    from pareto import non_dominated_mask
+
+    if rows.empty:
+        return rows.copy()
+    mask = non_dominated_mask(rows[[x, y]].to_numpy(float), [x_direction, y_direction])
+    return rows[mask].drop_duplicates([x, y]).sort_values(x, ignore_index=True)
+
+
+def scales_differ(fronts: Mapping[str, pd.DataFrame], costs: Sequence[str], ratio: float = 10.0) -> bool:
+    """Whether the fronts of ``costs`` lie more than ``ratio`` apart (median cost): then one shared linear axis
+    squeezes the cheaper ones to the left edge, so each gets its own panel."""
+    medians = [float(np.median(v)) for c in costs
+               if len(v := fronts[c][c].to_numpy(float)[np.isfinite(fronts[c][c].to_numpy(float))])]
+    medians = [abs(m) for m in medians if m != 0]
+    return len(medians) > 1 and max(medians) / min(medians) > ratio
+
+
+def axis_range(values: Sequence[float] | np.ndarray, *, log: bool = False, margin: float = 0.08,
+               ) -> tuple[float, float] | None:
+    """A default axis range around ``values`` (a front's, not the outliers'), widened by ``margin`` of the span
+    on each side; in log10 units for a log axis (Plotly's convention); None without finite (positive) values."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
+    if not len(v):
+        return None
+    lo, hi = (float(np.log10(v.min())), float(np.log10(v.max()))) if log else (float(v.min()), float(v.max()))
+    span = hi - lo or (0.1 if log else abs(hi) * 0.1 or 1.0)
+    return lo - margin * span, hi + margin * span
+
+
+def quality_range(trials: pd.DataFrame, front: pd.DataFrame, cost: str, quality: str,
+                  x_range: tuple[float, float] | None, *, log: bool = False, margin: float = 0.08,
+                  ) -> tuple[float, float] | None:
+    """The quality axis' default range: the front's values and the central 90 % of the trials within the cost
+    range (so far-off trials don't stretch it), widened by ``margin``."""
+    values = list(front[quality].to_numpy(float))
+    if x_range is not None:
+        x = trials[cost].to_numpy(float)
+        lo, hi = (10 ** x_range[0], 10 ** x_range[1]) if log else x_range
+        inside = trials[quality].to_numpy(float)[(x >= lo) & (x <= hi)]
+        inside = inside[np.isfinite(inside)]
+        if len(inside):
+            values += [float(np.quantile(inside, 0.05)), float(np.quantile(inside, 0.95))]
+    return axis_range(values, margin=margin)
+
+
+def budget_input_format(values: Sequence[float] | np.ndarray) -> tuple[float, str]:
+    """Step and printf format of a budget field for costs like ``values`` (a device's typical latencies): step =
+    10^floor(log10(median)) / 10, and enough decimals to show a step (0.004-0.01 ms: step 0.0001, ``%.5f``)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not len(v):
+        return 1.0, "%.2f"
+    step = 10.0 ** np.floor(np.log10(float(np.median(v)))) / 10
+    return float(step), f"%.{max(1, 1 - int(np.floor(np.log10(step))))}f"
+
+
+def typical_costs(store: Store, device: str, space: str, metric: str = "latency_ms", n: int = 32) -> np.ndarray:
+    """Typical whole-network costs of ``space`` on ``device``: its measured values, else LUT sums of ``n``
+    sampled SubNets (seed 0); empty when neither is there."""
+    measured = store.measurements(space=space, subject=device, metric=metric)
+    values = measured["value"].to_numpy(float)
+    if len(values):
+        return values
+    try:
+        from profilers import Lut
+
+        lut = Lut.load(store, device, 1)
+        sp = store.space(space)
+        rng = np.random.default_rng(0)
+        total = lut.latency_sum_ms if metric == "latency_ms" else lut.energy_sum_mj
+        return np.array([total(sp, sp.sample(rng)) for _ in range(n)], float)
+    except Exception:  # no LUT, a partial one, or no model to sum: the field keeps its default step
+        return np.array([], float)
 
 
 def hover_texts(results: Any, numbers: Sequence[int], limit: int = 500) -> dict[int, str]:

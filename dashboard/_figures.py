@@ -55,48 +55,106 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+def _customdata(rows: pd.DataFrame, hover: Mapping[int, str]) -> np.ndarray:
+    """``[trial number, config text]`` per row (what a click and a hover read)."""
+    data = np.empty((len(rows), 2), dtype=object)
+    data[:, 0] = [int(n) for n in rows["number"]]
+    data[:, 1] = [hover.get(int(n), "") for n in rows["number"]]
+    return data
+
+
 def front_figure(trials: pd.DataFrame, quality: str, costs: Sequence[str], fronts: Mapping[str, pd.DataFrame],
                  bounds: Mapping[str, float], hover: Mapping[int, str], selected: int | None = None,
-                 title: str = "") -> go.Figure:
-    """Quality vs cost: every trial of the first cost dimmed (infeasible ones as crosses), each cost's front in its
-    own colour, budget lines dashed, ``selected`` ringed. Points carry their trial number as ``customdata``;
-    front points hover with their config (``hover``: trial number → text)."""
-    fig = go.Figure()
-    first = costs[0]
-    cls = _scatter(len(trials))
-    for name, mask, symbol in ((f"trials on {first}", trials["feasible"].to_numpy(), "circle"),
-                               (f"over budget, on {first}", ~trials["feasible"].to_numpy(), "x")):
-        part = trials[mask]
-        if len(part):
-            fig.add_trace(cls(x=part[first].to_numpy(), y=part[quality].to_numpy(), mode="markers", name=name,
-                              customdata=part["number"].to_numpy(), marker={"color": DIMMED, "size": 5,
-                                                                            "symbol": symbol},
-                              hovertemplate="trial %{customdata}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
-    for i, cost in enumerate(costs):
-        front = fronts[cost]
-        text = [hover.get(int(n), "") for n in front["number"]]
-        fig.add_trace(go.Scatter(
-            x=front[cost], y=front[quality], mode="lines+markers", name=f"front: {cost}", line_shape="hv",
-            customdata=front["number"], text=text, marker={"color": PALETTE[i % len(PALETTE)], "size": 9,
-                                                           "symbol": ["circle", "diamond", "square", "triangle-up"][
-                                                               i % 4]},
-            hovertemplate="trial %{customdata}<br>" + cost + " %{x:.4g}<br>" + quality + " %{y:.4g}"
-                          "<br>%{text}<extra></extra>"))
-    for j, (objective, bound) in enumerate(bounds.items()):
-        if objective in costs:
-            fig.add_vline(x=bound, line_dash="dash", line_color=PALETTE[5],
-                          annotation_text=f"budget {objective} ≤ {bound:g}", annotation_position="top",
-                          annotation_yshift=-14 * j)
+                 title: str = "", *, projected: Mapping[str, pd.DataFrame] | None = None, panels: bool = False,
+                 log_x: bool = False, ranges: bool = True, dims: Mapping[str, int] | None = None) -> go.Figure:
+    """Quality vs cost: every trial dimmed (infeasible ones as crosses; no hover, so the fronts win every hit
+    test), then each cost's front in its own colour on top: the 2-D staircase of ``projected`` (default: the front
+    rows themselves) and, as open markers, the rows non-dominated only over more objectives; budget lines dashed,
+    ``selected`` ringed. Front points carry ``[trial number, config]`` as ``customdata`` (``hover``: trial number →
+    config text; ``dims``: cost → how many objectives its front is over, for the legend).
+    ``panels``: one panel per cost (small multiples, each with its own dimmed trials and x axis);
+    else the fronts overlaid on the first cost's trials. ``log_x``: log cost axes. ``ranges``: default axis ranges
+    around the fronts (with a margin), not the outliers."""
+    from plotly.subplots import make_subplots
+
+    from dashboard._data import axis_range, quality_range
+
+    projected = projected if projected is not None else fronts
+    groups = [[c] for c in costs] if panels and len(costs) > 1 else [list(costs)]
+    fig = make_subplots(rows=1, cols=len(groups), shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[axis_title(g[0]) for g in groups] if len(groups) > 1 else None)
+    cls = _scatter(len(trials) * len(groups))
+    symbols = ["circle", "diamond", "square", "triangle-up"]
+    # 1. dimmed trials of every panel (drawn first, under the fronts; hover off so they never take a click)
+    for col, group in enumerate(groups, start=1):
+        first = group[0]
+        for name, mask, symbol in ((f"trials on {first}", trials["feasible"].to_numpy(), "circle"),
+                                   (f"over budget, on {first}", ~trials["feasible"].to_numpy(), "x")):
+            part = trials[mask]
+            if len(part):
+                fig.add_trace(cls(x=part[first].to_numpy(), y=part[quality].to_numpy(), mode="markers", name=name,
+                                  customdata=part["number"].to_numpy(), hoverinfo="skip", legendgroup="trials",
+                                  showlegend=col == 1,
+                                  marker={"color": DIMMED, "size": 5, "symbol": symbol}), row=1, col=col)
+    # 2. the selection ring, under the fronts (it takes no clicks either)
     if selected is not None:
         row = trials[trials["number"] == selected]
-        if len(row):
-            fig.add_trace(go.Scatter(x=row[first], y=row[quality], mode="markers", name=f"selected: trial {selected}",
-                                     customdata=row["number"], marker={"size": 18, "color": "rgba(0,0,0,0)",
-                                                                       "line": {"width": 3, "color": "#000000"}},
-                                     hoverinfo="skip"))
-    x_title = axis_title(first) if len(costs) == 1 else axis_title(first).split(" on ")[0] + " (" + \
-        axis_title(first).rsplit("(", 1)[-1]
-    return _layout(fig, title, x_title, axis_title(quality))
+        for col, group in enumerate(groups, start=1):
+            if len(row):
+                fig.add_trace(go.Scatter(x=row[group[0]], y=row[quality], mode="markers",
+                                         name=f"selected: trial {selected}", showlegend=col == 1,
+                                         customdata=row["number"], hoverinfo="skip",
+                                         marker={"size": 18, "color": "rgba(0,0,0,0)",
+                                                 "line": {"width": 3, "color": "#000000"}}), row=1, col=col)
+    # 3. the fronts, last: on top and first in every hit test
+    for col, group in enumerate(groups, start=1):
+        for cost in group:
+            i = list(costs).index(cost)
+            colour, symbol = PALETTE[i % len(PALETTE)], symbols[i % 4]
+            stairs = projected[cost]
+            rest = fronts[cost][~fronts[cost]["number"].isin(stairs["number"])]
+            template = ("trial %{customdata[0]}<br>" + cost + " %{x:.4g}<br>" + quality + " %{y:.4g}"
+                        "<br>%{customdata[1]}<extra>%{fullData.name}</extra>")
+            if len(rest):
+                fig.add_trace(go.Scatter(
+                    x=rest[cost], y=rest[quality], mode="markers",
+                    name=f"non-dominated in {(dims or {}).get(cost, 'N')}-D only: {cost}",
+                    customdata=_customdata(rest, hover), hovertemplate=template,
+                    marker={"color": colour, "size": 8, "symbol": f"{symbol}-open", "line": {"width": 1.5}}),
+                    row=1, col=col)
+            fig.add_trace(go.Scatter(
+                x=stairs[cost], y=stairs[quality], mode="lines+markers", name=f"front: {cost}", line_shape="hv",
+                customdata=_customdata(stairs, hover), hovertemplate=template,
+                marker={"color": colour, "size": 9, "symbol": symbol}), row=1, col=col)
+    for col, group in enumerate(groups, start=1):
+        for j, (objective, bound) in enumerate(bounds.items()):
+            if objective in group:
+                fig.add_vline(x=bound, line_dash="dash", line_color=PALETTE[5], row=1, col=col,
+                              annotation_text=f"budget {objective} ≤ {bound:g}", annotation_position="top",
+                              annotation_yshift=-14 * j)
+    first = costs[0]
+    x_title = axis_title(first) if len(groups) > 1 or len(costs) == 1 else axis_title(first).split(" on ")[0] + \
+        " (" + axis_title(first).rsplit("(", 1)[-1]
+    fig = _layout(fig, title, x_title, axis_title(quality))
+    fig.update_layout(hovermode="closest")
+    y_values: list[float] = []
+    for col, group in enumerate(groups, start=1):
+        axis: dict[str, object] = {"type": "log"} if log_x else {}
+        if len(groups) > 1:
+            axis["title_text"] = axis_title(group[0])
+        if ranges:
+            values = np.concatenate([fronts[c][c].to_numpy(float) for c in group])
+            x_range = axis_range(values, log=log_x)
+            if x_range is not None:
+                axis["range"] = list(x_range)
+            for c in group:
+                y = quality_range(trials, fronts[c], c, quality, x_range, log=log_x)
+                if y is not None:
+                    y_values += list(y)
+        fig.update_xaxes(row=1, col=col, **axis)
+    if y_values:
+        fig.update_yaxes(range=[min(y_values), max(y_values)], row=1, col=1)
+    return fig
 
 
 def front3d_figure(trials: pd.DataFrame, front: pd.DataFrame, objectives: Sequence[str], title: str = "") -> go.Figure:

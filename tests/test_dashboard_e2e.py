@@ -176,3 +176,98 @@ def test_every_page_opens_by_url(browser: Any, server: tuple[str, str]) -> None:
     settle(page, "Devices")
     page.wait_for_url(f"{base}/devices", timeout=30_000)
     context.close()
+
+
+def _picker_text(page: Any) -> str:
+    """What the SubNet picker shows (e.g. ``trial 12 (knee)``)."""
+    return str(page.get_by_label("SubNet (trial number)", exact=True).first.input_value())
+
+
+def _wait_picker(page: Any, shown: str) -> None:
+    """Wait until the SubNet picker shows ``shown`` exactly (the script reruns after a change)."""
+    page.wait_for_function("(t) => [...document.querySelectorAll('input[aria-label=\"SubNet (trial number)\"]')]"
+                           ".some(i => i.value === t)", arg=shown, timeout=30_000)
+
+
+def _choose(page: Any, label: str, text: str) -> None:
+    """Type ``text`` into the labelled select box and take it; wait for the rerun."""
+    page.get_by_label(label, exact=True).click()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    settle(page, "Fronts")
+
+
+# the pixel of the front point (of the first device's front trace) farthest from every other front point, in page
+# coordinates, with its trial number; plotly_click events are recorded in window.__clicked
+_FRONT_POINT_JS = """(skip) => {
+  const gd = document.querySelector('.js-plotly-plot');
+  gd.scrollIntoView({block: 'center'});
+  window.__clicked = null;
+  gd.on('plotly_click', e => { window.__clicked = e.points.map(p => ({name: p.data.name, custom: p.customdata})); });
+  const px = (t, j) => {
+    const xa = gd._fullLayout['xaxis' + (t.xaxis === 'x' ? '' : t.xaxis.slice(1))];
+    const ya = gd._fullLayout['yaxis' + (t.yaxis === 'y' ? '' : t.yaxis.slice(1))];
+    return [xa._offset + xa.c2p(t.x[j]), ya._offset + ya.c2p(t.y[j]), xa, ya];
+  };
+  const fronts = gd._fullData.filter(t => t.name.startsWith('front:') || t.name.startsWith('non-dominated'));
+  const all = fronts.flatMap(t => Array.from(t.x, (_, j) => px(t, j)));
+  const edge = fronts.find(t => t.name.startsWith('front:'));
+  let best = null;
+  for (let j = 0; j < edge.x.length; j++) {
+    const number = edge.customdata[j][0];
+    const [x, y, xa, ya] = px(edge, j);
+    if (number === skip || x < xa._offset || x > xa._offset + xa._length || y < ya._offset
+        || y > ya._offset + ya._length) continue;
+    const gap = Math.min(...all.map(([u, v]) => (u - x) ** 2 + (v - y) ** 2).filter(d => d > 0), 1e9);
+    if (best === null || gap > best.gap) best = {x, y, gap, number};
+  }
+  const box = gd.querySelector('.main-svg').getBoundingClientRect();
+  return {x: box.left + best.x, y: box.top + best.y, number: best.number};
+}"""
+
+
+def test_fronts_study_switch_and_click_on_a_front_point(browser: Any, server: tuple[str, str]) -> None:
+    """Issue 12: a study switch resets the SubNet to that study's knee (bug 1); a click on a front point selects
+    that front member, not a dimmed trial drawn under it (bug 2)."""
+    from pareto._search import SearchSpec
+    from pareto._worker import run_now
+
+    base, url = server
+    with Store.open(url) as db:
+        if "random" not in [s["name"] for s in db.list_searches()]:
+            run_now(db, SearchSpec("random", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge",
+                                                       "latency_ms@server"), ("latency_ms@edge <= 5",),
+                                   sampler="random", n_trials=100, population=50))
+        fronts = {s: study_results(db, s).front("edge") for s in (STUDY, "random")}
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    shots = artifacts()
+    page.goto(f"{base}/fronts")
+    settle(page, "Fronts")
+    _choose(page, "Study", "random")
+    knee = fronts["random"].knee_number
+    _wait_picker(page, f"trial {knee} (knee)")
+    other = next(int(n) for n in fronts["random"].rows["number"] if int(n) != knee)
+    _choose(page, "SubNet (trial number)", f"trial {other}")
+    assert f"trial {other}" in _picker_text(page)
+
+    _choose(page, "Study", STUDY)  # bug 1: the old study's trial number is not kept
+    knee = fronts[STUDY].knee_number
+    _wait_picker(page, f"trial {knee} (knee)")
+
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    point = page.evaluate(_FRONT_POINT_JS, knee)  # bug 2: the front member wins the click
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_timeout(300)
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_function("() => window.__clicked !== null", timeout=30_000)
+    clicked = page.evaluate("() => window.__clicked")
+    assert clicked[0]["name"].startswith("front:") and clicked[0]["custom"][0] == point["number"], clicked
+    _wait_picker(page, f"trial {point['number']}")
+    settle(page, "Fronts")
+    assert f"trial {point['number']}" in _picker_text(page)
+    assert point["number"] in {int(n) for n in fronts[STUDY].rows["number"]}
+    page.screenshot(path=str(shots / "fronts-clicked.png"), full_page=True)
+    context.close()

@@ -27,6 +27,13 @@ study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if c
                      else _state.default_study_index(db, studies),  # the newest study with results
                      key="fronts_study", help="hwpareto searches stored in this store, newest first")
 results, view = _ui.results(db, study)
+if st.session_state.get("_fronts_for") != study:  # a selection belongs to one study: a switch starts at its knee
+    st.session_state["_fronts_for"] = study
+    st.session_state.pop("_fronts_last_pick", None)
+    if chosen.get("study") == study and chosen.get("trial") is not None:
+        st.session_state["fronts_trial"] = chosen["trial"]  # the selection made for this study (e.g. on Export)
+    else:
+        st.session_state.pop("fronts_trial", None)  # set to this study's knee below
 searches = {s["name"]: s for s in db.list_searches()}
 if study in searches and searches[study]["status"] == "failed":
     st.error(f"search {study!r} failed: {searches[study]['error']} (its stored trials are shown)",
@@ -54,19 +61,29 @@ costs = st.multiselect("Cost axes (one front per device, overlaid)", view.costs,
 costs = [c for c in costs if units[c] == units[costs[0]]] if costs else [view.costs[0]]
 front_numbers = sorted({int(n) for c in costs for n in view.fronts[c]["number"]})
 hover = _data.hover_texts(results, front_numbers)
+current = st.session_state.get("fronts_trial")
+if front_numbers and not (isinstance(current, int) and current in results.configs):  # before the chart: its
+    # selection state is kept only while the figure stays the same, so the first click must not change the ring
+    st.session_state["fronts_trial"] = view.knees[costs[0]] if view.knees[costs[0]] is not None else front_numbers[0]
 picked = st.session_state.get("fronts_trial")
+left, right = st.columns(2)
+panels = left.toggle("One panel per device", value=_data.scales_differ(view.fronts, costs), key="fronts_panels",
+                     disabled=len(costs) < 2, help="On when the devices' costs lie an order of magnitude apart")
+log_x = right.toggle("Log cost axis", key="fronts_log", help="For costs spanning orders of magnitude")
 fig = _figures.front_figure(results.trials, view.quality, costs, view.fronts, view.bounds, hover, picked,
-                            title=f"{study}: {view.quality} vs {', '.join(costs)}")
-event = st.plotly_chart(fig, key="fronts_chart", on_select="rerun", selection_mode=("points",),
+                            title=f"{study}: {view.quality} vs {', '.join(costs)}", projected=view.projected,
+                            panels=panels, log_x=log_x, dims=view.dims)
+event = st.plotly_chart(fig, key=f"fronts_chart:{study}", on_select="rerun", selection_mode=("points",),
                         alt=f"Pareto front of {study}: {view.quality} against {', '.join(costs)}",
                         config={"displaylogo": False})
-st.caption(f"{len(results.trials):,} trials, dimmed (on the first cost axis); crosses: over budget. "
+st.caption(f"{len(results.trials):,} trials, dimmed; crosses: over budget; open markers: non-dominated only over "
+           "more objectives than the two drawn. Axes start around the fronts: the autoscale button shows every trial. "
            f"{'WebGL rendering. ' if len(results.trials) >= _figures.WEBGL_FROM else ''}"
            "Click a front point or a table row to select its SubNet.")
 
 table = view.fronts[costs[0]][["number", view.quality, *view.costs, "config_key"]].copy()
 table.insert(1, "knee", table["number"] == view.knees[costs[0]])
-table_event = st.dataframe(table, key="fronts_table", on_select="rerun", selection_mode="single-row",
+table_event = st.dataframe(table, key=f"fronts_table:{study}", on_select="rerun", selection_mode="single-row",
                            hide_index=True, height=240)
 
 # a new click on the chart or the table selects that trial

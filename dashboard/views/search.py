@@ -39,8 +39,10 @@ else:
     chosen = st.multiselect("Devices (one cost objective and one front each)", offered, default=offered[:1],
                             key="search_devices")
     unit = "ms" if metric == "latency_ms" else "mJ"
+    step, fmt = _data.budget_input_format(_data.typical_costs(db, chosen[0], space, metric) if chosen else [])
     budget = st.number_input(f"Budget on the first device ({unit}; 0 = none)", min_value=0.0, value=0.0,
-                             step=1.0, key="search_budget")
+                             step=step, format=fmt, key="search_budget",
+                             help=f"Steps of {step:g} {unit}, from the device's typical {unit} for this space")
     modes = {"surrogate": "surrogate (every objective predicted)",
              "budgeted": "evaluation-budgeted (quality evaluated; trials = evaluations)"}
     mode = st.radio("Mode", list(modes), horizontal=True, key="search_mode", format_func=modes.__getitem__,
