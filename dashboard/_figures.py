@@ -88,12 +88,13 @@ def front_figure(trials: pd.DataFrame, quality: str, costs: Sequence[str], front
     # 1. dimmed trials of every panel (drawn first, under the fronts; hover off so they never take a click)
     for col, group in enumerate(groups, start=1):
         first = group[0]
-        for name, mask, symbol in ((f"trials on {first}", trials["feasible"].to_numpy(), "circle"),
-                                   (f"over budget, on {first}", ~trials["feasible"].to_numpy(), "x")):
+        where = " (each panel: its cost)" if len(groups) > 1 else f" on {first}"
+        for name, mask, symbol in ((f"trials{where}", trials["feasible"].to_numpy(), "circle"),
+                                   (f"over budget{where}", ~trials["feasible"].to_numpy(), "x")):
             part = trials[mask]
             if len(part):
                 fig.add_trace(cls(x=part[first].to_numpy(), y=part[quality].to_numpy(), mode="markers", name=name,
-                                  customdata=part["number"].to_numpy(), hoverinfo="skip", legendgroup="trials",
+                                  customdata=part["number"].to_numpy(), hoverinfo="skip", legendgroup=name,
                                   showlegend=col == 1,
                                   marker={"color": DIMMED, "size": 5, "symbol": symbol}), row=1, col=col)
     # 2. the selection ring, under the fronts (it takes no clicks either)
