@@ -1,4 +1,4 @@
-"""The hwpareto dashboard (``hwpareto dashboard``): four pages over the store named by ``$HWPARETO_STORE``."""
+"""The hwpareto dashboard (``hwpareto dashboard``): five pages over the store named by ``$HWPARETO_STORE``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ page = st.navigation([
     devices,
     st.Page(VIEWS / "search.py", title="Search", icon=":material/travel_explore:", url_path="search"),
     st.Page(VIEWS / "fronts.py", title="Fronts", icon=":material/scatter_plot:", url_path="fronts"),
+    st.Page(VIEWS / "trials.py", title="Trials", icon=":material/table_rows:", url_path="trials"),
     st.Page(VIEWS / "export.py", title="Export", icon=":material/download:", url_path="export"),
 ])
 page.run()

@@ -640,6 +640,18 @@ class Store:
         with self._engine.connect() as conn:
             return [_search_dict(row) for row in conn.execute(select(Search).order_by(Search.id.desc()))]
 
+    def delete_search(self, name: str) -> bool:
+        """Remove search ``name``'s row (not its Optuna study); False when there is none. A queued or running
+        search raises InvalidValueError (cancel it first)."""
+        with self.transaction() as conn:
+            status = conn.execute(select(Search.status).where(Search.name == name)).scalar_one_or_none()
+            if status is None:
+                return False
+            if status in ("queued", "running"):
+                raise InvalidValueError(f"search {name!r}", "a finished, failed or cancelled search to delete", status)
+            conn.execute(delete(Search).where(Search.name == name))
+        return True
+
     def claim_search(self, worker: str, name: str | None = None, stale_after_s: float = 30.0) -> dict[str, Any] | None:
         """Atomically give ``worker`` a search to run: the oldest queued one (or ``name``), or a running one whose
         worker stopped sending heartbeats ``stale_after_s`` ago (it resumes from the stored trials)."""

@@ -1,0 +1,174 @@
+"""Trials page (issue 12 bug 8): filterable trial table, parameter importance, the front in parallel coordinates,
+study deletion with confirmation."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import _data, _explore
+from pareto import Store
+from pareto._search import SearchSpec
+from supernet import InvalidValueError
+from tests.dashboard_store import STUDY, build_store
+
+PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"
+ACC, EDGE, SERVER = "test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("trials") / "store.db"
+    build_store(path)
+    return path
+
+
+@pytest.fixture
+def dash_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    path = tmp_path / "store.db"
+    shutil.copy(built, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    yield url
+
+
+@pytest.fixture
+def frame(dash_url: str) -> tuple[object, pd.DataFrame]:
+    with Store.open(dash_url) as db:
+        results = _data.load_study(db, STUDY)
+        return results, _explore.trial_frame(results.trials, _explore.config_frame(db, STUDY))
+
+
+# ------------------------------------------------------------------------------------------------ filters
+def test_trial_frame_has_every_trial_and_its_config(frame: tuple[object, pd.DataFrame]) -> None:
+    results, trials = frame
+    assert len(trials) == len(results.trials)  # type: ignore[attr-defined]
+    assert [c for c in trials if c.startswith("cfg:")] == [f"cfg:edge{i}" for i in range(6)]
+    assert trials["cfg:edge0"].notna().all()
+
+
+def test_filters_match_a_pandas_reference(frame: tuple[object, pd.DataFrame]) -> None:
+    results, trials = frame
+    lo, hi = trials[ACC].quantile([0.1, 0.95])
+    op = trials.loc[trials["feasible"], "cfg:edge1"].mode()[0]
+    got = _explore.filter_trials(trials, ranges={ACC: (lo, hi)}, feasible=True, config={"cfg:edge1": [op]})
+    ref = trials[(trials[ACC] >= lo) & (trials[ACC] <= hi) & trials["feasible"] & (trials["cfg:edge1"] == op)]
+    assert got["number"].tolist() == ref["number"].tolist() and 0 < len(got) < len(trials)
+    over = _explore.filter_trials(trials, feasible=False)
+    assert len(over) + len(_explore.filter_trials(trials, feasible=True)) == len(trials)
+    budgets = _explore.budget_columns(results.trials, results.budgets, "server")  # type: ignore[attr-defined]
+    assert budgets == []  # the budget is on edge: nothing is over budget on server
+    assert len(_explore.filter_trials(trials, feasible=True, budgets=budgets)) == len(trials)
+    edge = _explore.budget_columns(results.trials, results.budgets, "edge")  # type: ignore[attr-defined]
+    assert _explore.filter_trials(trials, feasible=True, budgets=edge)["number"].tolist() == \
+        trials[trials["feasible"]]["number"].tolist()
+    assert _explore.filter_trials(trials, config={"cfg:edge1": []}).shape == trials.shape  # empty: all allowed
+
+
+def test_filters_are_fast_on_100k_trials() -> None:
+    import time
+
+    rng = np.random.default_rng(0)
+    n = 100_000
+    trials = pd.DataFrame({"number": np.arange(n), ACC: rng.random(n), EDGE: rng.random(n),
+                           "feasible": rng.random(n) < 0.5, "cfg:edge0": rng.choice(["a", "b", "c"], n)})
+    start = time.perf_counter()
+    got = _explore.filter_trials(trials, ranges={ACC: (0.2, 0.8)}, feasible=True, config={"cfg:edge0": ["a"]})
+    assert time.perf_counter() - start < 0.5
+    assert len(got) == int(((trials[ACC] >= 0.2) & (trials[ACC] <= 0.8) & trials["feasible"]
+                            & (trials["cfg:edge0"] == "a")).sum())
+
+
+# ------------------------------------------------------------------------------------------------ importance
+def test_importance_has_one_entry_per_varied_param_and_is_deterministic(frame: tuple[object, pd.DataFrame]) -> None:
+    _, trials = frame
+    trials = trials.assign(**{"cfg:fixed": 3})  # a dim that never varies gets no entry
+    first = _explore.param_importances(trials, [ACC, EDGE], ["maximize", "minimize"], sample=150)
+    assert set(first) == {ACC, EDGE}
+    varied = set(_explore.varied_columns(trials.sample(150, random_state=0)))
+    for found in first.values():
+        assert set(found) == varied and "cfg:fixed" not in found
+        assert sum(found.values()) == pytest.approx(1.0)
+    assert _explore.param_importances(trials, [ACC, EDGE], ["maximize", "minimize"], sample=150) == first
+
+
+# ------------------------------------------------------------------------------------------------ parallel coords
+def test_parallel_coordinates_one_dimension_per_objective_and_varied_dim(frame: tuple[object, pd.DataFrame]) -> None:
+    results, trials = frame
+    front = results.front().rows  # type: ignore[attr-defined]
+    members = trials[trials["number"].isin(front["number"])]
+    objectives = [o.name for o in results.objectives]  # type: ignore[attr-defined]
+    fig = _explore.front_parallel_figure(members, objectives)
+    dims = fig.data[0].dimensions
+    varied = _explore.varied_columns(members)
+    assert [d.label for d in dims] == objectives + [c.removeprefix("cfg:") for c in varied]
+    assert all(len(d.values) == len(front) for d in dims)
+    assert sorted(dims[0].values) == sorted(front[objectives[0]].tolist())
+
+
+# ------------------------------------------------------------------------------------------------ deletion
+def _studies(url: str) -> list[str]:
+    with Store.open(url) as db:
+        return _data.hwpareto_studies(db)
+
+
+def test_delete_study_removes_study_and_search_row_only(dash_url: str) -> None:
+    from pareto._worker import run_now
+
+    with Store.open(dash_url) as db:
+        run_now(db, SearchSpec("other", "nb201", (ACC, EDGE), n_trials=20, population=10))
+        devices, predictors = len(db.list_devices()), db.list_predictors()
+        assert STUDY in {s["name"] for s in db.list_searches()}
+        _explore.delete_study(db, STUDY)
+        assert STUDY not in {s["name"] for s in db.list_searches()}
+        assert _data.hwpareto_studies(db) == ["other"]
+        assert len(db.list_devices()) == devices and db.list_predictors() == predictors
+        with pytest.raises(InvalidValueError):
+            _explore.delete_study(db, STUDY)
+
+
+def test_delete_refuses_a_queued_or_running_search(dash_url: str) -> None:
+    with Store.open(dash_url) as db:
+        db.requeue_search(STUDY)
+        with pytest.raises(InvalidValueError, match="queued"):
+            _explore.delete_study(db, STUDY)
+        db.claim_search("w1", STUDY)
+        with pytest.raises(InvalidValueError, match="running"):
+            _explore.delete_study(db, STUDY)
+        with pytest.raises(InvalidValueError):
+            db.delete_search(STUDY)
+        assert _data.hwpareto_studies(db) == [STUDY]
+        assert db.delete_search("no-such-search") is False
+
+
+# ------------------------------------------------------------------------------------------------ the page
+def test_trials_page_filters_importance_parallel_and_confirmed_deletion(dash_url: str) -> None:
+    at = AppTest.from_file(str(PAGES / "trials.py"), default_timeout=120)
+    at.run()
+    assert not at.exception
+    with Store.open(dash_url) as db:
+        n = len(_data.load_study(db, STUDY).trials)
+    assert any(f"of {n:,} trials match" in c.value for c in at.caption)
+    at.selectbox(key="trials_feasible").set_value("feasible").run()
+    with Store.open(dash_url) as db:
+        feasible = int(_data.load_study(db, STUDY).trials["feasible"].sum())
+    assert any(f"{feasible:,} of {n:,} trials match" in c.value for c in at.caption)
+    at.toggle(key="trials_importance").set_value(True).run()
+    assert not at.exception
+    # deletion: the button stays disabled until the name is typed
+    button = at.button(key="trials_delete")
+    assert button.disabled
+    at.text_input(key=f"trials_delete_name:{STUDY}").input("wrong").run()
+    assert at.button(key="trials_delete").disabled
+    at.text_input(key=f"trials_delete_name:{STUDY}").input(STUDY).run()
+    assert not at.button(key="trials_delete").disabled
+    assert _studies(dash_url) == [STUDY]
+    at.button(key="trials_delete").click().run()
+    assert _studies(dash_url) == []
