@@ -168,6 +168,9 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         """Rebuild a fitted model from :meth:`to_bytes` output; foreign or corrupt bytes raise
         :class:`~supernet.HwparetoError`."""
         _, params, state = loads(blob, expected_class=cls.__name__)
+        if "loo_coef_" in state and "sigma_" not in state:  # the jackknife-spread model of earlier versions
+            raise HwparetoError(f"predictor blob: a {cls.__name__} written by an earlier hwpareto (before SubNet "
+                                "features and the LOO spread): retrain it with hwpareto train latency --few-shot K")
         try:
             model = cls(**params)
             d, n = int(state["n_features_in_"]), int(state["n_devices_"])

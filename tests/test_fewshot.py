@@ -13,6 +13,7 @@ from sklearn.base import clone, is_regressor
 from sklearn.exceptions import NotFittedError
 
 from predictors._fewshot import FewShotLatency, reference_set
+from predictors._portable import dumps
 from supernet import DeclarativeSpace, Dimension, HwparetoError, InvalidValueError, get_space
 from supernet.nb201._space import EDGES, NB201Space
 
@@ -425,3 +426,12 @@ def test_fast_on_a_full_table() -> None:
     fitted = time.perf_counter()
     model.predict(x, return_std=True)
     assert fitted - start < 1.0 and time.perf_counter() - fitted < 0.5
+
+
+def test_a_model_of_an_earlier_version_asks_to_be_retrained() -> None:
+    """Documents written before the SubNet features (jackknife spread, no ``sigma_``) are refused, saying why."""
+    state = {"scale_": "log", "coef_": [1.0], "intercept_": 0.0, "loo_coef_": [[1.0]] * 3, "loo_intercept_": [0.0] * 3,
+             "noise_var_": 0.01, "loo_log_rmse_": {"log": 0.1}, "n_features_in_": 1}
+    blob = dumps("FewShotLatency", {"scale": "auto"}, state)
+    with pytest.raises(HwparetoError, match=r"written by an earlier hwpareto .* --few-shot K"):
+        FewShotLatency.from_bytes(blob)
