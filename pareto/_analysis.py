@@ -23,7 +23,11 @@ __all__ = ["Front", "StudyResults", "export_trial", "study_results"]
 
 @dataclass(frozen=True)
 class Front:
-    """One Pareto front: its label (``all`` or a device), the objectives it spans, its rows (trials), the knee."""
+    """One Pareto front: its label (``all`` or a device), the objectives it spans, its rows (trials), the knee.
+
+    Ties: one row (the first trial) per distinct objective vector; its ``ties`` column counts the trials sharing it
+    (repeats of a SubNet, equivalent configs, or other SubNets with equal objectives), all of which Optuna's
+    ``best_trials`` lists, so ``rows["ties"].sum()`` is what ``best_trials`` counts over the same trials."""
 
     label: str
     objectives: tuple[str, ...]
@@ -52,13 +56,17 @@ class StudyResults:
                                     "a device the search has a cost objective for", device)
         rows = self.trials[self.trials["feasible"]] if feasible_only else self.trials
         if rows.empty:
-            return Front(device or "all", tuple(o.name for o in objectives), rows, None)
+            return Front(device or "all", tuple(o.name for o in objectives), rows.assign(ties=0), None)
         points = rows[[o.name for o in objectives]].to_numpy(float)
         mask = non_dominated_mask(points, [o.direction for o in objectives])
         front = rows[mask].sort_values([o.name for o in objectives if o.is_cost] or [objectives[0].name],
                                        kind="stable")
-        # a SubNet sampled again, or another config of the same network (e.g. a skipped layer's width), is one member
-        front = front.drop_duplicates("config_key").drop_duplicates([o.name for o in objectives])
+        # a SubNet sampled again, or another config of the same network (e.g. a skipped layer's width), is one member:
+        # one row (the first trial) per distinct objective vector, ``ties`` counting the trials that share it (Optuna's
+        # ``best_trials`` lists each of them)
+        names = [o.name for o in objectives]
+        ties = front.groupby(names, sort=False, dropna=False)["number"].transform("size")
+        front = front.assign(ties=ties.astype(int)).drop_duplicates("config_key").drop_duplicates(names)
         knee = knee_point(front[[o.name for o in objectives]].to_numpy(float), [o.direction for o in objectives])
         return Front(device or "all", tuple(o.name for o in objectives), front.reset_index(drop=True),
                      int(front.iloc[knee]["number"]))

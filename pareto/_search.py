@@ -126,6 +126,8 @@ class SearchResult:
     total: int
     added: int
     seconds: float
+    note: str = ""
+    """Why the run stopped short of ``n_trials`` (the space has no SubNet left that the study has not evaluated)."""
 
     @property
     def trials_per_s(self) -> float:
@@ -175,6 +177,52 @@ class _Genome:
             else:
                 raise HwparetoError(f"space {self.space.name}: could not draw a valid config")
         return out
+
+    def canonical(self, config: SubNetConfig) -> SubNetConfig:
+        """``config`` with its inactive parts canonical (:meth:`SearchSpace.canonical`), fixed dimensions kept."""
+        canon = self.space.canonical(config)
+        if any(canon[self.dims[j].name] != v for j, v in self.fixed.items()):
+            canon = self.space.validate(canon.values | {self.dims[j].name: v for j, v in self.fixed.items()})
+        return canon
+
+
+MAX_PROPOSAL_ROUNDS = 50
+"""Rounds of re-proposing (sampler first, then uniform draws) for a generation's repeated SubNets."""
+
+
+def _distinct(genome: _Genome, first: list[SubNetConfig], propose: Callable[[int], list[SubNetConfig]],
+              rng: np.random.Generator, seen: set[str], size: int) -> tuple[list[SubNetConfig], list[int]]:
+    """Up to ``size`` canonical configs whose architectures (``arch_key``) are not in ``seen`` nor repeated in the
+    batch; ``first`` are the sampler's proposals, ``propose(n)`` asks it for more (half the rounds), then uniform
+    draws fill in. Returns the batch and, per config, the index of the sampler's proposal it comes from, counted
+    over all its proposals (-1: a uniform draw). ``seen`` gains the batch's arch keys."""
+    batch: list[SubNetConfig] = []
+    origin: list[int] = []
+    proposed = 0
+
+    def take(configs: list[SubNetConfig], from_sampler: bool) -> None:
+        nonlocal proposed
+        for c in configs:
+            index, proposed = (proposed, proposed + 1) if from_sampler else (-1, proposed)
+            if len(batch) >= size:
+                continue
+            canon = genome.canonical(c)
+            arch = genome.space.arch_key(canon)
+            if arch not in seen:
+                seen.add(arch)
+                batch.append(canon)
+                origin.append(index)
+
+    take(first, True)
+    for round_ in range(MAX_PROPOSAL_ROUNDS):
+        if len(batch) >= size:
+            break
+        missing = size - len(batch)
+        if round_ < MAX_PROPOSAL_ROUNDS // 2:
+            take(propose(missing), True)
+        else:
+            take(genome.decode(genome.random(rng, 4 * missing), rng), False)
+    return batch, origin
 
 
 def _crowding(points: np.ndarray) -> np.ndarray:
@@ -319,6 +367,7 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
     stored, values, constraints = load_trials(store, spec.name)
     have = len(stored)
     configs = [space.validate(t["config"]) for t in stored if t["config"] is not None]
+    seen = {space.arch_key(c) for c in configs}  # SubNets the study has evaluated (effective architectures)
     genes = np.array([genome.encode(c) for c in configs]) if configs else np.empty((0, len(space.dimensions)))
     violation = constraints.clip(min=0).sum(axis=1) if constraints.size else np.zeros(len(configs))
     ids = np.array([t["trial_id"] for t in stored], dtype=np.int64)  # rows of values and violation
@@ -329,6 +378,7 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
     mirror = _mirror(spec, objectives, stored, values, constraints, dists, genome) if spec.sampler in (
         "nsga3", "tpe") else None
     added = 0
+    note = ""
     while have < spec.n_trials:
         started = datetime.now(UTC)
         size = min(spec.population, spec.n_trials - have)
@@ -336,34 +386,44 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
             rank, crowd = _rank(values[:, : len(objectives)] * signs, violation)
             study._storage.set_study_system_attr(study._study_id, PARENT_CACHE_PREFIX + str(generation),
                                                  ids[np.lexsort((-crowd, rank))[: spec.population]].tolist())
-        if spec.sampler == "random" or (spec.sampler == "nsga2" and len(genes) < spec.population):
-            batch_genes = genome.random(rng, size)
-        elif spec.sampler == "nsga2":
-            batch_genes = _nsga2_offspring(genome, genes, values[:, : len(objectives)] * signs, violation, size, rng)
-        else:
-            assert mirror is not None
-            batch_genes = None
-            asked = [mirror.ask(dists) for _ in range(size)]
-        if batch_genes is not None:
-            batch = genome.decode(batch_genes, rng)
-        else:
-            batch = genome.decode(np.array([genome.encode(t.params) for t in asked]), rng)
+        asked: list[optuna.Trial] = []
+        propose = _proposer(spec, genome, rng, genes, values[:, : len(objectives)] * signs if len(values) else values,
+                            violation, mirror, dists, asked)
+        # no trial on a SubNet the study has evaluated: canonical configs, repeats proposed again
+        batch, origin = _distinct(genome, propose(size), propose, rng, seen, size)
+        if not batch:
+            note = (f"stopped at {have} trials: every SubNet of the searched region has been evaluated "
+                    f"({len(seen)} distinct architectures)")
+            for trial in asked:
+                mirror.tell(trial, state=optuna.trial.TrialState.FAIL)  # type: ignore[union-attr]
+            break
         mean, _ = evaluator.evaluate(batch)
         obj_values = mean[:, [evaluator.metrics.index(o) for o in objectives]]
         cons = np.column_stack([b.violation(mean[:, evaluator.metrics.index(b.objective)]) for b in budgets]) \
             if budgets else None
         rows = [TrialRow(c.values, dists, obj_values[i].tolist(),
                          None if cons is None else {b.text: float(v) for b, v in zip(budgets, cons[i], strict=True)},
-                         {"config": c.values, "config_key": c.key}, system_attrs={generation_key: generation})
+                         {"config": c.values, "config_key": c.key, "arch_key": space.arch_key(c)},
+                         system_attrs={generation_key: generation})
                 for i, c in enumerate(batch)]
         new_ids = np.array(bulk_add_trials(store, study._study_id, rows, started=started, completed=datetime.now(UTC)),
                            dtype=np.int64)
         generation += 1
-        if mirror is not None:
-            for trial, row in zip(asked, rows, strict=True):
+        if mirror is not None:  # proposals told their SubNet's values; repeats failed; uniform draws added
+            told = set()
+            for index, row in zip(origin, rows, strict=True):
+                if index < 0:
+                    mirror.add_trial(optuna.trial.create_trial(
+                        params=dict(row.params), distributions=dists, values=row.values,
+                        constraints=dict(row.constraints) if row.constraints else None))
+                    continue
                 for name, value in (row.constraints or {}).items():
-                    trial.set_constraint(name, value)
-                mirror.tell(trial, row.values)
+                    asked[index].set_constraint(name, value)
+                mirror.tell(asked[index], row.values)
+                told.add(index)
+            for index, trial in enumerate(asked):
+                if index not in told:
+                    mirror.tell(trial, state=optuna.trial.TrialState.FAIL)
         new_genes = np.array([genome.encode(c) for c in batch])
         genes = np.vstack([genes, new_genes]) if len(genes) else new_genes
         values = np.vstack([values, obj_values]) if len(values) else obj_values
@@ -380,7 +440,24 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
             progress(have, spec.n_trials)
         if heartbeat is not None and not heartbeat(have):
             raise HwparetoError(f"search {spec.name!r} was taken over by another worker")
-    return SearchResult(spec.name, have, added, time.monotonic() - start)
+    return SearchResult(spec.name, have, added, time.monotonic() - start, note)
+
+
+def _proposer(spec: SearchSpec, genome: _Genome, rng: np.random.Generator, genes: np.ndarray, signed: np.ndarray,
+              violation: np.ndarray, mirror: optuna.Study | None, dists: dict[str, Any],
+              asked: list[optuna.Trial]) -> Callable[[int], list[SubNetConfig]]:
+    """``propose(n)``: n configs from the search's sampler (Optuna's asked trials are appended to ``asked``)."""
+    if spec.sampler == "random" or (spec.sampler == "nsga2" and len(genes) < spec.population):
+        return lambda n: genome.decode(genome.random(rng, n), rng)
+    if spec.sampler == "nsga2":
+        return lambda n: genome.decode(_nsga2_offspring(genome, genes, signed, violation, n, rng), rng)
+    assert mirror is not None
+
+    def propose(n: int) -> list[SubNetConfig]:
+        new = [mirror.ask(dists) for _ in range(n)]
+        asked.extend(new)
+        return genome.decode(np.array([genome.encode(t.params) for t in new]), rng)
+    return propose
 
 
 def _mirror(spec: SearchSpec, objectives: Sequence[Objective], stored: list[dict[str, Any]], values: np.ndarray,

@@ -1107,12 +1107,21 @@ def front(
         typer.echo(f"wrote {len(fr.rows)} front SubNets to {csv_out}")
     elif json_out:
         _echo_json({"study": study, "device": device, "objectives": list(fr.objectives), "knee": fr.knee_number,
-                    "front": fr.rows.to_dict(orient="records")})
+                    "front": fr.rows.to_dict(orient="records"), "ties": _ties_note(fr)})
     else:
-        cols = ["number", *fr.objectives, "config_key"]
+        cols = ["number", *fr.objectives, "ties", "config_key"]
         _table([{c: (f"{r[c]:.4g}" if isinstance(r[c], float) else r[c]) for c in cols} | (
             {"knee": "←" if r["number"] == fr.knee_number else ""}) for r in fr.rows.to_dict(orient="records")],
             [*cols, "knee"], title=f"front of {study}" + (f" on {device}" if device else ""))
+        typer.echo(_ties_note(fr))
+
+
+def _ties_note(fr: Any) -> str:
+    """How a front shows ties, and why Optuna's ``best_trials`` lists more."""
+    trials = int(fr.rows["ties"].sum()) if len(fr.rows) else 0
+    return (f"{len(fr.rows)} distinct objective vectors shared by {trials} non-dominated trials: one row (the first "
+            "trial) per vector, 'ties' counts the trials with the same values (repeats, equivalent configs); "
+            f"Optuna's best_trials lists all {trials}")
 
 
 @app.command("export")

@@ -107,6 +107,20 @@ class SearchSpace:
     def _check(self, values: dict[str, Scalar]) -> None:
         """Cross-dimension rules; raise :class:`InvalidValueError`. Default: none."""
 
+    def canonical(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
+        """The config with its inactive parts (values the SubNet never runs) at a canonical value, so that configs
+        of the same network are equal. Default: the config itself (every value is active).
+
+        ``config.key`` stays the literal content hash (stored measurements are keyed by it);
+        :meth:`arch_key` (``canonical(config).key``) is the effective-architecture identity.
+        """
+        return self.validate(config)
+
+    def arch_key(self, config: Mapping[str, Any] | SubNetConfig) -> str:
+        """Effective-architecture identity: the key of :meth:`canonical` (equal for configs that differ only in
+        inactive parts)."""
+        return self.canonical(config).key
+
     def sample(self, rng: np.random.Generator) -> SubNetConfig:
         """Draw a valid config uniformly per dimension (rejecting configs that break cross rules)."""
         for _ in range(1000):

@@ -94,6 +94,14 @@ class GPTSpace(SearchSpace):
         values |= {f"layer_{i}": 1 for i in range(self.min_layers)}
         return self.validate(values)
 
+    def canonical(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
+        """Dropped layers (``layer_i == 0``) take the smallest heads and FFN width."""
+        config = self.validate(config)
+        changes = {f"{k}_{i}": first for i in range(self.n_layers) if not config[f"layer_{i}"]
+                   for k, first in (("heads", self.head_choices[0]), ("ffn", self.ffn_choices[0]))
+                   if config[f"{k}_{i}"] != first}
+        return self.validate(config.values | changes) if changes else config
+
     def summary(self, config: SubNetConfig) -> str:
         """``d=… T=…`` then ``layer:heads×ffn`` for the kept layers."""
         kept = [f"{i}:{config[f'heads_{i}']}h/{config[f'ffn_{i}']}" for i in range(self.n_layers)

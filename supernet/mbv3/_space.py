@@ -142,6 +142,15 @@ class MobileNetV3Space(SearchSpace):
             self.block_index(s, j) for s in range(N_STAGES) for j in range(int(config[f"d_{s}"]))
         }
 
+    def canonical(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
+        """Blocks beyond each stage's depth (inactive) take the smallest kernel and expand ratio."""
+        config = self.validate(config)
+        active = self.active_blocks(config)
+        changes = {f"{k}_{i}": first for i in range(self.n_blocks) if i not in active
+                   for k, first in (("ks", self.ks_choices[0]), ("e", self.expand_choices[0]))
+                   if config[f"{k}_{i}"] != first}
+        return self.validate(config.values | changes) if changes else config
+
     def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:
         """Parse OFA's encoding (``ks``, ``e``: 20 values, ``d``: 5 values, '-'-joined or lists; ``r``; optional
         ``w``, default ``default_width``) or one column per dimension."""
