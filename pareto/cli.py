@@ -1017,10 +1017,13 @@ def search(
         task = bar.add_task(spec.name, total=spec.n_trials)
         result = run_now(s, spec, progress=lambda done, total: bar.update(task, completed=done))
     info = {"study": result.study, "trials": result.total, "added": result.added,
-            "seconds": round(result.seconds, 2), "trials_per_s": round(result.trials_per_s, 1)}
+            "seconds": round(result.seconds, 2), "trials_per_s": round(result.trials_per_s, 1)} | (
+        {"note": result.note} if result.note else {})
     if json_out:
         _echo_json(info)
     else:
+        if result.note:
+            typer.echo(result.note)
         typer.echo(f"study {result.study!r}: {result.total} trials ({result.added} new, "
                    f"{result.trials_per_s:.0f} trials/s); see hwpareto front {result.study}")
 

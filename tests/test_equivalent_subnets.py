@@ -156,3 +156,14 @@ def test_front_shows_ties(edge: Store) -> None:
     assert "ties" in text.output and f"Optuna's best_trials lists all {len(best)}" in text.output
     doc = json.loads(runner.invoke(app, ["front", "ties", "--store", str(edge.url), "--json"]).output)
     assert sum(r["ties"] for r in doc["front"]) == len(best) and "best_trials" in doc["ties"]
+
+
+def test_cli_search_says_when_the_region_is_exhausted(edge: Store) -> None:
+    fixed = {k: v for k, v in {**get_space("mbv3").largest().values, **FIX}.items() if k not in ("ks_0", "e_0")}
+    args = ["search", "--space", "mbv3", "--objective", "params:max", "--objective", "latency_ms@edge",
+            "--trials", "30", "--population", "9", "--name", "cli", "--store", str(edge.url)]
+    for k, v in fixed.items():
+        args += ["--fix", f"{k}={v}"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "stopped at 9 trials: every SubNet of the searched region has been evaluated" in out.output
