@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,33 @@ def store(store_url: str) -> Iterator[Store]:
 
     with Store.open(store_url) as opened:
         yield opened
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dashboard tests' full store (devices, LUTs, predictors, one finished study), built once per file."""
+    from tests.dashboard_store import build_store
+
+    path = tmp_path_factory.mktemp("dashboard") / "store.db"
+    build_store(path)
+    return path
+
+
+@pytest.fixture
+def dash_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private copy of the full store, set as the dashboard's store; jobs go to the test's folder."""
+    path = tmp_path / "store.db"
+    shutil.copy(built, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    yield url
+
+
+@pytest.fixture
+def empty_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An empty store, set as the dashboard's store; jobs go to the test's folder."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    return url

@@ -5,10 +5,8 @@ and the ``hwpareto dashboard`` command."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import zipfile
-from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
 
@@ -23,37 +21,10 @@ from pareto import Store, study_results
 from pareto._search import SearchSpec
 from pareto.cli import app as cli
 from supernet import HwparetoError, get_space
-from tests.dashboard_store import STUDY, add_fake, build_store
+from tests.dashboard_store import STUDY, add_fake
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "dashboard" / "views"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The full test store (devices, LUTs, predictors, one finished study), built once for this file."""
-    path = tmp_path_factory.mktemp("dashboard") / "store.db"
-    build_store(path)
-    return path
-
-
-@pytest.fixture
-def dash_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A private copy of the full store, set as the dashboard's store; jobs go to the test's folder."""
-    path = tmp_path / "store.db"
-    shutil.copy(built, path)
-    url = f"sqlite:///{path}"
-    monkeypatch.setenv("HWPARETO_STORE", url)
-    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
-    yield url
-
-
-@pytest.fixture
-def empty_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    monkeypatch.setenv("HWPARETO_STORE", url)
-    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
-    return url
 
 
 def page(name: str) -> AppTest:

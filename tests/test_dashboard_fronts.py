@@ -4,8 +4,6 @@ around the fronts, and a budget field whose step and precision follow the device
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +14,10 @@ from streamlit.testing.v1 import AppTest
 from dashboard import _data, _figures
 from pareto import Store, non_dominated_mask, study_results
 from pareto._search import SearchSpec
-from tests.dashboard_store import STUDY, build_store
+from tests.dashboard_store import STUDY
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 Q, LAT, PAR = "acc_pct@d", "latency_ms@edge", "params"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("fronts") / "store.db"
-    build_store(path)
-    return path
-
-
-@pytest.fixture
-def dash_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    path = tmp_path / "store.db"
-    shutil.copy(built, path)
-    url = f"sqlite:///{path}"
-    monkeypatch.setenv("HWPARETO_STORE", url)
-    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
-    yield url
 
 
 def trials3(n: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -15,11 +15,8 @@ from dashboard import _jobs, _state
 from pareto import Store
 from pareto._search import SPEC_ATTR, SearchSpec
 from pareto.cli import app as cli
-from tests import test_dashboard as _base
 from tests.dashboard_store import STUDY, add_fake
 from tests.test_dashboard import ROOT, page, texts, wait_for
-
-built, dash_url, empty_url = _base.built, _base.dash_url, _base.empty_url  # the same fixtures
 
 
 def _study_only(url: str, name: str, *, empty: bool = False) -> None:

@@ -3,8 +3,6 @@ study deletion with confirmation."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,27 +14,10 @@ from dashboard import _data, _explore
 from pareto import Store
 from pareto._search import SearchSpec
 from supernet import InvalidValueError
-from tests.dashboard_store import STUDY, build_store
+from tests.dashboard_store import STUDY
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"
 ACC, EDGE, SERVER = "test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("trials") / "store.db"
-    build_store(path)
-    return path
-
-
-@pytest.fixture
-def dash_url(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    path = tmp_path / "store.db"
-    shutil.copy(built, path)
-    url = f"sqlite:///{path}"
-    monkeypatch.setenv("HWPARETO_STORE", url)
-    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
-    yield url
 
 
 @pytest.fixture
