@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from supernet._errors import InvalidValueError
-from supernet._space import SearchSpace
+from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, SubNetConfig
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ class MobileNetV3Space(SearchSpace):
         self.n_blocks = N_STAGES * self.max_depth
         self.default_width = default_width
         self._blocks: dict[tuple[Any, ...], tuple[tuple[LayerSpec, ...], int]] = {}
+        self._shapes: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
         dims: list[Dimension] = []
         for i in range(self.n_blocks):
             dims.append(Dimension(f"ks_{i}", choices=self.ks_choices, group=f"stage {i // self.max_depth}",
@@ -196,6 +198,41 @@ class MobileNetV3Space(SearchSpace):
                 specs += block
                 cin = c[2 + s]
         return specs + self._head(c, h)
+
+    def layer_terms(self) -> list[LayerTerm]:
+        """The stem and head (they read ``r`` and ``w``), then one term per block: its stage's depth (whether it
+        runs), its kernel and expand ratio, ``r`` and ``w`` (every block's input shape follows from those)."""
+        terms: list[LayerTerm] = [(("r", "w"), self._ends_term)]
+        for s in range(N_STAGES):
+            for j in range(self.max_depth):
+                i = self.block_index(s, j)
+                terms.append(((f"d_{s}", f"ks_{i}", f"e_{i}", "r", "w"), functools.partial(self._block_term, s, j)))
+        return terms
+
+    def _ends_term(self, values: tuple[Any, ...]) -> list[LayerSpec]:
+        c, r = self.widths(float(values[1])), int(values[0])
+        return self._stem(c, r)[0] + self._head(c, self._stage_shapes(c, r)[-1][2])
+
+    def _block_term(self, s: int, j: int, values: tuple[Any, ...]) -> list[LayerSpec]:
+        depth, k, e, r, w = values
+        if j >= int(depth):
+            return []
+        c = self.widths(float(w))
+        cin, h_in, h_out = self._stage_shapes(c, int(r))[s]
+        return self._block(s, j, cin if j == 0 else c[2 + s], c[2 + s], int(e), int(k), h_in if j == 0 else h_out)[0]
+
+    def _stage_shapes(self, c: Sequence[int], r: int) -> list[tuple[int, int, int]]:
+        """Per stage: the first block's input channels, its input size and the stage's output size."""
+        memo = (*c, r)
+        if memo not in self._shapes:
+            _, h = self._stem(c, r)
+            shapes, cin = [], c[1]
+            for s in range(N_STAGES):
+                _, h_out = self._block(s, 0, cin, c[2 + s], self.expand_choices[0], self.ks_choices[0], h)
+                shapes.append((cin, h, h_out))
+                cin, h = c[2 + s], h_out
+            self._shapes[memo] = shapes
+        return self._shapes[memo]
 
     def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
         """Every distinct LayerSpec of any config (``restrict`` may limit ``r`` and ``w``): the LUT to profile."""
