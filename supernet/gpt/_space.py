@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from supernet._errors import InvalidValueError
-from supernet._space import SearchSpace
+from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
 
 if TYPE_CHECKING:
@@ -133,6 +133,27 @@ class GPTSpace(SearchSpace):
                 specs += self._attention_block(d, t, int(config[f"heads_{i}"]))
                 specs += self._ffn_block(d, t, int(config[f"ffn_{i}"]))
         return specs + self._head(d, t)
+
+    def layer_terms(self) -> list[LayerTerm]:
+        """The embeddings and head (they read ``embed_dim`` and ``seq_len``), then per layer its attention block
+        (kept, heads) and its FFN block (kept, width), each at ``embed_dim`` and ``seq_len``."""
+        terms: list[LayerTerm] = [(("embed_dim", "seq_len"), self._ends_term)]
+        for i in range(self.n_layers):
+            terms.append(((f"layer_{i}", f"heads_{i}", "embed_dim", "seq_len"), self._attention_term))
+            terms.append(((f"layer_{i}", f"ffn_{i}", "embed_dim", "seq_len"), self._ffn_term))
+        return terms
+
+    def _ends_term(self, values: tuple[Any, ...]) -> list[LayerSpec]:
+        d, t = int(values[0]), int(values[1])
+        return self._embeddings(d, t) + self._head(d, t)
+
+    def _attention_term(self, values: tuple[Any, ...]) -> list[LayerSpec]:
+        kept, heads, d, t = values
+        return self._attention_block(int(d), int(t), int(heads)) if kept else []
+
+    def _ffn_term(self, values: tuple[Any, ...]) -> list[LayerSpec]:
+        kept, ffn, d, t = values
+        return self._ffn_block(int(d), int(t), int(ffn)) if kept else []
 
     def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
         """Every distinct LayerSpec of any config (``restrict`` may limit ``seq_len`` and ``embed_dim``)."""
