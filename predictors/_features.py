@@ -7,11 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from supernet import OPS, CapabilityError, InvalidValueError, SearchSpace, SubNetConfig
+from supernet import OPS, CapabilityError, InvalidValueError, SearchSpace, SubNetConfig, distinct_configs
 from supernet.gpt import GPTSpace
 from supernet.mbv3 import MobileNetV3Space
 from supernet.nb201 import NB201Space
@@ -201,9 +200,7 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
             unique = [space.validate(dict(zip(edge_names, (NB201_OPS[i] for i in row), strict=True)))
                       for row in ops.tolist()]
         else:
-            codes, _ = pd.factorize(pd.Series([c.key for c in configs], dtype=object))
-            first = np.unique(codes, return_index=True)[1]
-            unique, inverse = [configs[i] for i in first], codes
+            unique, inverse = distinct_configs(configs)
         blocks = [np.stack([space.encode(c) for c in unique])]
         if self.op_kinds_ is not None:
             counts = space.layer_counts(unique)

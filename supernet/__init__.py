@@ -4,7 +4,7 @@ from supernet._checks import NAME_CHARS, check_metric_value, check_name, metric_
 from supernet._declarative import DeclarativeSpace, load_space_file, space_from_dict
 from supernet._errors import CapabilityError, HwparetoError, InvalidValueError
 from supernet._registry import BUILTIN_SPACES, get_space, list_spaces, register_space
-from supernet._space import LayerCounts, LayerTerm, SearchSpace
+from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
 from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig, unique_layers
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "SubNetConfig",
     "check_metric_value",
     "check_name",
+    "distinct_configs",
     "get_space",
     "list_spaces",
     "load_space_file",

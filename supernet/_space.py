@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from scipy import sparse
     from torch import nn
 
-__all__ = ["LayerCounts", "LayerTerm", "SearchSpace"]
+__all__ = ["LayerCounts", "LayerTerm", "SearchSpace", "distinct_configs"]
 
 LayerTerm = tuple[tuple[str, ...], Callable[[tuple[Scalar, ...]], Sequence[LayerSpec]]]
 """A part of a space's layer model: the dimensions it reads and the LayerSpecs it adds for their values."""
@@ -202,18 +202,16 @@ class SearchSpace:
         parts: list[tuple[np.ndarray, list[Counter[LayerSpec]]]] = []  # (row -> part index, parts' layer counts)
         terms = self.layer_terms()
         if terms is None:
-            codes, _ = pd.factorize(pd.Series([c.key for c in configs], dtype=object))
-            first = np.unique(codes, return_index=True)[1]  # codes number configs in order of first appearance
-            parts.append((codes, [Counter(self.layers(configs[i])) for i in first]))
+            unique, inverse = distinct_configs(configs)
+            parts.append((inverse, [Counter(self.layers(c)) for c in unique]))
         else:
-            position = {d.name: j for j, d in enumerate(self.dimensions)}
-            values = [[v for _, v in c.items] for c in configs]
+            by_dimension = {d.name: pd.factorize(pd.Series([c[d.name] for c in configs], dtype=object))
+                            for d in self.dimensions if any(d.name in dims for dims, _ in terms)}
             for dims, build in terms:
                 if not dims:
                     parts.append((np.zeros(len(configs), dtype=np.intp), [Counter(build(()))]))
                     continue
-                factors = [pd.factorize(pd.Series([row[position[d]] for row in values], dtype=object))
-                           for d in dims]
+                factors = [by_dimension[d] for d in dims]
                 stacked = np.column_stack([codes for codes, _ in factors]).reshape(len(configs), len(dims))
                 combos, inverse = np.unique(stacked, axis=0, return_inverse=True)
                 parts.append((inverse.reshape(-1), [
@@ -317,3 +315,13 @@ def _parse_scalar(raw: Any, dim: Dimension) -> Any:
     except ValueError:
         return text
     return int(number) if number.is_integer() and dim.kind != "float" else number
+
+
+def distinct_configs(configs: Sequence[SubNetConfig]) -> tuple[list[SubNetConfig], np.ndarray]:
+    """The distinct configs (by key, in order of first appearance) and, for each input, its index among them:
+    ``[unique[i] for i in inverse]`` is ``configs`` again."""
+    import pandas as pd
+
+    inverse, _ = pd.factorize(pd.Series([c.key for c in configs], dtype=object))
+    first = np.unique(inverse, return_index=True)[1]  # codes number configs in order of first appearance
+    return [configs[i] for i in first], np.asarray(inverse, dtype=np.intp)
