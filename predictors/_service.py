@@ -118,12 +118,14 @@ def known_latencies(store: Store, space: SearchSpace, metric: str, devices: Sequ
     keys = [c.key for c in configs]
     table = store.measured_table(space.name, metric, devices).reindex(keys)
     out = table.to_numpy(dtype=np.float64, copy=True)
+    gaps = {j: np.flatnonzero(np.isnan(out[:, j])) for j in range(len(devices))}
+    stored = {p["name"] for p in store.list_predictors(space.name)} if any(map(len, gaps.values())) else set()
     for j, device in enumerate(devices):
-        missing = np.flatnonzero(np.isnan(out[:, j]))
+        missing = gaps[j]
         if not len(missing):
             continue
         name = f"{metric}:{space.name}:{device}"
-        if name not in {p["name"] for p in store.list_predictors(space.name)}:
+        if name not in stored:
             raise HwparetoError(f"{len(missing)} SubNet(s) (e.g. {keys[missing[0]]}) are not measured on known "
                                 f"device {device} and it has no predictor {name}: run hwpareto train latency "
                                 f"--device {device} --space {space.name}" +
@@ -300,6 +302,7 @@ def choose_known(store: Store, device: str, space: SearchSpace, metric: str, key
     if known is not None:
         if not known:
             raise InvalidValueError("--known", "one or more device names, comma-separated", "")
+        needed = _rows_needed(LatencyPredictor().min_rows)
         for other in dict.fromkeys(known):
             store.get_device(other)  # unknown names: the error lists the registered devices
             field = f"--known {other}"
@@ -310,7 +313,6 @@ def choose_known(store: Store, device: str, space: SearchSpace, metric: str, key
             if covered.get(other, 0) < len(keys):
                 raise InvalidValueError(field, f"a device that has measured all {len(keys)} SubNets measured on "
                                         f"{device}", f"{int(covered.get(other, 0))} of them")
-            needed = _rows_needed(LatencyPredictor().min_rows)
             if counts[other] < min(space.size(), needed) and f"{metric}:{space.name}:{other}" not in stored:
                 raise InvalidValueError(field, f"a device with a table of every {space.name} SubNet, a predictor, "
                                         f"or at least {needed} measured SubNets to train one",
