@@ -49,3 +49,13 @@ def build_store(path: Path, *, study: bool = True, n_trials: int = 300) -> str:
             run_now(store, SearchSpec(STUDY, "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
                                       ("latency_ms@edge <= 5",), n_trials=n_trials, population=50))
     return url
+
+
+def add_failed_search(url: str, name: str, error: str) -> None:
+    """A search of ``name`` on a fake device ``edge`` that a worker claimed and marked failed with ``error``."""
+    with Store.open(url) as db:
+        add_fake(db, "edge")
+        spec = SearchSpec(name, "nb201", ("params:max", "latency_ms@edge"), n_trials=10, population=4)
+        db.submit_search(spec.name, spec.space, spec.to_dict(), spec.n_trials)
+        db.claim_search("w1", spec.name)
+        db.finish_search(spec.name, "w1", "failed", error)

@@ -21,7 +21,7 @@ from pareto import Store, study_results
 from pareto._search import SearchSpec
 from pareto.cli import app as cli
 from supernet import HwparetoError, get_space
-from tests.dashboard_store import STUDY, add_fake
+from tests.dashboard_store import STUDY, add_failed_search, add_fake
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "dashboard" / "views"
@@ -166,13 +166,8 @@ def test_store_without_studies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_failed_search_is_explained(empty_url: str) -> None:
-    with Store.open(empty_url) as db:
-        add_fake(db, "edge")
-        spec = SearchSpec("doomed", "nb201", ("params:max", "latency_ms@edge"), n_trials=10, population=4)
-        db.submit_search(spec.name, spec.space, spec.to_dict(), spec.n_trials)
-        db.claim_search("w1", spec.name)
-        db.finish_search(spec.name, "w1", "failed", "budget 'latency_ms@edge <= 0.01': expected a bound some SubNet "
-                         "meets, got 0.01")
+    add_failed_search(empty_url, "doomed", "budget 'latency_ms@edge <= 0.01': expected a bound some SubNet meets, "
+                      "got 0.01")
     search = page("search")
     assert "search 'doomed' failed: budget 'latency_ms@edge <= 0.01'" in texts(search)
     assert "launch it again" in texts(search)

@@ -15,7 +15,7 @@ from dashboard import _jobs, _state
 from pareto import Store
 from pareto._search import SPEC_ATTR, SearchSpec
 from pareto.cli import app as cli
-from tests.dashboard_store import STUDY, add_fake
+from tests.dashboard_store import STUDY, add_failed_search, add_fake
 from tests.test_dashboard import ROOT, page, texts, wait_for
 
 
@@ -127,12 +127,7 @@ def test_hints_name_the_chosen_space(dash_url: str) -> None:
 
 
 def test_failed_search_log_is_labelled_failed(empty_url: str) -> None:
-    with Store.open(empty_url) as db:
-        add_fake(db, "edge")
-        spec = SearchSpec("doomed", "nb201", ("params:max", "latency_ms@edge"), n_trials=10, population=4)
-        db.submit_search(spec.name, spec.space, spec.to_dict(), spec.n_trials)
-        db.claim_search("w1", spec.name)
-        db.finish_search(spec.name, "w1", "failed", "budget unreachable")
+    add_failed_search(empty_url, "doomed", "budget unreachable")
     job = _jobs.start_job(empty_url, "search", "doomed", ["worker", "--study", "doomed", "--idle-exit", "1"])
     wait_for(lambda: job.status != "running")
     at = page("search")
