@@ -31,8 +31,11 @@ from supernet.nb201 import NB201Space
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nb201_accuracy_latency.csv"
 RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.md"
-COLUMNS = {"cifar10_test_acc": "CIFAR-10", "cifar100_test_acc": "CIFAR-100",
-           "imagenet16_120_test_acc": "ImageNet16-120"}
+COLUMNS = {
+    "cifar10_test_acc": "CIFAR-10",
+    "cifar100_test_acc": "CIFAR-100",
+    "imagenet16_120_test_acc": "ImageNet16-120",
+}
 
 Factory = Callable[[int], Any]
 """A seed → an unfitted regressor (``predict(X)``; ``predict(X, return_std=True)`` where it gives a std)."""
@@ -51,8 +54,9 @@ METHODS: dict[str, tuple[str, Factory, bool]] = {
 }
 
 
-def evaluate(factory: Factory, has_std: bool, X: np.ndarray, y: np.ndarray, connected: np.ndarray, n: int,
-             seeds: int) -> list[str]:
+def evaluate(
+    factory: Factory, has_std: bool, X: np.ndarray, y: np.ndarray, connected: np.ndarray, n: int, seeds: int
+) -> list[str]:
     """Table cells: τ-b, τ-b on connected test cells, Spearman, ±1σ coverage, fit seconds (mean ± std over seeds)."""
     rows: dict[str, list[float]] = {"tau": [], "tau_conn": [], "rho": [], "cov": [], "fit": []}
     for seed in range(seeds):
@@ -107,8 +111,11 @@ def main() -> int:
     with threadpool_limits(1):
         for column, label in COLUMNS.items():
             y = table[column].to_numpy(dtype=np.float64)
-            methods = METHODS if column == "cifar10_test_acc" else {
-                k: v for k, v in METHODS.items() if k != "XGBoost, SpaceFeatures"}
+            methods = (
+                METHODS
+                if column == "cifar10_test_acc"
+                else {k: v for k, v in METHODS.items() if k != "XGBoost, SpaceFeatures"}
+            )
             for n in args.sizes:
                 for name, (kind, factory, has_std) in methods.items():
                     cells = evaluate(factory, has_std, features[kind], y, connected, n, args.seeds)

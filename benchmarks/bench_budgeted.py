@@ -58,8 +58,9 @@ def exact_front(acc: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return out
 
 
-def metrics(order: list[int], acc: np.ndarray, lat: np.ndarray, front: np.ndarray, checkpoints: list[int]
-            ) -> dict[int, tuple[float, float]]:
+def metrics(
+    order: list[int], acc: np.ndarray, lat: np.ndarray, front: np.ndarray, checkpoints: list[int]
+) -> dict[int, tuple[float, float]]:
     """Recall of the exact front's distinct points and normalised IGD+ after each checkpoint."""
     ref = np.unique(np.column_stack([-acc[front], lat[front]]), axis=0)  # minimised, distinct
     lo, span = ref.min(axis=0), np.maximum(np.ptp(ref, axis=0), 1e-12)
@@ -79,8 +80,16 @@ def random_search(X: np.ndarray, acc: np.ndarray, lat: np.ndarray, budget: int, 
     return [int(i) for i in np.random.default_rng(seed).permutation(len(acc))[:budget]]
 
 
-def predicted_front(X: np.ndarray, acc: np.ndarray, lat: np.ndarray, budget: int, batch: int, seed: int,
-                    initial: int = 20, refit_growth: float = 0.1) -> list[int]:
+def predicted_front(
+    X: np.ndarray,
+    acc: np.ndarray,
+    lat: np.ndarray,
+    budget: int,
+    batch: int,
+    seed: int,
+    initial: int = 20,
+    refit_growth: float = 0.1,
+) -> list[int]:
     """Naive predictor-guided loop: the predicted front (no uncertainty), peeled layer by layer."""
     rng = np.random.default_rng(seed)
     rank = _ranks(lat[:, None])
@@ -109,8 +118,7 @@ def predicted_front(X: np.ndarray, acc: np.ndarray, lat: np.ndarray, budget: int
 
 
 def ours(X: np.ndarray, acc: np.ndarray, lat: np.ndarray, budget: int, batch: int, seed: int, **kw: float) -> list[int]:
-    result = budgeted_search(range(len(acc)), X, lat, lambda idx: acc[idx], budget, batch_size=batch, seed=seed,
-                             **kw)  # type: ignore[arg-type]
+    result = budgeted_search(range(len(acc)), X, lat, lambda idx: acc[idx], budget, batch_size=batch, seed=seed, **kw)  # type: ignore[arg-type]
     return [int(i) for i in result.indices]
 
 
@@ -142,8 +150,11 @@ def main() -> int:
     X = SpaceFeatures(space).fit().transform(configs)
     acc = df[TARGET].to_numpy(dtype=np.float64)
     budget = max(args.checkpoints)
-    kw = {k: v for k, v in (("ucb", args.ucb), ("kappa", args.kappa), ("refit_growth", args.refit_growth))
-          if v is not None}
+    kw = {
+        k: v
+        for k, v in (("ucb", args.ucb), ("kappa", args.kappa), ("refit_growth", args.refit_growth))
+        if v is not None
+    }
     lines = [
         "# Budgeted search on NAS-Bench-201 (15,625 cells): recall of the exact front",
         "",
@@ -153,8 +164,11 @@ def main() -> int:
         "evaluated; IGD+ ×100 with objectives scaled to the exact front's range (lower is better).",
         "",
     ]
-    header = "| device (front size) | method | " + " | ".join(
-        f"recall @{k} | IGD+ @{k}" for k in args.checkpoints) + " | seconds / run |"
+    header = (
+        "| device (front size) | method | "
+        + " | ".join(f"recall @{k} | IGD+ @{k}" for k in args.checkpoints)
+        + " | seconds / run |"
+    )
     lines += [header, "|" + "---|" * (3 + 2 * len(args.checkpoints))]
     print("\n".join(lines), flush=True)
     with threadpool_limits(1):

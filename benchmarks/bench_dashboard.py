@@ -50,9 +50,19 @@ def build(path: Path, trials: int) -> float:
             spec = DeviceSpec(name, "fake", "fake", params)
             store.add_device(name, "fake", spec.to_dict(), backend_for(spec).describe())
             build_lut(store, spec, space, restrict={"r": [224], "w": [1.0]}, workers=1)
-        run_surrogate(store, SearchSpec(STUDY, "mbv3", ("params:max", "latency_ms@edge", "latency_ms@server"),
-                                        ("latency_ms@edge <= 40",), sampler="random", n_trials=trials,
-                                        population=5000, fixed={"r": 224, "w": 1.0}))
+        run_surrogate(
+            store,
+            SearchSpec(
+                STUDY,
+                "mbv3",
+                ("params:max", "latency_ms@edge", "latency_ms@server"),
+                ("latency_ms@edge <= 40",),
+                sampler="random",
+                n_trials=trials,
+                population=5000,
+                fixed={"r": 224, "w": 1.0},
+            ),
+        )
     return time.perf_counter() - start
 
 
@@ -80,7 +90,8 @@ def main() -> None:
     from pareto import Store
 
     existing = path.exists() and STUDY in __import__("dashboard._data", fromlist=["x"]).hwpareto_studies(
-        Store.open(str(path)))
+        Store.open(str(path))
+    )
     build_s = 0.0 if existing else build(path, args.trials)
     url = f"sqlite:///{path.resolve()}"
     os.environ["HWPARETO_STORE"] = url
@@ -115,23 +126,43 @@ def main() -> None:
         ("Fronts page, rerun (study cached), AppTest run", *timed(page, args.repeat)),
         ("  load the study (dashboard._data.load_study)", *timed(lambda: _data.load_study(store, STUDY), args.repeat)),
         ("  fronts per device (front_view)", *timed(lambda: _data.front_view(results), args.repeat)),
-        ("  build the Plotly figure", *timed(lambda: _figures.front_figure(
-            results.trials, view.quality, list(view.costs), view.fronts, view.bounds, hover), args.repeat)),
-        ("  serialise the figure (plotly.io.to_json)", *timed(lambda: plotly.io.to_json(figure, validate=False),
-                                                               args.repeat)),
-        ("  for reference: pareto.study_results (reads every config)", *timed(
-            lambda: __import__("pareto").study_results(store, STUDY), 1)),
+        (
+            "  build the Plotly figure",
+            *timed(
+                lambda: _figures.front_figure(
+                    results.trials, view.quality, list(view.costs), view.fronts, view.bounds, hover
+                ),
+                args.repeat,
+            ),
+        ),
+        (
+            "  serialise the figure (plotly.io.to_json)",
+            *timed(lambda: plotly.io.to_json(figure, validate=False), args.repeat),
+        ),
+        (
+            "  for reference: pareto.study_results (reads every config)",
+            *timed(lambda: __import__("pareto").study_results(store, STUDY), 1),
+        ),
     ]
     if args.with_optuna:
         import optuna
 
-        rows.append(("  for reference: optuna.load_study(...).get_trials() (optuna-dashboard's read)", *timed(
-            lambda: optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False), 1)))
+        rows.append(
+            (
+                "  for reference: optuna.load_study(...).get_trials() (optuna-dashboard's read)",
+                *timed(lambda: optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False), 1),
+            )
+        )
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     flags = f"--trials {args.trials}" + (" --with-optuna" if args.with_optuna else "")
-    lines = [f"`{COMMAND} {flags}` ({date.today()}, {machine}, SQLite; "
-             f"{'store reused' if existing else f'study written in {build_s:.0f} s'}; figure payload "
-             f"{payload_mb:.1f} MB, WebGL)", "", "| step | median s | max s |", "|---|---|---|"]
+    lines = [
+        f"`{COMMAND} {flags}` ({date.today()}, {machine}, SQLite; "
+        f"{'store reused' if existing else f'study written in {build_s:.0f} s'}; figure payload "
+        f"{payload_mb:.1f} MB, WebGL)",
+        "",
+        "| step | median s | max s |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {median:.3f} | {worst:.3f} |" for name, median, worst in rows]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -31,8 +31,12 @@ def time_export(store: str, study: str, trial: int, out: Path, extra: list[str],
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "TERM": "dumb"} | ({"PYTHONPATH": src} if src else {})
     start = time.perf_counter()
-    subprocess.run([HWPARETO, "export", study, str(trial), "--out", str(out), "--store", store, *extra],
-                   check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(
+        [HWPARETO, "export", study, str(trial), "--out", str(out), "--store", store, *extra],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=env,
+    )
     return time.perf_counter() - start
 
 
@@ -54,8 +58,11 @@ def main() -> None:
             for label, extra in (("config, weights, ONNX", []), ("config only (--no-weights)", ["--no-weights"])):
                 bundle = Path(tmp) / "bundle"
                 runs = [time_export(url, study, trial, bundle, extra, args.src) for _ in range(args.repeat)]
-                print(f"| {study} | {trial} | {label} | {statistics.median(runs):.2f} | {min(runs):.2f} | "
-                      f"{max(runs):.2f} | {len(runs)} |", flush=True)
+                print(
+                    f"| {study} | {trial} | {label} | {statistics.median(runs):.2f} | {min(runs):.2f} | "
+                    f"{max(runs):.2f} | {len(runs)} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,17 @@ from supernet.nb201._space import EDGES, NB201Space
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/bench_fewshot.py"
-HELP_TRAIN = ["1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50", "pixel3",
-              "essential_ph_1", "samsung_s7"]
+HELP_TRAIN = [
+    "1080ti_1",
+    "1080ti_32",
+    "1080ti_256",
+    "silver_4114",
+    "silver_4210r",
+    "samsung_a50",
+    "pixel3",
+    "essential_ph_1",
+    "samsung_s7",
+]
 HELP_VALID = ["titanx_1", "titanx_32", "titanx_256", "gold_6240"]
 NB201_REFS = [11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462]
 FBNET_REFS = [3328, 3790, 3313, 890, 3052, 2538, 1640, 2514, 457, 2100]
@@ -40,8 +49,10 @@ TUNING = {"NB201": set(HELP_TRAIN), "FBNet": set(HELP_TRAIN)}
 NB201 and FBNet tables. Every other column (HELP's meta-valid devices, FBNet's 1080ti_64, all of OFA) is held out."""
 MIX, CORRECTED, BASELINE = "device mix", "mix + op correction", "best single device"
 METRICS = ("tau", "rho", "rmse", "mape", "w10", "cover")
-HEADER = ("| device | method | Kendall τ-b | Spearman | RMSE (ms) | MAPE (%) | within ±10 % (%) | within ±1σ (%) |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = (
+    "| device | method | Kendall τ-b | Spearman | RMSE (ms) | MAPE (%) | within ±10 % (%) | within ±1σ (%) |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
 
 
 @dataclass
@@ -67,8 +78,9 @@ def load_nb201(data: Path) -> Table:
     for name, to, frm in EDGES:
         reach[to] = reach.get(to, pd.Series(False, index=frame.index)) | ((frame[name] != "none") & reach[frm])
     configs = [space.from_index(int(i)) for i in frame.index]
-    return Table("NB201", space, frame[devices].astype(float), configs, NB201_REFS, reach[3].to_numpy(),
-                 features(space, configs))
+    return Table(
+        "NB201", space, frame[devices].astype(float), configs, NB201_REFS, reach[3].to_numpy(), features(space, configs)
+    )
 
 
 def load_fbnet(data: Path) -> Table:
@@ -77,10 +89,12 @@ def load_fbnet(data: Path) -> Table:
     # op names, not indices, so that the encoding (hence SpaceFeatures) is one-hot per block
     space = DeclarativeSpace("fbnet", [Dimension(f"b{i}", choices=FBNET_OPS) for i in range(ops.shape[1])])
     names = [d.name for d in space.dimensions]
-    configs = [space.validate({n: FBNET_OPS[op] for n, op in zip(names, row, strict=True)})
-               for row in ops.to_numpy().tolist()]
-    return Table("FBNet", space, frame.astype(float), configs, FBNET_REFS, np.ones(len(frame), bool),
-                 features(space, configs))
+    configs = [
+        space.validate({n: FBNET_OPS[op] for n, op in zip(names, row, strict=True)}) for row in ops.to_numpy().tolist()
+    ]
+    return Table(
+        "FBNet", space, frame.astype(float), configs, FBNET_REFS, np.ones(len(frame), bool), features(space, configs)
+    )
 
 
 def load_ofa(data: Path) -> Table:
@@ -90,8 +104,9 @@ def load_ofa(data: Path) -> Table:
     dims = [Dimension(c, choices=tuple(sorted(map(int, arch[c].unique())))) for c in arch.columns]
     space = DeclarativeSpace("ofa-mbv3", dims)
     configs = [space.validate(row) for row in arch.to_dict("records")]
-    return Table("OFA-MBv3", space, frame.astype(float), configs, OFA_REFS, np.ones(len(frame), bool),
-                 features(space, configs))
+    return Table(
+        "OFA-MBv3", space, frame.astype(float), configs, OFA_REFS, np.ones(len(frame), bool), features(space, configs)
+    )
 
 
 def features(space: SearchSpace, configs: list[SubNetConfig]) -> np.ndarray:
@@ -117,8 +132,9 @@ def scores(pred: np.ndarray, true: np.ndarray, std: np.ndarray | None = None) ->
     }
 
 
-def transfer(table: Table, known: Sequence[str], new: str, refs: np.ndarray, score_rows: np.ndarray
-             ) -> dict[str, dict[str, float]]:
+def transfer(
+    table: Table, known: Sequence[str], new: str, refs: np.ndarray, score_rows: np.ndarray
+) -> dict[str, dict[str, float]]:
     """Fit on the reference rows (positions) only; score every row of ``score_rows`` (a mask) not a reference."""
     x = table.latency[list(known)].to_numpy()
     y = table.latency[new].to_numpy()
@@ -130,9 +146,11 @@ def transfer(table: Table, known: Sequence[str], new: str, refs: np.ndarray, sco
     kept = "kept" if np.any(corrected.feature_coef_ != 0) else "off"
     pred, std = mix.predict(x[mask], return_std=True)
     pred_c, std_c = corrected.predict(with_features[mask], return_std=True)
-    return {f"{MIX} ({mix.scale_})": scores(pred, y[mask], std),
-            f"{CORRECTED} ({corrected.scale_}, correction {kept})": scores(pred_c, y[mask], std_c),
-            BASELINE: scores(best_single(x[refs], y[refs])(x[mask]), y[mask])}
+    return {
+        f"{MIX} ({mix.scale_})": scores(pred, y[mask], std),
+        f"{CORRECTED} ({corrected.scale_}, correction {kept})": scores(pred_c, y[mask], std_c),
+        BASELINE: scores(best_single(x[refs], y[refs])(x[mask]), y[mask]),
+    }
 
 
 def ceiling(table: Table, pairs: Sequence[tuple[Sequence[str], str]], score_rows: np.ndarray) -> float:
@@ -153,8 +171,10 @@ def ref_positions(table: Table, ids: Sequence[int]) -> np.ndarray:
 
 def fmt_row(device: str, method: str, s: dict[str, float]) -> str:
     cover = "–" if np.isnan(s["cover"]) else f"{s['cover']:.0f}"
-    return (f"| {device} | {method} | {s['tau']:.3f} | {s['rho']:.3f} | {s['rmse']:.2f} | {s['mape']:.1f} | "
-            f"{s['w10']:.1f} | {cover} |")
+    return (
+        f"| {device} | {method} | {s['tau']:.3f} | {s['rho']:.3f} | {s['rmse']:.2f} | {s['mape']:.1f} | "
+        f"{s['w10']:.1f} | {cover} |"
+    )
 
 
 def mean_rows(per_device: list[dict[str, dict[str, float]]]) -> list[str]:
@@ -163,19 +183,24 @@ def mean_rows(per_device: list[dict[str, dict[str, float]]]) -> list[str]:
     for results in per_device:
         for method, s in results.items():
             pooled.setdefault(method.split(" (")[0], []).append(s)
-    return [fmt_row("**mean**", f"**{method}**", {m: float(np.mean([r[m] for r in runs])) for m in METRICS})
-            for method, runs in pooled.items()]
+    return [
+        fmt_row("**mean**", f"**{method}**", {m: float(np.mean([r[m] for r in runs])) for m in METRICS})
+        for method, runs in pooled.items()
+    ]
 
 
-def protocol(table: Table, pairs: Sequence[tuple[Sequence[str], str]], refs: np.ndarray,
-             score_rows: np.ndarray) -> tuple[list[str], list[dict[str, dict[str, float]]]]:
+def protocol(
+    table: Table, pairs: Sequence[tuple[Sequence[str], str]], refs: np.ndarray, score_rows: np.ndarray
+) -> tuple[list[str], list[dict[str, dict[str, float]]]]:
     lines, results = [HEADER], []
     for known, new in pairs:
         result = transfer(table, known, new, refs, score_rows)
         results.append(result)
         lines += [fmt_row(new, method, s) for method, s in result.items()]
-    note = (f"Ceiling: the same combination (log scale) fitted on all scored SubNets of the new device reaches a "
-            f"mean Spearman of {ceiling(table, pairs, score_rows):.3f}.")
+    note = (
+        f"Ceiling: the same combination (log scale) fitted on all scored SubNets of the new device reaches a "
+        f"mean Spearman of {ceiling(table, pairs, score_rows):.3f}."
+    )
     return [*lines, *mean_rows(results), "", note], results
 
 
@@ -205,12 +230,15 @@ def refs_study(table: Table, k: int, strategy: str) -> list[dict[str, dict[str, 
         return np.array([position[c.key] for c in chosen])
 
     fixed = None if strategy == "known" else choose([])
-    return [transfer(table, known, new, choose(known) if fixed is None else fixed, table.eligible)
-            for known, new in lodo_pairs(table)]
+    return [
+        transfer(table, known, new, choose(known) if fixed is None else fixed, table.eligible)
+        for known, new in lodo_pairs(table)
+    ]
 
 
-def summary(table: Table, pairs: Sequence[tuple[Sequence[str], str]],
-            results: list[dict[str, dict[str, float]]]) -> list[str]:
+def summary(
+    table: Table, pairs: Sequence[tuple[Sequence[str], str]], results: list[dict[str, dict[str, float]]]
+) -> list[str]:
     """Rows of the summary table: mean per method over the tuning columns and over the held-out columns."""
     lines = []
     tuned = TUNING.get(table.name, set())
@@ -224,8 +252,10 @@ def summary(table: Table, pairs: Sequence[tuple[Sequence[str], str]],
             cover = "–" if np.isnan(mean["cover"]) else f"{mean['cover']:.0f}"
             kept = sum("correction kept" in m for r in chosen for m in r)
             note = f" (kept on {kept})" if method == CORRECTED else ""
-            lines.append(f"| {table.name} | {split} ({len(chosen)}) | {method}{note} | {mean['rho']:.3f} | "
-                         f"{mean['tau']:.3f} | {mean['w10']:.1f} | {cover} |")
+            lines.append(
+                f"| {table.name} | {split} ({len(chosen)}) | {method}{note} | {mean['rho']:.3f} | "
+                f"{mean['tau']:.3f} | {mean['w10']:.1f} | {cover} |"
+            )
     return lines
 
 
@@ -237,8 +267,10 @@ def main() -> None:
     if not (args.data / "nb201_accuracy_latency.csv").is_file():
         raise SystemExit(f"third-party data not found in {args.data}")
     nb201, fbnet, ofa = load_nb201(args.data), load_fbnet(args.data), load_ofa(args.data)
-    lodo = {table.name: protocol(table, lodo_pairs(table), ref_positions(table, table.refs), table.eligible)
-            for table in (nb201, fbnet, ofa)}
+    lodo = {
+        table.name: protocol(table, lodo_pairs(table), ref_positions(table, table.refs), table.eligible)
+        for table in (nb201, fbnet, ofa)
+    }
 
     out = [
         "# Few-shot latency transfer to a new device",
@@ -276,8 +308,9 @@ def main() -> None:
     connected = nb201.eligible
     nb_refs = ref_positions(nb201, nb201.refs)
     section, _ = protocol(nb201, [(HELP_TRAIN, new) for new in HELP_VALID], nb_refs, connected)
-    _, with_disconnected = protocol(nb201, [(HELP_TRAIN, new) for new in HELP_VALID], nb_refs,
-                                    np.ones(len(connected), bool))
+    _, with_disconnected = protocol(
+        nb201, [(HELP_TRAIN, new) for new in HELP_VALID], nb_refs, np.ones(len(connected), bool)
+    )
     out += [
         "## NB201, HELP split (known: HELP meta-train devices; new: meta-valid devices; HELP's 10 references)",
         "",
@@ -295,8 +328,13 @@ def main() -> None:
     for table in (nb201, fbnet, ofa):
         section = lodo[table.name][0]
         n_dev = table.latency.shape[1]
-        out += [f"## {table.name}, leave-one-device-out ({n_dev} devices: each new once, the other {n_dev - 1} known; "
-                "HELP's 10 references)", "", *section, ""]
+        out += [
+            f"## {table.name}, leave-one-device-out ({n_dev} devices: each new once, the other {n_dev - 1} known; "
+            "HELP's 10 references)",
+            "",
+            *section,
+            "",
+        ]
 
     out += [
         "## Choice of the references (leave-one-device-out, mean over devices)",
@@ -317,9 +355,11 @@ def main() -> None:
         studies += [("random", k, [f"random{seed}" for seed in range(5)]) for k in (5, 10, 20)]
         for label, k, strategies in studies:
             runs = [r for strategy in strategies for r in refs_study(table, k, strategy)]
-            out.append(f"| {table.name} | {label} | {k} | {mean_of(runs, CORRECTED, 'rho'):.3f} | "
-                       f"{mean_of(runs, CORRECTED, 'tau'):.3f} | {mean_of(runs, CORRECTED, 'mape'):.1f} | "
-                       f"{mean_of(runs, 'best', 'rho'):.3f} | {mean_of(runs, 'best', 'mape'):.1f} |")
+            out.append(
+                f"| {table.name} | {label} | {k} | {mean_of(runs, CORRECTED, 'rho'):.3f} | "
+                f"{mean_of(runs, CORRECTED, 'tau'):.3f} | {mean_of(runs, CORRECTED, 'mape'):.1f} | "
+                f"{mean_of(runs, 'best', 'rho'):.3f} | {mean_of(runs, 'best', 'mape'):.1f} |"
+            )
     text = "\n".join(out) + "\n"
     print(text, end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)

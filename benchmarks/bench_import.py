@@ -21,8 +21,21 @@ from pareto._importer import import_table, parse_columns
 from supernet import get_space
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nb201_accuracy_latency.csv"
-DEVICES = ["1080ti_1", "1080ti_256", "1080ti_32", "essential_ph_1", "gold_6240", "pixel3", "samsung_a50",
-           "samsung_s7", "silver_4114", "silver_4210r", "titanx_1", "titanx_256", "titanx_32"]
+DEVICES = [
+    "1080ti_1",
+    "1080ti_256",
+    "1080ti_32",
+    "essential_ph_1",
+    "gold_6240",
+    "pixel3",
+    "samsung_a50",
+    "samsung_s7",
+    "silver_4114",
+    "silver_4210r",
+    "titanx_1",
+    "titanx_256",
+    "titanx_32",
+]
 ACCURACY = ["cifar10_test_acc=cifar10", "cifar100_test_acc=cifar100", "imagenet16_120_test_acc=imagenet16-120"]
 
 
@@ -32,16 +45,40 @@ def run_once(url: str) -> dict[str, float]:
     timings: dict[str, float] = {}
     with Store.open(url) as store:
         start = time.perf_counter()
-        import_table(store, DATA, space=space, columns=parse_columns(DEVICES, "{column}"), subject_kind="device",
-                     metric="latency_ms")
-        import_table(store, DATA, space=space, columns=parse_columns(ACCURACY, "{column}"), subject_kind="dataset",
-                     metric="test_acc_pct")
+        import_table(
+            store,
+            DATA,
+            space=space,
+            columns=parse_columns(DEVICES, "{column}"),
+            subject_kind="device",
+            metric="latency_ms",
+        )
+        import_table(
+            store,
+            DATA,
+            space=space,
+            columns=parse_columns(ACCURACY, "{column}"),
+            subject_kind="dataset",
+            metric="test_acc_pct",
+        )
         timings["first import"] = time.perf_counter() - start
         start = time.perf_counter()
-        import_table(store, DATA, space=space, columns=parse_columns(DEVICES, "{column}"), subject_kind="device",
-                     metric="latency_ms")
-        import_table(store, DATA, space=space, columns=parse_columns(ACCURACY, "{column}"), subject_kind="dataset",
-                     metric="test_acc_pct")
+        import_table(
+            store,
+            DATA,
+            space=space,
+            columns=parse_columns(DEVICES, "{column}"),
+            subject_kind="device",
+            metric="latency_ms",
+        )
+        import_table(
+            store,
+            DATA,
+            space=space,
+            columns=parse_columns(ACCURACY, "{column}"),
+            subject_kind="dataset",
+            metric="test_acc_pct",
+        )
         timings["re-import (no change)"] = time.perf_counter() - start
         start = time.perf_counter()
         rows = len(store.measurements(space="nb201"))
@@ -52,8 +89,9 @@ def run_once(url: str) -> dict[str, float]:
 
 def fresh_pg(url: str) -> tuple[str, psycopg.Connection]:
     base = make_url(url)
-    admin = psycopg.connect(host=base.host, port=base.port or 5432, user=base.username, dbname=base.database,
-                            autocommit=True)
+    admin = psycopg.connect(
+        host=base.host, port=base.port or 5432, user=base.username, dbname=base.database, autocommit=True
+    )
     name = f"hwp_bench_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     return base.set(database=name).render_as_string(hide_password=False), admin

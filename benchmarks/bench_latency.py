@@ -26,8 +26,10 @@ PHONES = {"pixel3", "samsung_a50", "samsung_s7", "essential_ph_1"}
 
 
 def _row(table: str, device: str, m: dict[str, float], seconds: float) -> str:
-    return (f"| {table} | {device} | {m['n']} | {m['within_10pct']:.1f} | {m['mape_pct']:.2f} | "
-            f"{m['kendall_tau']:.3f} | {m.get('coverage_1sigma_pct', float('nan')):.0f} | {seconds:.1f} |")
+    return (
+        f"| {table} | {device} | {m['n']} | {m['within_10pct']:.1f} | {m['mape_pct']:.2f} | "
+        f"{m['kendall_tau']:.3f} | {m.get('coverage_1sigma_pct', float('nan')):.0f} | {seconds:.1f} |"
+    )
 
 
 def _evaluate(space: SearchSpace, configs: list, y: np.ndarray, n_train: int, seed: int) -> tuple[dict, float]:
@@ -49,8 +51,10 @@ def public(n_train: int, seed: int) -> None:
     configs = [space.from_record({"arch_str": s}) for s in nb["arch_str"]]
     connected = np.array([not _disconnected(c) for c in configs])
     devices = list(nb.columns[11:])  # after arch_index, arch_str, 3 accuracies, 6 edges
-    for group, chosen in (("NB201 (CPU/GPU)", [d for d in devices if d not in PHONES]),
-                          ("NB201 (phones, whole ms)", [d for d in devices if d in PHONES])):
+    for group, chosen in (
+        ("NB201 (CPU/GPU)", [d for d in devices if d not in PHONES]),
+        ("NB201 (phones, whole ms)", [d for d in devices if d in PHONES]),
+    ):
         for device in chosen:
             y = nb[device].to_numpy(float)
             keep = connected & (y > 0)

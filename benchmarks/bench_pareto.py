@@ -49,10 +49,18 @@ def cases() -> list[Case]:
     return [
         Case("2-D, 1M uniform", rng.random((1_000_000, 2)), np.full(2, 1.1), {"sort": 100_000}),
         Case("3-D, 100k uniform", rng.random((100_000, 3)), np.full(3, 1.1), {"sort": 10_000}),
-        Case("2-D, 1M in a thin band along x + y = 1", np.column_stack([x, 1 - x + 0.01 * rng.random(len(x))]),
-             np.full(2, 1.1), {"sort": 100_000}),
-        Case("3-D, 20k on the simplex (all on the front)", rng.dirichlet(np.ones(3), size=20_000), np.full(3, 1.1),
-             {"mask": 5_000, "sort": 5_000, "hv": 5_000}),
+        Case(
+            "2-D, 1M in a thin band along x + y = 1",
+            np.column_stack([x, 1 - x + 0.01 * rng.random(len(x))]),
+            np.full(2, 1.1),
+            {"sort": 100_000},
+        ),
+        Case(
+            "3-D, 20k on the simplex (all on the front)",
+            rng.dirichlet(np.ones(3), size=20_000),
+            np.full(3, 1.1),
+            {"mask": 5_000, "sort": 5_000, "hv": 5_000},
+        ),
     ]
 
 
@@ -101,8 +109,9 @@ def run_case(case: Case) -> list[str]:
         rows.append(row(case.name, label, t_ours, None, 0, "–"))
         t_sub, out_sub, _ = best_of(lambda op=op, sub=sub: ours[op](sub))
         t_theirs, out_theirs, runs = best_of(lambda op=op, sub=sub: theirs[op](sub))
-        rows.append(row(case.name, f"{label}, {size:,}-point sub-sample", t_sub, t_theirs, runs,
-                        agree(op, out_sub, out_theirs)))
+        rows.append(
+            row(case.name, f"{label}, {size:,}-point sub-sample", t_sub, t_theirs, runs, agree(op, out_sub, out_theirs))
+        )
     return rows
 
 
@@ -128,39 +137,48 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     command = " ".join([COMMAND, *sys.argv[1:]]) if argv is None else COMMAND
     all_cases = cases()
-    table = ["| input | operation | hwpareto (s) | Optuna (s) | Optuna / hwpareto | same result |",
-             "|---|---|---|---|---|---|"]
+    table = [
+        "| input | operation | hwpareto (s) | Optuna (s) | Optuna / hwpareto | same result |",
+        "|---|---|---|---|---|---|",
+    ]
     for case in all_cases:
         table += run_case(case)
         print(f"done: {case.name}", file=sys.stderr, flush=True)
-    history = ["| input | hwpareto `hypervolume_history`, every prefix (s) | last value = `hypervolume` |",
-               "|---|---|---|", *history_rows(all_cases)]
+    history = [
+        "| input | hwpareto `hypervolume_history`, every prefix (s) | last value = `hypervolume` |",
+        "|---|---|---|",
+        *history_rows(all_cases),
+    ]
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-    text = "\n".join([
-        "# Pareto analytics: hwpareto vs Optuna",
-        "",
-        f"`{command}` — {date.today().isoformat()}, {machine}, numpy {np.__version__}, optuna {optuna.__version__}.",
-        "",
-        "Wall time in seconds, best of 3 (a run over 5 s is not repeated: \"1 run\"), single-threaded NumPy code on",
-        "a machine shared with other jobs, so expect ±30 % noise. All objectives minimised; reference point 1.1 in",
-        "every objective. Optuna's routines: `optuna.study._multi_objective._is_pareto_front` (mask),",
-        "`_fast_non_domination_rank` (sort) and `optuna._hypervolume.compute_hypervolume`. Where Optuna is too slow",
-        "on the full input, both libraries are also timed on the same random sub-sample (the row says so) and the",
-        "full-input row has hwpareto only. \"same result\": identical masks and ranks, hypervolumes equal to 1e-9.",
-        "",
-        *table,
-        "",
-        "Targets: mask + hypervolume on 1M random 2-D points ≤ 1 s, on 100k random 3-D points ≤ 2 s. On uniform",
-        "data most of the work is the seed screening (points dominated by a few weighted-sum minimisers are",
-        "dropped before any sort), so the banded and simplex inputs show the cost when the front is large.",
-        "",
-        "## Hypervolume after every trial",
-        "",
-        "Optuna has no incremental counterpart (one `compute_hypervolume` per prefix would be n calls).",
-        "",
-        *history,
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Pareto analytics: hwpareto vs Optuna",
+            "",
+            f"`{command}` — {date.today().isoformat()}, {machine}, "
+            f"numpy {np.__version__}, optuna {optuna.__version__}.",
+            "",
+            'Wall time in seconds, best of 3 (a run over 5 s is not repeated: "1 run"), single-threaded NumPy code on',
+            "a machine shared with other jobs, so expect ±30 % noise. All objectives minimised; reference point 1.1 in",
+            "every objective. Optuna's routines: `optuna.study._multi_objective._is_pareto_front` (mask),",
+            "`_fast_non_domination_rank` (sort) and `optuna._hypervolume.compute_hypervolume`. Where Optuna is too",
+            "slow on the full input, both libraries are also timed on the same random sub-sample (the row says so) and",
+            "the "
+            'full-input row has hwpareto only. "same result": identical masks and ranks, hypervolumes equal to 1e-9.',
+            "",
+            *table,
+            "",
+            "Targets: mask + hypervolume on 1M random 2-D points ≤ 1 s, on 100k random 3-D points ≤ 2 s. On uniform",
+            "data most of the work is the seed screening (points dominated by a few weighted-sum minimisers are",
+            "dropped before any sort), so the banded and simplex inputs show the cost when the front is large.",
+            "",
+            "## Hypervolume after every trial",
+            "",
+            "Optuna has no incremental counterpart (one `compute_hypervolume` per prefix would be n calls).",
+            "",
+            *history,
+            "",
+        ]
+    )
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

@@ -31,8 +31,19 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/bench_predict.py"
-KNOWN = ["1080ti_1", "1080ti_32", "1080ti_256", "titanx_1", "titanx_256", "gold_6240", "silver_4114",
-         "silver_4210r", "samsung_a50", "samsung_s7", "essential_ph_1"]
+KNOWN = [
+    "1080ti_1",
+    "1080ti_32",
+    "1080ti_256",
+    "titanx_1",
+    "titanx_256",
+    "gold_6240",
+    "silver_4114",
+    "silver_4210r",
+    "samsung_a50",
+    "samsung_s7",
+    "essential_ph_1",
+]
 NEW = {"new-titanx32": "titanx_32", "new-pixel3": "pixel3"}
 REFS = [11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462]
 
@@ -41,8 +52,9 @@ def hwpareto(*args: str, store: Path) -> float:
     """Seconds one ``hwpareto`` command takes, start-up included (fails loudly)."""
     exe = Path(sys.executable).with_name("hwpareto")
     start = time.perf_counter()
-    done = subprocess.run([str(exe), *args, "--store", str(store)], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"})
+    done = subprocess.run(
+        [str(exe), *args, "--store", str(store)], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"hwpareto {' '.join(args)} failed: {done.stderr.strip()}")
@@ -54,13 +66,33 @@ def build(data: Path, work: Path) -> tuple[Path, Path]:
     table = data / "nb201_accuracy_latency.csv"
     store = work / "base.db"
     columns = [a for d in KNOWN for a in ("--column", d)]
-    hwpareto("import", str(table), "--space", "nb201", "--device", "{column}", "--metric", "latency_ms", *columns,
-             store=store)
+    hwpareto(
+        "import",
+        str(table),
+        "--space",
+        "nb201",
+        "--device",
+        "{column}",
+        "--metric",
+        "latency_ms",
+        *columns,
+        store=store,
+    )
     frame = pd.read_csv(table).set_index("arch_index")
     refs = frame.loc[REFS, ["arch_str", *NEW.values()]].rename(columns={v: k for k, v in NEW.items()})
     refs.to_csv(work / "new.csv", index=False)
-    hwpareto("import", str(work / "new.csv"), "--space", "nb201", "--device", "{column}", "--metric", "latency_ms",
-             *[a for d in NEW for a in ("--column", d)], store=store)
+    hwpareto(
+        "import",
+        str(work / "new.csv"),
+        "--space",
+        "nb201",
+        "--device",
+        "{column}",
+        "--metric",
+        "latency_ms",
+        *[a for d in NEW for a in ("--column", d)],
+        store=store,
+    )
     cells = work / "cells.csv"
     frame[["arch_str"]].to_csv(cells, index=False)
     return store, cells
@@ -83,14 +115,27 @@ def main() -> None:
             shutil.copy(base, store)
             for name in NEW:
                 times.setdefault(f"`train latency --device {name} --space nb201 --few-shot 10`", []).append(
-                    hwpareto("train", "latency", "--device", name, "--space", "nb201", "--few-shot", "10",
-                             store=store))
+                    hwpareto("train", "latency", "--device", name, "--space", "nb201", "--few-shot", "10", store=store)
+                )
             times.setdefault("`predict --space nb201 --device new-pixel3 --in` 15,625 cells `--out`", []).append(
-                hwpareto("predict", "--space", "nb201", "--device", "new-pixel3", "--in", str(cells), "--out",
-                         str(work / "p.csv"), store=store))
-            times.setdefault("`predict --space nb201 --in` 15,625 cells `--out` (both new devices' predictors)",
-                             []).append(hwpareto("predict", "--space", "nb201", "--in", str(cells), "--out",
-                                                 str(work / "p.csv"), store=store))
+                hwpareto(
+                    "predict",
+                    "--space",
+                    "nb201",
+                    "--device",
+                    "new-pixel3",
+                    "--in",
+                    str(cells),
+                    "--out",
+                    str(work / "p.csv"),
+                    store=store,
+                )
+            )
+            times.setdefault(
+                "`predict --space nb201 --in` 15,625 cells `--out` (both new devices' predictors)", []
+            ).append(
+                hwpareto("predict", "--space", "nb201", "--in", str(cells), "--out", str(work / "p.csv"), store=store)
+            )
             times.setdefault("`hwpareto --help` (start-up alone)", []).append(_startup())
     lines = [
         "# Prediction path: whole commands",

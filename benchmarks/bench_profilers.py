@@ -72,8 +72,10 @@ def sim_luts(store: Store, workers: int) -> None:
         for space_name in ("mbv3", "gpt"):
             report = build_lut(store, spec, get_space(space_name), workers=workers)
             per = report.seconds / max(report.measured, 1)
-            print(f"| {name} | {space_name} | {report.total} | {report.measured} | {len(report.failed)} | "
-                  f"{report.seconds:.0f} | {per:.3f} |")
+            print(
+                f"| {name} | {space_name} | {report.total} | {report.measured} | {len(report.failed)} | "
+                f"{report.seconds:.0f} | {per:.3f} |"
+            )
 
 
 def main() -> None:

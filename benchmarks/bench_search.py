@@ -47,8 +47,7 @@ def _copy_luts(target: Store) -> None:
 
 def _pg_database() -> tuple[str, psycopg.Connection]:
     base = make_url(PG)
-    admin = psycopg.connect(host=base.host, port=base.port, user=base.username, dbname=base.database,
-                            autocommit=True)
+    admin = psycopg.connect(host=base.host, port=base.port, user=base.username, dbname=base.database, autocommit=True)
     name = f"hwp_bench_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     return base.set(database=name).render_as_string(hide_password=False), admin
@@ -76,15 +75,20 @@ def throughput(n_trials: int) -> None:
         evaluator = Evaluator(store, space, [parse_objective(o) for o in OBJECTIVES])
         directions = [parse_objective(o).direction for o in OBJECTIVES]
         n_rdb = 200
-        study = optuna.create_study(study_name="optuna-rdb", storage=store.optuna_storage(), directions=directions,
-                                    sampler=optuna.samplers.NSGAIISampler(population_size=50, seed=0))
+        study = optuna.create_study(
+            study_name="optuna-rdb",
+            storage=store.optuna_storage(),
+            directions=directions,
+            sampler=optuna.samplers.NSGAIISampler(population_size=50, seed=0),
+        )
         start = time.perf_counter()
         study.optimize(_optuna_objective(evaluator, space), n_trials=n_rdb)
         rate = n_rdb / (time.perf_counter() - start)
         rows.append(("Optuna NSGAIISampler, default RDB path, same SQLite", n_rdb, rate))
         n_mem = 3000
-        study = optuna.create_study(directions=directions, sampler=optuna.samplers.NSGAIISampler(population_size=200,
-                                                                                                 seed=0))
+        study = optuna.create_study(
+            directions=directions, sampler=optuna.samplers.NSGAIISampler(population_size=200, seed=0)
+        )
         start = time.perf_counter()
         study.optimize(_optuna_objective(evaluator, space), n_trials=n_mem)
         rate = n_mem / (time.perf_counter() - start)
@@ -132,13 +136,22 @@ def convergence(n_reference: int, n_trials: int) -> None:
         sample_s = time.perf_counter() - start
         worst = np.array([front[:, 0].min() * 0.9, front[:, 1].max() * 1.1, front[:, 2].max() * 1.1])
         reference_hv = hypervolume(front, worst, directions)
-        print(f"Reference: exact front of {n_reference:,} random mbv3 SubNets ({len(front)} points, {sample_s:.0f} s);"
-              f" hypervolume w.r.t. {worst.round(3).tolist()}\n")
+        print(
+            f"Reference: exact front of {n_reference:,} random mbv3 SubNets ({len(front)} points, {sample_s:.0f} s);"
+            f" hypervolume w.r.t. {worst.round(3).tolist()}\n"
+        )
         print("| sampler | trials to reach 99 % of the reference HV | HV after all trials (% of reference) | s |")
         print("|---|---|---|---|")
         for sampler in ("nsga2", "random"):
-            spec = SearchSpec(f"conv-{sampler}", "mbv3", CONVERGENCE_OBJECTIVES, sampler=sampler, n_trials=n_trials,
-                              population=200, seed=0)
+            spec = SearchSpec(
+                f"conv-{sampler}",
+                "mbv3",
+                CONVERGENCE_OBJECTIVES,
+                sampler=sampler,
+                n_trials=n_trials,
+                population=200,
+                seed=0,
+            )
             start = time.perf_counter()
             run_surrogate(store, spec)
             seconds = time.perf_counter() - start

@@ -18,9 +18,27 @@ def streamlit_command(host: str = "127.0.0.1", port: int = 8501, open_browser: b
     """The ``python -m streamlit run`` command line for the dashboard (headless unless ``open_browser``). An
     unexpected exception shows no traceback in the browser (``client.showErrorDetails none``); user errors are the
     CLI's one line (``error: ...``)."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host, "--server.port", str(port),
-            "--server.headless", "false" if open_browser else "true", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal", "--client.showErrorDetails", "none"]
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "false" if open_browser else "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "minimal",
+        "--client.showErrorDetails",
+        "none",
+    ]
 
 
 def serve(store_url: str, host: str = "127.0.0.1", port: int = 8501, open_browser: bool = True) -> int:

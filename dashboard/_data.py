@@ -66,12 +66,19 @@ def device_table(store: Store) -> pd.DataFrame:
     rows = []
     for d in store.list_devices():
         spec, provenance = d.get("spec") or {}, d.get("provenance") or {}
-        rows.append({"device": d["name"], "kind": d["kind"], "backend": spec.get("backend", "-"),
-                     "lut_entries": d["lut_entries"], "measurements": d["measurements"],
-                     "description": spec.get("description", ""),
-                     "provenance": ", ".join(f"{k}: {v}" for k, v in provenance.items()
-                                             if not isinstance(v, dict | list)) or "-",
-                     "registered": d["created_at"]})
+        rows.append(
+            {
+                "device": d["name"],
+                "kind": d["kind"],
+                "backend": spec.get("backend", "-"),
+                "lut_entries": d["lut_entries"],
+                "measurements": d["measurements"],
+                "description": spec.get("description", ""),
+                "provenance": ", ".join(f"{k}: {v}" for k, v in provenance.items() if not isinstance(v, dict | list))
+                or "-",
+                "registered": d["created_at"],
+            }
+        )
     columns = ["device", "kind", "backend", "lut_entries", "measurements", "description", "provenance", "registered"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -85,8 +92,14 @@ def lut_coverage(store: Store, device: str) -> pd.DataFrame:
     rows = []
     for space in spaces:
         total = len(space.layer_universe())
-        rows.append({"space": space.name, "layers_in_lut": have.get(space.name, 0), "layers_in_space": total,
-                     "coverage_pct": round(100.0 * have.get(space.name, 0) / total, 1) if total else 0.0})
+        rows.append(
+            {
+                "space": space.name,
+                "layers_in_lut": have.get(space.name, 0),
+                "layers_in_space": total,
+                "coverage_pct": round(100.0 * have.get(space.name, 0) / total, 1) if total else 0.0,
+            }
+        )
     return pd.DataFrame(rows, columns=["space", "layers_in_lut", "layers_in_space", "coverage_pct"])
 
 
@@ -94,10 +107,15 @@ def lut_layers(store: Store, device: str) -> pd.DataFrame:
     """``device``'s LUT (batch 1): op, shape (the cost-relevant sizes of the layer key), latency (ms) and energy
     (mJ) per layer."""
     lut = store.lut(device)
-    frame = pd.DataFrame({"op": lut["op"], "shape": [k.partition(":")[2] or k for k in lut["layer_key"]],
-                          "latency_ms": lut["latency_ms_mean"].astype(float),
-                          "energy_mj": pd.to_numeric(lut["energy_mj_mean"], errors="coerce"),
-                          "source": lut["source"]})
+    frame = pd.DataFrame(
+        {
+            "op": lut["op"],
+            "shape": [k.partition(":")[2] or k for k in lut["layer_key"]],
+            "latency_ms": lut["latency_ms_mean"].astype(float),
+            "energy_mj": pd.to_numeric(lut["energy_mj_mean"], errors="coerce"),
+            "source": lut["source"],
+        }
+    )
     return frame
 
 
@@ -106,10 +124,18 @@ def lut_by_op(layers: pd.DataFrame) -> pd.DataFrame:
     if layers.empty:
         return pd.DataFrame(columns=["op", "layers", "latency_ms_mean", "latency_ms_max", "energy_mj_mean"])
     grouped = layers.groupby("op")
-    return pd.DataFrame({"layers": grouped.size(), "latency_ms_mean": grouped["latency_ms"].mean(),
-                         "latency_ms_max": grouped["latency_ms"].max(),
-                         "energy_mj_mean": grouped["energy_mj"].mean()}).reset_index() \
+    return (
+        pd.DataFrame(
+            {
+                "layers": grouped.size(),
+                "latency_ms_mean": grouped["latency_ms"].mean(),
+                "latency_ms_max": grouped["latency_ms"].max(),
+                "energy_mj_mean": grouped["energy_mj"].mean(),
+            }
+        )
+        .reset_index()
         .sort_values("latency_ms_mean", ascending=False, ignore_index=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -134,16 +160,21 @@ def predictor_quality(store: Store, device: str) -> list[PredictorQuality]:
             continue
         space = store.space(p["space"])
         measured = store.measurements(space=space.name, subject=device, subject_kind="device", metric=p["metric"])
-        measured = measured[measured["source"] != "predicted"].groupby("config_key", as_index=False).agg(
-            config_json=("config_json", "first"), measured=("value", "median"))
+        measured = (
+            measured[measured["source"] != "predicted"]
+            .groupby("config_key", as_index=False)
+            .agg(config_json=("config_json", "first"), measured=("value", "median"))
+        )
         if measured.empty:
             continue
         configs = [space.validate(json.loads(c)) for c in measured["config_json"]]
         mean, _ = load_model(store, p["name"]).predict(store, configs)
-        points = pd.DataFrame({"config_key": measured["config_key"], "measured": measured["measured"],
-                               "predicted": mean})
-        out.append(PredictorQuality(p["name"], space.name, p["metric"], points,
-                                    dict(p["meta"].get("validation") or {})))
+        points = pd.DataFrame(
+            {"config_key": measured["config_key"], "measured": measured["measured"], "predicted": mean}
+        )
+        out.append(
+            PredictorQuality(p["name"], space.name, p["metric"], points, dict(p["meta"].get("validation") or {}))
+        )
     return out
 
 
@@ -177,8 +208,19 @@ def validate_device_upload(filename: str, data: bytes) -> DeviceSpec:
             raise _upload_errors(exc, Path(tmp)) from None
 
 
-def import_upload(store: Store, filename: str, data: bytes, *, space: str, subject_kind: str, subject: str,
-                  metric: str, columns: Sequence[str], source: str = "imported", batch: int = 1) -> dict[str, Any]:
+def import_upload(
+    store: Store,
+    filename: str,
+    data: bytes,
+    *,
+    space: str,
+    subject_kind: str,
+    subject: str,
+    metric: str,
+    columns: Sequence[str],
+    source: str = "imported",
+    batch: int = 1,
+) -> dict[str, Any]:
     """Import an uploaded CSV exactly as ``hwpareto import CSV --space ... --column ...`` does."""
     from pareto._importer import import_table, parse_columns
 
@@ -189,20 +231,39 @@ def import_upload(store: Store, filename: str, data: bytes, *, space: str, subje
         path = Path(tmp) / Path(filename).name
         path.write_bytes(data)
         try:
-            report = import_table(store, path, space=store.space(space), columns=parse_columns(list(columns), subject),
-                                  subject_kind=kind, metric=metric, defaults={}, source=source, batch=batch, where={})
+            report = import_table(
+                store,
+                path,
+                space=store.space(space),
+                columns=parse_columns(list(columns), subject),
+                subject_kind=kind,
+                metric=metric,
+                defaults={},
+                source=source,
+                batch=batch,
+                where={},
+            )
         except HwparetoError as exc:
             raise _upload_errors(exc, Path(tmp)) from None
     w = report.written
-    return {"rows": report.rows, "subnets": report.subnets, "inserted": w.inserted, "updated": w.updated,
-            "unchanged": w.unchanged, "new_devices": list(w.new_devices)}
+    return {
+        "rows": report.rows,
+        "subnets": report.subnets,
+        "inserted": w.inserted,
+        "updated": w.updated,
+        "unchanged": w.unchanged,
+        "new_devices": list(w.new_devices),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- search
 def quality_objectives(store: Store, space: str) -> list[str]:
     """Objectives a search of ``space`` can maximise: each accuracy predictor's metric@dataset, then analytic."""
-    names = [f"{p['metric']}@{p['dataset']}" for p in store.list_predictors(space)
-             if p["kind"] == "accuracy" and p.get("dataset")]
+    names = [
+        f"{p['metric']}@{p['dataset']}"
+        for p in store.list_predictors(space)
+        if p["kind"] == "accuracy" and p.get("dataset")
+    ]
     return [*dict.fromkeys(names), "params:max", "macs:max"]
 
 
@@ -241,9 +302,22 @@ def parse_fixed(text: str, space: SearchSpace) -> dict[str, Any]:
     return fixed
 
 
-def make_spec(store: Store, *, name: str, space: str, quality: str, metric: str, devices: Sequence[str],
-              budget: float | None, sampler: str, n_trials: int, population: int, seed: int,
-              fixed: str = "", mode: str = "surrogate") -> SearchSpec:
+def make_spec(
+    store: Store,
+    *,
+    name: str,
+    space: str,
+    quality: str,
+    metric: str,
+    devices: Sequence[str],
+    budget: float | None,
+    sampler: str,
+    n_trials: int,
+    population: int,
+    seed: int,
+    fixed: str = "",
+    mode: str = "surrogate",
+) -> SearchSpec:
     """A :class:`pareto.SearchSpec` from the search form: ``quality`` vs ``metric``@device for every device,
     with the budget (if any) on the first device. ``mode`` ``budgeted`` evaluates ``quality`` against its stored
     table (at most ``n_trials`` evaluations, batches of 10) instead of predicting it."""
@@ -258,17 +332,39 @@ def make_spec(store: Store, *, name: str, space: str, quality: str, metric: str,
     objectives = (quality, *(f"{metric}@{d}" for d in devices))
     budgets = (f"{metric}@{devices[0]} <= {budget:g}",) if budget else ()
     options = {"batch": 10, "initial": min(20, n_trials)} if mode == "budgeted" else {}
-    return SearchSpec(name.strip(), space, objectives, budgets, sampler, n_trials, population, seed, mode=mode,
-                      fixed=parse_fixed(fixed, store.space(space)), options=options)
+    return SearchSpec(
+        name.strip(),
+        space,
+        objectives,
+        budgets,
+        sampler,
+        n_trials,
+        population,
+        seed,
+        mode=mode,
+        fixed=parse_fixed(fixed, store.space(space)),
+        options=options,
+    )
 
 
 def searches_frame(store: Store) -> pd.DataFrame:
     """The searches table (queue): name, space, status, progress, worker, error."""
-    rows = [{"search": s["name"], "space": s["space"], "status": s["status"], "trials_done": s["trials_done"],
-             "n_trials": s["n_trials"], "worker": s["worker"] or "", "error": s["error"] or "",
-             "updated": s.get("heartbeat_at") or s.get("created_at")} for s in store.list_searches()]
-    return pd.DataFrame(rows, columns=["search", "space", "status", "trials_done", "n_trials", "worker", "error",
-                                       "updated"])
+    rows = [
+        {
+            "search": s["name"],
+            "space": s["space"],
+            "status": s["status"],
+            "trials_done": s["trials_done"],
+            "n_trials": s["n_trials"],
+            "worker": s["worker"] or "",
+            "error": s["error"] or "",
+            "updated": s.get("heartbeat_at") or s.get("created_at"),
+        }
+        for s in store.list_searches()
+    ]
+    return pd.DataFrame(
+        rows, columns=["search", "space", "status", "trials_done", "n_trials", "worker", "error", "updated"]
+    )
 
 
 def search_progress(store: Store, name: str, results: Any | None = None) -> dict[str, Any]:
@@ -294,8 +390,10 @@ def hwpareto_studies(store: Store) -> list[str]:
     read every trial)."""
     from pareto._search import SPEC_ATTR
 
-    query = ("SELECT s.study_name FROM studies s JOIN study_user_attributes a ON a.study_id = s.study_id "
-             "WHERE a.key = :key ORDER BY s.study_id DESC")
+    query = (
+        "SELECT s.study_name FROM studies s JOIN study_user_attributes a ON a.study_id = s.study_id "
+        "WHERE a.key = :key ORDER BY s.study_id DESC"
+    )
     store.optuna_storage()  # creates Optuna's tables in a new store
     with store.engine.connect() as conn:
         return list(conn.execute(text(query), {"key": SPEC_ATTR}).scalars())
@@ -303,8 +401,10 @@ def hwpareto_studies(store: Store) -> list[str]:
 
 def study_marker(store: Store, study: str) -> tuple[int, int]:
     """(completed trials, newest trial id) of ``study``: changes whenever trials are added (a cache key)."""
-    query = ("SELECT COUNT(*), COALESCE(MAX(t.trial_id), 0) FROM trials t JOIN studies s ON s.study_id = t.study_id "
-             "WHERE s.study_name = :study AND t.state = 'COMPLETE'")
+    query = (
+        "SELECT COUNT(*), COALESCE(MAX(t.trial_id), 0) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "WHERE s.study_name = :study AND t.state = 'COMPLETE'"
+    )
     with store.engine.connect() as conn:
         count, newest = conn.execute(text(query), {"study": study}).one()
     return int(count), int(newest)
@@ -330,10 +430,12 @@ class _LazyConfigs(Mapping[int, dict[str, Any]]):
         """Read the configs of ``numbers`` (completed trials) in one query per 500."""
         todo = sorted({int(n) for n in numbers} & self._numbers - set(self._cache))
         for i in range(0, len(todo), 500):
-            chunk = todo[i:i + 500]
-            query = (f"SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON "
-                     f"t.trial_id = a.trial_id WHERE t.study_id = ? AND a.key = 'config' AND t.number IN "
-                     f"({', '.join('?' * len(chunk))})")
+            chunk = todo[i : i + 500]
+            query = (
+                f"SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON "
+                f"t.trial_id = a.trial_id WHERE t.study_id = ? AND a.key = 'config' AND t.number IN "
+                f"({', '.join('?' * len(chunk))})"
+            )
             self._cache.update({int(n): json.loads(v) for n, v in _rows(self._store, query, (self._study_id, *chunk))})
 
     def __contains__(self, number: object) -> bool:
@@ -367,8 +469,12 @@ def load_study(store: Store, study: str) -> Any:
     from pareto._search import SPEC_ATTR, SearchSpec
 
     store.optuna_storage()
-    found = _rows(store, "SELECT s.study_id, a.value_json FROM studies s LEFT JOIN study_user_attributes a "
-                  "ON a.study_id = s.study_id AND a.key = ? WHERE s.study_name = ?", (SPEC_ATTR, study))
+    found = _rows(
+        store,
+        "SELECT s.study_id, a.value_json FROM studies s LEFT JOIN study_user_attributes a "
+        "ON a.study_id = s.study_id AND a.key = ? WHERE s.study_name = ?",
+        (SPEC_ATTR, study),
+    )
     if not found:
         raise InvalidValueError("study", "an existing study in the store", study)
     study_id, doc = found[0]
@@ -377,46 +483,72 @@ def load_study(store: Store, study: str) -> Any:
     spec = SearchSpec.from_dict(json.loads(doc))
     objectives, budgets = spec.parsed()
     trials = pd.DataFrame.from_records(
-        _rows(store, "SELECT t.trial_id, t.number, a.value_json FROM trials t LEFT JOIN trial_user_attributes a ON "
-              "a.trial_id = t.trial_id AND a.key = 'config_key' WHERE t.study_id = ? AND t.state = 'COMPLETE' "
-              "ORDER BY t.trial_id", (study_id,)), columns=["trial_id", "number", "key"])
+        _rows(
+            store,
+            "SELECT t.trial_id, t.number, a.value_json FROM trials t LEFT JOIN trial_user_attributes a ON "
+            "a.trial_id = t.trial_id AND a.key = 'config_key' WHERE t.study_id = ? AND t.state = 'COMPLETE' "
+            "ORDER BY t.trial_id",
+            (study_id,),
+        ),
+        columns=["trial_id", "number", "key"],
+    )
     position = pd.Series(np.arange(len(trials)), index=trials["trial_id"].to_numpy(np.int64))
-    frame = pd.DataFrame({"number": trials["number"].to_numpy(np.int64),
-                          "config_key": trials["key"].str.slice(1, -1).to_numpy(object)})  # JSON strings: "…"
+    frame = pd.DataFrame(
+        {"number": trials["number"].to_numpy(np.int64), "config_key": trials["key"].str.slice(1, -1).to_numpy(object)}
+    )  # JSON strings: "…"
 
     def column(rows: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
         table = pd.DataFrame.from_records(rows, columns=names)
         return table[table["trial_id"].isin(position.index)]
 
     values = np.full((len(trials), len(objectives)), np.nan)
-    stored = column(_rows(store, "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v JOIN "
-                          "trials t ON t.trial_id = v.trial_id WHERE t.study_id = ?", (study_id,)),
-                    ["trial_id", "objective", "value", "value_type"])
+    stored = column(
+        _rows(
+            store,
+            "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v JOIN "
+            "trials t ON t.trial_id = v.trial_id WHERE t.study_id = ?",
+            (study_id,),
+        ),
+        ["trial_id", "objective", "value", "value_type"],
+    )
     stored = stored[stored["objective"] < len(objectives)]
     kind = stored["value_type"].to_numpy()
     values[position[stored["trial_id"]].to_numpy(), stored["objective"].to_numpy(int)] = np.where(
-        kind == "INF_POS", np.inf, np.where(kind == "INF_NEG", -np.inf, stored["value"].to_numpy(float)))
+        kind == "INF_POS", np.inf, np.where(kind == "INF_NEG", -np.inf, stored["value"].to_numpy(float))
+    )
     for j, o in enumerate(objectives):
         frame[o.name] = values[:, j]
     feasible = np.ones(len(trials), dtype=bool)
     for b in budgets:
-        named = column(_rows(store, "SELECT s.trial_id, s.value_json FROM trial_system_attributes s JOIN trials t "
-                             "ON t.trial_id = s.trial_id WHERE t.study_id = ? AND s.key = ?",
-                             (study_id, CONSTRAINT_PREFIX + b.text)), ["trial_id", "value"])
+        named = column(
+            _rows(
+                store,
+                "SELECT s.trial_id, s.value_json FROM trial_system_attributes s JOIN trials t "
+                "ON t.trial_id = s.trial_id WHERE t.study_id = ? AND s.key = ?",
+                (study_id, CONSTRAINT_PREFIX + b.text),
+            ),
+            ["trial_id", "value"],
+        )
         violation = np.zeros(len(trials))
         violation[position[named["trial_id"]].to_numpy()] = named["value"].astype(float).to_numpy()
         frame[f"budget:{b.text}"] = violation
         feasible &= violation <= 0
     frame["feasible"] = feasible
-    return StudyResults(spec, tuple(objectives), tuple(budgets), frame,
-                        _LazyConfigs(store, study_id, frame["number"].to_numpy()))  # type: ignore[arg-type]
+    return StudyResults(
+        spec, tuple(objectives), tuple(budgets), frame, _LazyConfigs(store, study_id, frame["number"].to_numpy())
+    )  # type: ignore[arg-type]
 
 
 def study_summary(results: Any) -> dict[str, Any]:
     """Space, objectives, budgets, trial and feasible counts of a :class:`pareto.StudyResults`."""
-    return {"space": results.spec.space, "objectives": [o.name for o in results.objectives],
-            "budgets": [b.text for b in results.budgets], "sampler": results.spec.sampler,
-            "trials": len(results.trials), "feasible": int(results.trials["feasible"].sum())}
+    return {
+        "space": results.spec.space,
+        "objectives": [o.name for o in results.objectives],
+        "budgets": [b.text for b in results.budgets],
+        "sampler": results.spec.sampler,
+        "trials": len(results.trials),
+        "feasible": int(results.trials["feasible"].sum()),
+    }
 
 
 @dataclass(frozen=True)
@@ -449,13 +581,16 @@ def front_view(results: Any) -> FrontView:
         knees[cost.name] = front.knee_number
         dims[cost.name] = len(front.objectives)
     bounds = {b.objective.name: float(b.bound) for b in results.budgets}
-    projected = {c.name: projection_front(fronts[c.name], c.name, quality[0].name, c.direction, quality[0].direction)
-                 for c in costs}
+    projected = {
+        c.name: projection_front(fronts[c.name], c.name, quality[0].name, c.direction, quality[0].direction)
+        for c in costs
+    }
     return FrontView(quality[0].name, tuple(c.name for c in costs), fronts, knees, bounds, projected, dims)
 
 
-def projection_front(rows: pd.DataFrame, x: str, y: str, x_direction: str = "minimize",
-                     y_direction: str = "maximize") -> pd.DataFrame:
+def projection_front(
+    rows: pd.DataFrame, x: str, y: str, x_direction: str = "minimize", y_direction: str = "maximize"
+) -> pd.DataFrame:
     """The rows non-dominated in the (``x``, ``y``) plane (one per distinct point, sorted by ``x``): the staircase
     of a 2-D projection; rows of a front over more objectives that are dominated in the plane drop out."""
     from pareto import non_dominated_mask
@@ -469,14 +604,21 @@ def projection_front(rows: pd.DataFrame, x: str, y: str, x_direction: str = "min
 def scales_differ(fronts: Mapping[str, pd.DataFrame], costs: Sequence[str], ratio: float = 10.0) -> bool:
     """Whether the fronts of ``costs`` lie more than ``ratio`` apart (median cost): then one shared linear axis
     squeezes the cheaper ones to the left edge, so each gets its own panel."""
-    medians = [float(np.median(v)) for c in costs
-               if len(v := fronts[c][c].to_numpy(float)[np.isfinite(fronts[c][c].to_numpy(float))])]
+    medians = [
+        float(np.median(v))
+        for c in costs
+        if len(v := fronts[c][c].to_numpy(float)[np.isfinite(fronts[c][c].to_numpy(float))])
+    ]
     medians = [abs(m) for m in medians if m != 0]
     return len(medians) > 1 and max(medians) / min(medians) > ratio
 
 
-def axis_range(values: Sequence[float] | np.ndarray, *, log: bool = False, margin: float = 0.08,
-               ) -> tuple[float, float] | None:
+def axis_range(
+    values: Sequence[float] | np.ndarray,
+    *,
+    log: bool = False,
+    margin: float = 0.08,
+) -> tuple[float, float] | None:
     """A default axis range around ``values`` (a front's, not the outliers'), widened by ``margin`` of the span
     on each side; in log10 units for a log axis (Plotly's convention); None without finite (positive) values."""
     v = np.asarray(values, float)
@@ -488,9 +630,16 @@ def axis_range(values: Sequence[float] | np.ndarray, *, log: bool = False, margi
     return lo - margin * span, hi + margin * span
 
 
-def quality_range(trials: pd.DataFrame, front: pd.DataFrame, cost: str, quality: str,
-                  x_range: tuple[float, float] | None, *, log: bool = False, margin: float = 0.08,
-                  ) -> tuple[float, float] | None:
+def quality_range(
+    trials: pd.DataFrame,
+    front: pd.DataFrame,
+    cost: str,
+    quality: str,
+    x_range: tuple[float, float] | None,
+    *,
+    log: bool = False,
+    margin: float = 0.08,
+) -> tuple[float, float] | None:
     """The quality axis' default range: the front's values and the central 90 % of the trials within the cost
     range (so far-off trials don't stretch it), widened by ``margin``."""
     values = list(front[quality].to_numpy(float))
@@ -543,7 +692,7 @@ def hover_texts(results: Any, numbers: Sequence[int], limit: int = 500) -> dict[
     for n in numbers:
         values = results.configs[int(n)]
         items = [f"{k}={v}" for k, v in values.items()]
-        out[int(n)] = "<br>".join(" ".join(items[i:i + 8]) for i in range(0, len(items), 8))
+        out[int(n)] = "<br>".join(" ".join(items[i : i + 8]) for i in range(0, len(items), 8))
     return out
 
 
@@ -555,20 +704,31 @@ def compare_fronts(a: Any, b: Any, cost: str, quality: str) -> tuple[dict[str, p
     fronts: dict[str, pd.DataFrame] = {}
     for results in (a, b):
         if cost not in results.trials or quality not in results.trials:
-            raise InvalidValueError(f"study {results.spec.name!r}", f"objectives {cost} and {quality} to compare",
-                                    [o.name for o in results.objectives])
+            raise InvalidValueError(
+                f"study {results.spec.name!r}",
+                f"objectives {cost} and {quality} to compare",
+                [o.name for o in results.objectives],
+            )
         view = front_view(results)
-        fronts[results.spec.name] = view.fronts[cost] if cost in view.fronts else pd.DataFrame(
-            columns=["number", cost, quality])
+        fronts[results.spec.name] = (
+            view.fronts[cost] if cost in view.fronts else pd.DataFrame(columns=["number", cost, quality])
+        )
     both = pd.concat(list(fronts.values()))
     directions = ["minimize", "maximize"]
     span = (both[[cost, quality]].max() - both[[cost, quality]].min()).replace(0, 1).to_numpy(float)
     reference = np.array([both[cost].max() + 0.1 * span[0], both[quality].min() - 0.1 * span[1]])
-    rows = [{"study": name, "front_size": len(front),
-             "hypervolume": hypervolume(front[[cost, quality]].to_numpy(float), reference, directions)
-             if len(front) else 0.0,
-             f"best {quality}": front[quality].max() if len(front) else np.nan,
-             f"lowest {cost}": front[cost].min() if len(front) else np.nan} for name, front in fronts.items()]
+    rows = [
+        {
+            "study": name,
+            "front_size": len(front),
+            "hypervolume": hypervolume(front[[cost, quality]].to_numpy(float), reference, directions)
+            if len(front)
+            else 0.0,
+            f"best {quality}": front[quality].max() if len(front) else np.nan,
+            f"lowest {cost}": front[cost].min() if len(front) else np.nan,
+        }
+        for name, front in fronts.items()
+    ]
     return fronts, pd.DataFrame(rows)
 
 
@@ -577,8 +737,9 @@ def operating_point_frame(results: Any, cost: str, k: int) -> pd.DataFrame:
     objective = next(o for o in results.objectives if o.name == cost)
     devices = {o.subject for o in results.objectives if o.is_cost}
     table = results.operating_points(objective.subject if len(devices) > 1 else None, k)
-    return pd.DataFrame([{k: v for k, v in row.items() if k != "config"} | {"config": json.dumps(row["config"])}
-                         for row in table])
+    return pd.DataFrame(
+        [{k: v for k, v in row.items() if k != "config"} | {"config": json.dumps(row["config"])} for row in table]
+    )
 
 
 def config_document(store: Store, results: Any, number: int) -> dict[str, Any]:
@@ -593,8 +754,9 @@ def config_document(store: Store, results: Any, number: int) -> dict[str, Any]:
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def bundle_zip(store: Store, study: str, number: int, *,
-               weights: bool = True) -> tuple[bytes, pd.DataFrame, dict[str, Any]]:
+def bundle_zip(
+    store: Store, study: str, number: int, *, weights: bool = True
+) -> tuple[bytes, pd.DataFrame, dict[str, Any]]:
     """Export trial ``number`` (:func:`pareto.export_trial`: config, metrics, weights, ONNX) and zip it; returns
     the zip, its manifest (file, size in bytes, SHA-256) and the metrics and provenance it records."""
     from pareto import export_trial
@@ -607,7 +769,8 @@ def bundle_zip(store: Store, study: str, number: int, *,
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for path in sorted((Path(tmp) / folder).iterdir()):
                 archive.write(path, f"{folder}/{path.name}")
-                rows.append({"file": path.name, "size_bytes": path.stat().st_size,
-                             "sha256": info["files"].get(path.name, "")})
+                rows.append(
+                    {"file": path.name, "size_bytes": path.stat().st_size, "sha256": info["files"].get(path.name, "")}
+                )
     metrics = {k: info[k] for k in ("objectives", "predicted", "measured", "provenance")}
     return buffer.getvalue(), pd.DataFrame(rows, columns=["file", "size_bytes", "sha256"]), metrics

@@ -34,14 +34,22 @@ CONFIG_PREFIX = "cfg:"  # config dims in the trial frame: "cfg:edge0", ...
 def config_frame(store: Store, study: str) -> pd.DataFrame:
     """``number`` and one ``cfg:NAME`` column per config dim of ``study``'s completed trials (one query; list values
     JSON-encoded so every cell is a scalar)."""
-    rows = _rows(store, "SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON "
-                 "t.trial_id = a.trial_id JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = ? AND "
-                 "a.key = 'config' AND t.state = 'COMPLETE'", (study,))
+    rows = _rows(
+        store,
+        "SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON "
+        "t.trial_id = a.trial_id JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = ? AND "
+        "a.key = 'config' AND t.state = 'COMPLETE'",
+        (study,),
+    )
     records = []
     for number, doc in rows:
         config = json.loads(doc)
-        records.append({"number": int(number), **{CONFIG_PREFIX + k: json.dumps(v) if isinstance(v, (list, dict))
-                                                  else v for k, v in config.items()}})
+        records.append(
+            {
+                "number": int(number),
+                **{CONFIG_PREFIX + k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in config.items()},
+            }
+        )
     return pd.DataFrame.from_records(records, columns=None if records else ["number"])
 
 
@@ -52,8 +60,11 @@ def trial_frame(trials: pd.DataFrame, configs: pd.DataFrame) -> pd.DataFrame:
 
 def budget_columns(trials: pd.DataFrame, budgets: Sequence[Any], device: str | None = None) -> list[str]:
     """The ``budget:…`` columns of ``budgets`` (all, or those on ``device``'s costs)."""
-    return [f"budget:{b.text}" for b in budgets
-            if f"budget:{b.text}" in trials and (device is None or b.objective.subject == device)]
+    return [
+        f"budget:{b.text}"
+        for b in budgets
+        if f"budget:{b.text}" in trials and (device is None or b.objective.subject == device)
+    ]
 
 
 def varied_columns(frame: pd.DataFrame) -> list[str]:
@@ -61,9 +72,14 @@ def varied_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith(CONFIG_PREFIX) and frame[c].nunique(dropna=True) > 1]
 
 
-def filter_trials(frame: pd.DataFrame, *, ranges: Mapping[str, tuple[float, float]] | None = None,
-                  feasible: bool | None = None, budgets: Sequence[str] | None = None,
-                  config: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+def filter_trials(
+    frame: pd.DataFrame,
+    *,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    feasible: bool | None = None,
+    budgets: Sequence[str] | None = None,
+    config: Mapping[str, Sequence[Any]] | None = None,
+) -> pd.DataFrame:
     """The rows of ``frame`` with each ``ranges`` column within [lo, hi], meeting (``feasible=True``) or missing
     (``False``) the budgets (``budgets``: the ``budget:…`` columns that count; None: the ``feasible`` column), and each
     ``config`` column among its allowed values (an empty list allows all)."""
@@ -72,8 +88,11 @@ def filter_trials(frame: pd.DataFrame, *, ranges: Mapping[str, tuple[float, floa
         values = frame[column].to_numpy(float)
         mask &= (values >= lo) & (values <= hi)
     if feasible is not None:
-        met = (frame[list(budgets)].to_numpy(float) <= 0).all(axis=1) if budgets is not None else \
-            frame["feasible"].to_numpy(bool)
+        met = (
+            (frame[list(budgets)].to_numpy(float) <= 0).all(axis=1)
+            if budgets is not None
+            else frame["feasible"].to_numpy(bool)
+        )
         mask &= met if feasible else ~met
     for column, allowed in (config or {}).items():
         if allowed:
@@ -89,8 +108,14 @@ def _distribution(values: pd.Series) -> Any:
     return CategoricalDistribution(sorted({str(v) for v in values}))
 
 
-def param_importances(frame: pd.DataFrame, objectives: Sequence[str], directions: Sequence[str] | None = None, *,
-                      sample: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
+def param_importances(
+    frame: pd.DataFrame,
+    objectives: Sequence[str],
+    directions: Sequence[str] | None = None,
+    *,
+    sample: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
     """Objective -> (config dim -> importance, summing to 1) by PED-ANOVA (Optuna's ``PedAnovaImportanceEvaluator``:
     which dims matter to reach the objective's best 10%) over at most ``sample`` trials drawn with ``seed``; one entry
     per config dim varied in the sample, the same on every run. ``directions``: per objective (default minimize)."""
@@ -103,13 +128,18 @@ def param_importances(frame: pd.DataFrame, objectives: Sequence[str], directions
     params = varied_columns(rows)
     if len(rows) < 2 or not params:
         return {o: {} for o in objectives}
-    dists = {c[len(CONFIG_PREFIX):]: _distribution(rows[c]) for c in params}
+    dists = {c[len(CONFIG_PREFIX) :]: _distribution(rows[c]) for c in params}
     numeric = {c: not isinstance(d, optuna.distributions.CategoricalDistribution) for c, d in dists.items()}
     values = rows[list(objectives)].to_numpy(float)
-    cols = {c[len(CONFIG_PREFIX):]: rows[c].to_numpy() for c in params}
-    trials = [optuna.trial.create_trial(
-        params={c: float(v[i]) if numeric[c] else str(v[i]) for c, v in cols.items()}, distributions=dists,
-        values=list(values[i])) for i in range(len(rows))]
+    cols = {c[len(CONFIG_PREFIX) :]: rows[c].to_numpy() for c in params}
+    trials = [
+        optuna.trial.create_trial(
+            params={c: float(v[i]) if numeric[c] else str(v[i]) for c, v in cols.items()},
+            distributions=dists,
+            values=list(values[i]),
+        )
+        for i in range(len(rows))
+    ]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(directions=["minimize"] * len(objectives))
     study.add_trials(trials)
@@ -122,8 +152,9 @@ def param_importances(frame: pd.DataFrame, objectives: Sequence[str], directions
 
         with warnings.catch_warnings():  # "assumes minimization": the target is signed above
             warnings.simplefilter("ignore", UserWarning)
-            found = get_param_importances(study, evaluator=PedAnovaImportanceEvaluator(), params=list(dists),
-                                          target=target)
+            found = get_param_importances(
+                study, evaluator=PedAnovaImportanceEvaluator(), params=list(dists), target=target
+            )
         out[o] = {CONFIG_PREFIX + k: float(v) for k, v in found.items()}
     return out
 
@@ -131,9 +162,13 @@ def param_importances(frame: pd.DataFrame, objectives: Sequence[str], directions
 def importance_figure(importances: Mapping[str, float], objective: str) -> go.Figure:
     """Horizontal bars of one objective's parameter importances (largest on top)."""
     items = sorted(importances.items(), key=lambda kv: kv[1])
-    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k[len(CONFIG_PREFIX):] for k, _ in items], orientation="h"))
-    fig.update_layout(title=f"importance for {objective}", xaxis_title="PED-ANOVA importance",
-                      height=120 + 24 * len(items), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k[len(CONFIG_PREFIX) :] for k, _ in items], orientation="h"))
+    fig.update_layout(
+        title=f"importance for {objective}",
+        xaxis_title="PED-ANOVA importance",
+        height=120 + 24 * len(items),
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     return fig
 
 
@@ -144,12 +179,18 @@ def front_parallel_figure(front: pd.DataFrame, objectives: Sequence[str]) -> go.
     for c in varied_columns(front):
         values = front[c]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            dims.append({"label": c[len(CONFIG_PREFIX):], "values": values.to_numpy(float)})
+            dims.append({"label": c[len(CONFIG_PREFIX) :], "values": values.to_numpy(float)})
         else:
             labels = sorted({str(v) for v in values})
             codes = values.astype(str).map({v: i for i, v in enumerate(labels)}).to_numpy(float)
-            dims.append({"label": c[len(CONFIG_PREFIX):], "values": codes, "tickvals": list(range(len(labels))),
-                         "ticktext": labels})
+            dims.append(
+                {
+                    "label": c[len(CONFIG_PREFIX) :],
+                    "values": codes,
+                    "tickvals": list(range(len(labels))),
+                    "ticktext": labels,
+                }
+            )
     color = front[objectives[0]].to_numpy(float) if objectives else None
     fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": color, "colorscale": "Viridis", "showscale": True}))
     fig.update_layout(margin={"l": 60, "r": 60, "t": 40, "b": 20}, height=420)
@@ -163,8 +204,11 @@ def delete_study(store: Store, name: str) -> None:
 
     searches = {s["name"]: s for s in store.list_searches()}
     if name in searches and searches[name]["status"] in ("queued", "running"):
-        raise InvalidValueError(f"search {name!r}", "a finished, failed or cancelled search to delete (cancel it on "
-                                "the Search page first)", searches[name]["status"])
+        raise InvalidValueError(
+            f"search {name!r}",
+            "a finished, failed or cancelled search to delete (cancel it on the Search page first)",
+            searches[name]["status"],
+        )
     storage = store.optuna_storage()
     exists = bool(_rows(store, "SELECT study_id FROM studies WHERE study_name = ?", (name,)))
     if not exists and name not in searches:

@@ -27,8 +27,14 @@ DIMMED = "rgba(120,120,120,0.25)"
 WEBGL_FROM = 5_000
 MAX_3D_BACKGROUND = 5_000  # dominated points drawn in the 3-D view (a fixed random sample beyond that)
 
-_UNITS = {"latency_ms": "ms", "energy_mj": "mJ", "params": "count", "macs": "MACs", "flops": "FLOPs",
-          "peak_memory_mb": "MB"}
+_UNITS = {
+    "latency_ms": "ms",
+    "energy_mj": "mJ",
+    "params": "count",
+    "macs": "MACs",
+    "flops": "FLOPs",
+    "peak_memory_mb": "MB",
+}
 
 
 def axis_title(objective: str) -> str:
@@ -49,9 +55,16 @@ def _scatter(n: int) -> type[go.Scatter] | type[go.Scattergl]:
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="plotly_white", height=520,
-                      legend={"orientation": "h", "y": -0.18}, margin={"l": 60, "r": 20, "t": 50, "b": 60},
-                      clickmode="event+select")
+    fig.update_layout(
+        title=title,
+        xaxis_title=x,
+        yaxis_title=y,
+        template="plotly_white",
+        height=520,
+        legend={"orientation": "h", "y": -0.18},
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+        clickmode="event+select",
+    )
     return fig
 
 
@@ -63,10 +76,22 @@ def _customdata(rows: pd.DataFrame, hover: Mapping[int, str]) -> np.ndarray:
     return data
 
 
-def front_figure(trials: pd.DataFrame, quality: str, costs: Sequence[str], fronts: Mapping[str, pd.DataFrame],
-                 bounds: Mapping[str, float], hover: Mapping[int, str], selected: int | None = None,
-                 title: str = "", *, projected: Mapping[str, pd.DataFrame] | None = None, panels: bool = False,
-                 log_x: bool = False, ranges: bool = True, dims: Mapping[str, int] | None = None) -> go.Figure:
+def front_figure(
+    trials: pd.DataFrame,
+    quality: str,
+    costs: Sequence[str],
+    fronts: Mapping[str, pd.DataFrame],
+    bounds: Mapping[str, float],
+    hover: Mapping[int, str],
+    selected: int | None = None,
+    title: str = "",
+    *,
+    projected: Mapping[str, pd.DataFrame] | None = None,
+    panels: bool = False,
+    log_x: bool = False,
+    ranges: bool = True,
+    dims: Mapping[str, int] | None = None,
+) -> go.Figure:
     """Quality vs cost: every trial dimmed (infeasible ones as crosses; no hover, so the fronts win every hit
     test), then each cost's front in its own colour on top: the 2-D staircase of ``projected`` (default: the front
     rows themselves) and, as open markers, the rows non-dominated only over more objectives; budget lines dashed,
@@ -81,32 +106,59 @@ def front_figure(trials: pd.DataFrame, quality: str, costs: Sequence[str], front
 
     projected = projected if projected is not None else fronts
     groups = [[c] for c in costs] if panels and len(costs) > 1 else [list(costs)]
-    fig = make_subplots(rows=1, cols=len(groups), shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=[axis_title(g[0]) for g in groups] if len(groups) > 1 else None)
+    fig = make_subplots(
+        rows=1,
+        cols=len(groups),
+        shared_yaxes=True,
+        horizontal_spacing=0.06,
+        subplot_titles=[axis_title(g[0]) for g in groups] if len(groups) > 1 else None,
+    )
     cls = _scatter(len(trials) * len(groups))
     symbols = ["circle", "diamond", "square", "triangle-up"]
     # 1. dimmed trials of every panel (drawn first, under the fronts; hover off so they never take a click)
     for col, group in enumerate(groups, start=1):
         first = group[0]
         where = " (each panel: its cost)" if len(groups) > 1 else f" on {first}"
-        for name, mask, symbol in ((f"trials{where}", trials["feasible"].to_numpy(), "circle"),
-                                   (f"over budget{where}", ~trials["feasible"].to_numpy(), "x")):
+        for name, mask, symbol in (
+            (f"trials{where}", trials["feasible"].to_numpy(), "circle"),
+            (f"over budget{where}", ~trials["feasible"].to_numpy(), "x"),
+        ):
             part = trials[mask]
             if len(part):
-                fig.add_trace(cls(x=part[first].to_numpy(), y=part[quality].to_numpy(), mode="markers", name=name,
-                                  customdata=part["number"].to_numpy(), hoverinfo="skip", legendgroup=name,
-                                  showlegend=col == 1,
-                                  marker={"color": DIMMED, "size": 5, "symbol": symbol}), row=1, col=col)
+                fig.add_trace(
+                    cls(
+                        x=part[first].to_numpy(),
+                        y=part[quality].to_numpy(),
+                        mode="markers",
+                        name=name,
+                        customdata=part["number"].to_numpy(),
+                        hoverinfo="skip",
+                        legendgroup=name,
+                        showlegend=col == 1,
+                        marker={"color": DIMMED, "size": 5, "symbol": symbol},
+                    ),
+                    row=1,
+                    col=col,
+                )
     # 2. the selection ring, under the fronts (it takes no clicks either)
     if selected is not None:
         row = trials[trials["number"] == selected]
         for col, group in enumerate(groups, start=1):
             if len(row):
-                fig.add_trace(go.Scatter(x=row[group[0]], y=row[quality], mode="markers",
-                                         name=f"selected: trial {selected}", showlegend=col == 1,
-                                         customdata=row["number"], hoverinfo="skip",
-                                         marker={"size": 18, "color": "rgba(0,0,0,0)",
-                                                 "line": {"width": 3, "color": "#000000"}}), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=row[group[0]],
+                        y=row[quality],
+                        mode="markers",
+                        name=f"selected: trial {selected}",
+                        showlegend=col == 1,
+                        customdata=row["number"],
+                        hoverinfo="skip",
+                        marker={"size": 18, "color": "rgba(0,0,0,0)", "line": {"width": 3, "color": "#000000"}},
+                    ),
+                    row=1,
+                    col=col,
+                )
     # 3. the fronts, last: on top and first in every hit test
     for col, group in enumerate(groups, start=1):
         for cost in group:
@@ -114,28 +166,57 @@ def front_figure(trials: pd.DataFrame, quality: str, costs: Sequence[str], front
             colour, symbol = PALETTE[i % len(PALETTE)], symbols[i % 4]
             stairs = projected[cost]
             rest = fronts[cost][~fronts[cost]["number"].isin(stairs["number"])]
-            template = ("trial %{customdata[0]}<br>" + cost + " %{x:.4g}<br>" + quality + " %{y:.4g}"
-                        "<br>%{customdata[1]}<extra>%{fullData.name}</extra>")
+            template = (
+                "trial %{customdata[0]}<br>" + cost + " %{x:.4g}<br>" + quality + " %{y:.4g}"
+                "<br>%{customdata[1]}<extra>%{fullData.name}</extra>"
+            )
             if len(rest):
-                fig.add_trace(go.Scatter(
-                    x=rest[cost], y=rest[quality], mode="markers",
-                    name=f"non-dominated in {(dims or {}).get(cost, 'N')}-D only: {cost}",
-                    customdata=_customdata(rest, hover), hovertemplate=template,
-                    marker={"color": colour, "size": 8, "symbol": f"{symbol}-open", "line": {"width": 1.5}}),
-                    row=1, col=col)
-            fig.add_trace(go.Scatter(
-                x=stairs[cost], y=stairs[quality], mode="lines+markers", name=f"front: {cost}", line_shape="hv",
-                customdata=_customdata(stairs, hover), hovertemplate=template,
-                marker={"color": colour, "size": 9, "symbol": symbol}), row=1, col=col)
+                fig.add_trace(
+                    go.Scatter(
+                        x=rest[cost],
+                        y=rest[quality],
+                        mode="markers",
+                        name=f"non-dominated in {(dims or {}).get(cost, 'N')}-D only: {cost}",
+                        customdata=_customdata(rest, hover),
+                        hovertemplate=template,
+                        marker={"color": colour, "size": 8, "symbol": f"{symbol}-open", "line": {"width": 1.5}},
+                    ),
+                    row=1,
+                    col=col,
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=stairs[cost],
+                    y=stairs[quality],
+                    mode="lines+markers",
+                    name=f"front: {cost}",
+                    line_shape="hv",
+                    customdata=_customdata(stairs, hover),
+                    hovertemplate=template,
+                    marker={"color": colour, "size": 9, "symbol": symbol},
+                ),
+                row=1,
+                col=col,
+            )
     for col, group in enumerate(groups, start=1):
         for j, (objective, bound) in enumerate(bounds.items()):
             if objective in group:
-                fig.add_vline(x=bound, line_dash="dash", line_color=PALETTE[5], row=1, col=col,
-                              annotation_text=f"budget {objective} ≤ {bound:g}", annotation_position="top",
-                              annotation_yshift=-14 * j)
+                fig.add_vline(
+                    x=bound,
+                    line_dash="dash",
+                    line_color=PALETTE[5],
+                    row=1,
+                    col=col,
+                    annotation_text=f"budget {objective} ≤ {bound:g}",
+                    annotation_position="top",
+                    annotation_yshift=-14 * j,
+                )
     first = costs[0]
-    x_title = axis_title(first) if len(groups) > 1 or len(costs) == 1 else axis_title(first).split(" on ")[0] + \
-        " (" + axis_title(first).rsplit("(", 1)[-1]
+    x_title = (
+        axis_title(first)
+        if len(groups) > 1 or len(costs) == 1
+        else axis_title(first).split(" on ")[0] + " (" + axis_title(first).rsplit("(", 1)[-1]
+    )
     fig = _layout(fig, title, x_title, axis_title(quality))
     fig.update_layout(hovermode="closest")
     y_values: list[float] = []
@@ -164,16 +245,37 @@ def front3d_figure(trials: pd.DataFrame, front: pd.DataFrame, objectives: Sequen
     rest = trials[~trials["number"].isin(front["number"])]
     if len(rest) > MAX_3D_BACKGROUND:
         rest = rest.sample(MAX_3D_BACKGROUND, random_state=0)
-    fig = go.Figure([
-        go.Scatter3d(x=rest[x], y=rest[y], z=rest[z], mode="markers", name="other trials (sample)",
-                     customdata=rest["number"], marker={"size": 2, "color": DIMMED},
-                     hovertemplate="trial %{customdata}<extra></extra>"),
-        go.Scatter3d(x=front[x], y=front[y], z=front[z], mode="markers", name="Pareto front (all objectives)",
-                     customdata=front["number"], marker={"size": 4, "color": PALETTE[0]},
-                     hovertemplate="trial %{customdata}<br>%{x:.4g}, %{y:.4g}, %{z:.4g}<extra></extra>"),
-    ])
-    fig.update_layout(title=title, template="plotly_white", height=560, margin={"l": 0, "r": 0, "t": 40, "b": 0},
-                      scene={"xaxis_title": axis_title(x), "yaxis_title": axis_title(y), "zaxis_title": axis_title(z)})
+    fig = go.Figure(
+        [
+            go.Scatter3d(
+                x=rest[x],
+                y=rest[y],
+                z=rest[z],
+                mode="markers",
+                name="other trials (sample)",
+                customdata=rest["number"],
+                marker={"size": 2, "color": DIMMED},
+                hovertemplate="trial %{customdata}<extra></extra>",
+            ),
+            go.Scatter3d(
+                x=front[x],
+                y=front[y],
+                z=front[z],
+                mode="markers",
+                name="Pareto front (all objectives)",
+                customdata=front["number"],
+                marker={"size": 4, "color": PALETTE[0]},
+                hovertemplate="trial %{customdata}<br>%{x:.4g}, %{y:.4g}, %{z:.4g}<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=560,
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        scene={"xaxis_title": axis_title(x), "yaxis_title": axis_title(y), "zaxis_title": axis_title(z)},
+    )
     return fig
 
 
@@ -181,10 +283,19 @@ def compare_figure(fronts: Mapping[str, pd.DataFrame], cost: str, quality: str) 
     """Fronts of several studies (label → front rows) on the same cost/quality axes."""
     fig = go.Figure()
     for i, (label, front) in enumerate(fronts.items()):
-        fig.add_trace(go.Scatter(x=front[cost], y=front[quality], mode="lines+markers", name=label, line_shape="hv",
-                                 customdata=front["number"], marker={"color": PALETTE[i % len(PALETTE)], "size": 8},
-                                 line={"dash": ["solid", "dash", "dot"][i % 3]},
-                                 hovertemplate=label + ": trial %{customdata}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=front[cost],
+                y=front[quality],
+                mode="lines+markers",
+                name=label,
+                line_shape="hv",
+                customdata=front["number"],
+                marker={"color": PALETTE[i % len(PALETTE)], "size": 8},
+                line={"dash": ["solid", "dash", "dot"][i % 3]},
+                hovertemplate=label + ": trial %{customdata}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
+            )
+        )
     return _layout(fig, "front comparison", axis_title(cost), axis_title(quality))
 
 
@@ -192,8 +303,16 @@ def hypervolume_figure(history: np.ndarray) -> go.Figure:
     """Hypervolume after each completed trial."""
     step = max(1, len(history) // 2000)  # at most ~2,000 points drawn
     x = np.arange(1, len(history) + 1)[::step]
-    fig = go.Figure(go.Scatter(x=x, y=history[::step], mode="lines", line={"color": PALETTE[0]}, name="hypervolume",
-                               hovertemplate="after %{x} trials: %{y:.4g}<extra></extra>"))
+    fig = go.Figure(
+        go.Scatter(
+            x=x,
+            y=history[::step],
+            mode="lines",
+            line={"color": PALETTE[0]},
+            name="hypervolume",
+            hovertemplate="after %{x} trials: %{y:.4g}<extra></extra>",
+        )
+    )
     fig = _layout(fig, "hypervolume history", "completed trials (count)", "hypervolume (objective units)")
     fig.update_layout(height=320, showlegend=False)
     return fig
@@ -202,14 +321,31 @@ def hypervolume_figure(history: np.ndarray) -> go.Figure:
 def lut_op_figure(by_op: pd.DataFrame, metric: str = "latency_ms") -> go.Figure:
     """Mean (bar) and max (marker) cost per op of a device's LUT."""
     unit = "ms" if metric == "latency_ms" else "mJ"
-    fig = go.Figure([go.Bar(x=by_op["op"], y=by_op[f"{metric}_mean"], name=f"mean {metric}",
-                            marker_color=PALETTE[0], customdata=by_op["layers"],
-                            hovertemplate="%{x}: mean %{y:.4g} " + unit + " over %{customdata} layers<extra></extra>")])
+    fig = go.Figure(
+        [
+            go.Bar(
+                x=by_op["op"],
+                y=by_op[f"{metric}_mean"],
+                name=f"mean {metric}",
+                marker_color=PALETTE[0],
+                customdata=by_op["layers"],
+                hovertemplate="%{x}: mean %{y:.4g} " + unit + " over %{customdata} layers<extra></extra>",
+            )
+        ]
+    )
     if f"{metric}_max" in by_op:
-        fig.add_trace(go.Scatter(x=by_op["op"], y=by_op[f"{metric}_max"], mode="markers", name=f"max {metric}",
-                                 marker={"color": PALETTE[1], "symbol": "diamond", "size": 9}))
-    fig = _layout(fig, f"per-layer {metric.split('_')[0]} by op", "op (layer kind)",
-                  f"{metric.split('_')[0]} per layer ({unit})")
+        fig.add_trace(
+            go.Scatter(
+                x=by_op["op"],
+                y=by_op[f"{metric}_max"],
+                mode="markers",
+                name=f"max {metric}",
+                marker={"color": PALETTE[1], "symbol": "diamond", "size": 9},
+            )
+        )
+    fig = _layout(
+        fig, f"per-layer {metric.split('_')[0]} by op", "op (layer kind)", f"{metric.split('_')[0]} per layer ({unit})"
+    )
     fig.update_layout(height=380, clickmode="event")
     return fig
 
@@ -220,16 +356,36 @@ def predictor_figure(points: pd.DataFrame, metric: str, title: str) -> go.Figure
     low = float(min(points["measured"].min(), points["predicted"].min())) * 0.9
     high = float(max(points["measured"].max(), points["predicted"].max())) * 1.1
     line = np.array([low, high])
-    fig = go.Figure([
-        go.Scatter(x=np.concatenate([line, line[::-1]]), y=np.concatenate([line * 1.1, line[::-1] * 0.9]),
-                   fill="toself", fillcolor="rgba(0,158,115,0.15)", line={"width": 0}, name="±10 % band",
-                   hoverinfo="skip"),
-        go.Scatter(x=line, y=line, mode="lines", line={"color": PALETTE[2], "dash": "dash"},
-                   name="predicted = measured", hoverinfo="skip"),
-        go.Scatter(x=points["measured"], y=points["predicted"], mode="markers", name="SubNets",
-                   marker={"color": PALETTE[0], "size": 7}, text=points["config_key"],
-                   hovertemplate="%{text}<br>measured %{x:.4g}<br>predicted %{y:.4g}<extra></extra>"),
-    ])
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=np.concatenate([line, line[::-1]]),
+                y=np.concatenate([line * 1.1, line[::-1] * 0.9]),
+                fill="toself",
+                fillcolor="rgba(0,158,115,0.15)",
+                line={"width": 0},
+                name="±10 % band",
+                hoverinfo="skip",
+            ),
+            go.Scatter(
+                x=line,
+                y=line,
+                mode="lines",
+                line={"color": PALETTE[2], "dash": "dash"},
+                name="predicted = measured",
+                hoverinfo="skip",
+            ),
+            go.Scatter(
+                x=points["measured"],
+                y=points["predicted"],
+                mode="markers",
+                name="SubNets",
+                marker={"color": PALETTE[0], "size": 7},
+                text=points["config_key"],
+                hovertemplate="%{text}<br>measured %{x:.4g}<br>predicted %{y:.4g}<extra></extra>",
+            ),
+        ]
+    )
     fig = _layout(fig, title, f"measured {metric.split('_')[0]} ({unit})", f"predicted {metric.split('_')[0]} ({unit})")
     fig.update_layout(height=420, clickmode="event")
     return fig

@@ -20,8 +20,10 @@ from pathlib import Path
 __all__ = ["Job", "jobs_dir", "list_jobs", "start_job"]
 
 # runs the command, then writes its exit code (the dashboard reads it; the job outlives the page)
-_RUNNER = ("import os, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
-           "open(sys.argv[1] + '.tmp', 'w').write(str(rc)); os.replace(sys.argv[1] + '.tmp', sys.argv[1])")
+_RUNNER = (
+    "import os, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
+    "open(sys.argv[1] + '.tmp', 'w').write(str(rc)); os.replace(sys.argv[1] + '.tmp', sys.argv[1])"
+)
 
 
 _CHILDREN: list[subprocess.Popen[bytes]] = []  # started here: polled so finished ones do not linger as zombies
@@ -29,8 +31,10 @@ _CHILDREN: list[subprocess.Popen[bytes]] = []  # started here: polled so finishe
 
 def jobs_dir(store_url: str) -> Path:
     """This store's job folder."""
-    base = os.environ.get("HWPARETO_JOBS_DIR") or Path(
-        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "hwpareto" / "jobs"
+    base = (
+        os.environ.get("HWPARETO_JOBS_DIR")
+        or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "hwpareto" / "jobs"
+    )
     return Path(base) / hashlib.sha256(store_url.encode()).hexdigest()[:12]
 
 
@@ -83,13 +87,21 @@ def start_job(store_url: str, kind: str, subject: str, args: Sequence[str]) -> J
     command = (sys.executable, "-m", "pareto.cli", *args, "--store", store_url)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(folder / "log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-c", _RUNNER, str(folder / "rc"), *command], stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _RUNNER, str(folder / "rc"), *command],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     _CHILDREN.append(process)
     job = Job(folder, kind, subject, command, process.pid, time.time())
-    (folder / "job.json").write_text(json.dumps({"kind": kind, "subject": subject, "command": list(command),
-                                                 "pid": process.pid, "started_s": job.started_s}))
+    (folder / "job.json").write_text(
+        json.dumps(
+            {"kind": kind, "subject": subject, "command": list(command), "pid": process.pid, "started_s": job.started_s}
+        )
+    )
     return job
 
 
@@ -104,6 +116,14 @@ def list_jobs(store_url: str, kind: str | None = None) -> list[Job]:
         except (OSError, ValueError):
             continue
         if kind is None or doc["kind"] == kind:
-            out.append(Job(meta.parent, doc["kind"], doc["subject"], tuple(doc["command"]), int(doc["pid"]),
-                           float(doc["started_s"])))
+            out.append(
+                Job(
+                    meta.parent,
+                    doc["kind"],
+                    doc["subject"],
+                    tuple(doc["command"]),
+                    int(doc["pid"]),
+                    float(doc["started_s"]),
+                )
+            )
     return sorted(out, key=lambda j: j.started_s, reverse=True)

@@ -13,18 +13,36 @@ from pareto import Store
 from pareto._catalog import STUDY_ONLY, list_all_searches, study_trial_counts
 from supernet import HwparetoError
 
-__all__ = ["STUDY_ONLY", "all_searches_frame", "default_study_index", "hint_space", "log_status",
-           "search_devices", "watched_progress"]
+__all__ = [
+    "STUDY_ONLY",
+    "all_searches_frame",
+    "default_study_index",
+    "hint_space",
+    "log_status",
+    "search_devices",
+    "watched_progress",
+]
 
 
 def all_searches_frame(store: Store) -> pd.DataFrame:
     """The searches table plus every study without a searches row (status ``study only``), as ``hwpareto
     searches`` lists them."""
-    rows = [{"search": s["name"], "space": s["space"], "status": s["status"], "trials_done": s["trials_done"],
-             "n_trials": s["n_trials"], "worker": s["worker"] or "", "error": s["error"] or "",
-             "updated": s.get("heartbeat_at") or s.get("created_at")} for s in list_all_searches(store)]
-    return pd.DataFrame(rows, columns=["search", "space", "status", "trials_done", "n_trials", "worker", "error",
-                                       "updated"])
+    rows = [
+        {
+            "search": s["name"],
+            "space": s["space"],
+            "status": s["status"],
+            "trials_done": s["trials_done"],
+            "n_trials": s["n_trials"],
+            "worker": s["worker"] or "",
+            "error": s["error"] or "",
+            "updated": s.get("heartbeat_at") or s.get("created_at"),
+        }
+        for s in list_all_searches(store)
+    ]
+    return pd.DataFrame(
+        rows, columns=["search", "space", "status", "trials_done", "n_trials", "worker", "error", "updated"]
+    )
 
 
 def default_study_index(store: Store, studies: Sequence[str]) -> int:
@@ -46,8 +64,9 @@ def search_devices(store: Store, space: str) -> list[str]:
     predicted = {p.get("device") for p in store.list_predictors(space) if p.get("device")}
     out = []
     for d in store.list_devices():
-        if d["name"] in predicted or (d["lut_entries"] and model.has_model
-                                      and lut_entries_per_space(store, d["name"], [model]).get(space)):
+        if d["name"] in predicted or (
+            d["lut_entries"] and model.has_model and lut_entries_per_space(store, d["name"], [model]).get(space)
+        ):
             out.append(d["name"])
     return out
 
@@ -87,9 +106,17 @@ def watched_progress(store: Store, name: str, results: Any | None) -> dict[str, 
     if any(s["name"] == name for s in store.list_searches()):
         return _data.search_progress(store, name, results)
     count, spec = study_trial_counts(store).get(name, (0, {}))
-    out: dict[str, Any] = {"name": name, "status": STUDY_ONLY, "n_trials": int(spec.get("n_trials") or count),
-                           "trials_done": count, "worker": None, "error": None, "feasible": 0, "stored": 0,
-                           "hypervolume": np.empty(0)}
+    out: dict[str, Any] = {
+        "name": name,
+        "status": STUDY_ONLY,
+        "n_trials": int(spec.get("n_trials") or count),
+        "trials_done": count,
+        "worker": None,
+        "error": None,
+        "feasible": 0,
+        "stored": 0,
+        "hypervolume": np.empty(0),
+    }
     if results is not None and len(results.trials):
         out["stored"] = len(results.trials)
         out["feasible"] = int(results.trials["feasible"].sum())

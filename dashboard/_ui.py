@@ -40,8 +40,10 @@ def store() -> Store:
         return _open(url)
     except HwparetoError as exc:
         error(exc)
-        next_step("Point the dashboard at a valid store", f"hwpareto dashboard --store PATH_OR_URL   "
-                  f"(an older store: hwpareto db upgrade --store {url})")
+        next_step(
+            "Point the dashboard at a valid store",
+            f"hwpareto dashboard --store PATH_OR_URL   (an older store: hwpareto db upgrade --store {url})",
+        )
         stop()
 
 

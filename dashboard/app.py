@@ -17,12 +17,14 @@ def _home() -> None:
     st.switch_page(devices)
 
 
-page = st.navigation([
-    st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
-    devices,
-    st.Page(VIEWS / "search.py", title="Search", icon=":material/travel_explore:", url_path="search"),
-    st.Page(VIEWS / "fronts.py", title="Fronts", icon=":material/scatter_plot:", url_path="fronts"),
-    st.Page(VIEWS / "trials.py", title="Trials", icon=":material/table_rows:", url_path="trials"),
-    st.Page(VIEWS / "export.py", title="Export", icon=":material/download:", url_path="export"),
-])
+page = st.navigation(
+    [
+        st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
+        devices,
+        st.Page(VIEWS / "search.py", title="Search", icon=":material/travel_explore:", url_path="search"),
+        st.Page(VIEWS / "fronts.py", title="Fronts", icon=":material/scatter_plot:", url_path="fronts"),
+        st.Page(VIEWS / "trials.py", title="Trials", icon=":material/table_rows:", url_path="trials"),
+        st.Page(VIEWS / "export.py", title="Export", icon=":material/download:", url_path="export"),
+    ]
+)
 page.run()

@@ -40,8 +40,16 @@ _LAZY = {
     "front_for_budget": "pareto._pareto",
 }
 
-__all__ = ["DEVICE_KINDS", "SOURCES", "MeasurementIn", "SchemaError", "Store", "WriteResult", "default_store_url",
-           *_LAZY]
+__all__ = [
+    "DEVICE_KINDS",
+    "SOURCES",
+    "MeasurementIn",
+    "SchemaError",
+    "Store",
+    "WriteResult",
+    "default_store_url",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -52,15 +52,17 @@ class StudyResults:
         objectives = [o for o in self.objectives if device is None or not o.is_cost or o.subject == device]
         if device is not None and not any(o.is_cost and o.subject == device for o in objectives):
             devices = sorted({o.subject for o in self.objectives if o.is_cost and o.subject})
-            raise InvalidValueError("device", "one of " + ", ".join(devices) if devices else
-                                    "a device the search has a cost objective for", device)
+            raise InvalidValueError(
+                "device",
+                "one of " + ", ".join(devices) if devices else "a device the search has a cost objective for",
+                device,
+            )
         rows = self.trials[self.trials["feasible"]] if feasible_only else self.trials
         if rows.empty:
             return Front(device or "all", tuple(o.name for o in objectives), rows.assign(ties=0), None)
         points = rows[[o.name for o in objectives]].to_numpy(float)
         mask = non_dominated_mask(points, [o.direction for o in objectives])
-        front = rows[mask].sort_values([o.name for o in objectives if o.is_cost] or [objectives[0].name],
-                                       kind="stable")
+        front = rows[mask].sort_values([o.name for o in objectives if o.is_cost] or [objectives[0].name], kind="stable")
         # a SubNet sampled again, or another config of the same network (e.g. a skipped layer's width), is one member:
         # one row (the first trial) per distinct objective vector, ``ties`` counting the trials that share it (Optuna's
         # ``best_trials`` lists each of them)
@@ -68,8 +70,12 @@ class StudyResults:
         ties = front.groupby(names, sort=False, dropna=False)["number"].transform("size")
         front = front.assign(ties=ties.astype(int)).drop_duplicates("config_key").drop_duplicates(names)
         knee = knee_point(front[[o.name for o in objectives]].to_numpy(float), [o.direction for o in objectives])
-        return Front(device or "all", tuple(o.name for o in objectives), front.reset_index(drop=True),
-                     int(front.iloc[knee]["number"]))
+        return Front(
+            device or "all",
+            tuple(o.name for o in objectives),
+            front.reset_index(drop=True),
+            int(front.iloc[knee]["number"]),
+        )
 
     def device_fronts(self) -> list[Front]:
         """One front per device with a cost objective (the same trials, other devices' costs ignored)."""
@@ -96,13 +102,23 @@ class StudyResults:
         cost = [o for o in self.objectives if o.is_cost and (device is None or o.subject == device)]
         quality = [o for o in self.objectives if not o.is_cost]
         if not cost or not quality:
-            raise InvalidValueError("operating points", "a search with a latency/energy and an accuracy objective",
-                                    [o.name for o in self.objectives])
+            raise InvalidValueError(
+                "operating points",
+                "a search with a latency/energy and an accuracy objective",
+                [o.name for o in self.objectives],
+            )
         points = front.rows[[cost[0].name, quality[0].name]].to_numpy(float)
         chosen = operating_points(points, 0, k, [cost[0].direction, quality[0].direction])
-        rows = [{"trial": int(front.rows.iloc[i]["number"]), "config_key": front.rows.iloc[i]["config_key"],
-                 cost[0].name: float(points[i, 0]), quality[0].name: float(points[i, 1]),
-                 "config": self.configs[int(front.rows.iloc[i]["number"])]} for i in chosen]
+        rows = [
+            {
+                "trial": int(front.rows.iloc[i]["number"]),
+                "config_key": front.rows.iloc[i]["config_key"],
+                cost[0].name: float(points[i, 0]),
+                quality[0].name: float(points[i, 1]),
+                "config": self.configs[int(front.rows.iloc[i]["number"])],
+            }
+            for i in chosen
+        ]
         return operating_point_table(rows, cost[0].name, quality[0].name)
 
 
@@ -127,13 +143,23 @@ def study_results(store: Store, study: str) -> StudyResults:
         frame[f"budget:{b.text}"] = column
         feasible &= column <= 0
     frame["feasible"] = feasible
-    return StudyResults(spec, tuple(objectives), tuple(budgets), frame,
-                        {t["number"]: t["config"] for t in trials if t.get("config")})
+    return StudyResults(
+        spec, tuple(objectives), tuple(budgets), frame, {t["number"]: t["config"] for t in trials if t.get("config")}
+    )
 
 
-def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, weights: bool = True,
-                 onnx: bool = True, checkpoint: str | Path | None = None,
-                 progress: Callable[[str], None] | None = None, force: bool = False) -> dict[str, Any]:
+def export_trial(
+    store: Store,
+    study: str,
+    number: int,
+    out_dir: str | Path,
+    *,
+    weights: bool = True,
+    onnx: bool = True,
+    checkpoint: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Bundle trial ``number``: config, predicted metrics (mean ± std), stored measurements of that SubNet per
     device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX.
     ``progress`` is told the name of each slow step as it starts."""
@@ -143,8 +169,9 @@ def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, 
         progress(f"reading study {study}")
     results = study_results(store, study)
     if number not in results.configs:
-        raise InvalidValueError("trial", f"a completed trial number of study {study!r} (0..{len(results.configs) - 1})",
-                                number)
+        raise InvalidValueError(
+            "trial", f"a completed trial number of study {study!r} (0..{len(results.configs) - 1})", number
+        )
     space = store.space(results.spec.space)
     config = space.validate(results.configs[number])
     metrics = [*results.objectives, *(b.objective for b in results.budgets)]
@@ -152,25 +179,48 @@ def export_trial(store: Store, study: str, number: int, out_dir: str | Path, *, 
         progress("predicting its metrics")
     evaluator = Evaluator(store, space, [m for m in metrics if results.spec.mode == "surrogate" or m != metrics[0]])
     mean, std = evaluator.evaluate([config])
-    predicted = {m.name: {"mean": float(mean[0, j]), "std": float(std[0, j]), "source": evaluator.sources[m]}
-                 for j, m in enumerate(evaluator.metrics)}
+    predicted = {
+        m.name: {"mean": float(mean[0, j]), "std": float(std[0, j]), "source": evaluator.sources[m]}
+        for j, m in enumerate(evaluator.metrics)
+    }
     measured = store.measurements(space=space.name)
     measured = measured[measured["config_key"] == config.key]
-    predictors = {p["name"]: {"created_at": p["created_at"], "versions": p["meta"].get("versions"),
-                              "validation": p["meta"].get("validation")} for p in store.list_predictors(space.name)
-                  if any(p["name"] == f"{m.metric}:{space.name}:{m.subject}" for m in evaluator.metrics)}
-    doc_metrics = {
-        "study": study, "trial": number,
-        "objectives": {o.name: float(results.trials.set_index("number").loc[number, o.name])
-                       for o in results.objectives},
-        "predicted": predicted,
-        "measured": [{"subject": r.subject, "metric": r.metric, "value": float(r.value), "source": r.source}
-                     for r in measured.itertuples()],
-        "provenance": {"space": space.name, "sources": {m.name: evaluator.sources[m] for m in evaluator.metrics},
-                       "predictors": predictors},
+    predictors = {
+        p["name"]: {
+            "created_at": p["created_at"],
+            "versions": p["meta"].get("versions"),
+            "validation": p["meta"].get("validation"),
+        }
+        for p in store.list_predictors(space.name)
+        if any(p["name"] == f"{m.metric}:{space.name}:{m.subject}" for m in evaluator.metrics)
     }
-    result = export_subnet(space, config, out_dir, weights=weights and space.has_model,
-                           onnx=onnx and space.has_model, checkpoint=checkpoint, metrics=doc_metrics,
-                           progress=progress, force=force)
+    doc_metrics = {
+        "study": study,
+        "trial": number,
+        "objectives": {
+            o.name: float(results.trials.set_index("number").loc[number, o.name]) for o in results.objectives
+        },
+        "predicted": predicted,
+        "measured": [
+            {"subject": r.subject, "metric": r.metric, "value": float(r.value), "source": r.source}
+            for r in measured.itertuples()
+        ],
+        "provenance": {
+            "space": space.name,
+            "sources": {m.name: evaluator.sources[m] for m in evaluator.metrics},
+            "predictors": predictors,
+        },
+    }
+    result = export_subnet(
+        space,
+        config,
+        out_dir,
+        weights=weights and space.has_model,
+        onnx=onnx and space.has_model,
+        checkpoint=checkpoint,
+        metrics=doc_metrics,
+        progress=progress,
+        force=force,
+    )
     store.add_export(config, str(result.directory.resolve()), result.files)
     return {"directory": str(result.directory), "key": config.key, "files": result.files, **doc_metrics}

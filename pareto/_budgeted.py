@@ -121,8 +121,12 @@ def _default_factory(seed: int) -> Any:
 
 # ---------------------------------------------------------------------------------------------------- validation
 def _int(value: Any, where: str, low: int, high: int | None = None) -> int:
-    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or int(value) < low
-            or (high is not None and int(value) > high)):
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or int(value) < low
+        or (high is not None and int(value) > high)
+    ):
         allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
         raise InvalidValueError(where, allowed, value)
     return int(value)
@@ -270,12 +274,12 @@ def _predict(model: Any, X: np.ndarray, n_train: int) -> tuple[np.ndarray, np.nd
     mean, std = np.empty(len(X)), np.zeros(len(X))
     rows = max(1000, _PREDICT_CELLS // max(n_train, 1))
     for lo in range(0, len(X), rows):
-        part = X[lo:lo + rows]
+        part = X[lo : lo + rows]
         try:
             m, s = model.predict(part, return_std=True)
         except TypeError:
             m, s = model.predict(part), 0.0
-        mean[lo:lo + rows], std[lo:lo + rows] = m, s
+        mean[lo : lo + rows], std[lo : lo + rows] = m, s
     return mean, np.maximum(std, 0.0)
 
 
@@ -341,8 +345,9 @@ def budgeted_search(
     ``mean + kappa × std`` above the floor) tune the acquisition. Deterministic for a ``seed`` and a deterministic
     predictor.
     """
-    pool = list(candidates) if not isinstance(candidates, Sequence) or isinstance(candidates, (str, bytes)) \
-        else candidates
+    pool = (
+        list(candidates) if not isinstance(candidates, Sequence) or isinstance(candidates, (str, bytes)) else candidates
+    )
     n = len(pool)
     if n == 0:
         raise InvalidValueError("candidates", "at least one candidate", 0)
@@ -375,21 +380,31 @@ def budgeted_search(
     n_at_fit = 0
     stopped = "budget"
 
-    def run(batch: list[int], step: int, refit: bool, tau: float | None, n_hopeful: int, fit_s: float,
-            acquire_s: float, predicted: bool = True) -> bool:
+    def run(
+        batch: list[int],
+        step: int,
+        refit: bool,
+        tau: float | None,
+        n_hopeful: int,
+        fit_s: float,
+        acquire_s: float,
+        predicted: bool = True,
+    ) -> bool:
         start = time.perf_counter()
         values = np.asarray(evaluate(list(batch)), dtype=np.float64).reshape(-1)
         evaluate_s = time.perf_counter() - start
         if values.shape != (len(batch),) or not np.all(np.isfinite(values)):
-            raise InvalidValueError(f"evaluate({batch[:3]}...) result", f"{len(batch)} finite accuracies",
-                                    values.tolist()[:5])
+            raise InvalidValueError(
+                f"evaluate({batch[:3]}...) result", f"{len(batch)} finite accuracies", values.tolist()[:5]
+            )
         acc[batch] = values
         evaluated[batch] = True
         order.extend(batch)
         front = pareto_mask(np.column_stack([-acc[order], cost[order]])).sum()
         pairs = tuple((float(mean[i]), float(std[i])) for i in batch) if predicted else ()
-        info = BudgetedStep(step, tuple(batch), len(order), refit, tau, pairs, n_hopeful, int(front), fit_s,
-                            acquire_s, evaluate_s)
+        info = BudgetedStep(
+            step, tuple(batch), len(order), refit, tau, pairs, n_hopeful, int(front), fit_s, acquire_s, evaluate_s
+        )
         steps.append(info)
         return bool(callback(info)) if callback is not None else False
 
@@ -428,8 +443,9 @@ def budgeted_search(
         hopeful = left[mean[left] + kappa * std[left] > floor[left]]
         batch = _peel(mean + ucb * std, cost, rank, hopeful if len(hopeful) >= k else left, k)
         tau = getattr(model, "cv_kendall_tau_", None)
-        if run(batch, step, refit, None if tau is None else float(tau), len(hopeful), fit_s,
-               time.perf_counter() - start):
+        if run(
+            batch, step, refit, None if tau is None else float(tau), len(hopeful), fit_s, time.perf_counter() - start
+        ):
             stopped = "callback"
     if stopped == "budget" and len(order) < budget:
         stopped = "exhausted"
@@ -445,12 +461,14 @@ def _params(candidate: SubNetConfig | Mapping[str, Any]) -> dict[str, Any]:
         return candidate.values
     if isinstance(candidate, Mapping):
         return dict(candidate)
-    raise InvalidValueError("candidate", "a SubNetConfig or a mapping of dimension names to values",
-                            type(candidate).__name__)
+    raise InvalidValueError(
+        "candidate", "a SubNetConfig or a mapping of dimension names to values", type(candidate).__name__
+    )
 
 
-def enqueue_batch(study: optuna.Study, candidates: Sequence[SubNetConfig | Mapping[str, Any]],
-                  indices: Iterable[int]) -> list[dict[str, Any]]:
+def enqueue_batch(
+    study: optuna.Study, candidates: Sequence[SubNetConfig | Mapping[str, Any]], indices: Iterable[int]
+) -> list[dict[str, Any]]:
     """Enqueue the candidates at ``indices`` as trials of ``study`` (params = dimension name → value; the user
     attribute ``candidate_index`` records the index). Returns the enqueued params, in order."""
     out = []
@@ -462,8 +480,12 @@ def enqueue_batch(study: optuna.Study, candidates: Sequence[SubNetConfig | Mappi
     return out
 
 
-def study_evaluator(study: optuna.Study, space: SearchSpace, candidates: Sequence[SubNetConfig],
-                    objective: Callable[[SubNetConfig], float]) -> Callable[[list[int]], np.ndarray]:
+def study_evaluator(
+    study: optuna.Study,
+    space: SearchSpace,
+    candidates: Sequence[SubNetConfig],
+    objective: Callable[[SubNetConfig], float],
+) -> Callable[[list[int]], np.ndarray]:
     """An ``evaluate`` for :func:`budgeted_search` that runs each evaluation as a trial of ``study`` (one objective,
     ``maximize``; run in one process): it enqueues the batch, lets the trials suggest every dimension of ``space``
     (so they carry the usual params and distributions) and returns ``objective(config)`` of each."""

@@ -20,9 +20,11 @@ STUDY_ONLY = "study only"
 
 def study_trial_counts(store: Store) -> dict[str, tuple[int, dict[str, Any]]]:
     """hwpareto's studies (newest first): name -> (completed trials, the stored search spec)."""
-    query = ("SELECT s.study_name, a.value_json, (SELECT COUNT(*) FROM trials t WHERE t.study_id = s.study_id "
-             "AND t.state = 'COMPLETE') FROM studies s JOIN study_user_attributes a ON a.study_id = s.study_id "
-             "WHERE a.key = :key ORDER BY s.study_id DESC")
+    query = (
+        "SELECT s.study_name, a.value_json, (SELECT COUNT(*) FROM trials t WHERE t.study_id = s.study_id "
+        "AND t.state = 'COMPLETE') FROM studies s JOIN study_user_attributes a ON a.study_id = s.study_id "
+        "WHERE a.key = :key ORDER BY s.study_id DESC"
+    )
     store.optuna_storage()  # creates Optuna's tables in a new store
     out: dict[str, tuple[int, dict[str, Any]]] = {}
     with store.engine.connect() as conn:
@@ -43,7 +45,19 @@ def list_all_searches(store: Store) -> list[dict[str, Any]]:
     for name, (count, spec) in study_trial_counts(store).items():
         if name in known:
             continue
-        rows.append({"name": name, "space": spec.get("space", ""), "params": spec, "status": STUDY_ONLY,
-                     "n_trials": int(spec.get("n_trials") or count), "trials_done": count, "study_name": name,
-                     "worker": None, "heartbeat_at": None, "error": None, "created_at": None})
+        rows.append(
+            {
+                "name": name,
+                "space": spec.get("space", ""),
+                "params": spec,
+                "status": STUDY_ONLY,
+                "n_trials": int(spec.get("n_trials") or count),
+                "trials_done": count,
+                "study_name": name,
+                "worker": None,
+                "heartbeat_at": None,
+                "error": None,
+                "created_at": None,
+            }
+        )
     return rows

@@ -81,8 +81,7 @@ def _has_energy(store: Store, device: str) -> bool:
     return not energy.empty and bool(energy.notna().all())
 
 
-def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0
-             ) -> list[Choice]:
+def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0) -> list[Choice]:
     """Run the demo on ``store``; bundles go to ``out_dir``. Returns the chosen SubNet per (space, device)."""
     from pareto._analysis import export_trial, study_results
     from pareto._importer import import_table, parse_columns
@@ -123,18 +122,27 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
         sp = spaces[demo.space]
         path = demo.table
         if not path.is_file():
-            raise HwparetoError(f"shipped accuracy table {path} is missing (data/demo/README.md: the commands that "
-                                "make it)")
-        report = import_table(store, path, space=sp, columns=parse_columns([demo.metric], demo.dataset),
-                              subject_kind="dataset", metric=demo.metric, source="measured")
+            raise HwparetoError(
+                f"shipped accuracy table {path} is missing (data/demo/README.md: the commands that make it)"
+            )
+        report = import_table(
+            store,
+            path,
+            space=sp,
+            columns=parse_columns([demo.metric], demo.dataset),
+            subject_kind="dataset",
+            metric=demo.metric,
+            source="measured",
+        )
         name = f"{demo.metric}:{sp.name}:{demo.dataset}"
         if name in have and not report.written.inserted:
             step(f"      {name}: predictor already trained")
             continue
         trained = train_accuracy(store, sp, metric=demo.metric, dataset=demo.dataset, seed=seed)
         v = trained.validation
-        step(f"      {name}: {trained.n_train} SubNets, held-out Kendall τ {v['kendall_tau']:.2f}, "
-             f"RMSE {v['rmse']:.2f}")
+        step(
+            f"      {name}: {trained.n_train} SubNets, held-out Kendall τ {v['kendall_tau']:.2f}, RMSE {v['rmse']:.2f}"
+        )
 
     step(f"[5/6] searches: accuracy × latency (× energy) per device, budget = median latency, {n_trials} trials")
     choices: list[Choice] = []
@@ -143,10 +151,21 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
         for device in devices:
             budget_ms = default_budget_ms(store, sp, device, seed=seed)
             budget = f"latency_ms@{device} <= {budget_ms:g}"
-            objectives = (demo.objective, f"latency_ms@{device}",
-                          *((f"energy_mj@{device}",) if _has_energy(store, device) else ()))
-            spec = SearchSpec(f"demo-{sp.name}-{device}", sp.name, objectives, (budget,), sampler="nsga2",
-                              n_trials=n_trials, population=100, seed=seed)
+            objectives = (
+                demo.objective,
+                f"latency_ms@{device}",
+                *((f"energy_mj@{device}",) if _has_energy(store, device) else ()),
+            )
+            spec = SearchSpec(
+                f"demo-{sp.name}-{device}",
+                sp.name,
+                objectives,
+                (budget,),
+                sampler="nsga2",
+                n_trials=n_trials,
+                population=100,
+                seed=seed,
+            )
             advance = bar(f"      {spec.name}", n_trials)
             run_surrogate(store, spec, progress=lambda done, _total, a=advance: a(done))
             advance(n_trials)
@@ -157,8 +176,11 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             target = out_dir / spec.name
             if not (target / "config.json").is_file():
                 export_trial(store, spec.name, number, target, force=True)  # an interrupted run's leftovers
-            choices.append(Choice(sp.name, device, spec.name, budget_ms, number,
-                                  {o: float(best[o]) for o in objectives}, str(target)))
+            choices.append(
+                Choice(
+                    sp.name, device, spec.name, budget_ms, number, {o: float(best[o]) for o in objectives}, str(target)
+                )
+            )
     step(f"[6/6] done in {time.monotonic() - start:.0f} s")
     return choices
 
@@ -169,8 +191,17 @@ def describe(choices: list[Choice]) -> list[dict[str, Any]]:
     rows = []
     for c in choices:
         values = list(c.objectives.values())
-        rows.append({"space": c.space, "device": c.device, "budget_ms": c.budget_ms, "trial": c.trial,
-                     "accuracy_pct": round(values[0], 2), "latency_ms": round(values[1], 4),
-                     "energy_mj": round(values[2], 4) if len(values) > 2 else None, "study": c.study,
-                     "bundle": c.bundle})
+        rows.append(
+            {
+                "space": c.space,
+                "device": c.device,
+                "budget_ms": c.budget_ms,
+                "trial": c.trial,
+                "accuracy_pct": round(values[0], 2),
+                "latency_ms": round(values[1], 4),
+                "energy_mj": round(values[2], 4) if len(values) > 2 else None,
+                "study": c.study,
+                "bundle": c.bundle,
+            }
+        )
     return rows

@@ -18,8 +18,15 @@ from supernet import HwparetoError, SearchSpace, SubNetConfig, get_space
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["BundleCheck", "ExportResult", "export_subnet", "load_subnet", "load_supernet", "shipped_checkpoint",
-           "verify_bundle"]
+__all__ = [
+    "BundleCheck",
+    "ExportResult",
+    "export_subnet",
+    "load_subnet",
+    "load_supernet",
+    "shipped_checkpoint",
+    "verify_bundle",
+]
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "demo"
 CONFIG_FILE = "config.json"
@@ -73,8 +80,9 @@ def _calibration(checkpoint: str | Path | None) -> dict[str, Any] | None:
     return {"data": meta["data"], "seed": int(meta.get("seed", 0))} if "data" in meta else None
 
 
-def _extract(space: SearchSpace, supernet: nn.Module, config: SubNetConfig,
-             calibration: dict[str, Any] | None) -> nn.Module:
+def _extract(
+    space: SearchSpace, supernet: nn.Module, config: SubNetConfig, calibration: dict[str, Any] | None
+) -> nn.Module:
     """The SubNet with inherited weights; with batch norm and ``calibration`` data, its BN statistics recomputed on
     that data's training split (a sandwich-trained SuperNet's shared statistics fit no SubNet)."""
     from torch import nn
@@ -260,9 +268,7 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
     x = space.dummy_input(config, batch=3, seed=1)  # not the export's batch of 2: the batch axis is dynamic
     with torch.no_grad():
         expected = reference(x)
-        weights_diff = (
-            float((module(x) - expected).abs().max()) if (folder / WEIGHTS_FILE).is_file() else None
-        )
+        weights_diff = float((module(x) - expected).abs().max()) if (folder / WEIGHTS_FILE).is_file() else None
     onnx_diff = None
     if (folder / ONNX_FILE).is_file():
         import onnxruntime as ort

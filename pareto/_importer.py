@@ -96,8 +96,9 @@ def import_table(
         _check_header(p, header, space, columns, set(defaults or {}))
         unknown = [c for c in where if c not in header]
         if unknown:
-            raise InvalidValueError(f"CSV {p} --where columns", "columns among " + ", ".join(header),
-                                    ", ".join(unknown))
+            raise InvalidValueError(
+                f"CSV {p} --where columns", "columns among " + ", ".join(header), ", ".join(unknown)
+            )
         rows: list[MeasurementIn] = []
         errors: list[str] = []
         keys: set[str] = set()

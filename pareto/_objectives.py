@@ -30,8 +30,10 @@ from supernet import InvalidValueError, LayerCounts, SearchSpace, SubNetConfig
 __all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "parse_budget", "parse_objective"]
 
 ANALYTIC = ("params", "macs", "flops", "peak_memory_mb")
-_OBJECTIVE = re.compile(r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
-                        r"(:(?P<direction>max|min))?$")
+_OBJECTIVE = re.compile(
+    r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
+    r"(:(?P<direction>max|min))?$"
+)
 _BUDGET = re.compile(r"^\s*(?P<objective>\S+)\s*(?P<op><=|>=)\s*(?P<bound>[-+0-9.eE]+)\s*$")
 
 
@@ -75,14 +77,14 @@ def parse_objective(text: str) -> Objective:
     """Parse ``METRIC[@SUBJECT][:max|:min]``; errors name the form expected."""
     match = _OBJECTIVE.match(text.strip())
     if not match:
-        raise InvalidValueError("objective", "METRIC[@DEVICE_OR_DATASET][:max|:min], e.g. latency_ms@cpu-local",
-                                text)
+        raise InvalidValueError("objective", "METRIC[@DEVICE_OR_DATASET][:max|:min], e.g. latency_ms@cpu-local", text)
     metric, subject, direction = match["metric"], match["subject"], match["direction"]
     if metric in ANALYTIC and subject is not None:
         raise InvalidValueError(f"objective {text!r}", f"{metric} without @ (it does not depend on a device)", text)
     if metric not in ANALYTIC and subject is None:
-        raise InvalidValueError(f"objective {text!r}", f"{metric}@DEVICE or {metric}@DATASET (or one of "
-                                + ", ".join(ANALYTIC) + ")", text)
+        raise InvalidValueError(
+            f"objective {text!r}", f"{metric}@DEVICE or {metric}@DATASET (or one of " + ", ".join(ANALYTIC) + ")", text
+        )
     default = "maximize" if "acc" in metric else "minimize"
     return Objective(metric, subject, {"max": "maximize", "min": "minimize"}.get(direction or "", default))
 
@@ -121,8 +123,7 @@ class Evaluator:
         for m in self.metrics:
             if m.metric in ANALYTIC:
                 if not space.has_model:
-                    raise InvalidValueError(f"objective {m.name}", "a metric of a space with a layer model",
-                                            space.name)
+                    raise InvalidValueError(f"objective {m.name}", "a metric of a space with a layer model", space.name)
                 self.sources[m] = "analytic"
                 continue
             predictor = f"{m.metric}:{space.name}:{m.subject}"
@@ -135,14 +136,22 @@ class Evaluator:
             elif m.is_cost and m.subject is not None:
                 device = store.get_device(m.subject)
                 if not device["lut_entries"]:
-                    raise InvalidValueError(f"objective {m.name}", f"a LUT or a trained predictor for {m.subject} "
-                                            f"(hwpareto profile --device {m.subject} --space {space.name})", "none")
+                    raise InvalidValueError(
+                        f"objective {m.name}",
+                        f"a LUT or a trained predictor for {m.subject} "
+                        f"(hwpareto profile --device {m.subject} --space {space.name})",
+                        "none",
+                    )
                 self._luts[m] = Lut.load(store, m.subject)
                 self.sources[m] = f"LUT-sum of {m.subject}"
             else:
                 known = sorted(p for p in stored if p.split(":")[0] == m.metric)
-                raise InvalidValueError(f"objective {m.name}", f"a trained predictor {predictor} (train one with "
-                                        f"hwpareto train accuracy; stored: {', '.join(known) or 'none'})", "none")
+                raise InvalidValueError(
+                    f"objective {m.name}",
+                    f"a trained predictor {predictor} (train one with "
+                    f"hwpareto train accuracy; stored: {', '.join(known) or 'none'})",
+                    "none",
+                )
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def evaluate(self, configs: Sequence[SubNetConfig]) -> tuple[np.ndarray, np.ndarray]:
@@ -174,10 +183,13 @@ def _analytic(metric: str, counts: LayerCounts) -> np.ndarray:
     if metric in ("params", "macs", "flops"):
         per_spec = np.array([s.params if metric == "params" else s.macs for s in specs], dtype=np.float64)
         return counts.total(per_spec) * (2.0 if metric == "flops" else 1.0)
-    activations = np.array([s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq
-                            for s in specs], dtype=np.float64)
+    activations = np.array(
+        [s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq for s in specs],
+        dtype=np.float64,
+    )
     matrix = counts.matrix.tocsr()
-    largest = np.array([activations[matrix.indices[a:b]].max(initial=0.0)
-                        for a, b in itertools.pairwise(matrix.indptr)])
+    largest = np.array(
+        [activations[matrix.indices[a:b]].max(initial=0.0) for a, b in itertools.pairwise(matrix.indptr)]
+    )
     weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
     return 4.0 * (weights + largest) / 2**20

@@ -55,8 +55,14 @@ def _naive_utc(moment: datetime | None) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow], *, started: datetime | None = None,
-                    completed: datetime | None = None) -> list[int]:
+def bulk_add_trials(
+    store: Store,
+    study_id: int,
+    rows: Sequence[TrialRow],
+    *,
+    started: datetime | None = None,
+    completed: datetime | None = None,
+) -> list[int]:
     """Insert ``rows`` as trials of Optuna study ``study_id`` in one transaction; returns their trial ids (in row
     order). ``started`` and ``completed`` (default: now) are every trial's ``datetime_start`` and
     ``datetime_complete``: the window in which the rows were proposed and evaluated."""
@@ -66,13 +72,26 @@ def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow], *, st
     begin = min(_naive_utc(started), end) if started is not None else end
     trials_t = models.TrialModel.__table__
     with store.transaction() as conn:
-        count = conn.execute(select(func.count()).select_from(trials_t)
-                             .where(trials_t.c.study_id == study_id)).scalar_one()
-        ids = conn.execute(
-            insert(trials_t).returning(trials_t.c.trial_id, sort_by_parameter_order=True),
-            [{"number": count + i, "study_id": study_id, "state": row.state, "datetime_start": begin,
-              "datetime_complete": end} for i, row in enumerate(rows)],
-        ).scalars().all()
+        count = conn.execute(
+            select(func.count()).select_from(trials_t).where(trials_t.c.study_id == study_id)
+        ).scalar_one()
+        ids = (
+            conn.execute(
+                insert(trials_t).returning(trials_t.c.trial_id, sort_by_parameter_order=True),
+                [
+                    {
+                        "number": count + i,
+                        "study_id": study_id,
+                        "state": row.state,
+                        "datetime_start": begin,
+                        "datetime_complete": end,
+                    }
+                    for i, row in enumerate(rows)
+                ],
+            )
+            .scalars()
+            .all()
+        )
         values, params, users, systems = [], [], [], []
         dist_json: dict[int, str] = {}
         for trial_id, row in zip(ids, rows, strict=True):
@@ -86,8 +105,10 @@ def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow], *, st
                     text = dist_json[id(dist)] = distribution_to_json(dist)
                 params.append((trial_id, name, dist.to_internal_repr(value), text))
             users.extend((trial_id, k, json.dumps(v)) for k, v in row.user_attrs.items())
-            systems.extend((trial_id, CONSTRAINT_PREFIX + name, json.dumps(float(value)))
-                           for name, value in (row.constraints or {}).items())
+            systems.extend(
+                (trial_id, CONSTRAINT_PREFIX + name, json.dumps(float(value)))
+                for name, value in (row.constraints or {}).items()
+            )
             if row.constraints:
                 systems.append((trial_id, CONSTRAINTS_KEY, json.dumps([float(v) for v in row.constraints.values()])))
             systems.extend((trial_id, k, json.dumps(v)) for k, v in row.system_attrs.items())
@@ -102,12 +123,15 @@ def bulk_add_trials(store: Store, study_id: int, rows: Sequence[TrialRow], *, st
             if not batch:
                 continue
             if conn.dialect.name == "postgresql":
-                with conn.connection.cursor() as cursor, cursor.copy(
-                        f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                with (
+                    conn.connection.cursor() as cursor,
+                    cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+                ):
                     for record in batch:
                         copy.write_row(record)
             else:
                 mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-                conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                                     f"({', '.join([mark] * len(columns))})", batch)
+                conn.exec_driver_sql(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})", batch
+                )
     return list(ids)

@@ -447,8 +447,12 @@ def hypervolume_history(
     hypervolume of the front clipped to the new point (the WFG identity). Every stored value is exact; the
     running sum may differ from :func:`hypervolume` of the prefix by floating-point rounding only.
     """
-    loss = _loss(points_in_trial_order, directions, "points_in_trial_order",
-                 m=_columns_if_empty(points_in_trial_order, reference))
+    loss = _loss(
+        points_in_trial_order,
+        directions,
+        "points_in_trial_order",
+        m=_columns_if_empty(points_in_trial_order, reference),
+    )
     n, m = loss.shape
     ref = _vector(reference, m, "reference") * _signs(directions, m)
     inside = np.all(loss < ref, axis=1)
@@ -579,9 +583,7 @@ def knee_point(front: ArrayLike, directions: Directions = None) -> int:
 # ------------------------------------------------------------------------------ operating points and budgets
 
 
-def operating_points(
-    front_points: ArrayLike, latency_column: int, k: int, directions: Directions = None
-) -> list[int]:
+def operating_points(front_points: ArrayLike, latency_column: int, k: int, directions: Directions = None) -> list[int]:
     """Indices of k points of one front spanning its latency range, sorted by latency (ties: lower index).
 
     For a runtime that switches SubNets as its latency target changes (SuperServe's SubNetAct): k targets evenly

@@ -105,8 +105,12 @@ class SearchSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the study's ``hwpareto`` user attribute and the searches table hold it)."""
-        return {**asdict(self), "objectives": list(self.objectives), "budgets": list(self.budgets),
-                "fixed": dict(self.fixed)}
+        return {
+            **asdict(self),
+            "objectives": list(self.objectives),
+            "budgets": list(self.budgets),
+            "fixed": dict(self.fixed),
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SearchSpec:
@@ -142,8 +146,10 @@ class _Genome:
     def __init__(self, space: SearchSpace, fixed: Mapping[str, Any]) -> None:
         self.space = space
         self.dims = space.dimensions
-        self.fixed = {space.dimensions.index(space.dimension(k)): space.dimension(k).coerce(v, space.name)
-                      for k, v in fixed.items()}
+        self.fixed = {
+            space.dimensions.index(space.dimension(k)): space.dimension(k).coerce(v, space.name)
+            for k, v in fixed.items()
+        }
 
     def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
         genes = np.empty((n, len(self.dims)))
@@ -157,8 +163,9 @@ class _Genome:
         return genes
 
     def encode(self, config: SubNetConfig | Mapping[str, Any]) -> np.ndarray:
-        return np.array([d.choices.index(config[d.name]) if d.kind == "categorical" else float(config[d.name])
-                         for d in self.dims])
+        return np.array(
+            [d.choices.index(config[d.name]) if d.kind == "categorical" else float(config[d.name]) for d in self.dims]
+        )
 
     def decode(self, genes: np.ndarray, rng: np.random.Generator) -> list[SubNetConfig]:
         """Configs for gene rows; rows breaking a cross-dimension rule are redrawn at random."""
@@ -167,8 +174,10 @@ class _Genome:
             for j, value in self.fixed.items():  # every sampler's proposals keep the fixed dimensions
                 row[j] = self.dims[j].choices.index(value) if self.dims[j].kind == "categorical" else value
             for _ in range(100):
-                values = {d.name: d.choices[int(g)] if d.kind == "categorical" else (int(g) if d.kind == "int" else g)
-                          for d, g in zip(self.dims, row, strict=True)}
+                values = {
+                    d.name: d.choices[int(g)] if d.kind == "categorical" else (int(g) if d.kind == "int" else g)
+                    for d, g in zip(self.dims, row, strict=True)
+                }
                 try:
                     out.append(self.space.validate(values))
                     break
@@ -190,8 +199,14 @@ MAX_PROPOSAL_ROUNDS = 50
 """Rounds of re-proposing (sampler first, then uniform draws) for a generation's repeated SubNets."""
 
 
-def _distinct(genome: _Genome, first: list[SubNetConfig], propose: Callable[[int], list[SubNetConfig]],
-              rng: np.random.Generator, seen: set[str], size: int) -> tuple[list[SubNetConfig], list[int]]:
+def _distinct(
+    genome: _Genome,
+    first: list[SubNetConfig],
+    propose: Callable[[int], list[SubNetConfig]],
+    rng: np.random.Generator,
+    seen: set[str],
+    size: int,
+) -> tuple[list[SubNetConfig], list[int]]:
     """Up to ``size`` canonical configs whose architectures (``arch_key``) are not in ``seen`` nor repeated in the
     batch; ``first`` are the sampler's proposals, ``propose(n)`` asks it for more (half the rounds), then uniform
     draws fill in. Returns the batch and, per config, the index of the sampler's proposal it comes from, counted
@@ -257,8 +272,9 @@ def _rank(values: np.ndarray, violation: np.ndarray) -> tuple[np.ndarray, np.nda
     return rank, crowd
 
 
-def _nsga2_offspring(genome: _Genome, genes: np.ndarray, values: np.ndarray, violation: np.ndarray, size: int,
-                     rng: np.random.Generator) -> np.ndarray:
+def _nsga2_offspring(
+    genome: _Genome, genes: np.ndarray, values: np.ndarray, violation: np.ndarray, size: int, rng: np.random.Generator
+) -> np.ndarray:
     rank, crowd = _rank(values, violation)
     order = np.lexsort((-crowd, rank))
     parents_pool = order[:size]
@@ -290,8 +306,11 @@ def _study(store: Store, spec: SearchSpec, objectives: Sequence[Objective]) -> o
     mine = {k: v for k, v in spec.to_dict().items() if k != "n_trials"}
     theirs = {k: v for k, v in (stored or {}).items() if k != "n_trials"}
     if stored is None or mine != theirs:
-        raise InvalidValueError("search name", f"a name not used by another study (study {spec.name!r} exists with "
-                                "other settings)", spec.name)
+        raise InvalidValueError(
+            "search name",
+            f"a name not used by another study (study {spec.name!r} exists with other settings)",
+            spec.name,
+        )
     if study.metric_names is None:  # a study written before hwpareto named its metrics
         _name_metrics(study, objectives)
     return study
@@ -308,8 +327,15 @@ def _last_generation(store: Store, study_id: int, key: str) -> int:
     """The highest generation stored under trial system attribute ``key`` in the study (-1: none)."""
     t, s = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
     with store.engine.connect() as conn:
-        found = conn.execute(select(s.c.value_json).join(t, t.c.trial_id == s.c.trial_id)
-                             .where(t.c.study_id == study_id, s.c.key == key)).scalars().all()
+        found = (
+            conn.execute(
+                select(s.c.value_json)
+                .join(t, t.c.trial_id == s.c.trial_id)
+                .where(t.c.study_id == study_id, s.c.key == key)
+            )
+            .scalars()
+            .all()
+        )
     return max((int(json.loads(v)) for v in found), default=-1)
 
 
@@ -323,18 +349,30 @@ def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np
         study_id = conn.execute(select(st.c.study_id).where(st.c.study_name == study_name)).scalar_one_or_none()
         if study_id is None:
             raise InvalidValueError("study", "an existing study in the store", study_name)
-        ids = dict(conn.execute(select(t.c.trial_id, t.c.number).where(t.c.study_id == study_id,
-                                                                          t.c.state == TrialState.COMPLETE)).all())
-        value_rows = conn.execute(select(v.c.trial_id, v.c.objective, v.c.value, v.c.value_type)
-                                  .join(t, t.c.trial_id == v.c.trial_id).where(t.c.study_id == study_id)).all()
+        ids = dict(
+            conn.execute(
+                select(t.c.trial_id, t.c.number).where(t.c.study_id == study_id, t.c.state == TrialState.COMPLETE)
+            ).all()
+        )
+        value_rows = conn.execute(
+            select(v.c.trial_id, v.c.objective, v.c.value, v.c.value_type)
+            .join(t, t.c.trial_id == v.c.trial_id)
+            .where(t.c.study_id == study_id)
+        ).all()
         attrs: dict[str, dict[int, Any]] = {"config": {}, "config_key": {}}
-        for row in conn.execute(select(u.c.trial_id, u.c.key, u.c.value_json).join(t, t.c.trial_id == u.c.trial_id)
-                                .where(t.c.study_id == study_id, u.c.key.in_(list(attrs)))):
+        for row in conn.execute(
+            select(u.c.trial_id, u.c.key, u.c.value_json)
+            .join(t, t.c.trial_id == u.c.trial_id)
+            .where(t.c.study_id == study_id, u.c.key.in_(list(attrs)))
+        ):
             attrs[row.key][row.trial_id] = json.loads(row.value_json)
         named: dict[int, dict[str, float]] = {}
-        for row in conn.execute(select(s.c.trial_id, s.c.key, s.c.value_json).join(t, t.c.trial_id == s.c.trial_id)
-                                .where(t.c.study_id == study_id, s.c.key.like(CONSTRAINT_PREFIX + "%"))):
-            named.setdefault(row.trial_id, {})[row.key[len(CONSTRAINT_PREFIX):]] = json.loads(row.value_json)
+        for row in conn.execute(
+            select(s.c.trial_id, s.c.key, s.c.value_json)
+            .join(t, t.c.trial_id == s.c.trial_id)
+            .where(t.c.study_id == study_id, s.c.key.like(CONSTRAINT_PREFIX + "%"))
+        ):
+            named.setdefault(row.trial_id, {})[row.key[len(CONSTRAINT_PREFIX) :]] = json.loads(row.value_json)
     order = sorted(ids, key=ids.__getitem__)
     position = {trial_id: i for i, trial_id in enumerate(order)}
     n_obj = 1 + max((row.objective for row in value_rows), default=0)
@@ -342,17 +380,21 @@ def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np
     for row in value_rows:
         if row.trial_id in position:
             values[position[row.trial_id], row.objective] = models.TrialValueModel.stored_repr_to_value(
-                row.value, row.value_type)
-    trials = [{"number": ids[i], "trial_id": i, "config": attrs["config"].get(i),
-               "config_key": attrs["config_key"].get(i)} for i in order]
+                row.value, row.value_type
+            )
+    trials = [
+        {"number": ids[i], "trial_id": i, "config": attrs["config"].get(i), "config_key": attrs["config_key"].get(i)}
+        for i in order
+    ]
     names = list(dict.fromkeys(name for i in order for name in named.get(i, {})))
     cons = np.array([[named.get(i, {}).get(n, np.nan) for n in names] for i in order]).reshape(len(order), len(names))
     return trials, values, cons
 
 
 # ---------------------------------------------------------------------------------------------------- run
-def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None = None,
-                  heartbeat: Callable[[int], bool] | None = None) -> SearchResult:
+def run_surrogate(
+    store: Store, spec: SearchSpec, *, progress: Progress | None = None, heartbeat: Callable[[int], bool] | None = None
+) -> SearchResult:
     """Run (or resume) the search until its study holds ``n_trials`` completed trials. ``heartbeat(done)`` is
     called after every generation; when it returns False (another worker took the search over) the run stops."""
     start = time.monotonic()
@@ -375,8 +417,11 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
     generation = _last_generation(store, study._study_id, generation_key) + 1
     rng = np.random.default_rng([spec.seed, have])  # a resumed run does not replay the first run's draws
     signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in objectives])
-    mirror = _mirror(spec, objectives, stored, values, constraints, dists, genome) if spec.sampler in (
-        "nsga3", "tpe") else None
+    mirror = (
+        _mirror(spec, objectives, stored, values, constraints, dists, genome)
+        if spec.sampler in ("nsga3", "tpe")
+        else None
+    )
     added = 0
     note = ""
     while have < spec.n_trials:
@@ -384,38 +429,67 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
         size = min(spec.population, spec.n_trials - have)
         if len(ids) and spec.sampler != "nsga3":  # generation's parents, where Optuna's NSGA-II looks for them
             rank, crowd = _rank(values[:, : len(objectives)] * signs, violation)
-            study._storage.set_study_system_attr(study._study_id, PARENT_CACHE_PREFIX + str(generation),
-                                                 ids[np.lexsort((-crowd, rank))[: spec.population]].tolist())
+            study._storage.set_study_system_attr(
+                study._study_id,
+                PARENT_CACHE_PREFIX + str(generation),
+                ids[np.lexsort((-crowd, rank))[: spec.population]].tolist(),
+            )
         asked: list[optuna.Trial] = []
-        propose = _proposer(spec, genome, rng, genes, values[:, : len(objectives)] * signs if len(values) else values,
-                            violation, mirror, dists, asked)
+        propose = _proposer(
+            spec,
+            genome,
+            rng,
+            genes,
+            values[:, : len(objectives)] * signs if len(values) else values,
+            violation,
+            mirror,
+            dists,
+            asked,
+        )
         # no trial on a SubNet the study has evaluated: canonical configs, repeats proposed again
         batch, origin = _distinct(genome, propose(size), propose, rng, seen, size)
         if not batch:
-            note = (f"stopped at {have} trials: every SubNet of the searched region has been evaluated "
-                    f"({len(seen)} distinct architectures)")
+            note = (
+                f"stopped at {have} trials: every SubNet of the searched region has been evaluated "
+                f"({len(seen)} distinct architectures)"
+            )
             for trial in asked:
                 mirror.tell(trial, state=optuna.trial.TrialState.FAIL)  # type: ignore[union-attr]
             break
         mean, _ = evaluator.evaluate(batch)
         obj_values = mean[:, [evaluator.metrics.index(o) for o in objectives]]
-        cons = np.column_stack([b.violation(mean[:, evaluator.metrics.index(b.objective)]) for b in budgets]) \
-            if budgets else None
-        rows = [TrialRow(c.values, dists, obj_values[i].tolist(),
-                         None if cons is None else {b.text: float(v) for b, v in zip(budgets, cons[i], strict=True)},
-                         {"config": c.values, "config_key": c.key, "arch_key": space.arch_key(c)},
-                         system_attrs={generation_key: generation})
-                for i, c in enumerate(batch)]
-        new_ids = np.array(bulk_add_trials(store, study._study_id, rows, started=started, completed=datetime.now(UTC)),
-                           dtype=np.int64)
+        cons = (
+            np.column_stack([b.violation(mean[:, evaluator.metrics.index(b.objective)]) for b in budgets])
+            if budgets
+            else None
+        )
+        rows = [
+            TrialRow(
+                c.values,
+                dists,
+                obj_values[i].tolist(),
+                None if cons is None else {b.text: float(v) for b, v in zip(budgets, cons[i], strict=True)},
+                {"config": c.values, "config_key": c.key, "arch_key": space.arch_key(c)},
+                system_attrs={generation_key: generation},
+            )
+            for i, c in enumerate(batch)
+        ]
+        new_ids = np.array(
+            bulk_add_trials(store, study._study_id, rows, started=started, completed=datetime.now(UTC)), dtype=np.int64
+        )
         generation += 1
         if mirror is not None:  # proposals told their SubNet's values; repeats failed; uniform draws added
             told = set()
             for index, row in zip(origin, rows, strict=True):
                 if index < 0:
-                    mirror.add_trial(optuna.trial.create_trial(
-                        params=dict(row.params), distributions=dists, values=row.values,
-                        constraints=dict(row.constraints) if row.constraints else None))
+                    mirror.add_trial(
+                        optuna.trial.create_trial(
+                            params=dict(row.params),
+                            distributions=dists,
+                            values=row.values,
+                            constraints=dict(row.constraints) if row.constraints else None,
+                        )
+                    )
                     continue
                 for name, value in (row.constraints or {}).items():
                     asked[index].set_constraint(name, value)
@@ -443,9 +517,17 @@ def run_surrogate(store: Store, spec: SearchSpec, *, progress: Progress | None =
     return SearchResult(spec.name, have, added, time.monotonic() - start, note)
 
 
-def _proposer(spec: SearchSpec, genome: _Genome, rng: np.random.Generator, genes: np.ndarray, signed: np.ndarray,
-              violation: np.ndarray, mirror: optuna.Study | None, dists: dict[str, Any],
-              asked: list[optuna.Trial]) -> Callable[[int], list[SubNetConfig]]:
+def _proposer(
+    spec: SearchSpec,
+    genome: _Genome,
+    rng: np.random.Generator,
+    genes: np.ndarray,
+    signed: np.ndarray,
+    violation: np.ndarray,
+    mirror: optuna.Study | None,
+    dists: dict[str, Any],
+    asked: list[optuna.Trial],
+) -> Callable[[int], list[SubNetConfig]]:
     """``propose(n)``: n configs from the search's sampler (Optuna's asked trials are appended to ``asked``)."""
     if spec.sampler == "random" or (spec.sampler == "nsga2" and len(genes) < spec.population):
         return lambda n: genome.decode(genome.random(rng, n), rng)
@@ -457,11 +539,19 @@ def _proposer(spec: SearchSpec, genome: _Genome, rng: np.random.Generator, genes
         new = [mirror.ask(dists) for _ in range(n)]
         asked.extend(new)
         return genome.decode(np.array([genome.encode(t.params) for t in new]), rng)
+
     return propose
 
 
-def _mirror(spec: SearchSpec, objectives: Sequence[Objective], stored: list[dict[str, Any]], values: np.ndarray,
-            constraints: np.ndarray, dists: dict[str, Any], genome: _Genome) -> optuna.Study:
+def _mirror(
+    spec: SearchSpec,
+    objectives: Sequence[Objective],
+    stored: list[dict[str, Any]],
+    values: np.ndarray,
+    constraints: np.ndarray,
+    dists: dict[str, Any],
+    genome: _Genome,
+) -> optuna.Study:
     """An in-memory study holding the stored trials, for Optuna's own samplers (constraints as trial
     constraints, which Optuna 5's samplers read)."""
     if spec.sampler == "tpe":
@@ -475,10 +565,16 @@ def _mirror(spec: SearchSpec, objectives: Sequence[Objective], stored: list[dict
         if trial["config"] is None:
             continue
         params = {d.name: trial["config"][d.name] for d in genome.dims}
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions=dists, values=values[i, : len(objectives)].tolist(),
-            constraints={b: float(v) for b, v in zip(spec.budgets_text(), constraints[i], strict=True)}
-            if constraints.size else None))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                values=values[i, : len(objectives)].tolist(),
+                constraints={b: float(v) for b, v in zip(spec.budgets_text(), constraints[i], strict=True)}
+                if constraints.size
+                else None,
+            )
+        )
     return study
 
 
@@ -494,5 +590,8 @@ def _check_budgets(genome: _Genome, evaluator: Evaluator, budgets: Sequence[Budg
         column = mean[:, evaluator.metrics.index(budget.objective)]
         if not (budget.violation(column) <= 0).any():
             best = column.max() if budget.objective.direction == "maximize" else column.min()
-            raise InvalidValueError(f"budget {budget.text!r}", f"a bound some SubNet meets (best reachable value "
-                                    f"found: {best:.4g})", budget.bound)
+            raise InvalidValueError(
+                f"budget {budget.text!r}",
+                f"a bound some SubNet meets (best reachable value found: {best:.4g})",
+                budget.bound,
+            )

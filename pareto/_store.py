@@ -344,8 +344,9 @@ class Store:
         if not isinstance(space, DeclarativeSpace):
             raise InvalidValueError("space", "a DeclarativeSpace", type(space).__name__)
         if space.name in BUILTIN_SPACES:
-            raise InvalidValueError("space.name", "a name other than the built-ins " + ", ".join(BUILTIN_SPACES),
-                                    space.name)
+            raise InvalidValueError(
+                "space.name", "a name other than the built-ins " + ", ".join(BUILTIN_SPACES), space.name
+            )
         document = _canonical("space", space.to_dict())
         with self.transaction() as conn:
             stored = conn.execute(select(Space.definition_json).where(Space.name == space.name)).scalar_one_or_none()
@@ -477,15 +478,18 @@ class Store:
         frame = pd.DataFrame.from_records([tuple(row) for row in rows], columns=MEASUREMENT_COLUMNS)
         return frame.astype({"value": "float64", "std": "float64", "n": "Int64", "batch": "int64"})
 
-    def measured_table(self, space: str, metric: str, subjects: Sequence[str] | None = None,
-                       subject_kind: str = "device") -> pd.DataFrame:
+    def measured_table(
+        self, space: str, metric: str, subjects: Sequence[str] | None = None, subject_kind: str = "device"
+    ) -> pd.DataFrame:
         """Measured values (median over repeats; stored predictions left out) as a wide table: one row per
         SubNet key (index ``config_key``), one column per subject (``subjects`` in order, else every subject with
         such values, sorted), NaN where a subject has not measured a SubNet."""
         m = Measurement
-        query = (select(SubNet.key, m.subject, m.value).join(SubNet, SubNet.id == m.subnet_id)
-                 .where(SubNet.space == space, m.metric == metric, m.subject_kind == subject_kind,
-                        m.source != "predicted"))
+        query = (
+            select(SubNet.key, m.subject, m.value)
+            .join(SubNet, SubNet.id == m.subnet_id)
+            .where(SubNet.space == space, m.metric == metric, m.subject_kind == subject_kind, m.source != "predicted")
+        )
         if subjects is not None:
             query = query.where(m.subject.in_(list(subjects)))
         compiled = query.compile(dialect=self._engine.dialect, compile_kwargs={"render_postcompile": True})
@@ -577,8 +581,16 @@ class Store:
             raise InvalidValueError("predictor.kind", "one of " + ", ".join(PREDICTOR_KINDS), kind)
         if not isinstance(blob, bytes) or not blob:
             raise InvalidValueError("predictor.blob", "non-empty bytes", type(blob).__name__)
-        values = {"name": name, "kind": kind, "space": space, "dataset": dataset, "metric": metric, "format": fmt,
-                  "blob": blob, "meta_json": _canonical("predictor.meta", meta)}
+        values = {
+            "name": name,
+            "kind": kind,
+            "space": space,
+            "dataset": dataset,
+            "metric": metric,
+            "format": fmt,
+            "blob": blob,
+            "meta_json": _canonical("predictor.meta", meta),
+        }
         with self.transaction() as conn:
             if device is not None:
                 device_id = conn.execute(select(Device.id).where(Device.name == device)).scalar_one_or_none()
@@ -609,8 +621,9 @@ class Store:
     def update_predictor_meta(self, name: str, meta: Mapping[str, Any]) -> None:
         """Replace the JSON metadata of predictor ``name`` (e.g. to append a drift check)."""
         with self.transaction() as conn:
-            updated = conn.execute(update(Predictor).where(Predictor.name == name)
-                                   .values(meta_json=_canonical("predictor.meta", meta))).rowcount
+            updated = conn.execute(
+                update(Predictor).where(Predictor.name == name).values(meta_json=_canonical("predictor.meta", meta))
+            ).rowcount
             if not updated:
                 raise InvalidValueError("predictor", "a trained predictor", name)
 
@@ -621,8 +634,16 @@ class Store:
         with self.transaction() as conn:
             if conn.execute(select(Search.id).where(Search.name == name)).first() is not None:
                 raise InvalidValueError("search name", "a name not used by another search", name)
-            conn.execute(insert(Search).values(name=name, space=space, params_json=_canonical("search", params),
-                                               status="queued", n_trials=n_trials, study_name=name))
+            conn.execute(
+                insert(Search).values(
+                    name=name,
+                    space=space,
+                    params_json=_canonical("search", params),
+                    status="queued",
+                    n_trials=n_trials,
+                    study_name=name,
+                )
+            )
         return self.get_search(name)
 
     def get_search(self, name: str) -> dict[str, Any]:
@@ -631,8 +652,7 @@ class Store:
             row = conn.execute(select(Search).where(Search.name == name)).first()
             if row is None:
                 known = conn.execute(select(Search.name).order_by(Search.id.desc()).limit(20)).scalars().all()
-                raise InvalidValueError("search", "one of " + ", ".join(known) if known else "a submitted search",
-                                        name)
+                raise InvalidValueError("search", "one of " + ", ".join(known) if known else "a submitted search", name)
         return _search_dict(row)
 
     def list_searches(self) -> list[dict[str, Any]]:
@@ -658,16 +678,21 @@ class Store:
         now = utcnow()
         stale = now - timedelta(seconds=stale_after_s)
         with self.transaction() as conn:
-            query = select(Search).where(
-                (Search.status == "queued") | ((Search.status == "running") & (Search.heartbeat_at < stale))
-            ).order_by(Search.id)
+            query = (
+                select(Search)
+                .where((Search.status == "queued") | ((Search.status == "running") & (Search.heartbeat_at < stale)))
+                .order_by(Search.id)
+            )
             if name is not None:
                 query = query.where(Search.name == name)
             row = conn.execute(query.limit(1)).first()
             if row is None:
                 return None
-            conn.execute(update(Search).where(Search.id == row.id)
-                         .values(status="running", worker=worker, heartbeat_at=now, error=None))
+            conn.execute(
+                update(Search)
+                .where(Search.id == row.id)
+                .values(status="running", worker=worker, heartbeat_at=now, error=None)
+            )
         return self.get_search(row.name)
 
     def requeue_search(self, name: str, n_trials: int | None = None) -> None:
@@ -676,20 +701,24 @@ class Store:
         with self.transaction() as conn:
             if n_trials is not None:
                 params = conn.execute(select(Search.params_json).where(Search.name == name)).scalar_one()
-                values.update(n_trials=n_trials,
-                              params_json=_canonical("search", {**json.loads(params), "n_trials": n_trials}))
+                values.update(
+                    n_trials=n_trials, params_json=_canonical("search", {**json.loads(params), "n_trials": n_trials})
+                )
             conn.execute(update(Search).where(Search.name == name, Search.status != "running").values(**values))
 
     def heartbeat_search(self, name: str, worker: str, trials_done: int) -> bool:
         """Record progress; False when ``worker`` no longer owns the search (taken over or cancelled)."""
         with self._engine.begin() as conn:
-            updated = conn.execute(update(Search).where(Search.name == name, Search.worker == worker,
-                                                        Search.status == "running")
-                                   .values(heartbeat_at=utcnow(), trials_done=trials_done)).rowcount
+            updated = conn.execute(
+                update(Search)
+                .where(Search.name == name, Search.worker == worker, Search.status == "running")
+                .values(heartbeat_at=utcnow(), trials_done=trials_done)
+            ).rowcount
         return bool(updated)
 
-    def finish_search(self, name: str, worker: str, status: str, error: str | None = None,
-                      trials_done: int | None = None) -> None:
+    def finish_search(
+        self, name: str, worker: str, status: str, error: str | None = None, trials_done: int | None = None
+    ) -> None:
         """Mark ``worker``'s search done, failed or cancelled."""
         if status not in SEARCH_STATUSES:
             raise InvalidValueError("search.status", "one of " + ", ".join(SEARCH_STATUSES), status)
@@ -1094,19 +1123,44 @@ def _chunks(items: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
 
 
 def _predictor_query() -> Any:
-    return select(Predictor.name, Predictor.kind, Predictor.space, Device.name.label("device"), Predictor.dataset,
-                  Predictor.metric, Predictor.format, Predictor.meta_json, Predictor.created_at).outerjoin(
-        Device, Device.id == Predictor.device_id)
+    return select(
+        Predictor.name,
+        Predictor.kind,
+        Predictor.space,
+        Device.name.label("device"),
+        Predictor.dataset,
+        Predictor.metric,
+        Predictor.format,
+        Predictor.meta_json,
+        Predictor.created_at,
+    ).outerjoin(Device, Device.id == Predictor.device_id)
 
 
 def _predictor_dict(row: Any) -> dict[str, Any]:
-    return {"name": row.name, "kind": row.kind, "space": row.space, "device": row.device, "dataset": row.dataset,
-            "metric": row.metric, "format": row.format, "meta": json.loads(row.meta_json),
-            "created_at": row.created_at.isoformat() if row.created_at else None}
+    return {
+        "name": row.name,
+        "kind": row.kind,
+        "space": row.space,
+        "device": row.device,
+        "dataset": row.dataset,
+        "metric": row.metric,
+        "format": row.format,
+        "meta": json.loads(row.meta_json),
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+    }
 
 
 def _search_dict(row: Any) -> dict[str, Any]:
-    return {"name": row.name, "space": row.space, "params": json.loads(row.params_json), "status": row.status,
-            "n_trials": row.n_trials, "trials_done": row.trials_done, "study_name": row.study_name,
-            "worker": row.worker, "heartbeat_at": row.heartbeat_at.isoformat() if row.heartbeat_at else None,
-            "error": row.error, "created_at": row.created_at.isoformat() if row.created_at else None}
+    return {
+        "name": row.name,
+        "space": row.space,
+        "params": json.loads(row.params_json),
+        "status": row.status,
+        "n_trials": row.n_trials,
+        "trials_done": row.trials_done,
+        "study_name": row.study_name,
+        "worker": row.worker,
+        "heartbeat_at": row.heartbeat_at.isoformat() if row.heartbeat_at else None,
+        "error": row.error,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+    }

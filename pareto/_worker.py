@@ -55,11 +55,14 @@ def completed_trials(store: Store, name: str) -> int | None:
     """How many trials of study ``name`` are complete (what a failed search kept); None when unreadable."""
     try:
         with store.engine.connect() as conn:
-            return int(conn.execute(
-                select(func.count()).select_from(models.TrialModel).join(
-                    models.StudyModel, models.StudyModel.study_id == models.TrialModel.study_id)
-                .where(models.StudyModel.study_name == name, models.TrialModel.state == TrialState.COMPLETE)
-            ).scalar_one())
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(models.TrialModel)
+                    .join(models.StudyModel, models.StudyModel.study_id == models.TrialModel.study_id)
+                    .where(models.StudyModel.study_name == name, models.TrialModel.state == TrialState.COMPLETE)
+                ).scalar_one()
+            )
     except Exception:  # a failed search is recorded as failed whatever the count
         return None
 
@@ -71,16 +74,22 @@ def validate_spec(store: Store, spec: SearchSpec) -> None:
     objectives, budgets = spec.parsed()
     for name, value in spec.fixed.items():
         space.dimension(name).coerce(value, space.name)
-    evaluator = Evaluator(store, space, [o for o in [*objectives, *(b.objective for b in budgets)]
-                                         if spec.mode == "surrogate" or o != objectives[0]])
+    evaluator = Evaluator(
+        store,
+        space,
+        [o for o in [*objectives, *(b.objective for b in budgets)] if spec.mode == "surrogate" or o != objectives[0]],
+    )
     if spec.mode == "surrogate":
         check_budgets(_Genome(space, spec.fixed), evaluator, budgets, spec.seed)
     else:
         n_candidates = len(_budgeted_candidates(store, space, spec)[1])
         initial = int(spec.options.get("initial", 20))
         if min(spec.n_trials, n_candidates) < initial:
-            raise InvalidValueError("trials of a budgeted search", f"at least its initial design ({initial}), with "
-                                    f"as many candidates ({n_candidates} meet the budgets)", spec.n_trials)
+            raise InvalidValueError(
+                "trials of a budgeted search",
+                f"at least its initial design ({initial}), with as many candidates ({n_candidates} meet the budgets)",
+                spec.n_trials,
+            )
 
 
 def submit(store: Store, spec: SearchSpec) -> dict[str, Any]:
@@ -107,12 +116,14 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
     if existing is None:
         submit(store, spec)
     elif {k: v for k, v in existing["params"].items() if k != "n_trials"} != {
-            k: v for k, v in spec.to_dict().items() if k != "n_trials"}:
+        k: v for k, v in spec.to_dict().items() if k != "n_trials"
+    }:
         raise InvalidValueError("search name", "a name not used by a search with other settings", spec.name)
     store.requeue_search(spec.name, spec.n_trials)  # a finished or failed search runs again; no-op if running
     if store.claim_search(me, spec.name, STALE_AFTER_S) is None:
-        raise InvalidValueError(f"search {spec.name!r}", "not running elsewhere",
-                                f"running on {store.get_search(spec.name)['worker']}")
+        raise InvalidValueError(
+            f"search {spec.name!r}", "not running elsewhere", f"running on {store.get_search(spec.name)['worker']}"
+        )
     alive = _Beat(store, spec.name, me, HEARTBEAT_S)
 
     def beat(done: int) -> bool:
@@ -127,8 +138,9 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
             result = run_budgeted(store, spec, heartbeat=beat)
     except BaseException as exc:
         alive.stop()
-        store.finish_search(spec.name, me, "failed", str(exc) or type(exc).__name__,
-                            trials_done=completed_trials(store, spec.name))
+        store.finish_search(
+            spec.name, me, "failed", str(exc) or type(exc).__name__, trials_done=completed_trials(store, spec.name)
+        )
         raise
     alive.stop()
     store.finish_search(spec.name, me, "done", trials_done=result.total)
@@ -144,9 +156,12 @@ def _heartbeat_storage(store: Store, heartbeat_s: float) -> RDBStorage:
     """Optuna storage with trial heartbeats: a running trial silent for 3 heartbeats is failed and re-enqueued."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(store.optuna_storage().url, heartbeat_interval=max(1, round(heartbeat_s)),
-                          grace_period=max(2, round(3 * heartbeat_s)),
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        return RDBStorage(
+            store.optuna_storage().url,
+            heartbeat_interval=max(1, round(heartbeat_s)),
+            grace_period=max(2, round(3 * heartbeat_s)),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        )
 
 
 class _EnqueuedOnly(optuna.samplers.BaseSampler):
@@ -159,28 +174,38 @@ class _EnqueuedOnly(optuna.samplers.BaseSampler):
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
         return {}
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: Any) -> Any:
-        raise HwparetoError(f"trial {trial.number} of budgeted search {study.study_name!r} was not enqueued "
-                            f"(no value for {param_name!r})")
+    def sample_independent(
+        self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: Any
+    ) -> Any:
+        raise HwparetoError(
+            f"trial {trial.number} of budgeted search {study.study_name!r} was not enqueued "
+            f"(no value for {param_name!r})"
+        )
 
 
-def _budgeted_candidates(store: Store, space: SearchSpace, spec: SearchSpec
-                         ) -> tuple[dict[str, float], list[SubNetConfig], np.ndarray]:
+def _budgeted_candidates(
+    store: Store, space: SearchSpace, spec: SearchSpec
+) -> tuple[dict[str, float], list[SubNetConfig], np.ndarray]:
     """The oracle (config key -> stored value of the evaluated objective), the candidates every budget admits and
     their cheap objectives; a budget no candidate meets is refused (by :func:`validate_spec`, before any write)."""
     objectives, budgets = spec.parsed()
     evaluated = objectives[0]
     if evaluated.subject is None:
-        raise InvalidValueError("first objective of a budgeted search", "METRIC@DATASET (the evaluated one)",
-                                evaluated.name)
-    table = store.measurements(space=space.name, subject=evaluated.subject, subject_kind="dataset",
-                               metric=evaluated.metric)
+        raise InvalidValueError(
+            "first objective of a budgeted search", "METRIC@DATASET (the evaluated one)", evaluated.name
+        )
+    table = store.measurements(
+        space=space.name, subject=evaluated.subject, subject_kind="dataset", metric=evaluated.metric
+    )
     if table.empty:
-        raise InvalidValueError(f"oracle {evaluated.name}", "stored measurements to evaluate against "
-                                "(hwpareto import ... --dataset)", "none")
-    table = table.groupby("config_key", as_index=False).agg(config_json=("config_json", "first"),
-                                                            value=("value", "median"))
+        raise InvalidValueError(
+            f"oracle {evaluated.name}",
+            "stored measurements to evaluate against (hwpareto import ... --dataset)",
+            "none",
+        )
+    table = table.groupby("config_key", as_index=False).agg(
+        config_json=("config_json", "first"), value=("value", "median")
+    )
     oracle = dict(zip(table["config_key"], table["value"].astype(float), strict=True))
     candidates = [space.validate(json.loads(t)) for t in table["config_json"]]
     cheap = Evaluator(store, space, [*objectives[1:], *(b.objective for b in budgets)])
@@ -190,8 +215,11 @@ def _budgeted_candidates(store: Store, space: SearchSpace, spec: SearchSpec
         keep &= b.violation(mean[:, cheap.metrics.index(b.objective)]) <= 0
     if not keep.any():
         raise InvalidValueError("budgets", "bounds some candidate meets", list(spec.budgets))
-    return (oracle, [c for c, k in zip(candidates, keep, strict=True) if k],
-            mean[keep][:, [cheap.metrics.index(o) for o in objectives[1:]]])
+    return (
+        oracle,
+        [c for c, k in zip(candidates, keep, strict=True) if k],
+        mean[keep][:, [cheap.metrics.index(o) for o in objectives[1:]]],
+    )
 
 
 class _Budgeted:
@@ -217,8 +245,13 @@ class _Budgeted:
             self.study = optuna.load_study(study_name=spec.name, storage=self.storage, sampler=_EnqueuedOnly())
         except KeyError:
             directions: list[Any] = [o.direction for o in self.objectives]
-            self.study = optuna.create_study(study_name=spec.name, storage=self.storage, sampler=_EnqueuedOnly(),
-                                             directions=directions, load_if_exists=True)
+            self.study = optuna.create_study(
+                study_name=spec.name,
+                storage=self.storage,
+                sampler=_EnqueuedOnly(),
+                directions=directions,
+                load_if_exists=True,
+            )
             self.study.set_user_attr(SPEC_ATTR, spec.to_dict())
         self.study_id = self.storage.get_study_id_from_name(spec.name)
         self.position = {c.key: i for i, c in enumerate(self.candidates)}
@@ -259,9 +292,14 @@ class _Budgeted:
 
     # ------------------------------------------------------------------------------------------ evaluation
     def objective(self, trial: optuna.Trial) -> list[float]:
-        values = {d.name: trial.suggest_categorical(d.name, list(d.choices)) if d.kind == "categorical" else
-                  trial.suggest_int(d.name, int(d.low or 0), int(d.high or 0), step=d.step) if d.kind == "int" else
-                  trial.suggest_float(d.name, float(d.low or 0), float(d.high or 0)) for d in self.space.dimensions}
+        values = {
+            d.name: trial.suggest_categorical(d.name, list(d.choices))
+            if d.kind == "categorical"
+            else trial.suggest_int(d.name, int(d.low or 0), int(d.high or 0), step=d.step)
+            if d.kind == "int"
+            else trial.suggest_float(d.name, float(d.low or 0), float(d.high or 0))
+            for d in self.space.dimensions
+        }
         config = self.space.validate(values)
         trial.set_user_attr("config_key", config.key)
         trial.set_user_attr("config", config.values)
@@ -302,8 +340,14 @@ class _Budgeted:
                 trial.set_user_attr("duplicate_of", None)
                 self.study.tell(trial, state=TrialState.FAIL)
                 return False
-            rivals = [t for t in everything if t.number != number and t.state != TrialState.FAIL
-                      and self.key(t) == key and (t.number < number or t.state == TrialState.COMPLETE)]
+            rivals = [
+                t
+                for t in everything
+                if t.number != number
+                and t.state != TrialState.FAIL
+                and self.key(t) == key
+                and (t.number < number or t.state == TrialState.COMPLETE)
+            ]
             if rivals:  # another trial of this SubNet is older or done: this one is failed unevaluated
                 trial.set_user_attr("duplicate_of", min(t.number for t in rivals))
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -333,8 +377,9 @@ class _Budgeted:
                 continue  # a missed beat; the next one may pass
 
 
-def run_budgeted(store: Store, spec: SearchSpec, *, heartbeat: Callable[[int], bool] | None = None,
-                 heartbeat_s: float = HEARTBEAT_S) -> SearchResult:
+def run_budgeted(
+    store: Store, spec: SearchSpec, *, heartbeat: Callable[[int], bool] | None = None, heartbeat_s: float = HEARTBEAT_S
+) -> SearchResult:
     """Coordinate an evaluation-budgeted search (helpers join with :func:`help_budgeted`): exactly
     ``min(n_trials, candidates)`` SubNets are evaluated, each once (see :class:`_Budgeted`)."""
     from pareto._budgeted import budgeted_search, enqueue_batch
@@ -351,8 +396,11 @@ def run_budgeted(store: Store, spec: SearchSpec, *, heartbeat: Callable[[int], b
         if heartbeat is not None and not heartbeat(len(job.results())):
             raise HwparetoError(f"search {spec.name!r} was taken over by another worker")
         done, pending = job.results(), job.pending()
-        enqueue_batch(job.study, job.candidates, [i for i, k in zip(indices, keys, strict=True)
-                                                  if k not in done and k not in pending])
+        enqueue_batch(
+            job.study,
+            job.candidates,
+            [i for i, k in zip(indices, keys, strict=True) if k not in done and k not in pending],
+        )
         missing_since: dict[str, float] = {}
         while True:
             done = job.results()
@@ -378,15 +426,24 @@ def run_budgeted(store: Store, spec: SearchSpec, *, heartbeat: Callable[[int], b
             time.sleep(0.2)  # the rest are running in other workers
         return np.array([done[k] for k in keys])
 
-    budgeted_search(job.candidates, features, job.cheap, evaluate, min(spec.n_trials, len(job.candidates)),
-                    directions=[o.direction for o in job.objectives[1:]], batch_size=int(options.get("batch", 10)),
-                    initial=int(options.get("initial", 20)), seed=spec.seed)
+    budgeted_search(
+        job.candidates,
+        features,
+        job.cheap,
+        evaluate,
+        min(spec.n_trials, len(job.candidates)),
+        directions=[o.direction for o in job.objectives[1:]],
+        batch_size=int(options.get("batch", 10)),
+        initial=int(options.get("initial", 20)),
+        seed=spec.seed,
+    )
     total = len(job.results())
     return SearchResult(spec.name, total, total - before, time.monotonic() - start)
 
 
-def help_budgeted(store: Store, spec: SearchSpec, *, keep_going: Callable[[], bool],
-                  heartbeat_s: float = HEARTBEAT_S) -> int:
+def help_budgeted(
+    store: Store, spec: SearchSpec, *, keep_going: Callable[[], bool], heartbeat_s: float = HEARTBEAT_S
+) -> int:
     """Evaluate waiting trials of a running budgeted search while ``keep_going()``; returns trials evaluated."""
     job = _Budgeted(store, spec, heartbeat_s)
     n = 0
@@ -399,10 +456,18 @@ def help_budgeted(store: Store, spec: SearchSpec, *, keep_going: Callable[[], bo
 
 
 # ---------------------------------------------------------------------------------------------------- worker
-def run_worker(store: Store, *, study: str | None = None, idle_exit_s: float | None = None,
-               poll_s: float = 1.0, heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S,
-               log: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep) -> int:
+def run_worker(
+    store: Store,
+    *,
+    study: str | None = None,
+    idle_exit_s: float | None = None,
+    poll_s: float = 1.0,
+    heartbeat_s: float = HEARTBEAT_S,
+    stale_after_s: float = STALE_AFTER_S,
+    log: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Claim and run queued searches (only ``study`` when given) until idle for ``idle_exit_s``; helps running
     budgeted searches when there is nothing to claim. Returns the number of searches completed here.
 
@@ -444,10 +509,14 @@ def run_worker(store: Store, *, study: str | None = None, idle_exit_s: float | N
         idle_since = clock()  # the idle clock starts when a search ends, not when it was claimed
 
 
-def _help_one(store: Store, study: str | None, heartbeat_s: float, stale_after_s: float,
-              log: Callable[[str], None]) -> bool:
-    running = [s for s in store.list_searches() if s["status"] == "running" and s["params"].get("mode") == "budgeted"
-               and (study is None or s["name"] == study)]
+def _help_one(
+    store: Store, study: str | None, heartbeat_s: float, stale_after_s: float, log: Callable[[str], None]
+) -> bool:
+    running = [
+        s
+        for s in store.list_searches()
+        if s["status"] == "running" and s["params"].get("mode") == "budgeted" and (study is None or s["name"] == study)
+    ]
     if not running:
         return False
     spec = SearchSpec.from_dict(running[0]["params"])

@@ -21,8 +21,15 @@ class _OneLineErrors(TyperGroup):
     """The ``hwpareto`` group: a bad option or argument (``--seed -5``, ``--trials 1e23``) is one line on stderr,
     ``error: Invalid value for '--seed': ...``, and exit code 2, like every other user error (no usage box)."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, windows_expand_args: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **kwargs: Any,
+    ) -> Any:
         kwargs["windows_expand_args"] = windows_expand_args
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
@@ -433,8 +440,10 @@ def devices(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
 
     s = _open_store(store)
     spaces = [s.space(name) for name in s.space_names()]
-    rows = [{**d, "lut_entries_per_space": lut_entries_per_space(s, d["name"], spaces) if d["lut_entries"] else {}}
-            for d in s.list_devices()]
+    rows = [
+        {**d, "lut_entries_per_space": lut_entries_per_space(s, d["name"], spaces) if d["lut_entries"] else {}}
+        for d in s.list_devices()
+    ]
     if json_out:
         _echo_json(rows)
     elif not rows:
@@ -536,8 +545,11 @@ def device_presets(json_out: JsonOpt = False) -> None:
     if json_out:
         _echo_json([sp.to_dict() for sp in specs])
     else:
-        _table([{"name": sp.name, "kind": sp.kind, "backend": sp.backend, "description": sp.description}
-                for sp in specs], ["name", "kind", "backend", "description"], title="device presets")
+        _table(
+            [{"name": sp.name, "kind": sp.kind, "backend": sp.backend, "description": sp.description} for sp in specs],
+            ["name", "kind", "backend", "description"],
+            title="device presets",
+        )
 
 
 @app.command()
@@ -575,17 +587,27 @@ def profile(
         def advance(done: int, total: int, key: str) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = build_lut(s, spec, sp, restrict=restrict, batch=batch, budget_s=budget_s, workers=workers,
-                           progress=advance)
-    info = {"device": report.device, "space": report.space, "layers": report.total, "already": report.already,
-            "measured": report.measured, "failed": [{"layer": k, "reason": r} for k, r in report.failed],
-            "remaining": report.remaining, "seconds": round(report.seconds, 1)}
+        report = build_lut(
+            s, spec, sp, restrict=restrict, batch=batch, budget_s=budget_s, workers=workers, progress=advance
+        )
+    info = {
+        "device": report.device,
+        "space": report.space,
+        "layers": report.total,
+        "already": report.already,
+        "measured": report.measured,
+        "failed": [{"layer": k, "reason": r} for k, r in report.failed],
+        "remaining": report.remaining,
+        "seconds": round(report.seconds, 1),
+    }
     if json_out:
         _echo_json(info)
         return
-    typer.echo(f"{report.device} × {report.space}: {report.total} distinct layers, {report.already} already in the "
-               f"LUT, {report.measured} measured now, {len(report.failed)} failed, {report.remaining} left "
-               f"({report.seconds:.1f} s)")
+    typer.echo(
+        f"{report.device} × {report.space}: {report.total} distinct layers, {report.already} already in the "
+        f"LUT, {report.measured} measured now, {len(report.failed)} failed, {report.remaining} left "
+        f"({report.seconds:.1f} s)"
+    )
     for _key, reason in report.failed[:10]:
         typer.echo(f"  failed: {reason}")
     if report.remaining:
@@ -600,8 +622,12 @@ def measure(
     n: Annotated[int, typer.Option("-n", "--n", min=1, max=_COUNT_MAX, help="Number of SubNets.")] = 20,
     seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Sampling seed.")] = 0,
     batch: Annotated[int, typer.Option("--batch", min=1, max=_BATCH_MAX, help="Batch size.")] = 1,
-    in_file: Annotated[Path | None, typer.Option(
-        "--in", help="Measure these configs (.jsonl or .csv, e.g. from reference-set) instead of N sampled.")] = None,
+    in_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--in", help="Measure these configs (.jsonl or .csv, e.g. from reference-set) instead of N sampled."
+        ),
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Measure N sampled SubNets (or those of --in) end to end (extracted modules, or simulated) and store them as
@@ -618,8 +644,9 @@ def measure(
     configs = _read_configs(sp, in_file) if in_file is not None else [sp.sample(rng) for _ in range(n)]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
         task = bar.add_task(f"{spec.name} × {sp.name}", total=len(configs))
-        stored = measure_subnets(s, spec, sp, configs, batch=batch,
-                                 progress=lambda done, total, key: bar.update(task, completed=done))
+        stored = measure_subnets(
+            s, spec, sp, configs, batch=batch, progress=lambda done, total, key: bar.update(task, completed=done)
+        )
     typer.echo(f"stored end-to-end figures of {stored} {sp.name} SubNets on {spec.name}")
 
 
@@ -689,22 +716,28 @@ def _print_train(report: Any, json_out: bool) -> None:
     if json_out:
         out: dict[str, Any] = {"name": report.name, "n_train": report.n_train, "validation": report.validation}
         if known is not None:
-            out["known"] = {"used": list(known.used), "predicted": list(known.predicted),
-                            "skipped": [{"device": d, "reason": r} for d, r in known.skipped]}
+            out["known"] = {
+                "used": list(known.used),
+                "predicted": list(known.predicted),
+                "skipped": [{"device": d, "reason": r} for d, r in known.skipped],
+            }
         _echo_json(out)
         return
     v = report.validation
     typer.echo(f"stored predictor {report.name!r} ({report.n_train} training SubNets)")
     if known is not None:
-        filled = f" (own predictors fill in unmeasured SubNets of: {', '.join(known.predicted)})" if known.predicted \
-            else ""
+        filled = (
+            f" (own predictors fill in unmeasured SubNets of: {', '.join(known.predicted)})" if known.predicted else ""
+        )
         typer.echo(f"  known devices used: {', '.join(known.used)}{filled}")
         for device, reason in known.skipped:
             typer.echo(f"  skipped {device}: {reason}")
     if "kendall_tau" in v:
         lut = f", LUT-sum alone {v['lut_sum_mape_pct']:.1f} %" if "lut_sum_mape_pct" in v else ""
-        typer.echo(f"  held out ({v['split']}): Kendall τ {v['kendall_tau']:.3f}, MAPE {v['mape_pct']:.2f} %{lut}, "
-                   f"within ±10 % {v['within_10pct']:.1f} %, ±1σ coverage {v.get('coverage_1sigma_pct', 0):.0f} %")
+        typer.echo(
+            f"  held out ({v['split']}): Kendall τ {v['kendall_tau']:.3f}, MAPE {v['mape_pct']:.2f} %{lut}, "
+            f"within ±10 % {v['within_10pct']:.1f} %, ±1σ coverage {v.get('coverage_1sigma_pct', 0):.0f} %"
+        )
 
 
 @train_app.command("latency")
@@ -715,11 +748,14 @@ def train_latency_cmd(
     metric: Annotated[str, typer.Option("--metric", help="latency_ms or energy_mj.")] = "latency_ms",
     few_shot: Annotated[
         int | None,
-        typer.Option("--few-shot", min=3, max=_COUNT_MAX,
-                     help="Use only K measurements of DEVICE (transfer).")
+        typer.Option("--few-shot", min=3, max=_COUNT_MAX, help="Use only K measurements of DEVICE (transfer)."),
     ] = None,
-    known: Annotated[str | None, typer.Option(
-        "--known", help="Few-shot: exactly these known devices, comma-separated (default: chosen by rule).")] = None,
+    known: Annotated[
+        str | None,
+        typer.Option(
+            "--known", help="Few-shot: exactly these known devices, comma-separated (default: chosen by rule)."
+        ),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Predictor name (default derived).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, max=_SEED_MAX, help="Split and model seed.")] = 0,
     store: StoreOpt = None,
@@ -742,15 +778,34 @@ def train_latency_cmd(
         def advance(done: int, total: int, what: str) -> None:
             nonlocal bar
             if bar is None:  # only when known devices' predictors must be trained first
-                typer.echo(f"training the predictors of {total} known device(s) that have not measured every "
-                           f"SubNet (they fill in what those devices lack)", err=True)
-                bar = stack.enter_context(Progress(TextColumn("{task.description}"), BarColumn(),
-                                                   MofNCompleteColumn(), TimeElapsedColumn(), transient=True))
+                typer.echo(
+                    f"training the predictors of {total} known device(s) that have not measured every "
+                    f"SubNet (they fill in what those devices lack)",
+                    err=True,
+                )
+                bar = stack.enter_context(
+                    Progress(
+                        TextColumn("{task.description}"),
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TimeElapsedColumn(),
+                        transient=True,
+                    )
+                )
                 bar.add_task("", total=total)
             bar.update(bar.task_ids[0], completed=done, description=f"training {what}" if what else "done")
 
-        report = train_latency(s, device, s.space(space), metric=metric, name=name, few_shot=few_shot,
-                               known=devices, seed=seed, progress=advance)
+        report = train_latency(
+            s,
+            device,
+            s.space(space),
+            metric=metric,
+            name=name,
+            few_shot=few_shot,
+            known=devices,
+            seed=seed,
+            progress=advance,
+        )
     _print_train(report, json_out)
 
 
@@ -776,13 +831,19 @@ def train_accuracy_cmd(
 
 @app.command("predictors")
 @_command
-def predictors_cmd(space: Annotated[str | None, typer.Option("--space")] = None, store: StoreOpt = None,
-                   json_out: JsonOpt = False) -> None:
+def predictors_cmd(
+    space: Annotated[str | None, typer.Option("--space")] = None, store: StoreOpt = None, json_out: JsonOpt = False
+) -> None:
     """List stored predictors with their held-out metrics."""
     rows = _open_store(store).list_predictors(space)
     if json_out:
-        _echo_json([{k: v for k, v in r.items() if k != "meta"} | {"meta": {k: v for k, v in r["meta"].items()
-                                                                            if k != "train_keys"}} for r in rows])
+        _echo_json(
+            [
+                {k: v for k, v in r.items() if k != "meta"}
+                | {"meta": {k: v for k, v in r["meta"].items() if k != "train_keys"}}
+                for r in rows
+            ]
+        )
         return
     if not rows:
         typer.echo("no predictors yet: hwpareto train latency --device D --space S, or train accuracy")
@@ -791,11 +852,17 @@ def predictors_cmd(space: Annotated[str | None, typer.Option("--space")] = None,
     for r in rows:
         v = r["meta"].get("validation", {})
         checks = r["meta"].get("checks", [])
-        table.append({"name": r["name"], "kind": r["kind"], "n": r["meta"].get("n_train"),
-                      "τ": f"{v['kendall_tau']:.3f}" if "kendall_tau" in v else "-",
-                      "MAPE %": f"{v['mape_pct']:.2f}" if "mape_pct" in v else "-",
-                      "±10 %": f"{v['within_10pct']:.1f}" if "within_10pct" in v else "-",
-                      "drift": "yes" if checks and checks[-1].get("drift") else ("no" if checks else "-")})
+        table.append(
+            {
+                "name": r["name"],
+                "kind": r["kind"],
+                "n": r["meta"].get("n_train"),
+                "τ": f"{v['kendall_tau']:.3f}" if "kendall_tau" in v else "-",
+                "MAPE %": f"{v['mape_pct']:.2f}" if "mape_pct" in v else "-",
+                "±10 %": f"{v['within_10pct']:.1f}" if "within_10pct" in v else "-",
+                "drift": "yes" if checks and checks[-1].get("drift") else ("no" if checks else "-"),
+            }
+        )
     _table(table, ["name", "kind", "n", "τ", "MAPE %", "±10 %", "drift"], title="predictors (held-out metrics)")
 
 
@@ -861,12 +928,15 @@ def reference_set_cmd(
             csv_safe(frame).to_csv(out, index=False)
         except OSError as exc:
             raise HwparetoError(f"output {out}: cannot write ({exc.strerror})") from None
-        typer.echo(f"wrote {len(configs)} reference SubNets of {sp.name} (chosen from {basis}) to {out}: fill in "
-                   f"{metric} and run hwpareto import {out} --space {sp.name} --device NEW --metric {metric} "
-                   f"--column {metric}")
+        typer.echo(
+            f"wrote {len(configs)} reference SubNets of {sp.name} (chosen from {basis}) to {out}: fill in "
+            f"{metric} and run hwpareto import {out} --space {sp.name} --device NEW --metric {metric} "
+            f"--column {metric}"
+        )
     elif json_out:
-        _echo_json({"space": sp.name, "metric": metric, "known": list(known),
-                    "configs": [c.to_dict() for c in configs]})
+        _echo_json(
+            {"space": sp.name, "metric": metric, "known": list(known), "configs": [c.to_dict() for c in configs]}
+        )
     else:
         typer.echo(f"{len(configs)} reference SubNets of {sp.name}, chosen from {basis}:")
         for c in configs:
@@ -909,8 +979,9 @@ def predict(
     else:
         names = [c for c in table.columns if c != "config_key" and not c.endswith("_std")]
         for i, cfg in enumerate(configs[:20]):
-            typer.echo(f"{cfg.key}: " + ", ".join(f"{n} = {table[n][i]:.4g} ± {table[n + '_std'][i]:.2g}"
-                                                 for n in names))
+            typer.echo(
+                f"{cfg.key}: " + ", ".join(f"{n} = {table[n][i]:.4g} ± {table[n + '_std'][i]:.2g}" for n in names)
+            )
 
 
 @app.command()
@@ -954,8 +1025,10 @@ def check(
         _echo_json(result)
     else:
         flag = "DRIFT: retrain (hwpareto train latency ...)" if result["drift"] else "no drift"
-        typer.echo(f"{name} on {len(configs)} fresh SubNets: MAPE {result['mape_pct']:.2f} % (recorded "
-                   f"{result['recorded_mape_pct']}), Kendall τ {result['kendall_tau']:.3f} -> {flag}")
+        typer.echo(
+            f"{name} on {len(configs)} fresh SubNets: MAPE {result['mape_pct']:.2f} % (recorded "
+            f"{result['recorded_mape_pct']}), Kendall τ {result['kendall_tau']:.3f} -> {flag}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- search
@@ -1004,28 +1077,45 @@ def search(
     for item in fix or []:
         dim, value = _pair(item, "--fix", "DIM=VALUE")
         fixed[dim] = sp.dimension(dim).coerce(_scalar(value), sp.name)
-    spec = SearchSpec(name or f"{space}-{'-'.join(o.split('@')[0] for o in objective)}-{seed}", space,
-                      tuple(objective), tuple(budget or ()), sampler, trials, population, seed, mode, fixed,
-                      {"batch": batch, "initial": max(batch, 20)} if mode == "budgeted" else {})
+    spec = SearchSpec(
+        name or f"{space}-{'-'.join(o.split('@')[0] for o in objective)}-{seed}",
+        space,
+        tuple(objective),
+        tuple(budget or ()),
+        sampler,
+        trials,
+        population,
+        seed,
+        mode,
+        fixed,
+        {"batch": batch, "initial": max(batch, 20)} if mode == "budgeted" else {},
+    )
     if queue:
         row = submit(s, spec)
         typer.echo(f"queued search {row['name']!r}: start workers with hwpareto worker --store {s.url}")
         return
     validate_spec(s, spec)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=json_out) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=json_out
+    ) as bar:
         task = bar.add_task(spec.name, total=spec.n_trials)
         result = run_now(s, spec, progress=lambda done, total: bar.update(task, completed=done))
-    info = {"study": result.study, "trials": result.total, "added": result.added,
-            "seconds": round(result.seconds, 2), "trials_per_s": round(result.trials_per_s, 1)} | (
-        {"note": result.note} if result.note else {})
+    info = {
+        "study": result.study,
+        "trials": result.total,
+        "added": result.added,
+        "seconds": round(result.seconds, 2),
+        "trials_per_s": round(result.trials_per_s, 1),
+    } | ({"note": result.note} if result.note else {})
     if json_out:
         _echo_json(info)
     else:
         if result.note:
             typer.echo(result.note)
-        typer.echo(f"study {result.study!r}: {result.total} trials ({result.added} new, "
-                   f"{result.trials_per_s:.0f} trials/s); see hwpareto front {result.study}")
+        typer.echo(
+            f"study {result.study!r}: {result.total} trials ({result.added} new, "
+            f"{result.trials_per_s:.0f} trials/s); see hwpareto front {result.study}"
+        )
 
 
 @app.command()
@@ -1040,8 +1130,14 @@ def worker(
     from pareto._worker import run_worker
 
     _quiet_optuna()
-    done = run_worker(_open_store(store), study=study, idle_exit_s=idle_exit, heartbeat_s=heartbeat,
-                      stale_after_s=max(10.0, 5 * heartbeat), log=lambda m: typer.echo(show_name(m), err=True))
+    done = run_worker(
+        _open_store(store),
+        study=study,
+        idle_exit_s=idle_exit,
+        heartbeat_s=heartbeat,
+        stale_after_s=max(10.0, 5 * heartbeat),
+        log=lambda m: typer.echo(show_name(m), err=True),
+    )
     typer.echo(f"worker finished {done} search(es)")
 
 
@@ -1085,8 +1181,7 @@ def front(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the front as CSV.")] = None,
     operating_points: Annotated[
         int | None,
-        typer.Option("--operating-points", min=2, max=_COUNT_MAX,
-                     help="K SubNets spanning the latency range.")
+        typer.Option("--operating-points", min=2, max=_COUNT_MAX, help="K SubNets spanning the latency range."),
     ] = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -1109,22 +1204,38 @@ def front(
         csv_safe(fr.rows).to_csv(csv_out, index=False)
         typer.echo(f"wrote {len(fr.rows)} front SubNets to {csv_out}")
     elif json_out:
-        _echo_json({"study": study, "device": device, "objectives": list(fr.objectives), "knee": fr.knee_number,
-                    "front": fr.rows.to_dict(orient="records"), "ties": _ties_note(fr)})
+        _echo_json(
+            {
+                "study": study,
+                "device": device,
+                "objectives": list(fr.objectives),
+                "knee": fr.knee_number,
+                "front": fr.rows.to_dict(orient="records"),
+                "ties": _ties_note(fr),
+            }
+        )
     else:
         cols = ["number", *fr.objectives, "ties", "config_key"]
-        _table([{c: (f"{r[c]:.4g}" if isinstance(r[c], float) else r[c]) for c in cols} | (
-            {"knee": "←" if r["number"] == fr.knee_number else ""}) for r in fr.rows.to_dict(orient="records")],
-            [*cols, "knee"], title=f"front of {study}" + (f" on {device}" if device else ""))
+        _table(
+            [
+                {c: (f"{r[c]:.4g}" if isinstance(r[c], float) else r[c]) for c in cols}
+                | ({"knee": "←" if r["number"] == fr.knee_number else ""})
+                for r in fr.rows.to_dict(orient="records")
+            ],
+            [*cols, "knee"],
+            title=f"front of {study}" + (f" on {device}" if device else ""),
+        )
         typer.echo(_ties_note(fr))
 
 
 def _ties_note(fr: Any) -> str:
     """How a front shows ties, and why Optuna's ``best_trials`` lists more."""
     trials = int(fr.rows["ties"].sum()) if len(fr.rows) else 0
-    return (f"{len(fr.rows)} distinct objective vectors shared by {trials} non-dominated trials: one row (the first "
-            "trial) per vector, 'ties' counts the trials with the same values (repeats, equivalent configs); "
-            f"Optuna's best_trials lists all {trials}")
+    return (
+        f"{len(fr.rows)} distinct objective vectors shared by {trials} non-dominated trials: one row (the first "
+        "trial) per vector, 'ties' counts the trials with the same values (repeats, equivalent configs); "
+        f"Optuna's best_trials lists all {trials}"
+    )
 
 
 @app.command("export")
@@ -1146,13 +1257,23 @@ def export_cmd(
 
     _quiet_optuna()
     with Console(stderr=True).status(f"exporting trial {trial} of {study}") as status:
-        info = export_trial(_open_store(store), study, trial, out, weights=not no_weights, onnx=not no_weights,
-                            checkpoint=checkpoint, progress=lambda step: status.update(f"{step}..."), force=force)
+        info = export_trial(
+            _open_store(store),
+            study,
+            trial,
+            out,
+            weights=not no_weights,
+            onnx=not no_weights,
+            checkpoint=checkpoint,
+            progress=lambda step: status.update(f"{step}..."),
+            force=force,
+        )
     if json_out:
         _echo_json(info)
     else:
-        typer.echo(f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: "
-                   + ", ".join(info["files"]))
+        typer.echo(
+            f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: " + ", ".join(info["files"])
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -1220,19 +1341,46 @@ def train_supernet_cmd(
 
     def advance(done: int, total: int, info: dict[str, float]) -> None:
         if show(done):
-            typer.echo(f"  step {done}/{total}: loss largest {info['largest']:.4f}, smallest {info['smallest']:.4f}, "
-                       f"random {info['random']:.4f}, lr {info['lr']:.2e} ({time.perf_counter() - start:.0f} s)")
+            typer.echo(
+                f"  step {done}/{total}: loss largest {info['largest']:.4f}, smallest {info['smallest']:.4f}, "
+                f"random {info['random']:.4f}, lr {info['lr']:.2e} ({time.perf_counter() - start:.0f} s)"
+            )
 
-    report = train_supernet(sp, supernet, dataset, steps=steps, lr=lr, batch_size=batch_size, n_random=n_random,
-                            distill=not no_distill, largest_only=largest_only, seed=seed, device=device,
-                            progress=advance)
-    meta = {"space": sp.name, "data": data, "steps": steps, "batch_size": batch_size, "lr": lr, "n_random": n_random,
-            "distill": not no_distill, "largest_only": largest_only, "seed": seed, "device": device,
-            "seconds": round(report.seconds, 1),
-            "torch": torch.__version__, **{f"final_loss_{k}": round(v, 4) for k, v in report.final_losses.items()}}
+    report = train_supernet(
+        sp,
+        supernet,
+        dataset,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        n_random=n_random,
+        distill=not no_distill,
+        largest_only=largest_only,
+        seed=seed,
+        device=device,
+        progress=advance,
+    )
+    meta = {
+        "space": sp.name,
+        "data": data,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "n_random": n_random,
+        "distill": not no_distill,
+        "largest_only": largest_only,
+        "seed": seed,
+        "device": device,
+        "seconds": round(report.seconds, 1),
+        "torch": torch.__version__,
+        **{f"final_loss_{k}": round(v, 4) for k, v in report.final_losses.items()},
+    }
     save_checkpoint(supernet, out, meta)
-    typer.echo(f"saved {out} after {steps} steps in {report.seconds:.0f} s (final losses: "
-               + ", ".join(f"{k} {v:.4f}" for k, v in report.final_losses.items()) + ")")
+    typer.echo(
+        f"saved {out} after {steps} steps in {report.seconds:.0f} s (final losses: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in report.final_losses.items())
+        + ")"
+    )
 
 
 @app.command("eval-subnets")
@@ -1271,13 +1419,21 @@ def eval_subnets_cmd(
     metrics = evaluate_subnets(sp, supernet, configs, dataset, split=split, device=device, progress=advance)
     write_accuracy_table(out, sp, configs, metrics, split)
     acc = np.array([m["acc_pct"] for m in metrics])
-    info = {"table": str(out), "subnets": len(configs), "split": split, "min_acc_pct": float(acc.min()),
-            "median_acc_pct": float(np.median(acc)), "max_acc_pct": float(acc.max())}
+    info = {
+        "table": str(out),
+        "subnets": len(configs),
+        "split": split,
+        "min_acc_pct": float(acc.min()),
+        "median_acc_pct": float(np.median(acc)),
+        "max_acc_pct": float(acc.max()),
+    }
     if json_out:
         _echo_json(info)
     else:
-        typer.echo(f"wrote {out}: {len(configs)} SubNets, {split} accuracy min {acc.min():.2f} %, median "
-                   f"{np.median(acc):.2f} %, max {acc.max():.2f} %")
+        typer.echo(
+            f"wrote {out}: {len(configs)} SubNets, {split} accuracy min {acc.min():.2f} %, median "
+            f"{np.median(acc):.2f} %, max {acc.max():.2f} %"
+        )
 
 
 @app.command("finetune-check")
@@ -1314,8 +1470,20 @@ def finetune_check_cmd(
     def advance(done: int, total: int, info: dict[str, float]) -> None:
         typer.echo(f"  {done}/{total}: inherited {info['inherited']:.2f} % -> fine-tuned {info['finetuned']:.2f} %")
 
-    check = finetune_check(sp, supernet, dataset, rows, k=k, steps=steps, lr=lr, batch_size=batch_size, split=split,
-                           seed=seed, device=device, progress=advance)
+    check = finetune_check(
+        sp,
+        supernet,
+        dataset,
+        rows,
+        k=k,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        split=split,
+        seed=seed,
+        device=device,
+        progress=advance,
+    )
     acc = np.array([v for _, v in rows])
     lines = [
         f"# {sp.name}: inherited-weight accuracy vs short fine-tuning",
@@ -1332,13 +1500,16 @@ def finetune_check_cmd(
         "",
         "| key | SubNet | params | inherited acc % | fine-tuned acc % |",
         "|---|---|---:|---:|---:|",
-        *(f"| `{r['key']}` | {r['summary']} | {r['params']:,} | {r['inherited']:.2f} | {r['finetuned']:.2f} |"
-          for r in check.rows),
+        *(
+            f"| `{r['key']}` | {r['summary']} | {r['params']:,} | {r['inherited']:.2f} | {r['finetuned']:.2f} |"
+            for r in check.rows
+        ),
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    typer.echo(f"wrote {out}: Spearman {check.spearman:.3f}, Kendall {check.kendall:.3f} over {len(check.rows)} "
-               "SubNets")
+    typer.echo(
+        f"wrote {out}: Spearman {check.spearman:.3f}, Kendall {check.kendall:.3f} over {len(check.rows)} SubNets"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- demo
@@ -1363,8 +1534,9 @@ def demo(
     from pareto._demo import describe, run_demo
 
     s = _open_store(store)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=json_out) as bars:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=json_out
+    ) as bars:
 
         def step(line: str) -> None:
             if not json_out:
@@ -1380,8 +1552,12 @@ def demo(
         _echo_json(rows)
     else:
         columns = [c for c in rows[0] if c not in ("study", "bundle")] if rows else []
-        _table(rows, columns, "Chosen SubNets: the most accurate within each device's latency budget (accuracy: "
-               "val_acc_pct of the demo table, digits-affine / stdlib next byte)")
+        _table(
+            rows,
+            columns,
+            "Chosen SubNets: the most accurate within each device's latency budget (accuracy: "
+            "val_acc_pct of the demo table, digits-affine / stdlib next byte)",
+        )
         typer.echo(f"bundles (config, weights, ONNX, metrics): {out.resolve()}/<study>/")
     if no_dashboard:
         if not json_out:

@@ -98,8 +98,12 @@ class _RankGauss:
         if len(knots_y) == 1:
             return cls(knots_y, knots_z, 1.0, 1.0)
         k = max(1, (len(knots_y) - 1) // 10)
-        return cls(knots_y, knots_z, float((knots_z[k] - knots_z[0]) / (knots_y[k] - knots_y[0])),
-                   float((knots_z[-1] - knots_z[-1 - k]) / (knots_y[-1] - knots_y[-1 - k])))
+        return cls(
+            knots_y,
+            knots_z,
+            float((knots_z[k] - knots_z[0]) / (knots_y[k] - knots_y[0])),
+            float((knots_z[-1] - knots_z[-1 - k]) / (knots_y[-1] - knots_y[-1 - k])),
+        )
 
     def forward(self, y: np.ndarray) -> np.ndarray:
         return _interp(y, self.knots_y, self.knots_z, self.slope_lo, self.slope_hi)
@@ -108,8 +112,7 @@ class _RankGauss:
         return _interp(z, self.knots_z, self.knots_y, 1 / self.slope_lo, 1 / self.slope_hi)
 
     def to_state(self) -> dict[str, Any]:
-        return {"knots_y": self.knots_y, "knots_z": self.knots_z, "slope_lo": self.slope_lo,
-                "slope_hi": self.slope_hi}
+        return {"knots_y": self.knots_y, "knots_z": self.knots_z, "slope_lo": self.slope_lo, "slope_hi": self.slope_hi}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> _RankGauss:
@@ -150,9 +153,17 @@ class _Ensemble:
         if est.gp_weight < 1:
             dtrain = xgb.DMatrix(X, label=z, nthread=est.n_jobs)
             for k in range(est.n_models):
-                params = {"objective": "reg:squarederror", "eta": est.learning_rate, "max_depth": est.max_depth,
-                          "subsample": _SUBSAMPLE, "colsample_bytree": _COLSAMPLE, "tree_method": "hist",
-                          "nthread": est.n_jobs, "seed": seed * 1000 + k, "verbosity": 0}
+                params = {
+                    "objective": "reg:squarederror",
+                    "eta": est.learning_rate,
+                    "max_depth": est.max_depth,
+                    "subsample": _SUBSAMPLE,
+                    "colsample_bytree": _COLSAMPLE,
+                    "tree_method": "hist",
+                    "nthread": est.n_jobs,
+                    "seed": seed * 1000 + k,
+                    "verbosity": 0,
+                }
                 boosters.append(xgb.train(params, dtrain, num_boost_round=est.n_estimators))
         x_mean, x_scale = X.mean(axis=0), X.std(axis=0)
         x_scale[x_scale == 0] = 1.0
@@ -184,11 +195,19 @@ class _Ensemble:
         return mid, np.maximum((hi - lo) / 2, np.finfo(np.float64).tiny)
 
     def to_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"target": self.target.to_state(), "boosters": [booster_to_state(b)
-                                                                                for b in self.boosters]}
+        state: dict[str, Any] = {
+            "target": self.target.to_state(),
+            "boosters": [booster_to_state(b) for b in self.boosters],
+        }
         if self.gp is not None:
-            state["gp"] = {"X_train": self.gp.X_train_, "y_train": self.gp_targets, "theta": self.gp.kernel_.theta,
-                           "alpha": self.gp.alpha_, "x_mean": self.x_mean, "x_scale": self.x_scale}
+            state["gp"] = {
+                "X_train": self.gp.X_train_,
+                "y_train": self.gp_targets,
+                "theta": self.gp.kernel_.theta,
+                "alpha": self.gp.alpha_,
+                "x_mean": self.x_mean,
+                "x_scale": self.x_scale,
+            }
         return state
 
     @classmethod
@@ -202,11 +221,18 @@ class _Ensemble:
         if est.gp_weight > 0:
             g = state["gp"]
             X_train = _array(g["X_train"], "predictor blob X_train", 2)
-            y_train, x_mean, x_scale, theta, alpha = (_array(g[k], f"predictor blob {k}", 1)
-                                                      for k in ("y_train", "x_mean", "x_scale", "theta", "alpha"))
+            y_train, x_mean, x_scale, theta, alpha = (
+                _array(g[k], f"predictor blob {k}", 1) for k in ("y_train", "x_mean", "x_scale", "theta", "alpha")
+            )
             template = _gp_kernel()
-            if (X_train.shape[1] != n_features or len(y_train) != len(X_train) or len(alpha) != len(X_train)
-                    or len(theta) != len(template.theta) or len(x_mean) != n_features or len(x_scale) != n_features):
+            if (
+                X_train.shape[1] != n_features
+                or len(y_train) != len(X_train)
+                or len(alpha) != len(X_train)
+                or len(theta) != len(template.theta)
+                or len(x_mean) != n_features
+                or len(x_scale) != n_features
+            ):
                 raise HwparetoError("predictor blob: GP arrays of inconsistent shapes")
             gp = _exact_gp(template.clone_with_theta(theta), X_train, y_train)
             if not np.allclose(gp.alpha_, alpha, rtol=1e-6, atol=1e-9):
@@ -230,8 +256,17 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
     quality on new configs).
     """
 
-    def __init__(self, n_models: int = 4, n_estimators: int = 300, learning_rate: float = 0.05, max_depth: int = 4,
-                 gp_weight: float = 0.5, cv: int = 5, random_state: int = 0, n_jobs: int = 1) -> None:
+    def __init__(
+        self,
+        n_models: int = 4,
+        n_estimators: int = 300,
+        learning_rate: float = 0.05,
+        max_depth: int = 4,
+        gp_weight: float = 0.5,
+        cv: int = 5,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
         self.n_models = n_models
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -242,20 +277,34 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def _check_params(self) -> None:
-        for name, low, high in (("n_models", 1, 1000), ("n_estimators", 1, 100_000), ("max_depth", 1, 16),
-                                ("cv", 2, 100), ("random_state", 0, 2**31 - 1), ("n_jobs", 1, 1024)):
+        for name, low, high in (
+            ("n_models", 1, 1000),
+            ("n_estimators", 1, 100_000),
+            ("max_depth", 1, 16),
+            ("cv", 2, 100),
+            ("random_state", 0, 2**31 - 1),
+            ("n_jobs", 1, 1024),
+        ):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not low <= int(value) <= high:
                 raise InvalidValueError(f"AccuracyPredictor.{name}", f"an integer in [{low}, {high}]", value)
         for name, low_open in (("learning_rate", True), ("gp_weight", False)):
             value = getattr(self, name)
-            if (not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= float(value) <= 1
-                    or (low_open and value == 0)):
-                raise InvalidValueError(f"AccuracyPredictor.{name}", f"a number in {'(' if low_open else '['}0, 1]",
-                                        value)
+            if (
+                not isinstance(value, numbers.Real)
+                or isinstance(value, bool)
+                or not 0 <= float(value) <= 1
+                or (low_open and value == 0)
+            ):
+                raise InvalidValueError(
+                    f"AccuracyPredictor.{name}", f"a number in {'(' if low_open else '['}0, 1]", value
+                )
         if self.gp_weight == 0 and self.n_models < 2:
-            raise InvalidValueError("AccuracyPredictor.n_models", "at least 2 when gp_weight is 0 (the ensemble "
-                                    "spread is then the only uncertainty)", self.n_models)
+            raise InvalidValueError(
+                "AccuracyPredictor.n_models",
+                "at least 2 when gp_weight is 0 (the ensemble spread is then the only uncertainty)",
+                self.n_models,
+            )
 
     def fit(self, X: Any, y: Any) -> AccuracyPredictor:
         """Fit the models on all rows, then calibrate the std on ``cv``-fold out-of-fold predictions."""
@@ -294,8 +343,12 @@ class AccuracyPredictor(RegressorMixin, BaseEstimator):
     def to_bytes(self) -> bytes:
         """Pickle-free serialisation (JSON; boosters in XGBoost's UBJSON format, the GP as plain arrays)."""
         check_is_fitted(self, "ensemble_")
-        state = {"n_features_in_": self.n_features_in_, "calibration_factor_": self.calibration_factor_,
-                 "cv_kendall_tau_": self.cv_kendall_tau_, "ensemble": self.ensemble_.to_state()}
+        state = {
+            "n_features_in_": self.n_features_in_,
+            "calibration_factor_": self.calibration_factor_,
+            "cv_kendall_tau_": self.cv_kendall_tau_,
+            "ensemble": self.ensemble_.to_state(),
+        }
         return dumps(type(self).__name__, self.get_params(), state)
 
     @classmethod

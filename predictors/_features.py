@@ -86,17 +86,19 @@ def _nb201_feature_matrix(ops: np.ndarray) -> np.ndarray:
     lengths = np.array([len(idx) for idx in edges])
     live = _nb201_live(ops)
     any_alive = alive.any(axis=1)
-    return np.column_stack([
-        alive,
-        ~any_alive,
-        alive.sum(axis=1),
-        *(((ops == op) & live).sum(axis=1) for op in _LIVE_OPS),
-        convs,
-        np.where(alive, convs, 0).max(axis=1),
-        np.where(any_alive, np.where(alive, convs, np.iinfo(np.int64).max).min(axis=1), 0),
-        np.where(alive, spatial, 0).max(axis=1),
-        np.where(alive, lengths, 0).max(axis=1),
-    ]).astype(np.float64)
+    return np.column_stack(
+        [
+            alive,
+            ~any_alive,
+            alive.sum(axis=1),
+            *(((ops == op) & live).sum(axis=1) for op in _LIVE_OPS),
+            convs,
+            np.where(alive, convs, 0).max(axis=1),
+            np.where(any_alive, np.where(alive, convs, np.iinfo(np.int64).max).min(axis=1), 0),
+            np.where(alive, spatial, 0).max(axis=1),
+            np.where(alive, lengths, 0).max(axis=1),
+        ]
+    ).astype(np.float64)
 
 
 def _mbv3_features(space: MobileNetV3Space, config: SubNetConfig) -> list[float]:
@@ -146,8 +148,9 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
     def fit(self, X: Any = None, y: Any = None) -> SpaceFeatures:
         """Work out the columns from the space alone (``X`` and ``y`` are ignored)."""
         if not isinstance(self.space, SearchSpace):
-            raise InvalidValueError("SpaceFeatures.space", "a SearchSpace (e.g. supernet.get_space('nb201'))",
-                                    type(self.space).__name__)
+            raise InvalidValueError(
+                "SpaceFeatures.space", "a SearchSpace (e.g. supernet.get_space('nb201'))", type(self.space).__name__
+            )
         if not isinstance(self.canonical, bool):
             raise InvalidValueError("SpaceFeatures.canonical", "True or False", self.canonical)
         space = self.space
@@ -171,8 +174,11 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
         elif isinstance(space, GPTSpace):
             names += ["kept_layers", "total_heads", "total_ffn"]
         if len(set(names)) != len(names):
-            raise InvalidValueError(f"SpaceFeatures of space {space.name!r}", "distinct feature names",
-                                    sorted({n for n in names if names.count(n) > 1}))
+            raise InvalidValueError(
+                f"SpaceFeatures of space {space.name!r}",
+                "distinct feature names",
+                sorted({n for n in names if names.count(n) > 1}),
+            )
         self.feature_names_out_ = np.asarray(names, dtype=object)
         self.n_features_out_ = len(names)
         return self
@@ -184,8 +190,9 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
         :meth:`~supernet.SearchSpace.layer_counts` call."""
         check_is_fitted(self, "feature_names_out_")
         if isinstance(X, (str, bytes, Mapping, SubNetConfig)) or not isinstance(X, Sequence):
-            raise InvalidValueError("SpaceFeatures.transform X", "a sequence of SubNetConfig or value mappings",
-                                    type(X).__name__)
+            raise InvalidValueError(
+                "SpaceFeatures.transform X", "a sequence of SubNetConfig or value mappings", type(X).__name__
+            )
         space = self.space
         configs = [space.validate(c) for c in X]
         if not configs:
@@ -197,8 +204,9 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
             raw = np.array([[code[str(c[e])] for e in edge_names] for c in configs], dtype=np.intp)
             live = _nb201_live(np.asarray(NB201_OPS, dtype=object)[raw])
             ops, inverse = np.unique(np.where(live, raw, code["none"]), axis=0, return_inverse=True)
-            unique = [space.validate(dict(zip(edge_names, (NB201_OPS[i] for i in row), strict=True)))
-                      for row in ops.tolist()]
+            unique = [
+                space.validate(dict(zip(edge_names, (NB201_OPS[i] for i in row), strict=True))) for row in ops.tolist()
+            ]
         else:
             unique, inverse = distinct_configs(configs)
         blocks = [np.stack([space.encode(c) for c in unique])]

@@ -137,8 +137,9 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         standard deviation (ms)."""
         check_is_fitted(self)
         x, f = _split(self, X, reset=False)
-        pred = np.exp(_log_mix(x, self.scale_, self.coef_, self.intercept_) + f @ self.feature_coef_
-                      + self.feature_intercept_)
+        pred = np.exp(
+            _log_mix(x, self.scale_, self.coef_, self.intercept_) + f @ self.feature_coef_ + self.feature_intercept_
+        )
         if not return_std:
             return pred
         var = self.sigma_**2
@@ -169,8 +170,10 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         :class:`~supernet.HwparetoError`."""
         _, params, state = loads(blob, expected_class=cls.__name__)
         if "loo_coef_" in state and "sigma_" not in state:  # the jackknife-spread model of earlier versions
-            raise HwparetoError(f"predictor blob: a {cls.__name__} written by an earlier hwpareto (before SubNet "
-                                "features and the LOO spread): retrain it with hwpareto train latency --few-shot K")
+            raise HwparetoError(
+                f"predictor blob: a {cls.__name__} written by an earlier hwpareto (before SubNet "
+                "features and the LOO spread): retrain it with hwpareto train latency --few-shot K"
+            )
         try:
             model = cls(**params)
             d, n = int(state["n_features_in_"]), int(state["n_devices_"])
@@ -275,8 +278,9 @@ def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.n
         names = getattr(model, "feature_names_in_", None)
         columns = getattr(X, "columns", None)
         if names is not None and columns is not None and list(map(str, columns)) != list(names):
-            raise InvalidValueError("X columns", "the known devices of fit, in order: " + ", ".join(names),
-                                    list(map(str, columns)))
+            raise InvalidValueError(
+                "X columns", "the known devices of fit, in order: " + ", ".join(names), list(map(str, columns))
+            )
         shape = np.shape(X)
         if len(shape) == 2 and shape[1] != model.n_features_in_:
             n, d = model.n_devices_, model.n_features_in_
@@ -285,21 +289,25 @@ def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.n
     try:
         x = validate_data(model, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
     except (TypeError, ValueError):
-        raise InvalidValueError("X", "a 2-D array of latencies (n_subnets, n_known_devices [+ n_features])",
-                                getattr(X, "shape", type(X).__name__)) from None
+        raise InvalidValueError(
+            "X",
+            "a 2-D array of latencies (n_subnets, n_known_devices [+ n_features])",
+            getattr(X, "shape", type(X).__name__),
+        ) from None
     if reset:
         n = model.n_devices
-        if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool)
-                              or not 1 <= n <= x.shape[1]):
-            raise InvalidValueError("FewShotLatency.n_devices",
-                                    f"None or an integer from 1 to {x.shape[1]} (the columns of X)", n)
+        if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= x.shape[1]):
+            raise InvalidValueError(
+                "FewShotLatency.n_devices", f"None or an integer from 1 to {x.shape[1]} (the columns of X)", n
+            )
         model.n_devices_ = x.shape[1] if n is None else int(n)
     n = model.n_devices_
     _check_positive(x[:, :n], "X")
     bad = np.argwhere(~np.isfinite(x[:, n:]))
     if len(bad):
-        raise InvalidValueError(f"X[{bad[0][0]}, {bad[0][1] + n}]", "a finite SubNet feature",
-                                float(x[bad[0][0], bad[0][1] + n]))
+        raise InvalidValueError(
+            f"X[{bad[0][0]}, {bad[0][1] + n}]", "a finite SubNet feature", float(x[bad[0][0], bad[0][1] + n])
+        )
     return x[:, :n], x[:, n:]
 
 
@@ -322,8 +330,13 @@ def _check_positive(values: np.ndarray, field: str) -> None:
 
 
 # ---------------------------------------------------------------------- reference set
-def reference_set(space: SearchSpace, k: int, known: pd.DataFrame | None = None,
-                  candidates: Iterable[SubNetConfig] | None = None, seed: int = 0) -> list[SubNetConfig]:
+def reference_set(
+    space: SearchSpace,
+    k: int,
+    known: pd.DataFrame | None = None,
+    candidates: Iterable[SubNetConfig] | None = None,
+    seed: int = 0,
+) -> list[SubNetConfig]:
     """The ``k`` SubNets to measure on a new device, spread over what makes latencies differ.
 
     With ``known`` (rows = SubNets as :class:`~supernet.SubNetConfig` or their keys, columns = known devices,
@@ -385,12 +398,16 @@ def _unique(configs: Iterable[SubNetConfig]) -> list[SubNetConfig]:
     return list(out.values())
 
 
-def _known_rows(space: SearchSpace, known: Any, pool: list[SubNetConfig] | None
-                ) -> tuple[list[SubNetConfig], np.ndarray]:
+def _known_rows(
+    space: SearchSpace, known: Any, pool: list[SubNetConfig] | None
+) -> tuple[list[SubNetConfig], np.ndarray]:
     """Configs and latencies of the usable rows of ``known`` (in ``pool`` when given, complete, first of repeats)."""
     if not isinstance(known, pd.DataFrame) or known.shape[1] == 0:
-        raise InvalidValueError("known", "a pandas DataFrame (rows = SubNets, columns = devices)",
-                                getattr(known, "shape", type(known).__name__))
+        raise InvalidValueError(
+            "known",
+            "a pandas DataFrame (rows = SubNets, columns = devices)",
+            getattr(known, "shape", type(known).__name__),
+        )
     by_key = {c.key: c for c in pool or ()}
     try:
         values = known.to_numpy(dtype=np.float64)
@@ -410,8 +427,9 @@ def _known_rows(space: SearchSpace, known: Any, pool: list[SubNetConfig] | None
             continue
         bad = np.flatnonzero(~(np.isfinite(values[i]) & (values[i] > 0)))
         if len(bad):
-            raise InvalidValueError(f"known[{config.key}, {known.columns[bad[0]]}]", "a latency > 0 (ms)",
-                                    float(values[i, bad[0]]))
+            raise InvalidValueError(
+                f"known[{config.key}, {known.columns[bad[0]]}]", "a latency > 0 (ms)", float(values[i, bad[0]])
+            )
         seen.add(config.key)
         configs.append(config)
         rows.append(i)

@@ -59,8 +59,7 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         target = np.log(y) - base
         if len(y) < self.min_rows:
             if self.lut_column is None:
-                raise InvalidValueError("training rows", f"at least min_rows={self.min_rows} without a LUT",
-                                        len(y))
+                raise InvalidValueError("training rows", f"at least min_rows={self.min_rows} without a LUT", len(y))
             self.mode_ = "lut-scale"
             self.offset_ = float(np.median(target))
             loo = np.array([np.median(np.delete(target, i)) for i in range(len(y))]) if len(y) > 1 else target
@@ -84,9 +83,16 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
 
         members = []
         for m in range(n_members):
-            params = {"max_depth": self.max_depth, "eta": self.learning_rate, "subsample": self.subsample,
-                      "colsample_bytree": 0.8, "objective": "reg:squarederror", "seed": self.random_state + m,
-                      "nthread": 1, "verbosity": 0}
+            params = {
+                "max_depth": self.max_depth,
+                "eta": self.learning_rate,
+                "subsample": self.subsample,
+                "colsample_bytree": 0.8,
+                "objective": "reg:squarederror",
+                "seed": self.random_state + m,
+                "nthread": 1,
+                "verbosity": 0,
+            }
             members.append(xgb.train(params, xgb.DMatrix(X, label=residual), num_boost_round=self.n_estimators))
         return members
 
@@ -110,8 +116,11 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             return np.zeros(len(X))
         lut = X[:, self.lut_column]
         if np.any(~np.isfinite(lut)) or np.any(lut <= 0):
-            raise InvalidValueError(f"X[:, {self.lut_column}] (LUT-sum)", "positive finite values",
-                                    float(lut[~(np.isfinite(lut) & (lut > 0))][0]))
+            raise InvalidValueError(
+                f"X[:, {self.lut_column}] (LUT-sum)",
+                "positive finite values",
+                float(lut[~(np.isfinite(lut) & (lut > 0))][0]),
+            )
         return np.log(lut)
 
     def _predict_log(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,8 +154,12 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return arr
 
     def _check_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        for name, value, low in (("n_members", self.n_members, 1), ("n_estimators", self.n_estimators, 1),
-                                 ("max_depth", self.max_depth, 1), ("min_rows", self.min_rows, 2)):
+        for name, value, low in (
+            ("n_members", self.n_members, 1),
+            ("n_estimators", self.n_estimators, 1),
+            ("max_depth", self.max_depth, 1),
+            ("min_rows", self.min_rows, 2),
+        ):
             if not isinstance(value, int) or value < low:
                 raise InvalidValueError(f"LatencyPredictor.{name}", f"an integer >= {low}", value)
         arr = self._check_x(X)
@@ -159,22 +172,31 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         if len(target) < 2:
             raise InvalidValueError("training rows", "at least 2", len(target))
         if self.lut_column is not None and not 0 <= self.lut_column < arr.shape[1]:
-            raise InvalidValueError("LatencyPredictor.lut_column", f"a column index < {arr.shape[1]} or None",
-                                    self.lut_column)
+            raise InvalidValueError(
+                "LatencyPredictor.lut_column", f"a column index < {arr.shape[1]} or None", self.lut_column
+            )
         return arr, target
 
     # ------------------------------------------------------------------ persistence
     def to_bytes(self) -> bytes:
         """Portable JSON document (XGBoost boosters as UBJSON, ridge as arrays); never pickle."""
         check_is_fitted(self, "mode_")
-        state: dict[str, Any] = {"mode": self.mode_, "n_features_in": self.n_features_in_,
-                                 "calibration": self.calibration_, "residual_std": self.residual_std_}
+        state: dict[str, Any] = {
+            "mode": self.mode_,
+            "n_features_in": self.n_features_in_,
+            "calibration": self.calibration_,
+            "residual_std": self.residual_std_,
+        }
         if self.mode_ == "lut-scale":
             state["offset"] = self.offset_
         else:
-            state.update(mean=self.mean_, scale=self.scale_, ridge_coef=self.ridge_.coef_,
-                         ridge_intercept=float(self.ridge_.intercept_),
-                         members=[booster_to_state(m) for m in self.members_])
+            state.update(
+                mean=self.mean_,
+                scale=self.scale_,
+                ridge_coef=self.ridge_.coef_,
+                ridge_intercept=float(self.ridge_.intercept_),
+                members=[booster_to_state(m) for m in self.members_],
+            )
         return dumps(type(self).__name__, self.get_params(), state)
 
     @classmethod
@@ -202,8 +224,9 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
         return model
 
 
-def _combine(X: np.ndarray, mean: np.ndarray, scale: np.ndarray, ridge: Ridge,
-             members: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _combine(
+    X: np.ndarray, mean: np.ndarray, scale: np.ndarray, ridge: Ridge, members: list[Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ridge part, mean and spread of the boosted residual members, in log units."""
     import xgboost as xgb
 

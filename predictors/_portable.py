@@ -56,8 +56,13 @@ def _jsonable(value: Any) -> Any:
 
 def dumps(cls_name: str, params: dict[str, Any], state: dict[str, Any]) -> bytes:
     """Serialise a predictor's constructor ``params`` and fitted ``state`` to UTF-8 JSON bytes."""
-    doc = {"format": FORMAT, "version": VERSION, "class": cls_name, "params": _jsonable(params),
-           "state": _jsonable(state)}
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "class": cls_name,
+        "params": _jsonable(params),
+        "state": _jsonable(state),
+    }
     return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
@@ -70,8 +75,9 @@ def loads(blob: bytes, expected_class: str | None = None) -> tuple[str, dict[str
         head = blob[:16]
         raise HwparetoError(f"predictor blob: not an hwpareto predictor document (starts with {head!r})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise HwparetoError(f"predictor blob: format {doc.get('format') if isinstance(doc, dict) else None!r}, "
-                            f"expected {FORMAT!r}")
+        raise HwparetoError(
+            f"predictor blob: format {doc.get('format') if isinstance(doc, dict) else None!r}, expected {FORMAT!r}"
+        )
     if doc.get("version") != VERSION:
         raise HwparetoError(f"predictor blob: version {doc.get('version')!r}, this hwpareto reads {VERSION}")
     cls_name = doc.get("class")

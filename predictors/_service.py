@@ -104,14 +104,22 @@ class Model:
 
     def to_bytes(self) -> bytes:
         """Portable document (the estimator's own document nested as JSON)."""
-        params = {"kind": self.kind, "space": self.space.name, "metric": self.metric, "device": self.device,
-                  "dataset": self.dataset, "use_lut": self.use_lut, "known": list(self.known),
-                  "estimator_class": type(self.estimator).__name__}
+        params = {
+            "kind": self.kind,
+            "space": self.space.name,
+            "metric": self.metric,
+            "device": self.device,
+            "dataset": self.dataset,
+            "use_lut": self.use_lut,
+            "known": list(self.known),
+            "estimator_class": type(self.estimator).__name__,
+        }
         return dumps(MODEL_CLASS, params, {"estimator": json.loads(self.estimator.to_bytes())})
 
 
-def known_latencies(store: Store, space: SearchSpace, metric: str, devices: Sequence[str],
-                    configs: Sequence[SubNetConfig]) -> np.ndarray:
+def known_latencies(
+    store: Store, space: SearchSpace, metric: str, devices: Sequence[str], configs: Sequence[SubNetConfig]
+) -> np.ndarray:
     """``(len(configs), len(devices))`` values of ``metric`` on the known ``devices``: measured (median) where the
     store has them, else from the device's own predictor ``<metric>:<space>:<device>`` (one batched call per
     device); a SubNet that is neither measured nor predictable raises :class:`~supernet.HwparetoError`."""
@@ -126,10 +134,11 @@ def known_latencies(store: Store, space: SearchSpace, metric: str, devices: Sequ
             continue
         name = f"{metric}:{space.name}:{device}"
         if name not in stored:
-            raise HwparetoError(f"{len(missing)} SubNet(s) (e.g. {keys[missing[0]]}) are not measured on known "
-                                f"device {device} and it has no predictor {name}: run hwpareto train latency "
-                                f"--device {device} --space {space.name}" +
-                                ("" if metric == "latency_ms" else f" --metric {metric}"))
+            raise HwparetoError(
+                f"{len(missing)} SubNet(s) (e.g. {keys[missing[0]]}) are not measured on known "
+                f"device {device} and it has no predictor {name}: run hwpareto train latency "
+                f"--device {device} --space {space.name}" + ("" if metric == "latency_ms" else f" --metric {metric}")
+            )
         out[missing, j] = load_model(store, name).predict(store, [configs[int(i)] for i in missing])[0]
     return out
 
@@ -147,8 +156,16 @@ def load_model(store: Store, name: str) -> Model:
     estimator = cls.from_bytes(json.dumps(state.get("estimator", {})).encode())
     prefix = f"{params['metric']}:{params['space']}:"  # older documents name the known devices' predictors
     known = tuple(str(k).removeprefix(prefix) for k in params.get("known", ()))
-    return Model(params["kind"], store.space(params["space"]), params["metric"], params.get("device"),
-                 params.get("dataset"), bool(params.get("use_lut")), estimator, known)
+    return Model(
+        params["kind"],
+        store.space(params["space"]),
+        params["metric"],
+        params.get("device"),
+        params.get("dataset"),
+        bool(params.get("use_lut")),
+        estimator,
+        known,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -203,32 +220,45 @@ def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return order[n_test:], order[:n_test]
 
 
-def _fit_and_store(store: Store, name: str, model: Model, configs: list[SubNetConfig], y: np.ndarray,
-                   seed: int, extra: dict[str, Any]) -> TrainReport:
+def _fit_and_store(
+    store: Store, name: str, model: Model, configs: list[SubNetConfig], y: np.ndarray, seed: int, extra: dict[str, Any]
+) -> TrainReport:
     X = model.features(store, configs)
     train, test = _split(len(y), seed)
     held_out = clone(model.estimator).fit(X[train], y[train])
     mean, std = held_out.predict(X[test], return_std=True)
-    validation = {"split": f"{len(train)} train / {len(test)} held out (seed {seed})",
-                  **metrics(y[test], mean, std)}
+    validation = {"split": f"{len(train)} train / {len(test)} held out (seed {seed})", **metrics(y[test], mean, std)}
     if model.use_lut:
         raw = metrics(y[test], X[test, 0])
         validation["lut_sum_mape_pct"], validation["lut_sum_kendall_tau"] = raw["mape_pct"], raw["kendall_tau"]
     model.estimator.fit(X, y)
-    meta = {"n_train": len(y), "training_hash": _training_hash([c.key for c in configs], y),
-            "train_keys": [c.key for c in configs], "features": "lut_sum + space" if model.use_lut else "space",
-            "validation": validation, "versions": _versions(), "checks": [], **extra}
-    store.save_predictor(name, kind=model.kind, space=model.space.name,
-                         metric=model.metric, blob=model.to_bytes(), meta=meta, device=model.device,
-                         dataset=model.dataset)
+    meta = {
+        "n_train": len(y),
+        "training_hash": _training_hash([c.key for c in configs], y),
+        "train_keys": [c.key for c in configs],
+        "features": "lut_sum + space" if model.use_lut else "space",
+        "validation": validation,
+        "versions": _versions(),
+        "checks": [],
+        **extra,
+    }
+    store.save_predictor(
+        name,
+        kind=model.kind,
+        space=model.space.name,
+        metric=model.metric,
+        blob=model.to_bytes(),
+        meta=meta,
+        device=model.device,
+        dataset=model.dataset,
+    )
     return TrainReport(name, len(y), validation)
 
 
 def _measured(store: Store, space: SearchSpace, subject: str, kind: str, metric: str) -> pd.DataFrame:
     df = store.measurements(space=space.name, subject=subject, subject_kind=kind, metric=metric)
     df = df[df["source"] != "predicted"]
-    return df.groupby("config_key", as_index=False).agg(config_json=("config_json", "first"),
-                                                       value=("value", "median"))
+    return df.groupby("config_key", as_index=False).agg(config_json=("config_json", "first"), value=("value", "median"))
 
 
 def _rows_needed(min_train: int) -> int:
@@ -239,9 +269,18 @@ def _rows_needed(min_train: int) -> int:
     return n
 
 
-def train_latency(store: Store, device: str, space: SearchSpace, *, metric: str = "latency_ms",
-                  name: str | None = None, few_shot: int | None = None, known: Sequence[str] | None = None,
-                  seed: int = 0, progress: Progress | None = None) -> TrainReport:
+def train_latency(
+    store: Store,
+    device: str,
+    space: SearchSpace,
+    *,
+    metric: str = "latency_ms",
+    name: str | None = None,
+    few_shot: int | None = None,
+    known: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> TrainReport:
     """Fit a cost predictor (``latency_ms`` or ``energy_mj``) of ``device`` on its stored measurements.
 
     With ``few_shot=K`` only K of the device's measurements are used (the :func:`reference_set` of them),
@@ -261,11 +300,21 @@ def train_latency(store: Store, device: str, space: SearchSpace, *, metric: str 
     needed = MIN_ROWS if use_lut else _rows_needed(LatencyPredictor().min_rows)
     if len(data) < needed:
         how = "with its LUT" if use_lut else "without a LUT covering them"
-        raise InvalidValueError(f"measured {metric} of {space.name} SubNets on {device}",
-                                f"at least {needed} {how} (hwpareto measure --device {device} --space {space.name} "
-                                f"-n {needed}, or --few-shot K to transfer from known devices)", len(data))
-    model = Model(kind, space, metric, device, None, use_lut,
-                  LatencyPredictor(lut_column=0 if use_lut else None, random_state=seed))
+        raise InvalidValueError(
+            f"measured {metric} of {space.name} SubNets on {device}",
+            f"at least {needed} {how} (hwpareto measure --device {device} --space {space.name} "
+            f"-n {needed}, or --few-shot K to transfer from known devices)",
+            len(data),
+        )
+    model = Model(
+        kind,
+        space,
+        metric,
+        device,
+        None,
+        use_lut,
+        LatencyPredictor(lut_column=0 if use_lut else None, random_state=seed),
+    )
     return _fit_and_store(store, name, model, configs, data["value"].to_numpy(float), seed, {})
 
 
@@ -283,8 +332,9 @@ KNOWN_MIN_SUBNETS = 100
 """A device becomes a known device of a few-shot transfer only with at least this many measured SubNets."""
 
 
-def choose_known(store: Store, device: str, space: SearchSpace, metric: str, keys: Sequence[str],
-                 known: Sequence[str] | None = None) -> KnownDevices:
+def choose_known(
+    store: Store, device: str, space: SearchSpace, metric: str, keys: Sequence[str], known: Sequence[str] | None = None
+) -> KnownDevices:
     """The known devices of a few-shot transfer to ``device``, whose measured SubNets are ``keys``.
 
     Rule: every other device with ``metric`` measurements of ``space`` is used when it has measured at least
@@ -311,37 +361,49 @@ def choose_known(store: Store, device: str, space: SearchSpace, metric: str, key
             if not counts.get(other, 0):
                 raise InvalidValueError(field, f"a device with measured {metric} of {space.name} SubNets", "none")
             if covered.get(other, 0) < len(keys):
-                raise InvalidValueError(field, f"a device that has measured all {len(keys)} SubNets measured on "
-                                        f"{device}", f"{int(covered.get(other, 0))} of them")
+                raise InvalidValueError(
+                    field,
+                    f"a device that has measured all {len(keys)} SubNets measured on {device}",
+                    f"{int(covered.get(other, 0))} of them",
+                )
             if counts[other] < min(space.size(), needed) and f"{metric}:{space.name}:{other}" not in stored:
-                raise InvalidValueError(field, f"a device with a table of every {space.name} SubNet, a predictor, "
-                                        f"or at least {needed} measured SubNets to train one",
-                                        f"{int(counts[other])} measured SubNets")
+                raise InvalidValueError(
+                    field,
+                    f"a device with a table of every {space.name} SubNet, a predictor, "
+                    f"or at least {needed} measured SubNets to train one",
+                    f"{int(counts[other])} measured SubNets",
+                )
             used.append(other)
     else:
         for other in table.columns:
             if other == device:
                 continue
             if counts[other] < KNOWN_MIN_SUBNETS:
-                skipped.append((other, f"{int(counts[other])} measured SubNets (a known device needs "
-                                       f"{KNOWN_MIN_SUBNETS}+)"))
+                skipped.append(
+                    (other, f"{int(counts[other])} measured SubNets (a known device needs {KNOWN_MIN_SUBNETS}+)")
+                )
             elif covered[other] < len(keys):
-                skipped.append((other, f"has measured {int(covered[other])} of the {len(keys)} SubNets measured "
-                                       f"on {device}"))
+                skipped.append(
+                    (other, f"has measured {int(covered[other])} of the {len(keys)} SubNets measured on {device}")
+                )
             else:
                 used.append(other)
         if not used:
             why = "; ".join(f"{d}: {r}" for d, r in skipped) or "no other device has measurements"
-            raise InvalidValueError(f"known devices for a few-shot transfer to {device} on {space.name}",
-                                    f"at least one other device with {KNOWN_MIN_SUBNETS}+ measured {metric} SubNets "
-                                    f"covering {device}'s (or --known D1,D2)", f"none ({why})")
+            raise InvalidValueError(
+                f"known devices for a few-shot transfer to {device} on {space.name}",
+                f"at least one other device with {KNOWN_MIN_SUBNETS}+ measured {metric} SubNets "
+                f"covering {device}'s (or --known D1,D2)",
+                f"none ({why})",
+            )
     size = space.size()
     predicted = tuple(d for d in used if counts[d] < size)
     return KnownDevices(tuple(used), tuple(skipped), predicted)
 
 
-def suggest_references(store: Store, space: SearchSpace, k: int, *, metric: str = "latency_ms",
-                       seed: int = 0) -> tuple[list[SubNetConfig], tuple[str, ...]]:
+def suggest_references(
+    store: Store, space: SearchSpace, k: int, *, metric: str = "latency_ms", seed: int = 0
+) -> tuple[list[SubNetConfig], tuple[str, ...]]:
     """The ``k`` SubNets to measure on a new device before ``train latency --few-shot k``, and the devices that
     chose them: :func:`~predictors.reference_set` over the measured table of the devices with at least
     :data:`KNOWN_MIN_SUBNETS` measured SubNets (among the SubNets all of them measured), so the references span
@@ -356,15 +418,27 @@ def suggest_references(store: Store, space: SearchSpace, k: int, *, metric: str 
     return reference_set(space, k, known=complete, candidates=candidates, seed=seed), known
 
 
-def _train_few_shot(store: Store, device: str, space: SearchSpace, metric: str, kind: str, name: str, k: int,
-                    data: pd.DataFrame, known: Sequence[str] | None, seed: int,
-                    progress: Progress | None) -> TrainReport:
+def _train_few_shot(
+    store: Store,
+    device: str,
+    space: SearchSpace,
+    metric: str,
+    kind: str,
+    name: str,
+    k: int,
+    data: pd.DataFrame,
+    known: Sequence[str] | None,
+    seed: int,
+    progress: Progress | None,
+) -> TrainReport:
     if k < 3:
         raise InvalidValueError("--few-shot", "at least 3 measurements", k)
     if len(data) < k:
-        raise InvalidValueError(f"measured {metric} of {space.name} SubNets on {device}",
-                                f"at least {k} for --few-shot {k} (hwpareto measure --device {device} "
-                                f"--space {space.name} -n {k})", len(data))
+        raise InvalidValueError(
+            f"measured {metric} of {space.name} SubNets on {device}",
+            f"at least {k} for --few-shot {k} (hwpareto measure --device {device} --space {space.name} -n {k})",
+            len(data),
+        )
     candidates = _configs(space, data)
     choice = choose_known(store, device, space, metric, [c.key for c in candidates], known)
     stored = {p["name"] for p in store.list_predictors(space.name)}
@@ -378,8 +452,9 @@ def _train_few_shot(store: Store, device: str, space: SearchSpace, metric: str, 
     model = Model(kind, space, metric, device, None, False, FewShotLatency(n_devices=len(choice.used)), choice.used)
     X_all = model.features(store, candidates)
     y_all = data["value"].to_numpy(float)
-    known_frame = pd.DataFrame(X_all[:, :len(choice.used)], index=[c.key for c in candidates],
-                               columns=list(choice.used))
+    known_frame = pd.DataFrame(
+        X_all[:, : len(choice.used)], index=[c.key for c in candidates], columns=list(choice.used)
+    )
     refs = reference_set(space, k, known=known_frame, candidates=candidates, seed=seed)
     row = {c.key: i for i, c in enumerate(candidates)}
     ref_rows = np.array([row[r.key] for r in refs])
@@ -389,46 +464,66 @@ def _train_few_shot(store: Store, device: str, space: SearchSpace, metric: str, 
     if len(rest) >= 2:
         mean, std = model.estimator.predict(X_all[rest], return_std=True)
         validation.update(metrics(y_all[rest], mean, std))
-    meta = {"n_train": k, "training_hash": _training_hash([c.key for c in refs], y_all[ref_rows]),
-            "train_keys": [c.key for c in refs], "features": "known devices: " + ", ".join(choice.used) + " + space",
-            "known": {"used": list(choice.used), "skipped": [list(s) for s in choice.skipped],
-                      "predicted": list(choice.predicted)},
-            "validation": validation, "versions": _versions(), "checks": []}
-    store.save_predictor(name, kind=kind, space=space.name, metric=metric, blob=model.to_bytes(), meta=meta,
-                         device=device)
+    meta = {
+        "n_train": k,
+        "training_hash": _training_hash([c.key for c in refs], y_all[ref_rows]),
+        "train_keys": [c.key for c in refs],
+        "features": "known devices: " + ", ".join(choice.used) + " + space",
+        "known": {
+            "used": list(choice.used),
+            "skipped": [list(s) for s in choice.skipped],
+            "predicted": list(choice.predicted),
+        },
+        "validation": validation,
+        "versions": _versions(),
+        "checks": [],
+    }
+    store.save_predictor(
+        name, kind=kind, space=space.name, metric=metric, blob=model.to_bytes(), meta=meta, device=device
+    )
     return TrainReport(name, k, validation, choice)
 
 
-def train_accuracy(store: Store, space: SearchSpace, *, metric: str, dataset: str | None = None,
-                   name: str | None = None, seed: int = 0) -> TrainReport:
+def train_accuracy(
+    store: Store, space: SearchSpace, *, metric: str, dataset: str | None = None, name: str | None = None, seed: int = 0
+) -> TrainReport:
     """Fit an accuracy predictor with uncertainty on ``metric`` evaluated on ``dataset`` (or the only dataset
     holding that metric for the space)."""
     df = store.measurements(space=space.name, subject_kind="dataset", metric=metric)
     datasets = sorted(df["subject"].unique())
     if dataset is None:
         if len(datasets) != 1:
-            raise InvalidValueError("--dataset", "one of " + ", ".join(datasets) if datasets else
-                                    f"a dataset with {metric} measurements of {space.name} (import one first)",
-                                    None)
+            raise InvalidValueError(
+                "--dataset",
+                "one of " + ", ".join(datasets)
+                if datasets
+                else f"a dataset with {metric} measurements of {space.name} (import one first)",
+                None,
+            )
         dataset = datasets[0]
     data = _measured(store, space, dataset, "dataset", metric)
     if len(data) < MIN_ROWS:
-        raise InvalidValueError(f"measurements of {metric} for {space.name} on {dataset}", f"at least {MIN_ROWS}",
-                                len(data))
+        raise InvalidValueError(
+            f"measurements of {metric} for {space.name} on {dataset}", f"at least {MIN_ROWS}", len(data)
+        )
     name = name or f"{metric}:{space.name}:{dataset}"
     model = Model("accuracy", space, metric, None, dataset, False, AccuracyPredictor(random_state=seed))
     return _fit_and_store(store, name, model, _configs(space, data), data["value"].to_numpy(float), seed, {})
 
 
 # ---------------------------------------------------------------------------------------------------- using
-def predict_table(store: Store, space: SearchSpace, configs: Sequence[SubNetConfig],
-                  device: str | None = None) -> pd.DataFrame:
+def predict_table(
+    store: Store, space: SearchSpace, configs: Sequence[SubNetConfig], device: str | None = None
+) -> pd.DataFrame:
     """Predictions of every stored predictor of ``space`` (cost models restricted to ``device`` when given):
     one row per config, columns ``<predictor>`` and ``<predictor>_std``."""
     records = [p for p in store.list_predictors(space.name) if device is None or p["device"] in (None, device)]
     if not records:
-        raise InvalidValueError(f"predictors of {space.name}" + (f" for {device}" if device else ""),
-                                "at least one (hwpareto train ...)", "none")
+        raise InvalidValueError(
+            f"predictors of {space.name}" + (f" for {device}" if device else ""),
+            "at least one (hwpareto train ...)",
+            "none",
+        )
     out = pd.DataFrame({"config_key": [c.key for c in configs]})
     for record in records:
         mean, std = load_model(store, record["name"]).predict(store, configs)

@@ -51,8 +51,13 @@ class Cost:
 
     def __add__(self, other: Cost) -> Cost:
         energy = None if self.energy_mj is None or other.energy_mj is None else self.energy_mj + other.energy_mj
-        return Cost(self.latency_ms + other.latency_ms, math.hypot(self.latency_ms_std, other.latency_ms_std),
-                    energy, None, min(self.n, other.n))
+        return Cost(
+            self.latency_ms + other.latency_ms,
+            math.hypot(self.latency_ms_std, other.latency_ms_std),
+            energy,
+            None,
+            min(self.n, other.n),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +74,14 @@ class DeviceSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML/JSON document :func:`profilers.device_from_dict` reads back."""
-        return {"name": self.name, "kind": self.kind, "backend": self.backend, "description": self.description,
-                "params": dict(self.params), "references": list(self.references)}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "backend": self.backend,
+            "description": self.description,
+            "params": dict(self.params),
+            "references": list(self.references),
+        }
 
 
 class Backend(ABC):
@@ -88,8 +99,9 @@ class Backend(ABC):
 
     def __init__(self, device: DeviceSpec) -> None:
         if device.kind not in self.kinds:
-            raise InvalidValueError(f"device {device.name!r}.kind", f"one of {', '.join(self.kinds)} for backend "
-                                    f"{self.name}", device.kind)
+            raise InvalidValueError(
+                f"device {device.name!r}.kind", f"one of {', '.join(self.kinds)} for backend {self.name}", device.kind
+            )
         self.device = device
 
     @abstractmethod
@@ -109,8 +121,16 @@ class Backend(ABC):
         """Raise :class:`~supernet.HwparetoError` when the device is not usable here (no GPU, no simulator)."""
 
 
-def param(params: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any, *,
-          low: float | None = None, high: float | None = None, owner: str = "params") -> Any:
+def param(
+    params: Mapping[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    owner: str = "params",
+) -> Any:
     """Read and check one backend parameter (type and range), with an error naming ``params.<name>``."""
     value = params.get(name, default)
     kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -125,7 +145,10 @@ def param(params: Mapping[str, Any], name: str, kind: type | tuple[type, ...], d
         ok = math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
     if not ok:
         names = " or ".join(k.__name__ for k in kinds)
-        bounds = "" if low is None and high is None else f" in [{low if low is not None else '-inf'}, " \
-            f"{high if high is not None else 'inf'}]"
+        bounds = (
+            ""
+            if low is None and high is None
+            else f" in [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        )
         raise InvalidValueError(f"{owner}.{name}", f"{names}{bounds}", value)
     return value

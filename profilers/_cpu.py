@@ -89,7 +89,11 @@ class CpuBackend(Backend):
             "mkldnn": torch.backends.mkldnn.is_available(),
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "timing": {"warmup_calls": self.policy.warmup_calls, "min_window_ms": self.policy.min_window_ms,
-                       "min_samples": self.policy.min_samples, "outlier_mads": self.policy.outlier_mads},
+            "timing": {
+                "warmup_calls": self.policy.warmup_calls,
+                "min_window_ms": self.policy.min_window_ms,
+                "min_samples": self.policy.min_samples,
+                "outlier_mads": self.policy.outlier_mads,
+            },
             "energy": "not measured (no CPU energy counter read)",
         }

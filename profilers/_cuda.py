@@ -49,8 +49,10 @@ class CudaBackend(Backend):
 
     def check(self) -> None:
         if not torch.cuda.is_available() or torch.cuda.device_count() <= self.index:
-            raise HwparetoError(f"device {self.device.name!r}: no CUDA GPU {self.index} on this machine "
-                                f"(torch {torch.__version__}, CUDA available: {torch.cuda.is_available()})")
+            raise HwparetoError(
+                f"device {self.device.name!r}: no CUDA GPU {self.index} on this machine "
+                f"(torch {torch.__version__}, CUDA available: {torch.cuda.is_available()})"
+            )
 
     @property
     def _cuda(self) -> torch.device:
@@ -123,13 +125,15 @@ class CudaBackend(Backend):
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version(),
-            "timing": "CUDA events, synchronised; median of per-call samples over >= "
-                      f"{self.policy.min_window_ms} ms",
+            "timing": f"CUDA events, synchronised; median of per-call samples over >= {self.policy.min_window_ms} ms",
         }
         if self.energy:
             nvml, _ = self._nvml()
             info["driver"] = nvml.nvmlSystemGetDriverVersion()
-            info["energy"] = {"counter": "nvmlDeviceGetTotalEnergyConsumption",
-                              "resolution_mj": COUNTER_RESOLUTION_MJ, "window_ms": self.energy_window_ms,
-                              "idle_power_w": self._idle_power_w()}
+            info["energy"] = {
+                "counter": "nvmlDeviceGetTotalEnergyConsumption",
+                "resolution_mj": COUNTER_RESOLUTION_MJ,
+                "window_ms": self.energy_window_ms,
+                "idle_power_w": self._idle_power_w(),
+            }
         return info

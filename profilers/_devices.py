@@ -101,8 +101,11 @@ def _confined_files(params: Mapping[str, Any], path: Path, source: str) -> dict[
             continue  # a preset name (or not a string: the backend names the problem)
         target = (own / Path(value)).resolve()
         if not any(target.is_relative_to(root) for root in (PRESETS_DIR.resolve(), own)):
-            raise InvalidValueError(f"{source}: params.{key}", "a preset name, or a .yaml file in the device "
-                                    f"file's own folder or under {PRESETS_DIR}", value)
+            raise InvalidValueError(
+                f"{source}: params.{key}",
+                f"a preset name, or a .yaml file in the device file's own folder or under {PRESETS_DIR}",
+                value,
+            )
         out[key] = str(target)
     return out
 
@@ -116,5 +119,10 @@ def presets() -> dict[str, DeviceSpec]:
 def local_cpu_spec(threads: int = 1) -> DeviceSpec:
     """This machine's CPU as the device ``cpu-local``: PyTorch eager execution on a fixed number of threads
     (1 by default, the most repeatable setting)."""
-    return DeviceSpec(LOCAL_CPU, "cpu", "torch-cpu", {"threads": threads},
-                      f"This machine's CPU, timed with PyTorch eager execution on {threads} thread(s)")
+    return DeviceSpec(
+        LOCAL_CPU,
+        "cpu",
+        "torch-cpu",
+        {"threads": threads},
+        f"This machine's CPU, timed with PyTorch eager execution on {threads} thread(s)",
+    )

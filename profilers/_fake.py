@@ -51,5 +51,8 @@ class FakeBackend(Backend):
         return total
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "note": "analytical fake device for tests; not a real device",
-                "params": dict(self.device.params)}
+        return {
+            "backend": self.name,
+            "note": "analytical fake device for tests; not a real device",
+            "params": dict(self.device.params),
+        }

@@ -68,8 +68,11 @@ def device_spec(store: Store, name: str, *, register: bool = True) -> DeviceSpec
         stored = None
     if stored is not None:
         if stored["kind"] == "imported":
-            raise InvalidValueError(f"device {name!r}", "a measurable device (cpu, cuda, npu, cim, fake); it was "
-                                    "imported from a table", "kind imported")
+            raise InvalidValueError(
+                f"device {name!r}",
+                "a measurable device (cpu, cuda, npu, cim, fake); it was imported from a table",
+                "kind imported",
+            )
         spec = device_from_dict(stored["spec"], source=f"stored device {name!r}")
         if name == LOCAL_CPU:
             _check_same_cpu(spec, stored.get("provenance") or {})
@@ -129,9 +132,18 @@ def _measure_one(backend: Backend, spec: LayerSpec, batch: int) -> Cost:
 
 
 def _row(spec: LayerSpec, cost: Cost, batch: int, source: str) -> dict[str, Any]:
-    return {"layer_key": spec.key, "op": spec.op, "spec_json": spec.to_dict(), "batch": batch,
-            "latency_ms_mean": cost.latency_ms, "latency_ms_std": cost.latency_ms_std,
-            "energy_mj_mean": cost.energy_mj, "energy_mj_std": cost.energy_mj_std, "n": cost.n, "source": source}
+    return {
+        "layer_key": spec.key,
+        "op": spec.op,
+        "spec_json": spec.to_dict(),
+        "batch": batch,
+        "latency_ms_mean": cost.latency_ms,
+        "latency_ms_std": cost.latency_ms_std,
+        "energy_mj_mean": cost.energy_mj,
+        "energy_mj_std": cost.energy_mj_std,
+        "n": cost.n,
+        "source": source,
+    }
 
 
 def build_lut(
@@ -192,8 +204,9 @@ def build_lut(
     try:
         if backend.parallel and (workers or 2) > 1 and len(todo) > 1:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers or 2, mp_context=ctx, initializer=_exit_with_parent,
-                                     initargs=(os.getpid(),)) as pool:
+            with ProcessPoolExecutor(
+                max_workers=workers or 2, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+            ) as pool:
                 running: dict[Future[Cost], LayerSpec] = {}
                 queue = iter(todo)
                 while True:
@@ -222,8 +235,16 @@ def build_lut(
                 record(spec, outcome)
     finally:
         flush()
-    return LutReport(device.name, space.name, len(universe), len(universe) - len(todo), done - len(failed),
-                     tuple(failed), len(todo) - scheduled, time.monotonic() - start)
+    return LutReport(
+        device.name,
+        space.name,
+        len(universe),
+        len(universe) - len(todo),
+        done - len(failed),
+        tuple(failed),
+        len(todo) - scheduled,
+        time.monotonic() - start,
+    )
 
 
 def measure_subnets(
@@ -245,11 +266,35 @@ def measure_subnets(
     source = "measured" if device.kind in ("cpu", "cuda") else "simulated"
     for i, cfg in enumerate(items, start=1):
         cost = backend.measure_subnet(space, cfg, batch)
-        rows = [MeasurementIn(cfg, "device", device.name, "latency_ms", cost.latency_ms, cost.latency_ms_std,
-                              cost.n, batch, source, "hwpareto measure")]
+        rows = [
+            MeasurementIn(
+                cfg,
+                "device",
+                device.name,
+                "latency_ms",
+                cost.latency_ms,
+                cost.latency_ms_std,
+                cost.n,
+                batch,
+                source,
+                "hwpareto measure",
+            )
+        ]
         if cost.energy_mj is not None:
-            rows.append(MeasurementIn(cfg, "device", device.name, "energy_mj", cost.energy_mj, cost.energy_mj_std,
-                                      cost.n, batch, source, "hwpareto measure"))
+            rows.append(
+                MeasurementIn(
+                    cfg,
+                    "device",
+                    device.name,
+                    "energy_mj",
+                    cost.energy_mj,
+                    cost.energy_mj_std,
+                    cost.n,
+                    batch,
+                    source,
+                    "hwpareto measure",
+                )
+            )
         store.add_measurements(rows)
         if progress is not None:
             progress(i, len(items), cfg.key)
@@ -273,10 +318,14 @@ class Lut:
         """Read the LUT of ``device`` from the store."""
         scheme = store.get_device(device)["spec"].get("lut_scheme", "layer")
         df = store.lut(device, batch)
-        energy = {k: float(v) for k, v in zip(df["layer_key"], df["energy_mj_mean"], strict=True)
-                  if v is not None and not (isinstance(v, float) and math.isnan(v))}
-        return cls(device, batch, scheme, dict(zip(df["layer_key"], df["latency_ms_mean"].astype(float),
-                                                   strict=True)), energy)
+        energy = {
+            k: float(v)
+            for k, v in zip(df["layer_key"], df["energy_mj_mean"], strict=True)
+            if v is not None and not (isinstance(v, float) and math.isnan(v))
+        }
+        return cls(
+            device, batch, scheme, dict(zip(df["layer_key"], df["latency_ms_mean"].astype(float), strict=True)), energy
+        )
 
     def keys(self, space: SearchSpace, config: SubNetConfig) -> list[str]:
         """The LUT keys ``config`` looks up, repeats included."""
@@ -307,8 +356,11 @@ class Lut:
         if self.scheme == "ofa-block":
             counts = [Counter(self.keys(space, c)) for c in configs]
             keys = list(dict.fromkeys(k for c in counts for k in c))
-            matrix = sparse.csr_array(np.array([[c.get(k, 0) for k in keys] for c in counts],
-                                               dtype=np.float64).reshape(len(configs), len(keys)))
+            matrix = sparse.csr_array(
+                np.array([[c.get(k, 0) for k in keys] for c in counts], dtype=np.float64).reshape(
+                    len(configs), len(keys)
+                )
+            )
         else:
             layer_counts = space.layer_counts(configs)
             keys, matrix = [spec.key for spec in layer_counts.specs], layer_counts.matrix
@@ -318,9 +370,11 @@ class Lut:
             i = int(np.flatnonzero(matrix[:, absent].sum(axis=1))[0])
             row = matrix[[i]].toarray().reshape(-1)
             missing = [keys[j] for j in absent if row[j] > 0]
-            raise MissingLutError(f"LUT of device {self.device!r} (batch {self.batch}) has no {what} for "
-                                  f"{len(missing)} layer(s) of {space.name} SubNet {configs[i].key}, e.g. "
-                                  f"{missing[0]}: run hwpareto profile --device {self.device} --space {space.name}")
+            raise MissingLutError(
+                f"LUT of device {self.device!r} (batch {self.batch}) has no {what} for "
+                f"{len(missing)} layer(s) of {space.name} SubNet {configs[i].key}, e.g. "
+                f"{missing[0]}: run hwpareto profile --device {self.device} --space {space.name}"
+            )
         return np.asarray(matrix @ per_key, dtype=np.float64).reshape(-1)
 
 
@@ -347,8 +401,18 @@ def _universe_keys(space: SearchSpace) -> frozenset[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- files
-HWPARETO_COLUMNS = ["layer_key", "op", "spec_json", "batch", "latency_ms_mean", "latency_ms_std", "energy_mj_mean",
-                    "energy_mj_std", "n", "source"]
+HWPARETO_COLUMNS = [
+    "layer_key",
+    "op",
+    "spec_json",
+    "batch",
+    "latency_ms_mean",
+    "latency_ms_std",
+    "energy_mj_mean",
+    "energy_mj_std",
+    "n",
+    "source",
+]
 OFA_COLUMNS = ["resolution", "op_key", "count", "mean_ms", "std_ms"]
 
 
@@ -362,8 +426,7 @@ def export_lut_csv(store: Store, device: str, path: str | Path, batch: int = 1) 
     return len(df)
 
 
-def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "hwpareto",
-                   description: str = "") -> int:
+def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "hwpareto", description: str = "") -> int:
     """Load a LUT file into the store for ``device`` (registered as kind ``imported`` when new).
 
     ``fmt`` ``hwpareto``: the columns of :func:`export_lut_csv`; every ``spec_json`` must be a LayerSpec whose key
@@ -395,8 +458,9 @@ def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "h
         raise HwparetoError(f"LUT file {p}: not a readable CSV ({exc})") from None
     if errors:
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
-        raise HwparetoError(f"LUT file {p}: {len(errors)} bad row(s), nothing imported: " + "; ".join(errors[:10])
-                            + more)
+        raise HwparetoError(
+            f"LUT file {p}: {len(errors)} bad row(s), nothing imported: " + "; ".join(errors[:10]) + more
+        )
     if not rows:
         raise HwparetoError(f"LUT file {p}: no rows")
     keys = [(r["layer_key"], r["batch"]) for r in rows]
@@ -433,17 +497,33 @@ def _hwpareto_row(record: Mapping[str, Any]) -> dict[str, Any]:
     spec = LayerSpec.from_dict(json.loads(record["spec_json"]))
     if spec.key != record["layer_key"]:
         raise ValueError(f"layer_key {record['layer_key']!r} does not match its spec_json ({spec.key})")
-    return {"layer_key": spec.key, "op": spec.op, "spec_json": spec.to_dict(), "batch": int(record["batch"]),
-            "latency_ms_mean": _number(record, "latency_ms_mean"), "latency_ms_std": _number(record, "latency_ms_std"),
-            "energy_mj_mean": _number(record, "energy_mj_mean", optional=True),
-            "energy_mj_std": _number(record, "energy_mj_std", optional=True), "n": int(record["n"]),
-            "source": "imported"}
+    return {
+        "layer_key": spec.key,
+        "op": spec.op,
+        "spec_json": spec.to_dict(),
+        "batch": int(record["batch"]),
+        "latency_ms_mean": _number(record, "latency_ms_mean"),
+        "latency_ms_std": _number(record, "latency_ms_std"),
+        "energy_mj_mean": _number(record, "energy_mj_mean", optional=True),
+        "energy_mj_std": _number(record, "energy_mj_std", optional=True),
+        "n": int(record["n"]),
+        "source": "imported",
+    }
 
 
 def _ofa_row(record: Mapping[str, Any]) -> dict[str, Any]:
     resolution, key = int(record["resolution"]), (record["op_key"] or "").strip()
     if not key or "-input:" not in key:
         raise ValueError(f"op_key: expected an OFA key like 'Conv-input:224x224x3-output:...', got {key!r}")
-    return {"layer_key": f"r{resolution}/{key}", "op": key.split("-", 1)[0][:32], "spec_json": {}, "batch": 1,
-            "latency_ms_mean": _number(record, "mean_ms"), "latency_ms_std": _number(record, "std_ms"),
-            "energy_mj_mean": None, "energy_mj_std": None, "n": int(record["count"]), "source": "imported"}
+    return {
+        "layer_key": f"r{resolution}/{key}",
+        "op": key.split("-", 1)[0][:32],
+        "spec_json": {},
+        "batch": 1,
+        "latency_ms_mean": _number(record, "mean_ms"),
+        "latency_ms_std": _number(record, "std_ms"),
+        "energy_mj_mean": None,
+        "energy_mj_std": None,
+        "n": int(record["count"]),
+        "source": "imported",
+    }

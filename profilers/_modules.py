@@ -60,8 +60,9 @@ def layer_module(spec: LayerSpec, batch: int = 1, seed: int = 0) -> tuple[nn.Mod
     tokens = (batch, spec.seq, spec.cin)
     module: nn.Module
     if spec.op == "conv2d":
-        conv = nn.Conv2d(spec.cin, spec.cout, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups,
-                         bias=spec.bias)
+        conv = nn.Conv2d(
+            spec.cin, spec.cout, spec.kernel, spec.stride, spec.kernel // 2, groups=spec.groups, bias=spec.bias
+        )
         parts = [conv, nn.BatchNorm2d(spec.cout) if spec.bn else nn.Identity()]
         act = _ACT[spec.act]()
         module = nn.Sequential(act, *parts) if spec.preact else nn.Sequential(*parts, act)

@@ -129,8 +129,9 @@ class ReRAMParams:
         known = [f.name for f in fields(cls)]
         for name in params:
             if name not in known:
-                raise InvalidValueError(f"{owner}.{name}", "a parameter of backend reram: " + ", ".join(known),
-                                        params[name])
+                raise InvalidValueError(
+                    f"{owner}.{name}", "a parameter of backend reram: " + ", ".join(known), params[name]
+                )
         values: dict[str, Any] = {}
         for f in fields(cls):
             if type(f.default) is int:
@@ -203,12 +204,23 @@ class ReRAMBackend(Backend):
         t.energy_pj["accumulation"] += adds * p.accum_pj_per_add
         t.latency_ns["crossbar"] += steps * step_ns
         t.latency_ns["accumulation"] += math.ceil(adds / p.vector_lanes) / p.digital_clock_ghz
-        t.matrices.append({
-            "rows": r, "cols": c, "groups": groups, "groups_per_crossbar": per_xbar, "row_tiles": rt,
-            "col_tiles": ct, "crossbars": crossbars, "utilisation": cells / (crossbars * R * C),
-            "mvms": steps * crossbars, "adc_conversions": conversions, "accumulation_adds": adds,
-            "step_ns": step_ns, "cells": cells,
-        })
+        t.matrices.append(
+            {
+                "rows": r,
+                "cols": c,
+                "groups": groups,
+                "groups_per_crossbar": per_xbar,
+                "row_tiles": rt,
+                "col_tiles": ct,
+                "crossbars": crossbars,
+                "utilisation": cells / (crossbars * R * C),
+                "mvms": steps * crossbars,
+                "adc_conversions": conversions,
+                "accumulation_adds": adds,
+                "step_ns": step_ns,
+                "cells": cells,
+            }
+        )
 
     def _vector(self, t: _Tally, ops: float, nbytes: float) -> None:
         """``ops`` element operations on the vector unit streaming ``nbytes`` through the buffer."""
@@ -271,19 +283,29 @@ class ReRAMBackend(Backend):
             self._vector(t, ops, moved * ab)
         crossbars = sum(m["crossbars"] for m in t.matrices)
         if crossbars > p.max_crossbars:
-            raise UnmappableLayerError(self.name, spec, f"needs {crossbars} crossbars of {p.xbar_rows}×"
-                                       f"{p.xbar_cols}, the chip has max_crossbars = {p.max_crossbars}")
+            raise UnmappableLayerError(
+                self.name,
+                spec,
+                f"needs {crossbars} crossbars of {p.xbar_rows}×"
+                f"{p.xbar_cols}, the chip has max_crossbars = {p.max_crossbars}",
+            )
         latency_ns = sum(t.latency_ns.values())
         t.energy_pj["leakage"] = p.leakage_mw * latency_ns
         details: dict[str, Any] = {
-            "model": MODEL_VERSION, "mapping": "crossbar" if t.matrices else "digital", "fallback": fallback,
-            "energy_pj": t.energy_pj, "latency_ns": t.latency_ns, "crossbars": crossbars, "macs": spec.macs * batch,
+            "model": MODEL_VERSION,
+            "mapping": "crossbar" if t.matrices else "digital",
+            "fallback": fallback,
+            "energy_pj": t.energy_pj,
+            "latency_ns": t.latency_ns,
+            "crossbars": crossbars,
+            "macs": spec.macs * batch,
             **t.counts,
         }
         if t.matrices:
             cells = sum(m["cells"] for m in t.matrices)
             details.update(
-                utilisation=cells / (crossbars * p.xbar_rows * p.xbar_cols), matrices=t.matrices,
+                utilisation=cells / (crossbars * p.xbar_rows * p.xbar_cols),
+                matrices=t.matrices,
                 mvms=sum(m["mvms"] for m in t.matrices),
                 adc_conversions=sum(m["adc_conversions"] for m in t.matrices),
             )
@@ -321,8 +343,12 @@ class ReRAMBackend(Backend):
             crossbars += count * cost.details["crossbars"]
             fallback_layers += count if cost.details["fallback"] else 0
         details = {
-            "model": MODEL_VERSION, "energy_pj": energy_pj, "crossbars": crossbars,
-            "fits_on_chip": crossbars <= self.p.max_crossbars, "layers": len(layers), "distinct_layers": len(counts),
+            "model": MODEL_VERSION,
+            "energy_pj": energy_pj,
+            "crossbars": crossbars,
+            "fits_on_chip": crossbars <= self.p.max_crossbars,
+            "layers": len(layers),
+            "distinct_layers": len(counts),
             "fallback_layers": fallback_layers,
         }
         return Cost(latency_ms, 0.0, energy_mj, 0.0, 1, details)
@@ -330,7 +356,10 @@ class ReRAMBackend(Backend):
     def describe(self) -> dict[str, Any]:
         """Model version, device, every resolved parameter and the cited references."""
         return {
-            "backend": self.name, "model": MODEL_VERSION, "device": self.device.name,
-            "description": self.device.description, "params": asdict(self.p),
+            "backend": self.name,
+            "model": MODEL_VERSION,
+            "device": self.device.name,
+            "description": self.device.description,
+            "params": asdict(self.p),
             "references": list(self.device.references),
         }

@@ -50,8 +50,9 @@ def robust_stats(samples_ms: list[float], outlier_mads: float) -> TimingResult:
     return TimingResult(centre, spread, len(kept), len(samples_ms) - len(kept), sum(samples_ms))
 
 
-def time_calls(fn: Callable[[], object], policy: TimingPolicy,
-               timer: Callable[[Callable[[], object]], float] | None = None) -> TimingResult:
+def time_calls(
+    fn: Callable[[], object], policy: TimingPolicy, timer: Callable[[Callable[[], object]], float] | None = None
+) -> TimingResult:
     """Time ``fn`` per call under ``policy``. ``timer(fn)`` returns one call's milliseconds (default: wall clock
     with ``perf_counter_ns``; the CUDA backend passes an event-based timer that synchronises)."""
     measure = timer or _wall_ms

@@ -79,9 +79,22 @@ OPTS = ("latency", "energy", "edp")
 COMPONENTS = ("zigzag_mac", "zigzag_memory", "vector", "fallback", "dram")
 STAGES = ("zigzag", "vector", "fallback")
 PARAMS = (
-    "hardware", "mapping", "clock_ghz", "in_memory_compute", "exploit_data_locality", "mix_spatial_mapping",
-    "precision_bits", "opt", "lpf_limit", "spatial_mappings", "temporal_orderings", "vector_lanes",
-    "vector_pj_per_op", "dram_pj_per_byte", "fallback_macs_per_cycle", "fallback_pj_per_mac",
+    "hardware",
+    "mapping",
+    "clock_ghz",
+    "in_memory_compute",
+    "exploit_data_locality",
+    "mix_spatial_mapping",
+    "precision_bits",
+    "opt",
+    "lpf_limit",
+    "spatial_mappings",
+    "temporal_orderings",
+    "vector_lanes",
+    "vector_pj_per_op",
+    "dram_pj_per_byte",
+    "fallback_macs_per_cycle",
+    "fallback_pj_per_mac",
 )
 
 ACT_OPS = {"none": 0, "relu": 1, "hswish": 4, "gelu": 8}  # vector-unit ops per activated element
@@ -115,8 +128,7 @@ class ZigZagBackend(Backend):
         self.mapping = _resolve(p, "mapping", owner)
         self.clock_ghz: float = param(p, "clock_ghz", float, None, low=1e-3, high=100.0, owner=owner)
         self.in_memory_compute: bool = param(p, "in_memory_compute", bool, False, owner=owner)
-        self.exploit_data_locality: bool = param(p, "exploit_data_locality", bool, self.in_memory_compute,
-                                                 owner=owner)
+        self.exploit_data_locality: bool = param(p, "exploit_data_locality", bool, self.in_memory_compute, owner=owner)
         self.mix_spatial_mapping: bool = param(p, "mix_spatial_mapping", bool, True, owner=owner)
         self.precision_bits: int = param(p, "precision_bits", int, 8, low=1, high=32, owner=owner)
         self.opt: str = param(p, "opt", str, "latency", owner=owner)
@@ -135,12 +147,17 @@ class ZigZagBackend(Backend):
         array = self.hardware_doc["operational_array"]
         self.is_imc: bool = bool(array.get("is_imc", False))
         if self.is_imc != self.in_memory_compute:
-            raise InvalidValueError(f"{owner}.in_memory_compute", f"{self.is_imc} for hardware "
-                                    f"{Path(self.hardware).name} (its operational_array.is_imc)",
-                                    self.in_memory_compute)
+            raise InvalidValueError(
+                f"{owner}.in_memory_compute",
+                f"{self.is_imc} for hardware {Path(self.hardware).name} (its operational_array.is_imc)",
+                self.in_memory_compute,
+            )
         if self.is_imc and list(array["input_precision"]) != [self.precision_bits] * 2:
-            raise InvalidValueError(f"{owner}.precision_bits", f"the input precision {array['input_precision']} of "
-                                    f"CIM array {Path(self.hardware).name}", self.precision_bits)
+            raise InvalidValueError(
+                f"{owner}.precision_bits",
+                f"the input precision {array['input_precision']} of CIM array {Path(self.hardware).name}",
+                self.precision_bits,
+            )
         self.pes: int = math.prod(array["sizes"])
 
     # ------------------------------------------------------------------ workload
@@ -152,27 +169,45 @@ class ZigZagBackend(Backend):
         g, k, s, pad = spec.groups, spec.kernel, spec.stride, spec.kernel // 2
         oh, ow = spec.out_hw
         return {
-            "id": 0, "name": "conv2d", "operator_type": "Conv", "equation": _CONV,
+            "id": 0,
+            "name": "conv2d",
+            "operator_type": "Conv",
+            "equation": _CONV,
             "dimension_relations": [f"ix={s}*ox+1*fx", f"iy={s}*oy+1*fy"],
             "loop_dims": ["B", "K", "G", "OX", "OY", "C", "FX", "FY"],
             "loop_sizes": [batch, spec.cout // g, g, ow, oh, spec.cin // g, k, k],
-            "operand_precision": self._precision(), "operand_source": {"W": 0},
-            "pr_loop_dims": ["IX", "IY"], "pr_loop_sizes": [spec.w, spec.h], "padding": [[pad, pad], [pad, pad]],
+            "operand_precision": self._precision(),
+            "operand_source": {"W": 0},
+            "pr_loop_dims": ["IX", "IY"],
+            "pr_loop_sizes": [spec.w, spec.h],
+            "padding": [[pad, pad], [pad, pad]],
         }
 
     def _gemm(self, layer_id: int, name: str, rows: int, cin: int, cout: int) -> dict[str, Any]:
         source = {"W": layer_id} | ({"I": layer_id - 1} if layer_id else {})
         return {
-            "id": layer_id, "name": name, "operator_type": "Gemm", "equation": _GEMM, "dimension_relations": [],
-            "loop_dims": ["D", "C", "K"], "loop_sizes": [rows, cin, cout],
-            "operand_precision": self._precision(), "operand_source": source,
+            "id": layer_id,
+            "name": name,
+            "operator_type": "Gemm",
+            "equation": _GEMM,
+            "dimension_relations": [],
+            "loop_dims": ["D", "C", "K"],
+            "loop_sizes": [rows, cin, cout],
+            "operand_precision": self._precision(),
+            "operand_source": source,
         }
 
     def _matmul(self, layer_id: int, name: str, heads: int, rows: int, inner: int, cols: int) -> dict[str, Any]:
         return {
-            "id": layer_id, "name": name, "operator_type": "Gemm", "equation": _MATMUL, "dimension_relations": [],
-            "loop_dims": ["H", "D", "C", "K"], "loop_sizes": [heads, rows, inner, cols],
-            "operand_precision": self._precision(), "operand_source": {"I": layer_id - 1} if layer_id else {},
+            "id": layer_id,
+            "name": name,
+            "operator_type": "Gemm",
+            "equation": _MATMUL,
+            "dimension_relations": [],
+            "loop_dims": ["H", "D", "C", "K"],
+            "loop_sizes": [heads, rows, inner, cols],
+            "operand_precision": self._precision(),
+            "operand_source": {"I": layer_id - 1} if layer_id else {},
         }
 
     # ------------------------------------------------------------------ simulation
@@ -192,14 +227,27 @@ class ZigZagBackend(Backend):
             self._check_fits(spec, accelerator, workload)
             locality = [zz.SearchInterLayerDataLocalityStage] if self.exploit_data_locality else []
             exploit = [zz.ExploitInterLayerDataLocalityStage] if self.exploit_data_locality else []
-            reduce = {"latency": zz.MinimalLatencyStage, "energy": zz.MinimalEnergyStage,
-                      "edp": zz.MinimalEDPStage}[self.opt]
-            stages = [*locality, zz.WorkloadStage, *exploit, reduce, zz.SpatialMappingGeneratorStage, reduce,
-                      zz.SampledTemporalMappingStage, zz.CostModelStage]
+            reduce = {"latency": zz.MinimalLatencyStage, "energy": zz.MinimalEnergyStage, "edp": zz.MinimalEDPStage}[
+                self.opt
+            ]
+            stages = [
+                *locality,
+                zz.WorkloadStage,
+                *exploit,
+                reduce,
+                zz.SpatialMappingGeneratorStage,
+                reduce,
+                zz.SampledTemporalMappingStage,
+                zz.CostModelStage,
+            ]
             try:
                 results = zz.MainStage(
-                    stages, accelerator=accelerator, workload=workload, loma_lpf_limit=self.lpf_limit,
-                    loma_show_progress_bar=False, nb_mappings_generated=self.spatial_mappings,
+                    stages,
+                    accelerator=accelerator,
+                    workload=workload,
+                    loma_lpf_limit=self.lpf_limit,
+                    loma_show_progress_bar=False,
+                    nb_mappings_generated=self.spatial_mappings,
                     enable_mix_spatial_mapping_generation=self.mix_spatial_mapping,
                     access_same_data_considered_as_no_access=True,
                     temporal_mapping_type=zz.TemporalMappingType("uneven"),
@@ -220,8 +268,12 @@ class ZigZagBackend(Backend):
                 top = max((level.memory_instance for level in levels), key=lambda m: m.size)
                 bits = layer.operand_size_bit[layer_op]
                 if bits > top.size:
-                    raise UnmappableLayerError(self.name, spec, f"operand {layer_op} of {layer.name} needs {bits} "
-                                               f"bits, more than its largest memory {top.name} holds ({top.size})")
+                    raise UnmappableLayerError(
+                        self.name,
+                        spec,
+                        f"operand {layer_op} of {layer.name} needs {bits} "
+                        f"bits, more than its largest memory {top.name} holds ({top.size})",
+                    )
 
     # ------------------------------------------------------------------ Backend API
     def measure_layer(self, spec: LayerSpec, batch: int = 1) -> Cost:
@@ -243,24 +295,32 @@ class ZigZagBackend(Backend):
             layers = [self._gemm(0, "linear", spec.seq * batch, spec.cin, spec.cout)]
             vector_ops = spec.seq * spec.cout * batch * ((1 if spec.bias else 0) + ACT_OPS[spec.act])
         elif spec.op == "se":
-            layers = [self._gemm(0, "se_reduce", batch, spec.cin, spec.hidden),
-                      self._gemm(1, "se_expand", batch, spec.hidden, spec.cin)]
+            layers = [
+                self._gemm(0, "se_reduce", batch, spec.cin, spec.hidden),
+                self._gemm(1, "se_expand", batch, spec.hidden, spec.cin),
+            ]
             vector_ops = 2 * n + batch * (spec.hidden * ACT_OPS["relu"] + spec.cin * HSIGMOID_OPS)
             vector_bytes = 3 * n * ab
         elif spec.op == "attention":
             vector_ops = SOFTMAX_OPS * batch * spec.heads * spec.seq * spec.seq
             if not self.in_memory_compute:
                 heads = batch * spec.heads
-                layers = [self._matmul(0, "attention_qk", heads, spec.seq, spec.hidden, spec.seq),
-                          self._matmul(1, "attention_av", heads, spec.seq, spec.seq, spec.hidden)]
+                layers = [
+                    self._matmul(0, "attention_qk", heads, spec.seq, spec.hidden, spec.seq),
+                    self._matmul(1, "attention_av", heads, spec.seq, spec.seq, spec.hidden),
+                ]
             elif self.fallback_macs_per_cycle:
                 fallback = _FALLBACK_ATTENTION
                 fallback_macs = spec.macs * batch
                 fallback_bytes = 4 * batch * spec.heads * spec.seq * spec.hidden * ab
             else:
-                raise UnmappableLayerError(self.name, spec, "Q·Kᵀ and A·V operands change at run time and cannot be "
-                                           "stored in the CIM array, and the device has no digital fallback "
-                                           "(params.fallback_macs_per_cycle is 0)")
+                raise UnmappableLayerError(
+                    self.name,
+                    spec,
+                    "Q·Kᵀ and A·V operands change at run time and cannot be "
+                    "stored in the CIM array, and the device has no digital fallback "
+                    "(params.fallback_macs_per_cycle is 0)",
+                )
         else:
             fallback = _FALLBACK_VECTOR
             vector_ops, moved = _vector_work(spec, n, batch)
@@ -282,16 +342,32 @@ class ZigZagBackend(Backend):
         }
         total_cycles = sum(cycles.values())
         details: dict[str, Any] = {
-            "simulator": "zigzag", "mapping": "zigzag" if cmes else "digital", "fallback": fallback,
-            "cycles": total_cycles, "cycles_by_stage": cycles, "clock_ghz": self.clock_ghz, "energy_pj": energy_pj,
-            "macs": spec.macs * batch, "zigzag_macs": zz_macs, "pes": self.pes,
+            "simulator": "zigzag",
+            "mapping": "zigzag" if cmes else "digital",
+            "fallback": fallback,
+            "cycles": total_cycles,
+            "cycles_by_stage": cycles,
+            "clock_ghz": self.clock_ghz,
+            "energy_pj": energy_pj,
+            "macs": spec.macs * batch,
+            "zigzag_macs": zz_macs,
+            "pes": self.pes,
             "utilisation": zz_macs / (self.pes * zz_cycles) if zz_cycles else None,
-            "vector_ops": vector_ops, "dram_bytes": vector_bytes + fallback_bytes, "fallback_macs": fallback_macs,
-            "zigzag_layers": [{
-                "name": c.layer.name, "macs": int(c.layer.total_mac_count), "cycles": float(c.latency_total2),
-                "ideal_cycles": float(c.ideal_cycle), "spatial_mapping": str(c.layer.spatial_mapping),
-                "mac_energy_pj": float(c.mac_energy), "memory_energy_pj": float(c.mem_energy),
-            } for c in cmes],
+            "vector_ops": vector_ops,
+            "dram_bytes": vector_bytes + fallback_bytes,
+            "fallback_macs": fallback_macs,
+            "zigzag_layers": [
+                {
+                    "name": c.layer.name,
+                    "macs": int(c.layer.total_mac_count),
+                    "cycles": float(c.latency_total2),
+                    "ideal_cycles": float(c.ideal_cycle),
+                    "spatial_mapping": str(c.layer.spatial_mapping),
+                    "mac_energy_pj": float(c.mac_energy),
+                    "memory_energy_pj": float(c.mem_energy),
+                }
+                for c in cmes
+            ],
         }
         if self.is_imc and cmes:
             details["tclk_ns"] = float(cmes[0].tclk)
@@ -316,8 +392,12 @@ class ZigZagBackend(Backend):
                 cycles[k] += count * v
             fallback_layers += count if cost.details["fallback"] else 0
         details = {
-            "simulator": "zigzag", "energy_pj": energy_pj, "cycles_by_stage": cycles, "layers": len(layers),
-            "distinct_layers": len(counts), "fallback_layers": fallback_layers,
+            "simulator": "zigzag",
+            "energy_pj": energy_pj,
+            "cycles_by_stage": cycles,
+            "layers": len(layers),
+            "distinct_layers": len(counts),
+            "fallback_layers": fallback_layers,
         }
         return Cost(latency_ms, 0.0, energy_mj, 0.0, 1, details)
 
@@ -326,24 +406,39 @@ class ZigZagBackend(Backend):
         vector-unit/fallback figures and the cited references."""
         array = self.hardware_doc["operational_array"]
         return {
-            "backend": self.name, "device": self.device.name, "description": self.device.description,
-            "simulator": "zigzag-dse", "version": _zigzag_version(),
-            "hardware": Path(self.hardware).name, "hardware_sha256": self.hardware_sha256,
-            "mapping": Path(self.mapping).name, "mapping_sha256": self.mapping_sha256,
+            "backend": self.name,
+            "device": self.device.name,
+            "description": self.device.description,
+            "simulator": "zigzag-dse",
+            "version": _zigzag_version(),
+            "hardware": Path(self.hardware).name,
+            "hardware_sha256": self.hardware_sha256,
+            "mapping": Path(self.mapping).name,
+            "mapping_sha256": self.mapping_sha256,
             "clock_ghz": self.clock_ghz,
             "array": {
-                "name": self.hardware_doc.get("name"), "dimensions": list(array["dimensions"]),
-                "sizes": list(array["sizes"]), "pes": self.pes, "in_memory_compute": self.is_imc,
-                "imc_type": array.get("imc_type"), "systolic_dimensions": list(array.get("systolic_dimensions", [])),
+                "name": self.hardware_doc.get("name"),
+                "dimensions": list(array["dimensions"]),
+                "sizes": list(array["sizes"]),
+                "pes": self.pes,
+                "in_memory_compute": self.is_imc,
+                "imc_type": array.get("imc_type"),
+                "systolic_dimensions": list(array.get("systolic_dimensions", [])),
             },
             "precision_bits": self.precision_bits,
             "search": {
-                "opt": self.opt, "lpf_limit": self.lpf_limit, "spatial_mappings": self.spatial_mappings,
-                "temporal_orderings": self.temporal_orderings, "mix_spatial_mapping": self.mix_spatial_mapping,
+                "opt": self.opt,
+                "lpf_limit": self.lpf_limit,
+                "spatial_mappings": self.spatial_mappings,
+                "temporal_orderings": self.temporal_orderings,
+                "mix_spatial_mapping": self.mix_spatial_mapping,
                 "exploit_data_locality": self.exploit_data_locality,
             },
-            "vector_unit": {"lanes": self.vector_lanes, "pj_per_op": self.vector_pj_per_op,
-                            "dram_pj_per_byte": self.dram_pj_per_byte},
+            "vector_unit": {
+                "lanes": self.vector_lanes,
+                "pj_per_op": self.vector_pj_per_op,
+                "dram_pj_per_byte": self.dram_pj_per_byte,
+            },
             "fallback": {"macs_per_cycle": self.fallback_macs_per_cycle, "pj_per_mac": self.fallback_pj_per_mac},
             "references": list(self.device.references),
         }
@@ -388,8 +483,7 @@ def _resolve(params: Mapping[str, Any], kind: str, owner: str) -> str:
         if path.suffix == ".yaml" and path.is_file():
             return str(path.resolve())
     presets = ", ".join(_presets(kind))
-    raise InvalidValueError(f"{owner}.{kind}", f"a preset ({presets}) or the path of a ZigZag {kind} .yaml file",
-                            value)
+    raise InvalidValueError(f"{owner}.{kind}", f"a preset ({presets}) or the path of a ZigZag {kind} .yaml file", value)
 
 
 def _load(path: str, kind: str, owner: str, value: str) -> tuple[Any, str]:
@@ -407,8 +501,9 @@ def _load(path: str, kind: str, owner: str, value: str) -> tuple[Any, str]:
             raise InvalidValueError(field, "a ZigZag hardware description with operational_array.sizes", value)
         held = {op for memory in doc["memories"].values() for op in memory["operands"]}
         if not {"I1", "I2", "O"} <= held:
-            raise InvalidValueError(field, "a ZigZag hardware description with memories for operands I1, I2 and O",
-                                    value)
+            raise InvalidValueError(
+                field, "a ZigZag hardware description with memories for operands I1, I2 and O", value
+            )
     return doc, hashlib.sha256(raw).hexdigest()[:16]
 
 
@@ -516,21 +611,34 @@ def _zigzag() -> SimpleNamespace:
         """ZigZag's temporal-mapping stage on :class:`SampledLoma` (user orderings in the mapping constrain it)."""
 
         def generate_temporal_mappings(self) -> Generator[TemporalMapping, None, None]:
-            engine = SampledLoma(accelerator=self.accelerator, layer=self.layer, spatial_mapping=self.spatial_mapping,
-                                 mapping_type=self.mapping_type, **self.kwargs)
+            engine = SampledLoma(
+                accelerator=self.accelerator,
+                layer=self.layer,
+                spatial_mapping=self.spatial_mapping,
+                mapping_type=self.mapping_type,
+                **self.kwargs,
+            )
             constraints = self.layer.temporal_ordering.get_constraints()
             if any(not c.is_empty() for c in constraints):
                 engine.set_constraints(constraints)
             yield from itertools.islice(engine.run(), engine.budget)
 
     return SimpleNamespace(
-        AcceleratorFactory=AcceleratorFactory, AcceleratorValidator=AcceleratorValidator,
-        CostModelStage=CostModelStage, ExploitInterLayerDataLocalityStage=ExploitInterLayerDataLocalityStage,
-        MainStage=MainStage, MappingValidator=MappingValidator, MinimalEDPStage=MinimalEDPStage,
-        MinimalEnergyStage=MinimalEnergyStage, MinimalLatencyStage=MinimalLatencyStage,
+        AcceleratorFactory=AcceleratorFactory,
+        AcceleratorValidator=AcceleratorValidator,
+        CostModelStage=CostModelStage,
+        ExploitInterLayerDataLocalityStage=ExploitInterLayerDataLocalityStage,
+        MainStage=MainStage,
+        MappingValidator=MappingValidator,
+        MinimalEDPStage=MinimalEDPStage,
+        MinimalEnergyStage=MinimalEnergyStage,
+        MinimalLatencyStage=MinimalLatencyStage,
         NoValidLoopOrderingFoundException=NoValidLoopOrderingFoundException,
         SampledTemporalMappingStage=SampledTemporalMappingStage,
         SearchInterLayerDataLocalityStage=SearchInterLayerDataLocalityStage,
-        SpatialMappingGeneratorStage=SpatialMappingGeneratorStage, TemporalMappingType=TemporalMappingType,
-        WorkloadFactory=WorkloadFactory, WorkloadStage=WorkloadStage, WorkloadValidator=WorkloadValidator,
+        SpatialMappingGeneratorStage=SpatialMappingGeneratorStage,
+        TemporalMappingType=TemporalMappingType,
+        WorkloadFactory=WorkloadFactory,
+        WorkloadStage=WorkloadStage,
+        WorkloadValidator=WorkloadValidator,
     )

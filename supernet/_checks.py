@@ -25,8 +25,15 @@ from typing import Any
 
 from supernet._errors import InvalidValueError
 
-__all__ = ["MAX_ENERGY_MJ", "MAX_LATENCY_MS", "NAME_CHARS", "check_metric_value", "check_name", "metric_range",
-           "show_name"]
+__all__ = [
+    "MAX_ENERGY_MJ",
+    "MAX_LATENCY_MS",
+    "NAME_CHARS",
+    "check_metric_value",
+    "check_name",
+    "metric_range",
+    "show_name",
+]
 
 NAME_CHARS = "letters, digits and _ . : @ + - (max 128, starting with a letter or digit)"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")

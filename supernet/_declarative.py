@@ -59,13 +59,15 @@ def space_from_dict(doc: Any, source: str = "space definition") -> DeclarativeSp
     if not isinstance(dims_doc, list) or not dims_doc:
         raise InvalidValueError(f"{source}: dimensions", "a non-empty list", dims_doc)
     if len(dims_doc) > MAX_DIMENSIONS:
-        raise InvalidValueError(f"{source}: dimensions", f"at most {MAX_DIMENSIONS:,} dimensions",
-                                f"{len(dims_doc):,} dimensions")
+        raise InvalidValueError(
+            f"{source}: dimensions", f"at most {MAX_DIMENSIONS:,} dimensions", f"{len(dims_doc):,} dimensions"
+        )
     dims = [_dimension(d, f"{source}: dimensions[{i}]") for i, d in enumerate(dims_doc)]
     description = doc.get("description", "")
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
-        raise InvalidValueError(f"{source}: description", f"a string of at most {MAX_DESCRIPTION:,} characters",
-                                _long(description))
+        raise InvalidValueError(
+            f"{source}: description", f"a string of at most {MAX_DESCRIPTION:,} characters", _long(description)
+        )
     return DeclarativeSpace(name, dims, description)
 
 
@@ -99,8 +101,9 @@ def _dimension(doc: Any, where: str) -> Dimension:
     step = doc.get("step", 1)
     if not isinstance(step, int) or isinstance(step, bool):
         raise InvalidValueError(f"{where}.step", "a positive integer", step)
-    return Dimension(name, kind, low=doc.get("low"), high=doc.get("high"), step=step, group=group,
-                     description=description)
+    return Dimension(
+        name, kind, low=doc.get("low"), high=doc.get("high"), step=step, group=group, description=description
+    )
 
 
 def _long(value: Any) -> Any:

@@ -42,6 +42,8 @@ def gpt_stdlib() -> GPTSpace:
         ffn_choices=(128, 256, 512),
         seq_choices=(64, 128),
     )
-    space.description = ("Demo: 4-layer byte-level GPT for the Python standard library's source; width 64-128, "
-                         "heads 1-4, FFN 128-512, context 64/128")
+    space.description = (
+        "Demo: 4-layer byte-level GPT for the Python standard library's source; width 64-128, "
+        "heads 1-4, FFN 128-512, context 64/128"
+    )
     return space

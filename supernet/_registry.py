@@ -49,8 +49,6 @@ def register_space(space: SearchSpace, *, replace: bool = False) -> SearchSpace:
         if space.name in _spaces and not replace and _spaces[space.name] is not space:
             existing = _spaces[space.name]
             if existing.describe() != space.describe():
-                raise InvalidValueError(
-                    "space.name", "a name not yet registered with different dimensions", space.name
-                )
+                raise InvalidValueError("space.name", "a name not yet registered with different dimensions", space.name)
         _spaces[space.name] = space
     return space

@@ -102,8 +102,9 @@ class _LimitedLoader(yaml.SafeLoader):
         if isinstance(node, yaml.ScalarNode):
             size = 1
             if len(node.value) > MAX_SCALAR_CHARS:
-                raise _Limit(f"expected a value of at most {MAX_SCALAR_CHARS:,} characters, got {len(node.value):,}",
-                             start)
+                raise _Limit(
+                    f"expected a value of at most {MAX_SCALAR_CHARS:,} characters, got {len(node.value):,}", start
+                )
             digits = len(node.value.lstrip("+-"))
             if node.tag == "tag:yaml.org,2002:int" and digits > MAX_INT_DIGITS:
                 raise _Limit(f"expected integers of at most {MAX_INT_DIGITS} digits, got {digits:,} digits", start)
@@ -140,11 +141,14 @@ def parse_yaml(text: str | bytes, where: str) -> Any:
         raise HwparetoError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()
-        raise HwparetoError(f"{where}: not valid YAML/JSON ({exc.__class__.__name__}: "
-                            f"{' '.join(line.strip() for line in first[:3])})") from None
+        raise HwparetoError(
+            f"{where}: not valid YAML/JSON ({exc.__class__.__name__}: {' '.join(line.strip() for line in first[:3])})"
+        ) from None
     except ValueError as exc:  # int() of a number past Python's digit limit
-        raise HwparetoError(f"{where}: expected numbers of at most {MAX_INT_DIGITS} digits, got a longer one "
-                            f"({str(exc).splitlines()[0][:80]})") from None
+        raise HwparetoError(
+            f"{where}: expected numbers of at most {MAX_INT_DIGITS} digits, got a longer one "
+            f"({str(exc).splitlines()[0][:80]})"
+        ) from None
     except RecursionError:
         raise HwparetoError(f"{where}: expected at most {MAX_DEPTH} levels of nesting, got more") from None
     finally:

@@ -80,7 +80,8 @@ class SearchSpace:
             if config.space != self.name:
                 raise InvalidValueError("config.space", repr(self.name), config.space)
             if len(config.items) == len(self.dimensions) and all(
-                    name == d.name for (name, _), d in zip(config.items, self.dimensions, strict=True)):
+                name == d.name for (name, _), d in zip(config.items, self.dimensions, strict=True)
+            ):
                 return config
             values: Mapping[str, Any] = config.values
         elif isinstance(config, Mapping):
@@ -205,8 +206,11 @@ class SearchSpace:
             unique, inverse = distinct_configs(configs)
             parts.append((inverse, [Counter(self.layers(c)) for c in unique]))
         else:
-            by_dimension = {d.name: pd.factorize(pd.Series([c[d.name] for c in configs], dtype=object))
-                            for d in self.dimensions if any(d.name in dims for dims, _ in terms)}
+            by_dimension = {
+                d.name: pd.factorize(pd.Series([c[d.name] for c in configs], dtype=object))
+                for d in self.dimensions
+                if any(d.name in dims for dims, _ in terms)
+            }
             for dims, build in terms:
                 if not dims:
                     parts.append((np.zeros(len(configs), dtype=np.intp), [Counter(build(()))]))
@@ -214,9 +218,17 @@ class SearchSpace:
                 factors = [by_dimension[d] for d in dims]
                 stacked = np.column_stack([codes for codes, _ in factors]).reshape(len(configs), len(dims))
                 combos, inverse = np.unique(stacked, axis=0, return_inverse=True)
-                parts.append((inverse.reshape(-1), [
-                    Counter(build(tuple(uniq[int(code)] for code, (_, uniq) in zip(combo, factors, strict=True))))
-                    for combo in combos]))
+                parts.append(
+                    (
+                        inverse.reshape(-1),
+                        [
+                            Counter(
+                                build(tuple(uniq[int(code)] for code, (_, uniq) in zip(combo, factors, strict=True)))
+                            )
+                            for combo in combos
+                        ],
+                    )
+                )
         for _, counters in parts:
             for counter in counters:
                 for spec in counter:
@@ -239,8 +251,9 @@ class SearchSpace:
         restrict = dict(restrict or {})
         unknown = sorted(set(restrict) - allowed)
         if unknown:
-            raise InvalidValueError(f"{self.name} layer restriction", "dimensions " + ", ".join(sorted(allowed)),
-                                    unknown)
+            raise InvalidValueError(
+                f"{self.name} layer restriction", "dimensions " + ", ".join(sorted(allowed)), unknown
+            )
         out: dict[str, list[Any]] = {}
         for name in sorted(allowed):
             dim = self.dimension(name)

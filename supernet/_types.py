@@ -53,8 +53,11 @@ class Dimension:
             if not self.choices:
                 raise InvalidValueError(f"dimension {self.name!r}.choices", "a non-empty list", list(self.choices))
             if len(self.choices) > MAX_CHOICES:
-                raise InvalidValueError(f"dimension {self.name!r}.choices", f"at most {MAX_CHOICES:,} choices",
-                                        f"{len(self.choices):,} choices")
+                raise InvalidValueError(
+                    f"dimension {self.name!r}.choices",
+                    f"at most {MAX_CHOICES:,} choices",
+                    f"{len(self.choices):,} choices",
+                )
             if len(set(self.choices)) != len(self.choices):
                 raise InvalidValueError(f"dimension {self.name!r}.choices", "distinct values", list(self.choices))
             numeric = [_is_number(c) for c in self.choices]
@@ -67,8 +70,9 @@ class Dimension:
                 raise InvalidValueError(f"dimension {self.name!r}.low/high", "low <= high", (self.low, self.high))
             for end, value in (("low", self.low), ("high", self.high)):
                 if not abs(value) <= MAX_BOUND:  # type: ignore[arg-type]  # also refuses nan
-                    raise InvalidValueError(f"dimension {self.name!r}.{end}", f"a finite number in [-{MAX_BOUND:g}, "
-                                            f"{MAX_BOUND:g}]", value)
+                    raise InvalidValueError(
+                        f"dimension {self.name!r}.{end}", f"a finite number in [-{MAX_BOUND:g}, {MAX_BOUND:g}]", value
+                    )
             if self.kind == "int" and (self.low != int(self.low) or self.high != int(self.high) or self.step < 1):
                 raise InvalidValueError(
                     f"dimension {self.name!r}", "integer low/high and step >= 1", (self.low, self.high, self.step)
@@ -261,8 +265,11 @@ class LayerSpec:
 
     def __post_init__(self) -> None:
         self._validate()
-        parts = [f"{name}={int(v) if isinstance(v, bool) else v}" for name, default in _SPEC_DEFAULTS
-                 if (v := getattr(self, name)) != default]
+        parts = [
+            f"{name}={int(v) if isinstance(v, bool) else v}"
+            for name, default in _SPEC_DEFAULTS
+            if (v := getattr(self, name)) != default
+        ]
         object.__setattr__(self, "_key", f"{self.op}:" + ",".join(parts))
 
     def _validate(self) -> None:

@@ -142,8 +142,9 @@ def split_of(key: str, seed: int = 0, fractions: tuple[float, float, float] = (0
 
 
 # ---------------------------------------------------------------------------------------------------- images
-def _image_splits(images: torch.Tensor, labels: torch.Tensor, keys: Sequence[str], assigned: Sequence[str]
-                  ) -> dict[str, ImageSplit]:
+def _image_splits(
+    images: torch.Tensor, labels: torch.Tensor, keys: Sequence[str], assigned: Sequence[str]
+) -> dict[str, ImageSplit]:
     out: dict[str, ImageSplit] = {}
     for name in SPLITS:
         index = [i for i, s in enumerate(assigned) if s == name]
@@ -175,8 +176,12 @@ def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolut
     splits = _image_splits(x, y, keys, [split_of(k, seed, (0.6, 0.2, 0.2)) for k in keys])
     classes = tuple(str(c) for c in range(10))
     if not affine:
-        return ImageData("digits", classes, **splits,
-                         description=f"scikit-learn digits, 8x8 grey, split 60/20/20 by index hash (seed {seed})")
+        return ImageData(
+            "digits",
+            classes,
+            **splits,
+            description=f"scikit-learn digits, 8x8 grey, split 60/20/20 by index hash (seed {seed})",
+        )
     gen = torch.Generator().manual_seed(seed)
     for name in ("val", "test"):
         part = splits[name]
@@ -184,12 +189,20 @@ def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolut
         images = part.images.repeat_interleave(copies, 0)
         grid = torch.nn.functional.affine_grid(theta, [len(images), 3, resolution, resolution], align_corners=False)
         distorted = torch.nn.functional.grid_sample(images + 1, grid, align_corners=False) - 1  # black outside
-        splits[name] = ImageSplit(distorted, part.labels.repeat_interleave(copies),
-                                  tuple(f"{k}@{j}" for k in part.keys for j in range(copies)))
-    return ImageData("digits-affine", classes, **splits, augment=DIGITS_AFFINE,
-                     description=f"scikit-learn digits under random affine distortions (rotation +-30 deg, zoom "
-                     f"0.8-1.2, shift +-15 %), split 60/20/20 by index hash (seed {seed}); val/test: {copies} fixed "
-                     f"distortions per image at {resolution} px")
+        splits[name] = ImageSplit(
+            distorted,
+            part.labels.repeat_interleave(copies),
+            tuple(f"{k}@{j}" for k in part.keys for j in range(copies)),
+        )
+    return ImageData(
+        "digits-affine",
+        classes,
+        **splits,
+        augment=DIGITS_AFFINE,
+        description=f"scikit-learn digits under random affine distortions (rotation +-30 deg, zoom "
+        f"0.8-1.2, shift +-15 %), split 60/20/20 by index hash (seed {seed}); val/test: {copies} fixed "
+        f"distortions per image at {resolution} px",
+    )
 
 
 def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
@@ -235,9 +248,13 @@ def image_folder(path: str | Path, resolution: int = 32, seed: int = 0) -> Image
     labels = torch.tensor([lab for _, lab, _ in files], dtype=torch.int64)
     splits = _image_splits(_to_tensor(pixels), labels, keys, assigned)
     how = "its train/val/test folders" if presplit else f"70/15/15 by file-path hash (seed {seed})"
-    return ImageData(f"folder:{root.name}", tuple(classes), **splits,
-                     description=f"image folder {root} ({len(files)} images, {len(classes)} classes) at "
-                     f"{resolution} px, split by {how}")
+    return ImageData(
+        f"folder:{root.name}",
+        tuple(classes),
+        **splits,
+        description=f"image folder {root} ({len(files)} images, {len(classes)} classes) at "
+        f"{resolution} px, split by {how}",
+    )
 
 
 def _numpy_reconstruct() -> Any:
@@ -254,13 +271,15 @@ class _CifarUnpickler(pickle.Unpickler):
     (``os.system``, ``builtins.eval`` ...) while loading: numpy's ``_reconstruct``, ``ndarray`` and ``dtype`` (to
     rebuild the array) and ``_codecs.encode`` (a pure function Python 3 uses for bytes in protocol-2 pickles)."""
 
-    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset({
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),
-    })
+    ALLOWED: ClassVar[frozenset[tuple[str, str]]] = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
@@ -288,10 +307,14 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, list[int], list[str]]:
         raise InvalidValueError(f"CIFAR batch {path}", "a dict", type(doc).__name__)
     data, labels = doc.get(b"data"), doc.get(b"labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise InvalidValueError(f"CIFAR batch {path} data", "a uint8 array of N x 3072",
-                                getattr(data, "shape", type(data).__name__))
-    if not isinstance(labels, list) or len(labels) != len(data) or not all(
-            isinstance(v, int) and 0 <= v < 10 for v in labels):
+        raise InvalidValueError(
+            f"CIFAR batch {path} data", "a uint8 array of N x 3072", getattr(data, "shape", type(data).__name__)
+        )
+    if (
+        not isinstance(labels, list)
+        or len(labels) != len(data)
+        or not all(isinstance(v, int) and 0 <= v < 10 for v in labels)
+    ):
         raise InvalidValueError(f"CIFAR batch {path} labels", f"{len(data)} integers in [0, 10)", "other")
     names = doc.get(b"filenames")
     files = [n.decode() if isinstance(n, bytes) else str(n) for n in names] if isinstance(names, list) else []
@@ -316,9 +339,13 @@ def cifar10_batches(path: str | Path, seed: int = 0) -> ImageData:
     assigned = [split_of(k, seed, (0.85, 0.15, 0.0)) for k in keys[: len(keys) - n_test]] + ["test"] * n_test
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     splits = _image_splits(_to_tensor(np.ascontiguousarray(data)), labels, keys, assigned)
-    return ImageData("cifar10", classes, **splits,
-                     description=f"CIFAR-10 python batches in {root}: test_batch as test, data batches split 85/15 "
-                     f"into train/val by file-name hash (seed {seed})")
+    return ImageData(
+        "cifar10",
+        classes,
+        **splits,
+        description=f"CIFAR-10 python batches in {root}: test_batch as test, data batches split 85/15 "
+        f"into train/val by file-name hash (seed {seed})",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- text
@@ -345,11 +372,14 @@ def text_file(paths: str | Path | Sequence[str | Path], seed: int = 0) -> TextDa
             body = f.read_bytes()
         except OSError as exc:
             raise HwparetoError(f"text file {f}: cannot read ({exc.strerror})") from None
-        docs += [(f"{f.name}#{i // TEXT_BLOCK}", body[i:i + TEXT_BLOCK]) for i in range(0, len(body), TEXT_BLOCK)]
+        docs += [(f"{f.name}#{i // TEXT_BLOCK}", body[i : i + TEXT_BLOCK]) for i in range(0, len(body), TEXT_BLOCK)]
     splits = _text_splits(docs, seed)
     names = ", ".join(f.name for f in files)
-    return TextData(f"text:{files[0].stem}", **splits,
-                    description=f"text {names}: {TEXT_BLOCK}-byte blocks split 70/15/15 by hash (seed {seed})")
+    return TextData(
+        f"text:{files[0].stem}",
+        **splits,
+        description=f"text {names}: {TEXT_BLOCK}-byte blocks split 70/15/15 by hash (seed {seed})",
+    )
 
 
 def stdlib_corpus(seed: int = 0) -> TextData:
@@ -360,9 +390,12 @@ def stdlib_corpus(seed: int = 0) -> TextData:
     if not files:
         raise HwparetoError(f"Python standard library {root}: no .py files (a zip-only install?)")
     splits = _text_splits(((f.name, f.read_bytes()) for f in files), seed)
-    return TextData("stdlib", **splits,
-                    description=f"Python {sysconfig.get_python_version()} standard library: {len(files)} top-level "
-                    f".py files in {root}, bytes, split 70/15/15 by file-name hash (seed {seed})")
+    return TextData(
+        "stdlib",
+        **splits,
+        description=f"Python {sysconfig.get_python_version()} standard library: {len(files)} top-level "
+        f".py files in {root}, bytes, split 70/15/15 by file-name hash (seed {seed})",
+    )
 
 
 def load_data(spec: str, *, resolution: int = 32, seed: int = 0) -> ImageData | TextData:

@@ -85,6 +85,7 @@ class _Task(Protocol):
     def check_output(self, logits: torch.Tensor) -> None: ...
     def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]: ...
     def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
     metrics: tuple[str, ...]
 
 
@@ -114,15 +115,19 @@ class _ImageTask:
 
     def check_output(self, logits: torch.Tensor) -> None:
         if logits.shape[-1] != len(self.data.classes):
-            raise InvalidValueError(f"dataset {self.data.name} classes", f"{logits.shape[-1]} (the space's head)",
-                                    len(self.data.classes))
+            raise InvalidValueError(
+                f"dataset {self.data.name} classes", f"{logits.shape[-1]} (the space's head)", len(self.data.classes)
+            )
 
     def _images(self, split: str, r: int) -> torch.Tensor:
         key = (split, r)
         if key not in self._resized:
             images = self.data.split(split).images.to(self.device)
-            self._resized[key] = (images if images.shape[-1] == r else
-                                  F.interpolate(images, size=(r, r), mode="bilinear", align_corners=False))
+            self._resized[key] = (
+                images
+                if images.shape[-1] == r
+                else F.interpolate(images, size=(r, r), mode="bilinear", align_corners=False)
+            )
         return self._resized[key]
 
     def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]:
@@ -132,7 +137,7 @@ class _ImageTask:
     def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         images, labels = self._images(split, self.resolution(config)), self.data.split(split).labels.to(self.device)
         for i in range(0, len(labels), EVAL_BATCH):
-            yield images[i:i + EVAL_BATCH], labels[i:i + EVAL_BATCH]
+            yield images[i : i + EVAL_BATCH], labels[i : i + EVAL_BATCH]
 
 
 class _TextTask:
@@ -145,8 +150,9 @@ class _TextTask:
         self.max_seq = int(space.dimension(space.input_dimension).bounds()[1])
         self.train = data.train.tokens.to(device)
         if len(self.train) <= self.max_seq + 1:
-            raise HwparetoError(f"text {data.name}: the train split has {len(self.train)} bytes, need more than "
-                                f"{self.max_seq + 1}")
+            raise HwparetoError(
+                f"text {data.name}: the train split has {len(self.train)} bytes, need more than {self.max_seq + 1}"
+            )
 
     def _windows(self, tokens: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         w = tokens[starts[:, None] + torch.arange(self.max_seq + 1, device=tokens.device)]
@@ -163,8 +169,9 @@ class _TextTask:
 
     def check_output(self, logits: torch.Tensor) -> None:
         if logits.shape[-1] != self.data.vocab_size:
-            raise InvalidValueError(f"corpus {self.data.name} vocabulary", f"{logits.shape[-1]} (the space's)",
-                                    self.data.vocab_size)
+            raise InvalidValueError(
+                f"corpus {self.data.name} vocabulary", f"{logits.shape[-1]} (the space's)", self.data.vocab_size
+            )
 
     def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]:
         return iter(())
@@ -187,8 +194,9 @@ def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device) 
         raise InvalidValueError(f"space {space.name!r}", "a space with a PyTorch SuperNet", "a declarative space")
     tokens = not space.dummy_input(space.smallest()).dtype.is_floating_point
     if tokens != isinstance(data, TextData):
-        raise InvalidValueError(f"data for space {space.name!r}", "a text corpus" if tokens else "an image dataset",
-                                data.name)
+        raise InvalidValueError(
+            f"data for space {space.name!r}", "a text corpus" if tokens else "an image dataset", data.name
+        )
     return _TextTask(space, data, device) if isinstance(data, TextData) else _ImageTask(space, data, device)
 
 
@@ -251,7 +259,8 @@ def train_supernet(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
+    )
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     largest, smallest = space.largest(), space.smallest()
     history: list[dict[str, float]] = []
@@ -286,7 +295,7 @@ def train_supernet(
                 progress(step + 1, steps, losses)
     _set_active(supernet, largest)
     _recalibrate(supernet, task, largest)  # the SuperNet's own BN statistics serve the largest SubNet
-    tail = history[-max(1, (steps - largest_only) // 10):]
+    tail = history[-max(1, (steps - largest_only) // 10) :]
     final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
     return TrainReport(steps, time.perf_counter() - start, final)
 
@@ -309,8 +318,14 @@ def _recalibrate(module: nn.Module, task: _Task, config: SubNetConfig) -> None:
     module.eval()
 
 
-def extract_calibrated(space: SearchSpace, supernet: nn.Module, config: Mapping[str, Any] | SubNetConfig,
-                       data: ImageData | TextData, *, device: str = "cpu") -> nn.Module:
+def extract_calibrated(
+    space: SearchSpace,
+    supernet: nn.Module,
+    config: Mapping[str, Any] | SubNetConfig,
+    data: ImageData | TextData,
+    *,
+    device: str = "cpu",
+) -> nn.Module:
     """The SubNet ``config`` with inherited weights, batch-norm statistics recomputed on 500 training images of
     ``data`` (as every evaluation here does), in eval mode: what to export. Shared BN statistics of a SuperNet
     trained with the sandwich rule fit no SubNet (the largest included until recalibrated)."""
@@ -392,8 +407,13 @@ def table_configs(space: SearchSpace, n: int, seed: int = 0) -> list[SubNetConfi
     return list(chosen.values())
 
 
-def write_accuracy_table(path: str | Path, space: SearchSpace, configs: Sequence[SubNetConfig],
-                         metrics: Sequence[Mapping[str, float]], split: str = "val") -> None:
+def write_accuracy_table(
+    path: str | Path,
+    space: SearchSpace,
+    configs: Sequence[SubNetConfig],
+    metrics: Sequence[Mapping[str, float]],
+    split: str = "val",
+) -> None:
     """CSV: ``key``, one column per dimension, ``params``, ``macs``, then ``{split}_{metric}`` per metric
     (readable by ``hwpareto import`` and :func:`read_accuracy_table`)."""
     names = list(metrics[0])
@@ -404,8 +424,9 @@ def write_accuracy_table(path: str | Path, space: SearchSpace, configs: Sequence
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(columns)
         for cfg, row in zip(configs, metrics, strict=True):
-            writer.writerow([cfg.key, *cfg.values.values(), space.params(cfg), space.macs(cfg),
-                             *(f"{row[m]:.4f}" for m in names)])
+            writer.writerow(
+                [cfg.key, *cfg.values.values(), space.params(cfg), space.macs(cfg), *(f"{row[m]:.4f}" for m in names)]
+            )
 
 
 def read_accuracy_table(path: str | Path, space: SearchSpace, column: str) -> list[tuple[SubNetConfig, float]]:
@@ -462,8 +483,15 @@ def finetune_check(
                 _ce(module(x), y).backward()
                 opt.step()
         after = _evaluate_module(module, task, cfg, split)[metric]
-        rows.append({"key": cfg.key, "summary": space.summary(cfg), "params": space.params(cfg),
-                     "inherited": before, "finetuned": after})
+        rows.append(
+            {
+                "key": cfg.key,
+                "summary": space.summary(cfg),
+                "params": space.params(cfg),
+                "inherited": before,
+                "finetuned": after,
+            }
+        )
         if progress is not None:
             progress(n + 1, len(picks), {"inherited": before, "finetuned": after})
     a, b = [r["inherited"] for r in rows], [r["finetuned"] for r in rows]

@@ -41,13 +41,27 @@ def build_store(path: Path, *, study: bool = True, n_trials: int = 300) -> str:
         train_latency(store, "edge", space)
         macs = np.array([space.macs(c) for c in configs], float)
         scores = 80 + 12 * macs / macs.max() + rng.normal(0, 0.5, len(configs))  # synthetic accuracy (%)
-        store.add_measurements([MeasurementIn(c, "dataset", "cifar10", "test_acc_pct", float(a), None, 1, 1,
-                                              "evaluated", "dashboard tests") for c, a in zip(configs, scores,
-                                                                                              strict=True)])
+        store.add_measurements(
+            [
+                MeasurementIn(
+                    c, "dataset", "cifar10", "test_acc_pct", float(a), None, 1, 1, "evaluated", "dashboard tests"
+                )
+                for c, a in zip(configs, scores, strict=True)
+            ]
+        )
         train_accuracy(store, space, metric="test_acc_pct", dataset="cifar10")
         if study:
-            run_now(store, SearchSpec(STUDY, "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
-                                      ("latency_ms@edge <= 5",), n_trials=n_trials, population=50))
+            run_now(
+                store,
+                SearchSpec(
+                    STUDY,
+                    "nb201",
+                    ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
+                    ("latency_ms@edge <= 5",),
+                    n_trials=n_trials,
+                    population=50,
+                ),
+            )
     return url
 
 

@@ -105,7 +105,10 @@ def test_declarative_space_has_encoding_only() -> None:
 
 def test_nb201_paths() -> None:
     assert [edges for _, edges in NB201_PATHS] == [
-        ("edge3",), ("edge0", "edge4"), ("edge1", "edge5"), ("edge0", "edge2", "edge5")
+        ("edge3",),
+        ("edge0", "edge4"),
+        ("edge1", "edge5"),
+        ("edge0", "edge2", "edge5"),
     ]
 
 

@@ -28,8 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 NB201_ARCH = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
 
 # 342 bytes, ~390 million strings once expanded ("billion laughs")
-ALIAS_BOMB = "name: x\n" + "a: &a [" + ",".join(['"lol"'] * 9) + "]\n" + "".join(
-    f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+ALIAS_BOMB = (
+    "name: x\n"
+    + "a: &a ["
+    + ",".join(['"lol"'] * 9)
+    + "]\n"
+    + "".join(f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+)
 BINARY = bytes(range(256)) * 4
 DEVICE = "name: npu-x\nkind: npu\nbackend: fake\n"
 
@@ -43,48 +48,115 @@ CASES: list[tuple[str, list[str], dict[str, bytes | str], str]] = [
     ("binary config", ["validate", "nb201", "{d}/c.json"], {"c.json": BINARY}, "expected UTF-8 text, got binary"),
     ("binary device", ["device", "add", "{d}/dev.yaml"], {"dev.yaml": BINARY}, "expected UTF-8 text, got binary"),
     ("binary space", ["space", "register", "{d}/s.yaml"], {"s.yaml": BINARY}, "expected UTF-8 text, got binary"),
-    ("binary CSV", ["import", "{d}/t.csv", "--space", "nb201", "--device", "edge", "--metric", "latency_ms",
-                    "--column", "edge"], {"t.csv": b"arch_str,edge\n" + BINARY}, "t.csv"),
+    (
+        "binary CSV",
+        ["import", "{d}/t.csv", "--space", "nb201", "--device", "edge", "--metric", "latency_ms", "--column", "edge"],
+        {"t.csv": b"arch_str,edge\n" + BINARY},
+        "t.csv",
+    ),
     # sizes and shapes
     ("alias bomb device", ["device", "add", "{d}/dev.yaml"], {"dev.yaml": ALIAS_BOMB}, "aliases expanded"),
     ("alias bomb space", ["space", "register", "{d}/s.yaml"], {"s.yaml": ALIAS_BOMB}, "aliases expanded"),
-    ("too many aliases", ["device", "add", "{d}/dev.yaml"],
-     {"dev.yaml": DEVICE + "a: &a 1\n" + "".join(f"b{i}: *a\n" for i in range(200))}, "at most 100 YAML aliases"),
-    ("huge space file", ["space", "register", "{d}/s.yaml"],
-     {"s.yaml": space_yaml("{name: a, choices: [1, 2]}") + "description: " + "x" * (2 * 2**20) + "\n"},
-     "at most 1,048,576 bytes"),
-    ("400,000 choices", ["space", "register", "{d}/s.yaml"],
-     {"s.yaml": space_yaml("{name: a, choices: [" + ",".join(["1"] * 400_000) + "]}")},
-     "values (aliases expanded)"),
-    ("too many choices", ["space", "register", "{d}/s.yaml"],
-     {"s.yaml": space_yaml("{name: a, choices: [" + ",".join(map(str, range(1_001))) + "]}")},
-     "dimensions[0].choices: expected at most 1,000 choices, got '1,001 choices'"),
-    ("long choice", ["space", "register", "{d}/s.yaml"],
-     {"s.yaml": space_yaml("{name: a, choices: [" + "y" * 300 + "]}")}, "strings of at most 256 characters"),
-    ("long description", ["space", "register", "{d}/s.yaml"],
-     {"s.yaml": space_yaml("{name: a, choices: [1]}") + "description: " + "z" * 5000 + "\n"},
-     "description: expected a string of at most 4,096 characters, got '5,000 characters'"),
-    ("high 1e21", ["space", "register", "{d}/s.yaml"], {"s.yaml": space_yaml("{name: a, type: int, low: 0, high: "
-                                                                              "1000000000000000000000}")},
-     "dimension 'a'.high: expected a finite number in [-1e+15, 1e+15]"),
-    ("float high 1e21", ["space", "register", "{d}/s.yaml"],
-     {"s.yaml": space_yaml("{name: a, type: float, low: 0.0, high: 1.0e+21}")}, "'a'.high"),
-    ("5,000-digit integer YAML", ["space", "register", "{d}/s.yaml"],
-     {"s.yaml": space_yaml("{name: a, type: int, low: 0, high: " + "9" * 5000 + "}")}, "at most 100 digits"),
-    ("5,000-digit integer JSON", ["validate", "nb201", "{d}/c.json"], {"c.json": '{"x": ' + "9" * 5000 + "}"},
-     "at most 100 digits, got 5,000 digits"),
-    ("deeply nested JSON", ["validate", "nb201", "{d}/c.json"], {"c.json": "[" * 100_000 + "]" * 100_000},
-     "at most 64 levels of nesting"),
-    ("deeply nested YAML", ["device", "add", "{d}/dev.yaml"], {"dev.yaml": "a: " + "[" * 5000 + "]" * 5000},
-     "at most 64 levels of nesting"),
+    (
+        "too many aliases",
+        ["device", "add", "{d}/dev.yaml"],
+        {"dev.yaml": DEVICE + "a: &a 1\n" + "".join(f"b{i}: *a\n" for i in range(200))},
+        "at most 100 YAML aliases",
+    ),
+    (
+        "huge space file",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, choices: [1, 2]}") + "description: " + "x" * (2 * 2**20) + "\n"},
+        "at most 1,048,576 bytes",
+    ),
+    (
+        "400,000 choices",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, choices: [" + ",".join(["1"] * 400_000) + "]}")},
+        "values (aliases expanded)",
+    ),
+    (
+        "too many choices",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, choices: [" + ",".join(map(str, range(1_001))) + "]}")},
+        "dimensions[0].choices: expected at most 1,000 choices, got '1,001 choices'",
+    ),
+    (
+        "long choice",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, choices: [" + "y" * 300 + "]}")},
+        "strings of at most 256 characters",
+    ),
+    (
+        "long description",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, choices: [1]}") + "description: " + "z" * 5000 + "\n"},
+        "description: expected a string of at most 4,096 characters, got '5,000 characters'",
+    ),
+    (
+        "high 1e21",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, type: int, low: 0, high: 1000000000000000000000}")},
+        "dimension 'a'.high: expected a finite number in [-1e+15, 1e+15]",
+    ),
+    (
+        "float high 1e21",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, type: float, low: 0.0, high: 1.0e+21}")},
+        "'a'.high",
+    ),
+    (
+        "5,000-digit integer YAML",
+        ["space", "register", "{d}/s.yaml"],
+        {"s.yaml": space_yaml("{name: a, type: int, low: 0, high: " + "9" * 5000 + "}")},
+        "at most 100 digits",
+    ),
+    (
+        "5,000-digit integer JSON",
+        ["validate", "nb201", "{d}/c.json"],
+        {"c.json": '{"x": ' + "9" * 5000 + "}"},
+        "at most 100 digits, got 5,000 digits",
+    ),
+    (
+        "deeply nested JSON",
+        ["validate", "nb201", "{d}/c.json"],
+        {"c.json": "[" * 100_000 + "]" * 100_000},
+        "at most 64 levels of nesting",
+    ),
+    (
+        "deeply nested YAML",
+        ["device", "add", "{d}/dev.yaml"],
+        {"dev.yaml": "a: " + "[" * 5000 + "]" * 5000},
+        "at most 64 levels of nesting",
+    ),
     # options
     ("negative seed", ["sample", "nb201", "--seed", "-5"], {}, "'--seed'"),
     ("float trials", ["search", "--space", "nb201", "--objective", "params:min", "--trials", "1e23"], {}, "'--trials'"),
-    ("huge trials", ["search", "--space", "nb201", "--objective", "params:min", "--trials", "1" + "0" * 23], {},
-     "'--trials'"),
-    ("huge batch", ["import", "{d}/t.csv", "--space", "nb201", "--device", "edge", "--metric", "latency_ms",
-                    "--column", "edge", "--batch", "1" + "0" * 20], {"t.csv": f"arch_str,edge\n{NB201_ARCH},1.5\n"},
-     "'--batch'"),
+    (
+        "huge trials",
+        ["search", "--space", "nb201", "--objective", "params:min", "--trials", "1" + "0" * 23],
+        {},
+        "'--trials'",
+    ),
+    (
+        "huge batch",
+        [
+            "import",
+            "{d}/t.csv",
+            "--space",
+            "nb201",
+            "--device",
+            "edge",
+            "--metric",
+            "latency_ms",
+            "--column",
+            "edge",
+            "--batch",
+            "1" + "0" * 20,
+        ],
+        {"t.csv": f"arch_str,edge\n{NB201_ARCH},1.5\n"},
+        "'--batch'",
+    ),
     ("float batch", ["search", "--space", "nb201", "--objective", "params:min", "--batch", "1e20"], {}, "'--batch'"),
 ]
 
@@ -93,8 +165,10 @@ def row_counts(url: str) -> dict[str, int]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return {t: conn.execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one()
-                    for t in inspect(engine).get_table_names()}
+            return {
+                t: conn.execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one()
+                for t in inspect(engine).get_table_names()
+            }
     finally:
         engine.dispose()
 
@@ -123,8 +197,9 @@ def one_line_error(args: list[str], url: str, fragment: str) -> str:
 
 
 @pytest.mark.parametrize(("args", "files", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line(args: list[str], files: dict[str, bytes | str], fragment: str, tmp_path: Path,
-                               url: str) -> None:
+def test_bad_input_is_one_line(
+    args: list[str], files: dict[str, bytes | str], fragment: str, tmp_path: Path, url: str
+) -> None:
     for name, content in files.items():
         data = content.encode() if isinstance(content, str) else content
         (tmp_path / name).write_bytes(data)
@@ -142,18 +217,36 @@ def test_shipped_files_are_within_the_limits() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- full disk
-def test_store_disk_full_is_one_line_without_sql_parameters(url: str, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_disk_full_is_one_line_without_sql_parameters(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pareto._store import Store
 
     def full(*_args: object, **_kwargs: object) -> None:
-        raise OperationalError("INSERT INTO hwp_measurements VALUES (?)", {"value": "SECRET-PARAMETER"},
-                               sqlite3.OperationalError("database or disk is full"))
+        raise OperationalError(
+            "INSERT INTO hwp_measurements VALUES (?)",
+            {"value": "SECRET-PARAMETER"},
+            sqlite3.OperationalError("database or disk is full"),
+        )
 
     monkeypatch.setattr(Store, "add_measurements", full)
     (tmp_path / "t.csv").write_text(f"arch_str,edge\n{NB201_ARCH},1.5\n")
-    line = one_line_error(["import", str(tmp_path / "t.csv"), "--space", "nb201", "--device", "edge", "--metric",
-                           "latency_ms", "--column", "edge"], url, "database or disk is full")
+    line = one_line_error(
+        [
+            "import",
+            str(tmp_path / "t.csv"),
+            "--space",
+            "nb201",
+            "--device",
+            "edge",
+            "--metric",
+            "latency_ms",
+            "--column",
+            "edge",
+        ],
+        url,
+        "database or disk is full",
+    )
     assert "SECRET" not in line and "INSERT" not in line and line.startswith(f"error: store {url}")
 
 
@@ -169,8 +262,11 @@ def test_output_disk_full_is_one_line(url: str, tmp_path: Path, monkeypatch: pyt
     from supernet import get_space
 
     (tmp_path / "c.json").write_text(json.dumps(get_space("nb201").sample(np.random.default_rng(0)).values))
-    one_line_error(["export-config", "nb201", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")], url,
-                   "model.onnx: cannot write (No space left on device)")
+    one_line_error(
+        ["export-config", "nb201", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")],
+        url,
+        "model.onnx: cannot write (No space left on device)",
+    )
 
 
 def test_real_full_disk_on_import_is_one_line(tmp_path: Path) -> None:
@@ -190,9 +286,26 @@ def test_real_full_disk_on_import_is_one_line(tmp_path: Path) -> None:
         archs = {space.to_record(space.sample(rng))["arch_str"] for _ in range(20_000)}
         rows = "".join(f"{a},{i + 1}.5,{i + 2}.5,{i + 3}.5\n" for i, a in enumerate(sorted(archs)))
         (tmp_path / "t.csv").write_text("arch_str,d1,d2,d3\n" + rows)
-        line = one_line_error(["import", str(tmp_path / "t.csv"), "--space", "nb201", "--device", "{column}",
-                               "--metric", "latency_ms", "--column", "d1", "--column", "d2", "--column", "d3"],
-                              store, "cannot write")
+        line = one_line_error(
+            [
+                "import",
+                str(tmp_path / "t.csv"),
+                "--space",
+                "nb201",
+                "--device",
+                "{column}",
+                "--metric",
+                "latency_ms",
+                "--column",
+                "d1",
+                "--column",
+                "d2",
+                "--column",
+                "d3",
+            ],
+            store,
+            "cannot write",
+        )
         assert "store" in line and "INSERT" not in line
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
@@ -209,7 +322,7 @@ def test_alias_bomb_parses_in_bounded_memory_and_time(tmp_path: Path) -> None:
         from supernet import HwparetoError
         from supernet._safeload import load_yaml
         try:
-            load_yaml({str(tmp_path / 'bomb.yaml')!r}, "device file")
+            load_yaml({str(tmp_path / "bomb.yaml")!r}, "device file")
         except HwparetoError as exc:
             print(exc)
             sys.exit(0)
@@ -223,10 +336,13 @@ def test_alias_bomb_parses_in_bounded_memory_and_time(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- dashboard
-@pytest.mark.parametrize(("content", "fragment"), [(ALIAS_BOMB.encode(), "aliases expanded"),
-                                                   (BINARY, "expected UTF-8 text, got binary data at byte")])
-def test_dashboard_upload_shows_one_line(content: bytes, fragment: str, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(ALIAS_BOMB.encode(), "aliases expanded"), (BINARY, "expected UTF-8 text, got binary data at byte")],
+)
+def test_dashboard_upload_shows_one_line(
+    content: bytes, fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("HWPARETO_STORE", f"sqlite:///{tmp_path / 'store.db'}")

@@ -15,8 +15,12 @@ from supernet.nb201 import NB201Space
 
 def brute_mask(points: np.ndarray) -> np.ndarray:
     n = len(points)
-    return np.array([not any(np.all(points[j] <= points[i]) and np.any(points[j] < points[i])
-                             for j in range(n) if j != i) for i in range(n)])
+    return np.array(
+        [
+            not any(np.all(points[j] <= points[i]) and np.any(points[j] < points[i]) for j in range(n) if j != i)
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4])
@@ -32,8 +36,12 @@ def test_dominator_max_matches_brute_force(m: int) -> None:
     rng = np.random.default_rng(10 + m)
     cost = rng.integers(0, 8, size=(80, m)).astype(float)
     values = np.where(rng.random(80) < 0.3, -np.inf, rng.integers(0, 5, 80).astype(float))
-    want = np.array([max([values[j] for j in range(80) if j != i and np.all(cost[j] <= cost[i])], default=-np.inf)
-                     for i in range(80)])
+    want = np.array(
+        [
+            max([values[j] for j in range(80) if j != i and np.all(cost[j] <= cost[i])], default=-np.inf)
+            for i in range(80)
+        ]
+    )
     assert np.array_equal(_dominator_max(cost, values), want)
 
 
@@ -67,8 +75,9 @@ def test_search_finds_the_front_far_better_than_random() -> None:
         calls.append(idx)
         return acc[idx]
 
-    result = budgeted_search(range(len(acc)), features, cost, evaluate, 120, batch_size=10, initial=20, seed=0,
-                             predictor_factory=ridge)
+    result = budgeted_search(
+        range(len(acc)), features, cost, evaluate, 120, batch_size=10, initial=20, seed=0, predictor_factory=ridge
+    )
     assert len(result.indices) == 120 and len(set(result.indices.tolist())) == 120
     assert result.stopped == "budget" and [len(c) for c in calls] == [20] + [10] * 10
     assert np.array_equal(result.accuracy, acc[result.indices])
@@ -86,8 +95,10 @@ def test_search_finds_the_front_far_better_than_random() -> None:
 
 def test_default_predictor_runs_and_is_deterministic() -> None:
     X, acc, cost = synthetic(400, seed=3)
-    runs = [budgeted_search(list(range(400)), X, cost, lambda i: acc[i], 40, batch_size=10, initial=20, seed=7)
-            for _ in range(2)]
+    runs = [
+        budgeted_search(list(range(400)), X, cost, lambda i: acc[i], 40, batch_size=10, initial=20, seed=7)
+        for _ in range(2)
+    ]
     assert np.array_equal(runs[0].indices, runs[1].indices)
     assert runs[0].steps[1].refit and runs[0].steps[1].cv_kendall_tau is not None
 
@@ -114,31 +125,49 @@ def test_constant_accuracy_keeps_filling_space_and_callback_stops() -> None:
     X, _, cost = synthetic(300)
     result = budgeted_search(range(300), X, cost, lambda i: np.ones(len(i)), 50, initial=20)
     assert len(result.indices) == 50 and all(not s.refit for s in result.steps)
-    stopped = budgeted_search(range(300), X, cost, lambda i: cost[i], 100, initial=20, predictor_factory=ridge,
-                              callback=lambda step: step.n_evaluated >= 40)
+    stopped = budgeted_search(
+        range(300),
+        X,
+        cost,
+        lambda i: cost[i],
+        100,
+        initial=20,
+        predictor_factory=ridge,
+        callback=lambda step: step.n_evaluated >= 40,
+    )
     assert stopped.stopped == "callback" and len(stopped.indices) == 40
 
 
 def test_maximised_cheap_column_flips_dominance() -> None:
     X, acc, cost = synthetic(300, seed=5)
-    result = budgeted_search(range(300), X, -cost, lambda i: acc[i], 60, initial=20, directions=["maximize"],
-                             predictor_factory=ridge)
+    result = budgeted_search(
+        range(300), X, -cost, lambda i: acc[i], 60, initial=20, directions=["maximize"], predictor_factory=ridge
+    )
     ev = result.indices
     assert sorted(result.front.tolist()) == sorted(ev[pareto_mask(np.column_stack([-acc[ev], cost[ev]]))].tolist())
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"features": np.ones((5, 2))}, r"features rows: expected 10 \(one per candidate\), got 5"),
-    ({"cheap": np.r_[np.ones(9), np.nan]}, r"cheap\[9, 0\]: expected a finite number, got nan"),
-    ({"budget": 3}, r"budget: expected at least initial \(5\), got 3"),
-    ({"batch_size": 0}, r"batch_size: expected an integer >= 1, got 0"),
-    ({"directions": ["down"]}, r"directions: expected 'minimize' or 'maximize' per cheap column, got 'down'"),
-    ({"ucb": -1.0}, r"ucb: expected a finite number >= 0, got -1.0"),
-    ({"evaluate": lambda i: [1.0]}, r"result: expected 5 finite accuracies"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"features": np.ones((5, 2))}, r"features rows: expected 10 \(one per candidate\), got 5"),
+        ({"cheap": np.r_[np.ones(9), np.nan]}, r"cheap\[9, 0\]: expected a finite number, got nan"),
+        ({"budget": 3}, r"budget: expected at least initial \(5\), got 3"),
+        ({"batch_size": 0}, r"batch_size: expected an integer >= 1, got 0"),
+        ({"directions": ["down"]}, r"directions: expected 'minimize' or 'maximize' per cheap column, got 'down'"),
+        ({"ucb": -1.0}, r"ucb: expected a finite number >= 0, got -1.0"),
+        ({"evaluate": lambda i: [1.0]}, r"result: expected 5 finite accuracies"),
+    ],
+)
 def test_bad_input_names_the_field(kwargs: dict, match: str) -> None:
-    args = {"candidates": range(10), "features": np.arange(20.0).reshape(10, 2), "cheap": np.arange(10.0),
-            "evaluate": lambda i: np.asarray(i, dtype=float), "budget": 8, "initial": 5}
+    args = {
+        "candidates": range(10),
+        "features": np.arange(20.0).reshape(10, 2),
+        "cheap": np.arange(10.0),
+        "evaluate": lambda i: np.asarray(i, dtype=float),
+        "budget": 8,
+        "initial": 5,
+    }
     args.update(kwargs)
     with pytest.raises(InvalidValueError, match=match):
         budgeted_search(**args)

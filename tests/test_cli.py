@@ -19,15 +19,37 @@ from supernet import get_space
 
 runner = CliRunner()
 
-NB201_DEVICES = ["1080ti_1", "1080ti_256", "1080ti_32", "essential_ph_1", "gold_6240", "pixel3", "samsung_a50",
-                 "samsung_s7", "silver_4114", "silver_4210r", "titanx_1", "titanx_256", "titanx_32"]
+NB201_DEVICES = [
+    "1080ti_1",
+    "1080ti_256",
+    "1080ti_32",
+    "essential_ph_1",
+    "gold_6240",
+    "pixel3",
+    "samsung_a50",
+    "samsung_s7",
+    "silver_4114",
+    "silver_4210r",
+    "titanx_1",
+    "titanx_256",
+    "titanx_32",
+]
 NB201_ACC = {
     "cifar10_test_acc": "cifar10",
     "cifar100_test_acc": "cifar100",
     "imagenet16_120_test_acc": "imagenet16-120",
 }
-OFA_DEVICES = ["2080ti_1", "2080ti_32", "2080ti_64", "titan_xp_1", "titan_xp_32", "titan_xp_64", "v100_1", "v100_32",
-               "v100_64"]
+OFA_DEVICES = [
+    "2080ti_1",
+    "2080ti_32",
+    "2080ti_64",
+    "titan_xp_1",
+    "titan_xp_32",
+    "titan_xp_64",
+    "v100_1",
+    "v100_32",
+    "v100_64",
+]
 
 
 def hw(*args: str | Path, ok: bool = True) -> tuple[str, str]:
@@ -119,18 +141,41 @@ def test_spaces_and_space_show(sqlite_url: str) -> None:
 
 def test_register_declarative_space_and_import(tmp_path: Path, sqlite_url: str) -> None:
     spec = tmp_path / "toy.yaml"
-    spec.write_text("name: toy\ndimensions:\n  - {name: depth, type: int, low: 1, high: 8}\n"
-                    "  - {name: act, choices: [relu, gelu]}\n")
+    spec.write_text(
+        "name: toy\ndimensions:\n  - {name: depth, type: int, low: 1, high: 8}\n"
+        "  - {name: act, choices: [relu, gelu]}\n"
+    )
     out, _ = hw("space", "register", spec, "--store", sqlite_url)
     assert "registered space 'toy'" in out
     out, _ = hw("spaces", "--store", sqlite_url)
     assert "toy" in out and "declarative" in out
     table = write_csv(tmp_path / "toy.csv", ["depth", "act", "lat"], [[1, "relu", 1.5], [8, "gelu", 9.0]])
-    hw("import", table, "--space", "toy", "--device", "board", "--metric", "latency_ms", "--column", "lat",
-       "--store", sqlite_url)
+    hw(
+        "import",
+        table,
+        "--space",
+        "toy",
+        "--device",
+        "board",
+        "--metric",
+        "latency_ms",
+        "--column",
+        "lat",
+        "--store",
+        sqlite_url,
+    )
     assert measurement_count(sqlite_url) == 2
-    _, err = hw("export-config", "toy", _json(tmp_path / "c.json", {"depth": 2, "act": "relu"}), "--out",
-                tmp_path / "b", "--weights", "--store", sqlite_url, ok=False)
+    _, err = hw(
+        "export-config",
+        "toy",
+        _json(tmp_path / "c.json", {"depth": 2, "act": "relu"}),
+        "--out",
+        tmp_path / "b",
+        "--weights",
+        "--store",
+        sqlite_url,
+        ok=False,
+    )
     assert "declarative" in err
 
 
@@ -181,8 +226,18 @@ def test_export_config_round_trip(space_name: str, tmp_path: Path, sqlite_url: s
     space = get_space(space_name)
     cfg = space.sample(np.random.default_rng(5))
     out_dir = tmp_path / "bundle"
-    out, _ = hw("export-config", space_name, _json(tmp_path / "c.json", cfg.values), "--out", out_dir,
-                "--weights", "--onnx", "--json", "--store", sqlite_url)
+    out, _ = hw(
+        "export-config",
+        space_name,
+        _json(tmp_path / "c.json", cfg.values),
+        "--out",
+        out_dir,
+        "--weights",
+        "--onnx",
+        "--json",
+        "--store",
+        sqlite_url,
+    )
     files = json.loads(out)["files"]
     assert set(files) == {"config.json", "weights.safetensors", "model.onnx"}
     doc = json.loads((out_dir / "config.json").read_text())
@@ -211,19 +266,51 @@ def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -
     save_file({k: v.contiguous() for k, v in supernet.state_dict().items()}, str(ckpt))
     cfg = space.largest()
     out_dir = tmp_path / "b"
-    hw("export-config", "nb201", _json(tmp_path / "c.json", cfg.values), "--out", out_dir, "--weights",
-       "--checkpoint", ckpt, "--store", sqlite_url)
+    hw(
+        "export-config",
+        "nb201",
+        _json(tmp_path / "c.json", cfg.values),
+        "--out",
+        out_dir,
+        "--weights",
+        "--checkpoint",
+        ckpt,
+        "--store",
+        sqlite_url,
+    )
     _, _, module = load_subnet(out_dir)
     expected = space.extract(supernet, cfg).state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in module.state_dict().items())
     assert verify_bundle(out_dir).weights_max_abs_diff == 0.0
     save_file({"x": torch.zeros(1)}, str(tmp_path / "wrong.safetensors"))
-    _, err = hw("export-config", "nb201", tmp_path / "c.json", "--out", tmp_path / "w", "--weights", "--checkpoint",
-                tmp_path / "wrong.safetensors", "--store", sqlite_url, ok=False)
+    _, err = hw(
+        "export-config",
+        "nb201",
+        tmp_path / "c.json",
+        "--out",
+        tmp_path / "w",
+        "--weights",
+        "--checkpoint",
+        tmp_path / "wrong.safetensors",
+        "--store",
+        sqlite_url,
+        ok=False,
+    )
     assert "does not fit space 'nb201'" in err
     (tmp_path / "pickle.pt").write_bytes(b"\x80\x04not safetensors")
-    _, err = hw("export-config", "nb201", tmp_path / "c.json", "--out", tmp_path / "p", "--weights", "--checkpoint",
-                tmp_path / "pickle.pt", "--store", sqlite_url, ok=False)
+    _, err = hw(
+        "export-config",
+        "nb201",
+        tmp_path / "c.json",
+        "--out",
+        tmp_path / "p",
+        "--weights",
+        "--checkpoint",
+        tmp_path / "pickle.pt",
+        "--store",
+        sqlite_url,
+        ok=False,
+    )
     assert "not a readable safetensors file" in err
     with (out_dir / "weights.safetensors").open("r+b") as fh:  # corrupt the bundle
         fh.seek(-4, 2)
@@ -239,8 +326,23 @@ def test_import_is_idempotent_and_all_or_nothing(tmp_path: Path, store_url: str)
     space = get_space("nb201")
     rows = [[space.to_arch_str(space.from_index(i)), 10 + i, 90 - i] for i in range(5)]
     table = write_csv(tmp_path / "t.csv", ["arch_str", "dev_a", "dev_b"], rows)
-    args = ["import", table, "--space", "nb201", "--device", "{column}", "--metric", "latency_ms", "--column",
-            "dev_a", "--column", "dev_b", "--store", store_url, "--json"]
+    args = [
+        "import",
+        table,
+        "--space",
+        "nb201",
+        "--device",
+        "{column}",
+        "--metric",
+        "latency_ms",
+        "--column",
+        "dev_a",
+        "--column",
+        "dev_b",
+        "--store",
+        store_url,
+        "--json",
+    ]
     first = json.loads(hw(*args)[0])
     assert (first["inserted"], first["unchanged"], first["new_devices"]) == (10, 0, ["dev_a", "dev_b"])
     again = json.loads(hw(*args)[0])
@@ -280,12 +382,38 @@ def test_import_option_errors(tmp_path: Path, sqlite_url: str) -> None:
     assert "got 'has space'" in err
     _, err = hw(*base, "--space", "mbv3", "--device", "d", "--column", "a", "--set", "w=1.3", ok=False)
     assert "mbv3.w: expected one of 1.0, 1.2, got 1.3" in err
-    _, err = hw("import", tmp_path / "none.csv", "--space", "nb201", "--metric", "m", "--device", "d", "--column",
-                "a", "--store", sqlite_url, ok=False)
+    _, err = hw(
+        "import",
+        tmp_path / "none.csv",
+        "--space",
+        "nb201",
+        "--metric",
+        "m",
+        "--device",
+        "d",
+        "--column",
+        "a",
+        "--store",
+        sqlite_url,
+        ok=False,
+    )
     assert "cannot read" in err
     (tmp_path / "empty.csv").write_text("")
-    _, err = hw("import", tmp_path / "empty.csv", "--space", "nb201", "--metric", "m", "--device", "d", "--column",
-                "a", "--store", sqlite_url, ok=False)
+    _, err = hw(
+        "import",
+        tmp_path / "empty.csv",
+        "--space",
+        "nb201",
+        "--metric",
+        "m",
+        "--device",
+        "d",
+        "--column",
+        "a",
+        "--store",
+        sqlite_url,
+        ok=False,
+    )
     assert "empty file" in err
     _, err = hw(*base, "--device", "d", "--column", "a", "--metric", "Latency MS", ok=False)
     assert "Latency MS" in err
@@ -295,13 +423,46 @@ def test_import_option_errors(tmp_path: Path, sqlite_url: str) -> None:
 @pytest.mark.slow
 def test_shared_tables_import_and_round_trip(shared_data: Path, store_url: str, tmp_path: Path) -> None:
     nb201 = shared_data / "nb201_accuracy_latency.csv"
-    hw("import", nb201, "--space", "nb201", "--device", "{column}", "--metric", "latency_ms",
-       *[a for d in NB201_DEVICES for a in ("--column", d)], "--store", store_url)
-    hw("import", nb201, "--space", "nb201", "--dataset", "{column}", "--metric", "test_acc_pct",
-       *[a for c, d in NB201_ACC.items() for a in ("--column", f"{c}={d}")], "--store", store_url)
+    hw(
+        "import",
+        nb201,
+        "--space",
+        "nb201",
+        "--device",
+        "{column}",
+        "--metric",
+        "latency_ms",
+        *[a for d in NB201_DEVICES for a in ("--column", d)],
+        "--store",
+        store_url,
+    )
+    hw(
+        "import",
+        nb201,
+        "--space",
+        "nb201",
+        "--dataset",
+        "{column}",
+        "--metric",
+        "test_acc_pct",
+        *[a for c, d in NB201_ACC.items() for a in ("--column", f"{c}={d}")],
+        "--store",
+        store_url,
+    )
     ofa = shared_data / "ofa_mbv3_latency.csv"
-    hw("import", ofa, "--space", "mbv3", "--device", "{column}", "--metric", "latency_ms",
-       *[a for d in OFA_DEVICES for a in ("--column", d)], "--store", store_url)
+    hw(
+        "import",
+        ofa,
+        "--space",
+        "mbv3",
+        "--device",
+        "{column}",
+        "--metric",
+        "latency_ms",
+        *[a for d in OFA_DEVICES for a in ("--column", d)],
+        "--store",
+        store_url,
+    )
     summary = json.loads(hw("measurements", "--json", "--store", store_url)[0])
     counts = {(r["space"], r["subject"]): r["count"] for r in summary}
     assert all(counts[("nb201", d)] == 15625 for d in [*NB201_DEVICES, *NB201_ACC.values()])
@@ -332,19 +493,51 @@ def test_hat_table_into_declarative_space(shared_data: Path, sqlite_url: str) ->
     hw("space", "register", spec, "--store", sqlite_url)
     table = shared_data / "hat_latency_wmt14ende.csv"
     for device in ("raspberrypi", "xeon", "titanxp"):
-        out, _ = hw("import", table, "--space", "hat-wmt14ende", "--where", f"device={device}", "--device",
-                    f"hat_{device}", "--metric", "latency_ms", "--column", "latency_total_ms", "--store", sqlite_url,
-                    "--json")
+        out, _ = hw(
+            "import",
+            table,
+            "--space",
+            "hat-wmt14ende",
+            "--where",
+            f"device={device}",
+            "--device",
+            f"hat_{device}",
+            "--metric",
+            "latency_ms",
+            "--column",
+            "latency_total_ms",
+            "--store",
+            sqlite_url,
+            "--json",
+        )
         assert json.loads(out)["inserted"] == 2000
     summary = json.loads(hw("measurements", "--space", "hat-wmt14ende", "--json", "--store", sqlite_url)[0])
     assert sorted((r["subject"], r["count"]) for r in summary) == [
-        ("hat_raspberrypi", 2000), ("hat_titanxp", 2000), ("hat_xeon", 2000)]
+        ("hat_raspberrypi", 2000),
+        ("hat_titanxp", 2000),
+        ("hat_xeon", 2000),
+    ]
     with table.open() as fh:
         first = next(r for r in csv.DictReader(fh) if r["device"] == "xeon")
     with Store.open(sqlite_url) as store:
         df = store.measurements(space="hat-wmt14ende", subject="hat_xeon")
         cfg = store.space("hat-wmt14ende").from_record(first)
     assert float(df.set_index("config_key").loc[cfg.key, "value"]) == float(first["latency_total_ms"])
-    _, err = hw("import", table, "--space", "hat-wmt14ende", "--where", "gpu=yes", "--device", "x", "--metric",
-                "latency_ms", "--column", "latency_total_ms", "--store", sqlite_url, ok=False)
+    _, err = hw(
+        "import",
+        table,
+        "--space",
+        "hat-wmt14ende",
+        "--where",
+        "gpu=yes",
+        "--device",
+        "x",
+        "--metric",
+        "latency_ms",
+        "--column",
+        "latency_total_ms",
+        "--store",
+        sqlite_url,
+        ok=False,
+    )
     assert "--where columns" in err and "got 'gpu'" in err

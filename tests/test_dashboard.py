@@ -100,8 +100,18 @@ def test_fronts_compare_two_searches(dash_url: str) -> None:
     from pareto._worker import run_now
 
     with Store.open(dash_url) as db:
-        run_now(db, SearchSpec("random", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
-                               ("latency_ms@edge <= 5",), sampler="random", n_trials=100, population=50))
+        run_now(
+            db,
+            SearchSpec(
+                "random",
+                "nb201",
+                ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
+                ("latency_ms@edge <= 5",),
+                sampler="random",
+                n_trials=100,
+                population=50,
+            ),
+        )
     at = page("fronts")
     assert at.selectbox(key="fronts_study").options == ["random", STUDY]  # newest first
     at.selectbox(key="fronts_study").set_value(STUDY).run()
@@ -146,9 +156,15 @@ def test_app_navigation(dash_url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- empty states
-@pytest.mark.parametrize(("name", "hint"), [
-    ("devices", "No devices yet"), ("search", "No device with a LUT"), ("fronts", "No search has finished trials"),
-    ("export", "Nothing to export yet")])
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("devices", "No devices yet"),
+        ("search", "No device with a LUT"),
+        ("fronts", "No search has finished trials"),
+        ("export", "Nothing to export yet"),
+    ],
+)
 def test_empty_store(empty_url: str, name: str, hint: str) -> None:
     assert hint in texts(page(name))
 
@@ -166,8 +182,9 @@ def test_store_without_studies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_failed_search_is_explained(empty_url: str) -> None:
-    add_failed_search(empty_url, "doomed", "budget 'latency_ms@edge <= 0.01': expected a bound some SubNet meets, "
-                      "got 0.01")
+    add_failed_search(
+        empty_url, "doomed", "budget 'latency_ms@edge <= 0.01': expected a bound some SubNet meets, got 0.01"
+    )
     search = page("search")
     assert "search 'doomed' failed: budget 'latency_ms@edge <= 0.01'" in texts(search)
     assert "launch it again" in texts(search)
@@ -226,8 +243,10 @@ def test_launch_budgeted_search_evaluates_the_stored_table(dash_url: str) -> Non
     results = study_results(db, "budgeted-ui")
     oracle = db.measurements(space="nb201", subject="cifar10", metric="test_acc_pct").set_index("config_key")["value"]
     assert len(results.trials) == 25 and results.trials["config_key"].is_unique
-    assert all(oracle[k] == v for k, v in zip(results.trials["config_key"], results.trials["test_acc_pct@cifar10"],
-                                              strict=True))  # evaluated against the table, not predicted
+    assert all(
+        oracle[k] == v
+        for k, v in zip(results.trials["config_key"], results.trials["test_acc_pct@cifar10"], strict=True)
+    )  # evaluated against the table, not predicted
     fronts = page("fronts")
     fronts.selectbox(key="fronts_study").set_value("budgeted-ui").run()
     assert not fronts.exception and not fronts.error, texts(fronts)
@@ -267,7 +286,8 @@ def test_failed_profile_job_shows_its_error(dash_url: str) -> None:
     assert job.status == "failed" and job.exit_code == 1
     assert "error: device: expected a registered device or preset" in job.log_tail()
     assert "profiling nope × nb201 failed: error: device: expected a registered device or preset" in texts(
-        page("devices"))
+        page("devices")
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- uploads
@@ -304,12 +324,28 @@ def test_csv_upload_errors_match_the_cli(dash_url: str, tmp_path: Path, monkeypa
     result = CliRunner().invoke(cli, [*args, "--store", dash_url])
     assert result.exit_code == 1 and "row 3" in result.stderr
     with pytest.raises(HwparetoError) as raised:
-        _data.import_upload(Store.open(dash_url), "t.csv", table, space="nb201", subject_kind="device",
-                            subject="{column}", metric="latency_ms", columns=["edge"])
+        _data.import_upload(
+            Store.open(dash_url),
+            "t.csv",
+            table,
+            space="nb201",
+            subject_kind="device",
+            subject="{column}",
+            metric="latency_ms",
+            columns=["edge"],
+        )
     assert result.stderr.strip() == f"error: {raised.value}"
     good = table.split(b"bad")[0]
-    report = _data.import_upload(Store.open(dash_url), "t.csv", good, space="nb201", subject_kind="device",
-                                 subject="{column}", metric="latency_ms", columns=["edge"])
+    report = _data.import_upload(
+        Store.open(dash_url),
+        "t.csv",
+        good,
+        space="nb201",
+        subject_kind="device",
+        subject="{column}",
+        metric="latency_ms",
+        columns=["edge"],
+    )
     assert report["inserted"] == 1
 
 
@@ -329,8 +365,12 @@ def test_fast_loader_on_each_backend(store: Store) -> None:
     from pareto._search import run_surrogate
 
     add_fake(store, "edge")
-    run_surrogate(store, SearchSpec("s", "nb201", ("params:max", "latency_ms@edge"), ("latency_ms@edge <= 5",),
-                                    n_trials=60, population=20))
+    run_surrogate(
+        store,
+        SearchSpec(
+            "s", "nb201", ("params:max", "latency_ms@edge"), ("latency_ms@edge <= 5",), n_trials=60, population=20
+        ),
+    )
     fast, slow = _data.load_study(store, "s"), study_results(store, "s")
     pd.testing.assert_frame_equal(fast.trials, slow.trials)
     assert fast.configs[59] == slow.configs[59] and _data.hwpareto_studies(store) == ["s"]
@@ -348,16 +388,28 @@ def test_config_document_validates(dash_url: str, tmp_path: Path) -> None:
 def test_front_figure_is_webgl_for_large_studies() -> None:
     rng = np.random.default_rng(0)
     n = _figures.WEBGL_FROM + 1
-    trials = pd.DataFrame({"number": np.arange(n), "acc_pct@d": rng.random(n), "latency_ms@edge": rng.random(n),
-                           "feasible": rng.random(n) > 0.2})
+    trials = pd.DataFrame(
+        {
+            "number": np.arange(n),
+            "acc_pct@d": rng.random(n),
+            "latency_ms@edge": rng.random(n),
+            "feasible": rng.random(n) > 0.2,
+        }
+    )
     front = trials.nsmallest(5, "latency_ms@edge")
-    fig = _figures.front_figure(trials, "acc_pct@d", ["latency_ms@edge"], {"latency_ms@edge": front},
-                                {"latency_ms@edge": 0.5}, {}, selected=int(front["number"].iloc[0]))
+    fig = _figures.front_figure(
+        trials,
+        "acc_pct@d",
+        ["latency_ms@edge"],
+        {"latency_ms@edge": front},
+        {"latency_ms@edge": 0.5},
+        {},
+        selected=int(front["number"].iloc[0]),
+    )
     kinds = [t.type for t in fig.data]
     assert kinds[:2] == ["scattergl", "scattergl"] and "scatter" in kinds
     assert fig.layout.xaxis.title.text == "latency on edge (ms)" and fig.layout.yaxis.title.text == "acc on d (%)"
-    small = _figures.front_figure(trials.head(50), "acc_pct@d", ["latency_ms@edge"], {"latency_ms@edge": front},
-                                  {}, {})
+    small = _figures.front_figure(trials.head(50), "acc_pct@d", ["latency_ms@edge"], {"latency_ms@edge": front}, {}, {})
     assert {t.type for t in small.data} == {"scatter"}
 
 
@@ -383,8 +435,9 @@ def test_parse_fixed_names_field_and_allowed_values() -> None:
 # ---------------------------------------------------------------------------------------------------- command
 def test_dashboard_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[tuple[object, ...]] = []
-    monkeypatch.setattr("dashboard.serve", lambda url, host, port, open_browser: calls.append(
-        (url, host, port, open_browser)) or 0)
+    monkeypatch.setattr(
+        "dashboard.serve", lambda url, host, port, open_browser: calls.append((url, host, port, open_browser)) or 0
+    )
     url = str(tmp_path / "s.db")
     result = CliRunner().invoke(cli, ["dashboard", "--store", url, "--port", "8600", "--no-browser"])
     assert result.exit_code == 0, result.output

@@ -37,8 +37,9 @@ def _install_chromium() -> str | None:
     if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=300, check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=600,
-                       check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=600, check=False
+        )
         found = shutil.which("chromium")
     return found
 
@@ -47,8 +48,9 @@ def _playwright() -> Any:
     try:
         return importlib.import_module("playwright.sync_api")
     except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "playwright"], capture_output=True,
-                       timeout=300, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "playwright"], capture_output=True, timeout=300, check=False
+        )
         importlib.invalidate_caches()
         try:
             return importlib.import_module("playwright.sync_api")
@@ -61,15 +63,17 @@ def browser() -> Iterator[Any]:
     """A headless Chromium page factory (skips with the reason when Chromium cannot start)."""
     executable = _install_chromium()
     if executable is None:
-        pytest.skip("Chromium is not installed and could not be installed (needs root and apt-get): "
-                    "apt-get install chromium")
+        pytest.skip(
+            "Chromium is not installed and could not be installed (needs root and apt-get): apt-get install chromium"
+        )
     api = _playwright()
     if api is None:
         pytest.skip("the Playwright Python client is not installed and pip could not install it")
     runner = api.sync_playwright().start()
     try:
-        chromium = runner.chromium.launch(executable_path=executable, headless=True,
-                                          args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        chromium = runner.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
+        )
     except Exception as exc:  # any launch failure means: no browser here
         runner.stop()
         pytest.skip(f"Chromium at {executable} cannot start: {str(exc).splitlines()[0]}")
@@ -88,8 +92,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         port = s.getsockname()[1]
     env = {**os.environ, "HWPARETO_STORE": url, "HWPARETO_JOBS_DIR": str(folder / "jobs"), "OMP_NUM_THREADS": "1"}
     log = open(folder / "streamlit.log", "wb")  # noqa: SIM115 - open for the server's lifetime
-    process = subprocess.Popen(streamlit_command("127.0.0.1", port, open_browser=False), env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        streamlit_command("127.0.0.1", port, open_browser=False), env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -137,8 +142,11 @@ def test_fronts_select_and_download_config(browser: Any, server: tuple[str, str]
 
     results = study_results(Store.open(url), STUDY)
     front = results.front("edge")
-    wanted = int(front.rows["number"].iloc[0]) if int(front.rows["number"].iloc[0]) != front.knee_number else int(
-        front.rows["number"].iloc[-1])
+    wanted = (
+        int(front.rows["number"].iloc[0])
+        if int(front.rows["number"].iloc[0]) != front.knee_number
+        else int(front.rows["number"].iloc[-1])
+    )
     picker = page.get_by_label("SubNet (trial number)")  # a labelled control
     picker.click()
     page.keyboard.type(f"trial {wanted}")
@@ -185,8 +193,11 @@ def _picker_text(page: Any) -> str:
 
 def _wait_picker(page: Any, shown: str) -> None:
     """Wait until the SubNet picker shows ``shown`` exactly (the script reruns after a change)."""
-    page.wait_for_function("(t) => [...document.querySelectorAll('input[aria-label=\"SubNet (trial number)\"]')]"
-                           ".some(i => i.value === t)", arg=shown, timeout=30_000)
+    page.wait_for_function(
+        "(t) => [...document.querySelectorAll('input[aria-label=\"SubNet (trial number)\"]')].some(i => i.value === t)",
+        arg=shown,
+        timeout=30_000,
+    )
 
 
 def _choose(page: Any, label: str, text: str) -> None:
@@ -236,9 +247,18 @@ def test_fronts_study_switch_and_click_on_a_front_point(browser: Any, server: tu
     base, url = server
     with Store.open(url) as db:
         if "random" not in [s["name"] for s in db.list_searches()]:
-            run_now(db, SearchSpec("random", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge",
-                                                       "latency_ms@server"), ("latency_ms@edge <= 5",),
-                                   sampler="random", n_trials=100, population=50))
+            run_now(
+                db,
+                SearchSpec(
+                    "random",
+                    "nb201",
+                    ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
+                    ("latency_ms@edge <= 5",),
+                    sampler="random",
+                    n_trials=100,
+                    population=50,
+                ),
+            )
         fronts = {s: study_results(db, s).front("edge") for s in (STUDY, "random")}
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()

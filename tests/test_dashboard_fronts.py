@@ -24,9 +24,15 @@ def trials3(n: int = 400, seed: int = 0) -> pd.DataFrame:
     """A 3-objective study's trials: quality (max), latency and params (min), loosely correlated."""
     rng = np.random.default_rng(seed)
     size = rng.random(n)
-    return pd.DataFrame({"number": np.arange(n), Q: 70 + 20 * size + rng.normal(0, 3, n),
-                         LAT: 1 + 4 * rng.random(n) * size + rng.random(n), PAR: 1e6 * (rng.random(n) + size),
-                         "feasible": np.ones(n, bool)})
+    return pd.DataFrame(
+        {
+            "number": np.arange(n),
+            Q: 70 + 20 * size + rng.normal(0, 3, n),
+            LAT: 1 + 4 * rng.random(n) * size + rng.random(n),
+            PAR: 1e6 * (rng.random(n) + size),
+            "feasible": np.ones(n, bool),
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------------------ 1. study switch
@@ -34,8 +40,18 @@ def test_switching_study_resets_the_selection_to_its_knee(dash_url: str) -> None
     from pareto._worker import run_now
 
     with Store.open(dash_url) as db:
-        run_now(db, SearchSpec("random", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
-                               ("latency_ms@edge <= 5",), sampler="random", n_trials=100, population=50))
+        run_now(
+            db,
+            SearchSpec(
+                "random",
+                "nb201",
+                ("test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"),
+                ("latency_ms@edge <= 5",),
+                sampler="random",
+                n_trials=100,
+                population=50,
+            ),
+        )
         knees = {s: study_results(db, s).front("edge") for s in (STUDY, "random")}
     at = AppTest.from_file(str(PAGES / "fronts.py"), default_timeout=90)
     at.run()
@@ -61,8 +77,9 @@ def test_front_traces_are_last_and_carry_number_and_config() -> None:
     trials = trials3()
     front = trials[non_dominated_mask(trials[[Q, LAT]].to_numpy(float), ["maximize", "minimize"])].sort_values(LAT)
     hover = {int(n): f"config of {n}" for n in front["number"]}
-    fig = _figures.front_figure(trials, Q, [LAT], {LAT: front}, {LAT: 3.0}, hover,
-                                selected=int(front["number"].iloc[0]))
+    fig = _figures.front_figure(
+        trials, Q, [LAT], {LAT: front}, {LAT: 3.0}, hover, selected=int(front["number"].iloc[0])
+    )
     names = [t.name for t in fig.data]
     fronts = [i for i, n in enumerate(names) if n.startswith("front:")]
     dimmed = [i for i, n in enumerate(names) if n.startswith("trials on")]
@@ -78,12 +95,10 @@ def test_front_traces_are_last_and_carry_number_and_config() -> None:
 # ------------------------------------------------------------------------------------------------ 3. projection
 def test_projection_front_matches_brute_force_on_3_objectives() -> None:
     trials = trials3()
-    front3 = trials[non_dominated_mask(trials[[Q, LAT, PAR]].to_numpy(float),
-                                       ["maximize", "minimize", "minimize"])]
+    front3 = trials[non_dominated_mask(trials[[Q, LAT, PAR]].to_numpy(float), ["maximize", "minimize", "minimize"])]
     stairs = _data.projection_front(front3, LAT, Q)
     pts = trials[[LAT, Q]].to_numpy(float)
-    brute = {(x, y) for x, y in pts
-             if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in pts)}
+    brute = {(x, y) for x, y in pts if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in pts)}
     assert {(float(x), float(y)) for x, y in stairs[[LAT, Q]].to_numpy()} == brute
     assert len(stairs) < len(front3)  # the 3-D front has members dominated in the plane
     assert (np.diff(stairs[LAT]) > 0).all() and (np.diff(stairs[Q]) > 0).all()  # a staircase, no zig-zag
@@ -100,8 +115,12 @@ def test_front_view_projects_a_3_objective_study(dash_url: str) -> None:
     from pareto._worker import run_now
 
     with Store.open(dash_url) as db:
-        run_now(db, SearchSpec("three", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "params"),
-                               (), n_trials=150, population=50))
+        run_now(
+            db,
+            SearchSpec(
+                "three", "nb201", ("test_acc_pct@cifar10", "latency_ms@edge", "params"), (), n_trials=150, population=50
+            ),
+        )
         results = study_results(db, "three")
     view = _data.front_view(results)
     cost = "latency_ms@edge"
@@ -117,14 +136,22 @@ def test_panels_log_axes_and_ranges_around_the_fronts() -> None:
     rng = np.random.default_rng(1)
     n = 300
     size = rng.random(n)
-    trials = pd.DataFrame({"number": np.arange(n), Q: 70 + 20 * size, "latency_ms@gpu": 1 + 10 * size + rng.random(n),
-                           "latency_ms@npu": 0.004 + 0.006 * size + 0.001 * rng.random(n), "feasible": True})
+    trials = pd.DataFrame(
+        {
+            "number": np.arange(n),
+            Q: 70 + 20 * size,
+            "latency_ms@gpu": 1 + 10 * size + rng.random(n),
+            "latency_ms@npu": 0.004 + 0.006 * size + 0.001 * rng.random(n),
+            "feasible": True,
+        }
+    )
     trials.loc[0, ["latency_ms@gpu", "latency_ms@npu"]] = [500.0, 2.0]  # outliers
     costs = ["latency_ms@gpu", "latency_ms@npu"]
     fronts = {c: _data.projection_front(trials, c, Q) for c in costs}
     assert _data.scales_differ(fronts, costs)
-    assert not _data.scales_differ({c: fronts[costs[0]].assign(**{c: fronts[costs[0]][costs[0]]}) for c in costs},
-                                   costs)
+    assert not _data.scales_differ(
+        {c: fronts[costs[0]].assign(**{c: fronts[costs[0]][costs[0]]}) for c in costs}, costs
+    )
 
     fig = _figures.front_figure(trials, Q, costs, fronts, {}, {}, panels=True)
     assert fig.layout.xaxis.range is not None and fig.layout.xaxis2.range is not None  # one panel per device

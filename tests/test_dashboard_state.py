@@ -32,11 +32,14 @@ def _study_only(url: str, name: str, *, empty: bool = False) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- bug 6
-@pytest.mark.parametrize(("content", "said"), [
-    (b"\x89PNG\r\n\x1a\n\x00\x00binary\xff\xfe", "expected UTF-8 text, got binary data"),
-    ("name: caf\xe9\nkind: npu\nbackend: fake\n".encode("latin-1"), "expected UTF-8 text"),
-    (b"name: [unclosed\n", "dev.yaml"),
-])
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary\xff\xfe", "expected UTF-8 text, got binary data"),
+        ("name: caf\xe9\nkind: npu\nbackend: fake\n".encode("latin-1"), "expected UTF-8 text"),
+        (b"name: [unclosed\n", "dev.yaml"),
+    ],
+)
 def test_invalid_upload_says_one_line_and_the_page_stays(dash_url: str, content: bytes, said: str) -> None:
     at = page("devices")
     at.radio(key="profile_source").set_value("upload a device YAML").run()

@@ -48,8 +48,10 @@ def test_filters_match_a_pandas_reference(frame: tuple[object, pd.DataFrame]) ->
     assert budgets == []  # the budget is on edge: nothing is over budget on server
     assert len(_explore.filter_trials(trials, feasible=True, budgets=budgets)) == len(trials)
     edge = _explore.budget_columns(results.trials, results.budgets, "edge")  # type: ignore[attr-defined]
-    assert _explore.filter_trials(trials, feasible=True, budgets=edge)["number"].tolist() == \
-        trials[trials["feasible"]]["number"].tolist()
+    assert (
+        _explore.filter_trials(trials, feasible=True, budgets=edge)["number"].tolist()
+        == trials[trials["feasible"]]["number"].tolist()
+    )
     assert _explore.filter_trials(trials, config={"cfg:edge1": []}).shape == trials.shape  # empty: all allowed
 
 
@@ -58,13 +60,21 @@ def test_filters_are_fast_on_100k_trials() -> None:
 
     rng = np.random.default_rng(0)
     n = 100_000
-    trials = pd.DataFrame({"number": np.arange(n), ACC: rng.random(n), EDGE: rng.random(n),
-                           "feasible": rng.random(n) < 0.5, "cfg:edge0": rng.choice(["a", "b", "c"], n)})
+    trials = pd.DataFrame(
+        {
+            "number": np.arange(n),
+            ACC: rng.random(n),
+            EDGE: rng.random(n),
+            "feasible": rng.random(n) < 0.5,
+            "cfg:edge0": rng.choice(["a", "b", "c"], n),
+        }
+    )
     start = time.perf_counter()
     got = _explore.filter_trials(trials, ranges={ACC: (0.2, 0.8)}, feasible=True, config={"cfg:edge0": ["a"]})
     assert time.perf_counter() - start < 0.5
-    assert len(got) == int(((trials[ACC] >= 0.2) & (trials[ACC] <= 0.8) & trials["feasible"]
-                            & (trials["cfg:edge0"] == "a")).sum())
+    assert len(got) == int(
+        ((trials[ACC] >= 0.2) & (trials[ACC] <= 0.8) & trials["feasible"] & (trials["cfg:edge0"] == "a")).sum()
+    )
 
 
 # ------------------------------------------------------------------------------------------------ importance

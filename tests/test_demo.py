@@ -41,8 +41,9 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict
 
 def test_demo_chooses_a_feasible_subnet_per_space_and_device(first_run: tuple[Path, list[dict]]) -> None:
     root, rows = first_run
-    assert sorted((r["space"], r["device"]) for r in rows) == sorted((d.space, dev) for d in DEMO_SPACES
-                                                                     for dev in DEVICES)
+    assert sorted((r["space"], r["device"]) for r in rows) == sorted(
+        (d.space, dev) for d in DEMO_SPACES for dev in DEVICES
+    )
     for r in rows:
         assert r["latency_ms"] <= r["budget_ms"], r
         assert (r["energy_mj"] is None) == (r["device"] == "cpu-local"), r  # simulators report energy, timing not
@@ -94,10 +95,24 @@ def _free_port() -> int:
 def test_demo_serves_the_dashboard(first_run: tuple[Path, list[dict]]) -> None:
     root, _ = first_run
     port = _free_port()
-    cmd = [sys.executable, "-m", "pareto.cli", "demo", "--trials", "200", "--store", str(root / "demo.db"),
-           "--out", str(root / "bundles"), "--port", str(port), "--no-browser"]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "pareto.cli",
+        "demo",
+        "--trials",
+        "200",
+        "--store",
+        str(root / "demo.db"),
+        "--out",
+        str(root / "bundles"),
+        "--port",
+        str(port),
+        "--no-browser",
+    ]
+    process = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     try:
         deadline, health = time.monotonic() + 180, ""
         while time.monotonic() < deadline and process.poll() is None:
@@ -153,8 +168,10 @@ def test_shipped_luts_are_what_the_profilers_produce(device: str, tmp_path: Path
     from profilers import build_lut, device_spec, export_lut_csv
     from supernet import get_space
 
-    shipped = {r["layer_key"]: r for r in csv.DictReader((Path(__file__).resolve().parents[1] / "data" / "luts"
-                                                          / f"{device}.csv").open())}
+    shipped = {
+        r["layer_key"]: r
+        for r in csv.DictReader((Path(__file__).resolve().parents[1] / "data" / "luts" / f"{device}.csv").open())
+    }
     with Store.open(str(tmp_path / "s.db")) as store:
         spaces = [d.space for d in DEMO_SPACES] if device == "cim-reram" else ["gpt-stdlib"]
         restrict = None if device == "cim-reram" else {"seq_len": [64]}

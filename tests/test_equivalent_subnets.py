@@ -140,9 +140,16 @@ def test_front_shows_ties(edge: Store) -> None:
     run_surrogate(edge, spec)
     # an imported / older study: the same SubNets again, literal configs kept as given
     study = optuna.load_study(study_name="ties", storage=edge.optuna_storage())
-    copies = [TrialRow(dict(t.params), t.distributions, list(t.values), None,
-                       {"config": t.user_attrs["config"], "config_key": t.user_attrs["config_key"]})
-              for t in study.trials[:13]]
+    copies = [
+        TrialRow(
+            dict(t.params),
+            t.distributions,
+            list(t.values),
+            None,
+            {"config": t.user_attrs["config"], "config_key": t.user_attrs["config_key"]},
+        )
+        for t in study.trials[:13]
+    ]
     bulk_add_trials(edge, study._study_id, copies)
     results = study_results(edge, "ties")
     front = results.front()
@@ -160,8 +167,23 @@ def test_front_shows_ties(edge: Store) -> None:
 
 def test_cli_search_says_when_the_region_is_exhausted(edge: Store) -> None:
     fixed = {k: v for k, v in {**get_space("mbv3").largest().values, **FIX}.items() if k not in ("ks_0", "e_0")}
-    args = ["search", "--space", "mbv3", "--objective", "params:max", "--objective", "latency_ms@edge",
-            "--trials", "30", "--population", "9", "--name", "cli", "--store", str(edge.url)]
+    args = [
+        "search",
+        "--space",
+        "mbv3",
+        "--objective",
+        "params:max",
+        "--objective",
+        "latency_ms@edge",
+        "--trials",
+        "30",
+        "--population",
+        "9",
+        "--name",
+        "cli",
+        "--store",
+        str(edge.url),
+    ]
     for k, v in fixed.items():
         args += ["--fix", f"{k}={v}"]
     out = CliRunner().invoke(app, args)

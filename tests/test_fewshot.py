@@ -110,10 +110,14 @@ def test_dataframe_columns_are_fixed_at_fit() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y),
-         r"^X\[1, 1\]: expected a finite latency > 0 \(ms\), got nan$"),
-        (lambda x, y: (x * np.where(np.arange(x.size).reshape(x.shape) == 0, 0, 1), y),
-         r"^X\[0, 0\]: expected a finite latency > 0 \(ms\), got 0.0$"),
+        (
+            lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y),
+            r"^X\[1, 1\]: expected a finite latency > 0 \(ms\), got nan$",
+        ),
+        (
+            lambda x, y: (x * np.where(np.arange(x.size).reshape(x.shape) == 0, 0, 1), y),
+            r"^X\[0, 0\]: expected a finite latency > 0 \(ms\), got 0.0$",
+        ),
         (lambda x, y: (x, np.r_[y[:3], -1.0, y[4:]]), r"^y\[3\]: expected a finite latency > 0 \(ms\), got -1.0$"),
         (lambda x, y: (x, np.r_[np.inf, y[1:]]), r"^y\[0\]: expected a finite latency > 0 \(ms\), got inf$"),
         (lambda x, y: (x, y[:9]), r"^y: expected one latency per row of X \(10\), got 9$"),
@@ -132,8 +136,11 @@ def test_fit_input_errors(change, message: str) -> None:  # type: ignore[no-unty
 
 def test_parameter_and_predict_errors() -> None:
     x = latency_table()
-    with pytest.raises(InvalidValueError, match=r"^FewShotLatency.scale: expected one of 'auto', 'log', 'linear', "
-                                                r"got 'exp'$"):
+    with pytest.raises(
+        InvalidValueError,
+        match=r"^FewShotLatency.scale: expected one of 'auto', 'log', 'linear', "
+        r"got 'exp'$",
+    ):
         FewShotLatency(scale="exp").fit(x[:10], x[:10, 0])
     model = FewShotLatency().fit(x[:10], x[:10, 0] * 2)
     with pytest.raises(InvalidValueError, match=r"^X\[2, 3\]: expected a finite latency > 0 \(ms\), got -1.0$"):
@@ -152,8 +159,9 @@ def test_persistence_round_trip() -> None:
         restored = FewShotLatency.from_bytes(blob)
         assert restored.get_params() == model.get_params()
         assert list(restored.feature_names_in_) == ["a", "b", "c", "d"]
-        for got, want in zip(restored.predict(frame, return_std=True), model.predict(frame, return_std=True),
-                             strict=True):
+        for got, want in zip(
+            restored.predict(frame, return_std=True), model.predict(frame, return_std=True), strict=True
+        ):
             np.testing.assert_array_equal(got, want)
         assert restored.to_bytes() == blob
 
@@ -225,8 +233,11 @@ def test_reference_set_keys_candidates_and_gaps() -> None:
     gaps = frame.copy()
     gaps.iloc[:50, 0] = np.nan
     assert {c.key for c in reference_set(space, 10, gaps)}.isdisjoint(c.key for c in configs[:50])
-    with pytest.raises(InvalidValueError, match=r"^known index: expected SubNetConfig rows, or SubNet keys found in "
-                                                r"candidates, got '[0-9a-f]{16}'$"):
+    with pytest.raises(
+        InvalidValueError,
+        match=r"^known index: expected SubNetConfig rows, or SubNet keys found in "
+        r"candidates, got '[0-9a-f]{16}'$",
+    ):
         reference_set(space, 6, by_key)
 
 
@@ -266,8 +277,17 @@ def test_reference_set_errors() -> None:
 
 
 # ---------------------------------------------------------------------- third-party data
-HELP_TRAIN = ["1080ti_1", "1080ti_32", "1080ti_256", "silver_4114", "silver_4210r", "samsung_a50", "pixel3",
-              "essential_ph_1", "samsung_s7"]
+HELP_TRAIN = [
+    "1080ti_1",
+    "1080ti_32",
+    "1080ti_256",
+    "silver_4114",
+    "silver_4210r",
+    "samsung_a50",
+    "pixel3",
+    "essential_ph_1",
+    "samsung_s7",
+]
 NB201_REFS = [11982, 431, 55, 9, 14451, 8636, 9881, 13479, 6196, 1462]
 
 
@@ -374,8 +394,11 @@ def test_std_covers_about_68_percent_of_noise() -> None:
 def test_n_devices_errors(n_devices: object) -> None:
     known, counts, y = op_level_device()
     x = np.hstack([known, counts[:, :1]])
-    with pytest.raises(InvalidValueError, match=r"^FewShotLatency.n_devices: expected None or an integer from 1 to 5 "
-                                                r"\(the columns of X\), got "):
+    with pytest.raises(
+        InvalidValueError,
+        match=r"^FewShotLatency.n_devices: expected None or an integer from 1 to 5 "
+        r"\(the columns of X\), got ",
+    ):
         FewShotLatency(n_devices=n_devices).fit(x[:10], y[:10])  # type: ignore[arg-type]
 
 
@@ -392,15 +415,19 @@ def test_feature_columns_may_have_any_sign_but_must_be_finite() -> None:
         model.predict(bad)
     with pytest.raises(InvalidValueError, match=r"^X\[0, 0\]: expected a finite latency > 0 \(ms\), got -1.0$"):
         model.predict(np.where(np.arange(x.size).reshape(x.shape) == 0, -1.0, x))
-    with pytest.raises(InvalidValueError, match=r"^X columns: expected 10 columns: 4 known devices \+ 6 SubNet "
-                                                r"features \(as at fit\), got 9$"):
+    with pytest.raises(
+        InvalidValueError,
+        match=r"^X columns: expected 10 columns: 4 known devices \+ 6 SubNet "
+        r"features \(as at fit\), got 9$",
+    ):
         model.predict(x[:, :9])
 
 
 def test_persistence_round_trip_with_features() -> None:
     known, counts, y = op_level_device()
-    frame = pd.DataFrame(np.hstack([known, counts]), columns=[*(f"dev{i}" for i in range(4)),
-                                                              *(f"n_op{i}" for i in range(5))])
+    frame = pd.DataFrame(
+        np.hstack([known, counts]), columns=[*(f"dev{i}" for i in range(4)), *(f"n_op{i}" for i in range(5))]
+    )
     model = FewShotLatency(n_devices=4).fit(frame.iloc[:10], y[:10])
     assert np.any(model.feature_coef_ != 0)
     blob = model.to_bytes()
@@ -430,8 +457,16 @@ def test_fast_on_a_full_table() -> None:
 
 def test_a_model_of_an_earlier_version_asks_to_be_retrained() -> None:
     """Documents written before the SubNet features (jackknife spread, no ``sigma_``) are refused, saying why."""
-    state = {"scale_": "log", "coef_": [1.0], "intercept_": 0.0, "loo_coef_": [[1.0]] * 3, "loo_intercept_": [0.0] * 3,
-             "noise_var_": 0.01, "loo_log_rmse_": {"log": 0.1}, "n_features_in_": 1}
+    state = {
+        "scale_": "log",
+        "coef_": [1.0],
+        "intercept_": 0.0,
+        "loo_coef_": [[1.0]] * 3,
+        "loo_intercept_": [0.0] * 3,
+        "noise_var_": 0.01,
+        "loo_log_rmse_": {"log": 0.1},
+        "n_features_in_": 1,
+    }
     blob = dumps("FewShotLatency", {"scale": "auto"}, state)
     with pytest.raises(HwparetoError, match=r"written by an earlier hwpareto .* --few-shot K"):
         FewShotLatency.from_bytes(blob)

@@ -46,8 +46,10 @@ def _latency_ms(device: tuple[float, float, float], configs: list) -> np.ndarray
 
 
 def _rows(name: str, device: tuple[float, float, float], configs: list) -> list[MeasurementIn]:
-    return [MeasurementIn(c, "device", name, "latency_ms", float(v))
-            for c, v in zip(configs, _latency_ms(device, configs), strict=True)]
+    return [
+        MeasurementIn(c, "device", name, "latency_ms", float(v))
+        for c, v in zip(configs, _latency_ms(device, configs), strict=True)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +106,7 @@ def test_a_device_with_a_table_becomes_known_once_it_has_enough(store: Store) ->
     _add_new(store, "new-x")
     _add_new(store, "new-y")
     keys = [SPACE.from_index(i).key for i in REFS]
-    store.add_measurements(_rows("new-y", NEW["new-y"], ALL[1000:1000 + KNOWN_MIN_SUBNETS - 11]))
+    store.add_measurements(_rows("new-y", NEW["new-y"], ALL[1000 : 1000 + KNOWN_MIN_SUBNETS - 11]))
     choice = choose_known(store, "new-x", SPACE, "latency_ms", keys)
     assert "new-y" not in choice.used and dict(choice.skipped)["new-y"].startswith(f"{KNOWN_MIN_SUBNETS - 1} ")
     store.add_measurements(_rows("new-y", NEW["new-y"], ALL[2000:2001]))
@@ -124,10 +126,16 @@ def test_known_override_and_its_errors(store: Store) -> None:
     before = store.list_predictors()
     cases = [
         (["nope"], r"device: expected one of .*gpu-a.*, got 'nope'"),
-        (["empty-board"], r"--known empty-board: expected a device with measured latency_ms of nb201 SubNets, "
-                          r"got 'none'"),
-        (["new-y"], r"--known new-y: expected a device with a table of every nb201 SubNet, a predictor, or at "
-                    r"least 25 measured SubNets to train one, got '10 measured SubNets'"),
+        (
+            ["empty-board"],
+            r"--known empty-board: expected a device with measured latency_ms of nb201 SubNets, "
+            r"got 'none'",
+        ),
+        (
+            ["new-y"],
+            r"--known new-y: expected a device with a table of every nb201 SubNet, a predictor, or at "
+            r"least 25 measured SubNets to train one, got '10 measured SubNets'",
+        ),
         (["new-x"], r"--known new-x: expected a device other than the new device new-x"),
         ([], r"--known: expected one or more device names"),
     ]
@@ -143,8 +151,11 @@ def test_no_known_device_names_what_was_skipped(tmp_path: Path) -> None:
     with Store.open(str(tmp_path / "s.db")) as store:
         _add_new(store, "new-x")
         _add_new(store, "new-y")
-        with pytest.raises(InvalidValueError, match=r"known devices for a few-shot transfer to new-x on nb201: "
-                                                    r"expected .* got 'none \(new-y: 10 measured SubNets"):
+        with pytest.raises(
+            InvalidValueError,
+            match=r"known devices for a few-shot transfer to new-x on nb201: "
+            r"expected .* got 'none \(new-y: 10 measured SubNets",
+        ):
             train_latency(store, "new-x", SPACE, few_shot=10)
 
 
@@ -153,8 +164,11 @@ def test_measured_values_first_then_the_known_devices_own_predictor(store: Store
     store.add_measurements(_rows("board-p", NEW["new-z"], partial), auto_devices=True)
     _add_new(store, "new-x")
     configs = [ALL[0], ALL[1], ALL[50], ALL[100]]  # 0, 50 and 100 measured on board-p; 1 not
-    with pytest.raises(Exception, match=r"1 SubNet\(s\) \(e\.g\. .*\) are not measured on known device board-p "
-                                        r"and it has no predictor latency_ms:nb201:board-p"):
+    with pytest.raises(
+        Exception,
+        match=r"1 SubNet\(s\) \(e\.g\. .*\) are not measured on known device board-p "
+        r"and it has no predictor latency_ms:nb201:board-p",
+    ):
         known_latencies(store, SPACE, "latency_ms", ["gpu-a", "board-p"], configs)
     calls: list[tuple[int, int, str]] = []
     report = train_latency(store, "new-x", SPACE, few_shot=10, progress=lambda *a: calls.append(a))
@@ -173,8 +187,11 @@ def test_measured_values_first_then_the_known_devices_own_predictor(store: Store
 
 def test_too_few_rows_names_device_space_rows_and_need(store: Store) -> None:
     _add_new(store, "new-x")
-    with pytest.raises(InvalidValueError, match=r"measured latency_ms of nb201 SubNets on new-x: expected at least "
-                                                r"25 without a LUT covering them .* got 10"):
+    with pytest.raises(
+        InvalidValueError,
+        match=r"measured latency_ms of nb201 SubNets on new-x: expected at least "
+        r"25 without a LUT covering them .* got 10",
+    ):
         train_latency(store, "new-x", SPACE)
     with pytest.raises(InvalidValueError, match=r"on new-x: expected at least 12 for --few-shot 12 .* got 10"):
         train_latency(store, "new-x", SPACE, few_shot=12)
@@ -185,17 +202,50 @@ def test_cli_reports_known_devices(store: Store) -> None:
     _add_new(store, "new-y")
     runner = CliRunner()
     url = store.url
-    result = runner.invoke(app, ["train", "latency", "--device", "new-x", "--space", "nb201", "--few-shot", "10",
-                                 "--store", url])
+    result = runner.invoke(
+        app, ["train", "latency", "--device", "new-x", "--space", "nb201", "--few-shot", "10", "--store", url]
+    )
     assert result.exit_code == 0, result.output
     assert "known devices used: cpu-b, gpu-a, npu-c" in result.stdout
     assert "skipped new-y: 10 measured SubNets (a known device needs 100+)" in result.stdout
-    result = runner.invoke(app, ["train", "latency", "--device", "new-y", "--space", "nb201", "--few-shot", "10",
-                                 "--known", "gpu-a,new-x", "--json", "--store", url])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "latency",
+            "--device",
+            "new-y",
+            "--space",
+            "nb201",
+            "--few-shot",
+            "10",
+            "--known",
+            "gpu-a,new-x",
+            "--json",
+            "--store",
+            url,
+        ],
+    )
     assert result.exit_code == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: --known new-x: expected")
-    result = runner.invoke(app, ["train", "latency", "--device", "new-y", "--space", "nb201", "--few-shot", "10",
-                                 "--known", "gpu-a, npu-c", "--json", "--store", url])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "latency",
+            "--device",
+            "new-y",
+            "--space",
+            "nb201",
+            "--few-shot",
+            "10",
+            "--known",
+            "gpu-a, npu-c",
+            "--json",
+            "--store",
+            url,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["known"] == {"used": ["gpu-a", "npu-c"], "predicted": [], "skipped": []}
 
@@ -216,8 +266,9 @@ def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> N
 def test_reference_set_file_round_trip_to_a_transfer(store: Store, tmp_path: Path) -> None:
     runner = CliRunner()
     refs = tmp_path / "refs.csv"
-    result = runner.invoke(app, ["reference-set", "--space", "nb201", "-k", "10", "--out", str(refs),
-                                 "--store", store.url])
+    result = runner.invoke(
+        app, ["reference-set", "--space", "nb201", "-k", "10", "--out", str(refs), "--store", store.url]
+    )
     assert result.exit_code == 0, result.output
     assert "chosen from the measured latency_ms of cpu-b, gpu-a, npu-c" in result.stdout
 
@@ -227,8 +278,23 @@ def test_reference_set_file_round_trip_to_a_transfer(store: Store, tmp_path: Pat
     assert [c.key for c in configs] == list(frame["config_key"])
     frame["latency_ms"] = _latency_ms(NEW["new-z"], configs)  # the lab fills in what it measured
     frame.to_csv(refs, index=False)
-    result = runner.invoke(app, ["import", str(refs), "--space", "nb201", "--device", "lab-z", "--metric",
-                                 "latency_ms", "--column", "latency_ms", "--store", store.url])
+    result = runner.invoke(
+        app,
+        [
+            "import",
+            str(refs),
+            "--space",
+            "nb201",
+            "--device",
+            "lab-z",
+            "--metric",
+            "latency_ms",
+            "--column",
+            "latency_ms",
+            "--store",
+            store.url,
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = train_latency(store, "lab-z", SPACE, few_shot=10)
     assert sorted(store.load_predictor(report.name)["meta"]["train_keys"]) == sorted(frame["config_key"])
@@ -246,8 +312,9 @@ def test_measure_takes_a_configs_file(tmp_path: Path) -> None:
         url = store.url
     configs = tmp_path / "c.jsonl"
     configs.write_text("".join(json.dumps(SPACE.from_index(i).values) + "\n" for i in REFS[:4]))
-    result = CliRunner().invoke(app, ["measure", "--device", "board", "--space", "nb201", "--in", str(configs),
-                                      "--store", url])
+    result = CliRunner().invoke(
+        app, ["measure", "--device", "board", "--space", "nb201", "--in", str(configs), "--store", url]
+    )
     assert result.exit_code == 0, result.output
     with Store.open(url) as store:
         measured = store.measured_table("nb201", "latency_ms", ["board"])

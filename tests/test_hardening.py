@@ -52,8 +52,12 @@ def hw(*args: object, ok: bool = True) -> str:
 def counts(url: str) -> tuple[int, int, int, int]:
     """(measurements, devices, LUT entries, searches) in the store."""
     with Store.open(url) as s:
-        return (sum(r["count"] for r in s.measurement_summary()), len(s.list_devices()),
-                sum(d["lut_entries"] for d in s.list_devices()), len(s.list_searches()))
+        return (
+            sum(r["count"] for r in s.measurement_summary()),
+            len(s.list_devices()),
+            sum(d["lut_entries"] for d in s.list_devices()),
+            len(s.list_searches()),
+        )
 
 
 def nb201_csv(path: Path, values: list[object], column: str = "v") -> Path:
@@ -75,12 +79,26 @@ def fake(store: Store, name: str, **params: float) -> DeviceSpec:
 
 
 # ---------------------------------------------------------------------------------------------------- item 2
-@pytest.mark.parametrize(("metric", "value", "ok"), [
-    ("latency_ms", 3.5, True), ("latency_ms", 0.0, False), ("latency_ms", -5, False), ("latency_ms", 1e308, False),
-    ("energy_mj", 1e9, True), ("energy_mj", 2e9, False), ("test_acc_pct", 100, True), ("test_acc_pct", -250, False),
-    ("cifar10_test_acc", 1e300, False), ("params", 0, True), ("macs", -1, False), ("score", -5.2, True),
-    ("score", math.nan, False), ("score", math.inf, False), ("latency_ms", True, False),
-])
+@pytest.mark.parametrize(
+    ("metric", "value", "ok"),
+    [
+        ("latency_ms", 3.5, True),
+        ("latency_ms", 0.0, False),
+        ("latency_ms", -5, False),
+        ("latency_ms", 1e308, False),
+        ("energy_mj", 1e9, True),
+        ("energy_mj", 2e9, False),
+        ("test_acc_pct", 100, True),
+        ("test_acc_pct", -250, False),
+        ("cifar10_test_acc", 1e300, False),
+        ("params", 0, True),
+        ("macs", -1, False),
+        ("score", -5.2, True),
+        ("score", math.nan, False),
+        ("score", math.inf, False),
+        ("latency_ms", True, False),
+    ],
+)
 def test_metric_range_rule(metric: str, value: float, ok: bool) -> None:
     if ok:
         assert check_metric_value("v", metric, value) == float(value)
@@ -92,12 +110,20 @@ def test_metric_range_rule(metric: str, value: float, ok: bool) -> None:
         check_metric_value("v", "latency_ms", -1.0, std=True)
 
 
-@pytest.mark.parametrize(("metric", "subject", "bad"), [
-    ("latency_ms", "--device", "-5"), ("latency_ms", "--device", "1e308"), ("latency_ms", "--device", "0"),
-    ("test_acc_pct", "--dataset", "-250"), ("test_acc_pct", "--dataset", "1e300"), ("energy_mj", "--device", "nan"),
-])
-def test_import_of_out_of_range_values_writes_nothing(store_url: str, tmp_path: Path, metric: str, subject: str,
-                                                     bad: str) -> None:
+@pytest.mark.parametrize(
+    ("metric", "subject", "bad"),
+    [
+        ("latency_ms", "--device", "-5"),
+        ("latency_ms", "--device", "1e308"),
+        ("latency_ms", "--device", "0"),
+        ("test_acc_pct", "--dataset", "-250"),
+        ("test_acc_pct", "--dataset", "1e300"),
+        ("energy_mj", "--device", "nan"),
+    ],
+)
+def test_import_of_out_of_range_values_writes_nothing(
+    store_url: str, tmp_path: Path, metric: str, subject: str, bad: str
+) -> None:
     good = nb201_csv(tmp_path / "good.csv", [1.5, 2.5, 3.5])
     base = ["--space", "nb201", "--metric", metric, "--column", "v", subject, "board", "--store", store_url]
     hw("import", good, *base)
@@ -144,12 +170,58 @@ def test_hostile_names_are_refused_everywhere(tmp_path: Path, name: str) -> None
     before = counts(url)
     hw("device", "add", "--local-cpu", name, "--store", url, ok=False)
     hw("lut", "import", tmp_path / "lut.csv", "--device", name, "--store", url, ok=False)
-    hw("import", good, "--space", "nb201", "--metric", "latency_ms", "--column", "v", "--device", name,
-       "--store", url, ok=False)
-    hw("import", good, "--space", "nb201", "--metric", "acc_pct", "--column", "v", "--dataset", name,
-       "--store", url, ok=False)
-    hw("search", "--space", "mbv3", "--objective", "params:max", "--objective", "latency_ms@edge", "--fix", "r=224",
-       "--fix", "w=1.0", "--trials", "20", "--population", "10", "--name", name, "--store", url, ok=False)
+    hw(
+        "import",
+        good,
+        "--space",
+        "nb201",
+        "--metric",
+        "latency_ms",
+        "--column",
+        "v",
+        "--device",
+        name,
+        "--store",
+        url,
+        ok=False,
+    )
+    hw(
+        "import",
+        good,
+        "--space",
+        "nb201",
+        "--metric",
+        "acc_pct",
+        "--column",
+        "v",
+        "--dataset",
+        name,
+        "--store",
+        url,
+        ok=False,
+    )
+    hw(
+        "search",
+        "--space",
+        "mbv3",
+        "--objective",
+        "params:max",
+        "--objective",
+        "latency_ms@edge",
+        "--fix",
+        "r=224",
+        "--fix",
+        "w=1.0",
+        "--trials",
+        "20",
+        "--population",
+        "10",
+        "--name",
+        name,
+        "--store",
+        url,
+        ok=False,
+    )
     hw("train", "latency", "--device", "edge", "--space", "mbv3", "--name", name, "--store", url, ok=False)
     hw("train", "accuracy", "--space", "nb201", "--metric", "acc_pct", "--name", name, "--store", url, ok=False)
     device_file = tmp_path / "dev.yaml"
@@ -157,10 +229,11 @@ def test_hostile_names_are_refused_everywhere(tmp_path: Path, name: str) -> None
     hw("device", "add", device_file, "--store", url, ok=False)
     assert counts(url) == before
     with Store.open(url) as s:
-        for call in (lambda: s.add_device(name, "fake", {}),
-                     lambda: s.save_predictor(name, kind="latency", space="mbv3", metric="latency_ms", blob=b"x",
-                                              meta={}),
-                     lambda: s.submit_search(name, "mbv3", {}, 10)):
+        for call in (
+            lambda: s.add_device(name, "fake", {}),
+            lambda: s.save_predictor(name, kind="latency", space="mbv3", metric="latency_ms", blob=b"x", meta={}),
+            lambda: s.submit_search(name, "mbv3", {}, 10),
+        ):
             with pytest.raises(InvalidValueError, match="letters, digits"):
                 call()
     with pytest.raises(InvalidValueError):
@@ -186,8 +259,25 @@ def test_unreachable_budget_leaves_no_search_and_the_corrected_rerun_works(tmp_p
     url = str(tmp_path / "s.db")
     with Store.open(url) as s:
         fake(s, "edge", gmacs_per_s=5.0)
-    base = ["search", "--space", "mbv3", "--objective", "params:max", "--objective", "latency_ms@edge", "--fix",
-            "r=224", "--fix", "w=1.0", "--trials", "40", "--population", "20", "--store", url]
+    base = [
+        "search",
+        "--space",
+        "mbv3",
+        "--objective",
+        "params:max",
+        "--objective",
+        "latency_ms@edge",
+        "--fix",
+        "r=224",
+        "--fix",
+        "w=1.0",
+        "--trials",
+        "40",
+        "--population",
+        "20",
+        "--store",
+        url,
+    ]
     before = counts(url)
     for extra in ([], ["--queue"]):
         err = hw(*base, "--budget", "latency_ms@edge <= 0.5", *extra, ok=False)
@@ -201,10 +291,39 @@ def test_unreachable_budget_leaves_no_search_and_the_corrected_rerun_works(tmp_p
 
 def test_unreachable_budget_of_a_budgeted_search_leaves_no_search(tmp_path: Path) -> None:
     url = str(tmp_path / "s.db")
-    hw("import", nb201_csv(tmp_path / "acc.csv", [50.0 + i for i in range(30)]), "--space", "nb201", "--metric",
-       "test_acc_pct", "--column", "v", "--dataset", "cifar10", "--store", url)
-    base = ["search", "--space", "nb201", "--objective", "test_acc_pct@cifar10", "--objective", "params:min",
-            "--mode", "budgeted", "--trials", "20", "--batch", "5", "--name", "b1", "--store", url]
+    hw(
+        "import",
+        nb201_csv(tmp_path / "acc.csv", [50.0 + i for i in range(30)]),
+        "--space",
+        "nb201",
+        "--metric",
+        "test_acc_pct",
+        "--column",
+        "v",
+        "--dataset",
+        "cifar10",
+        "--store",
+        url,
+    )
+    base = [
+        "search",
+        "--space",
+        "nb201",
+        "--objective",
+        "test_acc_pct@cifar10",
+        "--objective",
+        "params:min",
+        "--mode",
+        "budgeted",
+        "--trials",
+        "20",
+        "--batch",
+        "5",
+        "--name",
+        "b1",
+        "--store",
+        url,
+    ]
     before = counts(url)
     assert "bounds some candidate meets" in hw(*base, "--budget", "params <= 1", ok=False)
     assert counts(url) == before
@@ -219,8 +338,9 @@ def test_unreachable_budget_of_a_budgeted_search_leaves_no_search(tmp_path: Path
 def test_failed_search_reports_the_trials_it_kept(tmp_path: Path) -> None:
     with Store.open(str(tmp_path / "s.db")) as s:
         fake(s, "edge", gmacs_per_s=5.0)
-        spec = SearchSpec("f1", "mbv3", ("params:max", "latency_ms@edge"), n_trials=200, population=50,
-                          fixed={"r": 224, "w": 1.0})
+        spec = SearchSpec(
+            "f1", "mbv3", ("params:max", "latency_ms@edge"), n_trials=200, population=50, fixed={"r": 224, "w": 1.0}
+        )
 
         def progress(done: int, _total: int) -> None:
             if done >= 100:
@@ -245,7 +365,7 @@ def _children(pid: int) -> set[int]:
                     stat = (entry / "stat").read_text()
                 except OSError:
                     continue
-                fields = stat[stat.rindex(")") + 2:].split()
+                fields = stat[stat.rindex(")") + 2 :].split()
                 if int(fields[1]) in parents and fields[0] != "Z" and int(entry.name) not in found:
                     found.add(int(entry.name))
                     frontier.add(int(entry.name))
@@ -263,9 +383,23 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigkilled_profile_leaves_no_pool_processes(tmp_path: Path) -> None:
     hwpareto = Path(sys.executable).with_name("hwpareto")
-    proc = subprocess.Popen([str(hwpareto), "profile", "--device", "npu-tpu", "--space", "mbv3", "--workers", "2",
-                             "--store", str(tmp_path / "s.db")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(hwpareto),
+            "profile",
+            "--device",
+            "npu-tpu",
+            "--space",
+            "mbv3",
+            "--workers",
+            "2",
+            "--store",
+            str(tmp_path / "s.db"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         children: set[int] = set()
@@ -313,12 +447,29 @@ def test_device_file_may_only_name_shipped_or_neighbouring_hardware(tmp_path: Pa
     own = tmp_path / "upload"
     own.mkdir()
     shutil.copy(shipped, own / "hw.yaml")
-    doc: dict[str, Any] = {"name": "npu-x", "kind": "npu", "backend": "zigzag", "params": {
-        "hardware": "tpu_like_128", "mapping": "tpu_like", "clock_ghz": 0.7, "vector_lanes": 8,
-        "vector_pj_per_op": 0.5, "dram_pj_per_byte": 20.0}}
+    doc: dict[str, Any] = {
+        "name": "npu-x",
+        "kind": "npu",
+        "backend": "zigzag",
+        "params": {
+            "hardware": "tpu_like_128",
+            "mapping": "tpu_like",
+            "clock_ghz": 0.7,
+            "vector_lanes": 8,
+            "vector_pj_per_op": 0.5,
+            "dram_pj_per_byte": 20.0,
+        },
+    }
     device = own / "dev.yaml"
-    cases = (("tpu_like_128", True), ("hw.yaml", True), (str(own / "hw.yaml"), True), (str(shipped), True),
-             ("../elsewhere/hw.yaml", False), (str(outside / "hw.yaml"), False), ("/etc/passwd.yaml", False))
+    cases = (
+        ("tpu_like_128", True),
+        ("hw.yaml", True),
+        (str(own / "hw.yaml"), True),
+        (str(shipped), True),
+        ("../elsewhere/hw.yaml", False),
+        (str(outside / "hw.yaml"), False),
+        ("/etc/passwd.yaml", False),
+    )
     for hardware, ok in cases:
         device.write_text(json.dumps({**doc, "params": {**doc["params"], "hardware": hardware}}))
         if ok:
@@ -329,14 +480,27 @@ def test_device_file_may_only_name_shipped_or_neighbouring_hardware(tmp_path: Pa
 
 
 def test_csv_cells_that_look_like_formulas_are_escaped(tmp_path: Path) -> None:
-    table = pd.DataFrame({"name": ["=HYPERLINK(1)", "+1", "-cmd", "@SUM", "plain", "\tx"], "value": [-5.2, 1, 2, 3,
-                                                                                                      4, 5]})
+    table = pd.DataFrame(
+        {"name": ["=HYPERLINK(1)", "+1", "-cmd", "@SUM", "plain", "\tx"], "value": [-5.2, 1, 2, 3, 4, 5]}
+    )
     safe = csv_safe(table)
     assert list(safe["name"]) == ["'=HYPERLINK(1)", "'+1", "'-cmd", "'@SUM", "plain", "'\tx"]
     assert list(safe["value"]) == [-5.2, 1, 2, 3, 4, 5] and table["name"].iloc[0] == "=HYPERLINK(1)"
     url = str(tmp_path / "s.db")
-    hw("import", nb201_csv(tmp_path / "t.csv", [-5.2, 3.0]), "--space", "nb201", "--metric", "score", "--column",
-       "v", "--dataset", "d1", "--store", url)
+    hw(
+        "import",
+        nb201_csv(tmp_path / "t.csv", [-5.2, 3.0]),
+        "--space",
+        "nb201",
+        "--metric",
+        "score",
+        "--column",
+        "v",
+        "--dataset",
+        "d1",
+        "--store",
+        url,
+    )
     with Store.open(url) as s:
         write_wide_csv(s, get_space("nb201"), tmp_path / "out.csv")
     rows = list(csv.DictReader((tmp_path / "out.csv").open()))

@@ -104,6 +104,7 @@ def test_every_shared_ofa_row_parses(space: MobileNetV3Space, shared_data) -> No
 
 def _hand_params(widths: tuple[int, ...], depth: int, expand: int, kernel: int, n_classes: int) -> int:
     """Textbook MobileNetV3 parameter count (conv weights + BN affine), independent of the library code."""
+
     def div8(v: float) -> int:  # OFA make_divisible for the values used here
         n = max(8, int(v + 4) // 8 * 8)
         return n + 8 if n < 0.9 * v else n

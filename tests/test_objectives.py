@@ -15,8 +15,7 @@ from supernet import get_space
 
 def _peak_memory_mb(space, config) -> float:  # type: ignore[no-untyped-def]
     specs = space.layers(config)
-    activations = max(s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq
-                      for s in specs)
+    activations = max(s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq for s in specs)
     return 4.0 * (sum(s.params for s in specs) + activations) / 2**20
 
 
@@ -29,12 +28,25 @@ def test_batched_metrics_equal_per_subnet_definitions(name: str, tmp_path: Path)
         spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
         store.add_device("board", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, space, workers=1)
-        metrics = [parse_objective(m) for m in ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board",
-                                                "energy_mj@board")]
+        metrics = [
+            parse_objective(m)
+            for m in ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board", "energy_mj@board")
+        ]
         mean, std = Evaluator(store, space, metrics).evaluate(configs)
         lut = Lut.load(store, "board")
-        expected = np.array([[space.params(c), space.macs(c), 2.0 * space.macs(c), _peak_memory_mb(space, c),
-                              lut.latency_sum_ms(space, c), lut.energy_sum_mj(space, c)] for c in configs])
+        expected = np.array(
+            [
+                [
+                    space.params(c),
+                    space.macs(c),
+                    2.0 * space.macs(c),
+                    _peak_memory_mb(space, c),
+                    lut.latency_sum_ms(space, c),
+                    lut.energy_sum_mj(space, c),
+                ]
+                for c in configs
+            ]
+        )
         np.testing.assert_allclose(mean, expected, rtol=1e-12)
         assert not std.any()
 
@@ -45,6 +57,9 @@ def test_missing_lut_layer_names_subnet_layer_and_command(tmp_path: Path) -> Non
         spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
         store.add_device("board", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, get_space("mbv3-digits"), workers=1)  # a LUT, but of another space's layers
-        with pytest.raises(MissingLutError, match=rf"SubNet {space.largest().key}, e\.g\. conv2d:.*: run hwpareto "
-                                                  r"profile --device board --space nb201"):
+        with pytest.raises(
+            MissingLutError,
+            match=rf"SubNet {space.largest().key}, e\.g\. conv2d:.*: run hwpareto "
+            r"profile --device board --space nb201",
+        ):
             Evaluator(store, space, [parse_objective("latency_ms@board")]).evaluate([space.largest()])

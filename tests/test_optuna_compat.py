@@ -38,8 +38,15 @@ def searched(store_url: str) -> Iterator[tuple[Store, SearchSpec]]:
         spec = DeviceSpec("edge", "fake", "fake", {"gmacs_per_s": 5.0})
         store.add_device("edge", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, get_space("mbv3"), restrict={"r": [224], "w": [1.0]}, workers=1)
-        search = SearchSpec("compat", "mbv3", ("params:max", "latency_ms@edge"), (BUDGET,), n_trials=3 * POP,
-                            population=POP, fixed={"r": 224, "w": 1.0})
+        search = SearchSpec(
+            "compat",
+            "mbv3",
+            ("params:max", "latency_ms@edge"),
+            (BUDGET,),
+            n_trials=3 * POP,
+            population=POP,
+            fixed={"r": 224, "w": 1.0},
+        )
         run_surrogate(store, search)
         yield store, search
 
@@ -55,7 +62,8 @@ def _get(app: Any, path: str) -> Any:
 
 
 def test_optuna_dashboard_sees_metric_names_constraints_and_a_feasible_front(
-        searched: tuple[Store, SearchSpec]) -> None:
+    searched: tuple[Store, SearchSpec],
+) -> None:
     store, spec = searched
     storage = store.optuna_storage()
     results = study_results(store, spec.name)

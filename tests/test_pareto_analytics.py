@@ -97,8 +97,11 @@ def random_points(seed: int, n: int, m: int, levels: int | None = 6) -> np.ndarr
     return pts
 
 
-DIRECTIONS = {2: [None, ["minimize", "maximize"]], 3: [None, ["maximize", "minimize", "maximize"]],
-              4: [None, ["minimize", "maximize", "minimize", "maximize"]]}
+DIRECTIONS = {
+    2: [None, ["minimize", "maximize"]],
+    3: [None, ["maximize", "minimize", "maximize"]],
+    4: [None, ["minimize", "maximize", "minimize", "maximize"]],
+}
 
 
 # --------------------------------------------------------------------------------------------- sorting

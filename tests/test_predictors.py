@@ -106,8 +106,12 @@ def test_latency_predictor_persistence() -> None:
     np.testing.assert_array_equal(again.predict(X, return_std=True)[1], model.predict(X, return_std=True)[1])
     blob = model.to_bytes()
     assert b"pickle" not in blob and blob.startswith(b'{"format":"hwpareto-predictor"')
-    for bad in (b"\x80\x04\x95 pickle bytes", b'{"format":"other"}', blob.replace(b'"version":1', b'"version":9'),
-                blob.replace(b'"xgboost_ubj":"', b'"xgboost_ubj":"!!')):
+    for bad in (
+        b"\x80\x04\x95 pickle bytes",
+        b'{"format":"other"}',
+        blob.replace(b'"version":1', b'"version":9'),
+        blob.replace(b'"xgboost_ubj":"', b'"xgboost_ubj":"!!'),
+    ):
         with pytest.raises(HwparetoError):
             LatencyPredictor.from_bytes(bad)
 
@@ -159,8 +163,11 @@ def test_train_errors(store: Store) -> None:
     with pytest.raises(InvalidValueError, match="device: expected"):
         train_latency(store, "nope", space)
     fake_device(store, "edge")
-    with pytest.raises(InvalidValueError, match=r"measured latency_ms of nb201 SubNets on edge: expected at least 25 "
-                                                r"without a LUT covering them \(hwpareto measure --device edge"):
+    with pytest.raises(
+        InvalidValueError,
+        match=r"measured latency_ms of nb201 SubNets on edge: expected at least 25 "
+        r"without a LUT covering them \(hwpareto measure --device edge",
+    ):
         train_latency(store, "edge", space)
     with pytest.raises(InvalidValueError, match="--dataset"):
         train_accuracy(store, space, metric="test_acc_pct")
@@ -172,8 +179,7 @@ def test_few_shot_transfer_through_the_store(store: Store) -> None:
     rng = np.random.default_rng(1)
     configs = [space.from_index(int(i)) for i in rng.choice(15625, 150, replace=False)]
     for name, speed, per_element in (("gpu-a", 40.0, 0.05), ("cpu-b", 2.0, 1.0), ("npu-c", 10.0, 3.0)):
-        measure_subnets(store, fake_device(store, name, gmacs_per_s=speed, ns_per_element=per_element), space,
-                        configs)
+        measure_subnets(store, fake_device(store, name, gmacs_per_s=speed, ns_per_element=per_element), space, configs)
     new = fake_device(store, "new-board", gmacs_per_s=6.0, ns_per_element=1.5)
     measure_subnets(store, new, space, configs)
     report = train_latency(store, "new-board", space, few_shot=10)
@@ -196,8 +202,9 @@ def test_train_accuracy_and_uncertainty(store: Store) -> None:
     rng = np.random.default_rng(2)
     configs = [space.from_index(int(i)) for i in rng.choice(15625, 80, replace=False)]
     acc = [60 + 5 * np.log(space.params(c)) / np.log(10) + rng.normal(0, 0.5) for c in configs]
-    store.add_measurements([MeasurementIn(c, "dataset", "toyset", "test_acc_pct", a) for c, a in zip(configs, acc,
-                                                                                                   strict=True)])
+    store.add_measurements(
+        [MeasurementIn(c, "dataset", "toyset", "test_acc_pct", a) for c, a in zip(configs, acc, strict=True)]
+    )
     report = train_accuracy(store, space, metric="test_acc_pct")
     assert report.name == "test_acc_pct:nb201:toyset" and report.validation["kendall_tau"] > 0.5
     mean, std = load_model(store, report.name).predict(store, [space.largest(), space.smallest()])
@@ -259,5 +266,6 @@ def test_predictor_cli(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(configs[0].values) + "\n" + json.dumps({**configs[0].values, "r": 999}) + "\n")
     assert "row 2: mbv3.r: expected one of 128" in run("predict", "--space", "mbv3", "--in", bad, ok=False)
-    assert "row 1: gpt config: expected values for embed_dim" in run("predict", "--space", "gpt", "--in", bad,
-                                                                      ok=False)  # configs of the wrong space
+    assert "row 1: gpt config: expected values for embed_dim" in run(
+        "predict", "--space", "gpt", "--in", bad, ok=False
+    )  # configs of the wrong space

@@ -39,7 +39,6 @@ FAKE = DeviceSpec("fake-dev", "fake", "fake", {"gmacs_per_s": 5.0})
 FAST_CPU = DeviceSpec("cpu-fast", "cpu", "torch-cpu", {"threads": 1, "min_window_ms": 5.0, "min_samples": 3})
 
 
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     with Store.open(str(tmp_path / "store.db")) as opened:
@@ -73,8 +72,9 @@ def test_device_spec_errors(doc: object, message: str) -> None:
 
 
 def test_device_spec_round_trip() -> None:
-    spec = device_from_dict({"name": "edge", "kind": "fake", "backend": "fake", "params": {"gmacs_per_s": 2},
-                             "references": ["a paper"]})
+    spec = device_from_dict(
+        {"name": "edge", "kind": "fake", "backend": "fake", "params": {"gmacs_per_s": 2}, "references": ["a paper"]}
+    )
     assert device_from_dict(spec.to_dict()) == spec and spec.params["gmacs_per_s"] == 2
 
 
@@ -202,8 +202,7 @@ def test_parallel_build_in_processes(store: Store) -> None:
     space = get_space("gpt")
     restrict = {"seq_len": [64]}
     report = build_lut(store, spec, space, restrict=restrict, workers=2)
-    serial = {k: FakeBackend(FAKE).measure_layer(s).latency_ms
-              for s in space.layer_universe(restrict) for k in [s.key]}
+    serial = {k: FakeBackend(FAKE).measure_layer(s).latency_ms for s in space.layer_universe(restrict) for k in [s.key]}
     lut = store.lut(spec.name)
     assert report.measured == len(serial) == len(lut)
     assert dict(zip(lut["layer_key"], lut["latency_ms_mean"], strict=True)) == pytest.approx(serial)
@@ -218,8 +217,7 @@ class _NoAttention(FakeBackend):
         return super().measure_layer(spec, batch)
 
 
-def test_unmappable_layers_are_reported_and_the_rest_continues(store: Store,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unmappable_layers_are_reported_and_the_rest_continues(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(BACKENDS, "fake-no-attention", (__name__, "_NoAttention"))
     spec = register(store, DeviceSpec("odd", "fake", "fake-no-attention"))
     space = get_space("gpt")
@@ -252,8 +250,9 @@ def test_lut_sum_and_missing_entries(store: Store) -> None:
     cfg = space.validate({**space.sample(np.random.default_rng(1)).values, "seq_len": 64})
     expected = sum(backend.measure_layer(s).latency_ms for s in space.layers(cfg))
     assert lut.latency_sum_ms(space, cfg) == pytest.approx(expected)
-    assert lut.energy_sum_mj(space, cfg) == pytest.approx(sum(backend.measure_layer(s).energy_mj
-                                                              for s in space.layers(cfg)))
+    assert lut.energy_sum_mj(space, cfg) == pytest.approx(
+        sum(backend.measure_layer(s).energy_mj for s in space.layers(cfg))
+    )
     other = space.validate({**cfg.values, "seq_len": 256})
     assert lut.missing(space, other)
     with pytest.raises(MissingLutError, match=r"run hwpareto profile --device fake-dev --space gpt"):
@@ -339,8 +338,9 @@ def test_note10_lut_reproduces_published_latency(store: Store, shared_data: Path
 
 def test_ofa_lut_errors(store: Store, tmp_path: Path) -> None:
     bad = tmp_path / "ofa.csv"
-    bad.write_text("resolution,op_key,count,mean_ms,std_ms\n224,Conv-input:1x1x3-output:1x1x8,10,-1,0\n"
-                   "224,garbage,10,1,0\n")
+    bad.write_text(
+        "resolution,op_key,count,mean_ms,std_ms\n224,Conv-input:1x1x3-output:1x1x8,10,-1,0\n224,garbage,10,1,0\n"
+    )
     with pytest.raises(HwparetoError, match=r"2 bad row\(s\).*row 2: .*non-negative.*row 3: op_key"):
         import_lut_csv(store, bad, "phone", fmt="ofa")
     register(store, FAKE)
@@ -367,16 +367,18 @@ def test_profile_measure_and_devices_cli(tmp_path: Path) -> None:
         return result.stdout
 
     run("device", "add", device)
-    out = json.loads(run("profile", "--device", "sim", "--space", "gpt", "--resolution", "64", "--json",
-                         "--workers", "1"))
+    out = json.loads(
+        run("profile", "--device", "sim", "--space", "gpt", "--resolution", "64", "--json", "--workers", "1")
+    )
     assert out["measured"] == out["layers"] == len(get_space("gpt").layer_universe({"seq_len": [64]}))
     run("profile", "--device", "sim", "--space", "nb201", "--workers", "1")
     devices = {d["name"]: d for d in json.loads(run("devices", "--json"))}
     assert devices["sim"]["kind"] == "fake"
     per_space = devices["sim"]["lut_entries_per_space"]
     assert per_space["gpt"] == out["layers"] and per_space["nb201"] == 22
-    profiled = {s.key for s in [*get_space("gpt").layer_universe({"seq_len": [64]}),
-                                *get_space("nb201").layer_universe()]}
+    profiled = {
+        s.key for s in [*get_space("gpt").layer_universe({"seq_len": [64]}), *get_space("nb201").layer_universe()]
+    }
     for name, n in per_space.items():  # spaces sharing layers with those profiled (e.g. the gpt-stdlib demo) count
         assert n == len({s.key for s in get_space(name).layer_universe()} & profiled), name
     run("measure", "--device", "sim", "--space", "nb201", "-n", "3")

@@ -40,7 +40,13 @@ def test_preset_loads_with_the_figures_the_hand_calculation_uses(preset: ReRAMBa
     assert len(spec.references) >= 5 and any("ISAAC" in r for r in spec.references)
     p = preset.p
     assert (p.xbar_rows, p.xbar_cols, p.bits_per_cell, p.weight_bits, p.input_bits, p.bits_per_input_slice) == (
-        128, 128, 2, 8, 8, 1)
+        128,
+        128,
+        2,
+        8,
+        8,
+        1,
+    )
     assert (p.xbar_read_pj, p.xbar_read_ns, p.dac_pj_per_row) == (30.0, 100.0, 0.390625)
     assert (p.adc_pj_per_conversion, p.adc_conversion_ns, p.adc_share) == (1.5625, 0.78125, 128)
     assert (p.shift_add_pj, p.accum_pj_per_add, p.buffer_pj_per_byte) == (0.021, 0.0711, 0.639)
@@ -162,13 +168,16 @@ def test_attention_takes_the_digital_fallback_and_scales(preset: ReRAMBackend) -
         assert fallback_ns == pytest.approx(factor * base.details["latency_ns"]["fallback"])
 
 
-@pytest.mark.parametrize("spec", [
-    LayerSpec("add", cin=32, h=8, w=8),
-    LayerSpec("pool", cin=32, kernel=2, stride=2, h=8, w=8),
-    LayerSpec("gap", cin=32, h=8, w=8),
-    LayerSpec("batchnorm", cin=32, h=8, w=8, act="relu"),
-    LayerSpec("layernorm", cin=128, seq=64),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        LayerSpec("add", cin=32, h=8, w=8),
+        LayerSpec("pool", cin=32, kernel=2, stride=2, h=8, w=8),
+        LayerSpec("gap", cin=32, h=8, w=8),
+        LayerSpec("batchnorm", cin=32, h=8, w=8, act="relu"),
+        LayerSpec("layernorm", cin=128, seq=64),
+    ],
+)
 def test_weightless_ops_run_on_the_vector_unit(preset: ReRAMBackend, spec: LayerSpec) -> None:
     cost = preset.measure_layer(spec)
     assert cost.details["fallback"].startswith("vector unit") and cost.details["crossbars"] == 0
@@ -243,10 +252,19 @@ def test_layer_beyond_the_chip_is_unmappable() -> None:
 
 
 # ---------------------------------------------------------------------- params and API
-@pytest.mark.parametrize(("field", "value"), [
-    ("xbar_rows", 0), ("weight_bits", 33), ("xbar_read_pj", -1.0), ("xbar_rows", "128"), ("input_bits", 8.0),
-    ("adc_share", True), ("digital_clock_ghz", 0), ("xbar_row", 128),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("xbar_rows", 0),
+        ("weight_bits", 33),
+        ("xbar_read_pj", -1.0),
+        ("xbar_rows", "128"),
+        ("input_bits", 8.0),
+        ("adc_share", True),
+        ("digital_clock_ghz", 0),
+        ("xbar_row", 128),
+    ],
+)
 def test_bad_params_name_the_field(field: str, value: Any) -> None:
     with pytest.raises(InvalidValueError, match=rf"params\.{field}") as info:
         backend(**{field: value})

@@ -38,8 +38,12 @@ VECTOR_LAYERS = {
     "embedding": LayerSpec("embedding", 100, 32, seq=8),
 }
 BASE_PARAMS: dict[str, Any] = {
-    "hardware": "tpu_like_128", "mapping": "tpu_like", "clock_ghz": 0.7, "vector_lanes": 8,
-    "vector_pj_per_op": 1.0, "dram_pj_per_byte": 90.0,
+    "hardware": "tpu_like_128",
+    "mapping": "tpu_like",
+    "clock_ghz": 0.7,
+    "vector_lanes": 8,
+    "vector_pj_per_op": 1.0,
+    "dram_pj_per_byte": 90.0,
 }
 
 
@@ -145,21 +149,27 @@ def test_subnet_is_the_sum_of_its_layers() -> None:
     assert subnet.details["fallback_layers"] == sum(n for s, n in counts.items() if s.op != "linear")
 
 
-@pytest.mark.parametrize(("params", "field", "words"), [
-    ({"clock_ghz": 0}, "params.clock_ghz", "[0.001, 100.0]"),
-    ({"clock_ghz": "fast"}, "params.clock_ghz", "float"),
-    ({"hardware": "tpu_nope"}, "params.hardware", "tpu_like_128"),
-    ({"hardware": "missing/file.yaml"}, "params.hardware", "aimc, dimc, edge_tpu_like, tpu_like_128"),
-    ({"mapping": 3}, "params.mapping", "imc"),
-    ({"in_memory_compute": "yes"}, "params.in_memory_compute", "bool"),
-    ({"in_memory_compute": True}, "params.in_memory_compute", "False for hardware tpu_like_128.yaml"),
-    ({"vector_lanes": 0}, "params.vector_lanes", "int"),
-    ({"dram_pj_per_byte": None}, "params.dram_pj_per_byte", "float"),
-    ({"opt": "speed"}, "params.opt", "latency, energy, edp"),
-    ({"lpf": 4}, "params.lpf", "lpf_limit"),
-    ({"hardware": "aimc", "mapping": "imc", "in_memory_compute": True, "precision_bits": 4},
-     "params.precision_bits", "[8, 8]"),
-])
+@pytest.mark.parametrize(
+    ("params", "field", "words"),
+    [
+        ({"clock_ghz": 0}, "params.clock_ghz", "[0.001, 100.0]"),
+        ({"clock_ghz": "fast"}, "params.clock_ghz", "float"),
+        ({"hardware": "tpu_nope"}, "params.hardware", "tpu_like_128"),
+        ({"hardware": "missing/file.yaml"}, "params.hardware", "aimc, dimc, edge_tpu_like, tpu_like_128"),
+        ({"mapping": 3}, "params.mapping", "imc"),
+        ({"in_memory_compute": "yes"}, "params.in_memory_compute", "bool"),
+        ({"in_memory_compute": True}, "params.in_memory_compute", "False for hardware tpu_like_128.yaml"),
+        ({"vector_lanes": 0}, "params.vector_lanes", "int"),
+        ({"dram_pj_per_byte": None}, "params.dram_pj_per_byte", "float"),
+        ({"opt": "speed"}, "params.opt", "latency, energy, edp"),
+        ({"lpf": 4}, "params.lpf", "lpf_limit"),
+        (
+            {"hardware": "aimc", "mapping": "imc", "in_memory_compute": True, "precision_bits": 4},
+            "params.precision_bits",
+            "[8, 8]",
+        ),
+    ],
+)
 def test_bad_params_name_the_field(params: dict[str, Any], field: str, words: str) -> None:
     with pytest.raises(InvalidValueError) as info:
         backend(**params)

@@ -58,8 +58,11 @@ def test_objective_and_budget_syntax() -> None:
     b = parse_budget("latency_ms@cpu-local <= 20")
     assert b.bound == 20 and b.text == "latency_ms@cpu-local <= 20"
     np.testing.assert_array_equal(b.violation(np.array([10.0, 25.0])), [-10.0, 5.0])
-    for bad, message in (("latency_ms", "latency_ms@DEVICE"), ("params@edge", "without @"),
-                         ("Latency MS", "METRIC\\[@DEVICE_OR_DATASET\\]")):
+    for bad, message in (
+        ("latency_ms", "latency_ms@DEVICE"),
+        ("params@edge", "without @"),
+        ("Latency MS", "METRIC\\[@DEVICE_OR_DATASET\\]"),
+    ):
         with pytest.raises(InvalidValueError, match=message):
             parse_objective(bad)
     with pytest.raises(InvalidValueError, match="OBJECTIVE <= BOUND"):
@@ -148,8 +151,11 @@ def test_nsga2_beats_random_search(devices: Store) -> None:
 
 
 def test_fronts_per_device_budget_and_operating_points(devices: Store, tmp_path: Path) -> None:
-    s = spec(objectives=("params:max", "latency_ms@edge", "latency_ms@server"),
-             budgets=("latency_ms@edge <= 60",), n_trials=400)
+    s = spec(
+        objectives=("params:max", "latency_ms@edge", "latency_ms@server"),
+        budgets=("latency_ms@edge <= 60",),
+        n_trials=400,
+    )
     run_surrogate(devices, s)
     results = study_results(devices, "s1")
     assert results.trials["feasible"].sum() == (results.trials["budget:latency_ms@edge <= 60"] <= 0).sum()
@@ -161,8 +167,11 @@ def test_fronts_per_device_budget_and_operating_points(devices: Store, tmp_path:
         cost = front.objectives[1]
         feasible = results.trials[results.trials["feasible"]]
         for _, row in front.rows.iterrows():
-            better = (feasible["params"] >= row["params"]) & (feasible[cost] <= row[cost]) & (
-                (feasible["params"] > row["params"]) | (feasible[cost] < row[cost]))
+            better = (
+                (feasible["params"] >= row["params"])
+                & (feasible[cost] <= row[cost])
+                & ((feasible["params"] > row["params"]) | (feasible[cost] < row[cost]))
+            )
             assert not better.any()
         assert front.knee_number in set(front.rows["number"])
     table = results.operating_points("edge", 3)
@@ -178,8 +187,9 @@ def test_fronts_per_device_budget_and_operating_points(devices: Store, tmp_path:
 
 def test_front_lists_each_subnet_once(devices: Store) -> None:
     fixed = {**get_space("mbv3").largest().values, **FIX}  # only ks_0 and e_0 free: 9 SubNets, 100 trials asked
-    result = run_surrogate(devices, spec(n_trials=100, population=10, fixed={k: v for k, v in fixed.items()
-                                                                              if k not in ("ks_0", "e_0")}))
+    result = run_surrogate(
+        devices, spec(n_trials=100, population=10, fixed={k: v for k, v in fixed.items() if k not in ("ks_0", "e_0")})
+    )
     assert result.total == 9 and "every SubNet of the searched region has been evaluated" in result.note
     results = study_results(devices, "s1")
     front = results.front("edge")
@@ -286,8 +296,23 @@ def test_search_cli(devices: Store, tmp_path: Path) -> None:
         assert (result.exit_code == 0) == ok, result.output + result.stderr
         return result.stdout if ok else result.stderr
 
-    base = ["search", "--space", "mbv3", "--objective", "params:max", "--objective", "latency_ms@edge", "--fix",
-            "r=224", "--fix", "w=1.0", "--trials", "200", "--population", "50"]
+    base = [
+        "search",
+        "--space",
+        "mbv3",
+        "--objective",
+        "params:max",
+        "--objective",
+        "latency_ms@edge",
+        "--fix",
+        "r=224",
+        "--fix",
+        "w=1.0",
+        "--trials",
+        "200",
+        "--population",
+        "50",
+    ]
     out = json.loads(run(*base, "--name", "c1", "--budget", "latency_ms@edge <= 60", "--json"))
     assert out["trials"] == 200 and out["added"] == 200
     front = json.loads(run("front", "c1", "--json"))

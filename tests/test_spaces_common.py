@@ -139,8 +139,10 @@ def test_supernet_init_is_deterministic_and_leaves_global_rng(space: SearchSpace
 
 
 def test_importing_supernet_does_not_import_torch() -> None:
-    code = ("import sys, supernet; [supernet.get_space(n).layers(supernet.get_space(n).largest()) "
-            "for n in ('mbv3', 'gpt', 'nb201')]; print('torch' in sys.modules)")
+    code = (
+        "import sys, supernet; [supernet.get_space(n).layers(supernet.get_space(n).largest()) "
+        "for n in ('mbv3', 'gpt', 'nb201')]; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -162,8 +164,16 @@ def test_declarative_space_from_yaml(tmp_path: Path) -> None:
     path.write_text(HAT_YAML)
     sp = load_space_file(path)
     assert sp.name == "hat-wmt14ende" and not sp.has_model and sp.size() == float("inf")
-    cfg = sp.from_record({"encoder_embed_dim": "640", "encoder_layer_num": "6", "encoder_ffn_embed_dim_avg":
-                          "1877.33", "decoder_layer_num": "3", "arch_family": "evolved", "ignored": "x"})
+    cfg = sp.from_record(
+        {
+            "encoder_embed_dim": "640",
+            "encoder_layer_num": "6",
+            "encoder_ffn_embed_dim_avg": "1877.33",
+            "decoder_layer_num": "3",
+            "arch_family": "evolved",
+            "ignored": "x",
+        }
+    )
     assert cfg["encoder_ffn_embed_dim_avg"] == pytest.approx(1877.33) and cfg["decoder_layer_num"] == 3
     assert len(sp.encode(cfg)) == len(sp.encoding_names()) == 6  # 4 numeric + one-hot of 2
     assert sp.validate(sp.sample(np.random.default_rng(0))).space == "hat-wmt14ende"
@@ -191,8 +201,10 @@ def test_declarative_space_from_yaml(tmp_path: Path) -> None:
         ({"name": "x", "dimensions": [{"name": "a", "type": "int", "low": "1", "high": 4}]}, "expected low <= high"),
         ({"name": "x", "dimensions": [{"name": "a", "choices": [1, "b"]}]}, "all numbers or all strings"),
         ({"name": "x", "dimensions": [{"name": "a", "choices": [1], "color": "red"}]}, "expected only the keys"),
-        ({"name": "x", "dimensions": [{"name": "a", "choices": [1]}, {"name": "a", "choices": [2]}]},
-         "expected unique names"),
+        (
+            {"name": "x", "dimensions": [{"name": "a", "choices": [1]}, {"name": "a", "choices": [2]}]},
+            "expected unique names",
+        ),
     ],
 )
 def test_declarative_space_errors(doc: object, message: str) -> None:

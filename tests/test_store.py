@@ -557,14 +557,17 @@ def test_exports_and_sessions(store: Store) -> None:
 def test_measured_table_is_wide_median_and_leaves_predictions_out(store: Store) -> None:
     space = get_space("nb201")
     a, b, c = (space.from_index(i) for i in (1, 2, 3))
-    store.add_measurements([
-        MeasurementIn(a, "device", "dev-1", "latency_ms", 1.0),
-        MeasurementIn(a, "device", "dev-1", "latency_ms", 3.0, batch=2),  # a second value of the same SubNet
-        MeasurementIn(b, "device", "dev-1", "latency_ms", 2.0),
-        MeasurementIn(a, "device", "dev-2", "latency_ms", 5.0),
-        MeasurementIn(c, "device", "dev-2", "latency_ms", 7.0, source="predicted"),
-        MeasurementIn(c, "device", "dev-2", "energy_mj", 9.0),
-    ], auto_devices=True)
+    store.add_measurements(
+        [
+            MeasurementIn(a, "device", "dev-1", "latency_ms", 1.0),
+            MeasurementIn(a, "device", "dev-1", "latency_ms", 3.0, batch=2),  # a second value of the same SubNet
+            MeasurementIn(b, "device", "dev-1", "latency_ms", 2.0),
+            MeasurementIn(a, "device", "dev-2", "latency_ms", 5.0),
+            MeasurementIn(c, "device", "dev-2", "latency_ms", 7.0, source="predicted"),
+            MeasurementIn(c, "device", "dev-2", "energy_mj", 9.0),
+        ],
+        auto_devices=True,
+    )
     table = store.measured_table("nb201", "latency_ms")
     assert list(table.columns) == ["dev-1", "dev-2"] and sorted(table.index) == sorted([a.key, b.key])
     assert table.loc[a.key, "dev-1"] == 2.0 and table.loc[a.key, "dev-2"] == 5.0

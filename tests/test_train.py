@@ -57,8 +57,9 @@ def _keys(data: ImageData | TextData) -> list[set[str]]:
 
 
 @pytest.mark.parametrize(("space_name", "steps", "batch"), [("mbv3-digits", 25, 32), ("gpt-stdlib", 12, 8)])
-def test_sandwich_steps_reduce_loss(space_name: str, steps: int, batch: int, digits: ImageData,
-                                    stdlib: TextData) -> None:
+def test_sandwich_steps_reduce_loss(
+    space_name: str, steps: int, batch: int, digits: ImageData, stdlib: TextData
+) -> None:
     torch.set_num_threads(1)
     space = get_space(space_name)
     data = digits if space_name == "mbv3-digits" else stdlib
@@ -66,8 +67,17 @@ def test_sandwich_steps_reduce_loss(space_name: str, steps: int, batch: int, dig
     configs = [space.largest(), space.smallest()]
     before = evaluate_subnets(space, net, configs, data, split="train")
     seen: list[int] = []
-    report = train_supernet(space, net, data, steps=steps, batch_size=batch, lr=3e-3, n_random=1, seed=0,
-                            progress=lambda done, total, info: seen.append(done))
+    report = train_supernet(
+        space,
+        net,
+        data,
+        steps=steps,
+        batch_size=batch,
+        lr=3e-3,
+        n_random=1,
+        seed=0,
+        progress=lambda done, total, info: seen.append(done),
+    )
     after = evaluate_subnets(space, net, configs, data, split="train")
     assert seen == list(range(1, steps + 1)) and report.steps == steps
     assert after[0]["loss"] < before[0]["loss"] - 0.2  # the largest SubNet learns from the labels
@@ -84,8 +94,10 @@ def test_checkpoint_round_trip_and_config_errors(digits: ImageData, tmp_path: Pa
     # the SuperNet's own BN statistics end up those of the largest SubNet; any SubNet extracted with extract_calibrated
     # scores what the tables say
     task = _task(space, digits, torch.device("cpu"))
-    for cfg, module in ((space.largest(), space.extract(net, space.largest()).eval()),
-                        (space.smallest(), extract_calibrated(space, net, space.smallest(), digits))):
+    for cfg, module in (
+        (space.largest(), space.extract(net, space.largest()).eval()),
+        (space.smallest(), extract_calibrated(space, net, space.smallest(), digits)),
+    ):
         with torch.no_grad():
             hits = sum(int((module(x).argmax(-1) == y).sum()) for x, y in task.eval_batches("val", cfg))
         assert 100 * hits / len(digits.val) == pytest.approx(evaluate_subnet(space, net, cfg, digits)["acc_pct"])
@@ -96,8 +108,9 @@ def test_checkpoint_round_trip_and_config_errors(digits: ImageData, tmp_path: Pa
     with pytest.raises(InvalidValueError, match=r"mbv3-digits\.r: expected one of 24, 28, 32, got 64"):
         evaluate_subnet(space, net, space.largest().values | {"r": 64}, digits)
     with pytest.raises(InvalidValueError, match="text corpus"):
-        evaluate_subnet(get_space("gpt-stdlib"), get_space("gpt-stdlib").supernet(), get_space("gpt-stdlib")
-                        .largest(), digits)
+        evaluate_subnet(
+            get_space("gpt-stdlib"), get_space("gpt-stdlib").supernet(), get_space("gpt-stdlib").largest(), digits
+        )
     with pytest.raises(InvalidValueError, match="steps"):
         train_supernet(space, net, digits, steps=0)
     with pytest.raises(InvalidValueError, match=r"largest_only: expected an integer in \[0, steps = 2\)"):
@@ -144,9 +157,12 @@ def _cifar_dir(root: Path, payload: object | None = None) -> Path:
     root.mkdir()
     rng = np.random.default_rng(0)
     for name in ("data_batch_1", "test_batch"):
-        batch = {b"batch_label": b"x", b"labels": [int(v) for v in rng.integers(0, 10, 40)],
-                 b"data": rng.integers(0, 255, (40, 3072), dtype=np.uint8),
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(40)]}
+        batch = {
+            b"batch_label": b"x",
+            b"labels": [int(v) for v in rng.integers(0, 10, 40)],
+            b"data": rng.integers(0, 255, (40, 3072), dtype=np.uint8),
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(40)],
+        }
         (root / name).write_bytes(pickle.dumps(payload if payload is not None else batch, protocol=2))
     return root
 
@@ -183,27 +199,50 @@ def test_demo_spaces_have_small_layer_universes(space_name: str, dataset: str, n
 
 
 @pytest.mark.parametrize(("space_name", "dataset", "n_layers"), DEMOS)
-def test_shipped_accuracy_table_imports_and_spreads(space_name: str, dataset: str, n_layers: int,
-                                                    sqlite_url: str) -> None:
+def test_shipped_accuracy_table_imports_and_spreads(
+    space_name: str, dataset: str, n_layers: int, sqlite_url: str
+) -> None:
     space = get_space(space_name)
     table, ckpt = DEMO / f"{space_name}_accuracy.csv", DEMO / f"{space_name}.safetensors"
     assert ckpt.stat().st_size < 5 * 2**20
     load_supernet(space, ckpt)  # strict: every tensor of the space's SuperNet, nothing else
-    report = import_table(Store.open(sqlite_url), table, space=space, columns=[ColumnMap("val_acc_pct", dataset)],
-                          subject_kind="dataset", metric="val_acc_pct", source="evaluated")
+    report = import_table(
+        Store.open(sqlite_url),
+        table,
+        space=space,
+        columns=[ColumnMap("val_acc_pct", dataset)],
+        subject_kind="dataset",
+        metric="val_acc_pct",
+        source="evaluated",
+    )
     assert report.subnets >= 500 and report.written.inserted == report.rows
     acc = np.array([v for _, v in read_accuracy_table(table, space, "val_acc_pct")])
     assert acc.max() - acc.min() > 10 and np.median(acc) < acc.max()
 
 
 @pytest.mark.parametrize(("space_name", "dataset", "n_layers"), DEMOS)
-def test_eval_command_reproduces_the_shipped_table(space_name: str, dataset: str, n_layers: int,
-                                                   tmp_path: Path) -> None:
+def test_eval_command_reproduces_the_shipped_table(
+    space_name: str, dataset: str, n_layers: int, tmp_path: Path
+) -> None:
     space = get_space(space_name)
     out = tmp_path / "table.csv"
-    result = CliRunner().invoke(app, ["eval-subnets", "--space", space_name, "--checkpoint",
-                                      str(DEMO / f"{space_name}.safetensors"), "--data", dataset, "-n", "3",
-                                      "--out", str(out), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval-subnets",
+            "--space",
+            space_name,
+            "--checkpoint",
+            str(DEMO / f"{space_name}.safetensors"),
+            "--data",
+            dataset,
+            "-n",
+            "3",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     fresh = read_accuracy_table(out, space, "val_acc_pct")
     shipped = read_accuracy_table(DEMO / f"{space_name}_accuracy.csv", space, "val_acc_pct")[:3]

@@ -34,11 +34,24 @@ def _prepare(url: str) -> None:
         build_lut(store, spec, space, workers=1)
         rng = np.random.default_rng(0)
         configs = [space.from_index(int(i)) for i in rng.choice(15625, 300, replace=False)]
-        rows = [MeasurementIn(c, "dataset", "toy", "test_acc_pct",
-                              50 + 4 * np.log(space.params(c)) / np.log(10) + rng.normal(0, 0.3)) for c in configs]
+        rows = [
+            MeasurementIn(
+                c, "dataset", "toy", "test_acc_pct", 50 + 4 * np.log(space.params(c)) / np.log(10) + rng.normal(0, 0.3)
+            )
+            for c in configs
+        ]
         store.add_measurements(rows)
-        submit(store, SearchSpec("dist", "nb201", ("test_acc_pct@toy", "latency_ms@board"), n_trials=BUDGET,
-                                 mode="budgeted", options={"batch": 4, "initial": 10, "eval_delay_s": 0.5}))
+        submit(
+            store,
+            SearchSpec(
+                "dist",
+                "nb201",
+                ("test_acc_pct@toy", "latency_ms@board"),
+                n_trials=BUDGET,
+                mode="budgeted",
+                options={"batch": 4, "initial": 10, "eval_delay_s": 0.5},
+            ),
+        )
 
 
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -110,7 +123,8 @@ def test_three_workers_survive_a_sigkill(pg_url: str, tmp_path: Path) -> None:
     chain = [t for t in trials if killed_trial in t.system_attrs.get("retry_history", [])]
     assert chain, "the killed worker's trial was not retried"
     assert [t.params for t in trials if t.state == optuna.trial.TrialState.COMPLETE].count(
-        victim.system_attrs["fixed_params"]) == 1  # its SubNet was evaluated again, and counted once
+        victim.system_attrs["fixed_params"]
+    ) == 1  # its SubNet was evaluated again, and counted once
     assert len({t.user_attrs["worker"] for t in trials if t.state == optuna.trial.TrialState.COMPLETE}) >= 2
 
 

@@ -18,18 +18,38 @@ db = _ui.store()
 st.subheader("Registry")
 registry = _data.device_table(db)
 if registry.empty:
-    _ui.next_step("No devices yet. Profile one below (a shipped NPU/CIM model, this CPU, or your own YAML), or "
-                  "import a published table:", "hwpareto profile --device npu-edgetpu --space "
-                  f"{_state.hint_space(db, chosen=st.session_state.get('profile_space'))}")
+    _ui.next_step(
+        "No devices yet. Profile one below (a shipped NPU/CIM model, this CPU, or your own YAML), or "
+        "import a published table:",
+        "hwpareto profile --device npu-edgetpu --space "
+        f"{_state.hint_space(db, chosen=st.session_state.get('profile_space'))}",
+    )
 else:
     st.dataframe(registry, hide_index=True)
 shipped = presets()
 with st.expander("Shipped device models (NPU and CIM presets, this CPU)"):
-    st.dataframe([{"device": LOCAL_CPU, "kind": "cpu", "backend": "torch-cpu", "registered": LOCAL_CPU in
-                   set(registry["device"]), "description": "this machine's CPU (PyTorch eager, 1 thread)"}]
-                 + [{"device": s.name, "kind": s.kind, "backend": s.backend, "registered": s.name in
-                     set(registry["device"]), "description": s.description} for s in shipped.values()],
-                 hide_index=True)
+    st.dataframe(
+        [
+            {
+                "device": LOCAL_CPU,
+                "kind": "cpu",
+                "backend": "torch-cpu",
+                "registered": LOCAL_CPU in set(registry["device"]),
+                "description": "this machine's CPU (PyTorch eager, 1 thread)",
+            }
+        ]
+        + [
+            {
+                "device": s.name,
+                "kind": s.kind,
+                "backend": s.backend,
+                "registered": s.name in set(registry["device"]),
+                "description": s.description,
+            }
+            for s in shipped.values()
+        ],
+        hide_index=True,
+    )
 
 if not registry.empty:
     device = st.selectbox("Device", list(registry["device"]), key="devices_device")
@@ -38,28 +58,48 @@ if not registry.empty:
     hint = _state.hint_space(db, device, st.session_state.get("profile_space"))  # not always nb201
     if layers.empty:
         kind = registry.set_index("device").at[device, "kind"]
-        _ui.next_step(f"{device} has no LUT" + (" (an imported device: only its imported measurements exist)"
-                                                 if kind == "imported" else "") + ". Profile it below, or:",
-                      f"hwpareto profile --device {device} --space {hint}" if kind != "imported" else
-                      f"hwpareto lut import LUT.csv --device {device}")
+        _ui.next_step(
+            f"{device} has no LUT"
+            + (" (an imported device: only its imported measurements exist)" if kind == "imported" else "")
+            + ". Profile it below, or:",
+            f"hwpareto profile --device {device} --space {hint}"
+            if kind != "imported"
+            else f"hwpareto lut import LUT.csv --device {device}",
+        )
     else:
-        st.dataframe(_data.lut_coverage(db, device), hide_index=True,
-                     column_config={"coverage_pct": st.column_config.ProgressColumn(
-                         "coverage (%)", min_value=0, max_value=100, format="%.1f")})
+        st.dataframe(
+            _data.lut_coverage(db, device),
+            hide_index=True,
+            column_config={
+                "coverage_pct": st.column_config.ProgressColumn(
+                    "coverage (%)", min_value=0, max_value=100, format="%.1f"
+                )
+            },
+        )
         metrics = ["latency_ms"] + (["energy_mj"] if layers["energy_mj"].notna().any() else [])
-        metric = st.radio("Per-layer cost", metrics, horizontal=True, key="devices_metric",
-                          format_func=lambda m: {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}[m])
-        st.plotly_chart(_figures.lut_op_figure(_data.lut_by_op(layers), metric), key="devices_lut_chart",
-                        alt=f"mean and max per-layer {metric} of {device} by op")
+        metric = st.radio(
+            "Per-layer cost",
+            metrics,
+            horizontal=True,
+            key="devices_metric",
+            format_func=lambda m: {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}[m],
+        )
+        st.plotly_chart(
+            _figures.lut_op_figure(_data.lut_by_op(layers), metric),
+            key="devices_lut_chart",
+            alt=f"mean and max per-layer {metric} of {device} by op",
+        )
         with st.expander(f"all {len(layers):,} layers"):
             st.dataframe(layers.sort_values(metric, ascending=False), hide_index=True)
 
     st.subheader(f"Predictor quality on {device}")
     quality = _data.predictor_quality(db, device)
     if not quality:
-        _ui.next_step(f"No latency/energy predictor for {device} yet (it needs ≥ 10 measured SubNets):",
-                      f"hwpareto measure --device {device} --space {hint} -n 30 && "
-                      f"hwpareto train latency --device {device} --space {hint}")
+        _ui.next_step(
+            f"No latency/energy predictor for {device} yet (it needs ≥ 10 measured SubNets):",
+            f"hwpareto measure --device {device} --space {hint} -n 30 && "
+            f"hwpareto train latency --device {device} --space {hint}",
+        )
     for q in quality:
         held_out = q.metrics
         cols = st.columns(4)
@@ -67,16 +107,26 @@ if not registry.empty:
         cols[1].metric("MAPE (held out)", f"{held_out.get('mape_pct', float('nan')):.2f} %")
         cols[2].metric("within ±10 % (held out)", f"{held_out.get('within_10pct', float('nan')):.0f} %")
         cols[3].metric("measured SubNets", f"{len(q.points)}")
-        st.plotly_chart(_figures.predictor_figure(q.points, q.metric, f"{q.name}: predicted vs measured"),
-                        key=f"devices_predictor_{q.name}", alt=f"predicted against measured {q.metric} of {q.name}")
+        st.plotly_chart(
+            _figures.predictor_figure(q.points, q.metric, f"{q.name}: predicted vs measured"),
+            key=f"devices_predictor_{q.name}",
+            alt=f"predicted against measured {q.metric} of {q.name}",
+        )
 
 # ------------------------------------------------------------------------------------------------ profile
 st.subheader("Profile a new device")
 source = st.radio("Device", ["preset", "upload a device YAML"], horizontal=True, key="profile_source")
 spec = None
 if source == "preset":
-    names = list(dict.fromkeys([LOCAL_CPU, *shipped, *(d for d, k in zip(registry["device"], registry["kind"],
-                                                                          strict=True) if k != "imported")]))
+    names = list(
+        dict.fromkeys(
+            [
+                LOCAL_CPU,
+                *shipped,
+                *(d for d, k in zip(registry["device"], registry["kind"], strict=True) if k != "imported"),
+            ]
+        )
+    )
     preset = st.selectbox("Preset or registered device", names, key="profile_preset")
 else:
     upload = st.file_uploader("Device YAML (name, kind, backend, params)", type=["yaml", "yml"], key="profile_upload")
@@ -94,8 +144,9 @@ else:
         else:
             st.success(f"{upload.name}: device {spec.name!r} ({spec.kind}, backend {spec.backend}) is valid")
 space = st.selectbox("Space to profile", [s for s in db.space_names() if db.space(s).has_model], key="profile_space")
-resolutions = st.text_input("Only these input sizes (comma separated; empty = all)", key="profile_resolution",
-                            placeholder="224")
+resolutions = st.text_input(
+    "Only these input sizes (comma separated; empty = all)", key="profile_resolution", placeholder="224"
+)
 budget_s = st.number_input("Time budget (s; 0 = none, rerun to resume)", min_value=0, value=0, key="profile_budget_s")
 if st.button("Start profiling", key="profile_launch", type="primary"):
     try:
@@ -104,16 +155,26 @@ if st.button("Start profiling", key="profile_launch", type="primary"):
         _ui.error(f"--resolution: expected integers separated by commas, got {resolutions!r}")
     else:
         if source != "preset" and spec is None:
-            _ui.error("device YAML: expected an uploaded, valid device file, got "
-                      + ("nothing" if upload is None else f"an invalid one ({upload.name})"))
+            _ui.error(
+                "device YAML: expected an uploaded, valid device file, got "
+                + ("nothing" if upload is None else f"an invalid one ({upload.name})")
+            )
         else:
             target = preset if spec is None else spec.name
             try:
                 if spec is not None:
                     db.add_device(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
-                args = ["profile", "--device", target, "--space", space, "--workers", "1",
-                        *(a for r in sizes for a in ("--resolution", str(r))),
-                        *(["--budget-s", str(budget_s)] if budget_s else [])]
+                args = [
+                    "profile",
+                    "--device",
+                    target,
+                    "--space",
+                    space,
+                    "--workers",
+                    "1",
+                    *(a for r in sizes for a in ("--resolution", str(r))),
+                    *(["--budget-s", str(budget_s)] if budget_s else []),
+                ]
                 _jobs.start_job(_ui.store_url(), "profile", f"{target} × {space}", args)
             except HwparetoError as exc:
                 _ui.error(exc)
@@ -136,8 +197,9 @@ def profile_jobs() -> None:
     for job in jobs[:5]:
         target, _, space_name = job.subject.partition(" × ")
         done, total = _data.profile_progress(db, target, space_name)
-        st.progress(min(1.0, done / max(1, total)), text=f"{job.subject}: {job.status}, {done:,} of {total:,} "
-                    "layers in the LUT")
+        st.progress(
+            min(1.0, done / max(1, total)), text=f"{job.subject}: {job.status}, {done:,} of {total:,} layers in the LUT"
+        )
         if job.status in ("failed", "lost"):
             _ui.error(f"profiling {job.subject} {job.status}: " + (job.log_tail(3) or "no output"))
         with st.expander(f"log of {job.subject}"):
@@ -161,11 +223,20 @@ with st.expander("Import a measurement table (CSV), as hwpareto import does"):
             _ui.error("CSV: expected an uploaded table, got nothing")
         else:
             try:
-                report = _data.import_upload(db, csv.name, csv.getvalue(), space=import_space, subject_kind=kind,
-                                             subject=subject, metric=metric_name,
-                                             columns=[c.strip() for c in columns.split(",") if c.strip()])
+                report = _data.import_upload(
+                    db,
+                    csv.name,
+                    csv.getvalue(),
+                    space=import_space,
+                    subject_kind=kind,
+                    subject=subject,
+                    metric=metric_name,
+                    columns=[c.strip() for c in columns.split(",") if c.strip()],
+                )
             except HwparetoError as exc:
                 _ui.error(exc)
             else:
-                st.success(f"imported {report['rows']} rows ({report['subnets']} SubNets): {report['inserted']} new, "
-                           f"{report['updated']} updated, {report['unchanged']} unchanged")
+                st.success(
+                    f"imported {report['rows']} rows ({report['subnets']} SubNets): {report['inserted']} new, "
+                    f"{report['updated']} updated, {report['unchanged']} unchanged"
+                )

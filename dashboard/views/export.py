@@ -15,14 +15,22 @@ st.title("Export")
 db = _ui.store()
 studies = _data.hwpareto_studies(db)
 if not studies:
-    _ui.next_step("Nothing to export yet: run a search (Search page), pick a SubNet on the Fronts page, then come "
-                  "back here. From the command line:", "hwpareto export STUDY TRIAL --out DIR")
+    _ui.next_step(
+        "Nothing to export yet: run a search (Search page), pick a SubNet on the Fronts page, then come "
+        "back here. From the command line:",
+        "hwpareto export STUDY TRIAL --out DIR",
+    )
     _ui.stop()
 
 chosen = st.session_state.get("selection", {})
-study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies
-                     else _state.default_study_index(db, studies),  # the newest study with results
-                     key="export_study")
+study = st.selectbox(
+    "Study",
+    studies,
+    index=studies.index(chosen["study"])
+    if chosen.get("study") in studies
+    else _state.default_study_index(db, studies),  # the newest study with results
+    key="export_study",
+)
 results, view = _ui.results(db, study)
 if view is None or not len(results.trials):
     _ui.next_step("This study has no completed trials yet; watch it on the Search page.")
@@ -30,9 +38,17 @@ if view is None or not len(results.trials):
 numbers = results.trials["number"]
 knee = view.knees[view.costs[0]]
 default = chosen.get("trial") if chosen.get("study") == study else knee
-trial = int(st.number_input("Trial number", min_value=int(numbers.min()), max_value=int(numbers.max()),
-                            value=int(default if default is not None else numbers.iloc[0]), step=1, key="export_trial",
-                            help="Selected on the Fronts page; the knee of the front by default"))
+trial = int(
+    st.number_input(
+        "Trial number",
+        min_value=int(numbers.min()),
+        max_value=int(numbers.max()),
+        value=int(default if default is not None else numbers.iloc[0]),
+        step=1,
+        key="export_trial",
+        help="Selected on the Fronts page; the knee of the front by default",
+    )
+)
 try:
     doc = _data.config_document(db, results, trial)
 except HwparetoError as exc:
@@ -42,15 +58,27 @@ st.session_state["selection"] = {"study": study, "trial": trial}
 
 st.subheader(f"Trial {trial} ({doc['key']})")
 row = results.trials.set_index("number").loc[trial]
-st.dataframe({o.name: [float(row[o.name])] for o in results.objectives} | {"feasible": [bool(row["feasible"])]},
-             hide_index=True)
-st.download_button("Download config JSON", json.dumps(doc, indent=2), file_name=f"{study}-trial{trial}-config.json",
-                   mime="application/json", key="export_config", on_click="ignore")
+st.dataframe(
+    {o.name: [float(row[o.name])] for o in results.objectives} | {"feasible": [bool(row["feasible"])]}, hide_index=True
+)
+st.download_button(
+    "Download config JSON",
+    json.dumps(doc, indent=2),
+    file_name=f"{study}-trial{trial}-config.json",
+    mime="application/json",
+    key="export_config",
+    on_click="ignore",
+)
 
 st.subheader("Bundle")
 has_model = db.space(results.spec.space).has_model
-weights = st.checkbox("Include weights (safetensors) and ONNX", value=has_model, disabled=not has_model,
-                      key="export_weights", help="Extracted from the SuperNet; a declarative space has no model")
+weights = st.checkbox(
+    "Include weights (safetensors) and ONNX",
+    value=has_model,
+    disabled=not has_model,
+    key="export_weights",
+    help="Extracted from the SuperNet; a declarative space has no model",
+)
 if st.button("Build bundle", key="export_build", type="primary"):
     with st.spinner("exporting (config, metrics" + (", weights, ONNX" if weights else "") + ")…"):
         try:
@@ -64,8 +92,14 @@ if bundle and bundle[:2] == (study, trial):
     st.dataframe(manifest, hide_index=True)
     with st.expander("metrics and provenance (config.json)"):
         st.json(metrics)
-    st.download_button("Download bundle (zip)", data, file_name=f"{study}-trial{trial}.zip", mime="application/zip",
-                       key="export_bundle", on_click="ignore")
+    st.download_button(
+        "Download bundle (zip)",
+        data,
+        file_name=f"{study}-trial{trial}.zip",
+        mime="application/zip",
+        key="export_bundle",
+        on_click="ignore",
+    )
 else:
     st.caption("Build the bundle to see its files and download it.")
 
@@ -80,9 +114,19 @@ else:
     st.dataframe(table, hide_index=True)
     records = [{**r, "config": json.loads(r["config"])} for r in table.to_dict(orient="records")]
     cols = st.columns(2)
-    cols[0].download_button("Download table (JSON)", json.dumps(records, indent=2, default=str),
-                            file_name=f"{study}-operating-points.json", mime="application/json",
-                            key="export_ops_json", on_click="ignore")
-    cols[1].download_button("Download table (CSV)", csv_safe(table).to_csv(index=False),
-                            file_name=f"{study}-operating-points.csv", mime="text/csv", key="export_ops_csv",
-                            on_click="ignore")
+    cols[0].download_button(
+        "Download table (JSON)",
+        json.dumps(records, indent=2, default=str),
+        file_name=f"{study}-operating-points.json",
+        mime="application/json",
+        key="export_ops_json",
+        on_click="ignore",
+    )
+    cols[1].download_button(
+        "Download table (CSV)",
+        csv_safe(table).to_csv(index=False),
+        file_name=f"{study}-operating-points.csv",
+        mime="text/csv",
+        key="export_ops_csv",
+        on_click="ignore",
+    )

@@ -17,15 +17,24 @@ if not studies:
     failed = [s for s in db.list_searches() if s["status"] == "failed"]
     for s in failed:
         st.error(f"search {s['name']!r} failed: {s['error']}", icon=":material/error:")
-    _ui.next_step("No search has finished trials in this store yet. Launch one on the Search page"
-                  + (" (fix the failed search's settings first)" if failed else "") + ", or from the command line:",
-                  "hwpareto search --space nb201 --objective params:max --objective latency_ms@DEVICE --trials 1000")
+    _ui.next_step(
+        "No search has finished trials in this store yet. Launch one on the Search page"
+        + (" (fix the failed search's settings first)" if failed else "")
+        + ", or from the command line:",
+        "hwpareto search --space nb201 --objective params:max --objective latency_ms@DEVICE --trials 1000",
+    )
     _ui.stop()
 
 chosen = st.session_state.get("selection", {})
-study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies
-                     else _state.default_study_index(db, studies),  # the newest study with results
-                     key="fronts_study", help="hwpareto searches stored in this store, newest first")
+study = st.selectbox(
+    "Study",
+    studies,
+    index=studies.index(chosen["study"])
+    if chosen.get("study") in studies
+    else _state.default_study_index(db, studies),  # the newest study with results
+    key="fronts_study",
+    help="hwpareto searches stored in this store, newest first",
+)
 results, view = _ui.results(db, study)
 if st.session_state.get("_fronts_for") != study:  # a selection belongs to one study: a switch starts at its knee
     st.session_state["_fronts_for"] = study
@@ -36,19 +45,25 @@ if st.session_state.get("_fronts_for") != study:  # a selection belongs to one s
         st.session_state.pop("fronts_trial", None)  # set to this study's knee below
 searches = {s["name"]: s for s in db.list_searches()}
 if study in searches and searches[study]["status"] == "failed":
-    st.error(f"search {study!r} failed: {searches[study]['error']} (its stored trials are shown)",
-             icon=":material/error:")
+    st.error(
+        f"search {study!r} failed: {searches[study]['error']} (its stored trials are shown)", icon=":material/error:"
+    )
 summary = _data.study_summary(results)
 cols = st.columns(4)
 cols[0].metric("trials", f"{summary['trials']:,}")
 cols[1].metric("feasible", f"{summary['feasible']:,}")
 cols[2].metric("space", summary["space"])
 cols[3].metric("sampler", summary["sampler"])
-st.caption("objectives: " + ", ".join(summary["objectives"])
-           + ("; budgets: " + ", ".join(summary["budgets"]) if summary["budgets"] else "; no budget"))
+st.caption(
+    "objectives: "
+    + ", ".join(summary["objectives"])
+    + ("; budgets: " + ", ".join(summary["budgets"]) if summary["budgets"] else "; no budget")
+)
 if view is None:
-    _ui.next_step("This study has no completed trials (or a single objective) to draw yet; watch it on the Search "
-                  "page.", f"hwpareto searches --store {_ui.store_url()}")
+    _ui.next_step(
+        "This study has no completed trials (or a single objective) to draw yet; watch it on the Search page.",
+        f"hwpareto searches --store {_ui.store_url()}",
+    )
     _ui.stop()
 if not summary["feasible"]:
     st.warning("No trial meets the budget yet, so the fronts are empty: run more trials or relax the budget.")
@@ -56,8 +71,13 @@ if not summary["feasible"]:
 # ------------------------------------------------------------------------------------------------ the front
 units = {c: _figures.axis_title(c).rsplit("(", 1)[-1] for c in view.costs}
 same_unit = [c for c in view.costs if units[c] == units[view.costs[0]]]
-costs = st.multiselect("Cost axes (one front per device, overlaid)", view.costs, default=same_unit,
-                       key="fronts_costs", help="Fronts of several devices share the x axis when their units match")
+costs = st.multiselect(
+    "Cost axes (one front per device, overlaid)",
+    view.costs,
+    default=same_unit,
+    key="fronts_costs",
+    help="Fronts of several devices share the x axis when their units match",
+)
 costs = [c for c in costs if units[c] == units[costs[0]]] if costs else [view.costs[0]]
 front_numbers = sorted({int(n) for c in costs for n in view.fronts[c]["number"]})
 hover = _data.hover_texts(results, front_numbers)
@@ -67,28 +87,55 @@ if front_numbers and not (isinstance(current, int) and current in results.config
     st.session_state["fronts_trial"] = view.knees[costs[0]] if view.knees[costs[0]] is not None else front_numbers[0]
 picked = st.session_state.get("fronts_trial")
 left, right = st.columns(2)
-panels = left.toggle("One panel per device", value=_data.scales_differ(view.fronts, costs), key="fronts_panels",
-                     disabled=len(costs) < 2, help="On when the devices' costs lie an order of magnitude apart")
+panels = left.toggle(
+    "One panel per device",
+    value=_data.scales_differ(view.fronts, costs),
+    key="fronts_panels",
+    disabled=len(costs) < 2,
+    help="On when the devices' costs lie an order of magnitude apart",
+)
 log_x = right.toggle("Log cost axis", key="fronts_log", help="For costs spanning orders of magnitude")
-fig = _figures.front_figure(results.trials, view.quality, costs, view.fronts, view.bounds, hover, picked,
-                            title=f"{study}: {view.quality} vs {', '.join(costs)}", projected=view.projected,
-                            panels=panels, log_x=log_x, dims=view.dims)
-event = st.plotly_chart(fig, key=f"fronts_chart:{study}", on_select="rerun", selection_mode=("points",),
-                        alt=f"Pareto front of {study}: {view.quality} against {', '.join(costs)}",
-                        config={"displaylogo": False})
-st.caption(f"{len(results.trials):,} trials, dimmed; crosses: over budget; open markers: non-dominated only over "
-           "more objectives than the two drawn. Axes start around the fronts: the autoscale button shows every trial. "
-           f"{'WebGL rendering. ' if len(results.trials) >= _figures.WEBGL_FROM else ''}"
-           "Click a front point or a table row to select its SubNet.")
+fig = _figures.front_figure(
+    results.trials,
+    view.quality,
+    costs,
+    view.fronts,
+    view.bounds,
+    hover,
+    picked,
+    title=f"{study}: {view.quality} vs {', '.join(costs)}",
+    projected=view.projected,
+    panels=panels,
+    log_x=log_x,
+    dims=view.dims,
+)
+event = st.plotly_chart(
+    fig,
+    key=f"fronts_chart:{study}",
+    on_select="rerun",
+    selection_mode=("points",),
+    alt=f"Pareto front of {study}: {view.quality} against {', '.join(costs)}",
+    config={"displaylogo": False},
+)
+st.caption(
+    f"{len(results.trials):,} trials, dimmed; crosses: over budget; open markers: non-dominated only over "
+    "more objectives than the two drawn. Axes start around the fronts: the autoscale button shows every trial. "
+    f"{'WebGL rendering. ' if len(results.trials) >= _figures.WEBGL_FROM else ''}"
+    "Click a front point or a table row to select its SubNet."
+)
 
 table = view.fronts[costs[0]][["number", view.quality, *view.costs, "config_key"]].copy()
 table.insert(1, "knee", table["number"] == view.knees[costs[0]])
-table_event = st.dataframe(table, key=f"fronts_table:{study}", on_select="rerun", selection_mode="single-row",
-                           hide_index=True, height=240)
+table_event = st.dataframe(
+    table, key=f"fronts_table:{study}", on_select="rerun", selection_mode="single-row", hide_index=True, height=240
+)
 
 # a new click on the chart or the table selects that trial
-clicks = [int(p["customdata"] if not isinstance(p["customdata"], list) else p["customdata"][0])
-          for p in (event.selection.points if event else []) if p.get("customdata") is not None]
+clicks = [
+    int(p["customdata"] if not isinstance(p["customdata"], list) else p["customdata"][0])
+    for p in (event.selection.points if event else [])
+    if p.get("customdata") is not None
+]
 rows = table_event.selection.rows if table_event else []
 pick = clicks[0] if clicks else int(table.iloc[rows[0]]["number"]) if rows else None
 if pick is not None and pick != st.session_state.get("_fronts_last_pick"):
@@ -96,8 +143,9 @@ if pick is not None and pick != st.session_state.get("_fronts_last_pick"):
     st.session_state["fronts_trial"] = pick
     st.rerun()
 
-options: list[int] = sorted(set(front_numbers) | ({picked} if isinstance(picked, int) and picked in results.configs
-                                                  else set()))
+options: list[int] = sorted(
+    set(front_numbers) | ({picked} if isinstance(picked, int) and picked in results.configs else set())
+)
 knee = view.knees[costs[0]]
 st.subheader("Selected SubNet")
 if not options:
@@ -105,23 +153,36 @@ if not options:
     _ui.stop()
 if st.session_state.get("fronts_trial") not in options:
     st.session_state["fronts_trial"] = knee if knee is not None else options[0]
-trial: int = st.selectbox("SubNet (trial number)", options, key="fronts_trial",
-                          format_func=lambda n: f"trial {n}" + (" (knee)" if n == knee else ""))
+trial: int = st.selectbox(
+    "SubNet (trial number)",
+    options,
+    key="fronts_trial",
+    format_func=lambda n: f"trial {n}" + (" (knee)" if n == knee else ""),
+)
 doc = _data.config_document(db, results, trial)
 st.session_state["selection"] = {"study": study, "trial": trial}
 row = results.trials.set_index("number").loc[trial]
 st.dataframe({o.name: [float(row[o.name])] for o in results.objectives}, hide_index=True)
 with st.expander("config", expanded=False):
     st.json(doc)
-st.download_button("Download config JSON", json.dumps(doc, indent=2), file_name=f"{study}-trial{trial}-config.json",
-                   mime="application/json", key="fronts_download_config", on_click="ignore")
+st.download_button(
+    "Download config JSON",
+    json.dumps(doc, indent=2),
+    file_name=f"{study}-trial{trial}-config.json",
+    mime="application/json",
+    key="fronts_download_config",
+    on_click="ignore",
+)
 st.caption("The Export page builds the full bundle (weights, ONNX, metrics) for this SubNet.")
 
 # ------------------------------------------------------------------------------------------------ 3 objectives
 if len(results.objectives) >= 3 and st.toggle("3-objective view", key="fronts_3d"):
     names = [o.name for o in results.objectives]
-    st.plotly_chart(_figures.front3d_figure(results.trials, results.front().rows, names[:3], title="first three "
-                                            "objectives"), key="fronts_chart3d", alt="3-objective Pareto front")
+    st.plotly_chart(
+        _figures.front3d_figure(results.trials, results.front().rows, names[:3], title="first three objectives"),
+        key="fronts_chart3d",
+        alt="3-objective Pareto front",
+    )
 
 # ------------------------------------------------------------------------------------------------ comparison
 others = [s for s in studies if s != study]
@@ -132,14 +193,23 @@ if other != "(none)":
     except InvalidValueError as exc:
         _ui.error(exc)
     else:
-        st.plotly_chart(_figures.compare_figure(fronts, costs[0], view.quality), key="fronts_compare_chart",
-                        alt=f"fronts of {study} and {other}")
+        st.plotly_chart(
+            _figures.compare_figure(fronts, costs[0], view.quality),
+            key="fronts_compare_chart",
+            alt=f"fronts of {study} and {other}",
+        )
         st.dataframe(table, hide_index=True)
 
 # ------------------------------------------------------------------------------------------------ operating points
 st.subheader("Operating points")
-k = st.slider("SubNets in the table", 2, 10, 4, key="fronts_k",
-              help="SubNets spanning the front's cost range, for switching at run time")
+k = st.slider(
+    "SubNets in the table",
+    2,
+    10,
+    4,
+    key="fronts_k",
+    help="SubNets spanning the front's cost range, for switching at run time",
+)
 try:
     st.dataframe(_data.operating_point_frame(results, costs[0], k), hide_index=True)
 except HwparetoError as exc:

@@ -19,51 +19,99 @@ usable = [d["name"] for d in devices]
 
 st.subheader("New search")
 if not usable:
-    _ui.next_step("No device with a LUT or measurements yet: profile one on the Devices page first, or:",
-                  f"hwpareto profile --device npu-edgetpu --space {_state.hint_space(db)}")
+    _ui.next_step(
+        "No device with a LUT or measurements yet: profile one on the Devices page first, or:",
+        f"hwpareto profile --device npu-edgetpu --space {_state.hint_space(db)}",
+    )
 else:
     spaces = db.space_names()
-    space = st.selectbox("Search space", spaces, index=spaces.index(_data.default_space(db, usable)),
-                         key="search_space")
+    space = st.selectbox(
+        "Search space", spaces, index=spaces.index(_data.default_space(db, usable)), key="search_space"
+    )
     left, right = st.columns(2)
-    quality = left.selectbox("Quality objective (maximised)", _data.quality_objectives(db, space),
-                             key="search_quality", help="Accuracy predictors of this space, or an analytic proxy")
-    metric = right.radio("Cost metric", ["latency_ms", "energy_mj"], horizontal=True, key="search_metric",
-                         format_func=lambda m: {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}[m])
+    quality = left.selectbox(
+        "Quality objective (maximised)",
+        _data.quality_objectives(db, space),
+        key="search_quality",
+        help="Accuracy predictors of this space, or an analytic proxy",
+    )
+    metric = right.radio(
+        "Cost metric",
+        ["latency_ms", "energy_mj"],
+        horizontal=True,
+        key="search_metric",
+        format_func=lambda m: {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}[m],
+    )
     offered = _state.search_devices(db, space)  # only devices with a LUT of this space or a predictor for it
     if not offered:
-        _ui.next_step(f"No device has a LUT or a cost predictor for {space} yet: profile one on the Devices page, "
-                      "or:", f"hwpareto profile --device {usable[0]} --space {space}")
+        _ui.next_step(
+            f"No device has a LUT or a cost predictor for {space} yet: profile one on the Devices page, or:",
+            f"hwpareto profile --device {usable[0]} --space {space}",
+        )
     if any(d not in offered for d in st.session_state.get("search_devices", [])):
         st.session_state["search_devices"] = [d for d in st.session_state["search_devices"] if d in offered]
-    chosen = st.multiselect("Devices (one cost objective and one front each)", offered, default=offered[:1],
-                            key="search_devices")
+    chosen = st.multiselect(
+        "Devices (one cost objective and one front each)", offered, default=offered[:1], key="search_devices"
+    )
     unit = "ms" if metric == "latency_ms" else "mJ"
     step, fmt = _data.budget_input_format(_data.typical_costs(db, chosen[0], space, metric) if chosen else [])
-    budget = st.number_input(f"Budget on the first device ({unit}; 0 = none)", min_value=0.0, value=0.0,
-                             step=step, format=fmt, key="search_budget",
-                             help=f"Steps of {step:g} {unit}, from the device's typical {unit} for this space")
-    modes = {"surrogate": "surrogate (every objective predicted)",
-             "budgeted": "evaluation-budgeted (quality evaluated; trials = evaluations)"}
-    mode = st.radio("Mode", list(modes), horizontal=True, key="search_mode", format_func=modes.__getitem__,
-                    help="Budgeted: the quality objective is evaluated for real against its stored table, at most "
-                    "'Trials' times, each next batch chosen with the accuracy predictor's mean and uncertainty")
+    budget = st.number_input(
+        f"Budget on the first device ({unit}; 0 = none)",
+        min_value=0.0,
+        value=0.0,
+        step=step,
+        format=fmt,
+        key="search_budget",
+        help=f"Steps of {step:g} {unit}, from the device's typical {unit} for this space",
+    )
+    modes = {
+        "surrogate": "surrogate (every objective predicted)",
+        "budgeted": "evaluation-budgeted (quality evaluated; trials = evaluations)",
+    }
+    mode = st.radio(
+        "Mode",
+        list(modes),
+        horizontal=True,
+        key="search_mode",
+        format_func=modes.__getitem__,
+        help="Budgeted: the quality objective is evaluated for real against its stored table, at most "
+        "'Trials' times, each next batch chosen with the accuracy predictor's mean and uncertainty",
+    )
     c1, c2, c3, c4 = st.columns(4)
     sampler = c1.selectbox("Sampler", SAMPLERS, key="search_sampler", disabled=mode == "budgeted")
-    n_trials = int(c2.number_input("Trials", min_value=1, max_value=10_000_000, value=1000, step=100,
-                                   key="search_trials"))
-    population = int(c3.number_input("Population (trials per generation)", min_value=4, value=100,
-                                     key="search_population"))
+    n_trials = int(
+        c2.number_input("Trials", min_value=1, max_value=10_000_000, value=1000, step=100, key="search_trials")
+    )
+    population = int(
+        c3.number_input("Population (trials per generation)", min_value=4, value=100, key="search_population")
+    )
     seed = int(c4.number_input("Seed", min_value=0, value=0, key="search_seed"))
-    fixed = st.text_input("Fixed dimensions (DIM=VALUE, comma separated)", key="search_fixed",
-                          placeholder="r=224, w=1.0", help="Dimensions held fixed, like --fix on the command line")
-    name = st.text_input("Search name (the study name)", value=f"{space}-{len(db.list_searches()) + 1}",
-                         key="search_name")
+    fixed = st.text_input(
+        "Fixed dimensions (DIM=VALUE, comma separated)",
+        key="search_fixed",
+        placeholder="r=224, w=1.0",
+        help="Dimensions held fixed, like --fix on the command line",
+    )
+    name = st.text_input(
+        "Search name (the study name)", value=f"{space}-{len(db.list_searches()) + 1}", key="search_name"
+    )
     if st.button("Launch search", key="search_launch", type="primary"):
         try:
-            spec = _data.make_spec(db, name=name, space=space, quality=quality, metric=metric, devices=chosen,
-                                   budget=budget or None, sampler=sampler, n_trials=n_trials, population=population,
-                                   seed=seed, fixed=fixed, mode=mode)
+            spec = _data.make_spec(
+                db,
+                name=name,
+                space=space,
+                quality=quality,
+                metric=metric,
+                devices=chosen,
+                budget=budget or None,
+                sampler=sampler,
+                n_trials=n_trials,
+                population=population,
+                seed=seed,
+                fixed=fixed,
+                mode=mode,
+            )
             submit(db, spec)
         except HwparetoError as exc:
             _ui.error(exc)
@@ -78,8 +126,10 @@ def progress() -> None:
     table = _state.all_searches_frame(db)  # every study of the store, with or without a searches row
     st.subheader("Searches")
     if table.empty:
-        _ui.next_step("No search yet: launch one above, or queue one for workers:",
-                      "hwpareto search --space S --objective ... --queue && hwpareto worker")
+        _ui.next_step(
+            "No search yet: launch one above, or queue one for workers:",
+            "hwpareto search --space S --objective ... --queue && hwpareto worker",
+        )
         return
     st.dataframe(table, hide_index=True)
     names = list(table["search"])
@@ -93,18 +143,22 @@ def progress() -> None:
     info = _state.watched_progress(db, watched, results)
     if info["status"] == "failed":
         _ui.error(f"search {watched!r} failed: {info['error']}")
-        _ui.next_step("Fix the settings it names and launch it again under a new name (or requeue it after "
-                      "fixing the store):", f"hwpareto search ... --name {watched}   # resumes from stored trials")
+        _ui.next_step(
+            "Fix the settings it names and launch it again under a new name (or requeue it after fixing the store):",
+            f"hwpareto search ... --name {watched}   # resumes from stored trials",
+        )
     done = info["stored"] or info["trials_done"] or 0
-    st.progress(min(1.0, done / max(1, info["n_trials"])), text=f"{info['status']}: {done:,} of "
-                f"{info['n_trials']:,} trials")
+    st.progress(
+        min(1.0, done / max(1, info["n_trials"])), text=f"{info['status']}: {done:,} of {info['n_trials']:,} trials"
+    )
     cols = st.columns(3)
     cols[0].metric("trials done", f"{done:,}")
     cols[1].metric("feasible", f"{info['feasible']:,}")
     cols[2].metric("worker", info["worker"] or "-")
     if len(info["hypervolume"]):
-        st.plotly_chart(_figures.hypervolume_figure(info["hypervolume"]), key="search_hv",
-                        alt=f"hypervolume history of {watched}")
+        st.plotly_chart(
+            _figures.hypervolume_figure(info["hypervolume"]), key="search_hv", alt=f"hypervolume history of {watched}"
+        )
     elif info["status"] == "queued":
         st.caption("Waiting for a worker: the dashboard starts one on launch; otherwise run hwpareto worker.")
     jobs = [j for j in _jobs.list_jobs(_ui.store_url(), "search") if j.subject == watched]

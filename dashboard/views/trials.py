@@ -15,12 +15,18 @@ st.title("Trials")
 db = _ui.store()
 studies = _data.hwpareto_studies(db)
 if not studies:
-    _ui.next_step("No search has trials in this store yet. Launch one on the Search page, or from the command line:",
-                  "hwpareto search --space nb201 --objective params:max --objective latency_ms@DEVICE --trials 1000")
+    _ui.next_step(
+        "No search has trials in this store yet. Launch one on the Search page, or from the command line:",
+        "hwpareto search --space nb201 --objective params:max --objective latency_ms@DEVICE --trials 1000",
+    )
     _ui.stop()
 chosen = st.session_state.get("selection", {})
-study = st.selectbox("Study", studies, index=studies.index(chosen["study"]) if chosen.get("study") in studies
-                     else _state.default_study_index(db, studies), key="trials_study")
+study = st.selectbox(
+    "Study",
+    studies,
+    index=studies.index(chosen["study"]) if chosen.get("study") in studies else _state.default_study_index(db, studies),
+    key="trials_study",
+)
 results, view = _ui.results(db, study)
 marker = _data.study_marker(db, study)
 
@@ -45,8 +51,12 @@ else:
     st.subheader("Trial table")
     devices = sorted({o.subject for o in results.objectives if o.is_cost and o.subject})
     cols = st.columns(3)
-    device = cols[0].selectbox("Device", ["(all)", *devices], key="trials_device",
-                               help="Show this device's costs only; feasibility counts its budgets only")
+    device = cols[0].selectbox(
+        "Device",
+        ["(all)", *devices],
+        key="trials_device",
+        help="Show this device's costs only; feasibility counts its budgets only",
+    )
     device = None if device == "(all)" else device
     feasibility = cols[1].selectbox("Budget", ["any", "feasible", "over budget"], key="trials_feasible")
     shown = [o.name for o in results.objectives if device is None or not o.is_cost or o.subject == device]
@@ -68,26 +78,39 @@ else:
             if picked:
                 config_filter[c] = picked
     budgets = _explore.budget_columns(results.trials, results.budgets, device)
-    matched = _explore.filter_trials(frame, ranges=ranges, feasible={"any": None, "feasible": True,
-                                                                     "over budget": False}[feasibility],
-                                     budgets=budgets if device else None, config=config_filter)
-    st.caption(f"{len(matched):,} of {len(frame):,} trials match" + (f"; the first {ROWS:,} shown" if len(matched)
-                                                                       > ROWS else ""))
+    matched = _explore.filter_trials(
+        frame,
+        ranges=ranges,
+        feasible={"any": None, "feasible": True, "over budget": False}[feasibility],
+        budgets=budgets if device else None,
+        config=config_filter,
+    )
+    st.caption(
+        f"{len(matched):,} of {len(frame):,} trials match"
+        + (f"; the first {ROWS:,} shown" if len(matched) > ROWS else "")
+    )
     columns = ["number", *shown, *budgets, "feasible", *varied]
-    st.dataframe(matched[columns].head(ROWS).rename(columns=lambda c: c.removeprefix(_explore.CONFIG_PREFIX)),
-                 hide_index=True, height=320, key="trials_table")
+    st.dataframe(
+        matched[columns].head(ROWS).rename(columns=lambda c: c.removeprefix(_explore.CONFIG_PREFIX)),
+        hide_index=True,
+        height=320,
+        key="trials_table",
+    )
 
     # -------------------------------------------------------------------------------------------- importance
     st.subheader("Parameter importance")
-    st.caption("PED-ANOVA (Optuna's PedAnovaImportanceEvaluator): how much each config dim matters to reach an "
-               "objective's best 10%, over at most 2,000 completed trials (a fixed-seed sample), per objective.")
+    st.caption(
+        "PED-ANOVA (Optuna's PedAnovaImportanceEvaluator): how much each config dim matters to reach an "
+        "objective's best 10%, over at most 2,000 completed trials (a fixed-seed sample), per objective."
+    )
     if st.toggle("Compute parameter importance", key="trials_importance"):
         found = _importances(_ui.store_url(), study, marker, tuple(objectives))
         panels = st.columns(min(3, len(objectives)))
         for i, name in enumerate(objectives):
             if found[name]:
-                panels[i % len(panels)].plotly_chart(_explore.importance_figure(found[name], name),
-                                                     key=f"trials_importance:{name}")
+                panels[i % len(panels)].plotly_chart(
+                    _explore.importance_figure(found[name], name), key=f"trials_importance:{name}"
+                )
             else:
                 panels[i % len(panels)].info(f"{name}: no config dim varies")
 
@@ -98,15 +121,20 @@ else:
         st.info("No feasible trial yet, so no front.")
     else:
         members = frame[frame["number"].isin(front["number"])]
-        st.plotly_chart(_explore.front_parallel_figure(members, objectives), key="trials_parallel",
-                        alt=f"front of {study} in parallel coordinates")
+        st.plotly_chart(
+            _explore.front_parallel_figure(members, objectives),
+            key="trials_parallel",
+            alt=f"front of {study} in parallel coordinates",
+        )
         st.caption(f"{len(members):,} front members (over all objectives, feasible); colour: {objectives[0]}.")
 
 # ------------------------------------------------------------------------------------------------ deletion
 st.subheader("Delete this study")
 with st.expander("Delete", expanded=False):
-    st.warning(f"Deletes the Optuna study {study!r} and its entry in the searches list; nothing else (devices, "
-               "LUTs, measurements, predictors and exports stay).")
+    st.warning(
+        f"Deletes the Optuna study {study!r} and its entry in the searches list; nothing else (devices, "
+        "LUTs, measurements, predictors and exports stay)."
+    )
     typed = st.text_input("Type the study name to confirm", key=f"trials_delete_name:{study}")
     if st.button("Delete study", key="trials_delete", type="primary", disabled=typed != study):
         try:

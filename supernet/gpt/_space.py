@@ -97,15 +97,20 @@ class GPTSpace(SearchSpace):
     def canonical(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
         """Dropped layers (``layer_i == 0``) take the smallest heads and FFN width."""
         config = self.validate(config)
-        changes = {f"{k}_{i}": first for i in range(self.n_layers) if not config[f"layer_{i}"]
-                   for k, first in (("heads", self.head_choices[0]), ("ffn", self.ffn_choices[0]))
-                   if config[f"{k}_{i}"] != first}
+        changes = {
+            f"{k}_{i}": first
+            for i in range(self.n_layers)
+            if not config[f"layer_{i}"]
+            for k, first in (("heads", self.head_choices[0]), ("ffn", self.ffn_choices[0]))
+            if config[f"{k}_{i}"] != first
+        }
         return self.validate(config.values | changes) if changes else config
 
     def summary(self, config: SubNetConfig) -> str:
         """``d=… T=…`` then ``layer:heads×ffn`` for the kept layers."""
-        kept = [f"{i}:{config[f'heads_{i}']}h/{config[f'ffn_{i}']}" for i in range(self.n_layers)
-                if config[f"layer_{i}"]]
+        kept = [
+            f"{i}:{config[f'heads_{i}']}h/{config[f'ffn_{i}']}" for i in range(self.n_layers) if config[f"layer_{i}"]
+        ]
         return f"d={config['embed_dim']} T={config['seq_len']} layers " + " ".join(kept)
 
     def encoding_names(self) -> list[str]:
@@ -161,15 +166,20 @@ class GPTSpace(SearchSpace):
         specs: dict[LayerSpec, None] = {}
         for t in allowed["seq_len"]:
             for d in allowed["embed_dim"]:
-                for part in (self._embeddings(d, t), self._head(d, t),
-                             *(self._attention_block(d, t, h) for h in self.head_choices),
-                             *(self._ffn_block(d, t, f) for f in self.ffn_choices)):
+                for part in (
+                    self._embeddings(d, t),
+                    self._head(d, t),
+                    *(self._attention_block(d, t, h) for h in self.head_choices),
+                    *(self._ffn_block(d, t, f) for f in self.ffn_choices),
+                ):
                     specs.update(dict.fromkeys(part))
         return list(specs)
 
     def _embeddings(self, d: int, t: int) -> list[LayerSpec]:
-        return [LayerSpec("embedding", cin=self.vocab_size, cout=d, seq=t),
-                LayerSpec("embedding", cin=self.max_seq, cout=d, seq=t)]
+        return [
+            LayerSpec("embedding", cin=self.vocab_size, cout=d, seq=t),
+            LayerSpec("embedding", cin=self.max_seq, cout=d, seq=t),
+        ]
 
     def _attention_block(self, d: int, t: int, heads: int) -> list[LayerSpec]:
         width = heads * self.head_dim

@@ -28,15 +28,24 @@ def _bn(bn: nn.BatchNorm2d, x: Tensor) -> Tensor:
     """Batch norm over the first ``x.size(1)`` channels of a max-width BN (running stats update in place)."""
     c = x.size(1)
     assert bn.running_mean is not None and bn.running_var is not None
-    return F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
-                        bn.training, bn.momentum if bn.momentum is not None else 0.1, bn.eps)
+    return F.batch_norm(
+        x,
+        bn.running_mean[:c],
+        bn.running_var[:c],
+        bn.weight[:c],
+        bn.bias[:c],
+        bn.training,
+        bn.momentum if bn.momentum is not None else 0.1,
+        bn.eps,
+    )
 
 
 class _DynamicConvBN(nn.Module):
     """Conv (+BN) (+activation) holding the largest weight; runs on the first ``cout`` × ``x.size(1)`` slice."""
 
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, act: str = "none",
-                 bn: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: int = 1, stride: int = 1, act: str = "none", bn: bool = True
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
         self.bn = nn.BatchNorm2d(cout) if bn else None
@@ -69,8 +78,18 @@ class _DynamicSE(nn.Module):
 class _DynamicMBConv(nn.Module):
     """Inverted-residual block with elastic kernel, expand ratio and widths."""
 
-    def __init__(self, cin: int, cout: int, mid: int, ks_choices: tuple[int, ...], stride: int, act: str,
-                 se: bool, residual: bool, expand: bool = True) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        mid: int,
+        ks_choices: tuple[int, ...],
+        stride: int,
+        act: str,
+        se: bool,
+        residual: bool,
+        expand: bool = True,
+    ) -> None:
         super().__init__()
         self.ks_choices = ks_choices
         self.stride, self.act, self.residual = stride, act, residual
@@ -78,10 +97,9 @@ class _DynamicMBConv(nn.Module):
         kmax = ks_choices[-1]
         self.dw = nn.Conv2d(mid, mid, kmax, stride, kmax // 2, groups=mid, bias=False)
         self.dw_bn = nn.BatchNorm2d(mid)
-        self.ks_transform = nn.ParameterDict({
-            f"{big}to{small}": nn.Parameter(torch.eye(small * small))
-            for small, big in itertools.pairwise(ks_choices)
-        })
+        self.ks_transform = nn.ParameterDict(
+            {f"{big}to{small}": nn.Parameter(torch.eye(small * small)) for small, big in itertools.pairwise(ks_choices)}
+        )
         self.se = _DynamicSE(mid) if se else None
         self.project = _DynamicConvBN(mid, cout)
 
@@ -92,7 +110,7 @@ class _DynamicMBConv(nn.Module):
             if big <= kernel:
                 break
             start = (big - small) // 2
-            crop = f[:, :, start:start + small, start:start + small].reshape(channels, small * small)
+            crop = f[:, :, start : start + small, start : start + small].reshape(channels, small * small)
             f = F.linear(crop, self.ks_transform[f"{big}to{small}"]).view(channels, 1, small, small)
         return f
 
@@ -119,16 +137,26 @@ class MobileNetV3SuperNet(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.first_conv = _DynamicConvBN(3, c[0], 3, 2, "hswish")
-            self.first_block = _DynamicMBConv(c[0], c[1], c[0], (3,), 1, STAGE_ACTS[0], False,
-                                              space.first_residual, expand=False)
+            self.first_block = _DynamicMBConv(
+                c[0], c[1], c[0], (3,), 1, STAGE_ACTS[0], False, space.first_residual, expand=False
+            )
             blocks: list[_DynamicMBConv] = []
             cin = c[1]
             for s in range(N_STAGES):
                 for j in range(space.max_depth):
                     mid = space.mid_channels(cin, space.expand_choices[-1])
-                    blocks.append(_DynamicMBConv(cin, c[2 + s], mid, space.ks_choices,
-                                                 STAGE_STRIDES[s] if j == 0 else 1, STAGE_ACTS[s], STAGE_SE[s],
-                                                 space.block_residual(s, j)))
+                    blocks.append(
+                        _DynamicMBConv(
+                            cin,
+                            c[2 + s],
+                            mid,
+                            space.ks_choices,
+                            STAGE_STRIDES[s] if j == 0 else 1,
+                            STAGE_ACTS[s],
+                            STAGE_SE[s],
+                            space.block_residual(s, j),
+                        )
+                    )
                     cin = c[2 + s]
             self.blocks = nn.ModuleList(blocks)
             self.final_expand = _DynamicConvBN(cin, c[7], act="hswish")
@@ -190,13 +218,19 @@ class MobileNetV3SuperNet(nn.Module):
                 _sort_group(
                     producers=[(block.expand.conv.weight, 0), *_bn_params(block.expand.bn)],
                     passthrough=[(block.dw.weight, 0), *_bn_params(block.dw_bn)]
-                    + ([(block.se.reduce.weight, 1), (block.se.expand.weight, 0), (block.se.expand.bias, 0)]
-                       if block.se is not None else []),
+                    + (
+                        [(block.se.reduce.weight, 1), (block.se.expand.weight, 0), (block.se.expand.bias, 0)]
+                        if block.se is not None
+                        else []
+                    ),
                     consumers=[(block.project.conv.weight, 1)],
                 )
             if block.se is not None:
-                _sort_group(producers=[(block.se.reduce.weight, 0), (block.se.reduce.bias, 0)], passthrough=[],
-                            consumers=[(block.se.expand.weight, 1)])
+                _sort_group(
+                    producers=[(block.se.reduce.weight, 0), (block.se.reduce.bias, 0)],
+                    passthrough=[],
+                    consumers=[(block.se.expand.weight, 1)],
+                )
         # Channel spaces between blocks: the first conv's output, then one per run of blocks joined by
         # identity shortcuts (a stage; merged with the previous one when its first block is residual).
         fb = self.first_block
@@ -225,16 +259,22 @@ class MobileNetV3SuperNet(nn.Module):
                     groups[-1][2].append((block.expand.conv.weight, 1))
                 groups[-1][0].extend([(block.project.conv.weight, 0), *_bn_params(block.project.bn)])
         groups[-1][2].append((self.final_expand.conv.weight, 1))
-        groups.append(([(self.final_expand.conv.weight, 0), *_bn_params(self.final_expand.bn)], [],
-                       [(self.feature_mix.conv.weight, 1)]))
+        groups.append(
+            (
+                [(self.final_expand.conv.weight, 0), *_bn_params(self.final_expand.bn)],
+                [],
+                [(self.feature_mix.conv.weight, 1)],
+            )
+        )
         groups.append(([(self.feature_mix.conv.weight, 0)], [], [(self.classifier.weight, 1)]))
         for producers, passthrough, consumers in groups:
             _sort_group(producers, passthrough, consumers)
 
 
 class _ConvBNAct(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: str = "none",
-                 bn: bool = True) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act: str = "none", bn: bool = True
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout) if bn else None
@@ -258,8 +298,18 @@ class _SE(nn.Module):
 
 
 class _MBConv(nn.Module):
-    def __init__(self, cin: int, cout: int, mid: int, kernel: int, stride: int, act: str, se: bool,
-                 residual: bool, expand: bool = True) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        mid: int,
+        kernel: int,
+        stride: int,
+        act: str,
+        se: bool,
+        residual: bool,
+        expand: bool = True,
+    ) -> None:
         super().__init__()
         self.expand = _ConvBNAct(cin, mid, act=act) if expand else None
         self.dw = _ConvBNAct(mid, mid, kernel, stride, groups=mid, act=act)
@@ -283,8 +333,7 @@ class MobileNetV3SubNet(nn.Module):
         super().__init__()
         c = space.widths(float(config["w"]))
         self.first_conv = _ConvBNAct(3, c[0], 3, 2, act="hswish")
-        self.first_block = _MBConv(c[0], c[1], c[0], 3, 1, STAGE_ACTS[0], False, space.first_residual,
-                                   expand=False)
+        self.first_block = _MBConv(c[0], c[1], c[0], 3, 1, STAGE_ACTS[0], False, space.first_residual, expand=False)
         blocks: list[_MBConv] = []
         self.block_ids: list[int] = []
         cin = c[1]
@@ -292,8 +341,18 @@ class MobileNetV3SubNet(nn.Module):
             for j in range(int(config[f"d_{s}"])):
                 i = space.block_index(s, j)
                 mid = space.mid_channels(cin, int(config[f"e_{i}"]))
-                blocks.append(_MBConv(cin, c[2 + s], mid, int(config[f"ks_{i}"]), STAGE_STRIDES[s] if j == 0 else 1,
-                                      STAGE_ACTS[s], STAGE_SE[s], space.block_residual(s, j)))
+                blocks.append(
+                    _MBConv(
+                        cin,
+                        c[2 + s],
+                        mid,
+                        int(config[f"ks_{i}"]),
+                        STAGE_STRIDES[s] if j == 0 else 1,
+                        STAGE_ACTS[s],
+                        STAGE_SE[s],
+                        space.block_residual(s, j),
+                    )
+                )
                 self.block_ids.append(i)
                 cin = c[2 + s]
         self.blocks = nn.Sequential(*blocks)
@@ -315,8 +374,9 @@ def _bn_params(bn: nn.BatchNorm2d | None) -> list[tuple[Tensor, int]]:
     return [(bn.weight, 0), (bn.bias, 0), (bn.running_mean, 0), (bn.running_var, 0)]
 
 
-def _sort_group(producers: list[tuple[Tensor, int]], passthrough: list[tuple[Tensor, int]],
-                consumers: list[tuple[Tensor, int]]) -> None:
+def _sort_group(
+    producers: list[tuple[Tensor, int]], passthrough: list[tuple[Tensor, int]], consumers: list[tuple[Tensor, int]]
+) -> None:
     """Permute one channel space: importance = L1 norm of the consumer weights over their other dims."""
     importance = sum(
         (t.abs().sum(dim=[d for d in range(t.dim()) if d != dim]) for t, dim in consumers),

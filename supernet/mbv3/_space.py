@@ -57,8 +57,9 @@ class MobileNetV3Space(SearchSpace):
         description: str = "",
     ) -> None:
         if len(base_widths) != 9:
-            raise InvalidValueError("mbv3 base_widths", "9 widths (first conv, first block, 5 stages, head)",
-                                    list(base_widths))
+            raise InvalidValueError(
+                "mbv3 base_widths", "9 widths (first conv, first block, 5 stages, head)", list(base_widths)
+            )
         self.name = name
         self.description = description or (
             "Once-for-All MobileNetV3: elastic depth {2,3,4}/stage, kernel {3,5,7} and expand {3,4,6}/block, "
@@ -78,14 +79,32 @@ class MobileNetV3Space(SearchSpace):
         self._shapes: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
         dims: list[Dimension] = []
         for i in range(self.n_blocks):
-            dims.append(Dimension(f"ks_{i}", choices=self.ks_choices, group=f"stage {i // self.max_depth}",
-                                  description=f"kernel size of block {i}"))
+            dims.append(
+                Dimension(
+                    f"ks_{i}",
+                    choices=self.ks_choices,
+                    group=f"stage {i // self.max_depth}",
+                    description=f"kernel size of block {i}",
+                )
+            )
         for i in range(self.n_blocks):
-            dims.append(Dimension(f"e_{i}", choices=self.expand_choices, group=f"stage {i // self.max_depth}",
-                                  description=f"expand ratio of block {i}"))
+            dims.append(
+                Dimension(
+                    f"e_{i}",
+                    choices=self.expand_choices,
+                    group=f"stage {i // self.max_depth}",
+                    description=f"expand ratio of block {i}",
+                )
+            )
         for s in range(N_STAGES):
-            dims.append(Dimension(f"d_{s}", choices=self.depth_choices, group=f"stage {s}",
-                                  description=f"number of blocks kept in stage {s}"))
+            dims.append(
+                Dimension(
+                    f"d_{s}",
+                    choices=self.depth_choices,
+                    group=f"stage {s}",
+                    description=f"number of blocks kept in stage {s}",
+                )
+            )
         dims.append(Dimension("r", choices=self.resolution_choices, group="input", description="resolution (px)"))
         dims.append(Dimension("w", choices=self.width_choices, group="width", description="width multiplier"))
         super().__init__(dims)
@@ -140,17 +159,19 @@ class MobileNetV3Space(SearchSpace):
 
     def active_blocks(self, config: SubNetConfig) -> set[int]:
         """Indices of the blocks the config runs."""
-        return {
-            self.block_index(s, j) for s in range(N_STAGES) for j in range(int(config[f"d_{s}"]))
-        }
+        return {self.block_index(s, j) for s in range(N_STAGES) for j in range(int(config[f"d_{s}"]))}
 
     def canonical(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
         """Blocks beyond each stage's depth (inactive) take the smallest kernel and expand ratio."""
         config = self.validate(config)
         active = self.active_blocks(config)
-        changes = {f"{k}_{i}": first for i in range(self.n_blocks) if i not in active
-                   for k, first in (("ks", self.ks_choices[0]), ("e", self.expand_choices[0]))
-                   if config[f"{k}_{i}"] != first}
+        changes = {
+            f"{k}_{i}": first
+            for i in range(self.n_blocks)
+            if i not in active
+            for k, first in (("ks", self.ks_choices[0]), ("e", self.expand_choices[0]))
+            if config[f"{k}_{i}"] != first
+        }
         return self.validate(config.values | changes) if changes else config
 
     def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:
@@ -282,11 +303,22 @@ class MobileNetV3Space(SearchSpace):
         specs, h_out = self._blocks[memo]
         return list(specs), h_out
 
-    def _build_block(self, s: int, j: int, cin: int, cout: int, e: int, k: int, h: int
-                     ) -> tuple[tuple[LayerSpec, ...], int]:
+    def _build_block(
+        self, s: int, j: int, cin: int, cout: int, e: int, k: int, h: int
+    ) -> tuple[tuple[LayerSpec, ...], int]:
         act, mid = STAGE_ACTS[s], self.mid_channels(cin, e)
-        dw = LayerSpec("conv2d", cin=mid, cout=mid, kernel=k, stride=STAGE_STRIDES[s] if j == 0 else 1, groups=mid,
-                       h=h, w=h, act=act, bn=True)
+        dw = LayerSpec(
+            "conv2d",
+            cin=mid,
+            cout=mid,
+            kernel=k,
+            stride=STAGE_STRIDES[s] if j == 0 else 1,
+            groups=mid,
+            h=h,
+            w=h,
+            act=act,
+            bn=True,
+        )
         h_out = dw.out_hw[0]
         specs = [LayerSpec("conv2d", cin=cin, cout=mid, h=h, w=h, act=act, bn=True), dw]
         if STAGE_SE[s]:
@@ -320,9 +352,11 @@ class MobileNetV3Space(SearchSpace):
         def shape(*dims: int) -> str:
             return "x".join(str(d) for d in dims)
 
-        keys = [f"Conv-input:{shape(r, r, 3)}-output:{shape(h, h, c[0])}",
-                f"expanded_conv-input:{shape(h, h, c[0])}-output:{shape(h, h, c[1])}-expand:{c[0]}-kernel:3"
-                f"-stride:1-idskip:{int(self.first_residual)}-se:0-hs:0"]
+        keys = [
+            f"Conv-input:{shape(r, r, 3)}-output:{shape(h, h, c[0])}",
+            f"expanded_conv-input:{shape(h, h, c[0])}-output:{shape(h, h, c[1])}-expand:{c[0]}-kernel:3"
+            f"-stride:1-idskip:{int(self.first_residual)}-se:0-hs:0",
+        ]
         cin = c[1]
         for s in range(N_STAGES):
             for j in range(int(config[f"d_{s}"])):
@@ -330,15 +364,19 @@ class MobileNetV3Space(SearchSpace):
                 stride = STAGE_STRIDES[s] if j == 0 else 1
                 h_out = (h - 1) // stride + 1
                 mid = self.mid_channels(cin, int(config[f"e_{i}"]))
-                keys.append(f"expanded_conv-input:{shape(h, h, cin)}-output:{shape(h_out, h_out, c[2 + s])}"
-                            f"-expand:{mid}-kernel:{config[f'ks_{i}']}-stride:{stride}"
-                            f"-idskip:{int(self.block_residual(s, j))}-se:{int(STAGE_SE[s])}"
-                            f"-hs:{int(STAGE_ACTS[s] == 'hswish')}")
+                keys.append(
+                    f"expanded_conv-input:{shape(h, h, cin)}-output:{shape(h_out, h_out, c[2 + s])}"
+                    f"-expand:{mid}-kernel:{config[f'ks_{i}']}-stride:{stride}"
+                    f"-idskip:{int(self.block_residual(s, j))}-se:{int(STAGE_SE[s])}"
+                    f"-hs:{int(STAGE_ACTS[s] == 'hswish')}"
+                )
                 h, cin = h_out, c[2 + s]
-        keys += [f"Conv_1-input:{shape(h, h, cin)}-output:{shape(h, h, c[7])}",
-                 f"AvgPool2D-input:{shape(h, h, c[7])}-output:{shape(1, 1, c[7])}",
-                 f"Conv_2-input:{shape(1, 1, c[7])}-output:{shape(1, 1, c[8])}",
-                 f"Logits-input:{shape(1, 1, c[8])}-output:{self.n_classes}"]
+        keys += [
+            f"Conv_1-input:{shape(h, h, cin)}-output:{shape(h, h, c[7])}",
+            f"AvgPool2D-input:{shape(h, h, c[7])}-output:{shape(1, 1, c[7])}",
+            f"Conv_2-input:{shape(1, 1, c[7])}-output:{shape(1, 1, c[8])}",
+            f"Logits-input:{shape(1, 1, c[8])}-output:{self.n_classes}",
+        ]
         return [f"r{r}/{k}" for k in keys]
 
     # ------------------------------------------------------------------ models

@@ -50,8 +50,15 @@ class NB201Space(SearchSpace):
     name = "nb201"
     description = "NAS-Bench-201 cell space (6 edges x 5 ops, 15,625 cells) on 32x32 images"
 
-    def __init__(self, channels: int = 16, cells_per_stage: int = 5, n_classes: int = 10, resolution: int = 32,
-                 *, name: str = "nb201") -> None:
+    def __init__(
+        self,
+        channels: int = 16,
+        cells_per_stage: int = 5,
+        n_classes: int = 10,
+        resolution: int = 32,
+        *,
+        name: str = "nb201",
+    ) -> None:
         self.name = name
         for field, value in (("channels", channels), ("cells_per_stage", cells_per_stage), ("n_classes", n_classes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -174,12 +181,15 @@ class NB201Space(SearchSpace):
         into it, at every stage and cell."""
         stem, reductions, head = self._fixed
         fixed = [*stem, *(spec for block in reductions for spec in block), *head]
-        return [((), lambda _: fixed), *((tuple(name for name, t, _ in EDGES if t == to), self._node_term)
-                                         for to in (1, 2, 3))]
+        return [
+            ((), lambda _: fixed),
+            *((tuple(name for name, t, _ in EDGES if t == to), self._node_term) for to in (1, 2, 3)),
+        ]
 
     def _node_term(self, ops: tuple[Any, ...]) -> list[LayerSpec]:
-        return [spec for c, h in self._stage_shapes() for spec in _node_layers(tuple(map(str, ops)), c, h)
-                ] * self.cells_per_stage
+        return [
+            spec for c, h in self._stage_shapes() for spec in _node_layers(tuple(map(str, ops)), c, h)
+        ] * self.cells_per_stage
 
     def _stage_shapes(self) -> list[tuple[int, int]]:
         """``(channels, pixels)`` of the cells of each stage."""
@@ -196,17 +206,22 @@ class NB201Space(SearchSpace):
         stem = [LayerSpec("conv2d", cin=3, cout=c0, kernel=3, h=h0, w=h0, bn=True)]
         reductions, cin = [], c0
         for c, h in later:
-            reductions.append([
-                _relu_conv_bn(cin, c, 3, 2 * h, stride=2),
-                _relu_conv_bn(c, c, 3, h),
-                LayerSpec("pool", cin=cin, kernel=2, stride=2, h=2 * h, w=2 * h),
-                LayerSpec("conv2d", cin=cin, cout=c, kernel=1, h=h, w=h),
-                LayerSpec("add", cin=c, h=h, w=h),
-            ])
+            reductions.append(
+                [
+                    _relu_conv_bn(cin, c, 3, 2 * h, stride=2),
+                    _relu_conv_bn(c, c, 3, h),
+                    LayerSpec("pool", cin=cin, kernel=2, stride=2, h=2 * h, w=2 * h),
+                    LayerSpec("conv2d", cin=cin, cout=c, kernel=1, h=h, w=h),
+                    LayerSpec("add", cin=c, h=h, w=h),
+                ]
+            )
             cin = c
         c, h = self._stage_shapes()[-1]
-        head = [LayerSpec("batchnorm", cin=c, h=h, w=h, act="relu"), LayerSpec("gap", cin=c, h=h, w=h),
-                LayerSpec("linear", cin=c, cout=self.n_classes, bias=True)]
+        head = [
+            LayerSpec("batchnorm", cin=c, h=h, w=h, act="relu"),
+            LayerSpec("gap", cin=c, h=h, w=h),
+            LayerSpec("linear", cin=c, cout=self.n_classes, bias=True),
+        ]
         return stem, reductions, head
 
     def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
