@@ -465,7 +465,7 @@ def load_study(store: Store, study: str) -> Any:
     """The same :class:`pareto.StudyResults` as :func:`pareto.study_results`, read with a few bulk queries and
     configs fetched on demand (a 100,000-trial study loads in well under a second)."""
     from pareto import StudyResults
-    from pareto._optuna_bulk import CONSTRAINT_PREFIX
+    from hwpareto.store._optuna import CONSTRAINT_PREFIX
     from pareto._search import SPEC_ATTR, SearchSpec
 
     store.optuna_storage()

@@ -84,7 +84,7 @@ def start_job(store_url: str, kind: str, subject: str, args: Sequence[str]) -> J
     """Start ``hwpareto ARGS --store URL`` detached from this process; returns at once."""
     folder = jobs_dir(store_url) / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid()}-{time.monotonic_ns()}"
     folder.mkdir(parents=True)
-    command = (sys.executable, "-m", "pareto.cli", *args, "--store", store_url)
+    command = (sys.executable, "-m", "hwpareto.cli", *args, "--store", store_url)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(folder / "log", "wb") as log:
         process = subprocess.Popen(

@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from pareto._models import DEVICE_KINDS, SOURCES
-from pareto._store import MeasurementIn, SchemaError, Store, WriteResult, default_store_url
+from hwpareto.store import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
 
 _LAZY = {
     "SearchSpec": "pareto._search",

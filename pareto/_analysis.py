@@ -15,7 +15,7 @@ import pandas as pd
 from pareto._objectives import Budget, Evaluator, Objective
 from pareto._pareto import hypervolume_history, knee_point, non_dominated_mask, operating_point_table, operating_points
 from pareto._search import SPEC_ATTR, SearchSpec, load_trials
-from pareto._store import Store
+from hwpareto.store._store import Store
 from supernet import InvalidValueError
 
 __all__ = ["Front", "StudyResults", "export_trial", "study_results"]

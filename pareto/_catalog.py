@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from pareto._search import SPEC_ATTR
-from pareto._store import Store
+from hwpareto.store._store import Store
 
 __all__ = ["STUDY_ONLY", "list_all_searches", "study_trial_counts"]
 

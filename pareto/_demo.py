@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pareto._store import Store
+from hwpareto.store._store import Store
 from supernet import HwparetoError, SearchSpace
 
 __all__ = ["DEMO_SPACES", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "run_demo"]

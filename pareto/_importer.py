@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pareto._store import MeasurementIn, Store, WriteResult
+from hwpareto.store._store import MeasurementIn, Store, WriteResult
 from supernet import HwparetoError, InvalidValueError, SearchSpace, check_metric_value, check_name
 
 __all__ = ["ColumnMap", "ImportReport", "import_table", "parse_columns"]

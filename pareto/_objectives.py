@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from pareto._store import Store
+from hwpareto.store._store import Store
 from supernet import InvalidValueError, LayerCounts, SearchSpace, SubNetConfig
 
 __all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "parse_budget", "parse_objective"]

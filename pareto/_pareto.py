@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 
-from supernet._errors import InvalidValueError
+from hwpareto.errors import InvalidValueError
 
 __all__ = [
     "front_for_budget",

@@ -1,7 +1,7 @@
 """Surrogate multi-objective search on an Optuna study in the store, one generation per transaction.
 
 Every objective is predicted (LUT-sums, predictors, analytic), so a whole generation is proposed, evaluated and
-written at once (:func:`pareto._optuna_bulk.bulk_add_trials`): the store is not the bottleneck, and every trial
+written at once (:func:`hwpareto.store._optuna.bulk_add_trials`): the store is not the bottleneck, and every trial
 is an ordinary Optuna trial, written so that Optuna's own tools read it as if Optuna had run the search:
 
 - the study's metric names are the objective names (``Study.set_metric_names``);
@@ -44,9 +44,9 @@ from optuna.trial import TrialState
 from sqlalchemy import select
 
 from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
-from pareto._optuna_bulk import CONSTRAINT_PREFIX, TrialRow, bulk_add_trials
+from hwpareto.store._optuna import CONSTRAINT_PREFIX, TrialRow, bulk_add_trials
 from pareto._pareto import nondominated_sort
-from pareto._store import Store
+from hwpareto.store._store import Store
 from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig, check_name
 
 __all__ = ["SAMPLERS", "SearchResult", "SearchSpec", "load_trials", "run_surrogate"]

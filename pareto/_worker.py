@@ -37,7 +37,7 @@ from sqlalchemy import func, select
 from pareto._objectives import Evaluator
 from pareto._search import SPEC_ATTR, SearchResult, SearchSpec, _Genome, run_surrogate
 from pareto._search import _check_budgets as check_budgets
-from pareto._store import Store
+from hwpareto.store._store import Store
 from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
 
 __all__ = ["run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]

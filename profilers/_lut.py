@@ -21,7 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from pareto import Store
-from pareto._tables import csv_safe
+from hwpareto.store._tables import csv_safe
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
 from supernet import (

@@ -23,7 +23,7 @@ import numbers
 import re
 from typing import Any
 
-from supernet._errors import InvalidValueError
+from hwpareto.errors import InvalidValueError
 
 __all__ = [
     "MAX_ENERGY_MJ",

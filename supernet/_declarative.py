@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from supernet._checks import check_name
-from supernet._errors import InvalidValueError
+from hwpareto.errors import InvalidValueError
 from supernet._safeload import load_yaml
 from supernet._space import SearchSpace
 from supernet._types import MAX_CHOICES, Dimension

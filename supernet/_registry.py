@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import threading
 
-from supernet._errors import InvalidValueError
+from hwpareto.errors import InvalidValueError
 from supernet._space import SearchSpace
 
 __all__ = ["BUILTIN_SPACES", "get_space", "list_spaces", "register_space"]

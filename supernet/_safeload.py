@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from supernet._errors import HwparetoError
+from hwpareto.errors import HwparetoError
 
 __all__ = [
     "MAX_ALIASES",

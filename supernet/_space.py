@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from supernet._errors import CapabilityError, InvalidValueError
+from hwpareto.errors import CapabilityError, InvalidValueError
 from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from supernet._errors import InvalidValueError
+from hwpareto.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution

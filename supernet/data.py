@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from supernet._errors import HwparetoError, InvalidValueError
+from hwpareto.errors import HwparetoError, InvalidValueError
 
 __all__ = [
     "DATA_SPECS",

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet._errors import HwparetoError, InvalidValueError
+from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._space import SearchSpace
 from supernet._types import SubNetConfig
 from supernet.data import ImageData, TextData

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from pareto.cli import app
+from hwpareto.cli import app
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +220,7 @@ def test_shipped_files_are_within_the_limits() -> None:
 def test_store_disk_full_is_one_line_without_sql_parameters(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pareto._store import Store
+    from hwpareto.store._store import Store
 
     def full(*_args: object, **_kwargs: object) -> None:
         raise OperationalError(

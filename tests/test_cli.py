@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from pareto import SchemaError, Store
 from pareto._export import load_subnet, verify_bundle
-from pareto.cli import app
+from hwpareto.cli import app
 from supernet import get_space
 
 runner = CliRunner()

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from dashboard import _data, _figures, _jobs, streamlit_command
 from pareto import Store, study_results
 from pareto._search import SearchSpec
-from pareto.cli import app as cli
+from hwpareto.cli import app as cli
 from supernet import HwparetoError, get_space
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from dashboard import _jobs, _state
 from pareto import Store
 from pareto._search import SPEC_ATTR, SearchSpec
-from pareto.cli import app as cli
+from hwpareto.cli import app as cli
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
 from tests.test_dashboard import ROOT, page, texts, wait_for
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from pareto import Store
 from pareto._demo import DEMO_SPACES, SIM_DEVICES
 from pareto._export import verify_bundle
-from pareto.cli import app
+from hwpareto.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -98,7 +98,7 @@ def test_demo_serves_the_dashboard(first_run: tuple[Path, list[dict]]) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "pareto.cli",
+        "hwpareto.cli",
         "demo",
         "--trials",
         "200",

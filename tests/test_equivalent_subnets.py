@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from pareto import Store
 from pareto._analysis import study_results
-from pareto._optuna_bulk import TrialRow, bulk_add_trials
+from hwpareto.store._optuna import TrialRow, bulk_add_trials
 from pareto._search import SearchSpec, load_trials, run_surrogate
-from pareto.cli import app
+from hwpareto.cli import app
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pareto import MeasurementIn, Store
-from pareto.cli import app
+from hwpareto.cli import app
 from predictors._service import (
     KNOWN_MIN_SUBNETS,
     choose_known,

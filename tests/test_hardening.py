@@ -23,11 +23,11 @@ from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from pareto import Store
-from pareto._models import Device
+from hwpareto.store._models import Device
 from pareto._search import SearchSpec, load_trials
-from pareto._tables import csv_safe, write_wide_csv
+from hwpareto.store._tables import csv_safe, write_wide_csv
 from pareto._worker import run_now
-from pareto.cli import app
+from hwpareto.cli import app
 from profilers import DeviceSpec, backend_for, build_lut, load_device_file
 from profilers._zigzag import ZIGZAG_DIR
 from supernet import InvalidValueError, check_metric_value, check_name, get_space, show_name

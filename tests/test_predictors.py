@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 from typer.testing import CliRunner
 
 from pareto import MeasurementIn, Store
-from pareto.cli import app
+from hwpareto.cli import app
 from predictors import (
     LatencyPredictor,
     check_drift,

@@ -354,7 +354,7 @@ def test_ofa_lut_errors(store: Store, tmp_path: Path) -> None:
 def test_profile_measure_and_devices_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from pareto.cli import app
+    from hwpareto.cli import app
 
     runner = CliRunner()
     url = str(tmp_path / "cli.db")
@@ -416,7 +416,7 @@ def test_remote_profile_into_shared_postgres(pg_url: str, tmp_path: Path) -> Non
 
     device = tmp_path / "board.yaml"
     device.write_text("name: board-7\nkind: fake\nbackend: fake\nparams: {gmacs_per_s: 1.5}\n")
-    cli = [sys.executable, "-m", "pareto.cli"]
+    cli = [sys.executable, "-m", "hwpareto.cli"]
     for args in (["device", "add", str(device)], ["profile", "--device", "board-7", "--space", "nb201"]):
         done = subprocess.run([*cli, *args, "--store", pg_url], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr

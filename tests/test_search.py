@@ -18,7 +18,7 @@ from pareto._objectives import parse_budget, parse_objective
 from pareto._pareto import hypervolume
 from pareto._search import SearchSpec, load_trials, run_surrogate
 from pareto._worker import run_now, run_worker, submit
-from pareto.cli import app
+from hwpareto.cli import app
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import InvalidValueError, get_space
 

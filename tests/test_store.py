@@ -19,10 +19,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, make_url, select, text
 
-import pareto._store
+import hwpareto.store._store
 import supernet._registry
 from pareto import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
-from pareto._models import VERSION_TABLE, Base, Device, Export, Measurement, SubNet, include_name
+from hwpareto.store._models import VERSION_TABLE, Base, Device, Export, Measurement, SubNet, include_name
 from supernet import DeclarativeSpace, Dimension, HwparetoError, InvalidValueError, SubNetConfig, get_space
 
 HEAD = "0002_predictors_searches"
@@ -377,7 +377,7 @@ def test_failure_inside_the_transaction_rolls_everything_back(store: Store, monk
     def fail(*args: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(pareto._store, "_bulk_insert", fail)
+    monkeypatch.setattr(hwpareto.store._store, "_bulk_insert", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         store.add_measurements(rows(CONFIGS, subject="new-board"), auto_devices=True)
     assert counts(store) == before  # no device, SubNet or measurement was left behind

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from pareto import Store
 from pareto._export import load_supernet
 from pareto._importer import ColumnMap, import_table
-from pareto.cli import app
+from hwpareto.cli import app
 from supernet import HwparetoError, InvalidValueError, get_space
 from supernet.data import (
     SPLITS,

@@ -77,7 +77,7 @@ def test_three_workers_survive_a_sigkill(pg_url: str, tmp_path: Path) -> None:
     that come late look like dead workers, whose retries are the only repeats allowed and are checked as such)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _prepare(pg_url)
-    cmd = [sys.executable, "-m", "pareto.cli", "worker", "--store", pg_url, "--idle-exit", "6", "--heartbeat", "1"]
+    cmd = [sys.executable, "-m", "hwpareto.cli", "worker", "--store", pg_url, "--idle-exit", "6", "--heartbeat", "1"]
     logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(3)]  # noqa: SIM115 - closed below
     workers = [subprocess.Popen(cmd, stdout=log, stderr=log) for log in logs]
     killed: int | None = None

@@ -8,7 +8,7 @@ import json
 import streamlit as st
 
 from dashboard import _data, _state, _ui
-from pareto._tables import csv_safe
+from hwpareto.store._tables import csv_safe
 from supernet import HwparetoError
 
 st.title("Export")

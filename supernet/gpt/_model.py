@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from supernet._errors import InvalidValueError
+from hwpareto.errors import InvalidValueError
 from supernet._types import SubNetConfig
 
 __all__ = ["Arch", "GPTSubNet", "GPTSuperNet"]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from supernet._errors import InvalidValueError
+from hwpareto.errors import InvalidValueError
 from supernet._types import SubNetConfig
 from supernet.nb201._space import EDGES, OPS
 

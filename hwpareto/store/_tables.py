@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pareto._store import Store
+from hwpareto.store._store import Store
 from supernet import HwparetoError, SearchSpace
 
 __all__ = ["FORMULA_PREFIXES", "csv_safe", "wide_table", "write_wide_csv"]

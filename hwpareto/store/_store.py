@@ -46,7 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from pareto._models import (
+from hwpareto.store._models import (
     DEVICE_KINDS,
     PREDICTOR_KINDS,
     SEARCH_STATUSES,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from pareto._models import VERSION_TABLE, Base, include_name
+from hwpareto.store._models import VERSION_TABLE, Base, include_name
 
 
 def _run(connection: Connection) -> None:

@@ -26,7 +26,7 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy import func, insert, select
 
-from pareto._store import Store
+from hwpareto.store._store import Store
 
 __all__ = ["TrialRow", "bulk_add_trials"]
 

@@ -1,0 +1,17 @@
+"""The ``hwpareto`` command line, one module per command group; importing them registers their commands in the
+order ``hwpareto --help`` lists them."""
+
+from __future__ import annotations
+
+# isort: off
+from hwpareto.cli import store, spaces, data, devices, predictors, search, training, demo  # noqa: F401 (registers)
+
+# isort: on
+from hwpareto.cli._app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="hwpareto")

@@ -1,0 +1,5 @@
+"""``python -m hwpareto.cli``."""
+
+from hwpareto.cli import main
+
+main()

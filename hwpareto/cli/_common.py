@@ -1,0 +1,183 @@
+"""What every ``hwpareto`` command shares: the common options, integer bounds, the one-line error wrapper,
+output helpers (JSON, tables) and readers of user files."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from supernet import HwparetoError, InvalidValueError, SearchSpace, get_space, list_spaces, show_name
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="HWPARETO_STORE",
+        help="SQLite file path or SQLAlchemy URL (postgresql://...). Default: ~/.local/share/hwpareto/hwpareto.db.",
+        show_envvar=True,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+# every integer option is bounded (a huge --trials or --batch is a one-line error, not an overflow in the store)
+SEED_MAX = 2**32 - 1
+COUNT_MAX = 1_000_000_000
+BATCH_MAX = 65_536
+THREADS_MAX = 1_024
+WORKERS_MAX = 256
+
+
+def command(fn: F) -> F:
+    """Turn user errors into a one-line message on stderr and exit code 1 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HwparetoError as exc:
+            typer.echo(f"error: {show_name(str(exc))}", err=True)  # stored names predating the check: escaped
+            raise typer.Exit(1) from None
+        except UnicodeDecodeError as exc:  # a reader without its own check: still one line
+            typer.echo(f"error: input file: expected UTF-8 text, got binary data at byte {exc.start}", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            message = environment_failure(exc, kwargs.get("store"))
+            if message is None:
+                raise
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def environment_failure(exc: BaseException, store: Any) -> str | None:
+    """One line for a failure of the machine rather than of hwpareto (a full disk), found anywhere in the chain
+    of ``exc`` (Optuna and SQLAlchemy wrap the driver's error); None for anything else. Never SQL parameters."""
+    import errno
+    import os
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = cause.filename or "output"
+            return f"{where}: cannot write ({os.strerror(cause.errno)}); free some space and rerun"
+        if isinstance(cause, DBAPIError):
+            orig = cause.orig
+            text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+            if type(orig).__name__ == "DiskFull" or "disk is full" in text or "No space left" in text:
+                raw = store or os.environ.get("HWPARETO_STORE") or "the default store"
+                try:
+                    url = make_url(raw).render_as_string(hide_password=True)
+                except Exception:  # a file path, not a URL: shown as given
+                    url = raw
+                return f"store {url}: cannot write ({text}); free some space and rerun"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else escape(show_name(row.get(c))) for c in columns))
+    Console(soft_wrap=True).print(table)
+
+
+def open_store(url: str | None) -> Any:
+    from hwpareto.store._store import Store
+
+    return Store.open(url)
+
+
+def resolve_space(name: str, store_url: str | None) -> SearchSpace:
+    """A built-in space, else one registered in the store."""
+    if name in list_spaces():
+        return get_space(name)
+    return open_store(store_url).space(name)
+
+
+def read_json(path: Path, what: str) -> Any:
+    from supernet._safeload import load_json
+
+    return load_json(path, what)
+
+
+def config_summary(space: SearchSpace, config: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "space": space.name,
+        "key": config.key,
+        "values": config.values,
+        "record": space.to_record(config),
+    }
+    if space.has_model:
+        out["params"] = space.params(config)
+        out["macs"] = space.macs(config)
+    return out
+
+
+def parse_pair(item: str, option: str, form: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise InvalidValueError(option, form, item)
+    return name, value
+
+
+def parse_scalar(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text else number
+
+
+def read_configs(sp: SearchSpace, path: Path) -> list[Any]:
+    """Configs from JSONL (one config or {space, values} per line) or CSV (the space's record columns)."""
+    import csv as csv_module
+
+    if path.suffix.lower() == ".csv":
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv_module.DictReader(fh))
+        except OSError as exc:
+            raise HwparetoError(f"configs {path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise HwparetoError(f"configs {path}: expected UTF-8 text, got binary data at byte {exc.start}") from None
+        except csv_module.Error as exc:
+            raise HwparetoError(f"configs {path}: not a readable CSV ({exc})") from None
+        return [at_row(i + 2, lambda r=row: sp.from_record(r)) for i, row in enumerate(rows)]
+    from supernet._safeload import parse_json, read_text
+
+    lines = read_text(path, "configs", max_bytes=256 * 1024 * 1024).splitlines()
+    out = []
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            doc = parse_json(line, f"configs {path}: line {i}")
+            out.append(at_row(i, lambda d=doc: sp.validate(d)))
+    return out
+
+
+def at_row(row: int, parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except InvalidValueError as exc:
+        raise HwparetoError(f"row {row}: {exc}") from None

@@ -1,0 +1,161 @@
+"""Measured data: ``import``, ``devices``, ``measurements``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hwpareto.cli._app import app
+from hwpareto.cli._common import (
+    BATCH_MAX,
+    JsonOpt,
+    StoreOpt,
+    command,
+    echo_json,
+    open_store,
+    parse_pair,
+    parse_scalar,
+    print_table,
+)
+from supernet import InvalidValueError
+
+
+# ---------------------------------------------------------------------------------------------------- data
+@app.command("import")
+@command
+def import_csv(
+    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Table with one SubNet per row.")],
+    space: Annotated[str, typer.Option("--space", help="Search space the rows belong to.")],
+    metric: Annotated[str, typer.Option("--metric", help="Metric name with its unit, e.g. latency_ms.")],
+    column: Annotated[list[str], typer.Option("--column", help="Value column, or COLUMN=SUBJECT; repeatable.")],
+    device: Annotated[
+        str | None, typer.Option("--device", help="Device the values were measured on ({column} = column name).")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset the values were evaluated on ({column} allowed).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="DIM=VALUE for a dimension the table lacks; repeatable.")
+    ] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="COLUMN=VALUE: import only matching rows; repeatable.")
+    ] = None,
+    source: Annotated[str, typer.Option("--source", help="measured | simulated | imported | evaluated")] = "imported",
+    batch: Annotated[int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Batch size the values refer to.")] = 1,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a third-party measurement table (idempotent; bad rows reported by row number, nothing half-written)."""
+    from pareto._importer import import_table, parse_columns
+
+    if (device is None) == (dataset is None):
+        raise InvalidValueError("--device/--dataset", "exactly one of them", "both" if device else "neither")
+    s = open_store(store)
+    sp = s.space(space)
+    kind = "device" if device is not None else "dataset"
+    columns = parse_columns(column, device if device is not None else str(dataset))
+    defaults: dict[str, Any] = {}
+    for item in set_ or []:
+        name, value = parse_pair(item, "--set", "DIM=VALUE")
+        dim = sp.dimension(name)
+        defaults[name] = dim.coerce(parse_scalar(value), sp.name)
+    filters = dict(parse_pair(item, "--where", "COLUMN=VALUE") for item in where or [])
+    report = import_table(
+        s,
+        csv_path,
+        space=sp,
+        columns=columns,
+        subject_kind=kind,
+        metric=metric,
+        defaults=defaults,
+        source=source,
+        batch=batch,
+        where=filters,
+    )
+    w = report.written
+    info = {
+        "csv": report.path,
+        "rows": report.rows,
+        "subnets": report.subnets,
+        "inserted": w.inserted,
+        "updated": w.updated,
+        "unchanged": w.unchanged,
+        "skipped_empty": report.skipped_empty,
+        "new_devices": list(w.new_devices),
+    }
+    if json_out:
+        echo_json(info)
+    else:
+        typer.echo(
+            f"imported {report.rows} rows ({report.subnets} SubNets) into {s.url}: {w.inserted} new, "
+            f"{w.updated} updated, {w.unchanged} unchanged, {report.skipped_empty} empty cells skipped"
+        )
+        if w.new_devices:
+            typer.echo("registered imported devices: " + ", ".join(w.new_devices))
+
+
+@app.command()
+@command
+def devices(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """List registered devices: kind, LUT entries per space, measurements."""
+    from profilers import lut_entries_per_space
+
+    s = open_store(store)
+    spaces = [s.space(name) for name in s.space_names()]
+    rows = [
+        {**d, "lut_entries_per_space": lut_entries_per_space(s, d["name"], spaces) if d["lut_entries"] else {}}
+        for d in s.list_devices()
+    ]
+    if json_out:
+        echo_json(rows)
+    elif not rows:
+        typer.echo("no devices yet: hwpareto profile --device cpu-local --space mbv3, or import a table")
+    else:
+        for r in rows:
+            r["luts"] = ", ".join(f"{k}: {v}" for k, v in r["lut_entries_per_space"].items()) or "-"
+        print_table(rows, ["name", "kind", "luts", "measurements"], title="devices")
+
+
+@app.command()
+@command
+def measurements(
+    space: Annotated[str | None, typer.Option("--space", help="Only this space.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Only this device.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset.")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="Only this metric.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write a wide CSV (config columns + one column per subject).")
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Summarise stored measurements, or write them as a wide CSV with --out (requires --space)."""
+    s = open_store(store)
+    if device and dataset:
+        raise InvalidValueError("--device/--dataset", "at most one of them", "both")
+    subject = device or dataset
+    kind = "device" if device else "dataset" if dataset else None
+    if out is not None:
+        if space is None:
+            raise InvalidValueError("--space", "a space name when --out is given", "none")
+        from hwpareto.store._tables import write_wide_csv
+
+        n = write_wide_csv(s, s.space(space), out, subject=subject, subject_kind=kind, metric=metric)
+        typer.echo(f"wrote {n} SubNets to {out}")
+        return
+    rows = [
+        r
+        for r in s.measurement_summary()
+        if (space is None or r["space"] == space)
+        and (subject is None or r["subject"] == subject)
+        and (kind is None or r["subject_kind"] == kind)
+        and (metric is None or r["metric"] == metric)
+    ]
+    if json_out:
+        echo_json(rows)
+    elif not rows:
+        typer.echo("no measurements match: import a table with hwpareto import")
+    else:
+        print_table(rows, ["space", "subject_kind", "subject", "metric", "source", "count"], title="measurements")

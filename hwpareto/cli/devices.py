@@ -1,0 +1,239 @@
+"""Devices and LUTs: ``device add/show/presets``, ``profile``, ``measure``, ``lut import/export/sum``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hwpareto.cli._app import app, device_app, lut_app
+from hwpareto.cli._common import (
+    BATCH_MAX,
+    COUNT_MAX,
+    SEED_MAX,
+    THREADS_MAX,
+    WORKERS_MAX,
+    JsonOpt,
+    StoreOpt,
+    command,
+    echo_json,
+    open_store,
+    print_table,
+    read_configs,
+    read_json,
+)
+from supernet import InvalidValueError, check_name
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+@device_app.command("add")
+@command
+def device_add(
+    file: Annotated[Path | None, typer.Argument(help="Device spec (YAML): name, kind, backend, params.")] = None,
+    local_cpu: Annotated[
+        str | None, typer.Option("--local-cpu", help="Register this machine's CPU under this name instead.")
+    ] = None,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, max=THREADS_MAX, help="Threads for --local-cpu timing.")
+    ] = 1,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a device of the same name.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Register a device from a YAML spec (or this machine's CPU with --local-cpu NAME)."""
+    from dataclasses import replace as with_name
+
+    from profilers import backend_for, load_device_file, local_cpu_spec
+
+    if (file is None) == (local_cpu is None):
+        raise InvalidValueError("FILE/--local-cpu", "exactly one of them", "both" if file else "neither")
+    if local_cpu is not None:
+        check_name("--local-cpu", local_cpu)
+    spec = load_device_file(file) if file is not None else with_name(local_cpu_spec(threads), name=str(local_cpu))
+    backend = backend_for(spec)
+    backend.check()
+    s = open_store(store)
+    s.add_device(spec.name, spec.kind, spec.to_dict(), backend.describe(), replace=replace)
+    typer.echo(f"registered device {spec.name!r} ({spec.kind}, backend {spec.backend}) in {s.url}")
+
+
+@device_app.command("show")
+@command
+def device_show(name: str, store: StoreOpt = None) -> None:
+    """Show a device's spec and provenance (JSON)."""
+    echo_json(open_store(store).get_device(name))
+
+
+@device_app.command("presets")
+@command
+def device_presets(json_out: JsonOpt = False) -> None:
+    """List the shipped device presets (data/devices/*.yaml) and the local CPU."""
+    from profilers import local_cpu_spec, presets
+
+    specs = [local_cpu_spec(), *presets().values()]
+    if json_out:
+        echo_json([sp.to_dict() for sp in specs])
+    else:
+        print_table(
+            [{"name": sp.name, "kind": sp.kind, "backend": sp.backend, "description": sp.description} for sp in specs],
+            ["name", "kind", "backend", "description"],
+            title="device presets",
+        )
+
+
+@app.command()
+@command
+def profile(
+    device: Annotated[str, typer.Option("--device", help="Registered device, preset or cpu-local.")],
+    space: Annotated[str, typer.Option("--space", help="Search space whose layers to profile.")],
+    resolution: Annotated[
+        list[int] | None,
+        typer.Option("--resolution", help="Only these input sizes (mbv3: r, gpt: seq_len); repeatable."),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Batch size.")] = 1,
+    budget_s: Annotated[float | None, typer.Option("--budget-s", min=1, help="Stop scheduling after T s.")] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=WORKERS_MAX, help="Processes for simulated devices.")
+    ] = 2,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build DEVICE's LUT for SPACE: every distinct layer once, stored as it completes (rerun to resume)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from profilers import build_lut, device_spec
+
+    s = open_store(store)
+    sp = s.space(space)
+    spec = device_spec(s, device)
+    restrict = {sp.input_dimension: resolution} if resolution and sp.input_dimension else None
+    if resolution and not sp.input_dimension:
+        raise InvalidValueError("--resolution", f"no value: space {sp.name!r} has a fixed input size", resolution)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=json_out, disable=json_out) as bar:
+        task = bar.add_task(f"{spec.name} × {sp.name}", total=None)
+
+        def advance(done: int, total: int, key: str) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = build_lut(
+            s, spec, sp, restrict=restrict, batch=batch, budget_s=budget_s, workers=workers, progress=advance
+        )
+    info = {
+        "device": report.device,
+        "space": report.space,
+        "layers": report.total,
+        "already": report.already,
+        "measured": report.measured,
+        "failed": [{"layer": k, "reason": r} for k, r in report.failed],
+        "remaining": report.remaining,
+        "seconds": round(report.seconds, 1),
+    }
+    if json_out:
+        echo_json(info)
+        return
+    typer.echo(
+        f"{report.device} × {report.space}: {report.total} distinct layers, {report.already} already in the "
+        f"LUT, {report.measured} measured now, {len(report.failed)} failed, {report.remaining} left "
+        f"({report.seconds:.1f} s)"
+    )
+    for _key, reason in report.failed[:10]:
+        typer.echo(f"  failed: {reason}")
+    if report.remaining:
+        typer.echo("  budget reached: run the same command again to continue")
+
+
+@app.command()
+@command
+def measure(
+    device: Annotated[str, typer.Option("--device", help="Registered device, preset or cpu-local.")],
+    space: Annotated[str, typer.Option("--space", help="Search space to sample from.")],
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=COUNT_MAX, help="Number of SubNets.")] = 20,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Sampling seed.")] = 0,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Batch size.")] = 1,
+    in_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--in", help="Measure these configs (.jsonl or .csv, e.g. from reference-set) instead of N sampled."
+        ),
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Measure N sampled SubNets (or those of --in) end to end (extracted modules, or simulated) and store them as
+    ground truth."""
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from profilers import device_spec, measure_subnets
+
+    s = open_store(store)
+    sp = s.space(space)
+    spec = device_spec(s, device)
+    rng = np.random.default_rng(seed)
+    configs = read_configs(sp, in_file) if in_file is not None else [sp.sample(rng) for _ in range(n)]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task(f"{spec.name} × {sp.name}", total=len(configs))
+        stored = measure_subnets(
+            s, spec, sp, configs, batch=batch, progress=lambda done, total, key: bar.update(task, completed=done)
+        )
+    typer.echo(f"stored end-to-end figures of {stored} {sp.name} SubNets on {spec.name}")
+
+
+@lut_app.command("import")
+@command
+def lut_import(
+    file: Annotated[Path, typer.Argument(help="LUT CSV (hwpareto format, or OFA's per-resolution block LUT).")],
+    device: Annotated[str, typer.Option("--device", help="Device the LUT belongs to (new: kind imported).")],
+    fmt: Annotated[str, typer.Option("--format", help="hwpareto | ofa")] = "hwpareto",
+    store: StoreOpt = None,
+) -> None:
+    """Import a LUT file (all rows checked first; nothing written on error)."""
+    from profilers import import_lut_csv
+
+    s = open_store(store)
+    n = import_lut_csv(s, file, device, fmt=fmt)
+    typer.echo(f"imported {n} LUT entries for device {device!r} into {s.url}")
+
+
+@lut_app.command("export")
+@command
+def lut_export(
+    device: Annotated[str, typer.Option("--device", help="Device whose LUT to write.")],
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    batch: Annotated[int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Batch size.")] = 1,
+    store: StoreOpt = None,
+) -> None:
+    """Write a device's LUT as a portable CSV (hwpareto format)."""
+    from profilers import export_lut_csv
+
+    n = export_lut_csv(open_store(store), device, out, batch)
+    typer.echo(f"wrote {n} LUT entries of {device!r} to {out}")
+
+
+@lut_app.command("sum")
+@command
+def lut_sum(
+    space: str,
+    config: Path,
+    device: Annotated[str, typer.Option("--device", help="Device whose LUT to sum.")],
+    batch: Annotated[int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Batch size.")] = 1,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """LUT-sum latency (and energy) of a config on a device."""
+    from profilers import Lut, MissingLutError
+
+    s = open_store(store)
+    sp = s.space(space)
+    cfg = sp.validate(read_json(config, "config"))
+    lut = Lut.load(s, device, batch)
+    out: dict[str, Any] = {"device": device, "key": cfg.key, "latency_ms": lut.latency_sum_ms(sp, cfg)}
+    try:
+        out["energy_mj"] = lut.energy_sum_mj(sp, cfg)
+    except MissingLutError:
+        out["energy_mj"] = None
+    if json_out:
+        echo_json(out)
+    else:
+        energy = f", {out['energy_mj']:.4f} mJ" if out["energy_mj"] is not None else ""
+        typer.echo(f"{sp.name} {cfg.key} on {device}: {out['latency_ms']:.3f} ms{energy} (LUT-sum)")

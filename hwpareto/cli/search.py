@@ -1,0 +1,267 @@
+"""Searches and fronts: ``search``, ``worker``, ``searches``, ``dashboard``, ``front``, ``export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from hwpareto.cli._app import app
+from hwpareto.cli._common import (
+    BATCH_MAX,
+    COUNT_MAX,
+    SEED_MAX,
+    JsonOpt,
+    StoreOpt,
+    command,
+    echo_json,
+    open_store,
+    parse_pair,
+    parse_scalar,
+    print_table,
+)
+from supernet import show_name
+
+
+# ---------------------------------------------------------------------------------------------------- search
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@app.command()
+@command
+def search(
+    space: Annotated[str, typer.Option("--space", help="Search space.")],
+    objective: Annotated[
+        list[str], typer.Option("--objective", help="METRIC[@DEVICE_OR_DATASET][:max|:min]; repeatable.")
+    ],
+    budget: Annotated[
+        list[str] | None, typer.Option("--budget", help="'OBJECTIVE <= BOUND' constraint; repeatable.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Study name (default derived; reuse resumes).")] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="nsga2 | random | nsga3 | tpe")] = "nsga2",
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, max=COUNT_MAX, help="Trials (budgeted: accuracy evaluations).")
+    ] = 1000,
+    population: Annotated[int, typer.Option("--population", min=4, max=COUNT_MAX, help="Trials per generation.")] = 100,
+    fix: Annotated[list[str] | None, typer.Option("--fix", help="DIM=VALUE held fixed; repeatable.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="surrogate | budgeted (first objective evaluated)")] = "surrogate",
+    batch: Annotated[int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Budgeted: evaluations per step.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX)] = 0,
+    queue: Annotated[bool, typer.Option("--queue", help="Queue for workers instead of running here.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run (or queue) a multi-objective search stored as an Optuna study in the store."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pareto._search import SearchSpec
+    from pareto._worker import run_now, submit, validate_spec
+
+    _quiet_optuna()
+    s = open_store(store)
+    sp = s.space(space)
+    fixed = {}
+    for item in fix or []:
+        dim, value = parse_pair(item, "--fix", "DIM=VALUE")
+        fixed[dim] = sp.dimension(dim).coerce(parse_scalar(value), sp.name)
+    spec = SearchSpec(
+        name or f"{space}-{'-'.join(o.split('@')[0] for o in objective)}-{seed}",
+        space,
+        tuple(objective),
+        tuple(budget or ()),
+        sampler,
+        trials,
+        population,
+        seed,
+        mode,
+        fixed,
+        {"batch": batch, "initial": max(batch, 20)} if mode == "budgeted" else {},
+    )
+    if queue:
+        row = submit(s, spec)
+        typer.echo(f"queued search {row['name']!r}: start workers with hwpareto worker --store {s.url}")
+        return
+    validate_spec(s, spec)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=json_out
+    ) as bar:
+        task = bar.add_task(spec.name, total=spec.n_trials)
+        result = run_now(s, spec, progress=lambda done, total: bar.update(task, completed=done))
+    info = {
+        "study": result.study,
+        "trials": result.total,
+        "added": result.added,
+        "seconds": round(result.seconds, 2),
+        "trials_per_s": round(result.trials_per_s, 1),
+    } | ({"note": result.note} if result.note else {})
+    if json_out:
+        echo_json(info)
+    else:
+        if result.note:
+            typer.echo(result.note)
+        typer.echo(
+            f"study {result.study!r}: {result.total} trials ({result.added} new, "
+            f"{result.trials_per_s:.0f} trials/s); see hwpareto front {result.study}"
+        )
+
+
+@app.command()
+@command
+def worker(
+    study: Annotated[str | None, typer.Option("--study", help="Only this search.")] = None,
+    idle_exit: Annotated[float | None, typer.Option("--idle-exit", help="Exit after T s without work.")] = None,
+    heartbeat: Annotated[float, typer.Option("--heartbeat", min=0.5, help="Heartbeat period (s).")] = 2.0,
+    store: StoreOpt = None,
+) -> None:
+    """Run queued searches from the store (any number of workers, on any machine sharing a PostgreSQL store)."""
+    from pareto._worker import run_worker
+
+    _quiet_optuna()
+    done = run_worker(
+        open_store(store),
+        study=study,
+        idle_exit_s=idle_exit,
+        heartbeat_s=heartbeat,
+        stale_after_s=max(10.0, 5 * heartbeat),
+        log=lambda m: typer.echo(show_name(m), err=True),
+    )
+    typer.echo(f"worker finished {done} search(es)")
+
+
+@app.command()
+@command
+def searches(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """List queued, running and finished searches, and the store's studies without a searches row ("study only":
+    e.g. the demo's)."""
+    from pareto._catalog import list_all_searches
+
+    rows = list_all_searches(open_store(store))
+    if json_out:
+        echo_json(rows)
+    elif not rows:
+        typer.echo("no searches yet: hwpareto search --space S --objective ... [--queue]")
+    else:
+        print_table(rows, ["name", "space", "status", "trials_done", "n_trials", "worker", "error"], title="searches")
+
+
+@app.command()
+@command
+def dashboard(
+    host: Annotated[str, typer.Option("--host", help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8501,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser (headless).")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Serve the web dashboard (Devices, Search, Fronts, Export) on the store until interrupted."""
+    from dashboard import serve
+
+    url = store or open_store(store).url  # the default store is created (and checked) before serving
+    typer.echo(f"hwpareto dashboard on http://{host}:{port} (store {url}); Ctrl+C stops it", err=True)
+    raise typer.Exit(serve(url, host=host, port=port, open_browser=not no_browser))
+
+
+@app.command()
+@command
+def front(
+    study: str,
+    device: Annotated[str | None, typer.Option("--device", help="The front on this device's costs.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the front as CSV.")] = None,
+    operating_points: Annotated[
+        int | None,
+        typer.Option("--operating-points", min=2, max=COUNT_MAX, help="K SubNets spanning the latency range."),
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The Pareto front of a study (feasible trials), per device, with its knee; or an operating-point table."""
+    from hwpareto.store._tables import csv_safe
+    from pareto._analysis import study_results
+
+    _quiet_optuna()
+    results = study_results(open_store(store), study)
+    if operating_points is not None:
+        table = results.operating_points(device, operating_points)
+        if json_out:
+            echo_json(table)
+        else:
+            print_table(table, [c for c in table[0] if c != "config"], title=f"operating points of {study}")
+        return
+    fr = results.front(device)
+    if csv_out is not None:
+        csv_safe(fr.rows).to_csv(csv_out, index=False)
+        typer.echo(f"wrote {len(fr.rows)} front SubNets to {csv_out}")
+    elif json_out:
+        echo_json(
+            {
+                "study": study,
+                "device": device,
+                "objectives": list(fr.objectives),
+                "knee": fr.knee_number,
+                "front": fr.rows.to_dict(orient="records"),
+                "ties": _ties_note(fr),
+            }
+        )
+    else:
+        cols = ["number", *fr.objectives, "ties", "config_key"]
+        print_table(
+            [
+                {c: (f"{r[c]:.4g}" if isinstance(r[c], float) else r[c]) for c in cols}
+                | ({"knee": "←" if r["number"] == fr.knee_number else ""})
+                for r in fr.rows.to_dict(orient="records")
+            ],
+            [*cols, "knee"],
+            title=f"front of {study}" + (f" on {device}" if device else ""),
+        )
+        typer.echo(_ties_note(fr))
+
+
+def _ties_note(fr: Any) -> str:
+    """How a front shows ties, and why Optuna's ``best_trials`` lists more."""
+    trials = int(fr.rows["ties"].sum()) if len(fr.rows) else 0
+    return (
+        f"{len(fr.rows)} distinct objective vectors shared by {trials} non-dominated trials: one row (the first "
+        "trial) per vector, 'ties' counts the trials with the same values (repeats, equivalent configs); "
+        f"Optuna's best_trials lists all {trials}"
+    )
+
+
+@app.command("export")
+@command
+def export_cmd(
+    study: str,
+    trial: int,
+    out: Annotated[Path, typer.Option("--out", help="Bundle folder.")],
+    no_weights: Annotated[bool, typer.Option("--no-weights", help="Skip weights and ONNX.")] = False,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="SuperNet weights (safetensors).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a trial's SubNet: config, predicted and measured metrics, provenance, weights and ONNX."""
+    from rich.console import Console
+
+    from pareto._analysis import export_trial
+
+    _quiet_optuna()
+    with Console(stderr=True).status(f"exporting trial {trial} of {study}") as status:
+        info = export_trial(
+            open_store(store),
+            study,
+            trial,
+            out,
+            weights=not no_weights,
+            onnx=not no_weights,
+            checkpoint=checkpoint,
+            progress=lambda step: status.update(f"{step}..."),
+            force=force,
+        )
+    if json_out:
+        echo_json(info)
+    else:
+        typer.echo(
+            f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: " + ", ".join(info["files"])
+        )

@@ -1,0 +1,153 @@
+"""Spaces and configs: ``spaces``, ``space show/register``, ``sample``, ``validate``, ``export-config``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hwpareto.cli._app import app, space_app
+from hwpareto.cli._common import (
+    COUNT_MAX,
+    SEED_MAX,
+    JsonOpt,
+    StoreOpt,
+    command,
+    config_summary,
+    echo_json,
+    open_store,
+    print_table,
+    read_json,
+    resolve_space,
+)
+
+
+# ---------------------------------------------------------------------------------------------------- spaces
+@app.command()
+@command
+def spaces(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """List the search spaces (built-in and registered in the store)."""
+    names = open_store(store).space_names()
+    rows = []
+    for name in names:
+        sp = resolve_space(name, store)
+        rows.append(
+            {
+                "name": name,
+                "dimensions": len(sp.dimensions),
+                "size": f"{sp.size():.3g}",
+                "model": "yes" if sp.has_model else "no (declarative)",
+                "description": sp.description,
+            }
+        )
+    if json_out:
+        echo_json([resolve_space(r["name"], store).describe() for r in rows])
+    else:
+        print_table(rows, ["name", "dimensions", "size", "model", "description"], title="search spaces")
+
+
+@space_app.command("show")
+@command
+def space_show(name: str, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """Show a space's dimensions and allowed values."""
+    sp = resolve_space(name, store)
+    if json_out:
+        echo_json(sp.describe())
+        return
+    typer.echo(f"{sp.name}: {sp.description}")
+    typer.echo(
+        f"{len(sp.dimensions)} dimensions, {sp.size():.4g} configs; table columns: "
+        + " or ".join("(" + ", ".join(c) + ")" for c in sp.record_columns())
+    )
+    print_table(
+        [{"name": d.name, "group": d.group, "allowed": d.allowed} for d in sp.dimensions], ["name", "group", "allowed"]
+    )
+
+
+@space_app.command("register")
+@command
+def space_register(file: Path, store: StoreOpt = None) -> None:
+    """Register a declarative space (YAML/JSON: named categorical/int/float dimensions) in the store."""
+    from supernet import load_space_file
+
+    sp = load_space_file(file)
+    open_store(store).register_space(sp)
+    typer.echo(f"registered space {sp.name!r} ({len(sp.dimensions)} dimensions)")
+
+
+# ---------------------------------------------------------------------------------------------------- configs
+@app.command()
+@command
+def sample(
+    space: str,
+    n: Annotated[int, typer.Option("-n", "--n", min=1, max=COUNT_MAX, help="Number of SubNets.")] = 5,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Sample random SubNet configs of SPACE."""
+    import numpy as np
+
+    sp = resolve_space(space, store)
+    rng = np.random.default_rng(seed)
+    cfgs = [sp.sample(rng) for _ in range(n)]
+    configs = [config_summary(sp, cfg) for cfg in cfgs]
+    if json_out:
+        echo_json(configs)
+        return
+    rows = [
+        {
+            "key": c["key"],
+            "params (M)": f"{c['params'] / 1e6:.3f}" if "params" in c else "",
+            "MMACs": f"{c['macs'] / 1e6:.1f}" if "macs" in c else "",
+            "config": sp.summary(cfg),
+        }
+        for c, cfg in zip(configs, cfgs, strict=True)
+    ]
+    print_table(rows, ["key", "params (M)", "MMACs", "config"], title=f"{n} sampled {sp.name} SubNets (seed {seed})")
+
+
+@app.command()
+@command
+def validate(space: str, config: Path, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """Validate a config JSON file against SPACE (plain values or {"space", "values"})."""
+    sp = resolve_space(space, store)
+    cfg = sp.validate(read_json(config, "config"))
+    summary = config_summary(sp, cfg)
+    if json_out:
+        echo_json(summary)
+    else:
+        extra = f", {summary['params'] / 1e6:.3f} M params, {summary['macs'] / 1e6:.1f} MMACs" if sp.has_model else ""
+        typer.echo(f"valid {sp.name} config {cfg.key}{extra}")
+
+
+@app.command("export-config")
+@command
+def export_config(
+    space: str,
+    config: Path,
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the bundle to.")],
+    weights: Annotated[bool, typer.Option("--weights", help="Also write the SubNet's weights (safetensors).")] = False,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write the SubNet as ONNX (dynamic batch).")] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="SuperNet weights (safetensors); default: fresh init.")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=SEED_MAX, help="Init seed when no checkpoint is given.")
+    ] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a SubNet: config JSON, and optionally extracted weights and ONNX, each loadable back."""
+    from pareto._export import export_subnet
+
+    sp = resolve_space(space, store)
+    cfg = sp.validate(read_json(config, "config"))
+    result = export_subnet(sp, cfg, out, weights=weights, onnx=onnx, checkpoint=checkpoint, seed=seed, force=force)
+    open_store(store).add_export(cfg, str(result.directory.resolve()), result.files)
+    if json_out:
+        echo_json({"directory": str(result.directory), "key": cfg.key, "files": result.files})
+    else:
+        typer.echo(f"exported {sp.name} SubNet {cfg.key} to {result.directory}: " + ", ".join(result.files))
