@@ -21,8 +21,8 @@ demo: $(STAMP)
 	$(BIN)/hwpareto demo
 
 test: $(STAMP)
-	$(BIN)/ruff check supernet pareto predictors profilers dashboard tests benchmarks
-	$(BIN)/ruff format --check supernet pareto predictors profilers dashboard tests benchmarks
+	$(BIN)/ruff check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
+	$(BIN)/ruff format --check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # Regenerates the shipped LUTs data/luts/<device>.csv: every distinct layer of the demo spaces on each simulated

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import text
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from pareto import Store
-from supernet import HwparetoError, InvalidValueError, SearchSpace
+from supernet import SearchSpace
 
 if TYPE_CHECKING:
     from pareto import SearchSpec
@@ -464,8 +465,8 @@ def _rows(store: Store, query: str, params: tuple[Any, ...]) -> list[tuple[Any, 
 def load_study(store: Store, study: str) -> Any:
     """The same :class:`pareto.StudyResults` as :func:`pareto.study_results`, read with a few bulk queries and
     configs fetched on demand (a 100,000-trial study loads in well under a second)."""
-    from pareto import StudyResults
     from hwpareto.store._optuna import CONSTRAINT_PREFIX
+    from pareto import StudyResults
     from pareto._search import SPEC_ATTR, SearchSpec
 
     store.optuna_storage()

@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from dashboard._data import _rows
+from hwpareto.errors import InvalidValueError
 from pareto import Store
-from supernet import InvalidValueError
 
 __all__ = [
     "budget_columns",

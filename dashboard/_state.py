@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwpareto.errors import HwparetoError
 from pareto import Store
 from pareto._catalog import STUDY_ONLY, list_all_searches, study_trial_counts
-from supernet import HwparetoError
 
 __all__ = [
     "STUDY_ONLY",

@@ -8,8 +8,8 @@ from typing import Any, NoReturn
 import streamlit as st
 
 from dashboard import _data
+from hwpareto.errors import HwparetoError
 from pareto import Store, default_store_url
-from supernet import HwparetoError
 
 __all__ = ["error", "next_step", "results", "stop", "store", "store_url"]
 

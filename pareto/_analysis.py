@@ -12,11 +12,11 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from hwpareto.errors import InvalidValueError
+from hwpareto.store._store import Store
 from pareto._objectives import Budget, Evaluator, Objective
 from pareto._pareto import hypervolume_history, knee_point, non_dominated_mask, operating_point_table, operating_points
 from pareto._search import SPEC_ATTR, SearchSpec, load_trials
-from hwpareto.store._store import Store
-from supernet import InvalidValueError
 
 __all__ = ["Front", "StudyResults", "export_trial", "study_results"]
 

@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import qmc
 
-from supernet import InvalidValueError, SearchSpace, SubNetConfig
+from hwpareto.errors import InvalidValueError
+from supernet import SearchSpace, SubNetConfig
 
 if TYPE_CHECKING:
     import optuna

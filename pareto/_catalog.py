@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from pareto._search import SPEC_ATTR
 from hwpareto.store._store import Store
+from pareto._search import SPEC_ATTR
 
 __all__ = ["STUDY_ONLY", "list_all_searches", "study_trial_counts"]
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from hwpareto.errors import HwparetoError
 from hwpareto.store._store import Store
-from supernet import HwparetoError, SearchSpace
+from supernet import SearchSpace
 
 __all__ = ["DEMO_SPACES", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "run_demo"]
 

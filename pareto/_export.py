@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supernet import HwparetoError, SearchSpace, SubNetConfig, get_space
+from hwpareto.errors import HwparetoError
+from supernet import SearchSpace, SubNetConfig, get_space
 
 if TYPE_CHECKING:
     from torch import nn

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from hwpareto.errors import InvalidValueError
 from hwpareto.store._store import Store
-from supernet import InvalidValueError, LayerCounts, SearchSpace, SubNetConfig
+from supernet import LayerCounts, SearchSpace, SubNetConfig
 
 __all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "parse_budget", "parse_objective"]
 

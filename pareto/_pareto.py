@@ -7,7 +7,8 @@ better everywhere, as Optuna does; reference points are normalised the same way.
 it is no worse in every objective and strictly better in one, so identical rows never dominate each other.
 
 Bad input (NaN or inf in a row, wrong shapes or directions, an unreachable budget) raises
-:class:`~supernet.InvalidValueError` naming the field, e.g. ``points[7]: expected finite values, got [nan, 1.0]``.
+:class:`~hwpareto.errors.InvalidValueError` naming the field, e.g.
+``points[7]: expected finite values, got [nan, 1.0]``.
 """
 
 from __future__ import annotations
@@ -667,7 +668,7 @@ def front_for_budget(points: ArrayLike, directions: Directions, constraint_colum
     """Pareto mask among the feasible points, those with ``points[:, constraint_column] <= bound`` (raw values).
 
     Feasibility comes first: infeasible points are never on the returned front, however good otherwise. When no
-    point is feasible the :class:`~supernet.InvalidValueError` states the best reachable value of the column.
+    point is feasible the :class:`~hwpareto.errors.InvalidValueError` states the best reachable value of the column.
     """
     pts = _as_points(points)
     n, m = pts.shape

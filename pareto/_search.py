@@ -43,11 +43,12 @@ from optuna.storages._rdb import models
 from optuna.trial import TrialState
 from sqlalchemy import select
 
-from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
+from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._optuna import CONSTRAINT_PREFIX, TrialRow, bulk_add_trials
-from pareto._pareto import nondominated_sort
 from hwpareto.store._store import Store
-from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig, check_name
+from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
+from pareto._pareto import nondominated_sort
+from supernet import SearchSpace, SubNetConfig, check_name
 
 __all__ = ["SAMPLERS", "SearchResult", "SearchSpec", "load_trials", "run_surrogate"]
 

@@ -34,11 +34,12 @@ from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select
 
+from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.store._store import Store
 from pareto._objectives import Evaluator
 from pareto._search import SPEC_ATTR, SearchResult, SearchSpec, _Genome, run_surrogate
 from pareto._search import _check_budgets as check_budgets
-from hwpareto.store._store import Store
-from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+from supernet import SearchSpace, SubNetConfig
 
 __all__ = ["run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
 

@@ -34,8 +34,8 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import ThreadpoolController
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from predictors._portable import booster_from_state, booster_to_state, dumps, loads
-from supernet import HwparetoError, InvalidValueError
 
 __all__ = ["AccuracyPredictor"]
 

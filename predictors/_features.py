@@ -10,7 +10,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from supernet import OPS, CapabilityError, InvalidValueError, SearchSpace, SubNetConfig, distinct_configs
+from hwpareto.errors import CapabilityError, InvalidValueError
+from supernet import OPS, SearchSpace, SubNetConfig, distinct_configs
 from supernet.gpt import GPTSpace
 from supernet.mbv3 import MobileNetV3Space
 from supernet.nb201 import NB201Space

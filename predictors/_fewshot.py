@@ -18,8 +18,9 @@ from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
 from predictors._portable import dumps, loads
-from supernet import CapabilityError, HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+from supernet import SearchSpace, SubNetConfig
 
 __all__ = ["FewShotLatency", "reference_set"]
 
@@ -167,7 +168,7 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
     @classmethod
     def from_bytes(cls, blob: bytes) -> FewShotLatency:
         """Rebuild a fitted model from :meth:`to_bytes` output; foreign or corrupt bytes raise
-        :class:`~supernet.HwparetoError`."""
+        :class:`~hwpareto.errors.HwparetoError`."""
         _, params, state = loads(blob, expected_class=cls.__name__)
         if "loo_coef_" in state and "sigma_" not in state:  # the jackknife-spread model of earlier versions
             raise HwparetoError(

@@ -18,8 +18,8 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from predictors._portable import booster_from_state, booster_to_state, dumps, loads
-from supernet import HwparetoError, InvalidValueError
 
 __all__ = ["LatencyPredictor"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from supernet import HwparetoError
+from hwpareto.errors import HwparetoError
 
 __all__ = ["FORMAT", "VERSION", "booster_from_state", "booster_to_state", "dumps", "loads"]
 

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 from sklearn.base import clone
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from pareto import Store
 from predictors._accuracy import AccuracyPredictor
 from predictors._features import SpaceFeatures
@@ -27,7 +28,7 @@ from predictors._fewshot import FewShotLatency, reference_set
 from predictors._latency import LatencyPredictor
 from predictors._portable import dumps, loads
 from profilers import Lut, MissingLutError
-from supernet import HwparetoError, InvalidValueError, SearchSpace, SubNetConfig
+from supernet import SearchSpace, SubNetConfig
 
 __all__ = [
     "KNOWN_MIN_SUBNETS",
@@ -122,7 +123,7 @@ def known_latencies(
 ) -> np.ndarray:
     """``(len(configs), len(devices))`` values of ``metric`` on the known ``devices``: measured (median) where the
     store has them, else from the device's own predictor ``<metric>:<space>:<device>`` (one batched call per
-    device); a SubNet that is neither measured nor predictable raises :class:`~supernet.HwparetoError`."""
+    device); a SubNet that is neither measured nor predictable raises :class:`~hwpareto.errors.HwparetoError`."""
     keys = [c.key for c in configs]
     table = store.measured_table(space.name, metric, devices).reindex(keys)
     out = table.to_numpy(dtype=np.float64, copy=True)

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from supernet import NAME_CHARS, HwparetoError, InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
+from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet import NAME_CHARS, LayerSpec, SearchSpace, SubNetConfig
 
 __all__ = ["Backend", "Cost", "DeviceSpec", "SimulatorError", "UnmappableLayerError"]
 
@@ -90,7 +91,7 @@ class Backend(ABC):
     Subclasses set ``name`` (the ``backend`` value in device YAML), ``kinds`` (device kinds it serves) and
     ``parallel`` (True when layers may be simulated in separate processes: then the backend must be picklable and
     stateless across calls). Measuring backends are not thread-safe: time one thing at a time. ``params`` are
-    validated in ``__init__`` with :class:`~supernet.InvalidValueError` naming ``params.<field>``.
+    validated in ``__init__`` with :class:`~hwpareto.errors.InvalidValueError` naming ``params.<field>``.
     """
 
     name: ClassVar[str]
@@ -118,7 +119,7 @@ class Backend(ABC):
         """Provenance: host, versions, threads, simulator version, preset, cited figures."""
 
     def check(self) -> None:  # noqa: B027 - an optional hook, a no-op for backends always usable
-        """Raise :class:`~supernet.HwparetoError` when the device is not usable here (no GPU, no simulator)."""
+        """Raise :class:`~hwpareto.errors.HwparetoError` when the device is not usable here (no GPU, no simulator)."""
 
 
 def param(

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
+from hwpareto.errors import HwparetoError
 from profilers._base import Backend, Cost, DeviceSpec, param
 from profilers._modules import layer_module
 from profilers._timing import TimingPolicy, time_calls
-from supernet import HwparetoError, LayerSpec, SearchSpace, SubNetConfig
+from supernet import LayerSpec, SearchSpace, SubNetConfig
 
 __all__ = ["CudaBackend"]
 

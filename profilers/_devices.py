@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hwpareto.errors import InvalidValueError
 from profilers._base import Backend, DeviceSpec
-from supernet import InvalidValueError, check_name
+from supernet import check_name
 from supernet._safeload import load_yaml
 
 __all__ = [

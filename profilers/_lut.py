@@ -20,20 +20,12 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from pareto import Store
+from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._tables import csv_safe
+from pareto import Store
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
-from supernet import (
-    HwparetoError,
-    InvalidValueError,
-    LayerSpec,
-    SearchSpace,
-    SubNetConfig,
-    check_metric_value,
-    check_name,
-    metric_range,
-)
+from supernet import LayerSpec, SearchSpace, SubNetConfig, check_metric_value, check_name, metric_range
 
 __all__ = [
     "LUT_SCHEMES",

@@ -75,8 +75,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from hwpareto.errors import InvalidValueError
 from profilers._base import Backend, Cost, DeviceSpec, UnmappableLayerError, param
-from supernet import InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
+from supernet import LayerSpec, SearchSpace, SubNetConfig
 
 __all__ = ["MODEL_VERSION", "ReRAMBackend", "ReRAMParams"]
 

@@ -67,9 +67,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError, param
 from profilers._devices import PRESETS_DIR
-from supernet import HwparetoError, InvalidValueError, LayerSpec, SearchSpace, SubNetConfig
+from supernet import LayerSpec, SearchSpace, SubNetConfig
 from supernet._safeload import parse_yaml, read_bytes
 
 __all__ = ["ZIGZAG_DIR", "ZigZagBackend"]

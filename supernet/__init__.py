@@ -2,7 +2,6 @@
 
 from supernet._checks import NAME_CHARS, check_metric_value, check_name, metric_range, show_name
 from supernet._declarative import DeclarativeSpace, load_space_file, space_from_dict
-from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
 from supernet._registry import BUILTIN_SPACES, get_space, list_spaces, register_space
 from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
 from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig, unique_layers
@@ -12,11 +11,8 @@ __all__ = [
     "BUILTIN_SPACES",
     "NAME_CHARS",
     "OPS",
-    "CapabilityError",
     "DeclarativeSpace",
     "Dimension",
-    "HwparetoError",
-    "InvalidValueError",
     "LayerCounts",
     "LayerSpec",
     "LayerTerm",

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from supernet._checks import check_name
 from hwpareto.errors import InvalidValueError
+from supernet._checks import check_name
 from supernet._safeload import load_yaml
 from supernet._space import SearchSpace
 from supernet._types import MAX_CHOICES, Dimension
@@ -24,7 +24,7 @@ MAX_DESCRIPTION = 4_096  # characters of a description
 
 class DeclarativeSpace(SearchSpace):
     """A space defined only by its dimensions: sampling, validation, encoding and Optuna distributions work;
-    layers, SuperNet and extraction raise :class:`~supernet.CapabilityError`."""
+    layers, SuperNet and extraction raise :class:`~hwpareto.errors.CapabilityError`."""
 
     has_model = False
 

@@ -2,8 +2,8 @@
 
 Every YAML/JSON document a user hands to hwpareto (device YAML, space file, ZigZag hardware file, config JSON,
 JSONL configs, dashboard uploads) is read here, so a hostile or careless file fails fast with a
-:class:`~supernet.HwparetoError` naming the file, the limit and the value instead of exhausting memory or printing
-a traceback:
+:class:`~hwpareto.errors.HwparetoError` naming the file, the limit and the value instead of exhausting memory or
+printing a traceback:
 
 * the file is at most :data:`MAX_FILE_BYTES` (checked before reading, then while reading);
 * it is UTF-8 text (else "expected UTF-8 text, got binary data at byte N");

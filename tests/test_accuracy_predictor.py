@@ -15,18 +15,11 @@ from scipy.stats import kendalltau
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from predictors._accuracy import AccuracyPredictor
 from predictors._features import NB201_PATHS, SpaceFeatures, nb201_canonical
 from predictors._portable import dumps
-from supernet import (
-    DeclarativeSpace,
-    Dimension,
-    HwparetoError,
-    InvalidValueError,
-    SearchSpace,
-    SubNetConfig,
-    get_space,
-)
+from supernet import DeclarativeSpace, Dimension, SearchSpace, SubNetConfig, get_space
 from supernet.nb201 import NB201Space
 
 FAST: dict[str, Any] = {"n_models": 3, "n_estimators": 60, "learning_rate": 0.1, "cv": 3}

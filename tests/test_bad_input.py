@@ -319,7 +319,7 @@ def test_alias_bomb_parses_in_bounded_memory_and_time(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-        from supernet import HwparetoError
+        from hwpareto.errors import HwparetoError
         from supernet._safeload import load_yaml
         try:
             load_yaml({str(tmp_path / "bomb.yaml")!r}, "device file")

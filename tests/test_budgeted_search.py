@@ -8,8 +8,8 @@ import optuna
 import pytest
 from sklearn.linear_model import BayesianRidge
 
+from hwpareto.errors import InvalidValueError
 from pareto._budgeted import _dominator_max, budgeted_search, enqueue_batch, pareto_mask, study_evaluator
-from supernet import InvalidValueError
 from supernet.nb201 import NB201Space
 
 

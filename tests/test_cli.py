@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
+from hwpareto.cli import app
 from pareto import SchemaError, Store
 from pareto._export import load_subnet, verify_bundle
-from hwpareto.cli import app
 from supernet import get_space
 
 runner = CliRunner()
@@ -315,7 +315,7 @@ def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -
     with (out_dir / "weights.safetensors").open("r+b") as fh:  # corrupt the bundle
         fh.seek(-4, 2)
         fh.write(b"\x00\x01\x02\x03")
-    from supernet import HwparetoError
+    from hwpareto.errors import HwparetoError
 
     with pytest.raises(HwparetoError, match="SHA-256 differs"):
         load_subnet(out_dir)

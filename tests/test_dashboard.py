@@ -17,10 +17,11 @@ from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 from dashboard import _data, _figures, _jobs, streamlit_command
+from hwpareto.cli import app as cli
+from hwpareto.errors import HwparetoError
 from pareto import Store, study_results
 from pareto._search import SearchSpec
-from hwpareto.cli import app as cli
-from supernet import HwparetoError, get_space
+from supernet import get_space
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
 
 ROOT = Path(__file__).resolve().parents[1]

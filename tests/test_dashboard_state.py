@@ -12,9 +12,9 @@ from streamlit.testing.v1 import AppTest
 from typer.testing import CliRunner
 
 from dashboard import _jobs, _state
+from hwpareto.cli import app as cli
 from pareto import Store
 from pareto._search import SPEC_ATTR, SearchSpec
-from hwpareto.cli import app as cli
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
 from tests.test_dashboard import ROOT, page, texts, wait_for
 

@@ -11,9 +11,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import _data, _explore
+from hwpareto.errors import InvalidValueError
 from pareto import Store
 from pareto._search import SearchSpec
-from supernet import InvalidValueError
 from tests.dashboard_store import STUDY
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from hwpareto.cli import app
 from pareto import Store
 from pareto._demo import DEMO_SPACES, SIM_DEVICES
 from pareto._export import verify_bundle
-from hwpareto.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

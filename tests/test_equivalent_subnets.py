@@ -12,11 +12,11 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
+from hwpareto.cli import app
+from hwpareto.store._optuna import TrialRow, bulk_add_trials
 from pareto import Store
 from pareto._analysis import study_results
-from hwpareto.store._optuna import TrialRow, bulk_add_trials
 from pareto._search import SearchSpec, load_trials, run_surrogate
-from hwpareto.cli import app
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 

@@ -12,9 +12,10 @@ from scipy.stats import spearmanr
 from sklearn.base import clone, is_regressor
 from sklearn.exceptions import NotFittedError
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from predictors._fewshot import FewShotLatency, reference_set
 from predictors._portable import dumps
-from supernet import DeclarativeSpace, Dimension, HwparetoError, InvalidValueError, get_space
+from supernet import DeclarativeSpace, Dimension, get_space
 from supernet.nb201._space import EDGES, NB201Space
 
 

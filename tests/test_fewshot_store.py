@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pareto import MeasurementIn, Store
 from hwpareto.cli import app
+from hwpareto.errors import InvalidValueError
+from pareto import MeasurementIn, Store
 from predictors._service import (
     KNOWN_MIN_SUBNETS,
     choose_known,
@@ -23,7 +24,7 @@ from predictors._service import (
     predict_table,
     train_latency,
 )
-from supernet import InvalidValueError, LayerSpec, get_space
+from supernet import LayerSpec, get_space
 
 SPACE = get_space("nb201")
 ALL = [SPACE.from_index(i) for i in range(15625)]

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from supernet import InvalidValueError, SubNetConfig, get_space
+from hwpareto.errors import InvalidValueError
+from supernet import SubNetConfig, get_space
 from supernet.gpt import GPTSpace
 from supernet.gpt._model import GPTSuperNet
 

@@ -22,15 +22,16 @@ import pytest
 from sqlalchemy import insert
 from typer.testing import CliRunner
 
-from pareto import Store
-from hwpareto.store._models import Device
-from pareto._search import SearchSpec, load_trials
-from hwpareto.store._tables import csv_safe, write_wide_csv
-from pareto._worker import run_now
 from hwpareto.cli import app
+from hwpareto.errors import InvalidValueError
+from hwpareto.store._models import Device
+from hwpareto.store._tables import csv_safe, write_wide_csv
+from pareto import Store
+from pareto._search import SearchSpec, load_trials
+from pareto._worker import run_now
 from profilers import DeviceSpec, backend_for, build_lut, load_device_file
 from profilers._zigzag import ZIGZAG_DIR
-from supernet import InvalidValueError, check_metric_value, check_name, get_space, show_name
+from supernet import check_metric_value, check_name, get_space, show_name
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()

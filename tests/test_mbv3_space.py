@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from supernet import InvalidValueError, get_space
+from hwpareto.errors import InvalidValueError
+from supernet import get_space
 from supernet.mbv3 import MobileNetV3Space, make_divisible
 
 # Extracted SubNets run the same kernels on the same sliced weights as the SuperNet, so outputs agree to float

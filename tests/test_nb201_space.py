@@ -14,7 +14,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from supernet import InvalidValueError, SubNetConfig, get_space
+from hwpareto.errors import InvalidValueError
+from supernet import SubNetConfig, get_space
 from supernet.nb201 import NB201Space
 from supernet.nb201._space import OPS
 

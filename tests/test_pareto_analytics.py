@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from hwpareto.errors import InvalidValueError
 from pareto._pareto import (
     front_for_budget,
     front_recall,
@@ -21,7 +22,6 @@ from pareto._pareto import (
     operating_point_table,
     operating_points,
 )
-from supernet import InvalidValueError
 
 SEEDS = [0, 1, 2, 3]
 

@@ -11,8 +11,9 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from typer.testing import CliRunner
 
-from pareto import MeasurementIn, Store
 from hwpareto.cli import app
+from hwpareto.errors import HwparetoError, InvalidValueError
+from pareto import MeasurementIn, Store
 from predictors import (
     LatencyPredictor,
     check_drift,
@@ -22,7 +23,7 @@ from predictors import (
     train_latency,
 )
 from profilers import DeviceSpec, backend_for, build_lut, measure_subnets
-from supernet import HwparetoError, InvalidValueError, get_space
+from supernet import get_space
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MBV3_SMALL = {"r": [160], "w": [1.0]}

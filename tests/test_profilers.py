@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from pareto import Store
 from profilers import (
     BACKENDS,
@@ -32,7 +33,7 @@ from profilers import (
 )
 from profilers._fake import FakeBackend
 from profilers._modules import layer_module
-from supernet import HwparetoError, InvalidValueError, LayerSpec, get_space
+from supernet import LayerSpec, get_space
 from tests.test_profilers_common import SMALL_LAYERS
 
 FAKE = DeviceSpec("fake-dev", "fake", "fake", {"gmacs_per_s": 5.0})

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from hwpareto.errors import InvalidValueError
 from profilers._base import Cost, DeviceSpec, UnmappableLayerError
 from profilers._devices import PRESETS_DIR, load_device_file
 from profilers._reram import MODEL_VERSION, ReRAMBackend, ReRAMParams
-from supernet import InvalidValueError, LayerSpec, get_space
+from supernet import LayerSpec, get_space
 
 PRESET = PRESETS_DIR / "cim-reram.yaml"
 CONV = LayerSpec("conv2d", cin=64, cout=128, kernel=3, h=16, w=16)

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 import yaml
 
+from hwpareto.errors import InvalidValueError
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import PRESETS_DIR, backend_for, load_device_file
 from profilers._zigzag import ZIGZAG_DIR, ZigZagBackend
-from supernet import InvalidValueError, LayerSpec, get_space
+from supernet import LayerSpec, get_space
 
 pytest.importorskip("zigzag", reason="the zigzag backend needs the zigzag-dse package")
 

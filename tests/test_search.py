@@ -12,15 +12,16 @@ import optuna
 import pytest
 from typer.testing import CliRunner
 
+from hwpareto.cli import app
+from hwpareto.errors import InvalidValueError
 from pareto import Store
 from pareto._analysis import export_trial, study_results
 from pareto._objectives import parse_budget, parse_objective
 from pareto._pareto import hypervolume
 from pareto._search import SearchSpec, load_trials, run_surrogate
 from pareto._worker import run_now, run_worker, submit
-from hwpareto.cli import app
 from profilers import DeviceSpec, backend_for, build_lut
-from supernet import InvalidValueError, get_space
+from supernet import get_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 FIX = {"r": 224, "w": 1.0}

@@ -13,10 +13,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from hwpareto.errors import CapabilityError, InvalidValueError
 from supernet import (
-    CapabilityError,
     Dimension,
-    InvalidValueError,
     LayerSpec,
     SearchSpace,
     get_space,
@@ -213,7 +212,7 @@ def test_declarative_space_errors(doc: object, message: str) -> None:
 
 
 def test_space_file_errors(tmp_path: Path) -> None:
-    from supernet import HwparetoError
+    from hwpareto.errors import HwparetoError
 
     with pytest.raises(HwparetoError, match="cannot read"):
         load_space_file(tmp_path / "missing.yaml")

@@ -21,9 +21,10 @@ from sqlalchemy import create_engine, func, inspect, make_url, select, text
 
 import hwpareto.store._store
 import supernet._registry
-from pareto import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
+from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._models import VERSION_TABLE, Base, Device, Export, Measurement, SubNet, include_name
-from supernet import DeclarativeSpace, Dimension, HwparetoError, InvalidValueError, SubNetConfig, get_space
+from pareto import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
+from supernet import DeclarativeSpace, Dimension, SubNetConfig, get_space
 
 HEAD = "0002_predictors_searches"
 HWP_TABLES = {

@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from hwpareto.cli import app
+from hwpareto.errors import HwparetoError, InvalidValueError
 from pareto import Store
 from pareto._export import load_supernet
 from pareto._importer import ColumnMap, import_table
-from hwpareto.cli import app
-from supernet import HwparetoError, InvalidValueError, get_space
+from supernet import get_space
 from supernet.data import (
     SPLITS,
     ImageData,

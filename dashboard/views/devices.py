@@ -8,8 +8,8 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard import _data, _figures, _jobs, _state, _ui
+from hwpareto.errors import HwparetoError
 from profilers import LOCAL_CPU, backend_for, presets
-from supernet import HwparetoError
 
 st.title("Devices")
 db = _ui.store()

@@ -8,8 +8,8 @@ import json
 import streamlit as st
 
 from dashboard import _data, _state, _ui
+from hwpareto.errors import HwparetoError
 from hwpareto.store._tables import csv_safe
-from supernet import HwparetoError
 
 st.title("Export")
 db = _ui.store()

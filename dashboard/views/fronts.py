@@ -8,7 +8,7 @@ import json
 import streamlit as st
 
 from dashboard import _data, _figures, _state, _ui
-from supernet import HwparetoError, InvalidValueError
+from hwpareto.errors import HwparetoError, InvalidValueError
 
 st.title("Fronts")
 db = _ui.store()

@@ -8,9 +8,9 @@ from datetime import timedelta
 import streamlit as st
 
 from dashboard import _data, _figures, _jobs, _state, _ui
+from hwpareto.errors import HwparetoError
 from pareto import submit
 from pareto._search import SAMPLERS
-from supernet import HwparetoError
 
 st.title("Search")
 db = _ui.store()

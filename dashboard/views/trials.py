@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import _data, _explore, _state, _ui
-from supernet import HwparetoError
+from hwpareto.errors import HwparetoError
 
 ROWS = 1000  # rows shown at most (the count says how many match)
 

@@ -11,7 +11,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from supernet import HwparetoError, InvalidValueError, SearchSpace, get_space, list_spaces, show_name
+from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet import SearchSpace, get_space, list_spaces, show_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -19,7 +19,7 @@ from hwpareto.cli._common import (
     parse_scalar,
     print_table,
 )
-from supernet import InvalidValueError
+from hwpareto.errors import InvalidValueError
 
 
 # ---------------------------------------------------------------------------------------------------- data

@@ -23,7 +23,8 @@ from hwpareto.cli._common import (
     read_configs,
     read_json,
 )
-from supernet import InvalidValueError, check_name
+from hwpareto.errors import InvalidValueError
+from supernet import check_name
 
 
 # ---------------------------------------------------------------------------------------------------- devices

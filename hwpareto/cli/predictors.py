@@ -21,7 +21,8 @@ from hwpareto.cli._common import (
     read_configs,
     read_json,
 )
-from supernet import HwparetoError, InvalidValueError, check_name
+from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet import check_name
 
 
 # ---------------------------------------------------------------------------------------------------- predictors

@@ -20,7 +20,8 @@ from hwpareto.cli._common import (
     echo_json,
     resolve_space,
 )
-from supernet import InvalidValueError, SearchSpace
+from hwpareto.errors import InvalidValueError
+from supernet import SearchSpace
 
 # ---------------------------------------------------------------------------------------------------- training
 DataOpt = Annotated[

@@ -46,6 +46,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
+from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._models import (
     DEVICE_KINDS,
     PREDICTOR_KINDS,
@@ -68,8 +69,6 @@ from hwpareto.store._models import (
 from supernet import (
     BUILTIN_SPACES,
     DeclarativeSpace,
-    HwparetoError,
-    InvalidValueError,
     SearchSpace,
     SubNetConfig,
     check_metric_value,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from hwpareto.errors import HwparetoError
 from hwpareto.store._store import Store
-from supernet import HwparetoError, SearchSpace
+from supernet import SearchSpace
 
 __all__ = ["FORMULA_PREFIXES", "csv_safe", "wide_table", "write_wide_csv"]
 
