@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from hwpareto.errors import HwparetoError
+from hwpareto.resources import data_path
 from hwpareto.store._store import Store
 from supernet import SearchSpace
 
 __all__ = ["DEMO_SPACES", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "run_demo"]
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = data_path()
 SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", "cim-reram")
 """Simulated presets whose LUTs ship in ``data/luts/<device>.csv`` (``make demo-luts`` regenerates them)."""
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError
+from hwpareto.resources import data_path
 from supernet import SearchSpace, SubNetConfig, get_space
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ __all__ = [
     "verify_bundle",
 ]
 
-SHIPPED = Path(__file__).resolve().parents[1] / "data" / "demo"
+SHIPPED = data_path("demo")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
