@@ -179,7 +179,9 @@ def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolut
         return ImageData(
             "digits",
             classes,
-            **splits,
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
             description=f"scikit-learn digits, 8x8 grey, split 60/20/20 by index hash (seed {seed})",
         )
     gen = torch.Generator().manual_seed(seed)
@@ -197,7 +199,9 @@ def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolut
     return ImageData(
         "digits-affine",
         classes,
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         augment=DIGITS_AFFINE,
         description=f"scikit-learn digits under random affine distortions (rotation +-30 deg, zoom "
         f"0.8-1.2, shift +-15 %), split 60/20/20 by index hash (seed {seed}); val/test: {copies} fixed "
@@ -251,7 +255,9 @@ def image_folder(path: str | Path, resolution: int = 32, seed: int = 0) -> Image
     return ImageData(
         f"folder:{root.name}",
         tuple(classes),
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"image folder {root} ({len(files)} images, {len(classes)} classes) at "
         f"{resolution} px, split by {how}",
     )
@@ -342,7 +348,9 @@ def cifar10_batches(path: str | Path, seed: int = 0) -> ImageData:
     return ImageData(
         "cifar10",
         classes,
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"CIFAR-10 python batches in {root}: test_batch as test, data batches split 85/15 "
         f"into train/val by file-name hash (seed {seed})",
     )
@@ -377,7 +385,9 @@ def text_file(paths: str | Path | Sequence[str | Path], seed: int = 0) -> TextDa
     names = ", ".join(f.name for f in files)
     return TextData(
         f"text:{files[0].stem}",
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"text {names}: {TEXT_BLOCK}-byte blocks split 70/15/15 by hash (seed {seed})",
     )
 
@@ -392,7 +402,9 @@ def stdlib_corpus(seed: int = 0) -> TextData:
     splits = _text_splits(((f.name, f.read_bytes()) for f in files), seed)
     return TextData(
         "stdlib",
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"Python {sysconfig.get_python_version()} standard library: {len(files)} top-level "
         f".py files in {root}, bytes, split 70/15/15 by file-name hash (seed {seed})",
     )

@@ -90,7 +90,7 @@ class _Task(Protocol):
 
 
 class _ImageTask:
-    metrics = ("acc_pct", "loss")
+    metrics: tuple[str, ...] = ("acc_pct", "loss")
 
     def __init__(self, space: SearchSpace, data: ImageData, device: torch.device) -> None:
         self.space, self.data, self.device = space, data, device
@@ -141,7 +141,7 @@ class _ImageTask:
 
 
 class _TextTask:
-    metrics = ("acc_pct", "loss", "ppl")
+    metrics: tuple[str, ...] = ("acc_pct", "loss", "ppl")
 
     def __init__(self, space: SearchSpace, data: TextData, device: torch.device) -> None:
         if space.input_dimension is None:
@@ -289,7 +289,7 @@ def train_supernet(
             nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            losses["lr"] = sched.get_last_lr()[0]
+            losses["lr"] = float(sched.get_last_lr()[0])
             history.append(losses)
             if progress is not None:
                 progress(step + 1, steps, losses)
