@@ -75,7 +75,7 @@ def test_objective_and_budget_syntax() -> None:
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"sampler": "cmaes"}, "sampler: expected one of nsga2, random, nsga3, tpe"),
+        ({"sampler": "cmaes"}, "sampler: expected one of nsga2, nsga3, random, tpe, got 'cmaes'"),
         ({"objectives": ()}, "objectives: expected at least one"),
         ({"objectives": ("params", "params")}, "expected distinct metrics"),
         ({"n_trials": 0}, "n_trials: expected an integer >= 1"),
