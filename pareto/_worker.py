@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 from optuna.storages._rdb import models
@@ -29,16 +29,21 @@ from hwpareto.store._store import Store
 from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, run_budgeted, validate_budgeted
 from pareto._search import SearchResult, SearchSpec, run_surrogate, validate_surrogate
 
-__all__ = ["run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
+__all__ = ["MODES", "Mode", "run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
 
 STALE_AFTER_S = 15.0
-Run = Callable[..., SearchResult]
-"""``run(store, spec, *, heartbeat)``: run (or resume) a claimed search; ``heartbeat(done)`` False stops it."""
-MODES: dict[str, tuple[Callable[[Store, SearchSpec], None], Run]] = {
-    "surrogate": (validate_surrogate, run_surrogate),
-    "budgeted": (validate_budgeted, run_budgeted),
-}
-"""Per ``SearchSpec.mode``: the check before any write and the run."""
+
+
+class Mode(NamedTuple):
+    """How the worker runs a search of one ``SearchSpec.mode``."""
+
+    validate: Callable[[Store, SearchSpec], None]
+    """Check the spec against the store before any write."""
+    run: Callable[..., SearchResult]
+    """``run(store, spec, *, heartbeat)``: run (or resume) a claimed search; ``heartbeat(done)`` False stops it."""
+
+
+MODES = {"surrogate": Mode(validate_surrogate, run_surrogate), "budgeted": Mode(validate_budgeted, run_budgeted)}
 
 
 def worker_id() -> str:
@@ -68,7 +73,7 @@ def validate_spec(store: Store, spec: SearchSpec) -> None:
     space = store.space(spec.space)
     for name, value in spec.fixed.items():
         space.dimension(name).coerce(value, space.name)
-    MODES[spec.mode][0](store, spec)
+    MODES[spec.mode].validate(store, spec)
 
 
 def submit(store: Store, spec: SearchSpec) -> dict[str, Any]:
@@ -109,7 +114,7 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
         return alive.progress(done)
 
     try:
-        result = MODES[spec.mode][1](store, spec, heartbeat=beat)
+        result = MODES[spec.mode].run(store, spec, heartbeat=beat)
     except BaseException as exc:
         alive.stop()
         store.finish_search(
@@ -157,7 +162,7 @@ def run_worker(
         log(f"{me}: running search {spec.name} ({spec.mode}, {spec.n_trials} trials)")
         alive = _Beat(store, spec.name, me, heartbeat_s)
         try:
-            result = MODES[spec.mode][1](store, spec, heartbeat=alive.progress)
+            result = MODES[spec.mode].run(store, spec, heartbeat=alive.progress)
         except HwparetoError as exc:
             alive.stop()
             store.finish_search(spec.name, me, "failed", str(exc), trials_done=completed_trials(store, spec.name))
