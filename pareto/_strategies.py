@@ -205,7 +205,7 @@ def _history(
         if arr.size == 0 and 0 in shape:
             arr = arr.reshape(shape)
         if arr.shape != shape:
-            raise InvalidValueError(f"history {name} shape", shape, arr.shape)
+            raise InvalidValueError(f"history {name} shape", str(shape), arr.shape)
         out.append(arr)
     return out[0], out[1]
 
@@ -332,7 +332,8 @@ class OptunaStrategy(Strategy):
         super().__init__(problem, options, configs, values, constraints)
         v, c = _history(problem, configs, values, constraints)
         self.dists = {d.name: d.distribution() for d in problem.space.dimensions}
-        self.study = optuna.create_study(directions=list(problem.directions), sampler=self.sampler())
+        directions: list[Any] = list(problem.directions)
+        self.study = optuna.create_study(directions=directions, sampler=self.sampler())
         self._asked: list[optuna.Trial] = []  # proposals since the last tell
         self._first: dict[str, int] = {}  # canonical config key -> index of the first proposal of it
         for i, config in enumerate(configs):
