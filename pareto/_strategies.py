@@ -283,7 +283,7 @@ class NSGA2Strategy(Strategy):
         winners = np.where(better, a, b).reshape(2, size)
         p1, p2 = self.genes[winners[0]], self.genes[winners[1]]
         swap = (self.rng.random(p1.shape) < 0.5) & (self.rng.random((size, 1)) < 0.9)
-        child = np.where(swap, p2, p1)
+        child: np.ndarray = np.where(swap, p2, p1)
         mutate = self.rng.random(child.shape) < 1.0 / child.shape[1]
         if mutate.any():
             fresh = self.genome.random(self.rng, size)
