@@ -171,7 +171,10 @@ def test_strategy_discovered_through_an_entry_point(
     monkeypatch.delitem(sys.modules, "thirdparty_strategies", raising=False)
     assert "sweep" in registry.names() and set(BUILT_INS) <= set(registry.names())
     run_surrogate(
-        edge, SearchSpec("s1", "mbv3", ("params:max", "latency_ms@edge"), sampler="sweep", n_trials=12, fixed=FIX)
+        edge,
+        SearchSpec(
+            "s1", "mbv3", ("params:max", "latency_ms@edge"), sampler="sweep", n_trials=12, population=4, fixed=FIX
+        ),
     )
     study = optuna.load_study(study_name="s1", storage=edge.optuna_storage())
     assert [t.system_attrs["Sweep:generation"] for t in study.trials] == [0] * 4 + [1] * 4 + [2] * 4
