@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import threading
 import time
 import warnings
@@ -36,6 +38,11 @@ HEARTBEAT_S = 2.0
 
 MAX_RETRY = 3
 """Times the trial of a SubNet whose worker died is retried (then the search fails naming it)."""
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process (what a search's claim and its trials record)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _heartbeat_storage(store: Store, heartbeat_s: float) -> RDBStorage:
@@ -231,7 +238,6 @@ class _Budgeted:
 
     def _run_claimed(self, trial_id: int, number: int) -> bool:
         trial = optuna.Trial(self.study, trial_id)
-        from pareto._worker import worker_id  # the worker module dispatches here
 
         trial.set_user_attr("worker", worker_id())
         stop = threading.Event()

@@ -11,8 +11,6 @@ searches share one Optuna study that every idle worker helps evaluate (:mod:`par
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +24,7 @@ from sqlalchemy import func, select
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._store import Store
-from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, run_budgeted, validate_budgeted
+from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, run_budgeted, validate_budgeted, worker_id
 from pareto._search import SearchResult, SearchSpec, run_surrogate, validate_surrogate
 
 __all__ = ["MODES", "Mode", "run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
@@ -44,11 +42,6 @@ class Mode(NamedTuple):
 
 
 MODES = {"surrogate": Mode(validate_surrogate, run_surrogate), "budgeted": Mode(validate_budgeted, run_budgeted)}
-
-
-def worker_id() -> str:
-    """``host:pid`` of this process."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def completed_trials(store: Store, name: str) -> int | None:
