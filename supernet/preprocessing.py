@@ -39,6 +39,8 @@ class ImagePreprocessing:
     """``affine``: one batch of the dataset's training distortions; ``ofa``: OFA's transform and averaging."""
     calibration_images: int
     calibration_batch_images: int
+    antialias: bool
+    """Whether downscaling stored images to a SubNet's resolution smooths first (as PIL, which OFA's transforms use)."""
 
     def resize_px(self, resolution_px: int) -> int:
         """The shorter side an image is resized to before the centre crop of ``resolution_px``."""
@@ -70,6 +72,7 @@ HWPARETO_IMAGES = ImagePreprocessing(
     calibration="affine",
     calibration_images=500,
     calibration_batch_images=500,
+    antialias=False,
 )
 OFA_IMAGENET = ImagePreprocessing(
     name="ofa-imagenet",
@@ -79,4 +82,5 @@ OFA_IMAGENET = ImagePreprocessing(
     calibration="ofa",
     calibration_images=2000,
     calibration_batch_images=200,
+    antialias=True,
 )

@@ -228,14 +228,14 @@ def import_ofa_checkpoint(source: str | Path, out: str | Path) -> OfaImport:
 
     src, dst = Path(source), Path(out)
     width, state = convert_ofa_state(read_ofa_state(src), f"OFA checkpoint {src}")
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
     name = space_name(width)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_file(
             state,
             str(dst),
-            metadata={"space": name, "format": FORMAT, "width": str(width), "source": src.name, "source_sha256": digest},
+            metadata={"space": name, "format": FORMAT, "width": str(width), "source": src.name, "source_sha256": sha},
         )
     except OSError as exc:
         raise HwparetoError(f"--out {dst}: cannot write ({exc.strerror})") from None
@@ -267,7 +267,8 @@ def ofa_config(space: MobileNetV3Space, doc: Any, checkpoint: str | Path | None 
         raise InvalidValueError("OFA config", "a JSON object with ks, e, d, r or image_size, wid", type(doc).__name__)
     extra = [k for k in doc if k not in OFA_CONFIG_KEYS]
     if extra:
-        raise InvalidValueError("OFA config", "only the keys " + ", ".join(OFA_CONFIG_KEYS), "extra " + ", ".join(extra))
+        allowed = "only the keys " + ", ".join(OFA_CONFIG_KEYS)
+        raise InvalidValueError("OFA config", allowed, "extra " + ", ".join(extra))
     record = {k: doc[k] for k in ("ks", "e", "d") if k in doc}
     sizes = [_one(doc[k], k) for k in ("r", "image_size") if doc.get(k) is not None]
     if not sizes:
