@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.errors import HwparetoError
 from hwpareto.resources import data_path
 from supernet import SearchSpace, SubNetConfig, get_space
 
@@ -60,8 +60,8 @@ def load_supernet(space: SearchSpace, checkpoint: str | Path | None = None, seed
     except (OSError, SafetensorError) as exc:
         raise HwparetoError(f"checkpoint {path}: not a readable safetensors file ({exc})") from None
     if meta.get("space", space.name) != space.name:  # e.g. OFA's w1.2 network is no SuperNet of width 1.0
-        held = meta["space"] + (f" (width {meta['width']} only)" if "width" in meta else "")
-        raise InvalidValueError(f"checkpoint {path}", f"a SuperNet of space {space.name!r}", f"one of space {held}")
+        held = repr(meta["space"]) + (f" (width {meta['width']} only)" if "width" in meta else "")
+        raise HwparetoError(f"checkpoint {path}: expected a SuperNet of space {space.name!r}, got one of space {held}")
     try:
         supernet.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # missing/unexpected keys or shape mismatches

@@ -86,6 +86,7 @@ def read_ofa_state(path: str | Path) -> dict[str, torch.Tensor]:
     tensors, dicts, lists and numbers; any other class or function in the pickle is refused before it is called,
     with its name in a one-line error). A ``{"state_dict": ...}`` checkpoint gives its ``state_dict``."""
     import pickle
+    import warnings
 
     import torch
 
@@ -97,7 +98,9 @@ def read_ofa_state(path: str | Path) -> dict[str, torch.Tensor]:
     if size > MAX_CHECKPOINT_BYTES:
         raise HwparetoError(f"OFA checkpoint {p}: expected at most {MAX_CHECKPOINT_BYTES:,} bytes, got {size:,}")
     try:
-        doc = torch.load(p, map_location="cpu", weights_only=True, mmap=False)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says enough
+            warnings.simplefilter("ignore")
+            doc = torch.load(p, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
         raise HwparetoError(f"OFA checkpoint {p}: {_refusal(str(exc))} (refused, nothing executed)") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, KeyError) as exc:
@@ -125,7 +128,7 @@ def _refusal(message: str) -> str:
     if found:
         return f"the pickle refers to {found.group(1)}: only tensors and plain containers may be loaded"
     reason = next((line.strip() for line in message.splitlines() if "Unsupported" in line), "")
-    return f"the pickle holds something other than tensors and plain containers ({reason[:200] or 'unknown'})"
+    return f"not a pickle of tensors and plain containers only ({reason[:200] or 'unreadable'})"
 
 
 # ---------------------------------------------------------------------------------------------------- names
