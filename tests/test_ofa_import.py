@@ -130,6 +130,7 @@ def _configs(space: OFAMobileNetV3Space, n: int, seed: int) -> Iterator[Any]:
         yield space.validate(space.sample(rng).values | {"r": RESOLUTIONS[i % len(RESOLUTIONS)]})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
 def test_imported_subnets_and_onnx_equal_ofa(
     width: float, imported: dict[float, tuple[Any, Path]], tmp_path: Path
@@ -282,6 +283,7 @@ def _norms(module: nn.Module) -> list[nn.BatchNorm2d]:
     return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
+@pytest.mark.slow
 def test_bn_recalibration_and_accuracy_as_ofa(
     ofa: Any, imported: dict[float, tuple[Any, Path]], tmp_path: Path
 ) -> None:
