@@ -17,6 +17,8 @@ _BUILTIN = {
     "nb201": ("supernet.nb201", "NB201Space"),
     "mbv3-digits": ("supernet._demo", "mbv3_digits"),
     "gpt-stdlib": ("supernet._demo", "gpt_stdlib"),
+    "ofa-mbv3-w1.0": ("supernet.mbv3", "ofa_mbv3_w10"),
+    "ofa-mbv3-w1.2": ("supernet.mbv3", "ofa_mbv3_w12"),
 }
 BUILTIN_SPACES = tuple(_BUILTIN)
 _lock = threading.Lock()

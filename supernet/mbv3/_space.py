@@ -11,6 +11,7 @@ import numpy as np
 from hwpareto.errors import InvalidValueError
 from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, SubNetConfig
+from supernet.preprocessing import HWPARETO_IMAGES
 
 if TYPE_CHECKING:
     import torch
@@ -146,6 +147,7 @@ class MobileNetV3Space(SearchSpace):
 
     # ------------------------------------------------------------------ configs
     input_dimension = "r"
+    preprocessing = HWPARETO_IMAGES
 
     def encode(self, config: SubNetConfig) -> np.ndarray:
         """``ks``/``e`` per block (0 for blocks beyond the stage depth), then ``d``, ``r``, ``w``."""
