@@ -536,7 +536,7 @@ def load_study(store: Store, study: str) -> Any:
     frame["feasible"] = feasible
     return StudyResults(
         spec, tuple(objectives), tuple(budgets), frame, _LazyConfigs(store, study_id, frame["number"].to_numpy())
-    )  # type: ignore[arg-type]
+    )
 
 
 def study_summary(results: Any) -> dict[str, Any]:

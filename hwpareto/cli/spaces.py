@@ -44,7 +44,7 @@ def spaces(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
             }
         )
     if json_out:
-        echo_json([resolve_space(r["name"], store).describe() for r in rows])
+        echo_json([resolve_space(str(r["name"]), store).describe() for r in rows])
     else:
         print_table(rows, ["name", "dimensions", "size", "model", "description"], title="search spaces")
 
