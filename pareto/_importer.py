@@ -142,7 +142,7 @@ def import_table(
     if not rows:
         selected = f" among rows where {where}" if where else ""
         raise HwparetoError(f"CSV {p}: no values to import in columns {', '.join(c.column for c in columns)}{selected}")
-    written = store.add_measurements(rows, auto_devices=subject_kind == "device")
+    written = store.measurements.add(rows, auto_devices=subject_kind == "device")
     return ImportReport(str(p), n_rows, len(keys), skipped, written)
 
 

@@ -267,18 +267,18 @@ class StudyRow:
     completed_trials: int
 
 
-def find_study(db: Database, name: str, user_attr: str) -> tuple[int, str | None] | None:
-    """Study ``name``'s id and the JSON text of its user attribute ``user_attr`` (None when unset); None when the
-    store holds no such study."""
+def find_study(db: Database, name: str, user_attr: str | None = None) -> tuple[int, str | None] | None:
+    """Study ``name``'s id and the JSON text of its user attribute ``user_attr`` (None when unset or not asked
+    for); None when the store holds no such study."""
     db.optuna_storage()  # creates Optuna's tables in a new store
-    query = (
-        select(_STUDIES.c.study_id, _STUDY_USER.c.value_json)
-        .outerjoin(_STUDY_USER, (_STUDY_USER.c.study_id == _STUDIES.c.study_id) & (_STUDY_USER.c.key == user_attr))
-        .where(_STUDIES.c.study_name == name)
-    )
     with db.read() as conn:
-        row = conn.execute(query).first()
-    return None if row is None else (int(row[0]), row[1])
+        found = conn.execute(select(_STUDIES.c.study_id).where(_STUDIES.c.study_name == name)).scalar_one_or_none()
+        if found is None or user_attr is None:
+            return None if found is None else (int(found), None)
+        value = conn.execute(
+            select(_STUDY_USER.c.value_json).where(_STUDY_USER.c.study_id == found, _STUDY_USER.c.key == user_attr)
+        ).scalar_one_or_none()
+    return int(found), value
 
 
 def _study_id_of(conn: Connection, name: str) -> int:
