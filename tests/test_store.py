@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -9,7 +10,6 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, func, inspect, make_url, select, text
 import hwpareto.store._measurements
 import supernet._registry
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store import DeviceRecord
+from hwpareto.store import DeviceRecord, PredictorBlob, PredictorRecord, SearchRecord
 from hwpareto.store._models import VERSION_TABLE, Base, Device, Export, Measurement, SubNet, include_name
 from pareto import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
 from supernet import DeclarativeSpace, Dimension, SubNetConfig, get_space
@@ -414,7 +414,7 @@ def test_measurement_filters_and_summary(store: Store) -> None:
     assert every.config_json.iloc[0] == '{"depth":1,"width":8}'
     with pytest.raises(InvalidValueError, match="source"):
         store.measurements.table(source="guessed")
-    assert [asdict(r) for r in store.measurements.summary()] == [
+    assert [dataclasses.asdict(r) for r in store.measurements.summary()] == [
         {
             "space": "toy",
             "subject_kind": "dataset",
@@ -579,3 +579,104 @@ def test_measured_table_is_wide_median_and_leaves_predictions_out(store: Store) 
     some = store.measurements.measured_table("nb201", "latency_ms", ["dev-2", "nobody"])
     assert list(some.columns) == ["dev-2", "nobody"] and some.loc[a.key, "dev-2"] == 5.0
     assert store.measurements.measured_table("nb201", "latency_ms", []).empty
+
+
+# ---------------------------------------------------------------------- repositories and caller-owned transactions
+def test_a_caller_owned_transaction_commits_or_rolls_back_every_repository_write(store: Store) -> None:
+    entry = {"layer_key": "conv", "op": "conv2d", "spec_json": {}, "latency_ms_mean": 1.0, "latency_ms_std": 0.0}
+    with pytest.raises(InvalidValueError, match=r"lut\[0\]"), store.transaction() as conn:
+        store.devices.add("board", "imported", {}, conn=conn)
+        assert store.devices.get("board", conn=conn).kind == "imported"  # visible inside the transaction
+        store.luts.add("board", [entry], conn=conn)  # no "n": rejected after the device was written
+    assert store.devices.list() == []  # the device went with the failed LUT
+    with store.transaction() as conn:
+        store.devices.add("board", "imported", {}, conn=conn)
+        store.luts.add("board", [{**entry, "n": 3}], conn=conn)
+        store.measurements.add(rows(CONFIGS[:1], subject="board"), conn=conn)
+    board = store.devices.get("board")
+    assert (board.lut_entries, board.measurements) == (1, 2)
+
+
+def test_predictor_records(store: Store) -> None:
+    store.devices.add("dev0", "cpu", {})
+    with pytest.raises(InvalidValueError, match="none yet: hwpareto train"):
+        store.predictors.load("p")
+    store.predictors.save(
+        "p", kind="latency", space="toy", metric="latency_ms", blob=b"{}", meta={"n": 1}, device="dev0"
+    )
+    listed = store.predictors.list("toy")
+    assert [type(p) for p in listed] == [PredictorRecord] and listed[0].device == "dev0" and listed[0].meta == {"n": 1}
+    loaded = store.predictors.load("p")
+    assert isinstance(loaded, PredictorBlob) and loaded.blob == b"{}" and loaded.name == listed[0].name
+    store.predictors.update_meta("p", {"n": 2})
+    assert store.predictors.load("p").meta == {"n": 2} and store.predictors.list("other") == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.meta = {}  # type: ignore[misc]
+    for bad, field in (({"kind": "speed"}, "predictor.kind"), ({"blob": b""}, "predictor.blob")):
+        args = {"kind": "latency", "space": "toy", "metric": "latency_ms", "blob": b"{}", "meta": {}, **bad}
+        with pytest.raises(InvalidValueError) as error:
+            store.predictors.save("q", **args)  # type: ignore[arg-type]
+        assert error.value.field == field
+    with pytest.raises(InvalidValueError, match="one of dev0"):
+        store.predictors.save("q", kind="latency", space="toy", metric="m", blob=b"1", meta={}, device="ghost")
+
+
+def test_search_queue_records(store: Store) -> None:
+    queued = store.searches.submit("s1", "toy", {"n_trials": 5}, 5)
+    assert isinstance(queued, SearchRecord) and (queued.status, queued.worker, queued.study_name) == (
+        "queued",
+        None,
+        "s1",
+    )
+    with pytest.raises(InvalidValueError, match="a name not used"):
+        store.searches.submit("s1", "toy", {}, 5)
+    claimed = store.searches.claim("w1")
+    assert claimed is not None and (claimed.name, claimed.status, claimed.worker) == ("s1", "running", "w1")
+    assert claimed.heartbeat_at is not None and store.searches.claim("w2") is None  # running, not stale
+    assert store.searches.heartbeat("s1", "w1", 3) and not store.searches.heartbeat("s1", "w2", 3)
+    with pytest.raises(InvalidValueError, match="a finished, failed or cancelled search to delete"):
+        store.searches.delete("s1")
+    with pytest.raises(InvalidValueError) as error:
+        store.searches.finish("s1", "w1", "great")
+    assert (error.value.field, error.value.got) == ("search.status", "great")
+    store.searches.finish("s1", "w1", "done", trials_done=5)
+    assert (store.searches.get("s1").status, store.searches.get("s1").trials_done) == ("done", 5)
+    store.searches.requeue("s1", 8)
+    again = store.searches.get("s1")
+    assert (again.status, again.n_trials, again.params) == ("queued", 8, {"n_trials": 8})
+    store.searches.finish("s1", None, "cancelled")  # type: ignore[arg-type]  # no owner: nothing changes
+    assert [s.name for s in store.searches.list()] == ["s1"]
+
+
+def test_optuna_bulk_writes_and_readers(store: Store) -> None:
+    from hwpareto.store import _optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=store.optuna_storage(), directions=["minimize", "maximize"])
+    study.set_user_attr("spec", {"space": "toy"})
+    dist = {"width": optuna.distributions.CategoricalDistribution((8, 16, 32))}
+    written = [
+        _optuna.TrialRow(
+            {"width": c.values["width"]},
+            dist,
+            [float(i), math.inf if i == 1 else -float(i)],
+            {"latency_ms <= 2": float(i) - 2},
+            {"config": c.values, "config_key": c.key},
+            system_attrs={"generation": i // 2},
+        )
+        for i, c in enumerate(CONFIGS[:3])
+    ]
+    ids = _optuna.bulk_add_trials(store, _optuna.study_id(study), written)
+    assert _optuna.completed_marker(store, "s") == (3, max(ids))
+    assert _optuna.find_study(store, "s", "spec") == (_optuna.study_id(study), '{"space": "toy"}')
+    assert _optuna.find_study(store, "none") is None
+    assert [s.name for s in _optuna.studies_with_user_attr(store, "spec")] == ["s"]
+    assert _optuna.last_generation(store, _optuna.study_id(study), "generation") == 1
+    trials, values, constraints = _optuna.load_trials(store, "s")
+    assert [t["config_key"] for t in trials] == [c.key for c in CONFIGS[:3]]
+    assert values.tolist() == [[0.0, 0.0], [1.0, math.inf], [2.0, -2.0]] and constraints[:, 0].tolist() == [-2, -1, 0]
+    stored = optuna.load_study(study_name="s", storage=store.optuna_storage()).trials
+    assert [t.values for t in stored] == values.tolist() and stored[0].params == {"width": 8}
+    assert _optuna.user_attr_by_number(store, _optuna.study_id(study), "config", [2]) == {2: CONFIGS[2].values}
+    with pytest.raises(InvalidValueError, match="an existing study"):
+        _optuna.load_trials(store, "none")
