@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store._store import MeasurementIn, Store, WriteResult
+from hwpareto.store import MeasurementIn, Store, WriteResult
 from supernet import SearchSpace, check_metric_value, check_name
 
 __all__ = ["ColumnMap", "ImportReport", "import_table", "parse_columns"]

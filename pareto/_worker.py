@@ -33,6 +33,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.store import SearchRecord
 from hwpareto.store._optuna import completed_marker
 from hwpareto.store._store import Store
 from pareto._objectives import Evaluator
@@ -84,7 +85,7 @@ def validate_spec(store: Store, spec: SearchSpec) -> None:
             )
 
 
-def submit(store: Store, spec: SearchSpec) -> dict[str, Any]:
+def submit(store: Store, spec: SearchSpec) -> SearchRecord:
     """Queue ``spec`` (validated first); a name used by another search or study is refused."""
     validate_spec(store, spec)
     try:

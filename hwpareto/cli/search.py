@@ -83,7 +83,7 @@ def search(
     )
     if queue:
         row = submit(s, spec)
-        typer.echo(f"queued search {row['name']!r}: start workers with hwpareto worker --store {s.url}")
+        typer.echo(f"queued search {row.name!r}: start workers with hwpareto worker --store {s.url}")
         return
     validate_spec(s, spec)
     with Progress(
