@@ -48,7 +48,7 @@ def build(path: Path, trials: int) -> float:
         space = get_space("mbv3")
         for name, params in (("edge", {"gmacs_per_s": 5.0}), ("server", {"gmacs_per_s": 80.0, "overhead_us": 30.0})):
             spec = DeviceSpec(name, "fake", "fake", params)
-            store.add_device(name, "fake", spec.to_dict(), backend_for(spec).describe())
+            store.devices.add(name, "fake", spec.to_dict(), backend_for(spec).describe())
             build_lut(store, spec, space, restrict={"r": [224], "w": [1.0]}, workers=1)
         run_surrogate(
             store,

@@ -81,7 +81,7 @@ def run_once(url: str) -> dict[str, float]:
         )
         timings["re-import (no change)"] = time.perf_counter() - start
         start = time.perf_counter()
-        rows = len(store.measurements(space="nb201"))
+        rows = len(store.measurements.table(space="nb201"))
         timings["read back"] = time.perf_counter() - start
     assert rows == 15625 * 16, rows
     return timings

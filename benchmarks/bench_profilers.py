@@ -46,7 +46,7 @@ def lut_vs_e2e(store: Store, n: int, seed: int) -> None:
     start = time.monotonic()
     measure_subnets(store, spec, space, configs)  # stored: the predictor benchmark trains on them
     seconds = time.monotonic() - start
-    table = store.measurements(space="mbv3", subject=spec.name, metric="latency_ms").set_index("config_key")
+    table = store.measurements.table(space="mbv3", subject=spec.name, metric="latency_ms").set_index("config_key")
     measured = np.array([float(table.loc[[c.key], "value"].median()) for c in configs])
     predicted = np.array([lut.latency_sum_ms(space, c) for c in configs])
     ape = np.abs(predicted - measured) / measured

@@ -39,10 +39,10 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 def _copy_luts(target: Store) -> None:
     with Store.open(str(BENCH_STORE)) as source:
         for name in ("cpu-local", "cim-reram"):
-            device = source.get_device(name)
-            target.add_device(name, device["kind"], device["spec"], device["provenance"])
-            rows = source.lut(name).to_dict("records")
-            target.add_lut_entries(name, rows)
+            device = source.devices.get(name)
+            target.devices.add(name, device.kind, device.spec, device.provenance)
+            rows = source.luts.get(name).to_dict("records")
+            target.luts.add(name, rows)
 
 
 def _pg_database() -> tuple[str, psycopg.Connection]:

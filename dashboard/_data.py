@@ -9,15 +9,15 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import text
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.store import _optuna
 from pareto import Store
 from supernet import SearchSpace
 
@@ -65,19 +65,19 @@ __all__ = [
 def device_table(store: Store) -> pd.DataFrame:
     """The device registry: one row per device with its kind, backend, provenance and LUT/measurement counts."""
     rows = []
-    for d in store.list_devices():
-        spec, provenance = d.get("spec") or {}, d.get("provenance") or {}
+    for d in store.devices.list():
+        spec, provenance = d.spec, d.provenance
         rows.append(
             {
-                "device": d["name"],
-                "kind": d["kind"],
+                "device": d.name,
+                "kind": d.kind,
                 "backend": spec.get("backend", "-"),
-                "lut_entries": d["lut_entries"],
-                "measurements": d["measurements"],
+                "lut_entries": d.lut_entries,
+                "measurements": d.measurements,
                 "description": spec.get("description", ""),
                 "provenance": ", ".join(f"{k}: {v}" for k, v in provenance.items() if not isinstance(v, dict | list))
                 or "-",
-                "registered": d["created_at"],
+                "registered": d.created_at,
             }
         )
     columns = ["device", "kind", "backend", "lut_entries", "measurements", "description", "provenance", "registered"]
@@ -88,7 +88,7 @@ def lut_coverage(store: Store, device: str) -> pd.DataFrame:
     """Per space with a model: distinct layers in ``device``'s LUT, distinct layers of the space, coverage (%)."""
     from profilers import lut_entries_per_space
 
-    spaces = [s for s in map(store.space, store.space_names()) if s.has_model]
+    spaces = [s for s in map(store.spaces.get, store.spaces.names()) if s.has_model]
     have = lut_entries_per_space(store, device, spaces)
     rows = []
     for space in spaces:
@@ -107,7 +107,7 @@ def lut_coverage(store: Store, device: str) -> pd.DataFrame:
 def lut_layers(store: Store, device: str) -> pd.DataFrame:
     """``device``'s LUT (batch 1): op, shape (the cost-relevant sizes of the layer key), latency (ms) and energy
     (mJ) per layer."""
-    lut = store.lut(device)
+    lut = store.luts.get(device)
     frame = pd.DataFrame(
         {
             "op": lut["op"],
@@ -156,11 +156,11 @@ def predictor_quality(store: Store, device: str) -> list[PredictorQuality]:
     from predictors import load_model
 
     out = []
-    for p in store.list_predictors():
-        if p.get("device") != device:
+    for p in store.predictors.list():
+        if p.device != device:
             continue
-        space = store.space(p["space"])
-        measured = store.measurements(space=space.name, subject=device, subject_kind="device", metric=p["metric"])
+        space = store.spaces.get(p.space)
+        measured = store.measurements.table(space=space.name, subject=device, subject_kind="device", metric=p.metric)
         measured = (
             measured[measured["source"] != "predicted"]
             .groupby("config_key", as_index=False)
@@ -169,13 +169,11 @@ def predictor_quality(store: Store, device: str) -> list[PredictorQuality]:
         if measured.empty:
             continue
         configs = [space.validate(json.loads(c)) for c in measured["config_json"]]
-        mean, _ = load_model(store, p["name"]).predict(store, configs)
+        mean, _ = load_model(store, p.name).predict(store, configs)
         points = pd.DataFrame(
             {"config_key": measured["config_key"], "measured": measured["measured"], "predicted": mean}
         )
-        out.append(
-            PredictorQuality(p["name"], space.name, p["metric"], points, dict(p["meta"].get("validation") or {}))
-        )
+        out.append(PredictorQuality(p.name, space.name, p.metric, points, dict(p.meta.get("validation") or {})))
     return out
 
 
@@ -183,7 +181,7 @@ def profile_progress(store: Store, device: str, space_name: str) -> tuple[int, i
     """(distinct layers of ``space_name`` in ``device``'s LUT, distinct layers of the space)."""
     from profilers import lut_entries_per_space
 
-    space = store.space(space_name)
+    space = store.spaces.get(space_name)
     try:
         done = lut_entries_per_space(store, device, [space]).get(space.name, 0)
     except InvalidValueError:  # not registered yet: the profile job registers it
@@ -235,7 +233,7 @@ def import_upload(
             report = import_table(
                 store,
                 path,
-                space=store.space(space),
+                space=store.spaces.get(space),
                 columns=parse_columns(list(columns), subject),
                 subject_kind=kind,
                 metric=metric,
@@ -260,11 +258,7 @@ def import_upload(
 # ---------------------------------------------------------------------------------------------------- search
 def quality_objectives(store: Store, space: str) -> list[str]:
     """Objectives a search of ``space`` can maximise: each accuracy predictor's metric@dataset, then analytic."""
-    names = [
-        f"{p['metric']}@{p['dataset']}"
-        for p in store.list_predictors(space)
-        if p["kind"] == "accuracy" and p.get("dataset")
-    ]
+    names = [f"{p.metric}@{p.dataset}" for p in store.predictors.list(space) if p.kind == "accuracy" and p.dataset]
     return [*dict.fromkeys(names), "params:max", "macs:max"]
 
 
@@ -273,11 +267,11 @@ def default_space(store: Store, devices: Sequence[str]) -> str:
     entries for, else the first space."""
     from profilers import lut_entries_per_space
 
-    names = store.space_names()
-    searches = store.list_searches()
-    if searches and searches[0]["space"] in names:
-        return str(searches[0]["space"])
-    spaces = [s for s in map(store.space, names) if s.has_model]
+    names = store.spaces.names()
+    searches = store.searches.list()
+    if searches and searches[0].space in names:
+        return searches[0].space
+    spaces = [s for s in map(store.spaces.get, names) if s.has_model]
     for device in devices:
         covered = lut_entries_per_space(store, device, spaces)
         if covered:
@@ -343,7 +337,7 @@ def make_spec(
         population,
         seed,
         mode=mode,
-        fixed=parse_fixed(fixed, store.space(space)),
+        fixed=parse_fixed(fixed, store.spaces.get(space)),
     )
 
 
@@ -351,16 +345,16 @@ def searches_frame(store: Store) -> pd.DataFrame:
     """The searches table (queue): name, space, status, progress, worker, error."""
     rows = [
         {
-            "search": s["name"],
-            "space": s["space"],
-            "status": s["status"],
-            "trials_done": s["trials_done"],
-            "n_trials": s["n_trials"],
-            "worker": s["worker"] or "",
-            "error": s["error"] or "",
-            "updated": s.get("heartbeat_at") or s.get("created_at"),
+            "search": s.name,
+            "space": s.space,
+            "status": s.status,
+            "trials_done": s.trials_done,
+            "n_trials": s.n_trials,
+            "worker": s.worker or "",
+            "error": s.error or "",
+            "updated": s.heartbeat_at or s.created_at,
         }
-        for s in store.list_searches()
+        for s in store.searches.list()
     ]
     return pd.DataFrame(
         rows, columns=["search", "space", "status", "trials_done", "n_trials", "worker", "error", "updated"]
@@ -370,8 +364,8 @@ def searches_frame(store: Store) -> pd.DataFrame:
 def search_progress(store: Store, name: str, results: Any | None = None) -> dict[str, Any]:
     """A search's queue row plus, once its study has trials (``results``, loaded here when not given), the
     stored trial count, feasible count and hypervolume history."""
-    row = store.get_search(name)
-    out: dict[str, Any] = {**row, "feasible": 0, "stored": 0, "hypervolume": np.empty(0)}
+    row = store.searches.get(name)
+    out: dict[str, Any] = {**asdict(row), "feasible": 0, "stored": 0, "hypervolume": np.empty(0)}
     if results is None:
         try:
             results = load_study(store, name)
@@ -390,24 +384,12 @@ def hwpareto_studies(store: Store) -> list[str]:
     read every trial)."""
     from pareto._search import SPEC_ATTR
 
-    query = (
-        "SELECT s.study_name FROM studies s JOIN study_user_attributes a ON a.study_id = s.study_id "
-        "WHERE a.key = :key ORDER BY s.study_id DESC"
-    )
-    store.optuna_storage()  # creates Optuna's tables in a new store
-    with store.engine.connect() as conn:
-        return list(conn.execute(text(query), {"key": SPEC_ATTR}).scalars())
+    return [study.name for study in _optuna.studies_with_user_attr(store, SPEC_ATTR, count=False)]
 
 
 def study_marker(store: Store, study: str) -> tuple[int, int]:
     """(completed trials, newest trial id) of ``study``: changes whenever trials are added (a cache key)."""
-    query = (
-        "SELECT COUNT(*), COALESCE(MAX(t.trial_id), 0) FROM trials t JOIN studies s ON s.study_id = t.study_id "
-        "WHERE s.study_name = :study AND t.state = 'COMPLETE'"
-    )
-    with store.engine.connect() as conn:
-        count, newest = conn.execute(text(query), {"study": study}).one()
-    return int(count), int(newest)
+    return _optuna.completed_marker(store, study)
 
 
 class _LazyConfigs(Mapping[int, dict[str, Any]]):
@@ -429,14 +411,7 @@ class _LazyConfigs(Mapping[int, dict[str, Any]]):
     def prefetch(self, numbers: Sequence[int]) -> None:
         """Read the configs of ``numbers`` (completed trials) in one query per 500."""
         todo = sorted({int(n) for n in numbers} & self._numbers - set(self._cache))
-        for i in range(0, len(todo), 500):
-            chunk = todo[i : i + 500]
-            query = (
-                f"SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON "
-                f"t.trial_id = a.trial_id WHERE t.study_id = ? AND a.key = 'config' AND t.number IN "
-                f"({', '.join('?' * len(chunk))})"
-            )
-            self._cache.update({int(n): json.loads(v) for n, v in _rows(self._store, query, (self._study_id, *chunk))})
+        self._cache.update(_optuna.user_attr_by_number(self._store, self._study_id, "config", todo))
 
     def __contains__(self, number: object) -> bool:
         return number in self._numbers
@@ -448,86 +423,44 @@ class _LazyConfigs(Mapping[int, dict[str, Any]]):
         return len(self._numbers)
 
 
-def _rows(store: Store, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """A query through the DB-API cursor (plain tuples: 10x faster than ORM rows for 100k-row reads)."""
-    with store.engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        cursor = raw.cursor()
-        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        cursor.execute(query.replace("?", marker), params)
-        rows = list(cursor.fetchall())
-        cursor.close()
-    return rows
-
-
 def load_study(store: Store, study: str) -> Any:
     """The same :class:`pareto.StudyResults` as :func:`pareto.study_results`, read with a few bulk queries and
     configs fetched on demand (a 100,000-trial study loads in well under a second)."""
-    from hwpareto.store._optuna import CONSTRAINT_PREFIX
     from pareto import StudyResults
     from pareto._search import SPEC_ATTR, SearchSpec
 
-    store.optuna_storage()
-    found = _rows(
-        store,
-        "SELECT s.study_id, a.value_json FROM studies s LEFT JOIN study_user_attributes a "
-        "ON a.study_id = s.study_id AND a.key = ? WHERE s.study_name = ?",
-        (SPEC_ATTR, study),
-    )
-    if not found:
+    found = _optuna.find_study(store, study, SPEC_ATTR)
+    if found is None:
         raise InvalidValueError("study", "an existing study in the store", study)
-    study_id, doc = found[0]
+    study_id, doc = found
     if doc is None:
         raise InvalidValueError(f"study {study!r}", "a study run by hwpareto (it has no hwpareto settings)", study)
     spec = SearchSpec.from_dict(json.loads(doc))
     objectives, budgets = spec.parsed()
     trials = pd.DataFrame.from_records(
-        _rows(
-            store,
-            "SELECT t.trial_id, t.number, a.value_json FROM trials t LEFT JOIN trial_user_attributes a ON "
-            "a.trial_id = t.trial_id AND a.key = 'config_key' WHERE t.study_id = ? AND t.state = 'COMPLETE' "
-            "ORDER BY t.trial_id",
-            (study_id,),
-        ),
-        columns=["trial_id", "number", "key"],
+        _optuna.completed_trials(store, study_id, "config_key"), columns=["trial_id", "number", "key"]
     )
     position = pd.Series(np.arange(len(trials)), index=trials["trial_id"].to_numpy(np.int64))
     frame = pd.DataFrame(
         {"number": trials["number"].to_numpy(np.int64), "config_key": trials["key"].str.slice(1, -1).to_numpy(object)}
     )  # JSON strings: "…"
 
-    def column(rows: list[tuple[Any, ...]], names: list[str]) -> pd.DataFrame:
-        table = pd.DataFrame.from_records(rows, columns=names)
+    def completed(table: pd.DataFrame) -> pd.DataFrame:
         return table[table["trial_id"].isin(position.index)]
 
     values = np.full((len(trials), len(objectives)), np.nan)
-    stored = column(
-        _rows(
-            store,
-            "SELECT v.trial_id, v.objective, v.value, v.value_type FROM trial_values v JOIN "
-            "trials t ON t.trial_id = v.trial_id WHERE t.study_id = ?",
-            (study_id,),
-        ),
-        ["trial_id", "objective", "value", "value_type"],
-    )
+    stored = completed(_optuna.trial_values(store, study_id))
     stored = stored[stored["objective"] < len(objectives)]
-    kind = stored["value_type"].to_numpy()
-    values[position[stored["trial_id"]].to_numpy(), stored["objective"].to_numpy(int)] = np.where(
-        kind == "INF_POS", np.inf, np.where(kind == "INF_NEG", -np.inf, stored["value"].to_numpy(float))
-    )
+    values[position[stored["trial_id"]].to_numpy(), stored["objective"].to_numpy(int)] = stored["value"].to_numpy()
     for j, o in enumerate(objectives):
         frame[o.name] = values[:, j]
     feasible = np.ones(len(trials), dtype=bool)
     for b in budgets:
-        named = column(
-            _rows(
-                store,
-                "SELECT s.trial_id, s.value_json FROM trial_system_attributes s JOIN trials t "
-                "ON t.trial_id = s.trial_id WHERE t.study_id = ? AND s.key = ?",
-                (study_id, CONSTRAINT_PREFIX + b.text),
-            ),
-            ["trial_id", "value"],
+        named = completed(
+            pd.DataFrame.from_records(
+                _optuna.trial_system_attr(store, study_id, _optuna.CONSTRAINT_PREFIX + b.text),
+                columns=["trial_id", "value"],
+            )
         )
         violation = np.zeros(len(trials))
         violation[position[named["trial_id"]].to_numpy()] = named["value"].astype(float).to_numpy()
@@ -667,7 +600,7 @@ def budget_input_format(values: Sequence[float] | np.ndarray) -> tuple[float, st
 def typical_costs(store: Store, device: str, space: str, metric: str = "latency_ms", n: int = 32) -> np.ndarray:
     """Typical whole-network costs of ``space`` on ``device``: its measured values, else LUT sums of ``n``
     sampled SubNets (seed 0); empty when neither is there."""
-    measured = store.measurements(space=space, subject=device, metric=metric)
+    measured = store.measurements.table(space=space, subject=device, metric=metric)
     values = measured["value"].to_numpy(float)
     if len(values):
         return values
@@ -675,7 +608,7 @@ def typical_costs(store: Store, device: str, space: str, metric: str = "latency_
         from profilers import Lut
 
         lut = Lut.load(store, device, 1)
-        sp = store.space(space)
+        sp = store.spaces.get(space)
         rng = np.random.default_rng(0)
         total = lut.latency_sum_ms if metric == "latency_ms" else lut.energy_sum_mj
         return np.array([total(sp, sp.sample(rng)) for _ in range(n)], float)
@@ -747,7 +680,7 @@ def config_document(store: Store, results: Any, number: int) -> dict[str, Any]:
     validated against its space."""
     if number not in results.configs:
         raise InvalidValueError("trial", f"a completed trial number of study {results.spec.name!r}", number)
-    config = store.space(results.spec.space).validate(results.configs[number])
+    config = store.spaces.get(results.spec.space).validate(results.configs[number])
     return {"space": results.spec.space, "key": config.key, "values": config.values}
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from dashboard._data import _rows
 from hwpareto.errors import InvalidValueError
+from hwpareto.store import _optuna
 from pareto import Store
 
 __all__ = [
@@ -34,15 +34,12 @@ CONFIG_PREFIX = "cfg:"  # config dims in the trial frame: "cfg:edge0", ...
 def config_frame(store: Store, study: str) -> pd.DataFrame:
     """``number`` and one ``cfg:NAME`` column per config dim of ``study``'s completed trials (one query; list values
     JSON-encoded so every cell is a scalar)."""
-    rows = _rows(
-        store,
-        "SELECT t.number, a.value_json FROM trial_user_attributes a JOIN trials t ON "
-        "t.trial_id = a.trial_id JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = ? AND "
-        "a.key = 'config' AND t.state = 'COMPLETE'",
-        (study,),
-    )
+    found = _optuna.find_study(store, study)
+    rows = [] if found is None else _optuna.completed_trials(store, found[0], "config")
     records = []
-    for number, doc in rows:
+    for _, number, doc in rows:
+        if doc is None:
+            continue
         config = json.loads(doc)
         records.append(
             {
@@ -202,17 +199,17 @@ def delete_study(store: Store, name: str) -> None:
     search raises InvalidValueError and deletes nothing."""
     import optuna
 
-    searches = {s["name"]: s for s in store.list_searches()}
-    if name in searches and searches[name]["status"] in ("queued", "running"):
+    searches = {s.name: s for s in store.searches.list()}
+    if name in searches and searches[name].status in ("queued", "running"):
         raise InvalidValueError(
             f"search {name!r}",
             "a finished, failed or cancelled search to delete (cancel it on the Search page first)",
-            searches[name]["status"],
+            searches[name].status,
         )
     storage = store.optuna_storage()
-    exists = bool(_rows(store, "SELECT study_id FROM studies WHERE study_name = ?", (name,)))
+    exists = _optuna.find_study(store, name) is not None
     if not exists and name not in searches:
         raise InvalidValueError("study", "an existing study in the store", name)
     if exists:
         optuna.delete_study(study_name=name, storage=storage)
-    store.delete_search(name)
+    store.searches.delete(name)

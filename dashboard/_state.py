@@ -29,14 +29,14 @@ def all_searches_frame(store: Store) -> pd.DataFrame:
     searches`` lists them."""
     rows = [
         {
-            "search": s["name"],
-            "space": s["space"],
-            "status": s["status"],
-            "trials_done": s["trials_done"],
-            "n_trials": s["n_trials"],
-            "worker": s["worker"] or "",
-            "error": s["error"] or "",
-            "updated": s.get("heartbeat_at") or s.get("created_at"),
+            "search": s.name,
+            "space": s.space,
+            "status": s.status,
+            "trials_done": s.trials_done,
+            "n_trials": s.n_trials,
+            "worker": s.worker or "",
+            "error": s.error or "",
+            "updated": s.heartbeat_at or s.created_at,
         }
         for s in list_all_searches(store)
     ]
@@ -60,22 +60,22 @@ def search_devices(store: Store, space: str) -> list[str]:
     latency/energy predictor for it."""
     from profilers import lut_entries_per_space
 
-    model = store.space(space)
-    predicted = {p.get("device") for p in store.list_predictors(space) if p.get("device")}
+    model = store.spaces.get(space)
+    predicted = {p.device for p in store.predictors.list(space) if p.device}
     out = []
-    for d in store.list_devices():
-        if d["name"] in predicted or (
-            d["lut_entries"] and model.has_model and lut_entries_per_space(store, d["name"], [model]).get(space)
+    for d in store.devices.list():
+        if d.name in predicted or (
+            d.lut_entries and model.has_model and lut_entries_per_space(store, d.name, [model]).get(space)
         ):
-            out.append(d["name"])
+            out.append(d.name)
     return out
 
 
 def hint_space(store: Store, device: str | None = None, chosen: str | None = None) -> str:
     """The space a next-step hint names: the space ``device``'s LUT covers most, else ``chosen`` (the space
     picked on the page) when it is a space of the store, else the first space with a model, else the first."""
-    names = store.space_names()
-    spaces = [s for s in map(store.space, names) if s.has_model]
+    names = store.spaces.names()
+    spaces = [s for s in map(store.spaces.get, names) if s.has_model]
     if device is not None:
         from profilers import lut_entries_per_space
 
@@ -103,7 +103,7 @@ def watched_progress(store: Store, name: str, results: Any | None) -> dict[str, 
     from its stored trials (status ``study only``)."""
     from dashboard import _data
 
-    if any(s["name"] == name for s in store.list_searches()):
+    if any(s.name == name for s in store.searches.list()):
         return _data.search_progress(store, name, results)
     count, spec = study_trial_counts(store).get(name, (0, {}))
     out: dict[str, Any] = {

@@ -172,7 +172,7 @@ def export_trial(
         raise InvalidValueError(
             "trial", f"a completed trial number of study {study!r} (0..{len(results.configs) - 1})", number
         )
-    space = store.space(results.spec.space)
+    space = store.spaces.get(results.spec.space)
     config = space.validate(results.configs[number])
     metrics = [*results.objectives, *(b.objective for b in results.budgets)]
     if progress is not None:
@@ -183,16 +183,16 @@ def export_trial(
         m.name: {"mean": float(mean[0, j]), "std": float(std[0, j]), "source": evaluator.sources[m]}
         for j, m in enumerate(evaluator.metrics)
     }
-    measured = store.measurements(space=space.name)
+    measured = store.measurements.table(space=space.name)
     measured = measured[measured["config_key"] == config.key]
     predictors = {
-        p["name"]: {
-            "created_at": p["created_at"],
-            "versions": p["meta"].get("versions"),
-            "validation": p["meta"].get("validation"),
+        p.name: {
+            "created_at": p.created_at,
+            "versions": p.meta.get("versions"),
+            "validation": p.meta.get("validation"),
         }
-        for p in store.list_predictors(space.name)
-        if any(p["name"] == f"{m.metric}:{space.name}:{m.subject}" for m in evaluator.metrics)
+        for p in store.predictors.list(space.name)
+        if any(p.name == f"{m.metric}:{space.name}:{m.subject}" for m in evaluator.metrics)
     }
     doc_metrics = {
         "study": study,
@@ -222,5 +222,5 @@ def export_trial(
         progress=progress,
         force=force,
     )
-    store.add_export(config, str(result.directory.resolve()), result.files)
+    store.exports.add(config, str(result.directory.resolve()), result.files)
     return {"directory": str(result.directory), "key": config.key, "files": result.files, **doc_metrics}

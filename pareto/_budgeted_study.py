@@ -87,7 +87,7 @@ def _budgeted_candidates(
         raise InvalidValueError(
             "first objective of a budgeted search", "METRIC@DATASET (the evaluated one)", evaluated.name
         )
-    table = store.measurements(
+    table = store.measurements.table(
         space=space.name, subject=evaluated.subject, subject_kind="dataset", metric=evaluated.metric
     )
     if table.empty:
@@ -118,7 +118,7 @@ def _budgeted_candidates(
 def validate_budgeted(store: Store, spec: SearchSpec) -> None:
     """Check a budgeted spec against the store (the oracle's table, devices, budgets some candidate meets, enough
     candidates and trials for the initial design) before any write."""
-    space = store.space(spec.space)
+    space = store.spaces.get(spec.space)
     objectives, budgets = spec.parsed()
     Evaluator(store, space, [o for o in [*objectives, *(b.objective for b in budgets)] if o != objectives[0]])
     n_candidates = len(_budgeted_candidates(store, space, spec)[1])
@@ -145,7 +145,7 @@ class _Budgeted:
 
     def __init__(self, store: Store, spec: SearchSpec, heartbeat_s: float) -> None:
         self.spec = spec
-        self.space = store.space(spec.space)
+        self.space = store.spaces.get(spec.space)
         self.objectives = spec.parsed()[0]
         self.oracle, self.candidates, self.cheap = _budgeted_candidates(store, self.space, spec)
         self.delay_s = spec.budgeted_options.eval_delay_s

@@ -79,7 +79,7 @@ def default_budget_ms(store: Store, space: SearchSpace, device: str, n: int = 50
 
 
 def _has_energy(store: Store, device: str) -> bool:
-    energy = store.lut(device)["energy_mj_mean"]
+    energy = store.luts.get(device)["energy_mj_mean"]
     return not energy.empty and bool(energy.notna().all())
 
 
@@ -109,12 +109,12 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
     specs = {name: device_spec(store, name) for name in devices}
     step("[2/6] devices: " + ", ".join(f"{n} ({s.kind})" for n, s in specs.items()))
 
-    spaces = {d.space: store.space(d.space) for d in DEMO_SPACES}
+    spaces = {d.space: store.spaces.get(d.space) for d in DEMO_SPACES}
     universes = {name: sp.layer_universe() for name, sp in spaces.items()}
     layers = {spec.key for universe in universes.values() for spec in universe}
     step("[3/6] LUTs: shipped simulator LUTs, this CPU profiled now (resumable)")
     for name in SIM_DEVICES:
-        if not layers <= set(store.lut(name)["layer_key"]):
+        if not layers <= set(store.luts.get(name)["layer_key"]):
             path = DATA / "luts" / f"{name}.csv"
             if not path.is_file():
                 raise HwparetoError(f"shipped LUT {path} is missing (regenerate it with `make demo-luts`)")
@@ -129,7 +129,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
         advance(total)
 
     step("[4/6] accuracy tables and predictors")
-    have = {p["name"] for p in store.list_predictors()}
+    have = {p.name for p in store.predictors.list()}
     for demo in DEMO_SPACES:
         sp = spaces[demo.space]
         path = demo.table

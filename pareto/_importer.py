@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store._store import MeasurementIn, Store, WriteResult
+from hwpareto.store import MeasurementIn, Store, WriteResult
 from supernet import SearchSpace, check_metric_value, check_name
 
 __all__ = ["ColumnMap", "ImportReport", "import_table", "parse_columns"]
@@ -142,7 +142,7 @@ def import_table(
     if not rows:
         selected = f" among rows where {where}" if where else ""
         raise HwparetoError(f"CSV {p}: no values to import in columns {', '.join(c.column for c in columns)}{selected}")
-    written = store.add_measurements(rows, auto_devices=subject_kind == "device")
+    written = store.measurements.add(rows, auto_devices=subject_kind == "device")
     return ImportReport(str(p), n_rows, len(keys), skipped, written)
 
 

@@ -124,7 +124,7 @@ class Evaluator:
         self._models: dict[Objective, Any] = {}
         self._luts: dict[Objective, Any] = {}
         self._store = store
-        stored = {p["name"] for p in store.list_predictors(space.name)}
+        stored = {p.name for p in store.predictors.list(space.name)}
         for m in self.metrics:
             if m.metric in ANALYTIC:
                 if not space.has_model:
@@ -139,8 +139,8 @@ class Evaluator:
                 self._models[m] = load_model(store, predictor)
                 self.sources[m] = f"predictor {predictor}"
             elif m.is_cost and m.subject is not None:
-                device = store.get_device(m.subject)
-                if not device["lut_entries"]:
+                device = store.devices.get(m.subject)
+                if not device.lut_entries:
                     raise InvalidValueError(
                         f"objective {m.name}",
                         f"a LUT or a trained predictor for {m.subject} "

@@ -23,7 +23,6 @@ finished one adds nothing.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -33,13 +32,17 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages._rdb import models
-from optuna.trial import TrialState
-from sqlalchemy import select
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.options import SEARCH, BudgetedOptions, SearchOptions
-from hwpareto.store._optuna import CONSTRAINT_PREFIX, TrialRow, bulk_add_trials
+from hwpareto.store._optuna import (
+    TrialRow,
+    bulk_add_trials,
+    last_generation,
+    load_trials,
+    set_study_system_attr,
+    study_id,
+)
 from hwpareto.store._store import Store
 from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
 from pareto._strategies import (
@@ -235,74 +238,6 @@ def _name_metrics(study: optuna.Study, objectives: Sequence[Objective]) -> None:
         study.set_metric_names([o.name for o in objectives])
 
 
-def _last_generation(store: Store, study_id: int, key: str) -> int:
-    """The highest generation stored under trial system attribute ``key`` in the study (-1: none)."""
-    t, s = models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__
-    with store.engine.connect() as conn:
-        found = (
-            conn.execute(
-                select(s.c.value_json)
-                .join(t, t.c.trial_id == s.c.trial_id)
-                .where(t.c.study_id == study_id, s.c.key == key)
-            )
-            .scalars()
-            .all()
-        )
-    return max((int(json.loads(v)) for v in found), default=-1)
-
-
-def load_trials(store: Store, study_name: str) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
-    """Completed trials of a study read in bulk: per trial ``number``, ``config`` (values) and ``config_key`` (user
-    attributes), the objective values (n, m) and the named constraint values (n, k) in first-seen name order."""
-    t, v = models.TrialModel.__table__, models.TrialValueModel.__table__
-    u, s = models.TrialUserAttributeModel.__table__, models.TrialSystemAttributeModel.__table__
-    st = models.StudyModel.__table__
-    with store.engine.connect() as conn:
-        study_id = conn.execute(select(st.c.study_id).where(st.c.study_name == study_name)).scalar_one_or_none()
-        if study_id is None:
-            raise InvalidValueError("study", "an existing study in the store", study_name)
-        ids = dict(
-            conn.execute(
-                select(t.c.trial_id, t.c.number).where(t.c.study_id == study_id, t.c.state == TrialState.COMPLETE)
-            ).all()
-        )
-        value_rows = conn.execute(
-            select(v.c.trial_id, v.c.objective, v.c.value, v.c.value_type)
-            .join(t, t.c.trial_id == v.c.trial_id)
-            .where(t.c.study_id == study_id)
-        ).all()
-        attrs: dict[str, dict[int, Any]] = {"config": {}, "config_key": {}}
-        for row in conn.execute(
-            select(u.c.trial_id, u.c.key, u.c.value_json)
-            .join(t, t.c.trial_id == u.c.trial_id)
-            .where(t.c.study_id == study_id, u.c.key.in_(list(attrs)))
-        ):
-            attrs[row.key][row.trial_id] = json.loads(row.value_json)
-        named: dict[int, dict[str, float]] = {}
-        for row in conn.execute(
-            select(s.c.trial_id, s.c.key, s.c.value_json)
-            .join(t, t.c.trial_id == s.c.trial_id)
-            .where(t.c.study_id == study_id, s.c.key.like(CONSTRAINT_PREFIX + "%"))
-        ):
-            named.setdefault(row.trial_id, {})[row.key[len(CONSTRAINT_PREFIX) :]] = json.loads(row.value_json)
-    order = sorted(ids, key=ids.__getitem__)
-    position = {trial_id: i for i, trial_id in enumerate(order)}
-    n_obj = 1 + max((row.objective for row in value_rows), default=0)
-    values = np.full((len(order), n_obj), np.nan)
-    for row in value_rows:
-        if row.trial_id in position:
-            values[position[row.trial_id], row.objective] = models.TrialValueModel.stored_repr_to_value(
-                row.value, row.value_type
-            )
-    trials = [
-        {"number": ids[i], "trial_id": i, "config": attrs["config"].get(i), "config_key": attrs["config_key"].get(i)}
-        for i in order
-    ]
-    names = list(dict.fromkeys(name for i in order for name in named.get(i, {})))
-    cons = np.array([[named.get(i, {}).get(n, np.nan) for n in names] for i in order]).reshape(len(order), len(names))
-    return trials, values, cons
-
-
 # ---------------------------------------------------------------------------------------------------- run
 def run_surrogate(
     store: Store, spec: SearchSpec, *, progress: Progress | None = None, heartbeat: Callable[[int], bool] | None = None
@@ -310,7 +245,7 @@ def run_surrogate(
     """Run (or resume) the search until its study holds ``n_trials`` completed trials. ``heartbeat(done)`` is
     called after every generation; when it returns False (another worker took the search over) the run stops."""
     start = time.monotonic()
-    space = store.space(spec.space)
+    space = store.spaces.get(spec.space)
     objectives, budgets = spec.parsed()
     evaluator = Evaluator(store, space, [*objectives, *(b.objective for b in budgets)])
     dists = {d.name: d.distribution() for d in space.dimensions}
@@ -331,15 +266,15 @@ def run_surrogate(
     signed = values * problem.signs
     violation = constraints.clip(min=0).sum(axis=1) if constraints.size else np.zeros(len(kept))
     generation_key = strategy_cls.generation_key
-    generation = _last_generation(store, study._study_id, generation_key) + 1
+    generation = last_generation(store, study_id(study), generation_key) + 1
     added = 0
     note = ""
     while have < spec.n_trials:
         started = datetime.now(UTC)
         size = min(spec.population, spec.n_trials - have)
         if len(ids) and strategy_cls.parent_prefix is not None:
-            study._storage.set_study_system_attr(
-                study._study_id,
+            set_study_system_attr(
+                study,
                 strategy_cls.parent_prefix + str(generation),
                 ids[elite(signed, violation)[: spec.population]].tolist(),
             )
@@ -370,7 +305,7 @@ def run_surrogate(
             for i, c in enumerate(batch)
         ]
         new_ids = np.array(
-            bulk_add_trials(store, study._study_id, rows, started=started, completed=datetime.now(UTC)), dtype=np.int64
+            bulk_add_trials(store, study_id(study), rows, started=started, completed=datetime.now(UTC)), dtype=np.int64
         )
         generation += 1
         strategy.tell(batch, obj_values, cons)
@@ -392,7 +327,7 @@ def run_surrogate(
 def validate_surrogate(store: Store, spec: SearchSpec) -> None:
     """Check a surrogate spec against the store (space, devices, LUTs, predictors, fixed dimensions, budgets some
     SubNet meets) before any write."""
-    space = store.space(spec.space)
+    space = store.spaces.get(spec.space)
     objectives, budgets = spec.parsed()
     evaluator = Evaluator(store, space, [*objectives, *(b.objective for b in budgets)])
     _check_budgets(Genome(space, spec.fixed), evaluator, budgets, spec.seed)

@@ -15,14 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import optuna
-from optuna.storages._rdb import models
-from optuna.trial import TrialState
-from sqlalchemy import func, select
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.store import SearchRecord
+from hwpareto.store._optuna import completed_marker
 from hwpareto.store._store import Store
 from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, run_budgeted, validate_budgeted, worker_id
 from pareto._search import SearchResult, SearchSpec, run_surrogate, validate_surrogate
@@ -47,15 +46,7 @@ MODES = {"surrogate": Mode(validate_surrogate, run_surrogate), "budgeted": Mode(
 def completed_trials(store: Store, name: str) -> int | None:
     """How many trials of study ``name`` are complete (what a failed search kept); None when unreadable."""
     try:
-        with store.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(models.TrialModel)
-                    .join(models.StudyModel, models.StudyModel.study_id == models.TrialModel.study_id)
-                    .where(models.StudyModel.study_name == name, models.TrialModel.state == TrialState.COMPLETE)
-                ).scalar_one()
-            )
+        return completed_marker(store, name)[0]
     except Exception:  # a failed search is recorded as failed whatever the count
         return None
 
@@ -63,13 +54,13 @@ def completed_trials(store: Store, name: str) -> int | None:
 def validate_spec(store: Store, spec: SearchSpec) -> None:
     """Check a spec against the store (space, fixed dimensions, then what its mode needs: devices, LUTs,
     predictors, budgets some SubNet meets) before any write, so a refused search leaves no row behind."""
-    space = store.space(spec.space)
+    space = store.spaces.get(spec.space)
     for name, value in spec.fixed.items():
         space.dimension(name).coerce(value, space.name)
     MODES[spec.mode].validate(store, spec)
 
 
-def submit(store: Store, spec: SearchSpec) -> dict[str, Any]:
+def submit(store: Store, spec: SearchSpec) -> SearchRecord:
     """Queue ``spec`` (validated first); a name used by another search or study is refused."""
     validate_spec(store, spec)
     try:
@@ -78,7 +69,7 @@ def submit(store: Store, spec: SearchSpec) -> dict[str, Any]:
         pass
     else:
         raise InvalidValueError("search name", "a name not used by an existing study", spec.name)
-    return store.submit_search(spec.name, spec.space, spec.to_dict(), spec.n_trials)
+    return store.searches.submit(spec.name, spec.space, spec.to_dict(), spec.n_trials)
 
 
 def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], None] | None = None) -> SearchResult:
@@ -87,17 +78,17 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
     validate_spec(store, spec)
     me = worker_id()
     try:
-        existing = store.get_search(spec.name)
+        existing = store.searches.get(spec.name)
     except InvalidValueError:
         existing = None
     if existing is None:
         submit(store, spec)
-    elif not spec.same_search(existing["params"]):
+    elif not spec.same_search(existing.params):
         raise InvalidValueError("search name", "a name not used by a search with other settings", spec.name)
-    store.requeue_search(spec.name, spec.n_trials)  # a finished or failed search runs again; no-op if running
-    if store.claim_search(me, spec.name, STALE_AFTER_S) is None:
+    store.searches.requeue(spec.name, spec.n_trials)  # a finished or failed search runs again; no-op if running
+    if store.searches.claim(me, spec.name, STALE_AFTER_S) is None:
         raise InvalidValueError(
-            f"search {spec.name!r}", "not running elsewhere", f"running on {store.get_search(spec.name)['worker']}"
+            f"search {spec.name!r}", "not running elsewhere", f"running on {store.searches.get(spec.name).worker}"
         )
     alive = _Beat(store, spec.name, me, HEARTBEAT_S)
 
@@ -110,12 +101,12 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
         result = MODES[spec.mode].run(store, spec, heartbeat=beat)
     except BaseException as exc:
         alive.stop()
-        store.finish_search(
+        store.searches.finish(
             spec.name, me, "failed", str(exc) or type(exc).__name__, trials_done=completed_trials(store, spec.name)
         )
         raise
     alive.stop()
-    store.finish_search(spec.name, me, "done", trials_done=result.total)
+    store.searches.finish(spec.name, me, "done", trials_done=result.total)
     return result
 
 
@@ -142,7 +133,7 @@ def run_worker(
     completed = 0
     idle_since = clock()
     while True:
-        row = store.claim_search(me, study, stale_after_s)
+        row = store.searches.claim(me, study, stale_after_s)
         if row is None:
             if _help_one(store, study, heartbeat_s, stale_after_s, log):
                 idle_since = clock()  # helped until that search ended
@@ -151,14 +142,14 @@ def run_worker(
                 return completed
             sleep(poll_s)
             continue
-        spec = SearchSpec.from_dict(row["params"])
+        spec = SearchSpec.from_dict(row.params)
         log(f"{me}: running search {spec.name} ({spec.mode}, {spec.n_trials} trials)")
         alive = _Beat(store, spec.name, me, heartbeat_s)
         try:
             result = MODES[spec.mode].run(store, spec, heartbeat=alive.progress)
         except HwparetoError as exc:
             alive.stop()
-            store.finish_search(spec.name, me, "failed", str(exc), trials_done=completed_trials(store, spec.name))
+            store.searches.finish(spec.name, me, "failed", str(exc), trials_done=completed_trials(store, spec.name))
             log(f"{me}: search {spec.name} failed: {exc}")
             idle_since = clock()  # the idle clock starts when a search ends, not when it was claimed
             continue
@@ -166,7 +157,7 @@ def run_worker(
             alive.stop()
             raise
         alive.stop()
-        store.finish_search(spec.name, me, "done", trials_done=result.total)
+        store.searches.finish(spec.name, me, "done", trials_done=result.total)
         completed += 1
         log(f"{me}: search {spec.name} done: {result.total} trials ({result.added} new)")
         idle_since = clock()  # the idle clock starts when a search ends, not when it was claimed
@@ -177,19 +168,19 @@ def _help_one(
 ) -> bool:
     running = [
         s
-        for s in store.list_searches()
-        if s["status"] == "running" and s["params"].get("mode") == "budgeted" and (study is None or s["name"] == study)
+        for s in store.searches.list()
+        if s.status == "running" and s.params.get("mode") == "budgeted" and (study is None or s.name == study)
     ]
     if not running:
         return False
-    spec = SearchSpec.from_dict(running[0]["params"])
+    spec = SearchSpec.from_dict(running[0].params)
 
     def still_running() -> bool:
         """Running with a live coordinator; when it goes stale the worker loop claims it (takes over)."""
-        row = store.get_search(spec.name)
-        if row["status"] != "running" or row["heartbeat_at"] is None:
+        row = store.searches.get(spec.name)
+        if row.status != "running" or row.heartbeat_at is None:
             return False
-        age = time.time() - datetime.fromisoformat(row["heartbeat_at"]).timestamp()
+        age = time.time() - datetime.fromisoformat(row.heartbeat_at).timestamp()
         return age < stale_after_s
 
     log(f"{worker_id()}: helping budgeted search {spec.name}")
@@ -210,7 +201,7 @@ class _Beat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.owned = self.store.heartbeat_search(self.name, self.worker, self.done)
+            self.owned = self.store.searches.heartbeat(self.name, self.worker, self.done)
 
     def progress(self, done: int) -> bool:
         self.done = done

@@ -125,10 +125,10 @@ def known_latencies(
     store has them, else from the device's own predictor ``<metric>:<space>:<device>`` (one batched call per
     device); a SubNet that is neither measured nor predictable raises :class:`~hwpareto.errors.HwparetoError`."""
     keys = [c.key for c in configs]
-    table = store.measured_table(space.name, metric, devices).reindex(keys)
+    table = store.measurements.measured_table(space.name, metric, devices).reindex(keys)
     out = table.to_numpy(dtype=np.float64, copy=True)
     gaps = {j: np.flatnonzero(np.isnan(out[:, j])) for j in range(len(devices))}
-    stored = {p["name"] for p in store.list_predictors(space.name)} if any(map(len, gaps.values())) else set()
+    stored = {p.name for p in store.predictors.list(space.name)} if any(map(len, gaps.values())) else set()
     for j, device in enumerate(devices):
         missing = gaps[j]
         if not len(missing):
@@ -149,8 +149,8 @@ ESTIMATORS = {cls.__name__: cls for cls in (LatencyPredictor, AccuracyPredictor,
 
 def load_model(store: Store, name: str) -> Model:
     """Rebuild stored predictor ``name`` (its blob is parsed as JSON; nothing is unpickled)."""
-    record = store.load_predictor(name)
-    _, params, state = loads(record["blob"], MODEL_CLASS)
+    record = store.predictors.load(name)
+    _, params, state = loads(record.blob, MODEL_CLASS)
     cls = ESTIMATORS.get(params.get("estimator_class", ""))
     if cls is None:
         raise HwparetoError(f"predictor {name!r}: unknown estimator class {params.get('estimator_class')!r}")
@@ -159,7 +159,7 @@ def load_model(store: Store, name: str) -> Model:
     known = tuple(str(k).removeprefix(prefix) for k in params.get("known", ()))
     return Model(
         params["kind"],
-        store.space(params["space"]),
+        store.spaces.get(params["space"]),
         params["metric"],
         params.get("device"),
         params.get("dataset"),
@@ -243,7 +243,7 @@ def _fit_and_store(
         "checks": [],
         **extra,
     }
-    store.save_predictor(
+    store.predictors.save(
         name,
         kind=model.kind,
         space=model.space.name,
@@ -257,7 +257,7 @@ def _fit_and_store(
 
 
 def _measured(store: Store, space: SearchSpace, subject: str, kind: str, metric: str) -> pd.DataFrame:
-    df = store.measurements(space=space.name, subject=subject, subject_kind=kind, metric=metric)
+    df = store.measurements.table(space=space.name, subject=subject, subject_kind=kind, metric=metric)
     df = df[df["source"] != "predicted"]
     return df.groupby("config_key", as_index=False).agg(config_json=("config_json", "first"), value=("value", "median"))
 
@@ -288,7 +288,7 @@ def train_latency(
     transferred from known devices (:func:`choose_known`, or exactly ``known``); the rest of the device's
     measurements, if any, become the held-out set.
     """
-    store.get_device(device)
+    store.devices.get(device)
     kind = "energy" if metric.startswith("energy") else "latency"
     name = name or f"{metric}:{space.name}:{device}" + (f":fewshot{few_shot}" if few_shot else "")
     data = _measured(store, space, device, "device", metric)
@@ -320,7 +320,7 @@ def train_latency(
 
 
 def _lut_covers(store: Store, device: str, space: SearchSpace, configs: Sequence[SubNetConfig], kind: str) -> bool:
-    if not store.get_device(device)["lut_entries"]:
+    if not store.devices.get(device).lut_entries:
         return False
     try:
         Lut.load(store, device).sums(space, configs, kind)
@@ -344,8 +344,8 @@ def choose_known(
     registered, with a table of the space that covers ``keys``. A used device that has not measured the whole
     space is listed in ``predicted``: its own predictor fills in the SubNets it lacks.
     """
-    table = store.measured_table(space.name, metric)
-    stored = {p["name"] for p in store.list_predictors(space.name)}
+    table = store.measurements.measured_table(space.name, metric)
+    stored = {p.name for p in store.predictors.list(space.name)}
     counts = table.notna().sum()
     covered = table.reindex(list(keys)).notna().sum()
     used: list[str] = []
@@ -355,7 +355,7 @@ def choose_known(
             raise InvalidValueError("--known", "one or more device names, comma-separated", "")
         needed = _rows_needed(LatencyPredictor().min_rows)
         for other in dict.fromkeys(known):
-            store.get_device(other)  # unknown names: the error lists the registered devices
+            store.devices.get(other)  # unknown names: the error lists the registered devices
             field = f"--known {other}"
             if other == device:
                 raise InvalidValueError(field, f"a device other than the new device {device}", other)
@@ -409,7 +409,7 @@ def suggest_references(
     chose them: :func:`~predictors.reference_set` over the measured table of the devices with at least
     :data:`KNOWN_MIN_SUBNETS` measured SubNets (among the SubNets all of them measured), so the references span
     what makes the known devices differ; without such devices, over the cost proxies of sampled SubNets."""
-    table = store.measured_table(space.name, metric)
+    table = store.measurements.measured_table(space.name, metric)
     known = tuple(str(d) for d in table.columns if table[d].notna().sum() >= KNOWN_MIN_SUBNETS)
     if not known:
         return reference_set(space, k, seed=seed), ()
@@ -442,7 +442,7 @@ def _train_few_shot(
         )
     candidates = _configs(space, data)
     choice = choose_known(store, device, space, metric, [c.key for c in candidates], known)
-    stored = {p["name"] for p in store.list_predictors(space.name)}
+    stored = {p.name for p in store.predictors.list(space.name)}
     untrained = [d for d in choice.predicted if f"{metric}:{space.name}:{d}" not in stored]
     for i, other in enumerate(untrained):  # said, with progress: their predictors fill in what they lack
         if progress is not None:
@@ -479,7 +479,7 @@ def _train_few_shot(
         "versions": _versions(),
         "checks": [],
     }
-    store.save_predictor(
+    store.predictors.save(
         name, kind=kind, space=space.name, metric=metric, blob=model.to_bytes(), meta=meta, device=device
     )
     return TrainReport(name, k, validation, choice)
@@ -490,7 +490,7 @@ def train_accuracy(
 ) -> TrainReport:
     """Fit an accuracy predictor with uncertainty on ``metric`` evaluated on ``dataset`` (or the only dataset
     holding that metric for the space)."""
-    df = store.measurements(space=space.name, subject_kind="dataset", metric=metric)
+    df = store.measurements.table(space=space.name, subject_kind="dataset", metric=metric)
     datasets = sorted(df["subject"].unique())
     if dataset is None:
         if len(datasets) != 1:
@@ -518,7 +518,7 @@ def predict_table(
 ) -> pd.DataFrame:
     """Predictions of every stored predictor of ``space`` (cost models restricted to ``device`` when given):
     one row per config, columns ``<predictor>`` and ``<predictor>_std``."""
-    records = [p for p in store.list_predictors(space.name) if device is None or p["device"] in (None, device)]
+    records = [p for p in store.predictors.list(space.name) if device is None or p.device in (None, device)]
     if not records:
         raise InvalidValueError(
             f"predictors of {space.name}" + (f" for {device}" if device else ""),
@@ -527,9 +527,9 @@ def predict_table(
         )
     out = pd.DataFrame({"config_key": [c.key for c in configs]})
     for record in records:
-        mean, std = load_model(store, record["name"]).predict(store, configs)
-        out[record["name"]] = mean
-        out[record["name"] + "_std"] = std
+        mean, std = load_model(store, record.name).predict(store, configs)
+        out[record.name] = mean
+        out[record.name + "_std"] = std
     return out
 
 
@@ -539,10 +539,11 @@ def check_drift(store: Store, name: str, configs: Sequence[SubNetConfig], measur
     model = load_model(store, name)
     mean, std = model.predict(store, configs)
     result = metrics(measured, mean, std)
-    record = store.load_predictor(name)
-    recorded = record["meta"].get("validation", {}).get("mape_pct")
-    result["recorded_mape_pct"] = recorded
-    result["drift"] = bool(recorded is not None and result["mape_pct"] > recorded * DRIFT_MARGIN + 2.0)
-    meta = {**record["meta"], "checks": [*record["meta"].get("checks", []), result]}
-    store.update_predictor_meta(name, meta)
+    with store.transaction() as conn:  # read, append, write: no concurrent check is lost
+        record = store.predictors.load(name, conn=conn)
+        recorded = record.meta.get("validation", {}).get("mape_pct")
+        result["recorded_mape_pct"] = recorded
+        result["drift"] = bool(recorded is not None and result["mape_pct"] > recorded * DRIFT_MARGIN + 2.0)
+        meta = {**record.meta, "checks": [*record.meta.get("checks", []), result]}
+        store.predictors.update_meta(name, meta, conn=conn)
     return result

@@ -55,29 +55,29 @@ def device_spec(store: Store, name: str, *, register: bool = True) -> DeviceSpec
     """The measurable device ``name``: registered in the store, or a shipped preset / ``cpu-local`` (registered
     on first use with its backend's provenance). A stored ``cpu-local`` must describe this machine's CPU."""
     try:
-        stored = store.get_device(name)
+        stored = store.devices.get(name)
     except InvalidValueError:
         stored = None
     if stored is not None:
-        if stored["kind"] == "imported":
+        if stored.kind == "imported":
             raise InvalidValueError(
                 f"device {name!r}",
                 "a measurable device (cpu, cuda, npu, cim, fake); it was imported from a table",
                 "kind imported",
             )
-        spec = device_from_dict(stored["spec"], source=f"stored device {name!r}")
+        spec = device_from_dict(stored.spec, source=f"stored device {name!r}")
         if name == LOCAL_CPU:
-            _check_same_cpu(spec, stored.get("provenance") or {})
+            _check_same_cpu(spec, stored.provenance)
         return spec
     candidates = {LOCAL_CPU: local_cpu_spec(), **presets()}
     if name not in candidates:
-        known = [d["name"] for d in store.list_devices() if d["kind"] != "imported"]
+        known = [d.name for d in store.devices.list() if d.kind != "imported"]
         raise InvalidValueError("device", "a registered device or preset: " + ", ".join([*candidates, *known]), name)
     spec = candidates[name]
     if register:
         backend = backend_for(spec)
         backend.check()
-        store.add_device(spec.name, spec.kind, spec.to_dict(), backend.describe())
+        store.devices.add(spec.name, spec.kind, spec.to_dict(), backend.describe())
     return spec
 
 
@@ -160,7 +160,7 @@ def build_lut(
     backend = backend_for(device)
     backend.check()
     universe = space.layer_universe(restrict)
-    have = set(store.lut(device.name, batch)["layer_key"])
+    have = set(store.luts.get(device.name, batch)["layer_key"])
     todo = [s for s in universe if s.key not in have]
     source = "measured" if device.kind in ("cpu", "cuda") else "simulated"
     pending: list[dict[str, Any]] = []
@@ -185,7 +185,7 @@ def build_lut(
     def flush() -> None:
         nonlocal last_flush
         if pending:
-            store.add_lut_entries(device.name, pending)
+            store.luts.add(device.name, pending)
             pending.clear()
         last_flush = time.monotonic()
 
@@ -287,7 +287,7 @@ def measure_subnets(
                     "hwpareto measure",
                 )
             )
-        store.add_measurements(rows)
+        store.measurements.add(rows)
         if progress is not None:
             progress(i, len(items), cfg.key)
     return len(items)
@@ -308,8 +308,8 @@ class Lut:
     @classmethod
     def load(cls, store: Store, device: str, batch: int = 1) -> Lut:
         """Read the LUT of ``device`` from the store."""
-        scheme = store.get_device(device)["spec"].get("lut_scheme", "layer")
-        df = store.lut(device, batch)
+        scheme = store.devices.get(device).spec.get("lut_scheme", "layer")
+        df = store.luts.get(device, batch)
         energy = {
             k: float(v)
             for k, v in zip(df["layer_key"], df["energy_mj_mean"], strict=True)
@@ -372,8 +372,8 @@ class Lut:
 
 def lut_entries_per_space(store: Store, device: str, spaces: Iterable[SearchSpace]) -> dict[str, int]:
     """How many of each space's distinct layers ``device``'s LUT (batch 1) holds."""
-    scheme = store.get_device(device)["spec"].get("lut_scheme", "layer")
-    keys = set(store.lut(device)["layer_key"])
+    scheme = store.devices.get(device).spec.get("lut_scheme", "layer")
+    keys = set(store.luts.get(device)["layer_key"])
     out: dict[str, int] = {}
     for space in spaces:
         if not space.has_model or not keys:
@@ -410,7 +410,7 @@ OFA_COLUMNS = ["resolution", "op_key", "count", "mean_ms", "std_ms"]
 
 def export_lut_csv(store: Store, device: str, path: str | Path, batch: int = 1) -> int:
     """Write ``device``'s LUT at ``batch`` as a portable CSV (hwpareto format); returns the row count."""
-    df = store.lut(device, batch)
+    df = store.luts.get(device, batch)
     try:
         csv_safe(df[HWPARETO_COLUMNS]).to_csv(path, index=False)
     except OSError as exc:
@@ -460,15 +460,17 @@ def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "h
         dup = next(k for k, n in Counter(keys).items() if n > 1)
         raise HwparetoError(f"LUT file {p}: layer {dup[0]} (batch {dup[1]}) appears more than once")
     scheme = "ofa-block" if fmt == "ofa" else "layer"
-    try:
-        existing = store.get_device(device)
-    except InvalidValueError:
-        existing = None
-    if existing is None:
-        store.add_device(device, "imported", {"lut_scheme": scheme, "source": p.name, "description": description})
-    elif existing["spec"].get("lut_scheme", "layer") != scheme:
-        raise InvalidValueError(f"device {device!r} LUT scheme", existing["spec"].get("lut_scheme", "layer"), scheme)
-    result = store.add_lut_entries(device, rows)
+    with store.transaction() as conn:  # a device registered here is kept only with its LUT
+        try:
+            existing = store.devices.get(device, conn=conn)
+        except InvalidValueError:
+            existing = None
+        if existing is None:
+            spec = {"lut_scheme": scheme, "source": p.name, "description": description}
+            store.devices.add(device, "imported", spec, conn=conn)
+        elif existing.spec.get("lut_scheme", "layer") != scheme:
+            raise InvalidValueError(f"device {device!r} LUT scheme", existing.spec.get("lut_scheme", "layer"), scheme)
+        result = store.luts.add(device, rows, conn=conn)
     return result.inserted + result.updated + result.unchanged
 
 

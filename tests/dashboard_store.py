@@ -22,7 +22,7 @@ DEVICES = {"edge": {"gmacs_per_s": 5.0}, "server": {"gmacs_per_s": 80.0, "overhe
 def add_fake(store: Store, name: str, *, lut: bool = True) -> DeviceSpec:
     """Register fake device ``name`` (and build its nb201 LUT)."""
     spec = DeviceSpec(name, "fake", "fake", DEVICES.get(name, {"gmacs_per_s": 10.0}))
-    store.add_device(name, "fake", spec.to_dict(), backend_for(spec).describe())
+    store.devices.add(name, "fake", spec.to_dict(), backend_for(spec).describe())
     if lut:
         build_lut(store, spec, get_space("nb201"), workers=1)
     return spec
@@ -41,7 +41,7 @@ def build_store(path: Path, *, study: bool = True, n_trials: int = 300) -> str:
         train_latency(store, "edge", space)
         macs = np.array([space.macs(c) for c in configs], float)
         scores = 80 + 12 * macs / macs.max() + rng.normal(0, 0.5, len(configs))  # synthetic accuracy (%)
-        store.add_measurements(
+        store.measurements.add(
             [
                 MeasurementIn(
                     c, "dataset", "cifar10", "test_acc_pct", float(a), None, 1, 1, "evaluated", "dashboard tests"
@@ -70,6 +70,6 @@ def add_failed_search(url: str, name: str, error: str) -> None:
     with Store.open(url) as db:
         add_fake(db, "edge")
         spec = SearchSpec(name, "nb201", ("params:max", "latency_ms@edge"), n_trials=10, population=4)
-        db.submit_search(spec.name, spec.space, spec.to_dict(), spec.n_trials)
-        db.claim_search("w1", spec.name)
-        db.finish_search(spec.name, "w1", "failed", error)
+        db.searches.submit(spec.name, spec.space, spec.to_dict(), spec.n_trials)
+        db.searches.claim("w1", spec.name)
+        db.searches.finish(spec.name, "w1", "failed", error)

@@ -220,7 +220,7 @@ def test_shipped_files_are_within_the_limits() -> None:
 def test_store_disk_full_is_one_line_without_sql_parameters(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hwpareto.store._store import Store
+    from hwpareto.store._measurements import MeasurementRepository
 
     def full(*_args: object, **_kwargs: object) -> None:
         raise OperationalError(
@@ -229,7 +229,7 @@ def test_store_disk_full_is_one_line_without_sql_parameters(
             sqlite3.OperationalError("database or disk is full"),
         )
 
-    monkeypatch.setattr(Store, "add_measurements", full)
+    monkeypatch.setattr(MeasurementRepository, "add", full)
     (tmp_path / "t.csv").write_text(f"arch_str,edge\n{NB201_ARCH},1.5\n")
     line = one_line_error(
         [

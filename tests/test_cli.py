@@ -67,7 +67,7 @@ def hw(*args: str | Path, ok: bool = True) -> tuple[str, str]:
 
 def measurement_count(url: str) -> int:
     with Store.open(url) as store:
-        return sum(r["count"] for r in store.measurement_summary())
+        return sum(r.count for r in store.measurements.summary())
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
@@ -520,8 +520,8 @@ def test_hat_table_into_declarative_space(shared_data: Path, sqlite_url: str) ->
     with table.open() as fh:
         first = next(r for r in csv.DictReader(fh) if r["device"] == "xeon")
     with Store.open(sqlite_url) as store:
-        df = store.measurements(space="hat-wmt14ende", subject="hat_xeon")
-        cfg = store.space("hat-wmt14ende").from_record(first)
+        df = store.measurements.table(space="hat-wmt14ende", subject="hat_xeon")
+        cfg = store.spaces.get("hat-wmt14ende").from_record(first)
     assert float(df.set_index("config_key").loc[cfg.key, "value"]) == float(first["latency_total_ms"])
     _, err = hw(
         "import",

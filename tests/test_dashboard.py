@@ -212,8 +212,8 @@ def test_launch_search_runs_in_a_worker(dash_url: str) -> None:
     assert not at.exception and not at.error, texts(at)
     assert "queued 'from-ui'" in texts(at)
     db = Store.open(dash_url)
-    wait_for(lambda: db.get_search("from-ui")["status"] in ("done", "failed"))
-    assert db.get_search("from-ui")["status"] == "done", _jobs.list_jobs(dash_url)[0].log_tail()
+    wait_for(lambda: db.searches.get("from-ui").status in ("done", "failed"))
+    assert db.searches.get("from-ui").status == "done", _jobs.list_jobs(dash_url)[0].log_tail()
     results = study_results(db, "from-ui")
     assert [o.name for o in results.objectives] == ["test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@server"]
     assert [b.text for b in results.budgets] == ["latency_ms@edge <= 6"] and len(results.trials) == 120
@@ -238,11 +238,13 @@ def test_launch_budgeted_search_evaluates_the_stored_table(dash_url: str) -> Non
     at.button(key="search_launch").click().run()
     assert not at.exception and not at.error, texts(at)
     db = Store.open(dash_url)
-    assert db.get_search("budgeted-ui")["params"]["mode"] == "budgeted"
-    wait_for(lambda: db.get_search("budgeted-ui")["status"] in ("done", "failed"))
-    assert db.get_search("budgeted-ui")["status"] == "done", _jobs.list_jobs(dash_url)[0].log_tail()
+    assert db.searches.get("budgeted-ui").params["mode"] == "budgeted"
+    wait_for(lambda: db.searches.get("budgeted-ui").status in ("done", "failed"))
+    assert db.searches.get("budgeted-ui").status == "done", _jobs.list_jobs(dash_url)[0].log_tail()
     results = study_results(db, "budgeted-ui")
-    oracle = db.measurements(space="nb201", subject="cifar10", metric="test_acc_pct").set_index("config_key")["value"]
+    oracle = db.measurements.table(space="nb201", subject="cifar10", metric="test_acc_pct").set_index("config_key")[
+        "value"
+    ]
     assert len(results.trials) == 25 and results.trials["config_key"].is_unique
     assert all(
         oracle[k] == v
@@ -278,7 +280,7 @@ def test_unreachable_budget_is_refused_at_launch_and_says_why(dash_url: str) -> 
     at.number_input(key="search_trials").set_value(50)
     at.button(key="search_launch").click().run()
     assert "budget 'latency_ms@edge <= 0.001': expected a bound some SubNet meets" in texts(at)
-    assert all(s["name"] != "too-tight" for s in Store.open(dash_url).list_searches())  # nothing left behind
+    assert all(s.name != "too-tight" for s in Store.open(dash_url).searches.list())  # nothing left behind
 
 
 def test_failed_profile_job_shows_its_error(dash_url: str) -> None:

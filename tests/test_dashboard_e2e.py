@@ -246,7 +246,7 @@ def test_fronts_study_switch_and_click_on_a_front_point(browser: Any, server: tu
 
     base, url = server
     with Store.open(url) as db:
-        if "random" not in [s["name"] for s in db.list_searches()]:
+        if "random" not in [s.name for s in db.searches.list()]:
             run_now(
                 db,
                 SearchSpec(

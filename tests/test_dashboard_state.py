@@ -95,9 +95,9 @@ def test_failed_empty_study_is_not_the_default(dash_url: str) -> None:
     _study_only(dash_url, "empty-newest", empty=True)
     with Store.open(dash_url) as db:
         spec = SearchSpec("doomed", "nb201", ("params:max", "latency_ms@edge"), n_trials=10, population=4)
-        db.submit_search(spec.name, spec.space, spec.to_dict(), spec.n_trials)
-        db.claim_search("w1", spec.name)
-        db.finish_search(spec.name, "w1", "failed", "nothing stored")
+        db.searches.submit(spec.name, spec.space, spec.to_dict(), spec.n_trials)
+        db.searches.claim("w1", spec.name)
+        db.searches.finish(spec.name, "w1", "failed", "nothing stored")
         assert _state.default_study_index(db, ["empty-newest", STUDY]) == 1
     for name, key in (("fronts", "fronts_study"), ("export", "export_study")):
         at = page(name)

@@ -115,28 +115,28 @@ def test_delete_study_removes_study_and_search_row_only(dash_url: str) -> None:
 
     with Store.open(dash_url) as db:
         run_now(db, SearchSpec("other", "nb201", (ACC, EDGE), n_trials=20, population=10))
-        devices, predictors = len(db.list_devices()), db.list_predictors()
-        assert STUDY in {s["name"] for s in db.list_searches()}
+        devices, predictors = len(db.devices.list()), db.predictors.list()
+        assert STUDY in {s.name for s in db.searches.list()}
         _explore.delete_study(db, STUDY)
-        assert STUDY not in {s["name"] for s in db.list_searches()}
+        assert STUDY not in {s.name for s in db.searches.list()}
         assert _data.hwpareto_studies(db) == ["other"]
-        assert len(db.list_devices()) == devices and db.list_predictors() == predictors
+        assert len(db.devices.list()) == devices and db.predictors.list() == predictors
         with pytest.raises(InvalidValueError):
             _explore.delete_study(db, STUDY)
 
 
 def test_delete_refuses_a_queued_or_running_search(dash_url: str) -> None:
     with Store.open(dash_url) as db:
-        db.requeue_search(STUDY)
+        db.searches.requeue(STUDY)
         with pytest.raises(InvalidValueError, match="queued"):
             _explore.delete_study(db, STUDY)
-        db.claim_search("w1", STUDY)
+        db.searches.claim("w1", STUDY)
         with pytest.raises(InvalidValueError, match="running"):
             _explore.delete_study(db, STUDY)
         with pytest.raises(InvalidValueError):
-            db.delete_search(STUDY)
+            db.searches.delete(STUDY)
         assert _data.hwpareto_studies(db) == [STUDY]
-        assert db.delete_search("no-such-search") is False
+        assert db.searches.delete("no-such-search") is False
 
 
 # ------------------------------------------------------------------------------------------------ the page

@@ -48,13 +48,13 @@ def test_demo_chooses_a_feasible_subnet_per_space_and_device(first_run: tuple[Pa
         assert r["latency_ms"] <= r["budget_ms"], r
         assert (r["energy_mj"] is None) == (r["device"] == "cpu-local"), r  # simulators report energy, timing not
     with Store.open(str(root / "demo.db")) as store:
-        names = {p["name"] for p in store.list_predictors()}
+        names = {p.name for p in store.predictors.list()}
         assert {f"{d.metric}:{d.space}:{d.dataset}" for d in DEMO_SPACES} <= names
         for device in DEVICES:
-            keys = set(store.lut(device)["layer_key"])
+            keys = set(store.luts.get(device)["layer_key"])
             for d in DEMO_SPACES:
-                assert {s.key for s in store.space(d.space).layer_universe()} <= keys, (device, d.space)
-        assert all(len(store.measurements(space=d.space, subject=d.dataset)) >= 500 for d in DEMO_SPACES)
+                assert {s.key for s in store.spaces.get(d.space).layer_universe()} <= keys, (device, d.space)
+        assert all(len(store.measurements.table(space=d.space, subject=d.dataset)) >= 500 for d in DEMO_SPACES)
 
 
 def test_demo_bundles_reload_with_the_trained_weights(first_run: tuple[Path, list[dict]]) -> None:
@@ -71,15 +71,15 @@ def test_demo_bundles_reload_with_the_trained_weights(first_run: tuple[Path, lis
 def test_second_run_reuses_the_store(first_run: tuple[Path, list[dict]]) -> None:
     root, rows = first_run
     with Store.open(str(root / "demo.db")) as store:
-        before = {d: len(store.lut(d)) for d in DEVICES}
-        created = {p["name"]: p["created_at"] for p in store.list_predictors()}
+        before = {d: len(store.luts.get(d)) for d in DEVICES}
+        created = {p.name: p.created_at for p in store.predictors.list()}
     start = time.monotonic()
     again = demo("--trials", "200", "--store", root / "demo.db", "--out", root / "bundles")
     assert again == rows
     assert time.monotonic() - start < 120  # nothing profiled, trained or searched again (generous on shared CI)
     with Store.open(str(root / "demo.db")) as store:
-        assert {d: len(store.lut(d)) for d in DEVICES} == before
-        assert {p["name"]: p["created_at"] for p in store.list_predictors()} == created
+        assert {d: len(store.luts.get(d)) for d in DEVICES} == before
+        assert {p.name: p.created_at for p in store.predictors.list()} == created
         import optuna
 
         for row in rows:

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
-from hwpareto.store._optuna import TrialRow, bulk_add_trials
+from hwpareto.store._optuna import TrialRow, bulk_add_trials, study_id
 from pareto import Store
 from pareto._analysis import study_results
 from pareto._search import SearchSpec, load_trials, run_surrogate
@@ -33,7 +33,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def edge(store: Store) -> Store:
     spec = DeviceSpec("edge", "fake", "fake", {"gmacs_per_s": 5.0})
-    store.add_device("edge", "fake", spec.to_dict(), backend_for(spec).describe())
+    store.devices.add("edge", "fake", spec.to_dict(), backend_for(spec).describe())
     build_lut(store, spec, get_space("mbv3"), restrict={"r": [224], "w": [1.0]}, workers=1)
     return store
 
@@ -150,7 +150,7 @@ def test_front_shows_ties(edge: Store) -> None:
         )
         for t in study.trials[:13]
     ]
-    bulk_add_trials(edge, study._study_id, copies)
+    bulk_add_trials(edge, study_id(study), copies)
     results = study_results(edge, "ties")
     front = results.front()
     assert front.rows["ties"].min() >= 2 and not front.rows[list(front.objectives)].duplicated().any()

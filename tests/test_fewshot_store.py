@@ -58,7 +58,7 @@ def base_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with three known devices measured on every NB201 cell (built once, copied per test)."""
     path = tmp_path_factory.mktemp("fewshot") / "base.db"
     with Store.open(str(path)) as store:
-        store.add_measurements([r for name, d in KNOWN.items() for r in _rows(name, d, ALL)], auto_devices=True)
+        store.measurements.add([r for name, d in KNOWN.items() for r in _rows(name, d, ALL)], auto_devices=True)
     return path
 
 
@@ -72,7 +72,7 @@ def store(base_db: Path, tmp_path: Path) -> Store:
 
 def _add_new(store: Store, name: str) -> None:
     """``name`` measured on HELP's 10 reference cells only."""
-    store.add_measurements(_rows(name, NEW[name], [SPACE.from_index(i) for i in REFS]), auto_devices=True)
+    store.measurements.add(_rows(name, NEW[name], [SPACE.from_index(i) for i in REFS]), auto_devices=True)
 
 
 def _table(store: Store, name: str) -> np.ndarray:
@@ -107,10 +107,10 @@ def test_a_device_with_a_table_becomes_known_once_it_has_enough(store: Store) ->
     _add_new(store, "new-x")
     _add_new(store, "new-y")
     keys = [SPACE.from_index(i).key for i in REFS]
-    store.add_measurements(_rows("new-y", NEW["new-y"], ALL[1000 : 1000 + KNOWN_MIN_SUBNETS - 11]))
+    store.measurements.add(_rows("new-y", NEW["new-y"], ALL[1000 : 1000 + KNOWN_MIN_SUBNETS - 11]))
     choice = choose_known(store, "new-x", SPACE, "latency_ms", keys)
     assert "new-y" not in choice.used and dict(choice.skipped)["new-y"].startswith(f"{KNOWN_MIN_SUBNETS - 1} ")
-    store.add_measurements(_rows("new-y", NEW["new-y"], ALL[2000:2001]))
+    store.measurements.add(_rows("new-y", NEW["new-y"], ALL[2000:2001]))
     choice = choose_known(store, "new-x", SPACE, "latency_ms", keys)
     assert "new-y" in choice.used and choice.predicted == ("new-y",)  # its predictor fills in the rest
     uncovered = choose_known(store, "new-x", SPACE, "latency_ms", [*keys, ALL[-1].key])
@@ -120,11 +120,11 @@ def test_a_device_with_a_table_becomes_known_once_it_has_enough(store: Store) ->
 def test_known_override_and_its_errors(store: Store) -> None:
     _add_new(store, "new-x")
     _add_new(store, "new-y")
-    store.add_device("empty-board", "imported", {}, {})
+    store.devices.add("empty-board", "imported", {}, {})
     report = train_latency(store, "new-x", SPACE, few_shot=10, known=["cpu-b", "gpu-a"])
     assert report.known is not None and report.known.used == ("cpu-b", "gpu-a") and report.known.skipped == ()
     assert load_model(store, report.name).known == ("cpu-b", "gpu-a")
-    before = store.list_predictors()
+    before = store.predictors.list()
     cases = [
         (["nope"], r"device: expected one of .*gpu-a.*, got 'nope'"),
         (
@@ -145,7 +145,7 @@ def test_known_override_and_its_errors(store: Store) -> None:
             train_latency(store, "new-x", SPACE, few_shot=10, known=known)
     with pytest.raises(InvalidValueError, match="--known: expected only with --few-shot K"):
         train_latency(store, "new-x", SPACE, known=["gpu-a"])
-    assert store.list_predictors() == before  # nothing stored by a refused command
+    assert store.predictors.list() == before  # nothing stored by a refused command
 
 
 def test_no_known_device_names_what_was_skipped(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_no_known_device_names_what_was_skipped(tmp_path: Path) -> None:
 
 def test_measured_values_first_then_the_known_devices_own_predictor(store: Store) -> None:
     partial = [*ALL[::50], *(SPACE.from_index(i) for i in REFS)]  # enough to be a known device, not the space
-    store.add_measurements(_rows("board-p", NEW["new-z"], partial), auto_devices=True)
+    store.measurements.add(_rows("board-p", NEW["new-z"], partial), auto_devices=True)
     _add_new(store, "new-x")
     configs = [ALL[0], ALL[1], ALL[50], ALL[100]]  # 0, 50 and 100 measured on board-p; 1 not
     with pytest.raises(
@@ -176,7 +176,7 @@ def test_measured_values_first_then_the_known_devices_own_predictor(store: Store
     assert report.known is not None and report.known.predicted == ("board-p",)
     assert calls == [(0, 1, "latency_ms:nb201:board-p"), (1, 1, "")]  # what is trained is said, with progress
     values = known_latencies(store, SPACE, "latency_ms", ["gpu-a", "board-p"], configs)
-    measured = store.measured_table("nb201", "latency_ms", ["gpu-a", "board-p"])
+    measured = store.measurements.measured_table("nb201", "latency_ms", ["gpu-a", "board-p"])
     np.testing.assert_array_equal(values[:, 0], measured.loc[[c.key for c in configs], "gpu-a"])
     np.testing.assert_array_equal(values[[0, 2, 3], 1], measured.loc[[configs[i].key for i in (0, 2, 3)], "board-p"])
     predicted = load_model(store, "latency_ms:nb201:board-p").predict(store, [ALL[1]])[0]
@@ -298,7 +298,7 @@ def test_reference_set_file_round_trip_to_a_transfer(store: Store, tmp_path: Pat
     )
     assert result.exit_code == 0, result.output
     report = train_latency(store, "lab-z", SPACE, few_shot=10)
-    assert sorted(store.load_predictor(report.name)["meta"]["train_keys"]) == sorted(frame["config_key"])
+    assert sorted(store.predictors.load(report.name).meta["train_keys"]) == sorted(frame["config_key"])
     truth = _latency_ms(NEW["new-z"], ALL[::25])
     mean = _table(store, "lab-z")[:, 0]
     assert np.median(np.abs(mean - truth) / truth) < 0.1
@@ -309,7 +309,7 @@ def test_measure_takes_a_configs_file(tmp_path: Path) -> None:
 
     with Store.open(str(tmp_path / "s.db")) as store:
         spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
-        store.add_device("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
         url = store.url
     configs = tmp_path / "c.jsonl"
     configs.write_text("".join(json.dumps(SPACE.from_index(i).values) + "\n" for i in REFS[:4]))
@@ -318,5 +318,5 @@ def test_measure_takes_a_configs_file(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     with Store.open(url) as store:
-        measured = store.measured_table("nb201", "latency_ms", ["board"])
+        measured = store.measurements.measured_table("nb201", "latency_ms", ["board"])
     assert sorted(measured.index) == sorted(SPACE.from_index(i).key for i in REFS[:4])

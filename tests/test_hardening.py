@@ -54,10 +54,10 @@ def counts(url: str) -> tuple[int, int, int, int]:
     """(measurements, devices, LUT entries, searches) in the store."""
     with Store.open(url) as s:
         return (
-            sum(r["count"] for r in s.measurement_summary()),
-            len(s.list_devices()),
-            sum(d["lut_entries"] for d in s.list_devices()),
-            len(s.list_searches()),
+            sum(r.count for r in s.measurements.summary()),
+            len(s.devices.list()),
+            sum(d.lut_entries for d in s.devices.list()),
+            len(s.searches.list()),
         )
 
 
@@ -74,7 +74,7 @@ def nb201_csv(path: Path, values: list[object], column: str = "v") -> Path:
 
 def fake(store: Store, name: str, **params: float) -> DeviceSpec:
     spec = DeviceSpec(name, "fake", "fake", params)
-    store.add_device(name, "fake", spec.to_dict(), backend_for(spec).describe())
+    store.devices.add(name, "fake", spec.to_dict(), backend_for(spec).describe())
     build_lut(store, spec, get_space("mbv3"), restrict={"r": [224], "w": [1.0]}, workers=1)
     return spec
 
@@ -130,13 +130,13 @@ def test_import_of_out_of_range_values_writes_nothing(
     hw("import", good, *base)
     before = counts(store_url)
     with Store.open(store_url) as s:
-        values = sorted(s.measurements(space="nb201")["value"])
+        values = sorted(s.measurements.table(space="nb201")["value"])
     worse = nb201_csv(tmp_path / "bad.csv", [1.5, bad, 3.5])  # row 3 (the header is row 1); row 2 is unchanged
     err = hw("import", worse, *base, ok=False)
     assert "row 3" in err and "nothing imported" in err and repr(bad) in err
     assert counts(store_url) == before
     with Store.open(store_url) as s:
-        assert sorted(s.measurements(space="nb201")["value"]) == values
+        assert sorted(s.measurements.table(space="nb201")["value"]) == values
 
 
 def test_lut_import_of_out_of_range_values_writes_nothing(tmp_path: Path) -> None:
@@ -155,9 +155,9 @@ def test_lut_import_of_out_of_range_values_writes_nothing(tmp_path: Path) -> Non
         assert "row 3" in err and column in err
         assert counts(url) == before
     with Store.open(url) as s:  # the store's own check (every write path) names the row too
-        row = s.lut("edge").iloc[0].to_dict()
+        row = s.luts.get("edge").iloc[0].to_dict()
         with pytest.raises(InvalidValueError, match=r"lut\[0\]\.latency_ms_mean: expected"):
-            s.add_lut_entries("edge", [{**row, "latency_ms_mean": 1e308}])
+            s.luts.add("edge", [{**row, "latency_ms_mean": 1e308}])
 
 
 # ---------------------------------------------------------------------------------------------------- item 5
@@ -231,9 +231,9 @@ def test_hostile_names_are_refused_everywhere(tmp_path: Path, name: str) -> None
     assert counts(url) == before
     with Store.open(url) as s:
         for call in (
-            lambda: s.add_device(name, "fake", {}),
-            lambda: s.save_predictor(name, kind="latency", space="mbv3", metric="latency_ms", blob=b"x", meta={}),
-            lambda: s.submit_search(name, "mbv3", {}, 10),
+            lambda: s.devices.add(name, "fake", {}),
+            lambda: s.predictors.save(name, kind="latency", space="mbv3", metric="latency_ms", blob=b"x", meta={}),
+            lambda: s.searches.submit(name, "mbv3", {}, 10),
         ):
             with pytest.raises(InvalidValueError, match="letters, digits"):
                 call()
@@ -333,7 +333,7 @@ def test_unreachable_budget_of_a_budgeted_search_leaves_no_search(tmp_path: Path
     assert counts(url) == before
     hw(*base, "--budget", "params <= 1e9")
     with Store.open(url) as s:
-        assert s.get_search("b1")["status"] == "done"
+        assert s.searches.get("b1").status == "done"
 
 
 def test_failed_search_reports_the_trials_it_kept(tmp_path: Path) -> None:
@@ -349,9 +349,9 @@ def test_failed_search_reports_the_trials_it_kept(tmp_path: Path) -> None:
 
         with pytest.raises(KeyboardInterrupt):
             run_now(s, spec, progress=progress)
-        row = s.get_search("f1")
+        row = s.searches.get("f1")
         kept = len(load_trials(s, "f1")[0])
-        assert row["status"] == "failed" and kept >= 100 and row["trials_done"] == kept
+        assert row.status == "failed" and kept >= 100 and row.trials_done == kept
 
 
 def _children(pid: int) -> set[int]:

@@ -26,7 +26,7 @@ def test_batched_metrics_equal_per_subnet_definitions(name: str, tmp_path: Path)
     configs = [space.sample(rng) for _ in range(40)]
     with Store.open(str(tmp_path / "s.db")) as store:
         spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
-        store.add_device("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, space, workers=1)
         metrics = [
             parse_objective(m)
@@ -55,7 +55,7 @@ def test_missing_lut_layer_names_subnet_layer_and_command(tmp_path: Path) -> Non
     space = get_space("nb201")
     with Store.open(str(tmp_path / "s.db")) as store:
         spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
-        store.add_device("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, get_space("mbv3-digits"), workers=1)  # a LUT, but of another space's layers
         with pytest.raises(
             MissingLutError,

@@ -16,6 +16,7 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 import pytest
 
+from hwpareto.store._optuna import study_id
 from pareto import Store
 from pareto._analysis import study_results
 from pareto._search import GENERATION_KEY, PARENT_CACHE_PREFIX, SearchSpec, run_surrogate
@@ -36,7 +37,7 @@ def searched(store_url: str) -> Iterator[tuple[Store, SearchSpec]]:
     """A store holding a real hwpareto NSGA-II search (3 generations of 20) with a latency budget."""
     with Store.open(store_url) as store:
         spec = DeviceSpec("edge", "fake", "fake", {"gmacs_per_s": 5.0})
-        store.add_device("edge", "fake", spec.to_dict(), backend_for(spec).describe())
+        store.devices.add("edge", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, get_space("mbv3"), restrict={"r": [224], "w": [1.0]}, workers=1)
         search = SearchSpec(
             "compat",
@@ -132,7 +133,7 @@ def test_optuna_nsga2_resumes_a_hwpareto_study_at_the_next_generation(searched: 
     assert resumed.number == 3 * POP
     assert resumed.system_attrs[GENERATION_KEY] == 3  # not 0: Optuna continues hwpareto's generations
     # its parents are hwpareto's elite: Optuna cached generation 3's parents from stored generations 2 and its parents
-    cached = storage.get_study_system_attrs(study._study_id)[PARENT_CACHE_PREFIX + "3"]
+    cached = storage.get_study_system_attrs(study_id(study))[PARENT_CACHE_PREFIX + "3"]
     assert len(cached) == POP and all(by_id[i].system_attrs[GENERATION_KEY] <= 2 for i in cached)
 
 

@@ -37,7 +37,7 @@ def store(tmp_path: Path) -> Store:
 
 def fake_device(store: Store, name: str, **params: float) -> DeviceSpec:
     spec = DeviceSpec(name, "fake", "fake", params)
-    store.add_device(name, "fake", spec.to_dict(), backend_for(spec).describe(), replace=True)
+    store.devices.add(name, "fake", spec.to_dict(), backend_for(spec).describe(), replace=True)
     return spec
 
 
@@ -137,9 +137,9 @@ def test_train_latency_with_lut_beats_lut_sum(store: Store) -> None:
     v = report.validation
     assert report.name == "latency_ms:mbv3:edge" and report.n_train == 60
     assert v["mape_pct"] < v["lut_sum_mape_pct"]  # the correction beats raw LUT-sums on held-out SubNets
-    stored = store.list_predictors("mbv3")[0]
-    assert stored["device"] == "edge" and stored["meta"]["features"] == "lut_sum + space"
-    assert stored["meta"]["versions"]["xgboost"] and len(stored["meta"]["train_keys"]) == 60
+    stored = store.predictors.list("mbv3")[0]
+    assert stored.device == "edge" and stored.meta["features"] == "lut_sum + space"
+    assert stored.meta["versions"]["xgboost"] and len(stored.meta["train_keys"]) == 60
     fresh = mbv3_configs(5, seed=9)
     table = predict_table(store, space, fresh, device="edge")
     truth = [backend_for(spec).measure_subnet(space, c).latency_ms for c in fresh]
@@ -152,9 +152,9 @@ def test_train_without_lut_on_imported_measurements(store: Store) -> None:
     rng = np.random.default_rng(0)
     configs = [space.from_index(int(i)) for i in rng.choice(15625, 100, replace=False)]
     rows = [MeasurementIn(c, "device", "phone", "latency_ms", 2.0 + space.macs(c) / 1e7) for c in configs]
-    store.add_measurements(rows, auto_devices=True)
+    store.measurements.add(rows, auto_devices=True)
     report = train_latency(store, "phone", space)
-    assert store.list_predictors()[0]["meta"]["features"] == "space"
+    assert store.predictors.list()[0].meta["features"] == "space"
     assert report.validation["mape_pct"] < 5 and report.validation["n"] == 20
     assert "lut_sum_mape_pct" not in report.validation
 
@@ -172,7 +172,7 @@ def test_train_errors(store: Store) -> None:
         train_latency(store, "edge", space)
     with pytest.raises(InvalidValueError, match="--dataset"):
         train_accuracy(store, space, metric="test_acc_pct")
-    assert store.list_predictors() == []  # nothing stored half-way
+    assert store.predictors.list() == []  # nothing stored half-way
 
 
 def test_few_shot_transfer_through_the_store(store: Store) -> None:
@@ -203,7 +203,7 @@ def test_train_accuracy_and_uncertainty(store: Store) -> None:
     rng = np.random.default_rng(2)
     configs = [space.from_index(int(i)) for i in rng.choice(15625, 80, replace=False)]
     acc = [60 + 5 * np.log(space.params(c)) / np.log(10) + rng.normal(0, 0.5) for c in configs]
-    store.add_measurements(
+    store.measurements.add(
         [MeasurementIn(c, "dataset", "toyset", "test_acc_pct", a) for c, a in zip(configs, acc, strict=True)]
     )
     report = train_accuracy(store, space, metric="test_acc_pct")
@@ -224,11 +224,11 @@ def test_drift_check_flags_a_changed_device(store: Store) -> None:
     slower = backend_for(DeviceSpec("edge", "fake", "fake", {"gmacs_per_s": 1.0}))  # e.g. thermal throttling
     result = check_drift(store, name, fresh, np.array([slower.measure_subnet(space, c).latency_ms for c in fresh]))
     assert result["drift"] is True and result["mape_pct"] > result["recorded_mape_pct"]
-    assert [c["drift"] for c in store.load_predictor(name)["meta"]["checks"]] == [False, True]
+    assert [c["drift"] for c in store.predictors.load(name).meta["checks"]] == [False, True]
 
 
 def test_corrupt_stored_model_is_refused(store: Store) -> None:
-    store.save_predictor("bad", kind="latency", space="nb201", metric="latency_ms", blob=b"\x80\x04pickle", meta={})
+    store.predictors.save("bad", kind="latency", space="nb201", metric="latency_ms", blob=b"\x80\x04pickle", meta={})
     with pytest.raises(HwparetoError, match="not an hwpareto predictor document"):
         load_model(store, "bad")
 

@@ -47,7 +47,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def register(store: Store, spec: DeviceSpec) -> DeviceSpec:
-    store.add_device(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
+    store.devices.add(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
     return spec
 
 
@@ -83,16 +83,16 @@ def test_unknown_device_lists_presets_and_cpu_local_registers(store: Store) -> N
     with pytest.raises(InvalidValueError, match=r"device: expected a registered device or preset: cpu-local"):
         device_spec(store, "tpu-v9")
     spec = device_spec(store, LOCAL_CPU)
-    stored = store.get_device(LOCAL_CPU)
-    assert spec.backend == "torch-cpu" and stored["kind"] == "cpu"
-    assert stored["provenance"]["torch"] == torch.__version__ and stored["provenance"]["threads"] == 1
-    assert stored["provenance"]["cpu_model"]
+    stored = store.devices.get(LOCAL_CPU)
+    assert spec.backend == "torch-cpu" and stored.kind == "cpu"
+    assert stored.provenance["torch"] == torch.__version__ and stored.provenance["threads"] == 1
+    assert stored.provenance["cpu_model"]
 
 
 def test_cpu_local_from_another_machine_is_refused(store: Store) -> None:
     spec = local_cpu_spec()
     provenance = {**backend_for(spec).describe(), "cpu_model": "Imaginary CPU 9000"}
-    store.add_device(LOCAL_CPU, "cpu", spec.to_dict(), provenance)
+    store.devices.add(LOCAL_CPU, "cpu", spec.to_dict(), provenance)
     with pytest.raises(HwparetoError, match="register this machine under its own name"):
         device_spec(store, LOCAL_CPU)
 
@@ -172,7 +172,7 @@ def test_build_lut_stores_every_distinct_layer(store: Store) -> None:
     space = get_space("nb201")
     report = build_lut(store, spec, space, workers=1)
     assert (report.total, report.measured, report.already, report.failed) == (22, 22, 0, ())
-    lut = store.lut(spec.name)
+    lut = store.luts.get(spec.name)
     assert sorted(lut["layer_key"]) == sorted(s.key for s in space.layer_universe())
     assert set(lut["source"]) == {"simulated"}
     again = build_lut(store, spec, space, workers=1)
@@ -191,11 +191,11 @@ def test_interrupted_build_resumes_without_duplicates(store: Store) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         build_lut(store, spec, space, restrict=restrict, workers=1, progress=stop_after_30)
-    kept = len(store.lut(spec.name))
+    kept = len(store.luts.get(spec.name))
     assert kept == 30  # rows measured before the interruption are flushed, none lost
     report = build_lut(store, spec, space, restrict=restrict, workers=1)
     assert (report.already, report.measured) == (30, total - 30)
-    assert len(store.lut(spec.name)) == total
+    assert len(store.luts.get(spec.name)) == total
 
 
 def test_parallel_build_in_processes(store: Store) -> None:
@@ -204,7 +204,7 @@ def test_parallel_build_in_processes(store: Store) -> None:
     restrict = {"seq_len": [64]}
     report = build_lut(store, spec, space, restrict=restrict, workers=2)
     serial = {k: FakeBackend(FAKE).measure_layer(s).latency_ms for s in space.layer_universe(restrict) for k in [s.key]}
-    lut = store.lut(spec.name)
+    lut = store.luts.get(spec.name)
     assert report.measured == len(serial) == len(lut)
     assert dict(zip(lut["layer_key"], lut["latency_ms_mean"], strict=True)) == pytest.approx(serial)
 
@@ -227,7 +227,7 @@ def test_unmappable_layers_are_reported_and_the_rest_continues(store: Store, mon
     attention = [s.key for s in space.layer_universe(restrict) if s.op == "attention"]
     assert sorted(k for k, _ in report.failed) == sorted(attention) and len(attention) == 3
     assert all("backend fake-no-attention cannot map layer attention:" in reason for _, reason in report.failed)
-    assert report.measured == len(space.layer_universe(restrict)) - 3 == len(store.lut("odd"))
+    assert report.measured == len(space.layer_universe(restrict)) - 3 == len(store.luts.get("odd"))
 
 
 def test_budget_stops_and_next_run_continues(store: Store) -> None:
@@ -238,7 +238,7 @@ def test_budget_stops_and_next_run_continues(store: Store) -> None:
     assert first.remaining > 0 and first.measured >= 1
     second = build_lut(store, spec, space, restrict=restrict)
     assert second.already == first.measured and second.remaining == 0
-    assert len(store.lut(spec.name)) == first.total
+    assert len(store.luts.get(spec.name)) == first.total
 
 
 # ---------------------------------------------------------------------------------------------------- LUT use
@@ -265,7 +265,7 @@ def test_measure_subnets_stores_ground_truth(store: Store) -> None:
     space = get_space("nb201")
     configs = [space.from_index(i) for i in range(3)]
     assert measure_subnets(store, spec, space, configs) == 3
-    df = store.measurements(space="nb201", subject="fake-dev")
+    df = store.measurements.table(space="nb201", subject="fake-dev")
     assert sorted(df["metric"].unique()) == ["energy_mj", "latency_ms"] and len(df) == 6
     backend = FakeBackend(FAKE)
     got = df[df.metric == "latency_ms"].set_index("config_key")["value"]
@@ -278,9 +278,9 @@ def test_lut_file_round_trip_and_corrupt_files(store: Store, tmp_path: Path) -> 
     out = tmp_path / "lut.csv"
     assert export_lut_csv(store, spec.name, out) == 22
     assert import_lut_csv(store, out, "copy") == 22
-    a, b = store.lut(spec.name), store.lut("copy")
+    a, b = store.luts.get(spec.name), store.luts.get("copy")
     assert list(a["layer_key"]) == list(b["layer_key"]) and list(a["latency_ms_mean"]) == list(b["latency_ms_mean"])
-    assert store.get_device("copy")["kind"] == "imported"
+    assert store.devices.get("copy").kind == "imported"
 
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
@@ -297,7 +297,7 @@ def test_lut_file_round_trip_and_corrupt_files(store: Store, tmp_path: Path) -> 
     message = str(error.value)
     assert "3 bad row(s), nothing imported" in message and "row 5:" in message and "row 7:" in message
     assert "row 9:" in message
-    assert "broken" not in [d["name"] for d in store.list_devices()]
+    assert "broken" not in [d.name for d in store.devices.list()]
     with pytest.raises(InvalidValueError, match="got 'missing spec_json, batch, latency_ms_mean"):
         missing = tmp_path / "missing.csv"
         missing.write_text("layer_key,op\nx,conv2d\n")
@@ -383,7 +383,7 @@ def test_profile_measure_and_devices_cli(tmp_path: Path) -> None:
     for name, n in per_space.items():  # spaces sharing layers with those profiled (e.g. the gpt-stdlib demo) count
         assert n == len({s.key for s in get_space(name).layer_universe()} & profiled), name
     run("measure", "--device", "sim", "--space", "nb201", "-n", "3")
-    assert len(Store.open(url).measurements(subject="sim", metric="latency_ms")) == 3
+    assert len(Store.open(url).measurements.table(subject="sim", metric="latency_ms")) == 3
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps(get_space("nb201").largest().values))
     out = json.loads(run("lut", "sum", "nb201", cfg, "--device", "sim", "--json"))
@@ -422,8 +422,8 @@ def test_remote_profile_into_shared_postgres(pg_url: str, tmp_path: Path) -> Non
         done = subprocess.run([*cli, *args, "--store", pg_url], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     with Store.open(pg_url) as shared:
-        devices = {d["name"]: d for d in shared.list_devices()}
-        assert devices["board-7"]["kind"] == "fake" and devices["board-7"]["lut_entries"] == 22
+        devices = {d.name: d for d in shared.devices.list()}
+        assert devices["board-7"].kind == "fake" and devices["board-7"].lut_entries == 22
         lut = Lut.load(shared, "board-7")
         space = get_space("nb201")
         assert lut.latency_sum_ms(space, space.largest()) > lut.latency_sum_ms(space, space.smallest())

@@ -35,7 +35,7 @@ def store(tmp_path: Path) -> Store:
 
 def fake(store: Store, name: str, **params: float) -> None:
     spec = DeviceSpec(name, "fake", "fake", params)
-    store.add_device(name, "fake", spec.to_dict(), backend_for(spec).describe())
+    store.devices.add(name, "fake", spec.to_dict(), backend_for(spec).describe())
     build_lut(store, spec, get_space("mbv3"), restrict={"r": [224], "w": [1.0]}, workers=1)
 
 
@@ -108,7 +108,7 @@ def test_trials_are_ordinary_optuna_trials(devices: Store) -> None:
     assert [t.number for t in trials] == list(range(300))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     space = get_space("mbv3")
-    lut = devices.lut("edge").set_index("layer_key")["latency_ms_mean"]
+    lut = devices.luts.get("edge").set_index("layer_key")["latency_ms_mean"]
     for t in trials[::37]:
         cfg = space.validate(t.params)
         assert t.params["r"] == 224 and t.user_attrs["config_key"] == cfg.key
@@ -227,9 +227,9 @@ def test_queue_claims_each_search_once(devices: Store) -> None:
     claims: list[str] = []
 
     def claim() -> None:
-        row = devices.claim_search(f"w{threading.get_ident()}")
+        row = devices.searches.claim(f"w{threading.get_ident()}")
         if row:
-            claims.append(row["name"])
+            claims.append(row.name)
 
     threads = [threading.Thread(target=claim) for _ in range(4)]
     for t in threads:
@@ -244,8 +244,8 @@ def test_worker_runs_queued_searches(devices: Store) -> None:
     submit(devices, spec("q2", n_trials=120, sampler="random"))
     # the worker looks for work before it decides it is idle: even a zero idle time runs every queued search
     assert run_worker(devices, idle_exit_s=0, poll_s=0.1, log=lambda m: None) == 2
-    rows = {r["name"]: r for r in devices.list_searches()}
-    assert rows["q1"]["status"] == rows["q2"]["status"] == "done" and rows["q2"]["trials_done"] == 120
+    rows = {r.name: r for r in devices.searches.list()}
+    assert rows["q1"].status == rows["q2"].status == "done" and rows["q2"].trials_done == 120
     assert len(load_trials(devices, "q2")[0]) == 120
 
 
@@ -276,15 +276,15 @@ def test_worker_idle_clock_restarts_when_a_search_ends(devices: Store, monkeypat
     assert done == 2
     assert naps[0] == 1000.0  # waited after q1 (1000 s long) instead of quitting
     assert now[0] == 1001.0 + 1000.0 + 5  # q2 claimed after one 1 s poll, 1000 s long, then 5 idle seconds
-    assert {r["name"]: r["status"] for r in devices.list_searches()} == {"q1": "done", "q2": "done"}
+    assert {r.name: r.status for r in devices.searches.list()} == {"q1": "done", "q2": "done"}
 
 
 def test_run_now_records_and_resumes(devices: Store) -> None:
     assert run_now(devices, spec("n1", n_trials=80)).added == 80
-    assert devices.get_search("n1")["status"] == "done"
+    assert devices.searches.get("n1").status == "done"
     assert run_now(devices, spec("n1", n_trials=120)).added == 40
-    row = devices.get_search("n1")
-    assert row["n_trials"] == row["params"]["n_trials"] == 120 and row["trials_done"] == 120
+    row = devices.searches.get("n1")
+    assert row.n_trials == row.params["n_trials"] == 120 and row.trials_done == 120
 
 
 # ---------------------------------------------------------------------------------------------------- CLI

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -19,9 +20,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, make_url, select, text
 
-import hwpareto.store._store
+import hwpareto.store._measurements
 import supernet._registry
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.store import DeviceRecord, PredictorBlob, PredictorRecord, SearchRecord
 from hwpareto.store._models import VERSION_TABLE, Base, Device, Export, Measurement, SubNet, include_name
 from pareto import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
 from supernet import DeclarativeSpace, Dimension, SubNetConfig, get_space
@@ -92,12 +94,12 @@ def test_init_creates_hwpareto_and_optuna_tables_in_one_database(store: Store) -
 
 
 def test_opening_twice_is_a_no_op(store: Store, store_url: str) -> None:
-    store.add_device("dev0", "cpu", {"cores": 2})
+    store.devices.add("dev0", "cpu", {"cores": 2})
     tables = set(inspect(store.engine).get_table_names())
     with Store.open(store_url) as again:
         assert again.revision() == HEAD
         assert set(inspect(again.engine).get_table_names()) == tables
-        assert [d["name"] for d in again.list_devices()] == ["dev0"]
+        assert [d.name for d in again.devices.list()] == ["dev0"]
         with again.engine.connect() as conn:
             assert conn.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar() == 1
 
@@ -115,8 +117,8 @@ def test_optuna_studies_share_the_database(store: Store, store_url: str) -> None
         assert len(optuna.load_study(study_name="s1", storage=by_url).trials) == 3
     finally:
         by_url.engine.dispose()
-    store.add_device("dev0", "cpu", {})
-    assert store.get_device("dev0")["kind"] == "cpu"
+    store.devices.add("dev0", "cpu", {})
+    assert store.devices.get("dev0").kind == "cpu"
     assert set(inspect(store.engine).get_table_names()) >= HWP_TABLES | OPTUNA_TABLES
 
 
@@ -141,7 +143,7 @@ def test_older_schema_needs_explicit_upgrade(store_url: str) -> None:
     assert Store.upgrade(store_url) == ("0001_registry", HEAD)
     with Store.open(store_url) as store:
         assert store.revision() == HEAD
-        assert store.get_device("old")["spec"] == {"tops": 4}
+        assert store.devices.get("old").spec == {"tops": 4}
     assert schema_diffs(store_url) == []
 
 
@@ -281,63 +283,64 @@ def test_default_store_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 # ---------------------------------------------------------------------- devices
 def test_devices(store: Store) -> None:
     with pytest.raises(InvalidValueError, match="none registered yet: run hwpareto profile"):
-        store.get_device("dev0")
-    created = store.add_device("dev0", "cuda", {"gpu": "H100"}, {"tool": "nvidia-smi"})
-    assert created["spec"] == {"gpu": "H100"} and created["provenance"] == {"tool": "nvidia-smi"}
-    assert created["created_at"].endswith("+00:00")
-    assert store.add_device("dev0", "cpu", {"other": 1}) == created  # existing: unchanged
-    replaced = store.add_device("dev0", "cpu", {"other": 1}, replace=True)
-    assert (replaced["kind"], replaced["spec"], replaced["provenance"]) == ("cpu", {"other": 1}, {})
-    store.add_device("board", "npu", {})
-    store.add_measurements(rows(CONFIGS[:2], subject="board"))
-    listed = store.list_devices()
-    assert [(d["name"], d["kind"], d["measurements"], d["lut_entries"]) for d in listed] == [
+        store.devices.get("dev0")
+    created = store.devices.add("dev0", "cuda", {"gpu": "H100"}, {"tool": "nvidia-smi"})
+    assert isinstance(created, DeviceRecord)
+    assert created.spec == {"gpu": "H100"} and created.provenance == {"tool": "nvidia-smi"}
+    assert created.created_at.endswith("+00:00")
+    assert store.devices.add("dev0", "cpu", {"other": 1}) == created  # existing: unchanged
+    replaced = store.devices.add("dev0", "cpu", {"other": 1}, replace=True)
+    assert (replaced.kind, replaced.spec, replaced.provenance) == ("cpu", {"other": 1}, {})
+    store.devices.add("board", "npu", {})
+    store.measurements.add(rows(CONFIGS[:2], subject="board"))
+    listed = store.devices.list()
+    assert [(d.name, d.kind, d.measurements, d.lut_entries) for d in listed] == [
         ("board", "npu", 4, 0),
         ("dev0", "cpu", 0, 0),
     ]
     with pytest.raises(InvalidValueError) as error:
-        store.get_device("nope")
+        store.devices.get("nope")
     assert (error.value.field, error.value.got) == ("device", "nope")
     assert "board, dev0" in error.value.allowed
     with pytest.raises(InvalidValueError) as error:
-        store.add_device("x", "tpu", {})
+        store.devices.add("x", "tpu", {})
     assert error.value.field == "device.kind" and all(k in error.value.allowed for k in DEVICE_KINDS)
     with pytest.raises(InvalidValueError, match=r"device\.spec"):
-        store.add_device("x", "cpu", {"bad": float("nan")})
+        store.devices.add("x", "cpu", {"bad": float("nan")})
 
 
 # ---------------------------------------------------------------------- measurements
 def test_measurement_upserts(store: Store) -> None:
-    store.add_device("dev0", "cpu", {})
+    store.devices.add("dev0", "cpu", {})
     batch = rows(CONFIGS)
-    assert store.add_measurements(batch) == WriteResult(24, 0, 0, ())
-    assert store.add_measurements(batch) == WriteResult(0, 0, 24, ())
+    assert store.measurements.add(batch) == WriteResult(24, 0, 0, ())
+    assert store.measurements.add(batch) == WriteResult(0, 0, 24, ())
     changed = [
         *batch[:-2],
         MeasurementIn(CONFIGS[-1], "device", "dev0", "latency_ms", 99.5, origin="new.csv"),
         MeasurementIn(CONFIGS[-1], "device", "dev0", "energy_mj", batch[-1].value, std=0.5),
     ]
-    assert store.add_measurements(changed) == WriteResult(0, 2, 22, ())
-    df = store.measurements(metric="latency_ms")
+    assert store.measurements.add(changed) == WriteResult(0, 2, 22, ())
+    df = store.measurements.table(metric="latency_ms")
     assert len(df) == 12
     last = df[df.config_key == CONFIGS[-1].key].iloc[0]
     assert (last.value, last.origin, last.space) == (99.5, "new.csv", "toy")
     assert counts(store) == (1, 12, 24)
     # another source or batch size is another measurement
-    assert store.add_measurements(rows(CONFIGS[:1], source="measured", batch=8)).inserted == 2
+    assert store.measurements.add(rows(CONFIGS[:1], source="measured", batch=8)).inserted == 2
 
 
 def test_unknown_device_rejected_unless_auto(store: Store) -> None:
     before = counts(store)
     with pytest.raises(InvalidValueError, match="auto_devices=True") as error:
-        store.add_measurements(rows(CONFIGS[:3], subject="ghost"))
+        store.measurements.add(rows(CONFIGS[:3], subject="ghost"))
     assert (error.value.field, error.value.got) == ("measurements[0].subject", "ghost")
     assert counts(store) == before
-    result = store.add_measurements(rows(CONFIGS[:3], subject="ghost"), auto_devices=True)
+    result = store.measurements.add(rows(CONFIGS[:3], subject="ghost"), auto_devices=True)
     assert result == WriteResult(6, 0, 0, ("ghost",))
-    ghost = store.get_device("ghost")
-    assert (ghost["kind"], ghost["spec"], ghost["measurements"]) == ("imported", {"source": "test.csv"}, 6)
-    assert store.add_measurements(rows(CONFIGS[:3], subject="ghost"), auto_devices=True).new_devices == ()
+    ghost = store.devices.get("ghost")
+    assert (ghost.kind, ghost.spec, ghost.measurements) == ("imported", {"source": "test.csv"}, 6)
+    assert store.measurements.add(rows(CONFIGS[:3], subject="ghost"), auto_devices=True).new_devices == ()
 
 
 @pytest.mark.parametrize(
@@ -366,29 +369,29 @@ def test_invalid_row_writes_nothing(store: Store, bad: dict[str, object], field:
     batch[-1] = MeasurementIn(**{**values, **bad})  # type: ignore[arg-type]
     before = counts(store)
     with pytest.raises(InvalidValueError) as error:
-        store.add_measurements(batch)
+        store.measurements.add(batch)
     assert error.value.field == field
     assert counts(store) == before
 
 
 def test_failure_inside_the_transaction_rolls_everything_back(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    store.add_measurements(rows(CONFIGS[:2]), auto_devices=True)
+    store.measurements.add(rows(CONFIGS[:2]), auto_devices=True)
     before = counts(store)
 
     def fail(*args: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(hwpareto.store._store, "_bulk_insert", fail)
+    monkeypatch.setattr(hwpareto.store._measurements, "bulk_insert", fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        store.add_measurements(rows(CONFIGS, subject="new-board"), auto_devices=True)
+        store.measurements.add(rows(CONFIGS, subject="new-board"), auto_devices=True)
     assert counts(store) == before  # no device, SubNet or measurement was left behind
-    assert [d["name"] for d in store.list_devices()] == ["dev0"]
+    assert [d.name for d in store.devices.list()] == ["dev0"]
 
 
 def test_measurement_filters_and_summary(store: Store) -> None:
-    store.add_measurements(rows(CONFIGS[:4]), auto_devices=True)
-    store.add_measurements(rows(CONFIGS[:3], ("test_acc",), "cifar10", subject_kind="dataset", source="evaluated"))
-    every = store.measurements()
+    store.measurements.add(rows(CONFIGS[:4]), auto_devices=True)
+    store.measurements.add(rows(CONFIGS[:3], ("test_acc",), "cifar10", subject_kind="dataset", source="evaluated"))
+    every = store.measurements.table()
     assert list(every.columns) == [
         "space",
         "config_key",
@@ -404,14 +407,14 @@ def test_measurement_filters_and_summary(store: Store) -> None:
         "origin",
     ]
     assert len(every) == 11 and every["n"].isna().all()
-    assert len(store.measurements(subject="cifar10")) == 3
-    assert len(store.measurements(subject_kind="device", metric="energy_mj")) == 4
-    assert len(store.measurements(space="toy", source="evaluated")) == 3
-    assert store.measurements(space="other").empty
+    assert len(store.measurements.table(subject="cifar10")) == 3
+    assert len(store.measurements.table(subject_kind="device", metric="energy_mj")) == 4
+    assert len(store.measurements.table(space="toy", source="evaluated")) == 3
+    assert store.measurements.table(space="other").empty
     assert every.config_json.iloc[0] == '{"depth":1,"width":8}'
     with pytest.raises(InvalidValueError, match="source"):
-        store.measurements(source="guessed")
-    assert store.measurement_summary() == [
+        store.measurements.table(source="guessed")
+    assert [dataclasses.asdict(r) for r in store.measurements.summary()] == [
         {
             "space": "toy",
             "subject_kind": "dataset",
@@ -452,7 +455,7 @@ def test_concurrent_writers_both_succeed(store: Store, store_url: str) -> None:
             with Store.open(store_url) as own:
                 barrier.wait()
                 results[subject] = [
-                    own.add_measurements(rows(configs[i : i + 250], ("loss",), subject, subject_kind="dataset"))
+                    own.measurements.add(rows(configs[i : i + 250], ("loss",), subject, subject_kind="dataset"))
                     for i in range(0, len(configs), 250)
                 ]
         except BaseException as exc:
@@ -475,26 +478,26 @@ def test_declarative_space_round_trip(store: Store, monkeypatch: pytest.MonkeyPa
         [Dimension("op", choices=("conv", "skip")), Dimension("lr", "float", low=0.1, high=1.0)],
         "from a CSV",
     )
-    store.register_space(space)
-    store.register_space(space)  # same definition again: fine
-    assert "imported.tbl" in store.space_names()
+    store.spaces.register(space)
+    store.spaces.register(space)  # same definition again: fine
+    assert "imported.tbl" in store.spaces.names()
     monkeypatch.setattr(supernet._registry, "_spaces", {})  # as in a new process
-    rebuilt = store.space("imported.tbl")
+    rebuilt = store.spaces.get("imported.tbl")
     assert rebuilt is not space and rebuilt.to_dict() == space.to_dict()  # type: ignore[attr-defined]
     assert rebuilt.validate({"op": "skip", "lr": 0.5}).space == "imported.tbl"
     with pytest.raises(InvalidValueError, match=r"space\.name"):
-        store.register_space(DeclarativeSpace("imported.tbl", [Dimension("op", choices=("conv",))]))
+        store.spaces.register(DeclarativeSpace("imported.tbl", [Dimension("op", choices=("conv",))]))
     with pytest.raises(InvalidValueError, match="built-ins"):
-        store.register_space(DeclarativeSpace("mbv3", [Dimension("op", choices=("conv",))]))
+        store.spaces.register(DeclarativeSpace("mbv3", [Dimension("op", choices=("conv",))]))
     with pytest.raises(InvalidValueError) as error:
-        store.space("nope")
+        store.spaces.get("nope")
     assert "imported.tbl" in error.value.allowed and "mbv3" in error.value.allowed
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT name FROM hwp_spaces")).scalars().all() == ["imported.tbl"]
 
 
 def test_lut_upserts(store: Store) -> None:
-    store.add_device("dev0", "cpu", {})
+    store.devices.add("dev0", "cpu", {})
     entries = [
         {
             "layer_key": "conv2d:cin=3,cout=16",
@@ -516,27 +519,27 @@ def test_lut_upserts(store: Store) -> None:
             "source": "simulated",
         },
     ]
-    assert store.add_lut_entries("dev0", entries) == WriteResult(2, 0, 0)
-    assert store.add_lut_entries("dev0", entries) == WriteResult(0, 0, 2)
-    assert store.add_lut_entries("dev0", [{**entries[0], "latency_ms_mean": 0.6}]) == WriteResult(0, 1, 0)
-    assert store.add_lut_entries("dev0", [{**entries[0], "batch": 8}]) == WriteResult(1, 0, 0)
-    lut = store.lut("dev0")
+    assert store.luts.add("dev0", entries) == WriteResult(2, 0, 0)
+    assert store.luts.add("dev0", entries) == WriteResult(0, 0, 2)
+    assert store.luts.add("dev0", [{**entries[0], "latency_ms_mean": 0.6}]) == WriteResult(0, 1, 0)
+    assert store.luts.add("dev0", [{**entries[0], "batch": 8}]) == WriteResult(1, 0, 0)
+    lut = store.luts.get("dev0")
     assert list(lut.layer_key) == ["conv2d:cin=3,cout=16", "gap:cin=16"]
     assert list(lut.latency_ms_mean) == [0.6, 0.1]
     assert lut.spec_json.iloc[1] == '{"cin":16,"op":"gap"}' and lut.source.iloc[1] == "simulated"
     assert math.isnan(lut.energy_mj_mean.iloc[0])
-    assert len(store.lut("dev0", batch=8)) == 1
-    assert store.get_device("dev0")["lut_entries"] == 3
+    assert len(store.luts.get("dev0", batch=8)) == 1
+    assert store.devices.get("dev0").lut_entries == 3
     with pytest.raises(InvalidValueError, match="device"):
-        store.add_lut_entries("nope", entries)
+        store.luts.add("nope", entries)
     with pytest.raises(InvalidValueError, match=r"lut\[0\].latency_ms_mean"):
-        store.add_lut_entries("dev0", [{**entries[0], "latency_ms_mean": math.nan}])
+        store.luts.add("dev0", [{**entries[0], "latency_ms_mean": math.nan}])
     with pytest.raises(InvalidValueError, match=r"lut\[0\]"):
-        store.add_lut_entries("dev0", [{**entries[0], "typo": 1}])
+        store.luts.add("dev0", [{**entries[0], "typo": 1}])
 
 
 def test_exports_and_sessions(store: Store) -> None:
-    store.add_export(CONFIGS[0], "/tmp/out/toy", {"model.onnx": {"bytes": 10}})
+    store.exports.add(CONFIGS[0], "/tmp/out/toy", {"model.onnx": {"bytes": 10}})
     with store.session() as session:
         export = session.scalars(select(Export)).one()
         assert (export.space, export.config_key, export.files_json) == (
@@ -549,16 +552,16 @@ def test_exports_and_sessions(store: Store) -> None:
         session.add(Device(name="tmp", kind="cpu", spec_json="{}", provenance_json="{}"))
         session.flush()
         raise RuntimeError("abort")
-    assert store.list_devices() == []
+    assert store.devices.list() == []
     with store.session() as session:
         session.add(Device(name="kept", kind="fake", spec_json="{}", provenance_json="{}"))
-    assert store.get_device("kept")["kind"] == "fake"
+    assert store.devices.get("kept").kind == "fake"
 
 
 def test_measured_table_is_wide_median_and_leaves_predictions_out(store: Store) -> None:
     space = get_space("nb201")
     a, b, c = (space.from_index(i) for i in (1, 2, 3))
-    store.add_measurements(
+    store.measurements.add(
         [
             MeasurementIn(a, "device", "dev-1", "latency_ms", 1.0),
             MeasurementIn(a, "device", "dev-1", "latency_ms", 3.0, batch=2),  # a second value of the same SubNet
@@ -569,10 +572,111 @@ def test_measured_table_is_wide_median_and_leaves_predictions_out(store: Store) 
         ],
         auto_devices=True,
     )
-    table = store.measured_table("nb201", "latency_ms")
+    table = store.measurements.measured_table("nb201", "latency_ms")
     assert list(table.columns) == ["dev-1", "dev-2"] and sorted(table.index) == sorted([a.key, b.key])
     assert table.loc[a.key, "dev-1"] == 2.0 and table.loc[a.key, "dev-2"] == 5.0
     assert np.isnan(table.loc[b.key, "dev-2"])
-    some = store.measured_table("nb201", "latency_ms", ["dev-2", "nobody"])
+    some = store.measurements.measured_table("nb201", "latency_ms", ["dev-2", "nobody"])
     assert list(some.columns) == ["dev-2", "nobody"] and some.loc[a.key, "dev-2"] == 5.0
-    assert store.measured_table("nb201", "latency_ms", []).empty
+    assert store.measurements.measured_table("nb201", "latency_ms", []).empty
+
+
+# ---------------------------------------------------------------------- repositories and caller-owned transactions
+def test_a_caller_owned_transaction_commits_or_rolls_back_every_repository_write(store: Store) -> None:
+    entry = {"layer_key": "conv", "op": "conv2d", "spec_json": {}, "latency_ms_mean": 1.0, "latency_ms_std": 0.0}
+    with pytest.raises(InvalidValueError, match=r"lut\[0\]"), store.transaction() as conn:
+        store.devices.add("board", "imported", {}, conn=conn)
+        assert store.devices.get("board", conn=conn).kind == "imported"  # visible inside the transaction
+        store.luts.add("board", [entry], conn=conn)  # no "n": rejected after the device was written
+    assert store.devices.list() == []  # the device went with the failed LUT
+    with store.transaction() as conn:
+        store.devices.add("board", "imported", {}, conn=conn)
+        store.luts.add("board", [{**entry, "n": 3}], conn=conn)
+        store.measurements.add(rows(CONFIGS[:1], subject="board"), conn=conn)
+    board = store.devices.get("board")
+    assert (board.lut_entries, board.measurements) == (1, 2)
+
+
+def test_predictor_records(store: Store) -> None:
+    store.devices.add("dev0", "cpu", {})
+    with pytest.raises(InvalidValueError, match="none yet: hwpareto train"):
+        store.predictors.load("p")
+    store.predictors.save(
+        "p", kind="latency", space="toy", metric="latency_ms", blob=b"{}", meta={"n": 1}, device="dev0"
+    )
+    listed = store.predictors.list("toy")
+    assert [type(p) for p in listed] == [PredictorRecord] and listed[0].device == "dev0" and listed[0].meta == {"n": 1}
+    loaded = store.predictors.load("p")
+    assert isinstance(loaded, PredictorBlob) and loaded.blob == b"{}" and loaded.name == listed[0].name
+    store.predictors.update_meta("p", {"n": 2})
+    assert store.predictors.load("p").meta == {"n": 2} and store.predictors.list("other") == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.meta = {}  # type: ignore[misc]
+    for bad, field in (({"kind": "speed"}, "predictor.kind"), ({"blob": b""}, "predictor.blob")):
+        args = {"kind": "latency", "space": "toy", "metric": "latency_ms", "blob": b"{}", "meta": {}, **bad}
+        with pytest.raises(InvalidValueError) as error:
+            store.predictors.save("q", **args)  # type: ignore[arg-type]
+        assert error.value.field == field
+    with pytest.raises(InvalidValueError, match="one of dev0"):
+        store.predictors.save("q", kind="latency", space="toy", metric="m", blob=b"1", meta={}, device="ghost")
+
+
+def test_search_queue_records(store: Store) -> None:
+    queued = store.searches.submit("s1", "toy", {"n_trials": 5}, 5)
+    assert isinstance(queued, SearchRecord) and (queued.status, queued.worker, queued.study_name) == (
+        "queued",
+        None,
+        "s1",
+    )
+    with pytest.raises(InvalidValueError, match="a name not used"):
+        store.searches.submit("s1", "toy", {}, 5)
+    claimed = store.searches.claim("w1")
+    assert claimed is not None and (claimed.name, claimed.status, claimed.worker) == ("s1", "running", "w1")
+    assert claimed.heartbeat_at is not None and store.searches.claim("w2") is None  # running, not stale
+    assert store.searches.heartbeat("s1", "w1", 3) and not store.searches.heartbeat("s1", "w2", 3)
+    with pytest.raises(InvalidValueError, match="a finished, failed or cancelled search to delete"):
+        store.searches.delete("s1")
+    with pytest.raises(InvalidValueError) as error:
+        store.searches.finish("s1", "w1", "great")
+    assert (error.value.field, error.value.got) == ("search.status", "great")
+    store.searches.finish("s1", "w1", "done", trials_done=5)
+    assert (store.searches.get("s1").status, store.searches.get("s1").trials_done) == ("done", 5)
+    store.searches.requeue("s1", 8)
+    again = store.searches.get("s1")
+    assert (again.status, again.n_trials, again.params) == ("queued", 8, {"n_trials": 8})
+    store.searches.finish("s1", None, "cancelled")  # type: ignore[arg-type]  # no owner: nothing changes
+    assert [s.name for s in store.searches.list()] == ["s1"]
+
+
+def test_optuna_bulk_writes_and_readers(store: Store) -> None:
+    from hwpareto.store import _optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=store.optuna_storage(), directions=["minimize", "maximize"])
+    study.set_user_attr("spec", {"space": "toy"})
+    dist = {"width": optuna.distributions.CategoricalDistribution((8, 16, 32))}
+    written = [
+        _optuna.TrialRow(
+            {"width": c.values["width"]},
+            dist,
+            [float(i), math.inf if i == 1 else -float(i)],
+            {"latency_ms <= 2": float(i) - 2},
+            {"config": c.values, "config_key": c.key},
+            system_attrs={"generation": i // 2},
+        )
+        for i, c in enumerate(CONFIGS[:3])
+    ]
+    ids = _optuna.bulk_add_trials(store, _optuna.study_id(study), written)
+    assert _optuna.completed_marker(store, "s") == (3, max(ids))
+    assert _optuna.find_study(store, "s", "spec") == (_optuna.study_id(study), '{"space": "toy"}')
+    assert _optuna.find_study(store, "none") is None
+    assert [s.name for s in _optuna.studies_with_user_attr(store, "spec")] == ["s"]
+    assert _optuna.last_generation(store, _optuna.study_id(study), "generation") == 1
+    trials, values, constraints = _optuna.load_trials(store, "s")
+    assert [t["config_key"] for t in trials] == [c.key for c in CONFIGS[:3]]
+    assert values.tolist() == [[0.0, 0.0], [1.0, math.inf], [2.0, -2.0]] and constraints[:, 0].tolist() == [-2, -1, 0]
+    stored = optuna.load_study(study_name="s", storage=store.optuna_storage()).trials
+    assert [t.values for t in stored] == values.tolist() and stored[0].params == {"width": 8}
+    assert _optuna.user_attr_by_number(store, _optuna.study_id(study), "config", [2]) == {2: CONFIGS[2].values}
+    with pytest.raises(InvalidValueError, match="an existing study"):
+        _optuna.load_trials(store, "none")

@@ -41,7 +41,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Registry[type[Strategy]]:
 def edge(tmp_path: Path) -> Store:
     with Store.open(str(tmp_path / "store.db")) as store:
         spec = DeviceSpec("edge", "fake", "fake", {"gmacs_per_s": 5.0})
-        store.add_device("edge", "fake", spec.to_dict(), backend_for(spec).describe())
+        store.devices.add("edge", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, get_space("mbv3"), restrict={"r": [224], "w": [1.0]}, workers=1)
         yield store
 

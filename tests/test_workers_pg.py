@@ -31,7 +31,7 @@ def _prepare(url: str) -> None:
     space = get_space("nb201")
     with Store.open(url) as store:
         spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
-        store.add_device("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, space, workers=1)
         rng = np.random.default_rng(0)
         configs = [space.from_index(int(i)) for i in rng.choice(15625, 300, replace=False)]
@@ -41,7 +41,7 @@ def _prepare(url: str) -> None:
             )
             for c in configs
         ]
-        store.add_measurements(rows)
+        store.measurements.add(rows)
         submit(
             store,
             SearchSpec(
@@ -107,9 +107,9 @@ def test_three_workers_survive_a_sigkill(pg_url: str, tmp_path: Path) -> None:
             log.close()
     output = "".join((tmp_path / f"worker{i}.log").read_text() for i in range(3))
     with Store.open(pg_url) as store:
-        row = store.get_search("dist")
-    assert row["status"] == "done", output
-    assert row["trials_done"] == BUDGET, output
+        row = store.searches.get("dist")
+    assert row.status == "done", output
+    assert row.trials_done == BUDGET, output
     trials = _trials(pg_url)
     by_number = {t.number: t for t in trials}
     assert by_number[killed_trial].state == optuna.trial.TrialState.FAIL  # marked failed by Optuna's heartbeat check
@@ -131,7 +131,7 @@ def test_three_workers_survive_a_sigkill(pg_url: str, tmp_path: Path) -> None:
 
 def _job(url: str) -> tuple[Store, _Budgeted]:
     store = Store.open(url)
-    return store, _Budgeted(store, SearchSpec.from_dict(store.get_search("dist")["params"]), 1.0)
+    return store, _Budgeted(store, SearchSpec.from_dict(store.searches.get("dist").params), 1.0)
 
 
 def test_only_the_oldest_trial_of_a_subnet_runs(store_url: str) -> None:

@@ -143,7 +143,9 @@ else:
             spec = None
         else:
             st.success(f"{upload.name}: device {spec.name!r} ({spec.kind}, backend {spec.backend}) is valid")
-space = st.selectbox("Space to profile", [s for s in db.space_names() if db.space(s).has_model], key="profile_space")
+space = st.selectbox(
+    "Space to profile", [s for s in db.spaces.names() if db.spaces.get(s).has_model], key="profile_space"
+)
 resolutions = st.text_input(
     "Only these input sizes (comma separated; empty = all)", key="profile_resolution", placeholder="224"
 )
@@ -163,7 +165,7 @@ if st.button("Start profiling", key="profile_launch", type="primary"):
             target = preset if spec is None else spec.name
             try:
                 if spec is not None:
-                    db.add_device(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
+                    db.devices.add(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
                 args = [
                     "profile",
                     "--device",
@@ -213,7 +215,7 @@ st.fragment(profile_jobs, run_every=timedelta(seconds=2) if running else None)()
 with st.expander("Import a measurement table (CSV), as hwpareto import does"):
     csv = st.file_uploader("CSV table, one SubNet per row", type=["csv"], key="import_upload")
     c1, c2 = st.columns(2)
-    import_space = c1.selectbox("Space", db.space_names(), key="import_space")
+    import_space = c1.selectbox("Space", db.spaces.names(), key="import_space")
     kind = c2.radio("Values are per", ["device", "dataset"], horizontal=True, key="import_kind")
     subject = c1.text_input("Device or dataset ({column} = the column name)", value="{column}", key="import_subject")
     metric_name = c2.text_input("Metric with its unit", value="latency_ms", key="import_metric")

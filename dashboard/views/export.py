@@ -71,7 +71,7 @@ st.download_button(
 )
 
 st.subheader("Bundle")
-has_model = db.space(results.spec.space).has_model
+has_model = db.spaces.get(results.spec.space).has_model
 weights = st.checkbox(
     "Include weights (safetensors) and ONNX",
     value=has_model,

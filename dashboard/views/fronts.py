@@ -14,9 +14,9 @@ st.title("Fronts")
 db = _ui.store()
 studies = _data.hwpareto_studies(db)
 if not studies:
-    failed = [s for s in db.list_searches() if s["status"] == "failed"]
+    failed = [s for s in db.searches.list() if s.status == "failed"]
     for s in failed:
-        st.error(f"search {s['name']!r} failed: {s['error']}", icon=":material/error:")
+        st.error(f"search {s.name!r} failed: {s.error}", icon=":material/error:")
     _ui.next_step(
         "No search has finished trials in this store yet. Launch one on the Search page"
         + (" (fix the failed search's settings first)" if failed else "")
@@ -43,11 +43,9 @@ if st.session_state.get("_fronts_for") != study:  # a selection belongs to one s
         st.session_state["fronts_trial"] = chosen["trial"]  # the selection made for this study (e.g. on Export)
     else:
         st.session_state.pop("fronts_trial", None)  # set to this study's knee below
-searches = {s["name"]: s for s in db.list_searches()}
-if study in searches and searches[study]["status"] == "failed":
-    st.error(
-        f"search {study!r} failed: {searches[study]['error']} (its stored trials are shown)", icon=":material/error:"
-    )
+searches = {s.name: s for s in db.searches.list()}
+if study in searches and searches[study].status == "failed":
+    st.error(f"search {study!r} failed: {searches[study].error} (its stored trials are shown)", icon=":material/error:")
 summary = _data.study_summary(results)
 cols = st.columns(4)
 cols[0].metric("trials", f"{summary['trials']:,}")

@@ -15,8 +15,8 @@ from pareto._strategies import STRATEGIES
 
 st.title("Search")
 db = _ui.store()
-devices = [d for d in db.list_devices() if d["lut_entries"] or d["kind"] == "imported"]
-usable = [d["name"] for d in devices]
+devices = [d for d in db.devices.list() if d.lut_entries or d.kind == "imported"]
+usable = [d.name for d in devices]
 
 st.subheader("New search")
 if not usable:
@@ -25,7 +25,7 @@ if not usable:
         f"hwpareto profile --device npu-edgetpu --space {_state.hint_space(db)}",
     )
 else:
-    spaces = db.space_names()
+    spaces = db.spaces.names()
     space = st.selectbox(
         "Search space", spaces, index=spaces.index(_data.default_space(db, usable)), key="search_space"
     )
@@ -101,7 +101,7 @@ else:
         help="Dimensions held fixed, like --fix on the command line",
     )
     name = st.text_input(
-        "Search name (the study name)", value=f"{space}-{len(db.list_searches()) + 1}", key="search_name"
+        "Search name (the study name)", value=f"{space}-{len(db.searches.list()) + 1}", key="search_name"
     )
     if st.button("Launch search", key="search_launch", type="primary"):
         try:
@@ -175,5 +175,5 @@ def progress() -> None:
             st.code(jobs[0].log_tail() or "(no output yet)", language="text")
 
 
-active = any(s["status"] in ("queued", "running") for s in db.list_searches())
+active = any(s.status in ("queued", "running") for s in db.searches.list())
 st.fragment(progress, run_every=timedelta(seconds=2) if active else None)()  # polls while a search runs

@@ -118,7 +118,7 @@ def resolve_space(name: str, store_url: str | None) -> SearchSpace:
     """A built-in space, else one registered in the store."""
     if name in list_spaces():
         return get_space(name)
-    return open_store(store_url).space(name)
+    return open_store(store_url).spaces.get(name)
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,7 +54,7 @@ def import_csv(
     if (device is None) == (dataset is None):
         raise InvalidValueError("--device/--dataset", "exactly one of them", "both" if device else "neither")
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     kind: Literal["device", "dataset"] = "device" if device is not None else "dataset"
     columns = parse_columns(column, device if device is not None else str(dataset))
     defaults: dict[str, Any] = {}
@@ -103,10 +104,10 @@ def devices(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     from profilers import lut_entries_per_space
 
     s = open_store(store)
-    spaces = [s.space(name) for name in s.space_names()]
+    spaces = [s.spaces.get(name) for name in s.spaces.names()]
     rows = [
-        {**d, "lut_entries_per_space": lut_entries_per_space(s, d["name"], spaces) if d["lut_entries"] else {}}
-        for d in s.list_devices()
+        {**asdict(d), "lut_entries_per_space": lut_entries_per_space(s, d.name, spaces) if d.lut_entries else {}}
+        for d in s.devices.list()
     ]
     if json_out:
         echo_json(rows)
@@ -142,16 +143,16 @@ def measurements(
             raise InvalidValueError("--space", "a space name when --out is given", "none")
         from hwpareto.store._tables import write_wide_csv
 
-        n = write_wide_csv(s, s.space(space), out, subject=subject, subject_kind=kind, metric=metric)
+        n = write_wide_csv(s, s.spaces.get(space), out, subject=subject, subject_kind=kind, metric=metric)
         typer.echo(f"wrote {n} SubNets to {out}")
         return
     rows = [
-        r
-        for r in s.measurement_summary()
-        if (space is None or r["space"] == space)
-        and (subject is None or r["subject"] == subject)
-        and (kind is None or r["subject_kind"] == kind)
-        and (metric is None or r["metric"] == metric)
+        asdict(r)
+        for r in s.measurements.summary()
+        if (space is None or r.space == space)
+        and (subject is None or r.subject == subject)
+        and (kind is None or r.subject_kind == kind)
+        and (metric is None or r.metric == metric)
     ]
     if json_out:
         echo_json(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -54,7 +55,7 @@ def device_add(
     backend = backend_for(spec)
     backend.check()
     s = open_store(store)
-    s.add_device(spec.name, spec.kind, spec.to_dict(), backend.describe(), replace=replace)
+    s.devices.add(spec.name, spec.kind, spec.to_dict(), backend.describe(), replace=replace)
     typer.echo(f"registered device {spec.name!r} ({spec.kind}, backend {spec.backend}) in {s.url}")
 
 
@@ -62,7 +63,7 @@ def device_add(
 @command
 def device_show(name: str, store: StoreOpt = None) -> None:
     """Show a device's spec and provenance (JSON)."""
-    echo_json(open_store(store).get_device(name))
+    echo_json(asdict(open_store(store).devices.get(name)))
 
 
 @device_app.command("presets")
@@ -105,7 +106,7 @@ def profile(
     from profilers import build_lut, device_spec
 
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     spec = device_spec(s, device)
     restrict = {sp.input_dimension: resolution} if resolution and sp.input_dimension else None
     if resolution and not sp.input_dimension:
@@ -168,7 +169,7 @@ def measure(
     from profilers import device_spec, measure_subnets
 
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     spec = device_spec(s, device)
     rng = np.random.default_rng(seed)
     configs = read_configs(sp, in_file) if in_file is not None else [sp.sample(rng) for _ in range(n)]
@@ -225,7 +226,7 @@ def lut_sum(
     from profilers import Lut, MissingLutError
 
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     cfg = sp.validate(read_json(config, "config"))
     lut = Lut.load(s, device, batch)
     out: dict[str, Any] = {"device": device, "key": cfg.key, "latency_ms": lut.latency_sum_ms(sp, cfg)}

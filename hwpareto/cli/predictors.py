@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -113,7 +114,7 @@ def train_latency_cmd(
         report = train_latency(
             s,
             device,
-            s.space(space),
+            s.spaces.get(space),
             metric=metric,
             name=name,
             few_shot=few_shot,
@@ -141,7 +142,7 @@ def train_accuracy_cmd(
     from predictors import train_accuracy
 
     s = open_store(store)
-    _print_train(train_accuracy(s, s.space(space), metric=metric, dataset=dataset, name=name, seed=seed), json_out)
+    _print_train(train_accuracy(s, s.spaces.get(space), metric=metric, dataset=dataset, name=name, seed=seed), json_out)
 
 
 @app.command("predictors")
@@ -150,28 +151,22 @@ def predictors_cmd(
     space: Annotated[str | None, typer.Option("--space")] = None, store: StoreOpt = None, json_out: JsonOpt = False
 ) -> None:
     """List stored predictors with their held-out metrics."""
-    rows = open_store(store).list_predictors(space)
+    rows = open_store(store).predictors.list(space)
     if json_out:
-        echo_json(
-            [
-                {k: v for k, v in r.items() if k != "meta"}
-                | {"meta": {k: v for k, v in r["meta"].items() if k != "train_keys"}}
-                for r in rows
-            ]
-        )
+        echo_json([asdict(r) | {"meta": {k: v for k, v in r.meta.items() if k != "train_keys"}} for r in rows])
         return
     if not rows:
         typer.echo("no predictors yet: hwpareto train latency --device D --space S, or train accuracy")
         return
     table = []
     for r in rows:
-        v = r["meta"].get("validation", {})
-        checks = r["meta"].get("checks", [])
+        v = r.meta.get("validation", {})
+        checks = r.meta.get("checks", [])
         table.append(
             {
-                "name": r["name"],
-                "kind": r["kind"],
-                "n": r["meta"].get("n_train"),
+                "name": r.name,
+                "kind": r.kind,
+                "n": r.meta.get("n_train"),
                 "τ": f"{v['kendall_tau']:.3f}" if "kendall_tau" in v else "-",
                 "MAPE %": f"{v['mape_pct']:.2f}" if "mape_pct" in v else "-",
                 "±10 %": f"{v['within_10pct']:.1f}" if "within_10pct" in v else "-",
@@ -197,7 +192,7 @@ def reference_set_cmd(
     from predictors import suggest_references
 
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     configs, known = suggest_references(s, sp, k, metric=metric, seed=seed)
     basis = f"the measured {metric} of {', '.join(known)}" if known else "cost proxies (no known devices yet)"
     if out is not None:
@@ -240,7 +235,7 @@ def predict(
     if (config is None) == (in_file is None):
         raise InvalidValueError("CONFIG/--in", "exactly one of them", "both" if config else "neither")
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     if config is not None:
         configs = [sp.validate(read_json(config, "config"))]
     else:
@@ -288,11 +283,11 @@ def check(
     from profilers import device_spec, measure_subnets
 
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     name = predictor or f"{metric}:{sp.name}:{device}"
-    trained = set(s.load_predictor(name)["meta"].get("train_keys", []))
-    if s.get_device(device)["kind"] == "imported":
-        df = s.measurements(space=sp.name, subject=device, metric=metric)
+    trained = set(s.predictors.load(name).meta.get("train_keys", []))
+    if s.devices.get(device).kind == "imported":
+        df = s.measurements.table(space=sp.name, subject=device, metric=metric)
         df = df[~df["config_key"].isin(trained)].drop_duplicates("config_key").head(n)
         configs = [sp.validate(json.loads(t)) for t in df["config_json"]]
         values = df["value"].to_numpy(float)
@@ -300,7 +295,7 @@ def check(
         rng = np.random.default_rng(seed)
         configs = [c for c in (sp.sample(rng) for _ in range(3 * n)) if c.key not in trained][:n]
         measure_subnets(s, device_spec(s, device), sp, configs)
-        df = s.measurements(space=sp.name, subject=device, metric=metric).set_index("config_key")
+        df = s.measurements.table(space=sp.name, subject=device, metric=metric).set_index("config_key")
         values = np.array([float(df.loc[[c.key], "value"].median()) for c in configs])
     if len(configs) < 2:
         raise InvalidValueError(f"fresh SubNets for {device}", "at least 2 not used in training", len(configs))

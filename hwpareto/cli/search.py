@@ -70,7 +70,7 @@ def search(
 
     _quiet_optuna()
     s = open_store(store)
-    sp = s.space(space)
+    sp = s.spaces.get(space)
     fixed = {}
     for item in fix or []:
         dim, value = parse_pair(item, "--fix", "DIM=VALUE")
@@ -90,7 +90,7 @@ def search(
     )
     if queue:
         row = submit(s, spec)
-        typer.echo(f"queued search {row['name']!r}: start workers with hwpareto worker --store {s.url}")
+        typer.echo(f"queued search {row.name!r}: start workers with hwpareto worker --store {s.url}")
         return
     validate_spec(s, spec)
     with Progress(
@@ -144,9 +144,11 @@ def worker(
 def searches(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """List queued, running and finished searches, and the store's studies without a searches row ("study only":
     e.g. the demo's)."""
+    from dataclasses import asdict
+
     from pareto._catalog import list_all_searches
 
-    rows = list_all_searches(open_store(store))
+    rows = [asdict(r) for r in list_all_searches(open_store(store))]
     if json_out:
         echo_json(rows)
     elif not rows:

@@ -30,7 +30,7 @@ from supernet import SearchSpace, SubNetConfig
 @command
 def spaces(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """List the search spaces (built-in and registered in the store)."""
-    names = open_store(store).space_names()
+    names = open_store(store).spaces.names()
     rows = []
     for name in names:
         sp = resolve_space(name, store)
@@ -74,7 +74,7 @@ def space_register(file: Path, store: StoreOpt = None) -> None:
     from supernet import load_space_file
 
     sp = load_space_file(file)
-    open_store(store).register_space(sp)
+    open_store(store).spaces.register(sp)
     typer.echo(f"registered space {sp.name!r} ({len(sp.dimensions)} dimensions)")
 
 
@@ -190,7 +190,7 @@ def export_config(
     sp = resolve_space(space, store)
     cfg = _read_config(sp, config, fmt, checkpoint)
     result = export_subnet(sp, cfg, out, weights=weights, onnx=onnx, checkpoint=checkpoint, seed=seed, force=force)
-    open_store(store).add_export(cfg, str(result.directory.resolve()), result.files)
+    open_store(store).exports.add(cfg, str(result.directory.resolve()), result.files)
     if json_out:
         echo_json({"directory": str(result.directory), "key": cfg.key, "files": result.files})
     else:

@@ -21,7 +21,7 @@ def init(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Create the store (hwpareto's tables and Optuna's, one database) or check an existing one."""
     s = open_store(store)
     s.optuna_storage()
-    info = {"store": s.url, "revision": s.revision(), "devices": len(s.list_devices()), "spaces": s.space_names()}
+    info = {"store": s.url, "revision": s.revision(), "devices": len(s.devices.list()), "spaces": s.spaces.names()}
     if json_out:
         echo_json(info)
     else:

@@ -1,7 +1,32 @@
 """hwpareto's SQL store (SQLite by default, any SQLAlchemy URL otherwise): devices, measurements, LUTs, predictors,
-searches and the Optuna studies, in one database."""
+searches and the Optuna studies, in one database, read and written through typed repositories."""
 
-from hwpareto.store._models import DEVICE_KINDS, SOURCES
-from hwpareto.store._store import MeasurementIn, SchemaError, Store, WriteResult, default_store_url
+from hwpareto.store._db import Database, SchemaError, default_store_url
+from hwpareto.store._models import DEVICE_KINDS, SEARCH_STATUSES, SOURCES
+from hwpareto.store._records import (
+    DeviceRecord,
+    MeasurementCount,
+    MeasurementIn,
+    PredictorBlob,
+    PredictorRecord,
+    SearchRecord,
+    WriteResult,
+)
+from hwpareto.store._store import Store
 
-__all__ = ["DEVICE_KINDS", "SOURCES", "MeasurementIn", "SchemaError", "Store", "WriteResult", "default_store_url"]
+__all__ = [
+    "DEVICE_KINDS",
+    "SEARCH_STATUSES",
+    "SOURCES",
+    "Database",
+    "DeviceRecord",
+    "MeasurementCount",
+    "MeasurementIn",
+    "PredictorBlob",
+    "PredictorRecord",
+    "SchemaError",
+    "SearchRecord",
+    "Store",
+    "WriteResult",
+    "default_store_url",
+]

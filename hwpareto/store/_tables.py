@@ -42,7 +42,7 @@ def wide_table(
 ) -> pd.DataFrame:
     """One row per SubNet: ``config_key``, the space's record columns, then one value column per subject
     (``subject`` alone when a single metric is selected, else ``subject.metric``)."""
-    df = store.measurements(space=space.name, subject=subject, subject_kind=subject_kind, metric=metric)
+    df = store.measurements.table(space=space.name, subject=subject, subject_kind=subject_kind, metric=metric)
     if df.empty:
         return pd.DataFrame(columns=["config_key"])
     single_metric = df["metric"].nunique() == 1

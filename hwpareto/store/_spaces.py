@@ -1,0 +1,63 @@
+"""Search spaces: the built-ins, those registered in this process and declarative ones stored in the store.
+
+Contract. Stored spaces belong to the store (they are not registered process-wide, so two stores may hold
+different spaces of one name). :meth:`SpaceRepository.register` rejects a built-in name and a name stored with
+another definition; :meth:`SpaceRepository.get` of an unknown name raises InvalidValueError listing the known
+ones. Every method takes an optional ``conn`` (the caller's transaction), else opens its own.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import Connection, insert, select
+
+from hwpareto.errors import InvalidValueError
+from hwpareto.store._db import Database
+from hwpareto.store._models import Space
+from hwpareto.store._sql import canonical
+from supernet import BUILTIN_SPACES, DeclarativeSpace, SearchSpace, get_space, list_spaces, space_from_dict
+
+__all__ = ["SpaceRepository"]
+
+
+class SpaceRepository:
+    """Resolve space names and store declarative spaces (``store.spaces``)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def register(self, space: DeclarativeSpace, *, conn: Connection | None = None) -> None:
+        """Store a declarative space (storing the same definition again is a no-op)."""
+        if not isinstance(space, DeclarativeSpace):
+            raise InvalidValueError("space", "a DeclarativeSpace", type(space).__name__)
+        if space.name in BUILTIN_SPACES:
+            raise InvalidValueError(
+                "space.name", "a name other than the built-ins " + ", ".join(BUILTIN_SPACES), space.name
+            )
+        document = canonical("space", space.to_dict())
+        with self._db.write(conn) as c:
+            stored = c.execute(select(Space.definition_json).where(Space.name == space.name)).scalar_one_or_none()
+            if stored is not None and stored != document:
+                raise InvalidValueError("space.name", "a name not already stored with another definition", space.name)
+            if stored is None:
+                c.execute(insert(Space).values(name=space.name, definition_json=document))
+
+    def get(self, name: str, *, conn: Connection | None = None) -> SearchSpace:
+        """The space called ``name``: a built-in, else one stored here, else one registered in this process."""
+        if name in BUILTIN_SPACES:
+            return get_space(name)
+        with self._db.read(conn) as c:
+            stored = c.execute(select(Space.definition_json).where(Space.name == name)).scalar_one_or_none()
+            if stored is not None:
+                return space_from_dict(json.loads(stored), source=f"stored space {name!r}")
+            try:
+                return get_space(name)
+            except InvalidValueError:
+                raise InvalidValueError("space", "one of " + ", ".join(self.names(conn=c)), name) from None
+
+    def names(self, *, conn: Connection | None = None) -> list[str]:
+        """Built-in, registered and stored space names."""
+        with self._db.read(conn) as c:
+            stored = c.execute(select(Space.name).order_by(Space.name)).scalars().all()
+        return list(dict.fromkeys([*list_spaces(), *stored]))
