@@ -47,8 +47,10 @@ def _check_space(name: str, obj: object) -> SearchSpace:
         raise PluginError(
             f"{GROUP} plugin {name!r}: expected a SearchSpace from the factory, got a {type(space).__name__}"
         )
-    if space.name != name:
-        raise PluginError(f"{GROUP} plugin {name!r}: expected a space named {name!r}, got {space.name!r}")
+    if getattr(space, "name", None) != name:
+        raise PluginError(
+            f"{GROUP} plugin {name!r}: expected a space named {name!r}, got {getattr(space, 'name', None)!r}"
+        )
     return space
 
 

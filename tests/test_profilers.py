@@ -57,7 +57,7 @@ def register(store: Store, spec: DeviceSpec) -> DeviceSpec:
     [
         ({"kind": "cpu", "backend": "torch-cpu"}, "name: expected a value"),
         ({"name": "x", "kind": "gpu", "backend": "torch-cpu"}, "kind: expected one of cpu, cuda, npu, cim, fake"),
-        ({"name": "x", "kind": "cpu", "backend": "tflite"}, "backend: expected one of torch-cpu"),
+        ({"name": "x", "kind": "cpu", "backend": "tflite"}, "backend: expected one of .*torch-cpu.*, got 'tflite'"),
         ({"name": "x y", "kind": "cpu", "backend": "torch-cpu"}, "name: expected letters"),
         ({"name": "x", "kind": "cpu", "backend": "torch-cpu", "colour": 1}, "expected only the keys"),
         ({"name": "x", "kind": "cpu", "backend": "torch-cpu", "params": {"threads": 0}}, r"params\.threads"),
