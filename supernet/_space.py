@@ -186,9 +186,9 @@ class SearchSpace:
         configs = [self.validate(c) for c in configs]
         if canonical:
             configs = [self.canonical(c) for c in configs]
-        ops = self._feature_ops
         if not configs:
             return np.empty((0, len(self.feature_names())), dtype=np.float64)
+        ops = self._feature_ops
         blocks = [np.stack([self.encode(c) for c in configs])]
         if ops is not None:
             counts = self.layer_counts(configs)
