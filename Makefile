@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup clean demo-luts
+.PHONY: demo test test-fast setup clean demo-luts
 
 setup: $(STAMP)
 
@@ -23,7 +23,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
 	$(BIN)/ruff format --check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# the inner loop: lint and every test but the slow end-to-end ones (under 2 minutes on 2 cores)
+test-fast: $(STAMP)
+	$(BIN)/ruff check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 # Regenerates the shipped LUTs data/luts/<device>.csv: every distinct layer of the demo spaces on each simulated
 # preset (the local CPU is profiled by `hwpareto demo` itself). About 15 minutes on 2 cores.

@@ -321,7 +321,8 @@ def make_spec(
 ) -> SearchSpec:
     """A :class:`pareto.SearchSpec` from the search form: ``quality`` vs ``metric``@device for every device,
     with the budget (if any) on the first device. ``mode`` ``budgeted`` evaluates ``quality`` against its stored
-    table (at most ``n_trials`` evaluations, batches of 10) instead of predicting it."""
+    table (at most ``n_trials`` evaluations, with the default :class:`hwpareto.options.BudgetedOptions`) instead of
+    predicting it."""
     from pareto import SearchSpec
 
     if not devices:
@@ -332,7 +333,6 @@ def make_spec(
         raise InvalidValueError("mode", "surrogate or budgeted", mode)
     objectives = (quality, *(f"{metric}@{d}" for d in devices))
     budgets = (f"{metric}@{devices[0]} <= {budget:g}",) if budget else ()
-    options = {"batch": 10, "initial": min(20, n_trials)} if mode == "budgeted" else {}
     return SearchSpec(
         name.strip(),
         space,
@@ -344,7 +344,6 @@ def make_spec(
         seed,
         mode=mode,
         fixed=parse_fixed(fixed, store.space(space)),
-        options=options,
     )
 
 
@@ -537,7 +536,7 @@ def load_study(store: Store, study: str) -> Any:
     frame["feasible"] = feasible
     return StudyResults(
         spec, tuple(objectives), tuple(budgets), frame, _LazyConfigs(store, study_id, frame["number"].to_numpy())
-    )  # type: ignore[arg-type]
+    )
 
 
 def study_summary(results: Any) -> dict[str, Any]:

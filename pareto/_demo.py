@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from hwpareto.errors import HwparetoError
+from hwpareto.resources import data_path
 from hwpareto.store._store import Store
 from supernet import SearchSpace
 
 __all__ = ["DEMO_SPACES", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "run_demo"]
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = data_path()
 SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", "cim-reram")
 """Simulated presets whose LUTs ship in ``data/luts/<device>.csv`` (``make demo-luts`` regenerates them)."""
 
@@ -82,6 +83,16 @@ def _has_energy(store: Store, device: str) -> bool:
     return not energy.empty and bool(energy.notna().all())
 
 
+def _lut_progress(advance_to: Callable[[int], None], total: int) -> Callable[[int, int, str], None]:
+    """``build_lut``'s ``(done, todo, key)`` as the bar's position (layers stored by an earlier run count as done)."""
+    return lambda done, todo, _key: advance_to(total - todo + done)
+
+
+def _search_progress(advance_to: Callable[[int], None]) -> Callable[[int, int], None]:
+    """``run_surrogate``'s ``(done, total)`` as the bar's position."""
+    return lambda done, _total: advance_to(done)
+
+
 def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0) -> list[Choice]:
     """Run the demo on ``store``; bundles go to ``out_dir``. Returns the chosen SubNet per (space, device)."""
     from pareto._analysis import export_trial, study_results
@@ -114,7 +125,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
     for sp in spaces.values():
         total = len(universes[sp.name])
         advance = bar(f"      {LOCAL_CPU} × {sp.name}", total)
-        build_lut(store, specs[LOCAL_CPU], sp, progress=lambda done, todo, _key, a=advance, t=total: a(t - todo + done))
+        build_lut(store, specs[LOCAL_CPU], sp, progress=_lut_progress(advance, total))
         advance(total)
 
     step("[4/6] accuracy tables and predictors")
@@ -168,7 +179,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
                 seed=seed,
             )
             advance = bar(f"      {spec.name}", n_trials)
-            run_surrogate(store, spec, progress=lambda done, _total, a=advance: a(done))
+            run_surrogate(store, spec, progress=_search_progress(advance))
             advance(n_trials)
             results = study_results(store, spec.name)
             feasible = results.trials[results.trials["feasible"]]

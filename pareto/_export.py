@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError
+from hwpareto.resources import data_path
 from supernet import SearchSpace, SubNetConfig, get_space
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ __all__ = [
     "verify_bundle",
 ]
 
-SHIPPED = Path(__file__).resolve().parents[1] / "data" / "demo"
+SHIPPED = data_path("demo")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
@@ -48,14 +49,19 @@ def load_supernet(space: SearchSpace, checkpoint: str | Path | None = None, seed
     supernet = space.supernet(seed=seed)
     if checkpoint is None:
         return supernet
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(checkpoint)
     try:
         state = load_file(path)
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
     except (OSError, SafetensorError) as exc:
         raise HwparetoError(f"checkpoint {path}: not a readable safetensors file ({exc})") from None
+    if meta.get("space", space.name) != space.name:  # e.g. OFA's w1.2 network is no SuperNet of width 1.0
+        held = repr(meta["space"]) + (f" (width {meta['width']} only)" if "width" in meta else "")
+        raise HwparetoError(f"checkpoint {path}: expected a SuperNet of space {space.name!r}, got one of space {held}")
     try:
         supernet.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
@@ -94,7 +100,8 @@ def _extract(
     from supernet.data import load_data
     from supernet.training import extract_calibrated
 
-    return extract_calibrated(space, supernet, config, load_data(calibration["data"], seed=calibration["seed"]))
+    data = load_data(calibration["data"], seed=calibration["seed"], preprocessing=space.preprocessing)
+    return extract_calibrated(space, supernet, config, data)
 
 
 def export_subnet(
@@ -115,7 +122,8 @@ def export_subnet(
     Weights are those of the SubNet extracted from the SuperNet: ``checkpoint``, else the project's trained one for
     the space (:func:`shipped_checkpoint`), else a fresh one from ``seed``. A checkpoint that names its training
     data gets batch-norm statistics recomputed for the SubNet on that data. ``config.json`` records the space,
-    values, OFA/NB201-style record, params, MACs, the SuperNet source, ``metrics`` and the SHA-256 of every file,
+    values, OFA/NB201-style record, params, MACs, the input preprocessing of image SubNets (resize, centre crop,
+    mean/std, layout: how to feed the ONNX file), the SuperNet source, ``metrics`` and the SHA-256 of every file,
     so :func:`load_subnet` can check the bundle. ``progress`` is told the name of each slow step as it starts.
     A non-empty ``out_dir`` is refused unless ``force`` (its files of the same names are then overwritten).
     """
@@ -140,6 +148,8 @@ def export_subnet(
     if space.has_model:
         doc["params"] = space.params(config)
         doc["macs"] = space.macs(config)
+    if space.preprocessing is not None:
+        doc["preprocessing"] = space.preprocessing.to_record(_resolution_px(space, config))
     if weights or onnx:
         if not space.has_model:
             raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
@@ -172,6 +182,13 @@ def export_subnet(
     doc["files"] = files
     (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files})
+
+
+def _resolution_px(space: SearchSpace, config: SubNetConfig) -> int:
+    """The side of the square images ``config`` runs on."""
+    if space.input_dimension is not None:
+        return int(config[space.input_dimension])
+    return int(space.dummy_input(config).shape[-1])
 
 
 def _stage(progress: Callable[[str], None] | None, step: str) -> None:

@@ -20,7 +20,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class Objective:
 
     metric: str
     subject: str | None = None
-    direction: str = "minimize"
+    direction: Literal["minimize", "maximize"] = "minimize"
 
     @property
     def name(self) -> str:
@@ -86,8 +86,12 @@ def parse_objective(text: str) -> Objective:
         raise InvalidValueError(
             f"objective {text!r}", f"{metric}@DEVICE or {metric}@DATASET (or one of " + ", ".join(ANALYTIC) + ")", text
         )
-    default = "maximize" if "acc" in metric else "minimize"
-    return Objective(metric, subject, {"max": "maximize", "min": "minimize"}.get(direction or "", default))
+    chosen: Literal["minimize", "maximize"]
+    if direction is None:
+        chosen = "maximize" if "acc" in metric else "minimize"
+    else:
+        chosen = "maximize" if direction == "max" else "minimize"
+    return Objective(metric, subject, chosen)
 
 
 def parse_budget(text: str) -> Budget:

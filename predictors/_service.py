@@ -21,7 +21,7 @@ from scipy.stats import kendalltau, spearmanr
 from sklearn.base import clone
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from pareto import Store
+from hwpareto.store import Store
 from predictors._accuracy import AccuracyPredictor
 from predictors._features import SpaceFeatures
 from predictors._fewshot import FewShotLatency, reference_set

@@ -10,6 +10,7 @@ from typing import Any
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError, Registry
+from hwpareto.resources import data_path
 from profilers._base import Backend, DeviceSpec
 from supernet import check_name
 from supernet._safeload import load_yaml
@@ -27,7 +28,7 @@ __all__ = [
     "register_backend",
 ]
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "data" / "devices"
+PRESETS_DIR = data_path("devices")
 LOCAL_CPU = "cpu-local"
 MEASURED_KINDS = ("cpu", "cuda", "npu", "cim", "fake")
 

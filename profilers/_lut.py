@@ -21,8 +21,8 @@ import numpy as np
 from scipy import sparse
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.store import Store
 from hwpareto.store._tables import csv_safe
-from pareto import Store
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
 from supernet import LayerSpec, SearchSpace, SubNetConfig, check_metric_value, check_name, metric_range
@@ -250,7 +250,7 @@ def measure_subnets(
 ) -> int:
     """Measure (or simulate) SubNets end to end and store ``latency_ms`` (and ``energy_mj``) per SubNet, one
     transaction per SubNet so an interruption keeps what was measured. Returns the number stored."""
-    from pareto import MeasurementIn
+    from hwpareto.store import MeasurementIn
 
     backend = backend_for(device)
     backend.check()

@@ -14,6 +14,8 @@ _ACT: dict[str, type[nn.Module]] = {"none": nn.Identity, "relu": nn.ReLU, "hswis
 
 
 class _Add(nn.Module):
+    other: Tensor
+
     def __init__(self, other: Tensor) -> None:
         super().__init__()
         self.register_buffer("other", other)
@@ -40,6 +42,9 @@ class _SqueezeExcite(nn.Module):
 
 class _CausalAttention(nn.Module):
     """Q·Kᵀ, causal mask, softmax, A·V on ``(B, heads, T, hidden)`` q, k, v (as the gpt SubNet computes it)."""
+
+    k: Tensor
+    v: Tensor
 
     def __init__(self, k: Tensor, v: Tensor) -> None:
         super().__init__()

@@ -12,6 +12,7 @@ import numpy as np
 
 from hwpareto.errors import CapabilityError, InvalidValueError
 from supernet._types import OPS, Dimension, LayerSpec, Scalar, SubNetConfig
+from supernet.preprocessing import ImagePreprocessing
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +66,8 @@ class SearchSpace:
     has_model: bool = True
     input_dimension: str | None = None
     """The dimension that sets the input shape (resolution, sequence length), if any."""
+    preprocessing: ImagePreprocessing | None = None
+    """How input images are resized and normalised and BN recalibrated (image spaces); None for other inputs."""
 
     def __init__(self, dimensions: Sequence[Dimension]) -> None:
         names = [d.name for d in dimensions]

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 import numpy as np
 
@@ -25,7 +25,7 @@ MAX_CHOICES = 1_000  # choices of one categorical dimension
 MAX_BOUND = 1e15  # |low| and |high| of int/float dimensions (sampling stays exact and finite)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float | int | np.integer[Any] | np.floating[Any]]:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
@@ -66,16 +66,17 @@ class Dimension:
                     f"dimension {self.name!r}.choices", "all numbers or all strings", list(self.choices)
                 )
         elif self.kind in ("int", "float"):
-            if not _is_number(self.low) or not _is_number(self.high) or not self.low <= self.high:  # type: ignore[operator]
-                raise InvalidValueError(f"dimension {self.name!r}.low/high", "low <= high", (self.low, self.high))
-            for end, value in (("low", self.low), ("high", self.high)):
-                if not abs(value) <= MAX_BOUND:  # type: ignore[arg-type]  # also refuses nan
+            low, high = self.low, self.high
+            if not _is_number(low) or not _is_number(high) or not low <= high:
+                raise InvalidValueError(f"dimension {self.name!r}.low/high", "low <= high", (low, high))
+            for end, value in (("low", low), ("high", high)):
+                if not abs(float(value)) <= MAX_BOUND:  # also refuses nan
                     raise InvalidValueError(
                         f"dimension {self.name!r}.{end}", f"a finite number in [-{MAX_BOUND:g}, {MAX_BOUND:g}]", value
                     )
-            if self.kind == "int" and (self.low != int(self.low) or self.high != int(self.high) or self.step < 1):
+            if self.kind == "int" and (low != int(low) or high != int(high) or self.step < 1):
                 raise InvalidValueError(
-                    f"dimension {self.name!r}", "integer low/high and step >= 1", (self.low, self.high, self.step)
+                    f"dimension {self.name!r}", "integer low/high and step >= 1", (low, high, self.step)
                 )
         else:
             raise InvalidValueError(f"dimension {self.name!r}.kind", "categorical, int or float", self.kind)

@@ -4,7 +4,9 @@ Every dataset comes as deterministic, disjoint ``train`` / ``val`` / ``test`` sp
 the SHA-256 of ``"{seed}:{key}"`` (its file name, index or text block), so splits never depend on file order or the
 number of samples, unless the data ships its own split (CIFAR-10's test batch, an image folder's ``train/`` ...).
 
-- images: ``(N, 3, H, W)`` float32 tensors normalised to about [-1, 1] and int64 labels; SubNets resize them.
+- images: ``(N, 3, H, W)`` float32 tensors normalised as the space's :class:`~supernet.preprocessing.ImagePreprocessing`
+  says (hwpareto's own spaces: [-1, 1]; OFA's ImageNet networks: ImageNet mean/std) and int64 labels; SubNets
+  resize them.
 - text: byte tokens (vocabulary 256, as the ``gpt`` spaces): UTF-8 text, so ASCII source is character-level.
 """
 
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet.preprocessing import HWPARETO_IMAGES, ImagePreprocessing
 
 __all__ = [
     "DATA_SPECS",
@@ -179,7 +182,9 @@ def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolut
         return ImageData(
             "digits",
             classes,
-            **splits,
+            train=splits["train"],
+            val=splits["val"],
+            test=splits["test"],
             description=f"scikit-learn digits, 8x8 grey, split 60/20/20 by index hash (seed {seed})",
         )
     gen = torch.Generator().manual_seed(seed)
@@ -197,7 +202,9 @@ def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolut
     return ImageData(
         "digits-affine",
         classes,
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         augment=DIGITS_AFFINE,
         description=f"scikit-learn digits under random affine distortions (rotation +-30 deg, zoom "
         f"0.8-1.2, shift +-15 %), split 60/20/20 by index hash (seed {seed}); val/test: {copies} fixed "
@@ -205,13 +212,21 @@ def sklearn_digits(seed: int = 0, affine: bool = False, copies: int = 4, resolut
     )
 
 
-def _to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` to float32 ``(N, 3, H, W)`` in [-1, 1]."""
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
+def _to_tensor(pixels: np.ndarray, preprocessing: ImagePreprocessing = HWPARETO_IMAGES) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` to float32 ``(N, 3, H, W)``, normalised with the preprocessing's mean and std."""
+    if preprocessing == HWPARETO_IMAGES:  # (x / 255 - 0.5) / 0.5, as every hwpareto table was computed
+        return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
+    mean = torch.tensor(preprocessing.mean_rgb).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessing.std_rgb).view(1, 3, 1, 1)
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0).sub_(mean).div_(std).contiguous()
 
 
-def image_folder(path: str | Path, resolution: int = 32, seed: int = 0) -> ImageData:
-    """Images in ``path/<class>/<file>`` (ImageNet layout), resized to ``resolution`` (centre square crop).
+def image_folder(
+    path: str | Path, resolution: int = 32, seed: int = 0, preprocessing: ImagePreprocessing = HWPARETO_IMAGES
+) -> ImageData:
+    """Images in ``path/<class>/<file>`` (ImageNet layout) at ``resolution``: the centre square of side
+    ``resolution / preprocessing.resize_px(resolution)`` of the shorter side (all of it for hwpareto's spaces,
+    0.875 for OFA's: its resize-then-centre-crop), resized bilinearly, normalised as ``preprocessing`` says.
 
     When ``path`` holds ``train/``, ``val/`` and ``test/`` folders (each in that layout) they are the splits;
     otherwise files are split 70/15/15 by the hash of their path relative to ``path``.
@@ -239,19 +254,21 @@ def image_folder(path: str | Path, resolution: int = 32, seed: int = 0) -> Image
                 rgb = im.convert("RGB")
         except (OSError, UnidentifiedImageError) as exc:
             raise HwparetoError(f"image {f}: unreadable ({exc})") from None
-        side = min(rgb.size)
+        side = round(min(rgb.size) * resolution / preprocessing.resize_px(resolution))
         left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
         square = rgb.crop((left, top, left + side, top + side))
         pixels[i] = np.asarray(square.resize((resolution, resolution), Image.Resampling.BILINEAR))
     keys = [k for _, _, k in files]
     assigned = [k.split("/", 1)[0] if presplit else split_of(k, seed) for k in keys]
     labels = torch.tensor([lab for _, lab, _ in files], dtype=torch.int64)
-    splits = _image_splits(_to_tensor(pixels), labels, keys, assigned)
+    splits = _image_splits(_to_tensor(pixels, preprocessing), labels, keys, assigned)
     how = "its train/val/test folders" if presplit else f"70/15/15 by file-path hash (seed {seed})"
     return ImageData(
         f"folder:{root.name}",
         tuple(classes),
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"image folder {root} ({len(files)} images, {len(classes)} classes) at "
         f"{resolution} px, split by {how}",
     )
@@ -323,7 +340,7 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, list[int], list[str]]:
     return data, labels, files
 
 
-def cifar10_batches(path: str | Path, seed: int = 0) -> ImageData:
+def cifar10_batches(path: str | Path, seed: int = 0, preprocessing: ImagePreprocessing = HWPARETO_IMAGES) -> ImageData:
     """CIFAR-10 in its official python format (the ``cifar-10-batches-py`` folder, loaded without executing any
     pickle code, see :class:`_CifarUnpickler`): ``test_batch`` is the test split, ``data_batch_1..5`` are split
     85/15 into train and val by the hash of each image's file name."""
@@ -338,11 +355,13 @@ def cifar10_batches(path: str | Path, seed: int = 0) -> ImageData:
     n_test = len(parts[-1][0])
     assigned = [split_of(k, seed, (0.85, 0.15, 0.0)) for k in keys[: len(keys) - n_test]] + ["test"] * n_test
     classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-    splits = _image_splits(_to_tensor(np.ascontiguousarray(data)), labels, keys, assigned)
+    splits = _image_splits(_to_tensor(np.ascontiguousarray(data), preprocessing), labels, keys, assigned)
     return ImageData(
         "cifar10",
         classes,
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"CIFAR-10 python batches in {root}: test_batch as test, data batches split 85/15 "
         f"into train/val by file-name hash (seed {seed})",
     )
@@ -377,7 +396,9 @@ def text_file(paths: str | Path | Sequence[str | Path], seed: int = 0) -> TextDa
     names = ", ".join(f.name for f in files)
     return TextData(
         f"text:{files[0].stem}",
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"text {names}: {TEXT_BLOCK}-byte blocks split 70/15/15 by hash (seed {seed})",
     )
 
@@ -392,24 +413,30 @@ def stdlib_corpus(seed: int = 0) -> TextData:
     splits = _text_splits(((f.name, f.read_bytes()) for f in files), seed)
     return TextData(
         "stdlib",
-        **splits,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         description=f"Python {sysconfig.get_python_version()} standard library: {len(files)} top-level "
         f".py files in {root}, bytes, split 70/15/15 by file-name hash (seed {seed})",
     )
 
 
-def load_data(spec: str, *, resolution: int = 32, seed: int = 0) -> ImageData | TextData:
+def load_data(
+    spec: str, *, resolution: int = 32, seed: int = 0, preprocessing: ImagePreprocessing | None = None
+) -> ImageData | TextData:
     """Dataset from a command-line spec: ``digits``, ``digits-affine``, ``stdlib``, ``cifar10:DIR``, ``folder:DIR``
-    or ``text:FILE[,FILE...]`` (images of ``folder`` and held-out ``digits-affine`` stored at ``resolution`` px)."""
+    or ``text:FILE[,FILE...]`` (images of ``folder`` and held-out ``digits-affine`` stored at ``resolution`` px;
+    ``folder`` and ``cifar10`` images normalised as ``preprocessing`` says, default hwpareto's [-1, 1])."""
+    preprocessing = preprocessing or HWPARETO_IMAGES
     kind, _, arg = spec.partition(":")
     if spec in ("digits", "digits-affine"):
         return sklearn_digits(seed, affine=spec == "digits-affine", resolution=resolution)
     if spec == "stdlib":
         return stdlib_corpus(seed)
     if kind == "cifar10" and arg:
-        return cifar10_batches(arg, seed)
+        return cifar10_batches(arg, seed, preprocessing)
     if kind == "folder" and arg:
-        return image_folder(arg, resolution, seed)
+        return image_folder(arg, resolution, seed, preprocessing)
     if kind == "text" and arg:
         return text_file(arg.split(","), seed)
     raise InvalidValueError("--data", DATA_SPECS, spec)

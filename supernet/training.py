@@ -8,8 +8,10 @@ are selected with the SuperNets' own ``set_active(config)``.
 
 Image spaces see every batch resized to each SubNet's resolution (random affine distortions while training);
 ``gpt`` spaces see byte windows truncated to each SubNet's ``seq_len``. A SubNet is evaluated as OFA does: the
-extracted module's batch-norm statistics are recomputed on 500 training images (distorted as in training), then it
-runs on a held-out split.
+extracted module's batch-norm statistics are recomputed on training images as the space's
+:class:`~supernet.preprocessing.ImagePreprocessing` says (hwpareto's spaces: one batch of 500, distorted as in
+training; OFA's networks: OFA's ``set_running_statistics`` on 2,000 images under OFA's training transform), then
+it runs on a held-out split.
 Text SubNets report next-byte top-1 accuracy, loss (nats) and perplexity on evenly spaced windows of the split.
 """
 
@@ -17,9 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +36,7 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._space import SearchSpace
 from supernet._types import SubNetConfig
 from supernet.data import ImageData, TextData
+from supernet.preprocessing import HWPARETO_IMAGES, ImagePreprocessing
 
 __all__ = [
     "FinetuneCheck",
@@ -43,6 +47,7 @@ __all__ = [
     "finetune_check",
     "read_accuracy_table",
     "save_checkpoint",
+    "set_running_statistics",
     "table_configs",
     "train_supernet",
     "write_accuracy_table",
@@ -52,6 +57,8 @@ Progress = Callable[[int, int, dict[str, float]], None]
 """``progress(done, total, info)``: called after every training step or evaluated SubNet."""
 
 CALIBRATION_IMAGES = 500
+OFA_SUB_SEED = 937162211
+"""The seed of OFA's BN-calibration subset (``DataProvider.SUB_SEED``)."""
 EVAL_WINDOWS = 64
 EVAL_BATCH = 256
 
@@ -90,10 +97,11 @@ class _Task(Protocol):
 
 
 class _ImageTask:
-    metrics = ("acc_pct", "loss")
+    metrics: tuple[str, ...] = ("acc_pct", "loss")
 
     def __init__(self, space: SearchSpace, data: ImageData, device: torch.device) -> None:
         self.space, self.data, self.device = space, data, device
+        self.preprocessing = space.preprocessing or HWPARETO_IMAGES
         self.train = data.train.images.to(device)
         self.labels = data.train.labels.to(device)
         self._resized: dict[tuple[str, int], torch.Tensor] = {}
@@ -126,13 +134,23 @@ class _ImageTask:
             self._resized[key] = (
                 images
                 if images.shape[-1] == r
-                else F.interpolate(images, size=(r, r), mode="bilinear", align_corners=False)
+                else F.interpolate(
+                    images, size=(r, r), mode="bilinear", align_corners=False, antialias=self.preprocessing.antialias
+                )
             )
         return self._resized[key]
 
     def calibration(self, config: SubNetConfig) -> Iterator[torch.Tensor]:
-        """One fixed batch of training images, distorted as in training."""
-        yield self.prepare(self.sample(torch.Generator().manual_seed(0), CALIBRATION_IMAGES), config)[0]
+        """The preprocessing's calibration batches: one fixed batch of training images distorted as in training,
+        or OFA's: a seeded subset of 2,000 training images in batches of 200 under OFA's training transform."""
+        prep = self.preprocessing
+        if prep.calibration == "affine":
+            yield self.prepare(self.sample(torch.Generator().manual_seed(0), CALIBRATION_IMAGES), config)[0]
+            return
+        gen = torch.Generator().manual_seed(OFA_SUB_SEED)
+        chosen = torch.randperm(len(self.labels), generator=gen)[: prep.calibration_images].to(self.device)
+        for index in chosen.split(prep.calibration_batch_images):
+            yield _ofa_train_transform(self.train[index], self.resolution(config), gen, prep)
 
     def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         images, labels = self._images(split, self.resolution(config)), self.data.split(split).labels.to(self.device)
@@ -140,8 +158,45 @@ class _ImageTask:
             yield images[i : i + EVAL_BATCH], labels[i : i + EVAL_BATCH]
 
 
+OFA_SCALE = (0.08, 1.0)
+OFA_RATIO = (3 / 4, 4 / 3)
+OFA_BRIGHTNESS = 32 / 255
+OFA_SATURATION = 0.5
+
+
+def _ofa_train_transform(images: torch.Tensor, r: int, gen: torch.Generator, prep: ImagePreprocessing) -> torch.Tensor:
+    """OFA's training transform on normalised square images: random resized crop (area 8-100 %, aspect 3/4-4/3,
+    10 tries then the whole image, as torchvision) to ``r`` px, horizontal flip with probability 1/2, brightness
+    and saturation jitter (``ColorJitter(32/255, saturation=0.5)``), normalised again."""
+    n, tries = len(images), 10
+    area = torch.empty(n, tries).uniform_(*OFA_SCALE, generator=gen)
+    log_ratio = torch.empty(n, tries).uniform_(math.log(OFA_RATIO[0]), math.log(OFA_RATIO[1]), generator=gen)
+    w, h = (area * log_ratio.exp()).sqrt(), (area / log_ratio.exp()).sqrt()
+    fits = (w <= 1) & (h <= 1)
+    first = fits.int().argmax(1, keepdim=True)
+    w = torch.where(fits.any(1), w.gather(1, first).squeeze(1), torch.ones(n))
+    h = torch.where(fits.any(1), h.gather(1, first).squeeze(1), torch.ones(n))
+    u = torch.rand(n, 5, generator=gen)
+    flip = torch.where(u[:, 0] < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1] = w * flip, h
+    theta[:, 0, 2], theta[:, 1, 2] = (u[:, 1] * 2 - 1) * (1 - w), (u[:, 2] * 2 - 1) * (1 - h)
+    theta = theta.to(images.device)
+    grid = F.affine_grid(theta, [n, images.shape[1], r, r], align_corners=False)
+    crops = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    mean = torch.tensor(prep.mean_rgb, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std_rgb, device=images.device).view(1, 3, 1, 1)
+    pixels = crops * std + mean
+    brightness = (1 + (u[:, 3] * 2 - 1) * OFA_BRIGHTNESS).to(images.device).view(n, 1, 1, 1)
+    pixels = (pixels * brightness).clamp(0, 1)
+    saturation = (1 + (u[:, 4] * 2 - 1) * OFA_SATURATION).to(images.device).view(n, 1, 1, 1)
+    grey = (0.299 * pixels[:, 0:1] + 0.587 * pixels[:, 1:2] + 0.114 * pixels[:, 2:3]).expand_as(pixels)
+    pixels = (grey + saturation * (pixels - grey)).clamp(0, 1)
+    return (pixels - mean) / std
+
+
 class _TextTask:
-    metrics = ("acc_pct", "loss", "ppl")
+    metrics: tuple[str, ...] = ("acc_pct", "loss", "ppl")
 
     def __init__(self, space: SearchSpace, data: TextData, device: torch.device) -> None:
         if space.input_dimension is None:
@@ -289,7 +344,7 @@ def train_supernet(
             nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-            losses["lr"] = sched.get_last_lr()[0]
+            losses["lr"] = float(sched.get_last_lr()[0])
             history.append(losses)
             if progress is not None:
                 progress(step + 1, steps, losses)
@@ -298,6 +353,48 @@ def train_supernet(
     tail = history[-max(1, (steps - largest_only) // 10) :]
     final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
     return TrainReport(steps, time.perf_counter() - start, final)
+
+
+def _uses_ofa_statistics(task: _Task) -> bool:
+    return isinstance(task, _ImageTask) and task.preprocessing.calibration == "ofa"
+
+
+@torch.no_grad()
+def set_running_statistics(module: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """OFA's ``set_running_statistics`` on a standalone module: every ``BatchNorm2d`` normalises each batch with
+    that batch's mean and biased variance over (N, H, W), and its running statistics become their averages
+    weighted by batch size. BN layers no batch reaches keep theirs; the module is left in eval mode."""
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    sums: dict[nn.BatchNorm2d, list[Any]] = {bn: [0, 0.0, 0.0] for bn in norms}
+
+    def batch_forward(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean((0, 2, 3))
+        var = (x - mean.view(1, -1, 1, 1)).square().mean((0, 2, 3))
+        acc = sums[bn]
+        acc[0], acc[1], acc[2] = acc[0] + x.size(0), acc[1] + mean * x.size(0), acc[2] + var * x.size(0)
+        return F.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
+    module.eval()
+    try:
+        for bn in norms:
+            bn.forward = functools.partial(batch_forward, bn)  # type: ignore[method-assign]
+        for x in batches:
+            module(x)
+    finally:
+        for bn in norms:
+            del bn.forward
+    for bn, (count, mean_sum, var_sum) in sums.items():
+        if count and bn.running_mean is not None and bn.running_var is not None:
+            bn.running_mean.copy_(mean_sum / count)
+            bn.running_var.copy_(var_sum / count)
+
+
+def _calibrate_subnet(module: nn.Module, task: _Task, config: SubNetConfig) -> None:
+    """Recompute an extracted SubNet's BN statistics as its space's preprocessing says; eval mode afterwards."""
+    if _uses_ofa_statistics(task):
+        set_running_statistics(module, task.calibration(config))
+    else:
+        _recalibrate(module, task, config)
 
 
 @torch.no_grad()
@@ -326,19 +423,20 @@ def extract_calibrated(
     *,
     device: str = "cpu",
 ) -> nn.Module:
-    """The SubNet ``config`` with inherited weights, batch-norm statistics recomputed on 500 training images of
-    ``data`` (as every evaluation here does), in eval mode: what to export. Shared BN statistics of a SuperNet
-    trained with the sandwich rule fit no SubNet (the largest included until recalibrated)."""
+    """The SubNet ``config`` with inherited weights, batch-norm statistics recomputed on training images of
+    ``data`` as its space's preprocessing says (as every evaluation here does), in eval mode: what to export.
+    Shared BN statistics of a SuperNet trained with the sandwich rule fit no SubNet (the largest included until
+    recalibrated)."""
     cfg = space.validate(config)
     dev = torch.device(device)
     module = space.extract(supernet.to(dev), cfg).to(dev)
-    _recalibrate(module, _task(space, data, dev), cfg)
+    _calibrate_subnet(module, _task(space, data, dev), cfg)
     return module
 
 
 @torch.no_grad()
 def _evaluate_module(module: nn.Module, task: _Task, config: SubNetConfig, split: str) -> dict[str, float]:
-    _recalibrate(module, task, config)
+    _calibrate_subnet(module, task, config)
     loss = correct = count = 0.0
     for x, y in task.eval_batches(split, config):
         logits = module(x)

@@ -75,7 +75,7 @@ def test_objective_and_budget_syntax() -> None:
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"sampler": "cmaes"}, "sampler: expected one of nsga2, random, nsga3, tpe"),
+        ({"sampler": "cmaes"}, "sampler: expected one of nsga2, nsga3, random, tpe, got 'cmaes'"),
         ({"objectives": ()}, "objectives: expected at least one"),
         ({"objectives": ("params", "params")}, "expected distinct metrics"),
         ({"n_trials": 0}, "n_trials: expected an integer >= 1"),
@@ -270,7 +270,7 @@ def test_worker_idle_clock_restarts_when_a_search_ends(devices: Store, monkeypat
         if len(naps) == 1:
             submit(devices, spec("q2", n_trials=60))
 
-    monkeypatch.setattr(worker, "run_surrogate", long_search)
+    monkeypatch.setitem(worker.MODES, "surrogate", worker.MODES["surrogate"]._replace(run=long_search))
     submit(devices, spec("q1", n_trials=60))
     done = run_worker(devices, idle_exit_s=5, poll_s=1, log=lambda m: None, clock=lambda: now[0], sleep=nap)
     assert done == 2

@@ -18,8 +18,9 @@ import pytest
 
 from pareto import MeasurementIn, Store
 from pareto._budgeted import enqueue_batch
+from pareto._budgeted_study import _Budgeted
 from pareto._search import SearchSpec
-from pareto._worker import _Budgeted, submit
+from pareto._worker import submit
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 

@@ -9,8 +9,9 @@ import streamlit as st
 
 from dashboard import _data, _figures, _jobs, _state, _ui
 from hwpareto.errors import HwparetoError
+from hwpareto.options import SEARCH
 from pareto import submit
-from pareto._search import SAMPLERS
+from pareto._strategies import STRATEGIES
 
 st.title("Search")
 db = _ui.store()
@@ -78,14 +79,21 @@ else:
         "'Trials' times, each next batch chosen with the accuracy predictor's mean and uncertainty",
     )
     c1, c2, c3, c4 = st.columns(4)
-    sampler = c1.selectbox("Sampler", SAMPLERS, key="search_sampler", disabled=mode == "budgeted")
+    samplers = STRATEGIES.names()
+    sampler = c1.selectbox(
+        "Sampler", samplers, index=samplers.index(SEARCH.sampler), key="search_sampler", disabled=mode == "budgeted"
+    )
     n_trials = int(
-        c2.number_input("Trials", min_value=1, max_value=10_000_000, value=1000, step=100, key="search_trials")
+        c2.number_input(
+            "Trials", min_value=1, max_value=10_000_000, value=SEARCH.n_trials, step=100, key="search_trials"
+        )
     )
     population = int(
-        c3.number_input("Population (trials per generation)", min_value=4, value=100, key="search_population")
+        c3.number_input(
+            "Population (trials per generation)", min_value=4, value=SEARCH.population, key="search_population"
+        )
     )
-    seed = int(c4.number_input("Seed", min_value=0, value=0, key="search_seed"))
+    seed = int(c4.number_input("Seed", min_value=0, value=SEARCH.seed, key="search_seed"))
     fixed = st.text_input(
         "Fixed dimensions (DIM=VALUE, comma separated)",
         key="search_fixed",

@@ -4,7 +4,7 @@ order ``hwpareto --help`` lists them."""
 from __future__ import annotations
 
 # isort: off
-from hwpareto.cli import store, spaces, data, devices, predictors, search, training, demo  # noqa: F401 (registers)
+from hwpareto.cli import store, spaces, data, devices, predictors, search, training, supernet, demo  # noqa: F401
 
 # isort: on
 from hwpareto.cli._app import app

@@ -7,12 +7,15 @@ import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet import SearchSpace, get_space, list_spaces, show_name
+
+if TYPE_CHECKING:
+    from hwpareto.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -104,8 +107,9 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
     Console(soft_wrap=True).print(table)
 
 
-def open_store(url: str | None) -> Any:
-    from hwpareto.store._store import Store
+def open_store(url: str | None) -> Store:
+    """The store at ``url`` (path or SQLAlchemy URL; ``None``: ``$HWPARETO_STORE`` or the default file)."""
+    from hwpareto.store import Store
 
     return Store.open(url)
 
@@ -165,7 +169,7 @@ def read_configs(sp: SearchSpace, path: Path) -> list[Any]:
             raise HwparetoError(f"configs {path}: expected UTF-8 text, got binary data at byte {exc.start}") from None
         except csv_module.Error as exc:
             raise HwparetoError(f"configs {path}: not a readable CSV ({exc})") from None
-        return [at_row(i + 2, lambda r=row: sp.from_record(r)) for i, row in enumerate(rows)]
+        return [at_row(i + 2, functools.partial(sp.from_record, row)) for i, row in enumerate(rows)]
     from supernet._safeload import parse_json, read_text
 
     lines = read_text(path, "configs", max_bytes=256 * 1024 * 1024).splitlines()
@@ -173,7 +177,7 @@ def read_configs(sp: SearchSpace, path: Path) -> list[Any]:
     for i, line in enumerate(lines, start=1):
         if line.strip():
             doc = parse_json(line, f"configs {path}: line {i}")
-            out.append(at_row(i, lambda d=doc: sp.validate(d)))
+            out.append(at_row(i, functools.partial(sp.validate, doc)))
     return out
 
 

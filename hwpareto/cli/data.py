@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -54,7 +54,7 @@ def import_csv(
         raise InvalidValueError("--device/--dataset", "exactly one of them", "both" if device else "neither")
     s = open_store(store)
     sp = s.space(space)
-    kind = "device" if device is not None else "dataset"
+    kind: Literal["device", "dataset"] = "device" if device is not None else "dataset"
     columns = parse_columns(column, device if device is not None else str(dataset))
     defaults: dict[str, Any] = {}
     for item in set_ or []:

@@ -241,7 +241,11 @@ def predict(
         raise InvalidValueError("CONFIG/--in", "exactly one of them", "both" if config else "neither")
     s = open_store(store)
     sp = s.space(space)
-    configs = [sp.validate(read_json(config, "config"))] if config is not None else read_configs(sp, in_file)
+    if config is not None:
+        configs = [sp.validate(read_json(config, "config"))]
+    else:
+        assert in_file is not None  # exactly one of the two, checked above
+        configs = read_configs(sp, in_file)
     table = predict_table(s, sp, configs, device)
     if out is not None:
         import pandas as pd

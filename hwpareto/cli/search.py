@@ -21,6 +21,7 @@ from hwpareto.cli._common import (
     parse_scalar,
     print_table,
 )
+from hwpareto.options import BUDGETED, SEARCH, BudgetedOptions
 from supernet import show_name
 
 
@@ -42,15 +43,21 @@ def search(
         list[str] | None, typer.Option("--budget", help="'OBJECTIVE <= BOUND' constraint; repeatable.")
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Study name (default derived; reuse resumes).")] = None,
-    sampler: Annotated[str, typer.Option("--sampler", help="nsga2 | random | nsga3 | tpe")] = "nsga2",
+    sampler: Annotated[
+        str, typer.Option("--sampler", help="Strategy: nsga2 | random | nsga3 | tpe, or a hwpareto.strategies plugin.")
+    ] = SEARCH.sampler,
     trials: Annotated[
         int, typer.Option("--trials", min=1, max=COUNT_MAX, help="Trials (budgeted: accuracy evaluations).")
-    ] = 1000,
-    population: Annotated[int, typer.Option("--population", min=4, max=COUNT_MAX, help="Trials per generation.")] = 100,
+    ] = SEARCH.n_trials,
+    population: Annotated[
+        int, typer.Option("--population", min=4, max=COUNT_MAX, help="Trials per generation.")
+    ] = SEARCH.population,
     fix: Annotated[list[str] | None, typer.Option("--fix", help="DIM=VALUE held fixed; repeatable.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="surrogate | budgeted (first objective evaluated)")] = "surrogate",
-    batch: Annotated[int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Budgeted: evaluations per step.")] = 10,
-    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX)] = 0,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=BATCH_MAX, help="Budgeted: evaluations per step.")
+    ] = BUDGETED.batch,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX)] = SEARCH.seed,
     queue: Annotated[bool, typer.Option("--queue", help="Queue for workers instead of running here.")] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -79,7 +86,7 @@ def search(
         seed,
         mode,
         fixed,
-        {"batch": batch, "initial": max(batch, 20)} if mode == "budgeted" else {},
+        BudgetedOptions(batch=batch).to_dict() if mode == "budgeted" else {},
     )
     if queue:
         row = submit(s, spec)

@@ -21,6 +21,8 @@ from hwpareto.cli._common import (
     read_json,
     resolve_space,
 )
+from hwpareto.errors import InvalidValueError
+from supernet import SearchSpace, SubNetConfig
 
 
 # ---------------------------------------------------------------------------------------------------- spaces
@@ -42,7 +44,7 @@ def spaces(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
             }
         )
     if json_out:
-        echo_json([resolve_space(r["name"], store).describe() for r in rows])
+        echo_json([resolve_space(str(r["name"]), store).describe() for r in rows])
     else:
         print_table(rows, ["name", "dimensions", "size", "model", "description"], title="search spaces")
 
@@ -108,12 +110,48 @@ def sample(
     print_table(rows, ["key", "params (M)", "MMACs", "config"], title=f"{n} sampled {sp.name} SubNets (seed {seed})")
 
 
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="hwpareto (dimension values or {space, values}) or ofa (OFA's dict: ks, e, d lists, r or image_size, "
+        "wid; wid None takes the --checkpoint's width).",
+    ),
+]
+CONFIG_FORMATS = ("hwpareto", "ofa")
+
+
+def _read_config(sp: SearchSpace, path: Path, fmt: str, checkpoint: Path | None) -> SubNetConfig:
+    """The config in JSON file ``path``, in hwpareto's or OFA's format (``checkpoint`` gives OFA's ``wid: None``
+    its width)."""
+    if fmt not in CONFIG_FORMATS:
+        raise InvalidValueError("--format", " or ".join(CONFIG_FORMATS), fmt)
+    doc = read_json(path, "config")
+    if fmt == "hwpareto":
+        return sp.validate(doc)
+    from supernet.mbv3 import MobileNetV3Space
+    from supernet.mbv3._ofa import ofa_config
+
+    if not isinstance(sp, MobileNetV3Space):
+        raise InvalidValueError("--format ofa", "a MobileNetV3 space (ofa-mbv3-w1.0, ofa-mbv3-w1.2, mbv3)", sp.name)
+    return ofa_config(sp, doc, checkpoint)
+
+
 @app.command()
 @command
-def validate(space: str, config: Path, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """Validate a config JSON file against SPACE (plain values or {"space", "values"})."""
+def validate(
+    space: str,
+    config: Path,
+    fmt: FormatOpt = "hwpareto",
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="Imported OFA checkpoint whose width OFA's wid: None means.")
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate a config JSON file against SPACE (plain values or {"space", "values"}; --format ofa: OFA's dict)."""
     sp = resolve_space(space, store)
-    cfg = sp.validate(read_json(config, "config"))
+    cfg = _read_config(sp, config, fmt, checkpoint)
     summary = config_summary(sp, cfg)
     if json_out:
         echo_json(summary)
@@ -131,20 +169,26 @@ def export_config(
     weights: Annotated[bool, typer.Option("--weights", help="Also write the SubNet's weights (safetensors).")] = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write the SubNet as ONNX (dynamic batch).")] = False,
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="SuperNet weights (safetensors); default: fresh init.")
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="SuperNet weights (safetensors, e.g. from supernet import-ofa); default: the shipped one or fresh.",
+        ),
     ] = None,
     seed: Annotated[
         int, typer.Option("--seed", min=0, max=SEED_MAX, help="Init seed when no checkpoint is given.")
     ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+    fmt: FormatOpt = "hwpareto",
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a SubNet: config JSON, and optionally extracted weights and ONNX, each loadable back."""
+    """Export a SubNet: config JSON, and optionally extracted weights and ONNX, each loadable back (config.json
+    also records the input preprocessing of image SubNets)."""
     from pareto._export import export_subnet
 
     sp = resolve_space(space, store)
-    cfg = sp.validate(read_json(config, "config"))
+    cfg = _read_config(sp, config, fmt, checkpoint)
     result = export_subnet(sp, cfg, out, weights=weights, onnx=onnx, checkpoint=checkpoint, seed=seed, force=force)
     open_store(store).add_export(cfg, str(result.directory.resolve()), result.files)
     if json_out:

@@ -32,7 +32,8 @@ ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, max=THREADS_MAX, he
 
 
 def _training_setup(space: str, data: str, store: str | None, threads: int) -> tuple[SearchSpace, Any]:
-    """The space and its dataset (images stored at the space's largest input resolution)."""
+    """The space and its dataset (images stored at the space's largest input resolution, preprocessed as the space
+    says)."""
     import torch
 
     from supernet.data import load_data
@@ -42,7 +43,8 @@ def _training_setup(space: str, data: str, store: str | None, threads: int) -> t
     if not sp.has_model:
         raise InvalidValueError("--space", "a space with a PyTorch SuperNet", f"declarative space {sp.name!r}")
     shape = sp.dummy_input(sp.largest()).shape
-    return sp, load_data(data, resolution=int(shape[-1]) if len(shape) == 4 else 32)
+    resolution = int(shape[-1]) if len(shape) == 4 else 32
+    return sp, load_data(data, resolution=resolution, preprocessing=sp.preprocessing)
 
 
 def _every(total: int, parts: int = 20) -> Callable[[int], bool]:

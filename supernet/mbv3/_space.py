@@ -21,6 +21,7 @@ from supernet.mbv3._arch import (
     mid_channels,
     se_channels,
 )
+from supernet.preprocessing import HWPARETO_IMAGES
 
 if TYPE_CHECKING:
     import torch
@@ -135,6 +136,7 @@ class MobileNetV3Space(SearchSpace):
 
     # ------------------------------------------------------------------ configs
     input_dimension = "r"
+    preprocessing = HWPARETO_IMAGES
 
     def encode(self, config: SubNetConfig) -> np.ndarray:
         """``ks``/``e`` per block (0 for blocks beyond the stage depth), then ``d``, ``r``, ``w``."""

@@ -16,6 +16,7 @@ from hwpareto.errors import InvalidValueError
 from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, SubNetConfig
 from supernet.nb201._cell import CELL_FEATURES, EDGE_NAMES, EDGES, OPS, cell_features, live_edges
+from supernet.preprocessing import HWPARETO_IMAGES
 
 if TYPE_CHECKING:
     import torch
@@ -44,6 +45,7 @@ class NB201Space(SearchSpace):
     """
 
     name = "nb201"
+    preprocessing = HWPARETO_IMAGES
     description = "NAS-Bench-201 cell space (6 edges x 5 ops, 15,625 cells) on 32x32 images"
 
     def __init__(
