@@ -140,7 +140,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 # ---------------------------------------------------------------------------------------------------- spaces
 def test_builtins_are_entry_points_of_hwpareto() -> None:
-    assert set(supernet._registry.BUILTIN_SPACES) == {"nb201", "mbv3", "gpt", "mbv3-digits", "gpt-stdlib"}
+    assert {"nb201", "mbv3", "gpt", "mbv3-digits", "gpt-stdlib"} <= set(supernet._registry.BUILTIN_SPACES)
     assert set(supernet._registry.BUILTIN_SPACES) <= set(list_spaces())
     assert get_space("mbv3-digits").name == "mbv3-digits" and get_space("nb201") is get_space("nb201")
 
