@@ -83,8 +83,9 @@ class Registry(Generic[T]):
             try:
                 obj = found.load()
             except Exception as exc:
+                reason = next(iter(str(exc).splitlines()), "")  # one line, however the plugin's error reads
                 raise PluginError(
-                    f"{self.group} plugin {name!r} ({found.value}): cannot load: {type(exc).__name__}: {exc}"
+                    f"{self.group} plugin {name!r} ({found.value}): cannot load: {type(exc).__name__}: {reason}"
                 ) from exc
             value = self._check(name, obj)
             self._loaded[name] = value

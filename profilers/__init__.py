@@ -2,13 +2,15 @@
 
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import (
-    BACKENDS,
     LOCAL_CPU,
+    backend_class,
     backend_for,
+    backend_names,
     device_from_dict,
     load_device_file,
     local_cpu_spec,
     presets,
+    register_backend,
 )
 from profilers._lut import (
     LUT_SCHEMES,
@@ -24,7 +26,6 @@ from profilers._lut import (
 )
 
 __all__ = [
-    "BACKENDS",
     "LOCAL_CPU",
     "LUT_SCHEMES",
     "Backend",
@@ -35,7 +36,9 @@ __all__ = [
     "MissingLutError",
     "SimulatorError",
     "UnmappableLayerError",
+    "backend_class",
     "backend_for",
+    "backend_names",
     "build_lut",
     "device_from_dict",
     "device_spec",
@@ -46,4 +49,5 @@ __all__ = [
     "lut_entries_per_space",
     "measure_subnets",
     "presets",
+    "register_backend",
 ]

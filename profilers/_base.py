@@ -88,10 +88,17 @@ class DeviceSpec:
 class Backend(ABC):
     """Measures or simulates layers and SubNets on one device.
 
-    Subclasses set ``name`` (the ``backend`` value in device YAML), ``kinds`` (device kinds it serves) and
-    ``parallel`` (True when layers may be simulated in separate processes: then the backend must be picklable and
-    stateless across calls). Measuring backends are not thread-safe: time one thing at a time. ``params`` are
-    validated in ``__init__`` with :class:`~hwpareto.errors.InvalidValueError` naming ``params.<field>``.
+    Contract for a backend (built-in or a plugin of the ``hwpareto.backends`` entry-point group, whose object is
+    the class; or registered in code with :func:`profilers.register_backend`):
+
+    - required: ``name`` (the ``backend`` value in device YAML, equal to the entry-point name), ``kinds`` (device
+      kinds it serves), :meth:`measure_layer`, :meth:`measure_subnet` and :meth:`describe`; ``__init__(device)``
+      validates ``device.params`` with :class:`~hwpareto.errors.InvalidValueError` naming ``params.<field>``
+      (it runs whenever a device spec is read, so it must be cheap and must not touch the device);
+    - optional: :meth:`check` (is the device usable here) and ``parallel`` (True when layers may be simulated in
+      separate ``spawn`` processes: then the backend must be picklable and stateless across calls).
+
+    Measuring backends are not thread-safe: time one thing at a time.
     """
 
     name: ClassVar[str]

@@ -1,51 +1,72 @@
-"""Device specs (YAML), shipped presets under ``data/devices/`` and the backend registry."""
+"""Device specs (YAML), shipped presets under ``data/devices/`` and the backend registry (the ``hwpareto.backends``
+entry-point group plus backends registered in code)."""
 
 from __future__ import annotations
 
-import importlib
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.plugins import PluginError, Registry
 from hwpareto.resources import data_path
 from profilers._base import Backend, DeviceSpec
 from supernet import check_name
 from supernet._safeload import load_yaml
 
 __all__ = [
-    "BACKENDS",
     "LOCAL_CPU",
     "PRESETS_DIR",
+    "backend_class",
     "backend_for",
+    "backend_names",
     "device_from_dict",
     "load_device_file",
     "local_cpu_spec",
     "presets",
+    "register_backend",
 ]
 
 PRESETS_DIR = data_path("devices")
 LOCAL_CPU = "cpu-local"
 MEASURED_KINDS = ("cpu", "cuda", "npu", "cim", "fake")
 
-# backend name -> (module, class); imported on first use so optional simulators cost nothing until needed
-BACKENDS: dict[str, tuple[str, str]] = {
-    "torch-cpu": ("profilers._cpu", "CpuBackend"),
-    "torch-cuda": ("profilers._cuda", "CudaBackend"),
-    "zigzag": ("profilers._zigzag", "ZigZagBackend"),
-    "reram": ("profilers._reram", "ReRAMBackend"),
-    "fake": ("profilers._fake", "FakeBackend"),
-}
 _KEYS = {"name", "kind", "backend", "description", "params", "references"}
 FILE_PARAMS = ("hardware", "mapping")  # parameters naming a file the backend reads (zigzag)
 
 
+def _check_backend(name: str, obj: object) -> type[Backend]:
+    """``obj`` as a concrete :class:`Backend` subclass whose ``name`` is ``name``."""
+    if not (isinstance(obj, type) and issubclass(obj, Backend)) or inspect.isabstract(obj):
+        got = f"class {obj.__qualname__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+        raise PluginError(f"hwpareto.backends plugin {name!r}: expected a concrete Backend subclass, got {got}")
+    if getattr(obj, "name", None) != name:
+        raise PluginError(
+            f"hwpareto.backends plugin {name!r}: expected a Backend named {name!r}, got {getattr(obj, 'name', None)!r}"
+        )
+    return obj
+
+
+_BACKENDS: Registry[type[Backend]] = Registry("hwpareto.backends", "device.backend", _check_backend)
+
+
+def backend_names() -> list[str]:
+    """Names of the installed (``hwpareto.backends`` entry points) and code-registered backends."""
+    return _BACKENDS.names()
+
+
 def backend_class(name: str) -> type[Backend]:
-    """The :class:`Backend` subclass registered as ``name``."""
-    if name not in BACKENDS:
-        raise InvalidValueError("device.backend", "one of " + ", ".join(BACKENDS), name)
-    module, cls = BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    """The :class:`Backend` subclass registered as ``name`` (imported on first use, so optional simulators cost
+    nothing until needed)."""
+    return _BACKENDS.get(name)
+
+
+def register_backend(name: str, cls: type[Backend], *, replace: bool = False) -> type[Backend]:
+    """Register ``cls`` (a concrete :class:`Backend` subclass with ``cls.name == name``) in this process; an
+    installed or registered name needs ``replace``. Worker processes started with ``spawn`` do not see it: ship
+    backends used with ``workers > 1`` as entry points."""
+    return _BACKENDS.register(name, cls, replace=replace)
 
 
 def backend_for(spec: DeviceSpec) -> Backend:
@@ -69,8 +90,8 @@ def device_from_dict(doc: Any, source: str = "device spec") -> DeviceSpec:
     if kind not in MEASURED_KINDS:
         raise InvalidValueError(f"{source}: kind", "one of " + ", ".join(MEASURED_KINDS), kind)
     backend = doc["backend"]
-    if backend not in BACKENDS:
-        raise InvalidValueError(f"{source}: backend", "one of " + ", ".join(BACKENDS), backend)
+    if backend not in _BACKENDS:
+        raise InvalidValueError(f"{source}: backend", "one of " + ", ".join(backend_names()), backend)
     params = doc.get("params") or {}
     if not isinstance(params, Mapping):
         raise InvalidValueError(f"{source}: params", "a mapping", params)

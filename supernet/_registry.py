@@ -1,56 +1,88 @@
-"""Registry of search spaces: the built-ins (three families and two demo variants) plus spaces registered at run
-time."""
+"""Registry of search spaces: the plugins of the ``hwpareto.spaces`` entry-point group (hwpareto's own built-ins
+among them) plus spaces registered at run time.
+
+An entry point's object is a :class:`SearchSpace` subclass (built with no arguments) or a zero-argument factory
+returning a :class:`SearchSpace`; the space's ``name`` must be the entry point's name. Each space is built once, on
+first use.
+"""
 
 from __future__ import annotations
 
-import importlib
 import threading
+from importlib.metadata import PackageNotFoundError, distribution, entry_points
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.plugins import PluginError, Registry
 from supernet._space import SearchSpace
 
 __all__ = ["BUILTIN_SPACES", "get_space", "list_spaces", "register_space"]
 
-_BUILTIN = {
-    "mbv3": ("supernet.mbv3", "MobileNetV3Space"),
-    "gpt": ("supernet.gpt", "GPTSpace"),
-    "nb201": ("supernet.nb201", "NB201Space"),
-    "mbv3-digits": ("supernet._demo", "mbv3_digits"),
-    "gpt-stdlib": ("supernet._demo", "gpt_stdlib"),
-    "ofa-mbv3-w1.0": ("supernet.mbv3", "ofa_mbv3_w10"),
-    "ofa-mbv3-w1.2": ("supernet.mbv3", "ofa_mbv3_w12"),
-}
-BUILTIN_SPACES = tuple(_BUILTIN)
+GROUP = "hwpareto.spaces"
+
+
+def _builtin_names() -> tuple[str, ...]:
+    """The space names hwpareto's own distribution declares (none when hwpareto is not installed)."""
+    try:
+        return tuple(ep.name for ep in distribution("hwpareto").entry_points if ep.group == GROUP)
+    except PackageNotFoundError:
+        return ()
+
+
+def _check_space(name: str, obj: object) -> SearchSpace:
+    """``obj`` (a space, a space class or a factory) as a :class:`SearchSpace` named ``name``."""
+    space = obj
+    if not isinstance(space, SearchSpace):
+        if not callable(space):
+            raise PluginError(
+                f"{GROUP} plugin {name!r}: expected a SearchSpace subclass or factory, got a {type(obj).__name__}"
+            )
+        try:
+            space = space()
+        except Exception as exc:
+            reason = next(iter(str(exc).splitlines()), "")
+            raise PluginError(
+                f"{GROUP} plugin {name!r}: cannot build the space: {type(exc).__name__}: {reason}"
+            ) from exc
+    if not isinstance(space, SearchSpace):
+        raise PluginError(
+            f"{GROUP} plugin {name!r}: expected a SearchSpace from the factory, got a {type(space).__name__}"
+        )
+    if getattr(space, "name", None) != name:
+        raise PluginError(
+            f"{GROUP} plugin {name!r}: expected a space named {name!r}, got {getattr(space, 'name', None)!r}"
+        )
+    return space
+
+
+BUILTIN_SPACES = _builtin_names()
+_SPACES: Registry[SearchSpace] = Registry(GROUP, "space", _check_space)
 _lock = threading.Lock()
-_spaces: dict[str, SearchSpace] = {}
 
 
 def get_space(name: str) -> SearchSpace:
-    """The space called ``name`` (built-ins are constructed on first use)."""
-    with _lock:
-        if name in _spaces:
-            return _spaces[name]
-        if name in _BUILTIN:
-            module, cls = _BUILTIN[name]
-            space: SearchSpace = getattr(importlib.import_module(module), cls)()
-            _spaces[name] = space
-            return space
-    raise InvalidValueError("space", "one of " + ", ".join(list_spaces()), name)
+    """The space called ``name`` (a plugin is built on first use); unknown names list the available ones."""
+    return _SPACES.get(name)
 
 
 def list_spaces() -> list[str]:
-    """Names of the built-in and registered spaces."""
-    return list(dict.fromkeys([*_BUILTIN, *_spaces]))
+    """Names of the installed (entry-point) and run-time registered spaces."""
+    return _SPACES.names()
 
 
 def register_space(space: SearchSpace, *, replace: bool = False) -> SearchSpace:
-    """Make ``space`` available to :func:`get_space`; a built-in name can never be replaced."""
-    if space.name in _BUILTIN:
-        raise InvalidValueError("space.name", "a name other than the built-ins " + ", ".join(_BUILTIN), space.name)
+    """Make ``space`` available to :func:`get_space` in this process. A name an installed package declares (every
+    built-in) can never be replaced; registering a name again needs the same dimensions or ``replace``."""
+    if not isinstance(space, SearchSpace):
+        raise InvalidValueError("space", "a SearchSpace", type(space).__name__)
+    installed = list(dict.fromkeys(ep.name for ep in entry_points(group=GROUP)))
+    if space.name in installed:
+        raise InvalidValueError(
+            "space.name", "a name other than the installed spaces " + ", ".join(installed), space.name
+        )
     with _lock:
-        if space.name in _spaces and not replace and _spaces[space.name] is not space:
-            existing = _spaces[space.name]
-            if existing.describe() != space.describe():
+        if space.name in _SPACES and not replace:
+            existing = _SPACES.get(space.name)
+            if existing is not space and existing.describe() != space.describe():
                 raise InvalidValueError("space.name", "a name not yet registered with different dimensions", space.name)
-        _spaces[space.name] = space
+        _SPACES.register(space.name, space, replace=True)
     return space

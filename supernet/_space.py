@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwpareto.errors import CapabilityError, InvalidValueError
-from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
+from supernet._types import OPS, Dimension, LayerSpec, Scalar, SubNetConfig
 from supernet.preprocessing import ImagePreprocessing
 
 if TYPE_CHECKING:
@@ -44,8 +45,19 @@ class LayerCounts:
 class SearchSpace:
     """A named set of SubNets, described by :class:`Dimension` s.
 
-    Subclasses implement :meth:`layers` (the LUT keys of a config) and, when they have a PyTorch SuperNet,
-    :meth:`supernet`, :meth:`extract` and :meth:`dummy_input`. Cross-dimension rules go in :meth:`_check`.
+    Contract for a space (built-in or a plugin of the ``hwpareto.spaces`` entry-point group, see
+    :mod:`hwpareto.plugins`):
+
+    - required: a ``name`` (equal to its entry-point name) and the dimensions passed to ``__init__``; sampling,
+      validation, encoding, Optuna distributions and the default predictor features then work;
+    - optional, cost model: :meth:`layers` (the LUT keys of a config) and :meth:`layer_universe`, better also
+      :meth:`layer_terms`; without them profiling and LUT-sums raise :class:`CapabilityError`;
+    - optional, PyTorch: :meth:`supernet`, :meth:`extract`, :meth:`subnet` and :meth:`dummy_input` (set
+      ``has_model = False`` when absent);
+    - optional: cross-dimension rules in :meth:`_check`, inactive parts in :meth:`canonical`, a compact
+      :meth:`encode`, space-specific predictor columns in :meth:`feature_names` / :meth:`features`, and the
+      third-party table formats of :meth:`from_record`.
+
     Spaces are immutable and thread-safe; randomness is always passed in.
     """
 
@@ -156,6 +168,54 @@ class SearchSpace:
         for d in self.dimensions:
             out.extend(d.encode(config[d.name]))
         return np.asarray(out, dtype=np.float64)
+
+    # ------------------------------------------------------------------ predictor features
+    def feature_names(self) -> list[str]:
+        """Column names of :meth:`features` (distinct). Default: :meth:`encoding_names`, then, when the space has
+        a layer model, ``log_params`` and ``log_macs`` (``log1p``), ``n_layers`` and ``n_<op>`` (layers per op kind
+        the space can produce). Overrides append their own columns to ``super().feature_names()``."""
+        ops = self._feature_ops
+        extra = [] if ops is None else ["log_params", "log_macs", "n_layers", *(f"n_{op}" for op in ops)]
+        return [*self.encoding_names(), *extra]
+
+    def features(self, configs: Sequence[SubNetConfig], canonical: bool = True) -> np.ndarray:
+        """The ``(len(configs), len(feature_names()))`` float64 matrix accuracy and cost predictors learn from.
+
+        With ``canonical`` (accuracy models) a row describes what the SubNet computes: configs that differ only in
+        parts that cannot change the output get equal rows; without it (cost models) it describes the network as it
+        runs. Default: :meth:`encode` and the layer-model columns (of :meth:`canonical` configs when
+        ``canonical``). Overrides keep the columns of ``super().features`` first, in order, and add their own.
+        """
+        configs = [self.validate(c) for c in configs]
+        if canonical:
+            configs = [self.canonical(c) for c in configs]
+        if not configs:
+            return np.empty((0, len(self.feature_names())), dtype=np.float64)
+        ops = self._feature_ops
+        blocks = [np.stack([self.encode(c) for c in configs])]
+        if ops is not None:
+            counts = self.layer_counts(configs)
+            per_op = np.array([[spec.op == op for op in ops] for spec in counts.specs], dtype=np.float64)
+            blocks += [
+                np.log1p(counts.total(np.array([spec.params for spec in counts.specs], dtype=np.float64)))[:, None],
+                np.log1p(counts.total(np.array([spec.macs for spec in counts.specs], dtype=np.float64)))[:, None],
+                np.asarray(counts.matrix.sum(axis=1), dtype=np.float64).reshape(-1, 1),
+                np.asarray(counts.matrix @ per_op.reshape(len(counts.specs), -1), dtype=np.float64),
+            ]
+        return np.hstack(blocks)
+
+    @functools.cached_property
+    def _feature_ops(self) -> tuple[str, ...] | None:
+        """The op kinds of the ``n_<op>`` feature columns (in :data:`OPS` order), or None without a layer model."""
+        try:
+            self.layers(self.smallest())
+        except CapabilityError:
+            return None
+        try:
+            seen = {spec.op for spec in self.layer_universe()}
+        except CapabilityError:
+            seen = set(OPS)
+        return tuple(op for op in OPS if op in seen)
 
     # ------------------------------------------------------------------ external formats
     def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:

@@ -17,10 +17,11 @@ from sklearn.exceptions import NotFittedError
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from predictors._accuracy import AccuracyPredictor
-from predictors._features import NB201_PATHS, SpaceFeatures, nb201_canonical
+from predictors._features import SpaceFeatures
 from predictors._portable import dumps
 from supernet import DeclarativeSpace, Dimension, SearchSpace, SubNetConfig, get_space
 from supernet.nb201 import NB201Space
+from supernet.nb201._cell import EDGE_NAMES, PATHS, live_edges
 
 FAST: dict[str, Any] = {"n_models": 3, "n_estimators": 60, "learning_rate": 0.1, "cv": 3}
 """Small settings for contract tests (the defaults are for quality)."""
@@ -74,7 +75,10 @@ def test_feature_shapes_and_names(name: str) -> None:
     np.testing.assert_array_equal(feats.transform([c.values for c in configs]), X)
     np.testing.assert_array_equal(SpaceFeatures(space).fit().transform(configs), X)
     # log params/MACs of the first config match the space's cost model (nb201: of the canonical cell)
-    first = configs[0] if name != "nb201" else space.validate(nb201_canonical(configs[0].values))
+    first = configs[0]
+    if name == "nb201":  # dead edges read 'none'
+        ops = np.array([[first[e] for e in EDGE_NAMES]], dtype=object)
+        first = space.validate(dict(zip(EDGE_NAMES, np.where(live_edges(ops), ops, "none")[0], strict=True)))
     assert X[0, names.index("log_params")] == pytest.approx(np.log1p(space.params(first)))
     assert X[0, names.index("log_macs")] == pytest.approx(np.log1p(space.macs(first)))
 
@@ -97,7 +101,7 @@ def test_declarative_space_has_encoding_only() -> None:
 
 
 def test_nb201_paths() -> None:
-    assert [edges for _, edges in NB201_PATHS] == [
+    assert [edges for _, edges in PATHS] == [
         ("edge3",),
         ("edge0", "edge4"),
         ("edge1", "edge5"),

@@ -481,7 +481,7 @@ def test_declarative_space_round_trip(store: Store, monkeypatch: pytest.MonkeyPa
     store.spaces.register(space)
     store.spaces.register(space)  # same definition again: fine
     assert "imported.tbl" in store.spaces.names()
-    monkeypatch.setattr(supernet._registry, "_spaces", {})  # as in a new process
+    monkeypatch.setattr(supernet._registry._SPACES, "_code", {})  # as in a new process
     rebuilt = store.spaces.get("imported.tbl")
     assert rebuilt is not space and rebuilt.to_dict() == space.to_dict()  # type: ignore[attr-defined]
     assert rebuilt.validate({"op": "skip", "lr": 0.5}).space == "imported.tbl"

@@ -125,6 +125,27 @@ class GPTSpace(SearchSpace):
             out += [kept, kept * float(config[f"heads_{i}"]), kept * float(config[f"ffn_{i}"])]
         return np.asarray(out, dtype=np.float64)
 
+    def feature_names(self) -> list[str]:
+        """The default columns, then ``kept_layers``, ``total_heads`` and ``total_ffn`` (over kept layers)."""
+        return [*super().feature_names(), "kept_layers", "total_heads", "total_ffn"]
+
+    def features(self, configs: Sequence[SubNetConfig], canonical: bool = True) -> np.ndarray:
+        """The default columns and the kept layers with their total heads and FFN width. The encoding and layers
+        already ignore skipped layers, so ``canonical`` changes nothing."""
+        configs = [self.validate(c) for c in configs]
+        stats = []
+        for config in configs:
+            kept = [i for i in range(self.n_layers) if config[f"layer_{i}"]]
+            stats.append(
+                [
+                    float(len(kept)),
+                    float(sum(int(config[f"heads_{i}"]) for i in kept)),
+                    float(sum(int(config[f"ffn_{i}"]) for i in kept)),
+                ]
+            )
+        extra = np.array(stats, dtype=np.float64).reshape(len(configs), 3)
+        return np.hstack([super().features(configs, canonical=False), extra])
+
     # ------------------------------------------------------------------ cost model
     input_dimension = "seq_len"
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from supernet._types import SubNetConfig
-from supernet.mbv3._space import N_STAGES, STAGE_ACTS, STAGE_SE, STAGE_STRIDES, MobileNetV3Space
+from supernet.mbv3._arch import N_STAGES, STAGE_ACTS, STAGE_SE, STAGE_STRIDES, Geometry, mid_channels, se_channels
 
 __all__ = ["MobileNetV3SubNet", "MobileNetV3SuperNet"]
 
@@ -62,13 +62,13 @@ class _DynamicConvBN(nn.Module):
 class _DynamicSE(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        mid = MobileNetV3Space.se_channels(channels)
+        mid = se_channels(channels)
         self.reduce = nn.Conv2d(channels, mid, 1)
         self.expand = nn.Conv2d(mid, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.size(1)
-        m = MobileNetV3Space.se_channels(c)
+        m = se_channels(c)
         s = x.mean((2, 3), keepdim=True)
         s = F.relu(F.conv2d(s, self.reduce.weight[:m, :c], self.reduce.bias[:m]))
         s = F.hardsigmoid(F.conv2d(s, self.expand.weight[:c, :m], self.expand.bias[:c]))
@@ -116,7 +116,7 @@ class _DynamicMBConv(nn.Module):
 
     def forward(self, x: Tensor, kernel: int, expand: int, cout: int) -> Tensor:
         cin = x.size(1)
-        y = self.expand(x, MobileNetV3Space.mid_channels(cin, expand)) if self.expand is not None else x
+        y = self.expand(x, mid_channels(cin, expand)) if self.expand is not None else x
         mid = y.size(1)
         y = F.conv2d(y, self.dw_filter(mid, kernel), None, self.stride, kernel // 2, 1, mid)
         y = _ACT[self.act](_bn(self.dw_bn, y))
@@ -130,7 +130,7 @@ class MobileNetV3SuperNet(nn.Module):
     """OFA MobileNetV3 SuperNet at the largest width. ``set_active(config)`` selects the SubNet ``forward``
     runs (the largest one until then); ``extract(config)`` returns it as a standalone module."""
 
-    def __init__(self, space: MobileNetV3Space, seed: int = 0) -> None:
+    def __init__(self, space: Geometry, seed: int = 0) -> None:
         super().__init__()
         self.space = space
         c = space.max_widths
@@ -144,7 +144,7 @@ class MobileNetV3SuperNet(nn.Module):
             cin = c[1]
             for s in range(N_STAGES):
                 for j in range(space.max_depth):
-                    mid = space.mid_channels(cin, space.expand_choices[-1])
+                    mid = mid_channels(cin, space.expand_choices[-1])
                     blocks.append(
                         _DynamicMBConv(
                             cin,
@@ -288,7 +288,7 @@ class _ConvBNAct(nn.Module):
 class _SE(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        mid = MobileNetV3Space.se_channels(channels)
+        mid = se_channels(channels)
         self.reduce = nn.Conv2d(channels, mid, 1)
         self.expand = nn.Conv2d(mid, channels, 1)
 
@@ -329,7 +329,7 @@ class _MBConv(nn.Module):
 class MobileNetV3SubNet(nn.Module):
     """A standalone MobileNetV3 SubNet (plain ``nn`` layers) for one config."""
 
-    def __init__(self, space: MobileNetV3Space, config: SubNetConfig) -> None:
+    def __init__(self, space: Geometry, config: SubNetConfig) -> None:
         super().__init__()
         c = space.widths(float(config["w"]))
         self.first_conv = _ConvBNAct(3, c[0], 3, 2, act="hswish")
@@ -340,7 +340,7 @@ class MobileNetV3SubNet(nn.Module):
         for s in range(N_STAGES):
             for j in range(int(config[f"d_{s}"])):
                 i = space.block_index(s, j)
-                mid = space.mid_channels(cin, int(config[f"e_{i}"]))
+                mid = mid_channels(cin, int(config[f"e_{i}"]))
                 blocks.append(
                     _MBConv(
                         cin,

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._types import SubNetConfig
-from supernet.mbv3._space import OFA_BASE_WIDTHS, MobileNetV3Space, make_divisible
+from supernet.mbv3._arch import OFA_BASE_WIDTHS, make_divisible
+from supernet.mbv3._space import MobileNetV3Space
 from supernet.preprocessing import OFA_IMAGENET
 
 if TYPE_CHECKING:

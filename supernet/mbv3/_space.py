@@ -11,6 +11,16 @@ import numpy as np
 from hwpareto.errors import InvalidValueError
 from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, SubNetConfig
+from supernet.mbv3._arch import (
+    N_STAGES,
+    OFA_BASE_WIDTHS,
+    STAGE_ACTS,
+    STAGE_SE,
+    STAGE_STRIDES,
+    make_divisible,
+    mid_channels,
+    se_channels,
+)
 from supernet.preprocessing import HWPARETO_IMAGES
 
 if TYPE_CHECKING:
@@ -18,20 +28,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["MobileNetV3Space", "make_divisible"]
-
-N_STAGES = 5
-STAGE_STRIDES = (2, 2, 2, 1, 2)
-STAGE_ACTS = ("relu", "relu", "hswish", "hswish", "hswish")
-STAGE_SE = (False, True, False, True, True)
-OFA_BASE_WIDTHS = (16, 16, 24, 40, 80, 112, 160, 960, 1280)
-
-
-def make_divisible(v: float, divisor: int = 8) -> int:
-    """OFA's channel rounding: nearest multiple of ``divisor``, never more than 10 % below ``v``."""
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
 
 
 class MobileNetV3Space(SearchSpace):
@@ -120,15 +116,8 @@ class MobileNetV3Space(SearchSpace):
         """Widths of the SuperNet (largest multiplier)."""
         return self.widths(self.width_choices[-1])
 
-    @staticmethod
-    def mid_channels(cin: int, expand: int) -> int:
-        """Expanded channels of an MBConv block (OFA: ``make_divisible(round(cin * e), 8)``)."""
-        return make_divisible(round(cin * expand))
-
-    @staticmethod
-    def se_channels(mid: int) -> int:
-        """Squeeze-excite hidden channels (reduction 4, rounded to 8)."""
-        return make_divisible(mid // 4)
+    mid_channels = staticmethod(mid_channels)
+    se_channels = staticmethod(se_channels)
 
     def block_index(self, stage: int, j: int) -> int:
         """Index (0..19) of block ``j`` of ``stage``."""
@@ -175,6 +164,27 @@ class MobileNetV3Space(SearchSpace):
             if config[f"{k}_{i}"] != first
         }
         return self.validate(config.values | changes) if changes else config
+
+    def feature_names(self) -> list[str]:
+        """The default columns, then ``depth`` (active blocks), ``mean_ks`` and ``mean_e`` (over active blocks)."""
+        return [*super().feature_names(), "depth", "mean_ks", "mean_e"]
+
+    def features(self, configs: Sequence[SubNetConfig], canonical: bool = True) -> np.ndarray:
+        """The default columns and the depth and mean kernel size and expand ratio of the active blocks. The
+        encoding and layers already ignore inactive blocks, so ``canonical`` changes nothing."""
+        configs = [self.validate(c) for c in configs]
+        stats = []
+        for config in configs:
+            active = sorted(self.active_blocks(config))
+            stats.append(
+                [
+                    float(len(active)),
+                    float(np.mean([float(config[f"ks_{i}"]) for i in active])),
+                    float(np.mean([float(config[f"e_{i}"]) for i in active])),
+                ]
+            )
+        extra = np.array(stats, dtype=np.float64).reshape(len(configs), 3)
+        return np.hstack([super().features(configs, canonical=False), extra])
 
     def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:
         """Parse OFA's encoding (``ks``, ``e``: 20 values, ``d``: 5 values, '-'-joined or lists; ``r``; optional

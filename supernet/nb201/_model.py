@@ -9,7 +9,7 @@ from torch import nn
 
 from hwpareto.errors import InvalidValueError
 from supernet._types import SubNetConfig
-from supernet.nb201._space import EDGES, OPS
+from supernet.nb201._cell import EDGES, OPS
 
 __all__ = ["NB201SubNet", "NB201SuperNet"]
 

@@ -10,9 +10,12 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hwpareto.errors import InvalidValueError
 from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, SubNetConfig
+from supernet.nb201._cell import CELL_FEATURES, EDGE_NAMES, EDGES, OPS, cell_features, live_edges
 from supernet.preprocessing import HWPARETO_IMAGES
 
 if TYPE_CHECKING:
@@ -21,14 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EDGES", "N_ARCHS", "OPS", "NB201Space"]
 
-OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-"""Candidate ops of every edge, in NAS-Bench-201's order."""
-
-EDGES = (("edge0", 1, 0), ("edge1", 2, 0), ("edge2", 2, 1), ("edge3", 3, 0), ("edge4", 3, 1), ("edge5", 3, 2))
-"""``(dimension, to node, from node)`` of the six cell edges, in arch-string order."""
-
 N_ARCHS = len(OPS) ** len(EDGES)
-_EDGE_NAMES = tuple(name for name, _, _ in EDGES)
 _PATTERN = "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
 _CONV_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 
@@ -80,11 +76,11 @@ class NB201Space(SearchSpace):
 
     def smallest(self) -> SubNetConfig:
         """Every edge ``none`` (fewest parameters and MACs)."""
-        return self.validate(dict.fromkeys(_EDGE_NAMES, "none"))
+        return self.validate(dict.fromkeys(EDGE_NAMES, "none"))
 
     def largest(self) -> SubNetConfig:
         """Every edge ``nor_conv_3x3`` (most parameters and MACs)."""
-        return self.validate(dict.fromkeys(_EDGE_NAMES, "nor_conv_3x3"))
+        return self.validate(dict.fromkeys(EDGE_NAMES, "nor_conv_3x3"))
 
     # ------------------------------------------------------------------ arch strings and indices
     def summary(self, config: SubNetConfig) -> str:
@@ -120,13 +116,13 @@ class NB201Space(SearchSpace):
     def index_of(self, config: SubNetConfig) -> int:
         """The NAS-Bench-201 ``arch_index`` of ``config``."""
         config = self.validate(config)
-        return _index_table()[1][tuple(str(config[name]) for name in _EDGE_NAMES)]
+        return _index_table()[1][tuple(str(config[name]) for name in EDGE_NAMES)]
 
     def from_index(self, index: int) -> SubNetConfig:
         """The config with NAS-Bench-201 ``arch_index`` ``index`` (0 <= index < 15,625)."""
         if not isinstance(index, numbers.Integral) or isinstance(index, bool) or not 0 <= index < N_ARCHS:
             raise InvalidValueError("arch_index", f"an integer in [0, {N_ARCHS - 1}]", index)
-        return self.validate(dict(zip(_EDGE_NAMES, _index_table()[0][int(index)], strict=True)))
+        return self.validate(dict(zip(EDGE_NAMES, _index_table()[0][int(index)], strict=True)))
 
     # ------------------------------------------------------------------ external formats
     def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:
@@ -137,7 +133,7 @@ class NB201Space(SearchSpace):
         found: dict[str, SubNetConfig] = {}
         if _present(record, "arch_str"):
             found["arch_str"] = self.from_arch_str(_text(record["arch_str"]))
-        edges = {name: _text(record[name]) for name in _EDGE_NAMES if _present(record, name)}
+        edges = {name: _text(record[name]) for name in EDGE_NAMES if _present(record, name)}
         if _present(record, "arch_index"):
             found["arch_index"] = self.from_index(_parse_index(record["arch_index"]))
         if edges or (defaults and not found):
@@ -163,7 +159,7 @@ class NB201Space(SearchSpace):
 
     def record_columns(self) -> list[list[str]]:
         """``[["arch_str"], ["edge0", ..., "edge5"], ["arch_index"]]``."""
-        return [["arch_str"], list(_EDGE_NAMES), ["arch_index"]]
+        return [["arch_str"], list(EDGE_NAMES), ["arch_index"]]
 
     # ------------------------------------------------------------------ cost model
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
@@ -232,8 +228,30 @@ class NB201Space(SearchSpace):
         self._restrict(restrict, set())
         specs: dict[LayerSpec, None] = {}
         for op in OPS:
-            specs.update(dict.fromkeys(self.layers(self.validate(dict.fromkeys(_EDGE_NAMES, op)))))
+            specs.update(dict.fromkeys(self.layers(self.validate(dict.fromkeys(EDGE_NAMES, op)))))
         return list(specs)
+
+    # ------------------------------------------------------------------ predictor features
+    def feature_names(self) -> list[str]:
+        """The default columns, then the cell's path structure (:data:`~supernet.nb201._cell.CELL_FEATURES`)."""
+        return [*super().feature_names(), *CELL_FEATURES]
+
+    def features(self, configs: Sequence[SubNetConfig], canonical: bool = True) -> np.ndarray:
+        """The default columns and the cell's path structure. With ``canonical`` every edge on no live
+        input→output path reads ``none`` (such edges do not change what the cell computes; they still run, so
+        cost models pass ``canonical=False``). Vectorised: each distinct cell is featurised once."""
+        configs = [self.validate(c) for c in configs]
+        if not configs:
+            return np.empty((0, len(self.feature_names())), dtype=np.float64)
+        code = {op: i for i, op in enumerate(OPS)}
+        raw = np.array([[code[str(c[e])] for e in EDGE_NAMES] for c in configs], dtype=np.intp)
+        if canonical:
+            raw = np.where(live_edges(np.asarray(OPS, dtype=object)[raw]), raw, code["none"])
+        cells, inverse = np.unique(raw, axis=0, return_inverse=True)
+        ops = np.asarray(OPS, dtype=object)[cells]
+        unique = [self.validate(dict(zip(EDGE_NAMES, row, strict=True))) for row in ops.tolist()]
+        matrix = np.hstack([super().features(unique, canonical=False), cell_features(ops)])
+        return matrix[inverse.reshape(-1)]
 
     # ------------------------------------------------------------------ models
     def supernet(self, seed: int = 0) -> nn.Module:
@@ -274,7 +292,7 @@ class NB201Space(SearchSpace):
 
     def _ops(self, config: SubNetConfig) -> tuple[str, ...]:
         config = self.validate(config)
-        return tuple(str(config[name]) for name in _EDGE_NAMES)
+        return tuple(str(config[name]) for name in EDGE_NAMES)
 
 
 def _relu_conv_bn(cin: int, cout: int, kernel: int, h: int, stride: int = 1) -> LayerSpec:
