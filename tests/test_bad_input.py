@@ -196,6 +196,7 @@ def one_line_error(args: list[str], url: str, fragment: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "files", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line(
     args: list[str], files: dict[str, bytes | str], fragment: str, tmp_path: Path, url: str
@@ -269,6 +270,7 @@ def test_output_disk_full_is_one_line(url: str, tmp_path: Path, monkeypatch: pyt
     )
 
 
+@pytest.mark.slow
 def test_real_full_disk_on_import_is_one_line(tmp_path: Path) -> None:
     """A store on a 1 MiB tmpfs, filled by an import: one line naming the store, no SQL, nothing half-written."""
     mnt = tmp_path / "mnt"
@@ -340,6 +342,7 @@ def test_alias_bomb_parses_in_bounded_memory_and_time(tmp_path: Path) -> None:
     ("content", "fragment"),
     [(ALIAS_BOMB.encode(), "aliases expanded"), (BINARY, "expected UTF-8 text, got binary data at byte")],
 )
+@pytest.mark.slow
 def test_dashboard_upload_shows_one_line(
     content: bytes, fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

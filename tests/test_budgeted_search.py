@@ -93,6 +93,7 @@ def test_search_finds_the_front_far_better_than_random() -> None:
     assert ours >= 0.8 and ours >= 4 * random_recall
 
 
+@pytest.mark.slow
 def test_default_predictor_runs_and_is_deterministic() -> None:
     X, acc, cost = synthetic(400, seed=3)
     runs = [

@@ -221,6 +221,7 @@ def test_validate(tmp_path: Path, sqlite_url: str) -> None:
     assert "cannot read" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("space_name", ["mbv3", "gpt", "nb201"])
 def test_export_config_round_trip(space_name: str, tmp_path: Path, sqlite_url: str) -> None:
     space = get_space(space_name)
@@ -253,6 +254,7 @@ def test_export_config_round_trip(space_name: str, tmp_path: Path, sqlite_url: s
         assert conn.exec_driver_sql("SELECT config_key FROM hwp_exports").scalars().all() == [cfg.key]
 
 
+@pytest.mark.slow
 def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -> None:
     import torch
     from safetensors.torch import save_file
@@ -488,6 +490,7 @@ def test_shared_tables_import_and_round_trip(shared_data: Path, store_url: str, 
                 assert float(back[subject]) == float(row[column]), (space, column)
 
 
+@pytest.mark.slow
 def test_hat_table_into_declarative_space(shared_data: Path, sqlite_url: str) -> None:
     spec = Path(__file__).resolve().parents[1] / "data" / "spaces" / "hat_wmt14ende.yaml"
     hw("space", "register", spec, "--store", sqlite_url)

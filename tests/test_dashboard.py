@@ -47,6 +47,7 @@ def wait_for(check: object, timeout_s: float = 60.0) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- pages
+@pytest.mark.slow
 def test_devices_page(dash_url: str) -> None:
     at = page("devices")
     assert {"edge", "server"} <= set(at.dataframe[0].value["device"])
@@ -97,6 +98,7 @@ def test_fronts_page(dash_url: str) -> None:
     assert len(at.dataframe[-1].value) <= 3  # the operating-point table
 
 
+@pytest.mark.slow
 def test_fronts_compare_two_searches(dash_url: str) -> None:
     from pareto._worker import run_now
 
@@ -199,6 +201,7 @@ def test_unopenable_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 # ---------------------------------------------------------------------------------------------------- background jobs
+@pytest.mark.slow
 def test_launch_search_runs_in_a_worker(dash_url: str) -> None:
     at = page("search")
     at.selectbox(key="search_space").set_value("nb201").run()
@@ -227,6 +230,7 @@ def test_launch_search_runs_in_a_worker(dash_url: str) -> None:
     assert "search name: expected a name not used by" in again.error[0].value
 
 
+@pytest.mark.slow
 def test_launch_budgeted_search_evaluates_the_stored_table(dash_url: str) -> None:
     at = page("search")
     at.selectbox(key="search_space").set_value("nb201").run()
@@ -255,6 +259,7 @@ def test_launch_budgeted_search_evaluates_the_stored_table(dash_url: str) -> Non
     assert not fronts.exception and not fronts.error, texts(fronts)
 
 
+@pytest.mark.slow
 def test_launch_profile_in_the_background(dash_url: str) -> None:
     with Store.open(dash_url) as db:
         add_fake(db, "fresh", lut=False)
@@ -272,6 +277,7 @@ def test_launch_profile_in_the_background(dash_url: str) -> None:
     assert f"fresh × nb201: done, {total} of {total} layers" in "\n".join(p.proto.text for p in at.get("progress"))
 
 
+@pytest.mark.slow
 def test_unreachable_budget_is_refused_at_launch_and_says_why(dash_url: str) -> None:
     at = page("search")
     at.selectbox(key="search_space").set_value("nb201").run()
@@ -283,6 +289,7 @@ def test_unreachable_budget_is_refused_at_launch_and_says_why(dash_url: str) -> 
     assert all(s.name != "too-tight" for s in Store.open(dash_url).searches.list())  # nothing left behind
 
 
+@pytest.mark.slow
 def test_failed_profile_job_shows_its_error(dash_url: str) -> None:
     job = _jobs.start_job(dash_url, "profile", "nope × nb201", ["profile", "--device", "nope", "--space", "nb201"])
     wait_for(lambda: job.status != "running")

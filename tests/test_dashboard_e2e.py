@@ -27,6 +27,8 @@ from pareto import Store, study_results
 from supernet import get_space
 from tests.dashboard_store import STUDY, build_store
 
+pytestmark = pytest.mark.slow  # end-to-end: left out of `make test-fast`
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 

@@ -36,6 +36,7 @@ def trials3(n: int = 400, seed: int = 0) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------------------------------------ 1. study switch
+@pytest.mark.slow
 def test_switching_study_resets_the_selection_to_its_knee(dash_url: str) -> None:
     from pareto._worker import run_now
 
@@ -111,6 +112,7 @@ def test_projection_front_matches_brute_force_on_3_objectives() -> None:
     assert rest.marker.symbol.endswith("-open")
 
 
+@pytest.mark.slow
 def test_front_view_projects_a_3_objective_study(dash_url: str) -> None:
     from pareto._worker import run_now
 

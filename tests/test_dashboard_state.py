@@ -40,6 +40,7 @@ def _study_only(url: str, name: str, *, empty: bool = False) -> None:
         (b"name: [unclosed\n", "dev.yaml"),
     ],
 )
+@pytest.mark.slow
 def test_invalid_upload_says_one_line_and_the_page_stays(dash_url: str, content: bytes, said: str) -> None:
     at = page("devices")
     at.radio(key="profile_source").set_value("upload a device YAML").run()
@@ -51,6 +52,7 @@ def test_invalid_upload_says_one_line_and_the_page_stays(dash_url: str, content:
     assert not at.exception and "expected an uploaded, valid device file, got an invalid one" in texts(at)
 
 
+@pytest.mark.slow
 def test_start_profiling_without_an_upload(dash_url: str) -> None:
     at = page("devices")
     at.radio(key="profile_source").set_value("upload a device YAML").run()
@@ -70,6 +72,7 @@ def test_root_goes_to_devices_and_every_page_has_a_url(dash_url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- bug 7
+@pytest.mark.slow
 def test_every_study_is_listed(dash_url: str) -> None:
     _study_only(dash_url, "demo-copy")
     at = page("search")
@@ -80,6 +83,7 @@ def test_every_study_is_listed(dash_url: str) -> None:
     assert not at.exception and {m.label: m.value for m in at.metric}["trials done"] == "300"
 
 
+@pytest.mark.slow
 def test_cli_searches_lists_study_only_studies(dash_url: str) -> None:
     _study_only(dash_url, "demo-copy")
     result = CliRunner().invoke(cli, ["searches", "--store", dash_url, "--json"])
@@ -129,6 +133,7 @@ def test_hints_name_the_chosen_space(dash_url: str) -> None:
     assert "hwpareto train latency --device server --space nb201" in texts(at)
 
 
+@pytest.mark.slow
 def test_failed_search_log_is_labelled_failed(empty_url: str) -> None:
     add_failed_search(empty_url, "doomed", "budget unreachable")
     job = _jobs.start_job(empty_url, "search", "doomed", ["worker", "--study", "doomed", "--idle-exit", "1"])
@@ -139,6 +144,7 @@ def test_failed_search_log_is_labelled_failed(empty_url: str) -> None:
     assert _state.log_status("done", "failed") == "failed" and _state.log_status("running", "running") == "running"
 
 
+@pytest.mark.slow
 def test_registry_refreshes_when_a_profile_job_ends(dash_url: str) -> None:
     job = _jobs.start_job(dash_url, "profile", "nope × nb201", ["profile", "--device", "nope", "--space", "nb201"])
     at = page("devices")

@@ -28,6 +28,7 @@ def frame(dash_url: str) -> tuple[object, pd.DataFrame]:
 
 
 # ------------------------------------------------------------------------------------------------ filters
+@pytest.mark.slow
 def test_trial_frame_has_every_trial_and_its_config(frame: tuple[object, pd.DataFrame]) -> None:
     results, trials = frame
     assert len(trials) == len(results.trials)  # type: ignore[attr-defined]
@@ -110,6 +111,7 @@ def _studies(url: str) -> list[str]:
         return _data.hwpareto_studies(db)
 
 
+@pytest.mark.slow
 def test_delete_study_removes_study_and_search_row_only(dash_url: str) -> None:
     from pareto._worker import run_now
 
@@ -140,6 +142,7 @@ def test_delete_refuses_a_queued_or_running_search(dash_url: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the page
+@pytest.mark.slow
 def test_trials_page_filters_importance_parallel_and_confirmed_deletion(dash_url: str) -> None:
     at = AppTest.from_file(str(PAGES / "trials.py"), default_timeout=120)
     at.run()

@@ -110,6 +110,7 @@ def _arch_keys(store: Store, spec: SearchSpec) -> list[str]:
     return [space.arch_key(t["config"]) for t in trials]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["nsga2", "random", "tpe"])
 def test_search_spends_no_trial_on_a_repeat(edge: Store, sampler: str) -> None:
     # last stage: depth and the last two blocks free -> 27 literal configs, 1 + 3 + 9 = 13 architectures

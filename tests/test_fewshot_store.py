@@ -80,6 +80,7 @@ def _table(store: Store, name: str) -> np.ndarray:
     return out[[c for c in out.columns if c != "config_key"]].to_numpy()
 
 
+@pytest.mark.slow
 def test_new_devices_never_become_known_whatever_the_order(store: Store, base_db: Path, tmp_path: Path) -> None:
     alone = {}
     for name in NEW:  # each new device alone in a store with the known devices
@@ -117,6 +118,7 @@ def test_a_device_with_a_table_becomes_known_once_it_has_enough(store: Store) ->
     assert dict(uncovered.skipped)["new-y"] == "has measured 10 of the 11 SubNets measured on new-x"
 
 
+@pytest.mark.slow
 def test_known_override_and_its_errors(store: Store) -> None:
     _add_new(store, "new-x")
     _add_new(store, "new-y")
@@ -160,6 +162,7 @@ def test_no_known_device_names_what_was_skipped(tmp_path: Path) -> None:
             train_latency(store, "new-x", SPACE, few_shot=10)
 
 
+@pytest.mark.slow
 def test_measured_values_first_then_the_known_devices_own_predictor(store: Store) -> None:
     partial = [*ALL[::50], *(SPACE.from_index(i) for i in REFS)]  # enough to be a known device, not the space
     store.measurements.add(_rows("board-p", NEW["new-z"], partial), auto_devices=True)
@@ -198,6 +201,7 @@ def test_too_few_rows_names_device_space_rows_and_need(store: Store) -> None:
         train_latency(store, "new-x", SPACE, few_shot=12)
 
 
+@pytest.mark.slow
 def test_cli_reports_known_devices(store: Store) -> None:
     _add_new(store, "new-x")
     _add_new(store, "new-y")
@@ -264,6 +268,7 @@ def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> N
     np.testing.assert_array_equal(mean[:, 0], expected)
 
 
+@pytest.mark.slow
 def test_reference_set_file_round_trip_to_a_transfer(store: Store, tmp_path: Path) -> None:
     runner = CliRunner()
     refs = tmp_path / "refs.csv"

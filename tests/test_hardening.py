@@ -161,6 +161,7 @@ def test_lut_import_of_out_of_range_values_writes_nothing(tmp_path: Path) -> Non
 
 
 # ---------------------------------------------------------------------------------------------------- item 5
+@pytest.mark.slow
 @pytest.mark.parametrize("name", HOSTILE)
 def test_hostile_names_are_refused_everywhere(tmp_path: Path, name: str) -> None:
     url = str(tmp_path / "s.db")
@@ -290,6 +291,7 @@ def test_unreachable_budget_leaves_no_search_and_the_corrected_rerun_works(tmp_p
     assert out["study"] == "mbv3-params:max-latency_ms-0" and out["trials"] == 40
 
 
+@pytest.mark.slow
 def test_unreachable_budget_of_a_budgeted_search_leaves_no_search(tmp_path: Path) -> None:
     url = str(tmp_path / "s.db")
     hw(
@@ -381,6 +383,7 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigkilled_profile_leaves_no_pool_processes(tmp_path: Path) -> None:
     hwpareto = Path(sys.executable).with_name("hwpareto")

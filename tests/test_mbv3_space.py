@@ -139,6 +139,7 @@ def test_smallest_and_largest_param_counts(space: MobileNetV3Space, randomised_s
         assert sum(p.numel() for p in module.parameters()) == space.params(cfg)
 
 
+@pytest.mark.slow
 def test_extracted_subnet_matches_supernet(space: MobileNetV3Space, randomised_supernet) -> None:
     rng = np.random.default_rng(7)
     configs = [space.smallest(), space.largest(), *(space.sample(rng) for _ in range(4))]
@@ -189,6 +190,7 @@ def test_depth_keeps_first_blocks(space: MobileNetV3Space) -> None:
         assert not torch.allclose(sn(x), before)
 
 
+@pytest.mark.slow
 def test_sort_channels_keeps_largest_function_and_orders_importance(space: MobileNetV3Space) -> None:
     # float64: activations reach ~1e3 at random init, where float32 reordering noise would hide real errors
     sn = space.supernet(seed=5).eval().double()

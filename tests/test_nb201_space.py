@@ -103,6 +103,7 @@ def test_index_order_matches_nas_bench_201(space: NB201Space) -> None:
             space.from_index(bad)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_every_published_row_parses(space: NB201Space, shared_data: Path) -> None:
     table = pd.read_csv(shared_data / "nb201_accuracy_latency.csv", usecols=["arch_index", "arch_str", *EDGES])
     assert len(table) == 15625
@@ -164,6 +165,7 @@ def test_params_match_nas_bench_201(space: NB201Space) -> None:
         assert space.params(_uniform(space, op)) == 73_306
 
 
+@pytest.mark.slow
 def test_params_and_flops_equal_extracted_module(space: NB201Space, supernet: torch.nn.Module) -> None:
     for config in [*_sampled(space, 6), _uniform(space, "nor_conv_3x3"), _uniform(space, "none")]:
         sub = space.extract(supernet, config).eval()

@@ -62,6 +62,7 @@ def _get(app: Any, path: str) -> Any:
     return json.loads(body)
 
 
+@pytest.mark.slow
 def test_optuna_dashboard_sees_metric_names_constraints_and_a_feasible_front(
     searched: tuple[Store, SearchSpec],
 ) -> None:

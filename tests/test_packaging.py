@@ -41,6 +41,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+@pytest.mark.slow
 def test_wheel_holds_every_module_and_data_file(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = set().union(*(_source_files(ROOT / p, (".py", ".mako")) for p in PACKAGES))
@@ -64,6 +65,7 @@ def test_wheel_declares_plugins_and_console_script(wheel: Path) -> None:
     assert {"nsga2", "random", "nsga3", "tpe"} <= set(parser["hwpareto.strategies"])
 
 
+@pytest.mark.slow
 def test_installed_copy_reads_its_own_data(wheel: Path, tmp_path: Path) -> None:
     """Installed into a bare folder and run from elsewhere, the package reads presets, LUTs and the demo
     checkpoint from the installed copy, not from the checkout."""

@@ -128,6 +128,7 @@ def test_predictor_saved_by_an_earlier_version_loads() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- service
+@pytest.mark.slow
 def test_train_latency_with_lut_beats_lut_sum(store: Store) -> None:
     spec = fake_device(store, "edge", gmacs_per_s=4.0, fusion_discount=0.8, subnet_overhead_ms=1.5)
     space = get_space("mbv3")
@@ -147,6 +148,7 @@ def test_train_latency_with_lut_beats_lut_sum(store: Store) -> None:
     assert np.all(table["latency_ms:mbv3:edge_std"] > 0)
 
 
+@pytest.mark.slow
 def test_train_without_lut_on_imported_measurements(store: Store) -> None:
     space = get_space("nb201")
     rng = np.random.default_rng(0)
@@ -175,6 +177,7 @@ def test_train_errors(store: Store) -> None:
     assert store.predictors.list() == []  # nothing stored half-way
 
 
+@pytest.mark.slow
 def test_few_shot_transfer_through_the_store(store: Store) -> None:
     space = get_space("nb201")
     rng = np.random.default_rng(1)
@@ -198,6 +201,7 @@ def test_few_shot_transfer_through_the_store(store: Store) -> None:
         train_latency(store, "new-board", space, few_shot=2)
 
 
+@pytest.mark.slow
 def test_train_accuracy_and_uncertainty(store: Store) -> None:
     space = get_space("nb201")
     rng = np.random.default_rng(2)
@@ -212,6 +216,7 @@ def test_train_accuracy_and_uncertainty(store: Store) -> None:
     assert mean[0] > mean[1] and np.all(std > 0)
 
 
+@pytest.mark.slow
 def test_drift_check_flags_a_changed_device(store: Store) -> None:
     space = get_space("mbv3")
     spec = fake_device(store, "edge", gmacs_per_s=4.0)
@@ -234,6 +239,7 @@ def test_corrupt_stored_model_is_refused(store: Store) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_predictor_cli(tmp_path: Path) -> None:
     runner = CliRunner()
     url = str(tmp_path / "cli.db")

@@ -198,6 +198,7 @@ def test_interrupted_build_resumes_without_duplicates(store: Store) -> None:
     assert len(store.luts.get(spec.name)) == total
 
 
+@pytest.mark.slow
 def test_parallel_build_in_processes(store: Store) -> None:
     spec = register(store, FAKE)
     space = get_space("gpt")
@@ -352,6 +353,7 @@ def test_ofa_lut_errors(store: Store, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_profile_measure_and_devices_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -409,6 +411,7 @@ def test_robust_stats_rejects_outliers() -> None:
     assert few.n == 3 and few.outliers == 0
 
 
+@pytest.mark.slow
 def test_remote_profile_into_shared_postgres(pg_url: str, tmp_path: Path) -> None:
     """A profile run as a separate process (standing in for a remote machine) writes into a shared PostgreSQL
     store; the device and its LUT then appear in the registry for every other client."""

@@ -37,6 +37,7 @@ def test_every_issue_preset_ships() -> None:
     assert local_cpu_spec().name == "cpu-local"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DEVICES))
 def test_backend_contract(name: str) -> None:
     spec = DEVICES[name]

@@ -65,6 +65,7 @@ def energy(cost: Cost) -> float:
     return cost.energy_mj
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
 def test_presets_simulate_every_op(name: str) -> None:
     spec = load_device_file(PRESETS_DIR / f"{name}.yaml")
@@ -121,6 +122,7 @@ def test_hand_calculation_on_the_tpu_preset() -> None:
     assert 0.25 <= macs / (pes * gemm.details["cycles"]) <= 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["npu-tpu", "cim-sram-analog"])
 def test_more_work_never_costs_less(name: str) -> None:
     b = preset(name)

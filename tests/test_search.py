@@ -99,6 +99,7 @@ def test_unknown_device_metric_and_unsatisfiable_budget(devices: Store) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- search
+@pytest.mark.slow
 def test_trials_are_ordinary_optuna_trials(devices: Store) -> None:
     s = spec(budgets=("latency_ms@edge <= 60",))
     result = run_surrogate(devices, s)
@@ -122,6 +123,7 @@ def test_trials_are_ordinary_optuna_trials(devices: Store) -> None:
     assert len(stored) == 300 and values.shape == (300, 2) and constraints.shape == (300, 1)
 
 
+@pytest.mark.slow
 def test_resume_extend_and_no_duplicates(devices: Store) -> None:
     run_surrogate(devices, spec(n_trials=150))
     again = run_surrogate(devices, spec(n_trials=150))
@@ -134,6 +136,7 @@ def test_resume_extend_and_no_duplicates(devices: Store) -> None:
         run_surrogate(devices, spec(objectives=("params:max", "latency_ms@server")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["random", "nsga2", "nsga3", "tpe"])
 def test_every_sampler_writes_trials(devices: Store, sampler: str) -> None:
     result = run_surrogate(devices, spec(sampler=sampler, n_trials=60, population=20))
@@ -141,6 +144,7 @@ def test_every_sampler_writes_trials(devices: Store, sampler: str) -> None:
     assert len(optuna.load_study(study_name="s1", storage=devices.optuna_storage()).trials) == 60
 
 
+@pytest.mark.slow
 def test_nsga2_beats_random_search(devices: Store) -> None:
     def hv(name: str, sampler: str) -> float:
         run_surrogate(devices, spec(name, sampler=sampler, n_trials=1200, population=100, seed=1))
@@ -288,6 +292,7 @@ def test_run_now_records_and_resumes(devices: Store) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_search_cli(devices: Store, tmp_path: Path) -> None:
     runner = CliRunner()
     url = devices.url

@@ -117,6 +117,7 @@ def test_layer_specs_are_well_formed(space: SearchSpace) -> None:
     assert len({s.key for s in specs}) == len(set(specs))  # key identifies a spec
 
 
+@pytest.mark.slow
 def test_cost_model_matches_extracted_module(space: SearchSpace) -> None:
     sn = space.supernet(seed=0).eval()
     rng = np.random.default_rng(4)

@@ -362,6 +362,7 @@ def test_unknown_device_rejected_unless_auto(store: Store) -> None:
         ({"config": {"width": 8}}, "measurements[23].config"),
     ],
 )
+@pytest.mark.slow
 def test_invalid_row_writes_nothing(store: Store, bad: dict[str, object], field: str) -> None:
     batch = rows(CONFIGS[:12], metrics=("test_loss", "val_loss"), subject="cifar10", subject_kind="dataset")
     last = batch[-1]

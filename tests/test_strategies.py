@@ -80,6 +80,7 @@ def test_built_in_asks_valid_configs_with_fixed_dims_deterministically(name: str
     assert [c.key for c in other] != [c.key for c in asked]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILT_INS)
 def test_tell_then_ask_continues_and_history_resumes(name: str) -> None:
     cls = strategy_class(name)
@@ -200,6 +201,7 @@ def test_unknown_or_broken_sampler_is_one_line_error(
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_one_set_of_defaults_for_spec_cli_and_dashboard(dash_url: str) -> None:
     from streamlit.testing.v1 import AppTest
 

@@ -57,6 +57,7 @@ def _keys(data: ImageData | TextData) -> list[set[str]]:
     return [set(data.split(s).keys) for s in SPLITS]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("space_name", "steps", "batch"), [("mbv3-digits", 25, 32), ("gpt-stdlib", 12, 8)])
 def test_sandwich_steps_reduce_loss(
     space_name: str, steps: int, batch: int, digits: ImageData, stdlib: TextData
@@ -85,6 +86,7 @@ def test_sandwich_steps_reduce_loss(
     assert after[1]["loss"] < before[1]["loss"]  # the smallest one from the largest's soft targets
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_config_errors(digits: ImageData, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     space = get_space("mbv3-digits")
@@ -221,6 +223,7 @@ def test_shipped_accuracy_table_imports_and_spreads(
     assert acc.max() - acc.min() > 10 and np.median(acc) < acc.max()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("space_name", "dataset", "n_layers"), DEMOS)
 def test_eval_command_reproduces_the_shipped_table(
     space_name: str, dataset: str, n_layers: int, tmp_path: Path
@@ -251,6 +254,7 @@ def test_eval_command_reproduces_the_shipped_table(
     assert np.allclose([v for _, v in fresh], [v for _, v in shipped], atol=0.5)
 
 
+@pytest.mark.slow
 def test_other_image_spaces_train_and_heads_must_match(digits: ImageData) -> None:
     torch.set_num_threads(1)
     nb201 = get_space("nb201")  # no resolution dimension: images go in at its fixed 32 px

@@ -24,6 +24,8 @@ from pareto._worker import submit
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 
+pytestmark = pytest.mark.slow  # end-to-end: left out of `make test-fast`
+
 BUDGET = 22
 
 
