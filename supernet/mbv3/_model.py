@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +71,8 @@ class _DynamicSE(nn.Module):
         c = x.size(1)
         m = se_channels(c)
         s = x.mean((2, 3), keepdim=True)
-        s = F.relu(F.conv2d(s, self.reduce.weight[:m, :c], self.reduce.bias[:m]))
-        s = F.hardsigmoid(F.conv2d(s, self.expand.weight[:c, :m], self.expand.bias[:c]))
+        s = F.relu(F.conv2d(s, self.reduce.weight[:m, :c], _bias(self.reduce)[:m]))
+        s = F.hardsigmoid(F.conv2d(s, self.expand.weight[:c, :m], _bias(self.expand)[:c]))
         return x * s
 
 
@@ -202,7 +203,8 @@ class MobileNetV3SuperNet(nn.Module):
         for s in range(N_STAGES):
             for j in range(int(cfg[f"d_{s}"])):
                 i = space.block_index(s, j)
-                _copy_block(sub.blocks[sub.block_ids.index(i)], self.blocks[i], int(cfg[f"ks_{i}"]))
+                dst = cast(_MBConv, sub.blocks[sub.block_ids.index(i)])
+                _copy_block(dst, cast(_DynamicMBConv, self.blocks[i]), int(cfg[f"ks_{i}"]))
         _copy_conv_bn(sub.final_expand, self.final_expand, c[7], sub.final_expand.conv.in_channels)
         _copy_conv_bn(sub.feature_mix, self.feature_mix, c[8], c[7])
         sub.classifier.weight.copy_(self.classifier.weight[:, : c[8]])
@@ -250,7 +252,7 @@ class MobileNetV3SuperNet(nn.Module):
             groups.append(([(fb.project.conv.weight, 0), *_bn_params(fb.project.bn)], [], []))
         for s in range(N_STAGES):
             for j in range(self.space.max_depth):
-                block = self.blocks[self.space.block_index(s, j)]
+                block = cast(_DynamicMBConv, self.blocks[self.space.block_index(s, j)])
                 assert block.expand is not None
                 if j == 0 and not block.residual:
                     groups[-1][2].append((block.expand.conv.weight, 1))
@@ -402,6 +404,12 @@ def _copy_bn(dst: nn.BatchNorm2d, src: nn.BatchNorm2d, c: int) -> None:
     dst.running_var.copy_(src.running_var[:c])
 
 
+def _bias(conv: nn.Conv2d) -> Tensor:
+    """The bias of a conv built with one (SE convs are)."""
+    assert conv.bias is not None, "conv built without a bias"
+    return conv.bias
+
+
 def _copy_block(dst: _MBConv, src: _DynamicMBConv, kernel: int) -> None:
     cin = dst.dw.conv.in_channels if dst.expand is None else dst.expand.conv.in_channels
     mid = dst.dw.conv.out_channels
@@ -413,7 +421,7 @@ def _copy_block(dst: _MBConv, src: _DynamicMBConv, kernel: int) -> None:
     if dst.se is not None and src.se is not None:
         m = dst.se.reduce.out_channels
         dst.se.reduce.weight.copy_(src.se.reduce.weight[:m, :mid])
-        dst.se.reduce.bias.copy_(src.se.reduce.bias[:m])
+        _bias(dst.se.reduce).copy_(_bias(src.se.reduce)[:m])
         dst.se.expand.weight.copy_(src.se.expand.weight[:mid, :m])
-        dst.se.expand.bias.copy_(src.se.expand.bias[:mid])
+        _bias(dst.se.expand).copy_(_bias(src.se.expand)[:mid])
     _copy_conv_bn(dst.project, src.project, dst.project.conv.out_channels, mid)
