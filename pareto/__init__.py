@@ -1,6 +1,7 @@
-"""Pareto analysis, search and hwpareto's SQL store (SQLite by default, any SQLAlchemy URL otherwise).
+"""Search, Pareto analytics, import and export over hwpareto's store.
 
-The store is imported eagerly; search and analytics (which pull in Optuna) load on first use.
+The store's types are re-exported from :mod:`hwpareto.store` for convenience; search and analytics (which pull
+in Optuna) load on first use.
 """
 
 from __future__ import annotations

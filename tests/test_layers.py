@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # bottom to top; a module belongs to the longest matching prefix
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("hwpareto", "hwpareto.errors", "hwpareto.plugins", "hwpareto.resources", "hwpareto.data"),
+    ("hwpareto", "hwpareto.errors", "hwpareto.plugins", "hwpareto.resources", "hwpareto.options", "hwpareto.data"),
     ("supernet",),
     ("hwpareto.store",),
     ("profilers",),
