@@ -33,7 +33,7 @@ step "hwpareto profile: every distinct layer on this CPU"
 import json, sys
 r = json.load(sys.stdin)
 assert not r["failed"] and r["remaining"] == 0, r
-print(f"{r[\"layers\"]} layers in the LUT ({r[\"measured\"]} measured now, {r[\"seconds\"]:.1f} s)")'
+print("%d layers in the LUT (%d measured now, %.1f s)" % (r["layers"], r["measured"], r["seconds"]))'
 
 step "hwpareto search: most parameters (capacity) against least latency, no accuracy predictor"
 "$HWPARETO" search --space resnet-tiny --objective params:max --objective latency_ms@cpu-local \

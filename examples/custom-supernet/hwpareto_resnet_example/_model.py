@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from supernet import SubNetConfig
 from torch import Tensor, nn
 
 from hwpareto_resnet_example._space import (
@@ -23,7 +24,6 @@ from hwpareto_resnet_example._space import (
     mid_channels,
     stage_channels,
 )
-from supernet import SubNetConfig
 
 __all__ = ["ResNetTinySubNet", "ResNetTinySuperNet"]
 

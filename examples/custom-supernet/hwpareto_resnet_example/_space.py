@@ -84,12 +84,18 @@ def _stage_px(resolution_px: int) -> tuple[int, ...]:
     return tuple(sides)
 
 
+def _relu_conv3x3_bn(cin: int, cout: int, stride: int, px: int) -> LayerSpec:
+    return LayerSpec(
+        "conv2d", cin=cin, cout=cout, kernel=3, stride=stride, h=px, w=px, act="relu", preact=True, bn=True
+    )
+
+
 @functools.cache
 def _block_layers(cin: int, cout: int, mid: int, stride: int, px: int, projection: bool) -> tuple[LayerSpec, ...]:
     """One basic block on a ``px``×``px`` input: ReLU-conv3×3-BN twice, the shortcut, the add."""
-    conv_a = LayerSpec("conv2d", cin=cin, cout=mid, kernel=3, stride=stride, h=px, w=px, act="relu", preact=True, bn=True)
+    conv_a = _relu_conv3x3_bn(cin, mid, stride, px)
     out = conv_a.out_hw[0]
-    conv_b = LayerSpec("conv2d", cin=mid, cout=cout, kernel=3, h=out, w=out, act="relu", preact=True, bn=True)
+    conv_b = _relu_conv3x3_bn(mid, cout, 1, out)
     shortcut = [LayerSpec("conv2d", cin=cin, cout=cout, stride=stride, h=px, w=px, bn=True)] if projection else []
     return (conv_a, conv_b, *shortcut, LayerSpec("add", cin=cout, h=out, w=out))
 
@@ -205,7 +211,8 @@ class ResNetTinySpace(SearchSpace):
         cin = stage_channels(s - 1, float(widths[0])) if has_projection(s, j) else cout
         px = _stage_px(int(r))
         side = px[s] if j == 0 else px[s + 1]
-        return _block_layers(cin, cout, mid_channels(cout, float(ratio)), block_stride(s, j), side, has_projection(s, j))
+        mid = mid_channels(cout, float(ratio))
+        return _block_layers(cin, cout, mid, block_stride(s, j), side, has_projection(s, j))
 
     def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
         """Every distinct LayerSpec of any config (``restrict`` may limit ``r``): the union over the layer terms of
