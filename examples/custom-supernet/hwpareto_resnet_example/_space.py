@@ -19,8 +19,10 @@ if TYPE_CHECKING:
 __all__ = [
     "BASE_WIDTHS",
     "DEPTH_CHOICES",
+    "MAX_DEPTH",
     "MID_CHOICES",
     "N_CLASSES",
+    "N_STAGES",
     "RESOLUTION_CHOICES",
     "STAGE_STRIDES",
     "WIDTH_CHOICES",
