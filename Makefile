@@ -21,14 +21,14 @@ demo: $(STAMP)
 	$(BIN)/hwpareto demo
 
 test: $(STAMP)
-	$(BIN)/ruff check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
-	$(BIN)/ruff format --check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
+	$(BIN)/ruff check hwpareto supernet pareto predictors profilers dashboard tests benchmarks examples
+	$(BIN)/ruff format --check hwpareto supernet pareto predictors profilers dashboard tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # the inner loop: lint and every test but the slow end-to-end ones (under 2 minutes on 2 cores)
 test-fast: $(STAMP)
-	$(BIN)/ruff check hwpareto supernet pareto predictors profilers dashboard tests benchmarks
+	$(BIN)/ruff check hwpareto supernet pareto predictors profilers dashboard tests benchmarks examples
 	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 # Regenerates the shipped LUTs data/luts/<device>.csv: every distinct layer of the demo spaces on each simulated

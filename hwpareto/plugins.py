@@ -53,8 +53,9 @@ class Registry(Generic[T]):
         return {ep.name: ep for ep in entry_points(group=self.group)}
 
     def names(self) -> list[str]:
-        """Every available name: entry points first (in discovery order), then names registered in code."""
-        return list(dict.fromkeys([*self._entry_points(), *self._code]))
+        """Every available name: entry points sorted by name (whatever the install order), then names registered
+        in code in registration order."""
+        return list(dict.fromkeys([*sorted(self._entry_points()), *self._code]))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.names()

@@ -53,7 +53,8 @@ class SearchSpace:
     - optional, cost model: :meth:`layers` (the LUT keys of a config) and :meth:`layer_universe`, better also
       :meth:`layer_terms`; without them profiling and LUT-sums raise :class:`CapabilityError`;
     - optional, PyTorch: :meth:`supernet`, :meth:`extract`, :meth:`subnet` and :meth:`dummy_input` (set
-      ``has_model = False`` when absent);
+      ``has_model = False`` when absent); ``train-supernet`` and ``eval-subnets`` also need the SuperNet module to
+      have ``set_active(config)`` (OFA's ``elastic_nn`` convention: the next forward runs that SubNet);
     - optional: cross-dimension rules in :meth:`_check`, inactive parts in :meth:`canonical`, a compact
       :meth:`encode`, space-specific predictor columns in :meth:`feature_names` / :meth:`features`, and the
       third-party table formats of :meth:`from_record`.
