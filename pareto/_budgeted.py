@@ -6,7 +6,8 @@ oracle); the others (latency from a LUT or a predictor, parameters, FLOPs) are c
 up front. A candidate is on the front when no candidate at most as costly on every cheap objective is at least as
 accurate (one of them strictly better), so the search is a sequence of decisions on whose accuracy to pay for.
 
-Method (:func:`budgeted_search`):
+Method (:class:`BudgetedAcquisition`, an ask/tell :class:`~pareto._strategies.AskTell` over the pool;
+:func:`budgeted_search` drives it with an ``evaluate`` callable):
 
 1. Initial design: ``initial`` candidates spread over the cheap objectives: a Latin hypercube in their rank
    (quantile) space, each point taking the nearest unused candidate (one candidate per latency quantile in 1-D).
@@ -41,19 +42,21 @@ from __future__ import annotations
 import numbers
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy.stats import qmc
 
 from hwpareto.errors import InvalidValueError
+from pareto._strategies import AskTell
 from supernet import SearchSpace, SubNetConfig
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = [
+    "BudgetedAcquisition",
     "BudgetedResult",
     "BudgetedStep",
     "budgeted_search",
@@ -105,7 +108,8 @@ class BudgetedResult:
     front: np.ndarray
     """Indices of the evaluated candidates that are non-dominated among the evaluated, by the first cheap objective."""
     stopped: str
-    """``budget`` (spent), ``exhausted`` (no distinct candidate left) or ``callback``."""
+    """``budget`` (spent), ``exhausted`` (no distinct candidate left), ``callback`` (:func:`budgeted_search`'s
+    callback stopped it) or ``running`` (:meth:`BudgetedAcquisition.result` before either)."""
     candidates: Sequence[Any] = field(repr=False)
 
     @property
@@ -315,6 +319,226 @@ def _peel(score: np.ndarray, cost: np.ndarray, rank: np.ndarray, pool: np.ndarra
 
 
 # ---------------------------------------------------------------------------------------------------- search
+class BudgetedAcquisition(AskTell):
+    """The evaluation-budgeted acquisition over a pool of candidates, as an :class:`~pareto._strategies.AskTell`
+    (see the module docstring for the method; :func:`budgeted_search` drives it with a callable).
+
+    Built from the pool and the settings :func:`budgeted_search` takes (validated the same way, one-line
+    :class:`InvalidValueError` per bad field). ``ask(n)`` returns the next batch of candidates (members of
+    ``candidates``, never one told before nor a duplicate of an earlier candidate): the space-filling design until
+    ``initial`` have been told, then batches of ``batch_size`` chosen by the model; at most ``n`` and never past the
+    budget, so ``[]`` once the budget is spent or no distinct candidate is left. :attr:`pending` holds the asked
+    batch's candidate indices. ``tell(configs, values, constraints)`` takes its evaluation: exactly the configs
+    asked, in the order asked, ``values`` shape ``(len(configs), 1)`` of finite accuracies (maximised) and no
+    constraints (shape ``(len(configs), 0)``: budgets filter the pool beforehand); one batch at a time, so a second
+    ask before the tell is refused (a refused tell leaves the batch pending). Each tell records a
+    :class:`BudgetedStep` (``evaluate_s``: the time from ask to tell); :meth:`result` summarises the evaluations
+    told so far. Deterministic for a ``seed`` and a deterministic predictor, whatever the driver.
+    """
+
+    def __init__(
+        self,
+        candidates: Sequence[SubNetConfig] | Iterable[Any],
+        features: Any,
+        cheap: Any,
+        budget: int,
+        *,
+        directions: Sequence[str] | None = None,
+        batch_size: int = 10,
+        initial: int = 20,
+        seed: int = 0,
+        predictor_factory: PredictorFactory | None = None,
+        refit_growth: float = 0.1,
+        ucb: float = 0.5,
+        kappa: float = 2.0,
+    ) -> None:
+        pool = (
+            list(candidates)
+            if not isinstance(candidates, Sequence) or isinstance(candidates, (str, bytes))
+            else candidates
+        )
+        n = len(pool)
+        if n == 0:
+            raise InvalidValueError("candidates", "at least one candidate", 0)
+        self._X = _matrix(features, "features", n)
+        cost = _matrix(cheap, "cheap", n)
+        self._cost = cost * _signs(directions, cost.shape[1])
+        self._distinct = _first_of_duplicates(pool)
+        self.budget = _int(budget, "budget", 1, int(self._distinct.sum()))
+        self.initial = _int(initial, "initial", 1)
+        if self.budget < self.initial:
+            raise InvalidValueError("budget", f"at least initial ({self.initial})", budget)
+        self.batch_size = _int(batch_size, "batch_size", 1)
+        self.seed = _int(seed, "seed", 0, 2**31 - 1)
+        for name, value in (("refit_growth", refit_growth), ("ucb", ucb), ("kappa", kappa)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < np.inf:
+                raise InvalidValueError(name, "a finite number >= 0", value)
+        self.refit_growth, self.ucb, self.kappa = refit_growth, ucb, kappa
+        factory = predictor_factory or _default_factory
+        if not callable(factory):
+            raise InvalidValueError(
+                "predictor_factory", "a callable seed -> unfitted regressor", type(factory).__name__
+            )
+        self._factory = factory
+        self.candidates: Sequence[Any] = pool
+        self._rng = np.random.default_rng(self.seed)
+        self._rank = _ranks(self._cost)
+        self._evaluated = np.zeros(n, dtype=bool)
+        self._acc = np.full(n, np.nan)
+        self._order: list[int] = []
+        self._steps: list[BudgetedStep] = []
+        self._model: Any = None
+        self._mean = self._std = np.zeros(n)
+        self._n_at_fit = 0
+        self._pending: _Pending | None = None
+
+    @property
+    def steps(self) -> tuple[BudgetedStep, ...]:
+        """The steps told so far (step 0: the first of the initial design)."""
+        return tuple(self._steps)
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Candidate indices of the batch asked and not yet told (empty when none is)."""
+        return self._pending.batch if self._pending is not None else ()
+
+    def ask(self, n: int) -> list[Any]:
+        """Up to ``n`` candidates to evaluate next (``[]``: budget spent or no distinct candidate left)."""
+        n = _int(n, "ask(n)", 0)
+        if self._pending is not None:
+            raise InvalidValueError(
+                "ask", f"a tell of the {len(self._pending.batch)} candidates asked before", "another ask"
+            )
+        available = self._distinct & ~self._evaluated
+        k = min(n, self.budget - len(self._order), int(available.sum()))
+        if k <= 0:
+            return []
+        start = time.perf_counter()
+        if len(self._order) < self.initial:  # the initial design: space-filling
+            batch = _space_filling(self._rank, available, min(k, self.initial - len(self._order)), self._rng)
+            return self._asked(_Pending(tuple(batch), False, None, 0, 0.0, time.perf_counter() - start, ()))
+        k = min(k, self.batch_size)
+        y = self._acc[self._order]
+        if np.ptp(y) == 0:  # nothing to learn from: keep filling space
+            batch = _space_filling(self._rank, available, k, self._rng)
+            return self._asked(_Pending(tuple(batch), False, None, 0, 0.0, time.perf_counter() - start, ()))
+        fit_s, refit = 0.0, False
+        if self._model is None or len(self._order) - self._n_at_fit >= max(
+            self.batch_size, self.refit_growth * self._n_at_fit
+        ):
+            self._model = self._factory(self.seed).fit(self._X[self._order], y)
+            rows = np.flatnonzero(available)
+            self._mean, self._std = np.zeros(len(self._acc)), np.zeros(len(self._acc))
+            self._mean[rows], self._std[rows] = _predict(self._model, self._X[rows], len(self._order))
+            self._n_at_fit, refit = len(self._order), True
+            fit_s = time.perf_counter() - start
+            start = time.perf_counter()
+        known = np.where(self._evaluated, self._acc, -np.inf)
+        floor = _dominator_max(self._cost, known)  # best measured accuracy at most as costly
+        left = np.flatnonzero(available)
+        hopeful = left[self._mean[left] + self.kappa * self._std[left] > floor[left]]
+        pool = hopeful if len(hopeful) >= k else left
+        batch = _peel(self._mean + self.ucb * self._std, self._cost, self._rank, pool, k)
+        tau = getattr(self._model, "cv_kendall_tau_", None)
+        predicted = tuple((float(self._mean[i]), float(self._std[i])) for i in batch)
+        acquire_s = time.perf_counter() - start
+        return self._asked(
+            _Pending(
+                tuple(batch), refit, None if tau is None else float(tau), len(hopeful), fit_s, acquire_s, predicted
+            )
+        )
+
+    def _asked(self, pending: _Pending) -> list[Any]:
+        pending.asked_at = time.perf_counter()
+        self._pending = pending
+        return [self.candidates[i] for i in pending.batch]
+
+    def tell(self, configs: Sequence[Any], values: np.ndarray, constraints: np.ndarray) -> None:
+        """The accuracies of the batch asked: ``values`` (len(configs), 1), ``constraints`` empty."""
+        told = time.perf_counter()
+        p = self._pending
+        if p is None:
+            raise InvalidValueError("tell", "the evaluation of a batch asked", "a tell with no batch asked")
+        configs = list(configs)
+        wrong = [j for j, (c, i) in enumerate(zip(configs, p.batch, strict=False)) if not _same(c, self.candidates[i])]
+        if len(configs) != len(p.batch) or wrong:
+            got = (
+                f"{len(configs)} configs" if len(configs) != len(p.batch) else f"another config at position {wrong[0]}"
+            )
+            raise InvalidValueError("tell configs", f"the {len(p.batch)} candidates asked, in the order asked", got)
+        try:
+            v = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidValueError("tell values", "an array of accuracies", type(values).__name__) from None
+        if v.shape != (len(p.batch), 1):
+            raise InvalidValueError("tell values shape", f"({len(p.batch)}, 1) (one accuracy per config)", v.shape)
+        if not np.all(np.isfinite(v)):
+            raise InvalidValueError("tell values", "finite accuracies", v[:5, 0].tolist())
+        if constraints is not None and np.size(constraints):
+            raise InvalidValueError(
+                "tell constraints", f"none, shape ({len(p.batch)}, 0) (budgets filter the pool)", np.shape(constraints)
+            )
+        batch = list(p.batch)
+        self._acc[batch] = v[:, 0]
+        self._evaluated[batch] = True
+        self._order.extend(batch)
+        front = pareto_mask(np.column_stack([-self._acc[self._order], self._cost[self._order]])).sum()
+        self._steps.append(
+            BudgetedStep(
+                len(self._steps),
+                p.batch,
+                len(self._order),
+                p.refit,
+                p.tau,
+                p.predicted,
+                p.n_hopeful,
+                int(front),
+                p.fit_s,
+                p.acquire_s,
+                told - p.asked_at,
+            )
+        )
+        self._pending = None
+
+    def result(self) -> BudgetedResult:
+        """The evaluations told so far; ``stopped``: ``budget`` (spent), ``exhausted`` (no distinct candidate
+        left) or ``running`` (the driver stopped before either)."""
+        if len(self._order) >= self.budget:
+            stopped = "budget"
+        elif not (self._distinct & ~self._evaluated).any():
+            stopped = "exhausted"
+        else:
+            stopped = "running"
+        idx = np.asarray(self._order, dtype=np.int64)
+        acc, cost = self._acc, self._cost
+        front = idx[pareto_mask(np.column_stack([-acc[idx], cost[idx]]))] if len(idx) else idx
+        front = front[np.lexsort((-acc[front], cost[front, 0]))]
+        return BudgetedResult(idx, acc[idx].copy(), self.steps, front, stopped, self.candidates)
+
+
+@dataclass
+class _Pending:
+    """A batch asked and not yet told, with what its step will record."""
+
+    batch: tuple[int, ...]
+    refit: bool
+    tau: float | None
+    n_hopeful: int
+    fit_s: float
+    acquire_s: float
+    predicted: tuple[tuple[float, float], ...]
+    asked_at: float = 0.0
+
+
+def _same(told: Any, asked: Any) -> bool:
+    if told is asked:
+        return True
+    try:
+        return bool(told == asked)
+    except (TypeError, ValueError):  # e.g. arrays: compared by identity only
+        return False
+
+
 def budgeted_search(
     candidates: Sequence[SubNetConfig] | Iterable[Any],
     features: Any,
@@ -333,7 +557,7 @@ def budgeted_search(
     kappa: float = 2.0,
 ) -> BudgetedResult:
     """Spend at most ``budget`` calls' worth of accuracy evaluations to find the Pareto front of (accuracy ↑, cheap
-    objectives); see the module docstring for the method.
+    objectives); see the module docstring for the method. A loop over :class:`BudgetedAcquisition`.
 
     ``candidates`` (a sequence, or any iterable, materialised) pairs with the rows of ``features``
     ``(n_candidates, n_features)`` (the predictor's input, e.g. :class:`~predictors.SpaceFeatures`) and ``cheap``
@@ -346,114 +570,31 @@ def budgeted_search(
     ``mean + kappa × std`` above the floor) tune the acquisition. Deterministic for a ``seed`` and a deterministic
     predictor.
     """
-    pool = (
-        list(candidates) if not isinstance(candidates, Sequence) or isinstance(candidates, (str, bytes)) else candidates
+    acquisition = BudgetedAcquisition(
+        candidates,
+        features,
+        cheap,
+        budget,
+        directions=directions,
+        batch_size=batch_size,
+        initial=initial,
+        seed=seed,
+        predictor_factory=predictor_factory,
+        refit_growth=refit_growth,
+        ucb=ucb,
+        kappa=kappa,
     )
-    n = len(pool)
-    if n == 0:
-        raise InvalidValueError("candidates", "at least one candidate", 0)
-    X = _matrix(features, "features", n)
-    cost = _matrix(cheap, "cheap", n)
-    cost = cost * _signs(directions, cost.shape[1])
-    distinct = _first_of_duplicates(pool)
-    n_distinct = int(distinct.sum())
-    budget = _int(budget, "budget", 1, n_distinct)
-    initial = _int(initial, "initial", 1)
-    if budget < initial:
-        raise InvalidValueError("budget", f"at least initial ({initial})", budget)
-    batch_size = _int(batch_size, "batch_size", 1)
-    seed = _int(seed, "seed", 0, 2**31 - 1)
-    for name, value in (("refit_growth", refit_growth), ("ucb", ucb), ("kappa", kappa)):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 <= value < np.inf:
-            raise InvalidValueError(name, "a finite number >= 0", value)
-    factory = predictor_factory or _default_factory
-    if not callable(factory):
-        raise InvalidValueError("predictor_factory", "a callable seed -> unfitted regressor", type(factory).__name__)
-
-    rng = np.random.default_rng(seed)
-    rank = _ranks(cost)
-    evaluated = np.zeros(n, dtype=bool)
-    acc = np.full(n, np.nan)
-    order: list[int] = []
-    steps: list[BudgetedStep] = []
-    model: Any = None
-    mean = std = np.zeros(n)
-    n_at_fit = 0
-    stopped = "budget"
-
-    def run(
-        batch: list[int],
-        step: int,
-        refit: bool,
-        tau: float | None,
-        n_hopeful: int,
-        fit_s: float,
-        acquire_s: float,
-        predicted: bool = True,
-    ) -> bool:
-        start = time.perf_counter()
-        values = np.asarray(evaluate(list(batch)), dtype=np.float64).reshape(-1)
-        evaluate_s = time.perf_counter() - start
-        if values.shape != (len(batch),) or not np.all(np.isfinite(values)):
+    while batch := acquisition.ask(acquisition.budget):
+        indices = list(acquisition.pending)
+        values = np.asarray(evaluate(list(indices)), dtype=np.float64).reshape(-1)
+        if values.shape != (len(indices),) or not np.all(np.isfinite(values)):
             raise InvalidValueError(
-                f"evaluate({batch[:3]}...) result", f"{len(batch)} finite accuracies", values.tolist()[:5]
+                f"evaluate({indices[:3]}...) result", f"{len(indices)} finite accuracies", values.tolist()[:5]
             )
-        acc[batch] = values
-        evaluated[batch] = True
-        order.extend(batch)
-        front = pareto_mask(np.column_stack([-acc[order], cost[order]])).sum()
-        pairs = tuple((float(mean[i]), float(std[i])) for i in batch) if predicted else ()
-        info = BudgetedStep(
-            step, tuple(batch), len(order), refit, tau, pairs, n_hopeful, int(front), fit_s, acquire_s, evaluate_s
-        )
-        steps.append(info)
-        return bool(callback(info)) if callback is not None else False
-
-    start = time.perf_counter()
-    first = _space_filling(rank, distinct, initial, rng)
-    if run(first, 0, False, None, 0, 0.0, time.perf_counter() - start, predicted=False):
-        stopped = "callback"
-    step = 0
-    while stopped == "budget" and len(order) < budget:
-        available = distinct & ~evaluated
-        if not available.any():
-            stopped = "exhausted"
-            break
-        step += 1
-        k = min(batch_size, budget - len(order), int(available.sum()))
-        y = acc[order]
-        fit_s, refit = 0.0, False
-        if np.ptp(y) == 0:  # nothing to learn from: keep filling space
-            start = time.perf_counter()
-            batch = _space_filling(rank, available, k, rng)
-            if run(batch, step, False, None, 0, 0.0, time.perf_counter() - start, predicted=False):
-                stopped = "callback"
-            continue
-        if model is None or len(order) - n_at_fit >= max(batch_size, refit_growth * n_at_fit):
-            start = time.perf_counter()
-            model = factory(seed).fit(X[order], y)
-            rows = np.flatnonzero(available)
-            mean, std = np.zeros(n), np.zeros(n)
-            mean[rows], std[rows] = _predict(model, X[rows], len(order))
-            n_at_fit, refit = len(order), True
-            fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        known = np.where(evaluated, acc, -np.inf)
-        floor = _dominator_max(cost, known)  # best measured accuracy at most as costly
-        left = np.flatnonzero(available)
-        hopeful = left[mean[left] + kappa * std[left] > floor[left]]
-        batch = _peel(mean + ucb * std, cost, rank, hopeful if len(hopeful) >= k else left, k)
-        tau = getattr(model, "cv_kendall_tau_", None)
-        if run(
-            batch, step, refit, None if tau is None else float(tau), len(hopeful), fit_s, time.perf_counter() - start
-        ):
-            stopped = "callback"
-    if stopped == "budget" and len(order) < budget:
-        stopped = "exhausted"
-    idx = np.asarray(order, dtype=np.int64)
-    front = idx[pareto_mask(np.column_stack([-acc[idx], cost[idx]]))] if len(idx) else idx
-    front = front[np.lexsort((-acc[front], cost[front, 0]))]
-    return BudgetedResult(idx, acc[idx].copy(), tuple(steps), front, stopped, pool)
+        acquisition.tell(batch, values[:, None], np.empty((len(indices), 0)))
+        if callback is not None and callback(acquisition.steps[-1]):
+            return replace(acquisition.result(), stopped="callback")
+    return acquisition.result()
 
 
 # ---------------------------------------------------------------------------------------------------- Optuna

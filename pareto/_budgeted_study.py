@@ -1,12 +1,13 @@
 """An evaluation-budgeted search run on one shared Optuna study by any number of workers.
 
-The claiming worker coordinates: it chooses batches with :func:`pareto._budgeted.budgeted_search` and enqueues them
-as trials; every worker, the coordinator included, claims waiting trials atomically and evaluates them; Optuna
-never samples (a budgeted study's sampler refuses), so exactly the planned SubNets are evaluated, each once
-(:class:`_Budgeted`). Optuna's heartbeats mark the running trial of a killed worker failed, and
-``RetryHeartbeatStaleTrialCallback`` re-enqueues it, so it is evaluated again (the one repeat, counted once);
-finished trials are committed one by one and never lost. A restarted coordinator replays its (deterministic)
-choices and takes the stored results instead of re-evaluating. Options: :class:`hwpareto.options.BudgetedOptions`.
+The claiming worker coordinates: it asks :class:`pareto._budgeted.BudgetedAcquisition` for batches, enqueues them as
+trials and tells it the accuracies once they are stored; every worker, the coordinator included, claims waiting
+trials atomically and evaluates them; Optuna never samples (a budgeted study's sampler refuses), so exactly the
+planned SubNets are evaluated, each once (:class:`_Budgeted`). Optuna's heartbeats mark the running trial of a
+killed worker failed, and ``RetryHeartbeatStaleTrialCallback`` re-enqueues it, so it is evaluated again (the one
+repeat, counted once); finished trials are committed one by one and never lost. A restarted coordinator replays its
+(deterministic) asks and tells it the stored results instead of re-evaluating.
+Options: :class:`hwpareto.options.BudgetedOptions`.
 """
 
 from __future__ import annotations
@@ -292,7 +293,7 @@ def run_budgeted(
 ) -> SearchResult:
     """Coordinate an evaluation-budgeted search (helpers join with :func:`help_budgeted`): exactly
     ``min(n_trials, candidates)`` SubNets are evaluated, each once (see :class:`_Budgeted`)."""
-    from pareto._budgeted import budgeted_search, enqueue_batch
+    from pareto._budgeted import BudgetedAcquisition, enqueue_batch
     from predictors import SpaceFeatures
 
     start = time.monotonic()
@@ -302,6 +303,8 @@ def run_budgeted(
     features = SpaceFeatures(space=job.space).fit_transform(job.candidates)
 
     def evaluate(indices: list[int]) -> np.ndarray:
+        """The accuracies of the candidates at ``indices``: enqueued unless done or pending, then evaluated here
+        and by the helpers; stored results are taken as they are (a restarted coordinator's replay)."""
         keys = [job.candidates[i].key for i in indices]
         if heartbeat is not None and not heartbeat(len(job.results())):
             raise HwparetoError(f"search {spec.name!r} was taken over by another worker")
@@ -336,17 +339,19 @@ def run_budgeted(
             time.sleep(0.2)  # the rest are running in other workers
         return np.array([done[k] for k in keys])
 
-    budgeted_search(
+    acquisition = BudgetedAcquisition(
         job.candidates,
         features,
         job.cheap,
-        evaluate,
         min(spec.n_trials, len(job.candidates)),
         directions=[o.direction for o in job.objectives[1:]],
         batch_size=options.batch,
         initial=options.design,
         seed=spec.seed,
     )
+    while batch := acquisition.ask(acquisition.budget):
+        accuracies = evaluate(list(acquisition.pending))
+        acquisition.tell(batch, accuracies[:, None], np.empty((len(batch), 0)))
     total = len(job.results())
     return SearchResult(spec.name, total, total - before, time.monotonic() - start)
 

@@ -1,7 +1,8 @@
 """Search strategies: what proposes the SubNets of a surrogate search, behind one small ask/tell interface.
 
-:class:`Strategy` is the interface (modelled on Optuna's ``BaseSampler`` and Archai's ``Searcher``, batched: a
-generation at a time); the search loop (:func:`pareto._search.run_surrogate`) owns everything else: the study, the
+:class:`AskTell` is the interface (modelled on Optuna's ``BaseSampler`` and Archai's ``Searcher``, batched: a
+generation at a time); :class:`Strategy` is an :class:`AskTell` with the construction contract the registry relies
+on. The search loop (:func:`pareto._search.run_surrogate`) owns everything else: the study, the
 evaluation, repeats, the trials' Optuna attributes and the bulk writes. Built-ins:
 
 - ``nsga2`` — NSGA-II written here, vectorised over a generation (Deb et al. 2002, as Optuna's ``NSGAIISampler``:
@@ -16,10 +17,11 @@ Strategies are found by name in :data:`STRATEGIES`, a :class:`hwpareto.plugins.R
 group ``hwpareto.strategies`` (the built-ins are declared there too, in hwpareto's ``pyproject.toml``); a strategy
 can also be registered in code with :func:`register_strategy`. ``SearchSpec.sampler`` names one.
 
-The evaluation-budgeted acquisition (:mod:`pareto._budgeted`) is not a strategy: it chooses among a finite pool of
-stored candidates whose cheap objectives are known up front, sizes its own steps (an initial design, then batches)
-and pays for evaluations run as distributed trials; the worker dispatches it by ``SearchSpec.mode`` next to the
-surrogate loop (:mod:`pareto._budgeted_study`).
+The evaluation-budgeted acquisition (:class:`pareto._budgeted.BudgetedAcquisition`) is an :class:`AskTell` but not
+a :class:`Strategy`: it is built from a finite pool of stored candidates whose cheap objectives are known up front
+(not from a problem and a history), sizes its own steps (an initial design, then batches) and pays for evaluations
+run as distributed trials; the worker dispatches it by ``SearchSpec.mode`` next to the surrogate loop
+(:mod:`pareto._budgeted_study`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -43,6 +45,7 @@ __all__ = [
     "NSGA3_GENERATION_KEY",
     "PARENT_CACHE_PREFIX",
     "STRATEGIES",
+    "AskTell",
     "Genome",
     "NSGA2Strategy",
     "NSGA3Strategy",
@@ -142,8 +145,30 @@ def _violation(constraints: np.ndarray, n: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- protocol
-class Strategy(ABC):
-    """Proposes SubNets of a problem's space a batch at a time and learns from their evaluation.
+@runtime_checkable
+class AskTell(Protocol):
+    """Proposes configs a batch at a time and learns from their evaluation: what a search loop drives.
+
+    ``ask(n)`` returns up to ``n`` configs, ``[]`` when there is nothing left to propose (the driver stops there);
+    ``tell(configs, values, constraints)`` gives the driver's evaluation of what it took from the asks since the
+    last tell, in batch order: ``values`` of shape ``(len(configs), n_objectives)``, each objective in its own
+    direction, and ``constraints`` ``(len(configs), n_constraints)``, a constraint ``<= 0`` when met
+    (``n_constraints`` may be 0). The driver owns the evaluation, the storage and the stopping; an implementation
+    owns its randomness (deterministic for a seed and the values told) and says what else it accepts (a
+    :class:`Strategy` also takes fill-ins it did not propose; :class:`pareto._budgeted.BudgetedAcquisition` exactly
+    the batch it asked). ``isinstance(x, AskTell)`` checks that both methods exist, not their signatures.
+    """
+
+    def ask(self, n: int) -> list[SubNetConfig]: ...
+
+    def tell(self, configs: Sequence[SubNetConfig], values: np.ndarray, constraints: np.ndarray) -> None: ...
+
+
+class Strategy(AskTell, ABC):
+    """Proposes SubNets of a problem's space a batch at a time and learns from their evaluation: an
+    :class:`AskTell` plus the construction contract (first item below) that the ``hwpareto.strategies`` registry and
+    the surrogate search loop rely on, to build any registered strategy from a :class:`Problem`, the options and
+    the stored history.
 
     Contract:
 

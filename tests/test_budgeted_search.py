@@ -1,5 +1,6 @@
 """Evaluation-budgeted search (pareto._budgeted): dominance helpers against brute force, the search loop's contract
-(budget, duplicates, determinism, stopping, bad input) and its recall on a synthetic problem with a known front."""
+(budget, duplicates, determinism, stopping, bad input), its recall on a synthetic problem with a known front, and the
+acquisition driven through the ask/tell protocol (pareto._strategies.AskTell) like every strategy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import pytest
 from sklearn.linear_model import BayesianRidge
 
 from hwpareto.errors import InvalidValueError
-from pareto._budgeted import _dominator_max, budgeted_search, enqueue_batch, pareto_mask, study_evaluator
+from hwpareto.options import SearchOptions
+from pareto._budgeted import (
+    BudgetedAcquisition,
+    BudgetedResult,
+    _dominator_max,
+    budgeted_search,
+    enqueue_batch,
+    pareto_mask,
+    study_evaluator,
+)
+from pareto._strategies import STRATEGIES, AskTell, Problem, strategy_class
+from supernet import get_space
 from supernet.nb201 import NB201Space
 
 
@@ -190,3 +202,103 @@ def test_evaluations_run_as_optuna_trials() -> None:
     assert [t.value for t in trials] == result.accuracy.tolist()
     with pytest.raises(InvalidValueError, match=r"candidate index: expected an integer in \[0, 124\], got 125"):
         enqueue_batch(study, candidates, [125])
+
+
+# ---------------------------------------------------------------------------------------------------- ask/tell
+def no_constraints(k: int) -> np.ndarray:
+    return np.empty((k, 0))
+
+
+def comparable(result: BudgetedResult) -> tuple:
+    """A result without its timings."""
+    steps = [
+        (s.step, s.batch, s.n_evaluated, s.refit, s.cv_kendall_tau, s.predicted, s.n_hopeful, s.front_size)
+        for s in result.steps
+    ]
+    return result.indices.tolist(), result.accuracy.tolist(), result.front.tolist(), result.stopped, steps
+
+
+def test_every_strategy_and_the_acquisition_are_ask_tell() -> None:
+    problem = Problem(get_space("nb201"), ("maximize", "minimize"))
+    for name in STRATEGIES.names():
+        strategy = strategy_class(name)(problem, SearchOptions(sampler=name, population=4, seed=0))
+        assert isinstance(strategy, AskTell), name
+    assert isinstance(BudgetedAcquisition(range(10), np.ones((10, 1)), np.arange(10.0), 5, initial=5), AskTell)
+    assert not isinstance(object(), AskTell)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_driving_the_acquisition_by_hand_equals_budgeted_search(seed: int) -> None:
+    X, acc, cost = synthetic(600, seed=seed)
+    cheap = np.column_stack([cost, X[:, 3]])
+    kwargs = {"directions": ["minimize", "maximize"], "batch_size": 7, "initial": 12, "seed": seed}
+    want = budgeted_search(range(600), X, cheap, lambda i: acc[i], 61, predictor_factory=ridge, **kwargs)
+    acquisition: AskTell = BudgetedAcquisition(range(600), X, cheap, 61, predictor_factory=ridge, **kwargs)
+    asked: list[int] = []
+    while configs := acquisition.ask(100):  # the acquisition sizes its steps: ask(n) caps them
+        assert len(configs) <= 12 and not set(configs) & set(asked)
+        asked += configs
+        acquisition.tell(configs, acc[configs][:, None], no_constraints(len(configs)))
+    assert isinstance(acquisition, BudgetedAcquisition)
+    got = acquisition.result()
+    assert comparable(got) == comparable(want) and got.stopped == "budget" and len(asked) == 61
+    assert acquisition.ask(5) == [] and acquisition.ask(0) == []  # after the budget: nothing more
+
+
+def test_ask_respects_the_budget_and_n_and_never_repeats_a_candidate() -> None:
+    space = NB201Space()
+    distinct = [space.from_index(i) for i in range(40)]
+    pool = distinct + distinct[:15]  # repeats are never asked
+    features = np.array([[i % 40, (i % 40) ** 2] for i in range(len(pool))], dtype=float)
+    acc = np.cos(features[:, 0] / 7)
+    acquisition = BudgetedAcquisition(
+        pool, features, features[:, 0], 33, batch_size=8, initial=10, seed=3, predictor_factory=ridge
+    )
+    sizes, seen = [], []
+    for n in [4, 100, 3, 100, 100, 100, 100, 100]:
+        configs = acquisition.ask(n)
+        if not configs:
+            break
+        indices = list(acquisition.pending)
+        assert [pool[i] for i in indices] == configs and len(configs) <= n
+        assert not set(indices) & set(seen) and all(i < 40 for i in indices)
+        seen += indices
+        sizes.append(len(configs))
+        acquisition.tell(configs, acc[indices][:, None], no_constraints(len(configs)))
+    # the design (10) in the asks' sizes, then batches of 8 up to the budget
+    assert sizes == [4, 6, 3, 8, 8, 4] and len(set(seen)) == 33 == len(acquisition.result().indices)
+    assert acquisition.ask(100) == [] and acquisition.pending == () and acquisition.result().stopped == "budget"
+    assert [s.n_evaluated for s in acquisition.steps] == list(np.cumsum(sizes))
+    assert acquisition.steps[1].predicted == () and len(acquisition.steps[3].predicted) == 8
+
+
+def test_tell_of_the_wrong_batch_or_shape_is_one_line_error() -> None:
+    acquisition = BudgetedAcquisition(
+        range(30), np.arange(60.0).reshape(30, 2), np.arange(30.0), 20, initial=5, predictor_factory=ridge
+    )
+    with pytest.raises(InvalidValueError, match=r"^tell: expected the evaluation of a batch asked"):
+        acquisition.tell([], np.zeros((0, 1)), no_constraints(0))
+    configs = acquisition.ask(10)
+    assert len(configs) == 5
+    bad = [
+        ((configs, np.zeros(5), no_constraints(5)), r"tell values shape: expected \(5, 1\) .*, got \(5,\)$"),
+        ((configs, np.zeros((5, 2)), no_constraints(5)), r"tell values shape: expected \(5, 1\)"),
+        ((configs, np.r_[np.zeros(4), np.nan][:, None], no_constraints(5)), r"tell values: expected finite"),
+        (
+            (configs[:4], np.zeros((4, 1)), no_constraints(4)),
+            r"tell configs: expected the 5 candidates .*got '4 configs'",
+        ),
+        ((configs[::-1], np.zeros((5, 1)), no_constraints(5)), r"tell configs: .*another config at position 0"),
+        ((configs, np.zeros((5, 1)), np.zeros((5, 1))), r"tell constraints: expected none, shape \(5, 0\)"),
+        ((configs, "high", no_constraints(5)), r"tell values: expected an array of accuracies, got 'str'"),
+    ]
+    for args, match in bad:
+        with pytest.raises(InvalidValueError, match=match) as info:
+            acquisition.tell(*args)
+        assert "\n" not in str(info.value)
+    with pytest.raises(InvalidValueError, match=r"ask: expected a tell of the 5 candidates asked before"):
+        acquisition.ask(10)  # one batch at a time; the refused tells left it pending
+    with pytest.raises(InvalidValueError, match=r"ask\(n\): expected an integer >= 0, got -1"):
+        BudgetedAcquisition(range(30), np.ones((30, 1)), np.arange(30.0), 20, initial=5).ask(-1)
+    acquisition.tell(configs, np.arange(5.0)[:, None], None)  # type: ignore[arg-type]
+    assert acquisition.result().stopped == "running" and len(acquisition.ask(10)) == 10
