@@ -54,6 +54,7 @@ __all__ = [
     "scales_differ",
     "search_progress",
     "searches_frame",
+    "space_choices",
     "study_marker",
     "study_summary",
     "typical_costs",
@@ -88,7 +89,7 @@ def lut_coverage(store: Store, device: str) -> pd.DataFrame:
     """Per space with a model: distinct layers in ``device``'s LUT, distinct layers of the space, coverage (%)."""
     from profilers import lut_entries_per_space
 
-    spaces = [s for s in map(store.spaces.get, store.spaces.names()) if s.has_model]
+    spaces = [s for s in store.spaces.load_all()[0] if s.has_model]  # a broken space plugin: left out
     have = lut_entries_per_space(store, device, spaces)
     rows = []
     for space in spaces:
@@ -255,6 +256,14 @@ def import_upload(
     }
 
 
+# ---------------------------------------------------------------------------------------------------- spaces
+def space_choices(store: Store) -> tuple[list[SearchSpace], list[str]]:
+    """The spaces a page lists (in the store's order) and, for each broken space plugin left out, a warning with
+    its one-line error: one broken third-party plugin spoils no page."""
+    spaces, broken = store.spaces.load_all()
+    return spaces, [f"space {name!r} left out: broken plugin: {error}" for name, error in broken.items()]
+
+
 # ---------------------------------------------------------------------------------------------------- search
 def quality_objectives(store: Store, space: str) -> list[str]:
     """Objectives a search of ``space`` can maximise: each accuracy predictor's metric@dataset, then analytic."""
@@ -267,11 +276,12 @@ def default_space(store: Store, devices: Sequence[str]) -> str:
     entries for, else the first space."""
     from profilers import lut_entries_per_space
 
-    names = store.spaces.names()
+    loaded = store.spaces.load_all()[0]  # a broken space plugin: left out
+    names = [s.name for s in loaded]
     searches = store.searches.list()
     if searches and searches[0].space in names:
         return searches[0].space
-    spaces = [s for s in map(store.spaces.get, names) if s.has_model]
+    spaces = [s for s in loaded if s.has_model]
     for device in devices:
         covered = lut_entries_per_space(store, device, spaces)
         if covered:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -209,6 +211,72 @@ def test_spaces_registered_in_code(third_party: Path) -> None:
             register_space(DeclarativeSpace(installed, [Dimension("k", choices=(1,))]), replace=True)
     with pytest.raises(InvalidValueError, match=r"^space: expected a SearchSpace, got 'str'$"):
         register_space("toy")  # type: ignore[arg-type]
+
+
+BROKEN_MODULE = """
+raise RuntimeError("needs the vendor SDK\\nsecond line of the reason")
+"""
+
+
+@pytest.fixture
+def broken_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A package ``hwp_broken`` on ``sys.path`` declaring a good space and one whose object raises on load; the
+    broken one's one-line error."""
+    _distribution(
+        tmp_path,
+        "hwp_broken",
+        {"hwp_tiny_space": SPACE_MODULE, "hwp_broken_space": BROKEN_MODULE},
+        {"hwpareto.spaces": {"tiny": "hwp_tiny_space:TinySpace", "broken": "hwp_broken_space:BrokenSpace"}},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for module in ("hwp_tiny_space", "hwp_broken_space"):
+        monkeypatch.delitem(__import__("sys").modules, module, raising=False)
+    monkeypatch.setenv("COLUMNS", "400")  # rich tables: one line per row
+    return (
+        "hwpareto.spaces plugin 'broken' (hwp_broken_space:BrokenSpace): cannot load: RuntimeError: "
+        "needs the vendor SDK"
+    )
+
+
+def test_a_broken_space_plugin_spoils_no_cli_listing(broken_plugin: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hwpareto.cli import app
+
+    runner = CliRunner()
+    store = ["--store", str(tmp_path / "store.db")]
+    listed = runner.invoke(app, ["spaces", "--json", *store])
+    assert listed.exit_code == 0, listed.output
+    entries = {e["name"]: e for e in json.loads(listed.stdout)}
+    assert {"tiny", "nb201", "mbv3"} <= set(entries) and entries["tiny"]["dimensions"]
+    assert entries["broken"] == {"name": "broken", "error": broken_plugin}
+    table = runner.invoke(app, ["spaces", *store])
+    assert table.exit_code == 0, table.output
+    row = next(line for line in table.stdout.splitlines() if " broken " in line)
+    assert f"broken plugin: {broken_plugin}" in row
+    assert any(" tiny " in line and "a third-party space" in line for line in table.stdout.splitlines())
+    devices = runner.invoke(app, ["devices", *store])  # loads every space too
+    assert devices.exit_code == 0, devices.output
+    for asked in (["space", "show", "broken"], ["sample", "broken"]):  # asked for by name: its one-line error
+        failed = runner.invoke(app, [*asked, *store])
+        assert failed.exit_code == 1 and failed.stderr == f"error: {broken_plugin}\n"
+
+
+def test_a_broken_space_plugin_is_left_out_of_dashboard_lists(broken_plugin: str, tmp_path: Path) -> None:
+    from dashboard import _data, _state
+    from pareto import Store
+
+    with Store.open(str(tmp_path / "store.db")) as store:
+        spaces, warnings = _data.space_choices(store)
+        names = [s.name for s in spaces]
+        assert {"tiny", "nb201", "mbv3"} <= set(names) and "broken" not in names
+        assert warnings == [f"space 'broken' left out: broken plugin: {broken_plugin}"]
+        store.devices.add("npu", "npu", {"name": "npu", "kind": "npu", "backend": "fake"})
+        coverage = set(_data.lut_coverage(store, "npu")["space"])
+        assert "nb201" in coverage and "broken" not in coverage
+        assert _data.default_space(store, ["npu"]) in names and _state.hint_space(store, "npu") in names
+        with pytest.raises(PluginError, match=f"^{re.escape(broken_plugin)}$"):
+            store.spaces.get("broken")
 
 
 # ---------------------------------------------------------------------------------------------------- backends

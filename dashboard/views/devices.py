@@ -143,9 +143,10 @@ else:
             spec = None
         else:
             st.success(f"{upload.name}: device {spec.name!r} ({spec.kind}, backend {spec.backend}) is valid")
-space = st.selectbox(
-    "Space to profile", [s for s in db.spaces.names() if db.spaces.get(s).has_model], key="profile_space"
-)
+listed_spaces, broken_spaces = _data.space_choices(db)
+for warning in broken_spaces:
+    st.warning(warning, icon=":material/warning:")
+space = st.selectbox("Space to profile", [s.name for s in listed_spaces if s.has_model], key="profile_space")
 resolutions = st.text_input(
     "Only these input sizes (comma separated; empty = all)", key="profile_resolution", placeholder="224"
 )
@@ -215,7 +216,7 @@ st.fragment(profile_jobs, run_every=timedelta(seconds=2) if running else None)()
 with st.expander("Import a measurement table (CSV), as hwpareto import does"):
     csv = st.file_uploader("CSV table, one SubNet per row", type=["csv"], key="import_upload")
     c1, c2 = st.columns(2)
-    import_space = c1.selectbox("Space", db.spaces.names(), key="import_space")
+    import_space = c1.selectbox("Space", [s.name for s in listed_spaces], key="import_space")
     kind = c2.radio("Values are per", ["device", "dataset"], horizontal=True, key="import_kind")
     subject = c1.text_input("Device or dataset ({column} = the column name)", value="{column}", key="import_subject")
     metric_name = c2.text_input("Metric with its unit", value="latency_ms", key="import_metric")

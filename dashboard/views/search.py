@@ -25,7 +25,10 @@ if not usable:
         f"hwpareto profile --device npu-edgetpu --space {_state.hint_space(db)}",
     )
 else:
-    spaces = db.spaces.names()
+    listed_spaces, broken_spaces = _data.space_choices(db)
+    for warning in broken_spaces:
+        st.warning(warning, icon=":material/warning:")
+    spaces = [s.name for s in listed_spaces]
     space = st.selectbox(
         "Search space", spaces, index=spaces.index(_data.default_space(db, usable)), key="search_space"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -107,11 +107,50 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], title: s
     Console(soft_wrap=True).print(table)
 
 
+def emit(data: Any, json_out: bool, text: str | Callable[[], None]) -> None:
+    """A command's result, written once: ``data`` as JSON with ``--json``, else the human form ``text`` (a line,
+    lines joined by newlines, or a callable that prints it; only called without ``--json``)."""
+    if json_out:
+        echo_json(data)
+    elif isinstance(text, str):
+        typer.echo(text)
+    else:
+        text()
+
+
+def emit_rows(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    json_out: bool,
+    title: str | None = None,
+    empty: str | None = None,
+    cells: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+) -> None:
+    """A listing, written once: with ``--json`` the rows; else the ``empty`` hint when there are none (when given),
+    else a table of ``columns`` (``cells`` turns a row into its displayed cells)."""
+    if json_out:
+        echo_json(list(rows))
+    elif not rows and empty is not None:
+        typer.echo(empty)
+    else:
+        print_table([dict(cells(r)) if cells else dict(r) for r in rows], columns, title=title)
+
+
 def open_store(url: str | None) -> Store:
-    """The store at ``url`` (path or SQLAlchemy URL; ``None``: ``$HWPARETO_STORE`` or the default file)."""
+    """The store at ``url`` (path or SQLAlchemy URL; ``None``: ``$HWPARETO_STORE`` or the default file); the only
+    way commands open it."""
     from hwpareto.store import Store
 
     return Store.open(url)
+
+
+def upgrade_store(url: str | None) -> tuple[str | None, str | None]:
+    """Upgrade the schema of the store at ``url`` (as :func:`open_store` resolves it); the revisions before and
+    after."""
+    from hwpareto.store import Store
+
+    return Store.upgrade(url)
 
 
 def resolve_space(name: str, store_url: str | None) -> SearchSpace:

@@ -14,11 +14,11 @@ from hwpareto.cli._common import (
     JsonOpt,
     StoreOpt,
     command,
-    echo_json,
+    emit,
+    emit_rows,
     open_store,
     parse_pair,
     parse_scalar,
-    print_table,
 )
 from hwpareto.errors import InvalidValueError
 
@@ -86,15 +86,13 @@ def import_csv(
         "skipped_empty": report.skipped_empty,
         "new_devices": list(w.new_devices),
     }
-    if json_out:
-        echo_json(info)
-    else:
-        typer.echo(
-            f"imported {report.rows} rows ({report.subnets} SubNets) into {s.url}: {w.inserted} new, "
-            f"{w.updated} updated, {w.unchanged} unchanged, {report.skipped_empty} empty cells skipped"
-        )
-        if w.new_devices:
-            typer.echo("registered imported devices: " + ", ".join(w.new_devices))
+    lines = [
+        f"imported {report.rows} rows ({report.subnets} SubNets) into {s.url}: {w.inserted} new, "
+        f"{w.updated} updated, {w.unchanged} unchanged, {report.skipped_empty} empty cells skipped"
+    ]
+    if w.new_devices:
+        lines.append("registered imported devices: " + ", ".join(w.new_devices))
+    emit(info, json_out, "\n".join(lines))
 
 
 @app.command()
@@ -104,19 +102,19 @@ def devices(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     from profilers import lut_entries_per_space
 
     s = open_store(store)
-    spaces = [s.spaces.get(name) for name in s.spaces.names()]
+    spaces = s.spaces.load_all()[0]  # a broken space plugin spoils no device's row
     rows = [
         {**asdict(d), "lut_entries_per_space": lut_entries_per_space(s, d.name, spaces) if d.lut_entries else {}}
         for d in s.devices.list()
     ]
-    if json_out:
-        echo_json(rows)
-    elif not rows:
-        typer.echo("no devices yet: hwpareto profile --device cpu-local --space mbv3, or import a table")
-    else:
-        for r in rows:
-            r["luts"] = ", ".join(f"{k}: {v}" for k, v in r["lut_entries_per_space"].items()) or "-"
-        print_table(rows, ["name", "kind", "luts", "measurements"], title="devices")
+    emit_rows(
+        rows,
+        ["name", "kind", "luts", "measurements"],
+        json_out=json_out,
+        title="devices",
+        empty="no devices yet: hwpareto profile --device cpu-local --space mbv3, or import a table",
+        cells=lambda r: {**r, "luts": ", ".join(f"{k}: {v}" for k, v in r["lut_entries_per_space"].items()) or "-"},
+    )
 
 
 @app.command()
@@ -154,9 +152,10 @@ def measurements(
         and (kind is None or r.subject_kind == kind)
         and (metric is None or r.metric == metric)
     ]
-    if json_out:
-        echo_json(rows)
-    elif not rows:
-        typer.echo("no measurements match: import a table with hwpareto import")
-    else:
-        print_table(rows, ["space", "subject_kind", "subject", "metric", "source", "count"], title="measurements")
+    emit_rows(
+        rows,
+        ["space", "subject_kind", "subject", "metric", "source", "count"],
+        json_out=json_out,
+        title="measurements",
+        empty="no measurements match: import a table with hwpareto import",
+    )

@@ -15,7 +15,7 @@ from hwpareto.cli._common import (
     JsonOpt,
     StoreOpt,
     command,
-    echo_json,
+    emit,
     open_store,
     print_table,
 )
@@ -57,9 +57,8 @@ def demo(
 
         choices = run_demo(s, out, step=step, bar=bar, n_trials=trials, seed=seed)
     rows = describe(choices)
-    if json_out:
-        echo_json(rows)
-    else:
+
+    def human() -> None:
         columns = [c for c in rows[0] if c not in ("study", "bundle")] if rows else []
         print_table(
             rows,
@@ -68,6 +67,8 @@ def demo(
             "val_acc_pct of the demo table, digits-affine / stdlib next byte)",
         )
         typer.echo(f"bundles (config, weights, ONNX, metrics): {out.resolve()}/<study>/")
+
+    emit(rows, json_out, human)
     if no_dashboard:
         if not json_out:
             typer.echo(f"browse them: hwpareto dashboard --store {s.url}")

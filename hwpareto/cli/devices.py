@@ -19,8 +19,9 @@ from hwpareto.cli._common import (
     StoreOpt,
     command,
     echo_json,
+    emit,
+    emit_rows,
     open_store,
-    print_table,
     read_configs,
     read_json,
 )
@@ -73,14 +74,12 @@ def device_presets(json_out: JsonOpt = False) -> None:
     from profilers import local_cpu_spec, presets
 
     specs = [local_cpu_spec(), *presets().values()]
-    if json_out:
-        echo_json([sp.to_dict() for sp in specs])
-    else:
-        print_table(
-            [{"name": sp.name, "kind": sp.kind, "backend": sp.backend, "description": sp.description} for sp in specs],
-            ["name", "kind", "backend", "description"],
-            title="device presets",
-        )
+    emit_rows(
+        [sp.to_dict() for sp in specs],
+        ["name", "kind", "backend", "description"],
+        json_out=json_out,
+        title="device presets",
+    )
 
 
 @app.command()
@@ -131,18 +130,15 @@ def profile(
         "remaining": report.remaining,
         "seconds": round(report.seconds, 1),
     }
-    if json_out:
-        echo_json(info)
-        return
-    typer.echo(
+    lines = [
         f"{report.device} × {report.space}: {report.total} distinct layers, {report.already} already in the "
         f"LUT, {report.measured} measured now, {len(report.failed)} failed, {report.remaining} left "
-        f"({report.seconds:.1f} s)"
-    )
-    for _key, reason in report.failed[:10]:
-        typer.echo(f"  failed: {reason}")
+        f"({report.seconds:.1f} s)",
+        *(f"  failed: {reason}" for _key, reason in report.failed[:10]),
+    ]
     if report.remaining:
-        typer.echo("  budget reached: run the same command again to continue")
+        lines.append("  budget reached: run the same command again to continue")
+    emit(info, json_out, "\n".join(lines))
 
 
 @app.command()
@@ -234,8 +230,5 @@ def lut_sum(
         out["energy_mj"] = lut.energy_sum_mj(sp, cfg)
     except MissingLutError:
         out["energy_mj"] = None
-    if json_out:
-        echo_json(out)
-    else:
-        energy = f", {out['energy_mj']:.4f} mJ" if out["energy_mj"] is not None else ""
-        typer.echo(f"{sp.name} {cfg.key} on {device}: {out['latency_ms']:.3f} ms{energy} (LUT-sum)")
+    energy = f", {out['energy_mj']:.4f} mJ" if out["energy_mj"] is not None else ""
+    emit(out, json_out, f"{sp.name} {cfg.key} on {device}: {out['latency_ms']:.3f} ms{energy} (LUT-sum)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,9 +17,9 @@ from hwpareto.cli._common import (
     JsonOpt,
     StoreOpt,
     command,
-    echo_json,
+    emit,
+    emit_rows,
     open_store,
-    print_table,
     read_configs,
     read_json,
 )
@@ -29,31 +30,27 @@ from supernet import check_name
 # ---------------------------------------------------------------------------------------------------- predictors
 def _print_train(report: Any, json_out: bool) -> None:
     known = report.known
-    if json_out:
-        out: dict[str, Any] = {"name": report.name, "n_train": report.n_train, "validation": report.validation}
-        if known is not None:
-            out["known"] = {
-                "used": list(known.used),
-                "predicted": list(known.predicted),
-                "skipped": [{"device": d, "reason": r} for d, r in known.skipped],
-            }
-        echo_json(out)
-        return
+    out: dict[str, Any] = {"name": report.name, "n_train": report.n_train, "validation": report.validation}
     v = report.validation
-    typer.echo(f"stored predictor {report.name!r} ({report.n_train} training SubNets)")
+    lines = [f"stored predictor {report.name!r} ({report.n_train} training SubNets)"]
     if known is not None:
+        out["known"] = {
+            "used": list(known.used),
+            "predicted": list(known.predicted),
+            "skipped": [{"device": d, "reason": r} for d, r in known.skipped],
+        }
         filled = (
             f" (own predictors fill in unmeasured SubNets of: {', '.join(known.predicted)})" if known.predicted else ""
         )
-        typer.echo(f"  known devices used: {', '.join(known.used)}{filled}")
-        for device, reason in known.skipped:
-            typer.echo(f"  skipped {device}: {reason}")
+        lines.append(f"  known devices used: {', '.join(known.used)}{filled}")
+        lines.extend(f"  skipped {device}: {reason}" for device, reason in known.skipped)
     if "kendall_tau" in v:
         lut = f", LUT-sum alone {v['lut_sum_mape_pct']:.1f} %" if "lut_sum_mape_pct" in v else ""
-        typer.echo(
+        lines.append(
             f"  held out ({v['split']}): Kendall τ {v['kendall_tau']:.3f}, MAPE {v['mape_pct']:.2f} %{lut}, "
             f"within ±10 % {v['within_10pct']:.1f} %, ±1σ coverage {v.get('coverage_1sigma_pct', 0):.0f} %"
         )
+    emit(out, json_out, "\n".join(lines))
 
 
 @train_app.command("latency")
@@ -151,29 +148,34 @@ def predictors_cmd(
     space: Annotated[str | None, typer.Option("--space")] = None, store: StoreOpt = None, json_out: JsonOpt = False
 ) -> None:
     """List stored predictors with their held-out metrics."""
-    rows = open_store(store).predictors.list(space)
-    if json_out:
-        echo_json([asdict(r) | {"meta": {k: v for k, v in r.meta.items() if k != "train_keys"}} for r in rows])
-        return
-    if not rows:
-        typer.echo("no predictors yet: hwpareto train latency --device D --space S, or train accuracy")
-        return
-    table = []
-    for r in rows:
-        v = r.meta.get("validation", {})
-        checks = r.meta.get("checks", [])
-        table.append(
-            {
-                "name": r.name,
-                "kind": r.kind,
-                "n": r.meta.get("n_train"),
-                "τ": f"{v['kendall_tau']:.3f}" if "kendall_tau" in v else "-",
-                "MAPE %": f"{v['mape_pct']:.2f}" if "mape_pct" in v else "-",
-                "±10 %": f"{v['within_10pct']:.1f}" if "within_10pct" in v else "-",
-                "drift": "yes" if checks and checks[-1].get("drift") else ("no" if checks else "-"),
-            }
-        )
-    print_table(table, ["name", "kind", "n", "τ", "MAPE %", "±10 %", "drift"], title="predictors (held-out metrics)")
+    rows = [
+        asdict(r) | {"meta": {k: v for k, v in r.meta.items() if k != "train_keys"}}
+        for r in open_store(store).predictors.list(space)
+    ]
+    emit_rows(
+        rows,
+        ["name", "kind", "n", "τ", "MAPE %", "±10 %", "drift"],
+        json_out=json_out,
+        title="predictors (held-out metrics)",
+        empty="no predictors yet: hwpareto train latency --device D --space S, or train accuracy",
+        cells=_predictor_cells,
+    )
+
+
+def _predictor_cells(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored predictor's row of ``hwpareto predictors``: its held-out metrics and last drift check."""
+    meta = row["meta"]
+    v = meta.get("validation", {})
+    checks = meta.get("checks", [])
+    return {
+        "name": row["name"],
+        "kind": row["kind"],
+        "n": meta.get("n_train"),
+        "τ": f"{v['kendall_tau']:.3f}" if "kendall_tau" in v else "-",
+        "MAPE %": f"{v['mape_pct']:.2f}" if "mape_pct" in v else "-",
+        "±10 %": f"{v['within_10pct']:.1f}" if "within_10pct" in v else "-",
+        "drift": "yes" if checks and checks[-1].get("drift") else ("no" if checks else "-"),
+    }
 
 
 @app.command("reference-set")
@@ -210,12 +212,15 @@ def reference_set_cmd(
             f"{metric} and run hwpareto import {out} --space {sp.name} --device NEW --metric {metric} "
             f"--column {metric}"
         )
-    elif json_out:
-        echo_json({"space": sp.name, "metric": metric, "known": list(known), "configs": [c.to_dict() for c in configs]})
     else:
-        typer.echo(f"{len(configs)} reference SubNets of {sp.name}, chosen from {basis}:")
-        for c in configs:
-            typer.echo(f"  {c.key}  {sp.summary(c)}")
+        emit(
+            {"space": sp.name, "metric": metric, "known": list(known), "configs": [c.to_dict() for c in configs]},
+            json_out,
+            "\n".join(
+                [f"{len(configs)} reference SubNets of {sp.name}, chosen from {basis}:"]
+                + [f"  {c.key}  {sp.summary(c)}" for c in configs]
+            ),
+        )
 
 
 @app.command()
@@ -253,14 +258,16 @@ def predict(
         except OSError as exc:
             raise HwparetoError(f"output {out}: cannot write ({exc.strerror})") from None
         typer.echo(f"wrote predictions for {len(configs)} SubNets to {out}")
-    elif json_out:
-        echo_json(table.to_dict(orient="records"))
-    else:
+        return
+
+    def human() -> None:
         names = [c for c in table.columns if c != "config_key" and not c.endswith("_std")]
         for i, cfg in enumerate(configs[:20]):
             typer.echo(
                 f"{cfg.key}: " + ", ".join(f"{n} = {table[n][i]:.4g} ± {table[n + '_std'][i]:.2g}" for n in names)
             )
+
+    emit(table.to_dict(orient="records"), json_out, human)
 
 
 @app.command()
@@ -300,11 +307,10 @@ def check(
     if len(configs) < 2:
         raise InvalidValueError(f"fresh SubNets for {device}", "at least 2 not used in training", len(configs))
     result = check_drift(s, name, configs, values)
-    if json_out:
-        echo_json(result)
-    else:
-        flag = "DRIFT: retrain (hwpareto train latency ...)" if result["drift"] else "no drift"
-        typer.echo(
-            f"{name} on {len(configs)} fresh SubNets: MAPE {result['mape_pct']:.2f} % (recorded "
-            f"{result['recorded_mape_pct']}), Kendall τ {result['kendall_tau']:.3f} -> {flag}"
-        )
+    flag = "DRIFT: retrain (hwpareto train latency ...)" if result["drift"] else "no drift"
+    emit(
+        result,
+        json_out,
+        f"{name} on {len(configs)} fresh SubNets: MAPE {result['mape_pct']:.2f} % (recorded "
+        f"{result['recorded_mape_pct']}), Kendall τ {result['kendall_tau']:.3f} -> {flag}",
+    )

@@ -15,7 +15,8 @@ from hwpareto.cli._common import (
     JsonOpt,
     StoreOpt,
     command,
-    echo_json,
+    emit,
+    emit_rows,
     open_store,
     parse_pair,
     parse_scalar,
@@ -105,15 +106,11 @@ def search(
         "seconds": round(result.seconds, 2),
         "trials_per_s": round(result.trials_per_s, 1),
     } | ({"note": result.note} if result.note else {})
-    if json_out:
-        echo_json(info)
-    else:
-        if result.note:
-            typer.echo(result.note)
-        typer.echo(
-            f"study {result.study!r}: {result.total} trials ({result.added} new, "
-            f"{result.trials_per_s:.0f} trials/s); see hwpareto front {result.study}"
-        )
+    summary = (
+        f"study {result.study!r}: {result.total} trials ({result.added} new, "
+        f"{result.trials_per_s:.0f} trials/s); see hwpareto front {result.study}"
+    )
+    emit(info, json_out, f"{result.note}\n{summary}" if result.note else summary)
 
 
 @app.command()
@@ -148,13 +145,13 @@ def searches(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
 
     from pareto._catalog import list_all_searches
 
-    rows = [asdict(r) for r in list_all_searches(open_store(store))]
-    if json_out:
-        echo_json(rows)
-    elif not rows:
-        typer.echo("no searches yet: hwpareto search --space S --objective ... [--queue]")
-    else:
-        print_table(rows, ["name", "space", "status", "trials_done", "n_trials", "worker", "error"], title="searches")
+    emit_rows(
+        [asdict(r) for r in list_all_searches(open_store(store))],
+        ["name", "space", "status", "trials_done", "n_trials", "worker", "error"],
+        json_out=json_out,
+        title="searches",
+        empty="no searches yet: hwpareto search --space S --objective ... [--queue]",
+    )
 
 
 @app.command()
@@ -194,27 +191,19 @@ def front(
     results = study_results(open_store(store), study)
     if operating_points is not None:
         table = results.operating_points(device, operating_points)
-        if json_out:
-            echo_json(table)
-        else:
-            print_table(table, [c for c in table[0] if c != "config"], title=f"operating points of {study}")
+        emit(
+            table,
+            json_out,
+            lambda: print_table(table, [c for c in table[0] if c != "config"], title=f"operating points of {study}"),
+        )
         return
     fr = results.front(device)
     if csv_out is not None:
         csv_safe(fr.rows).to_csv(csv_out, index=False)
         typer.echo(f"wrote {len(fr.rows)} front SubNets to {csv_out}")
-    elif json_out:
-        echo_json(
-            {
-                "study": study,
-                "device": device,
-                "objectives": list(fr.objectives),
-                "knee": fr.knee_number,
-                "front": fr.rows.to_dict(orient="records"),
-                "ties": _ties_note(fr),
-            }
-        )
-    else:
+        return
+
+    def human() -> None:
         cols = ["number", *fr.objectives, "ties", "config_key"]
         print_table(
             [
@@ -226,6 +215,19 @@ def front(
             title=f"front of {study}" + (f" on {device}" if device else ""),
         )
         typer.echo(_ties_note(fr))
+
+    emit(
+        {
+            "study": study,
+            "device": device,
+            "objectives": list(fr.objectives),
+            "knee": fr.knee_number,
+            "front": fr.rows.to_dict(orient="records"),
+            "ties": _ties_note(fr),
+        },
+        json_out,
+        human,
+    )
 
 
 def _ties_note(fr: Any) -> str:
@@ -268,9 +270,8 @@ def export_cmd(
             progress=lambda step: status.update(f"{step}..."),
             force=force,
         )
-    if json_out:
-        echo_json(info)
-    else:
-        typer.echo(
-            f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: " + ", ".join(info["files"])
-        )
+    emit(
+        info,
+        json_out,
+        f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: " + ", ".join(info["files"]),
+    )

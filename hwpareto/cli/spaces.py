@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -15,7 +16,8 @@ from hwpareto.cli._common import (
     StoreOpt,
     command,
     config_summary,
-    echo_json,
+    emit,
+    emit_rows,
     open_store,
     print_table,
     read_json,
@@ -29,24 +31,35 @@ from supernet import SearchSpace, SubNetConfig
 @app.command()
 @command
 def spaces(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """List the search spaces (built-in and registered in the store)."""
-    names = open_store(store).spaces.names()
-    rows = []
-    for name in names:
-        sp = resolve_space(name, store)
-        rows.append(
-            {
-                "name": name,
-                "dimensions": len(sp.dimensions),
-                "size": f"{sp.size():.3g}",
-                "model": "yes" if sp.has_model else "no (declarative)",
-                "description": sp.description,
-            }
-        )
-    if json_out:
-        echo_json([resolve_space(str(r["name"]), store).describe() for r in rows])
-    else:
-        print_table(rows, ["name", "dimensions", "size", "model", "description"], title="search spaces")
+    """List the search spaces (built-in and registered in the store); a broken installed plugin is listed with
+    its error instead of failing the listing."""
+    loaded, broken = open_store(store).spaces.load_all()
+    rows = [sp.describe() for sp in loaded] + [{"name": name, "error": error} for name, error in broken.items()]
+    emit_rows(
+        rows,
+        ["name", "dimensions", "size", "model", "description"],
+        json_out=json_out,
+        title="search spaces",
+        cells=_space_cells({sp.name: sp for sp in loaded}),
+    )
+
+
+def _space_cells(spaces: dict[str, SearchSpace]) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The table row of a space of ``hwpareto spaces`` (a broken plugin: its error as the description)."""
+
+    def cells(row: Mapping[str, Any]) -> dict[str, Any]:
+        if "error" in row:
+            return {"name": row["name"], "description": f"broken plugin: {row['error']}"}
+        sp = spaces[row["name"]]
+        return {
+            "name": sp.name,
+            "dimensions": len(sp.dimensions),
+            "size": f"{sp.size():.3g}",
+            "model": "yes" if sp.has_model else "no (declarative)",
+            "description": sp.description,
+        }
+
+    return cells
 
 
 @space_app.command("show")
@@ -54,17 +67,19 @@ def spaces(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
 def space_show(name: str, store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Show a space's dimensions and allowed values."""
     sp = resolve_space(name, store)
-    if json_out:
-        echo_json(sp.describe())
-        return
-    typer.echo(f"{sp.name}: {sp.description}")
-    typer.echo(
-        f"{len(sp.dimensions)} dimensions, {sp.size():.4g} configs; table columns: "
-        + " or ".join("(" + ", ".join(c) + ")" for c in sp.record_columns())
-    )
-    print_table(
-        [{"name": d.name, "group": d.group, "allowed": d.allowed} for d in sp.dimensions], ["name", "group", "allowed"]
-    )
+
+    def human() -> None:
+        typer.echo(f"{sp.name}: {sp.description}")
+        typer.echo(
+            f"{len(sp.dimensions)} dimensions, {sp.size():.4g} configs; table columns: "
+            + " or ".join("(" + ", ".join(c) + ")" for c in sp.record_columns())
+        )
+        print_table(
+            [{"name": d.name, "group": d.group, "allowed": d.allowed} for d in sp.dimensions],
+            ["name", "group", "allowed"],
+        )
+
+    emit(sp.describe(), json_out, human)
 
 
 @space_app.command("register")
@@ -95,19 +110,21 @@ def sample(
     rng = np.random.default_rng(seed)
     cfgs = [sp.sample(rng) for _ in range(n)]
     configs = [config_summary(sp, cfg) for cfg in cfgs]
-    if json_out:
-        echo_json(configs)
-        return
-    rows = [
-        {
-            "key": c["key"],
-            "params (M)": f"{c['params'] / 1e6:.3f}" if "params" in c else "",
-            "MMACs": f"{c['macs'] / 1e6:.1f}" if "macs" in c else "",
-            "config": sp.summary(cfg),
-        }
-        for c, cfg in zip(configs, cfgs, strict=True)
-    ]
-    print_table(rows, ["key", "params (M)", "MMACs", "config"], title=f"{n} sampled {sp.name} SubNets (seed {seed})")
+
+    def human() -> None:
+        rows = [
+            {
+                "key": c["key"],
+                "params (M)": f"{c['params'] / 1e6:.3f}" if "params" in c else "",
+                "MMACs": f"{c['macs'] / 1e6:.1f}" if "macs" in c else "",
+                "config": sp.summary(cfg),
+            }
+            for c, cfg in zip(configs, cfgs, strict=True)
+        ]
+        title = f"{n} sampled {sp.name} SubNets (seed {seed})"
+        print_table(rows, ["key", "params (M)", "MMACs", "config"], title=title)
+
+    emit(configs, json_out, human)
 
 
 FormatOpt = Annotated[
@@ -153,11 +170,8 @@ def validate(
     sp = resolve_space(space, store)
     cfg = _read_config(sp, config, fmt, checkpoint)
     summary = config_summary(sp, cfg)
-    if json_out:
-        echo_json(summary)
-    else:
-        extra = f", {summary['params'] / 1e6:.3f} M params, {summary['macs'] / 1e6:.1f} MMACs" if sp.has_model else ""
-        typer.echo(f"valid {sp.name} config {cfg.key}{extra}")
+    extra = f", {summary['params'] / 1e6:.3f} M params, {summary['macs'] / 1e6:.1f} MMACs" if sp.has_model else ""
+    emit(summary, json_out, f"valid {sp.name} config {cfg.key}{extra}")
 
 
 @app.command("export-config")
@@ -191,7 +205,8 @@ def export_config(
     cfg = _read_config(sp, config, fmt, checkpoint)
     result = export_subnet(sp, cfg, out, weights=weights, onnx=onnx, checkpoint=checkpoint, seed=seed, force=force)
     open_store(store).exports.add(cfg, str(result.directory.resolve()), result.files)
-    if json_out:
-        echo_json({"directory": str(result.directory), "key": cfg.key, "files": result.files})
-    else:
-        typer.echo(f"exported {sp.name} SubNet {cfg.key} to {result.directory}: " + ", ".join(result.files))
+    emit(
+        {"directory": str(result.directory), "key": cfg.key, "files": result.files},
+        json_out,
+        f"exported {sp.name} SubNet {cfg.key} to {result.directory}: " + ", ".join(result.files),
+    )

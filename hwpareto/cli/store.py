@@ -9,8 +9,9 @@ from hwpareto.cli._common import (
     JsonOpt,
     StoreOpt,
     command,
-    echo_json,
+    emit,
     open_store,
+    upgrade_store,
 )
 
 
@@ -22,17 +23,12 @@ def init(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     s = open_store(store)
     s.optuna_storage()
     info = {"store": s.url, "revision": s.revision(), "devices": len(s.devices.list()), "spaces": s.spaces.names()}
-    if json_out:
-        echo_json(info)
-    else:
-        typer.echo(f"store ready: {info['store']} (schema {info['revision']}, {info['devices']} device(s))")
+    emit(info, json_out, f"store ready: {info['store']} (schema {info['revision']}, {info['devices']} device(s))")
 
 
 @db_app.command("upgrade")
 @command
 def db_upgrade(store: StoreOpt = None) -> None:
     """Upgrade the store's schema to this version of hwpareto (data is kept)."""
-    from hwpareto.store._store import Store
-
-    before, after = Store.upgrade(store)
+    before, after = upgrade_store(store)
     typer.echo(f"store schema: {before or 'empty'} -> {after}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from hwpareto.cli._app import supernet_app
-from hwpareto.cli._common import JsonOpt, command, echo_json
+from hwpareto.cli._common import JsonOpt, command, emit
 
 
 @supernet_app.command("import-ofa")
@@ -24,10 +24,9 @@ def import_ofa(
     from supernet.mbv3._ofa import import_ofa_checkpoint
 
     result = import_ofa_checkpoint(file, out)
-    if json_out:
-        echo_json(result.to_dict())
-    else:
-        typer.echo(
-            f"imported OFA MobileNetV3 w{result.width} ({result.tensors} tensors) as space {result.space!r}: "
-            f"{result.checkpoint}"
-        )
+    emit(
+        result.to_dict(),
+        json_out,
+        f"imported OFA MobileNetV3 w{result.width} ({result.tensors} tensors) as space {result.space!r}: "
+        f"{result.checkpoint}",
+    )

@@ -17,7 +17,7 @@ from hwpareto.cli._common import (
     JsonOpt,
     StoreOpt,
     command,
-    echo_json,
+    emit,
     resolve_space,
 )
 from hwpareto.errors import InvalidValueError
@@ -174,13 +174,12 @@ def eval_subnets_cmd(
         "median_acc_pct": float(np.median(acc)),
         "max_acc_pct": float(acc.max()),
     }
-    if json_out:
-        echo_json(info)
-    else:
-        typer.echo(
-            f"wrote {out}: {len(configs)} SubNets, {split} accuracy min {acc.min():.2f} %, median "
-            f"{np.median(acc):.2f} %, max {acc.max():.2f} %"
-        )
+    emit(
+        info,
+        json_out,
+        f"wrote {out}: {len(configs)} SubNets, {split} accuracy min {acc.min():.2f} %, median "
+        f"{np.median(acc):.2f} %, max {acc.max():.2f} %",
+    )
 
 
 @app.command("finetune-check")

@@ -3,7 +3,9 @@
 Contract. Stored spaces belong to the store (they are not registered process-wide, so two stores may hold
 different spaces of one name). :meth:`SpaceRepository.register` rejects a built-in name and a name stored with
 another definition; :meth:`SpaceRepository.get` of an unknown name raises InvalidValueError listing the known
-ones. Every method takes an optional ``conn`` (the caller's transaction), else opens its own.
+ones. :meth:`SpaceRepository.load_all` is for listings: a broken installed plugin (:class:`PluginError`) is set
+aside with its one-line error instead of failing the whole listing. Every method takes an optional ``conn`` (the
+caller's transaction), else opens its own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from sqlalchemy import Connection, insert, select
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.plugins import PluginError
 from hwpareto.store._db import Database
 from hwpareto.store._models import Space
 from hwpareto.store._sql import canonical
@@ -55,6 +58,19 @@ class SpaceRepository:
                 return get_space(name)
             except InvalidValueError:
                 raise InvalidValueError("space", "one of " + ", ".join(self.names(conn=c)), name) from None
+
+    def load_all(self, *, conn: Connection | None = None) -> tuple[list[SearchSpace], dict[str, str]]:
+        """Every space of :meth:`names` that loads, in that order, and the one-line error of each broken plugin
+        by name (a listing shows the others; asking for a broken one by name with :meth:`get` still fails)."""
+        spaces: list[SearchSpace] = []
+        broken: dict[str, str] = {}
+        with self._db.read(conn) as c:
+            for name in self.names(conn=c):
+                try:
+                    spaces.append(self.get(name, conn=c))
+                except PluginError as exc:
+                    broken[name] = str(exc)
+        return spaces, broken
 
     def names(self, *, conn: Connection | None = None) -> list[str]:
         """Built-in, registered and stored space names."""
