@@ -53,7 +53,6 @@ __all__ = [
     "quality_range",
     "scales_differ",
     "search_progress",
-    "searches_frame",
     "space_choices",
     "study_marker",
     "study_summary",
@@ -348,26 +347,6 @@ def make_spec(
         seed,
         mode=mode,
         fixed=parse_fixed(fixed, store.spaces.get(space)),
-    )
-
-
-def searches_frame(store: Store) -> pd.DataFrame:
-    """The searches table (queue): name, space, status, progress, worker, error."""
-    rows = [
-        {
-            "search": s.name,
-            "space": s.space,
-            "status": s.status,
-            "trials_done": s.trials_done,
-            "n_trials": s.n_trials,
-            "worker": s.worker or "",
-            "error": s.error or "",
-            "updated": s.heartbeat_at or s.created_at,
-        }
-        for s in store.searches.list()
-    ]
-    return pd.DataFrame(
-        rows, columns=["search", "space", "status", "trials_done", "n_trials", "worker", "error", "updated"]
     )
 
 

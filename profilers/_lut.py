@@ -21,7 +21,7 @@ import numpy as np
 from scipy import sparse
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store import Store
+from hwpareto.store import LUT_COLUMNS, Store
 from hwpareto.store._tables import csv_safe
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
@@ -393,18 +393,7 @@ def _universe_keys(space: SearchSpace) -> frozenset[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- files
-HWPARETO_COLUMNS = [
-    "layer_key",
-    "op",
-    "spec_json",
-    "batch",
-    "latency_ms_mean",
-    "latency_ms_std",
-    "energy_mj_mean",
-    "energy_mj_std",
-    "n",
-    "source",
-]
+HWPARETO_COLUMNS = LUT_COLUMNS  # a LUT file holds exactly the store's LUT columns
 OFA_COLUMNS = ["resolution", "op_key", "count", "mean_ms", "std_ms"]
 
 

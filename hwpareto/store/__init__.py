@@ -2,6 +2,7 @@
 searches and the Optuna studies, in one database, read and written through typed repositories."""
 
 from hwpareto.store._db import Database, SchemaError, default_store_url
+from hwpareto.store._measurements import LUT_COLUMNS
 from hwpareto.store._models import DEVICE_KINDS, SEARCH_STATUSES, SOURCES
 from hwpareto.store._records import (
     DeviceRecord,
@@ -16,6 +17,7 @@ from hwpareto.store._store import Store
 
 __all__ = [
     "DEVICE_KINDS",
+    "LUT_COLUMNS",
     "SEARCH_STATUSES",
     "SOURCES",
     "Database",
