@@ -137,6 +137,12 @@ def emit_rows(
         print_table([dict(cells(r)) if cells else dict(r) for r in rows], columns, title=title)
 
 
+def exactly_one(field: str, first: object, second: object) -> None:
+    """Refuse both or neither of two alternative inputs; ``field`` names them (``CONFIG/--in``)."""
+    if (first is None) == (second is None):
+        raise InvalidValueError(field, "exactly one of them", "both" if first is not None else "neither")
+
+
 def open_store(url: str | None) -> Store:
     """The store at ``url`` (path or SQLAlchemy URL; ``None``: ``$HWPARETO_STORE`` or the default file); the only
     way commands open it."""

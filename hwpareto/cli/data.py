@@ -16,6 +16,7 @@ from hwpareto.cli._common import (
     command,
     emit,
     emit_rows,
+    exactly_one,
     open_store,
     parse_pair,
     parse_scalar,
@@ -51,8 +52,7 @@ def import_csv(
     """Import a third-party measurement table (idempotent; bad rows reported by row number, nothing half-written)."""
     from pareto._importer import import_table, parse_columns
 
-    if (device is None) == (dataset is None):
-        raise InvalidValueError("--device/--dataset", "exactly one of them", "both" if device else "neither")
+    exactly_one("--device/--dataset", device, dataset)
     s = open_store(store)
     sp = s.spaces.get(space)
     kind: Literal["device", "dataset"] = "device" if device is not None else "dataset"

@@ -21,6 +21,7 @@ from hwpareto.cli._common import (
     echo_json,
     emit,
     emit_rows,
+    exactly_one,
     open_store,
     read_configs,
     read_json,
@@ -48,8 +49,7 @@ def device_add(
 
     from profilers import backend_for, load_device_file, local_cpu_spec
 
-    if (file is None) == (local_cpu is None):
-        raise InvalidValueError("FILE/--local-cpu", "exactly one of them", "both" if file else "neither")
+    exactly_one("FILE/--local-cpu", file, local_cpu)
     if local_cpu is not None:
         check_name("--local-cpu", local_cpu)
     spec = load_device_file(file) if file is not None else with_name(local_cpu_spec(threads), name=str(local_cpu))

@@ -19,6 +19,7 @@ from hwpareto.cli._common import (
     command,
     emit,
     emit_rows,
+    exactly_one,
     open_store,
     read_configs,
     read_json,
@@ -237,8 +238,7 @@ def predict(
     """Predict a config (or a file of configs) with every stored predictor of the space: mean ± uncertainty."""
     from predictors import predict_table
 
-    if (config is None) == (in_file is None):
-        raise InvalidValueError("CONFIG/--in", "exactly one of them", "both" if config else "neither")
+    exactly_one("CONFIG/--in", config, in_file)
     s = open_store(store)
     sp = s.spaces.get(space)
     if config is not None:
