@@ -1,7 +1,14 @@
 """Search spaces and weight-shared PyTorch SuperNets (the types every hwpareto package keys on)."""
 
 from supernet._checks import NAME_CHARS, check_metric_value, check_name, metric_range, show_name
-from supernet._declarative import DeclarativeSpace, load_space_file, space_from_dict
+from supernet._declarative import (
+    STORED_KINDS,
+    DeclarativeSpace,
+    load_space_file,
+    space_document,
+    space_from_dict,
+    space_from_document,
+)
 from supernet._registry import BUILTIN_SPACES, get_space, list_spaces, register_space
 from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
 from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig, unique_layers
@@ -10,6 +17,7 @@ __all__ = [
     "ACTIVATIONS",
     "BUILTIN_SPACES",
     "NAME_CHARS",
+    "STORED_KINDS",
     "OPS",
     "DeclarativeSpace",
     "Dimension",
@@ -27,6 +35,8 @@ __all__ = [
     "metric_range",
     "register_space",
     "show_name",
+    "space_document",
     "space_from_dict",
+    "space_from_document",
     "unique_layers",
 ]

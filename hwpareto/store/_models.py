@@ -125,7 +125,7 @@ class Device(Base):
 
 
 class Space(Base):
-    """A stored declarative space: the document ``DeclarativeSpace.to_dict()`` returns."""
+    """A stored space: the document ``supernet.space_document`` returns (declarative, or with a ``kind``)."""
 
     __tablename__ = "hwp_spaces"
 

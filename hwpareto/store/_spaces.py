@@ -1,4 +1,5 @@
-"""Search spaces: the built-ins, those registered in this process and declarative ones stored in the store.
+"""Search spaces: the built-ins, those registered in this process and the ones stored in the store (declarative,
+or of another stored kind: a document with ``kind``, rebuilt by ``supernet.space_from_document``).
 
 Contract. Stored spaces belong to the store (they are not registered process-wide, so two stores may hold
 different spaces of one name). :meth:`SpaceRepository.register` rejects a built-in name and a name stored with
@@ -19,7 +20,7 @@ from hwpareto.plugins import PluginError
 from hwpareto.store._db import Database
 from hwpareto.store._models import Space
 from hwpareto.store._sql import canonical
-from supernet import BUILTIN_SPACES, DeclarativeSpace, SearchSpace, get_space, list_spaces, space_from_dict
+from supernet import BUILTIN_SPACES, SearchSpace, get_space, list_spaces, space_document, space_from_document
 
 __all__ = ["SpaceRepository"]
 
@@ -30,15 +31,15 @@ class SpaceRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def register(self, space: DeclarativeSpace, *, conn: Connection | None = None) -> None:
-        """Store a declarative space (storing the same definition again is a no-op)."""
-        if not isinstance(space, DeclarativeSpace):
-            raise InvalidValueError("space", "a DeclarativeSpace", type(space).__name__)
+    def register(self, space: SearchSpace, *, conn: Connection | None = None) -> None:
+        """Store a declarative space or one of another stored kind (``supernet.STORED_KINDS``, e.g. a Hugging Face
+        model folder's space); storing the same definition again is a no-op."""
+        doc = space_document(space)
         if space.name in BUILTIN_SPACES:
             raise InvalidValueError(
                 "space.name", "a name other than the built-ins " + ", ".join(BUILTIN_SPACES), space.name
             )
-        document = canonical("space", space.to_dict())
+        document = canonical("space", doc)
         with self._db.write(conn) as c:
             stored = c.execute(select(Space.definition_json).where(Space.name == space.name)).scalar_one_or_none()
             if stored is not None and stored != document:
@@ -53,7 +54,7 @@ class SpaceRepository:
         with self._db.read(conn) as c:
             stored = c.execute(select(Space.definition_json).where(Space.name == name)).scalar_one_or_none()
             if stored is not None:
-                return space_from_dict(json.loads(stored), source=f"stored space {name!r}")
+                return space_from_document(json.loads(stored), source=f"stored space {name!r}")
             try:
                 return get_space(name)
             except InvalidValueError:

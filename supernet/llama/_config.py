@@ -1,0 +1,261 @@
+"""Reading a Hugging Face model folder safely: ``config.json`` checked field by field, safetensors weights only.
+
+Nothing here imports ``transformers`` or ``torch``: the space (dimensions, params, MACs) is built from the checked
+config alone; :mod:`supernet.llama._model` builds the PyTorch modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet._safeload import load_json
+
+__all__ = ["ARCHITECTURES", "HFArch", "check_hf_config", "read_model_folder", "weight_files", "weights_sha256"]
+
+ARCHITECTURES: dict[str, str] = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "mistral",
+    "Qwen2ForCausalLM": "qwen2",
+}
+"""Supported ``architectures`` entries and their ``model_type``: decoder-only models with RMSNorm, RoPE, SwiGLU
+and grouped-query attention in Llama's module layout."""
+
+# (field, low, high): integers a hostile config could make huge (each bounded; the product is bounded below)
+_INT_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("vocab_size", 1, 1_048_576),
+    ("hidden_size", 1, 65_536),
+    ("intermediate_size", 1, 524_288),
+    ("num_hidden_layers", 1, 512),
+    ("num_attention_heads", 1, 1_024),
+    ("max_position_embeddings", 1, 4_194_304),
+)
+MAX_PARAMS = 1_000_000_000_000  # a trillion parameters: beyond, a config is refused as hostile
+# keys passed on to the transformers config class (everything else in config.json is ignored)
+_PASSED = {
+    "architectures",
+    "model_type",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "hidden_act",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "tie_word_embeddings",
+    "attention_bias",
+    "mlp_bias",
+    "rope_theta",
+    "rope_scaling",
+    "rope_parameters",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "sliding_window",
+    "use_sliding_window",
+    "max_window_layers",
+    "layer_types",
+}
+_REMOTE = ("auto_map", "trust_remote_code", "custom_pipelines")
+_ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "llama3", "longrope")
+
+
+@dataclass(frozen=True, slots=True)
+class HFArch:
+    """The shape of a checked config: what the space's dimensions and cost model read."""
+
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    max_positions: int
+    tie_embeddings: bool
+    qkv_bias: bool
+    o_bias: bool
+    mlp_bias: bool
+
+    @property
+    def group(self) -> int:
+        """Query heads per KV head (GQA group size)."""
+        return self.num_heads // self.num_kv_heads
+
+
+def _int(doc: Mapping[str, Any], field: str, low: int, high: int, where: str) -> int:
+    value = doc.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidValueError(f"{where}.{field}", f"an integer in [{low:,}, {high:,}]", value)
+    return value
+
+
+def _bool(doc: Mapping[str, Any], field: str, default: bool, where: str) -> bool:
+    value = doc.get(field, default)
+    if not isinstance(value, bool):
+        raise InvalidValueError(f"{where}.{field}", "true or false", value)
+    return value
+
+
+def check_hf_config(
+    doc: Any, where: str = "config.json", *, transformers_rule: bool = True
+) -> tuple[dict[str, Any], HFArch]:
+    """Check a parsed ``config.json``: the kept keys (passed to transformers) and the architecture.
+
+    Refuses remote code (``auto_map``), unsupported architectures, missing or out-of-range fields and
+    inconsistent head counts with one-line :class:`InvalidValueError` s naming the field, what is allowed and the
+    value received. ``transformers_rule`` (default) also requires ``hidden_size`` to be a multiple of
+    ``num_attention_heads``, as transformers' own config classes do (a non-uniform SubNet's config breaks it).
+    """
+    if not isinstance(doc, Mapping):
+        raise InvalidValueError(where, "a JSON object", type(doc).__name__)
+    for key in _REMOTE:
+        if key in doc:
+            raise InvalidValueError(f"{where}.{key}", "absent (hwpareto never runs a model's own code)", doc[key])
+    archs = doc.get("architectures")
+    if not isinstance(archs, list) or len(archs) != 1 or archs[0] not in ARCHITECTURES:
+        raise InvalidValueError(f"{where}.architectures", "one of " + ", ".join(f"[{a}]" for a in ARCHITECTURES), archs)
+    model_type = ARCHITECTURES[archs[0]]
+    if doc.get("model_type") != model_type:
+        raise InvalidValueError(f"{where}.model_type", repr(model_type) + f" (for {archs[0]})", doc.get("model_type"))
+    ints = {field: _int(doc, field, low, high, where) for field, low, high in _INT_FIELDS}
+    heads = ints["num_attention_heads"]
+    kv = doc.get("num_key_value_heads", heads)
+    if kv is None:
+        kv = heads
+    if not isinstance(kv, int) or isinstance(kv, bool) or kv < 1 or heads % kv:
+        raise InvalidValueError(
+            f"{where}.num_key_value_heads", f"a positive divisor of num_attention_heads = {heads}", kv
+        )
+    head_dim = doc.get("head_dim")
+    if head_dim is None:
+        if ints["hidden_size"] % heads:
+            raise InvalidValueError(
+                f"{where}.hidden_size", f"a multiple of num_attention_heads = {heads} (no head_dim given)", ints["hidden_size"]
+            )
+        head_dim = ints["hidden_size"] // heads
+    if not isinstance(head_dim, int) or isinstance(head_dim, bool) or not 2 <= head_dim <= 1_024 or head_dim % 2:
+        raise InvalidValueError(f"{where}.head_dim", "an even integer in [2, 1,024]", head_dim)
+    if transformers_rule and ints["hidden_size"] % heads:  # transformers' own config check (validate_architecture)
+        raise InvalidValueError(
+            f"{where}.hidden_size", f"a multiple of num_attention_heads = {heads}", ints["hidden_size"]
+        )
+    act = doc.get("hidden_act", "silu")
+    if act != "silu":
+        raise InvalidValueError(f"{where}.hidden_act", "'silu' (SwiGLU)", act)
+    eps = doc.get("rms_norm_eps", 1e-6)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+        raise InvalidValueError(f"{where}.rms_norm_eps", "a number in (0, 1)", eps)
+    tp = doc.get("pretraining_tp", 1)
+    if tp not in (None, 1):
+        raise InvalidValueError(f"{where}.pretraining_tp", "1 or absent", tp)
+    for field in ("rope_scaling", "rope_parameters"):
+        rope = doc.get(field)
+        if rope is None:
+            continue
+        if not isinstance(rope, Mapping):
+            raise InvalidValueError(f"{where}.{field}", "an object or null", rope)
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in _ROPE_TYPES:
+            raise InvalidValueError(f"{where}.{field}.rope_type", "one of " + ", ".join(_ROPE_TYPES), rope_type)
+    layer_types = doc.get("layer_types")
+    if layer_types is not None and (
+        not isinstance(layer_types, list)
+        or len(layer_types) != ints["num_hidden_layers"]
+        or not all(t in ("full_attention", "sliding_attention") for t in layer_types)
+    ):
+        raise InvalidValueError(
+            f"{where}.layer_types",
+            f"null or {ints['num_hidden_layers']} of full_attention, sliding_attention",
+            "a list of " + str(len(layer_types)) if isinstance(layer_types, list) else layer_types,
+        )
+    arch = HFArch(
+        model_type=model_type,
+        vocab_size=ints["vocab_size"],
+        hidden_size=ints["hidden_size"],
+        intermediate_size=ints["intermediate_size"],
+        num_layers=ints["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=kv,
+        head_dim=head_dim,
+        max_positions=ints["max_position_embeddings"],
+        tie_embeddings=_bool(doc, "tie_word_embeddings", False, where),
+        qkv_bias=model_type == "qwen2" or _bool(doc, "attention_bias", False, where),
+        o_bias=model_type != "qwen2" and _bool(doc, "attention_bias", False, where),
+        mlp_bias=_bool(doc, "mlp_bias", False, where),
+    )
+    d, hd = arch.hidden_size, arch.head_dim
+    per_layer = d * hd * (2 * heads + 2 * kv) + 3 * d * arch.intermediate_size
+    total = arch.num_layers * per_layer + arch.vocab_size * d * (1 if arch.tie_embeddings else 2)
+    if total > MAX_PARAMS:
+        raise InvalidValueError(f"{where}", f"a model of at most {MAX_PARAMS:,} parameters", f"{total:,}")
+    kept = {k: v for k, v in doc.items() if k in _PASSED}
+    kept["num_key_value_heads"], kept["head_dim"] = kv, head_dim
+    return kept, arch
+
+
+def read_model_folder(path: str | Path) -> tuple[Path, dict[str, Any], Path | None]:
+    """``(config.json path, parsed document, model folder or None)`` for a model folder or a lone config.json.
+
+    The folder (when given) must hold safetensors weights; pickled ``.bin`` checkpoints are never read.
+    """
+    p = Path(path)
+    if p.is_dir():
+        config = p / "config.json"
+        if not config.is_file():
+            raise InvalidValueError("PATH", "a model folder with config.json, or a config.json file", str(p))
+        weight_files(p)  # fails early without safetensors weights
+        folder: Path | None = p
+    elif p.is_file():
+        config, folder = p, None
+    else:
+        raise InvalidValueError("PATH", "an existing model folder or config.json file", str(p))
+    return config, load_json(config, "config.json"), folder
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a model folder (a single ``model.safetensors`` or the shards its index names)."""
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        doc = load_json(index, "model.safetensors.index.json", max_bytes=64 * 1024 * 1024)
+        weight_map = doc.get("weight_map") if isinstance(doc, Mapping) else None
+        if not isinstance(weight_map, Mapping) or not weight_map:
+            raise InvalidValueError(f"{index}: weight_map", "a non-empty object of tensor name to file", weight_map)
+        names = sorted(set(weight_map.values()))
+        files = []
+        for name in names:
+            if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".safetensors"):
+                raise InvalidValueError(f"{index}: weight_map file", "a .safetensors file name in the folder", name)
+            f = folder / name
+            if not f.is_file():
+                raise InvalidValueError(f"{index}: weight_map file", "an existing file", name)
+            files.append(f)
+        return files
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):
+        raise HwparetoError(
+            f"{folder}: expected safetensors weights (model.safetensors or its index), got only pickle checkpoints "
+            "(never loaded: convert them to safetensors)"
+        )
+    raise InvalidValueError(f"{folder}", "model.safetensors or model.safetensors.index.json", "neither")
+
+
+def weights_sha256(files: list[Path]) -> str:
+    """SHA-256 over the weight files' names and contents (detects a changed folder)."""
+    digest = hashlib.sha256()
+    for f in sorted(files, key=lambda q: q.name):
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,440 @@
+"""Spaces of Hugging Face decoder-only models (Llama, Mistral, Qwen2): ``hwpareto space from-hf``.
+
+Elastic dimensions (AmoebaLLM depth, Flextron / Minitron width): ``hidden`` (residual width), ``layer_i`` (1 keeps
+layer ``i``), attention heads per layer in whole KV groups and FFN width per layer (``heads_i`` / ``ffn_i``, or one
+shared ``heads`` / ``ffn`` with ``uniform``, so that every SubNet is a plain transformers model); runtime dimensions
+for cost: ``batch``, ``prompt_len``, ``gen_len``. Stored in the store as a document of kind ``hf-causal-lm``
+(:meth:`HFCausalLMSpace.to_dict`, :func:`space_from_document`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet._checks import check_name
+from supernet._space import SearchSpace
+from supernet._types import Dimension, Scalar, SubNetConfig
+from supernet.llama._config import HFArch, check_hf_config, read_model_folder, weight_files, weights_sha256
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from supernet.llama._model import Arch, HFSuperNet
+
+__all__ = ["KIND", "HFCausalLMSpace", "space_from_document", "space_from_hf"]
+
+KIND = "hf-causal-lm"
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MAX_CALIBRATION_CHARS = 262_144
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "uniform": False,
+    "hidden_fracs": [0.5, 0.75, 1.0],
+    "head_fracs": [0.25, 0.5, 0.75, 1.0],
+    "ffn_fracs": [0.25, 0.5, 0.75, 1.0],
+    "batch": [1, 4, 16],
+    "prompt_len": [128, 512, 2048],
+    "gen_len": [32, 128, 512],
+    "min_layers": 1,
+    "importance": True,
+    "calibration_seed": 0,
+    "calibration_sequences": 8,
+    "calibration_tokens": 128,
+    "calibration_text": None,
+}
+
+
+def _round(value: float, granule: int, top: int) -> int:
+    return min(top, max(granule, granule * round(value / granule)))
+
+
+def _granule(n: int, preferred: Sequence[int]) -> int:
+    return next((g for g in preferred if n % g == 0 and n >= 4 * g), 1)
+
+
+class HFCausalLMSpace(SearchSpace):
+    """A weight-shared space over one Hugging Face decoder-only model (see the module docstring).
+
+    Built from a checked ``config.json`` (``config``) and options (:data:`DEFAULT_OPTIONS`); ``path`` is the model
+    folder with safetensors weights (None: random weights, cost objectives only) and ``weights_sha256`` their hash at
+    registration (a changed folder is refused when the SuperNet loads).
+    """
+
+    input_dimension = "prompt_len"
+
+    def __init__(
+        self,
+        name: str,
+        config: Mapping[str, Any],
+        *,
+        path: str | None = None,
+        weights_sha256: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> None:
+        self.name = name
+        self.config, self.arch = check_hf_config(config, f"space {name}: config")
+        self.path = path
+        self.weights_sha256 = weights_sha256
+        self.options = _check_options(options or {}, f"space {name}: options")
+        a, o = self.arch, self.options
+        self.uniform = bool(o["uniform"])
+        self.min_layers = int(o["min_layers"])
+        if self.min_layers > a.num_layers:
+            raise InvalidValueError(f"space {name}: options.min_layers", f"at most {a.num_layers}", self.min_layers)
+        hd = a.head_dim
+        self.hidden_choices = tuple(
+            sorted({_round(f * a.hidden_size, _granule(a.hidden_size, (hd, 8)), a.hidden_size) for f in o["hidden_fracs"]})
+        )
+        self.head_choices = tuple(
+            sorted({max(1, min(a.num_kv_heads, round(f * a.num_kv_heads))) * a.group for f in o["head_fracs"]})
+        )
+        self.ffn_choices = tuple(
+            sorted(
+                {
+                    _round(f * a.intermediate_size, _granule(a.intermediate_size, (64, 8)), a.intermediate_size)
+                    for f in o["ffn_fracs"]
+                }
+            )
+        )
+        prompts = tuple(sorted(p for p in o["prompt_len"] if p < a.max_positions))
+        if not prompts:
+            raise InvalidValueError(
+                f"space {name}: options.prompt_len", f"lengths below max_position_embeddings = {a.max_positions}",
+                o["prompt_len"],
+            )
+        self.description = description or (
+            f"{a.model_type} {a.num_layers} layers, hidden {a.hidden_size}, {a.num_heads}/{a.num_kv_heads} heads, "
+            f"FFN {a.intermediate_size}{' (uniform)' if self.uniform else ''}"
+            f"{'' if path else ' (config only: random weights)'}"
+        )
+        dims = [Dimension("hidden", "categorical", self.hidden_choices, group="global", description="residual width")]
+        if self.uniform:
+            dims += [
+                Dimension("heads", "categorical", self.head_choices, group="global", description="query heads"),
+                Dimension("ffn", "categorical", self.ffn_choices, group="global", description="FFN width"),
+            ]
+        for i in range(a.num_layers):
+            group = f"layer {i}"
+            dims.append(Dimension(f"layer_{i}", "categorical", (0, 1), group=group, description=f"1 keeps layer {i}"))
+            if not self.uniform:
+                dims += [
+                    Dimension(f"heads_{i}", "categorical", self.head_choices, group=group, description="query heads"),
+                    Dimension(f"ffn_{i}", "categorical", self.ffn_choices, group=group, description="FFN width"),
+                ]
+        dims += [
+            Dimension("batch", "categorical", tuple(sorted(o["batch"])), group="runtime", description="sequences"),
+            Dimension("prompt_len", "categorical", prompts, group="runtime", description="prompt tokens"),
+            Dimension("gen_len", "categorical", tuple(sorted(o["gen_len"])), group="runtime", description="new tokens"),
+        ]
+        super().__init__(dims)
+
+    # ------------------------------------------------------------------ configs
+    def _check(self, values: dict[str, Scalar]) -> None:
+        kept = sum(int(values[f"layer_{i}"]) for i in range(self.arch.num_layers))
+        if kept < self.min_layers:
+            raise InvalidValueError(f"{self.name} config.layer_*", f"at least {self.min_layers} kept layer(s)", kept)
+        if self.uniform and int(values["hidden"]) % int(values["heads"]):
+            raise InvalidValueError(
+                f"{self.name} config.hidden", f"a multiple of heads = {values['heads']} (transformers' rule)",
+                values["hidden"],
+            )
+        total = int(values["prompt_len"]) + int(values["gen_len"])
+        if total > self.arch.max_positions:
+            raise InvalidValueError(
+                f"{self.name} config.prompt_len + gen_len", f"at most max_position_embeddings = {self.arch.max_positions}",
+                total,
+            )
+
+    def sample(self, rng: np.random.Generator) -> SubNetConfig:
+        """Uniform per dimension; too few kept layers are topped up at random, other broken rules redrawn."""
+        for _ in range(1000):
+            values = {d.name: d.sample(rng) for d in self.dimensions}
+            dropped = [f"layer_{i}" for i in range(self.arch.num_layers) if values[f"layer_{i}"] == 0]
+            missing = self.min_layers - (self.arch.num_layers - len(dropped))
+            if missing > 0:
+                for j in rng.choice(len(dropped), size=missing, replace=False):
+                    values[dropped[int(j)]] = 1
+            try:
+                return self.validate(values)
+            except InvalidValueError:
+                continue
+        raise RuntimeError(f"space {self.name!r}: no valid config after 1000 draws")
+
+    def smallest(self) -> SubNetConfig:
+        """Smallest widths (the smallest valid hidden for the heads) with the first ``min_layers`` layers kept."""
+        values: dict[str, Any] = {d.name: d.bounds()[0] for d in self.dimensions}
+        values |= {f"layer_{i}": int(i < self.min_layers) for i in range(self.arch.num_layers)}
+        if self.uniform:
+            values["hidden"] = next((h for h in self.hidden_choices if h % int(values["heads"]) == 0), values["hidden"])
+        return self.validate(values)
+
+    def canonical(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
+        """Dropped layers take the smallest heads and FFN width (non-uniform spaces)."""
+        config = self.validate(config)
+        if self.uniform:
+            return config
+        changes = {
+            f"{k}_{i}": first
+            for i in range(self.arch.num_layers)
+            if not config[f"layer_{i}"]
+            for k, first in (("heads", self.head_choices[0]), ("ffn", self.ffn_choices[0]))
+            if config[f"{k}_{i}"] != first
+        }
+        return self.validate(config.values | changes) if changes else config
+
+    def kept_layers(self, config: SubNetConfig) -> list[tuple[int, int, int]]:
+        """``(layer index, query heads, ffn)`` of the kept layers."""
+        return [
+            (
+                i,
+                int(config["heads" if self.uniform else f"heads_{i}"]),
+                int(config["ffn" if self.uniform else f"ffn_{i}"]),
+            )
+            for i in range(self.arch.num_layers)
+            if config[f"layer_{i}"]
+        ]
+
+    def summary(self, config: SubNetConfig) -> str:
+        kept = self.kept_layers(config)
+        layers = " ".join(f"{i}:{h}h/{f}" for i, h, f in kept)
+        return (
+            f"d={config['hidden']} {len(kept)}/{self.arch.num_layers} layers {layers} "
+            f"B={config['batch']} P={config['prompt_len']} G={config['gen_len']}"
+        )
+
+    # ------------------------------------------------------------------ cost model (analytic)
+    def params(self, config: SubNetConfig) -> int:
+        """Parameters of the extracted SubNet (embeddings, kept layers, final norm, unless tied the LM head)."""
+        config = self.validate(config)
+        a, d, hd = self.arch, int(config["hidden"]), self.arch.head_dim
+        total = a.vocab_size * d * (1 if a.tie_embeddings else 2) + d
+        for _, h, f in self.kept_layers(config):
+            kv = h // a.group
+            total += 2 * d + d * hd * (2 * h + 2 * kv) + 3 * d * f
+            total += (h + 2 * kv) * hd * a.qkv_bias + d * a.o_bias + (2 * f + d) * a.mlp_bias
+        return total
+
+    def macs(self, config: SubNetConfig) -> int:
+        """Multiply-accumulates of one sequence (batch 1): the prefill of ``prompt_len`` tokens, then ``gen_len``
+        decode steps with a KV cache; projections and LM head per token, the attention core (Q·Kᵀ and A·V) over
+        the full context of each query, as the ``attention`` LayerSpec counts it."""
+        config = self.validate(config)
+        a, d, hd = self.arch, int(config["hidden"]), self.arch.head_dim
+        p, g = int(config["prompt_len"]), int(config["gen_len"])
+        tokens = p + g
+        # context lengths: prefill P queries × P keys; decode step j (1..G) one query × (P + j) keys
+        context = p * p + g * p + g * (g + 1) // 2
+        total = tokens * a.vocab_size * d
+        for _, h, f in self.kept_layers(config):
+            kv = h // a.group
+            total += tokens * (d * hd * (2 * h + 2 * kv) + 3 * d * f) + 2 * h * hd * context
+        return total
+
+    # ------------------------------------------------------------------ models
+    def arch_of(self, config: SubNetConfig) -> Arch:
+        """The :class:`~supernet.llama._model.Arch` (hidden, per layer KV heads and FFN or None) of ``config``."""
+        from supernet.llama._model import Arch
+
+        config = self.validate(config)
+        kept = {i: (h // self.arch.group, f) for i, h, f in self.kept_layers(config)}
+        return Arch(int(config["hidden"]), tuple(kept.get(i) for i in range(self.arch.num_layers)))
+
+    def supernet(self, seed: int = 0) -> HFSuperNet:
+        """The full model as a SuperNet: the folder's weights (checked against the registered hash) or random ones
+        (seeded; the global RNG state is left untouched), then, with weights and ``importance``, channels ordered
+        by activation importance on the calibration tokens."""
+        import torch
+
+        from supernet.llama._model import HFSuperNet
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = HFSuperNet(self.config)
+        if self.path is not None:
+            files = weight_files(Path(self.path))
+            digest = weights_sha256(files)
+            if digest != self.weights_sha256:
+                raise InvalidValueError(
+                    f"space {self.name}: weights in {self.path}", f"SHA-256 {self.weights_sha256} (as registered)",
+                    f"{digest} (the folder changed: register it again under a new name)",
+                )
+            net.load_weights(files)
+            if self.options["importance"]:
+                net.sort_channels(self.calibration_ids())
+        net.eval()
+        return net
+
+    def calibration_ids(self) -> torch.Tensor:
+        """Calibration token ids ``(sequences, tokens)``: the ``calibration_text`` through the folder's tokenizer
+        (local files only), else ids drawn with ``calibration_seed``."""
+        import torch
+
+        o = self.options
+        n, t = int(o["calibration_sequences"]), int(o["calibration_tokens"])
+        text = o["calibration_text"]
+        if text is not None and self.path is not None:
+            from transformers import AutoTokenizer
+
+            try:
+                tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True, trust_remote_code=False)
+            except Exception as exc:
+                raise HwparetoError(f"space {self.name}: cannot load the tokenizer in {self.path}: {exc}") from None
+            ids = torch.tensor(tok(text)["input_ids"], dtype=torch.int64)
+            ids = ids[ids < self.arch.vocab_size]
+            usable = (len(ids) // t) * t
+            if usable == 0:
+                raise InvalidValueError(f"space {self.name}: calibration text", f"at least {t} tokens", len(ids))
+            return ids[:usable].reshape(-1, t)[:n]
+        gen = torch.Generator().manual_seed(int(o["calibration_seed"]))
+        return torch.randint(0, self.arch.vocab_size, (n, t), generator=gen, dtype=torch.int64)
+
+    def extract(self, supernet: nn.Module, config: SubNetConfig) -> nn.Module:
+        """A ``*ForCausalLM`` with copies of the SuperNet slices ``config`` selects (plain if uniform)."""
+        from supernet.llama._model import HFSuperNet
+
+        if not isinstance(supernet, HFSuperNet):
+            raise InvalidValueError(f"{self.name} supernet", "an HFSuperNet", type(supernet).__name__)
+        return supernet.extract(self.arch_of(config))
+
+    def subnet(self, config: SubNetConfig) -> nn.Module:
+        """A freshly initialised model (seed 0) with the layout :meth:`extract` returns."""
+        import torch
+
+        from supernet.llama._model import build_model
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return build_model(self.config, self.arch_of(config))
+
+    def dummy_input(self, config: SubNetConfig, batch: int = 1, seed: int = 0) -> torch.Tensor:
+        """Token ids ``(batch, prompt_len)`` (int64) drawn from a generator seeded with ``seed``."""
+        import torch
+
+        config = self.validate(config)
+        gen = torch.Generator().manual_seed(seed)
+        shape = (batch, int(config["prompt_len"]))
+        return torch.randint(0, self.arch.vocab_size, shape, generator=gen, dtype=torch.int64)
+
+    # ------------------------------------------------------------------ store document
+    def to_dict(self) -> dict[str, Any]:
+        """The document the store keeps; :func:`space_from_document` rebuilds the space from it."""
+        return {
+            "kind": KIND,
+            "name": self.name,
+            "description": self.description,
+            "path": self.path,
+            "weights_sha256": self.weights_sha256,
+            "config": self.config,
+            "options": self.options,
+        }
+
+
+def _numbers(value: Any, field: str, kind: type, low: float, high: float) -> list[Any]:
+    ok = (
+        isinstance(value, list)
+        and 1 <= len(value) <= 64
+        and all(isinstance(v, (int, float) if kind is float else int) and not isinstance(v, bool) for v in value)
+        and all(low <= v <= high for v in value)
+    )
+    if not ok:
+        what = "numbers" if kind is float else "integers"
+        raise InvalidValueError(field, f"a list of 1 to 64 {what} in [{low:g}, {high:g}]", value)
+    return [float(v) if kind is float else int(v) for v in dict.fromkeys(value)]
+
+
+def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    if not isinstance(options, Mapping):
+        raise InvalidValueError(where, "an object", type(options).__name__)
+    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
+    if unknown:
+        raise InvalidValueError(where, "only the keys " + ", ".join(DEFAULT_OPTIONS), unknown)
+    o = DEFAULT_OPTIONS | dict(options)
+    out: dict[str, Any] = {}
+    for key in ("uniform", "importance"):
+        if not isinstance(o[key], bool):
+            raise InvalidValueError(f"{where}.{key}", "true or false", o[key])
+        out[key] = o[key]
+    for key in ("hidden_fracs", "head_fracs", "ffn_fracs"):
+        fracs = _numbers(o[key], f"{where}.{key}", float, 0.0, 1.0)
+        if min(fracs) <= 0:
+            raise InvalidValueError(f"{where}.{key}", "fractions in (0, 1]", o[key])
+        out[key] = fracs
+    out["batch"] = _numbers(o["batch"], f"{where}.batch", int, 1, 65_536)
+    out["prompt_len"] = _numbers(o["prompt_len"], f"{where}.prompt_len", int, 1, 4_194_304)
+    out["gen_len"] = _numbers(o["gen_len"], f"{where}.gen_len", int, 0, 4_194_304)
+    for key, low, high in (
+        ("min_layers", 1, 512),
+        ("calibration_seed", 0, 2**32 - 1),
+        ("calibration_sequences", 1, 1_024),
+        ("calibration_tokens", 1, 8_192),
+    ):
+        value = o[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise InvalidValueError(f"{where}.{key}", f"an integer in [{low:,}, {high:,}]", value)
+        out[key] = value
+    text = o["calibration_text"]
+    if text is not None and (not isinstance(text, str) or not text or len(text) > MAX_CALIBRATION_CHARS):
+        shown = f"{len(text):,} characters" if isinstance(text, str) else text
+        raise InvalidValueError(
+            f"{where}.calibration_text", f"null or a text of 1 to {MAX_CALIBRATION_CHARS:,} characters", shown
+        )
+    out["calibration_text"] = text
+    return out
+
+
+def _check_space_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidValueError(where, "lower-case letters, digits, '_', '.', '-' (max 64)", name)
+    return check_name(where, name)
+
+
+def space_from_document(doc: Any, source: str = "space definition") -> HFCausalLMSpace:
+    """Rebuild a stored ``hf-causal-lm`` space (the document of :meth:`HFCausalLMSpace.to_dict`)."""
+    fields = {"kind", "name", "description", "path", "weights_sha256", "config", "options"}
+    if not isinstance(doc, Mapping) or doc.get("kind") != KIND:
+        raise InvalidValueError(f"{source}: kind", repr(KIND), doc.get("kind") if isinstance(doc, Mapping) else doc)
+    unknown = sorted(set(doc) - fields)
+    if unknown:
+        raise InvalidValueError(source, "only the keys " + ", ".join(sorted(fields)), unknown)
+    path, digest, description = doc.get("path"), doc.get("weights_sha256"), doc.get("description", "")
+    if path is not None and not isinstance(path, str):
+        raise InvalidValueError(f"{source}: path", "a folder path or null", path)
+    if (path is None) != (digest is None) or (
+        digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest))
+    ):
+        raise InvalidValueError(f"{source}: weights_sha256", "64 hex digits with a path, null without", digest)
+    if not isinstance(description, str) or len(description) > 4_096:
+        raise InvalidValueError(f"{source}: description", "a string of at most 4,096 characters", description)
+    return HFCausalLMSpace(
+        _check_space_name(doc.get("name"), f"{source}: name"),
+        doc.get("config") if isinstance(doc.get("config"), Mapping) else {},
+        path=path,
+        weights_sha256=digest,
+        options=doc.get("options") or {},
+        description=description,
+    )
+
+
+def space_from_hf(path: str | Path, name: str, **options: Any) -> HFCausalLMSpace:
+    """The space of a local model folder (``config.json`` + safetensors weights) or of a lone ``config.json``
+    (random weights). Reads local files only; ``auto_map`` (remote code) and pickle checkpoints are refused."""
+    name = _check_space_name(name, "--name")
+    config_path, doc, folder = read_model_folder(path)
+    check_hf_config(doc, str(config_path))
+    digest = weights_sha256(weight_files(folder)) if folder is not None else None
+    if options.get("calibration_text") is not None and folder is None:
+        raise InvalidValueError("--calibration", "a model folder with a tokenizer (not a lone config.json)", str(path))
+    return HFCausalLMSpace(
+        name,
+        doc,
+        path=str(folder.resolve()) if folder is not None else None,
+        weights_sha256=digest,
+        options=options,
+    )
