@@ -1,4 +1,4 @@
-"""Spaces and configs: ``spaces``, ``space show/register``, ``sample``, ``validate``, ``export-config``."""
+"""Spaces and configs: ``spaces``, ``space show/register/from-hf``, ``sample``, ``validate``, ``export-config``."""
 
 from __future__ import annotations
 
@@ -91,6 +91,34 @@ def space_register(file: Path, store: StoreOpt = None) -> None:
     sp = load_space_file(file)
     open_store(store).spaces.register(sp)
     typer.echo(f"registered space {sp.name!r} ({len(sp.dimensions)} dimensions)")
+
+
+@space_app.command("from-hf")
+@command
+def space_from_hf(
+    path: Path,
+    name: Annotated[str, typer.Option("--name", help="Name of the new space in the store.")],
+    uniform: Annotated[
+        bool, typer.Option("--uniform", help="One shared heads and FFN choice: every SubNet is a plain HF model.")
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="UTF-8 text for the importance ordering (tokenized by the folder's tokenizer)."),
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register the space of a local Hugging Face model folder (config.json + safetensors weights) or of a lone
+    config.json (random weights: cost objectives only). Llama, Mistral, Qwen2; local files only, no remote code."""
+    from supernet._safeload import read_text
+    from supernet.llama import space_from_hf as build
+
+    options: dict[str, Any] = {"uniform": uniform}
+    if calibration is not None:
+        options["calibration_text"] = read_text(calibration, "calibration text")
+    sp = build(path, name, **options)
+    open_store(store).spaces.register(sp)
+    emit(sp.describe(), json_out, f"registered space {sp.name!r} ({len(sp.dimensions)} dimensions, {sp.size():.4g} configs)")
 
 
 # ---------------------------------------------------------------------------------------------------- configs
