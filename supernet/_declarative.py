@@ -135,7 +135,9 @@ def space_document(space: SearchSpace) -> dict[str, Any]:
         raise InvalidValueError("space", f"a storable space (kinds {kinds})", type(space).__name__)
     doc = to_dict()
     if not isinstance(doc, dict) or doc.get("kind") not in STORED_KINDS or doc.get("name") != space.name:
-        raise InvalidValueError("space document", f"a mapping with kind (one of {kinds}) and name", type(space).__name__)
+        raise InvalidValueError(
+            "space document", f"a mapping with kind (one of {kinds}) and name", type(space).__name__
+        )
     return doc
 
 

@@ -245,9 +245,9 @@ def test_bad_folders_and_names(tmp_path: Path) -> None:
     with pytest.raises(InvalidValueError, match="--name"):
         space_from_hf(tmp_path / "config.json", "Bad Name")
     (tmp_path / "broken.json").write_text("{" * 100)
-    with pytest.raises(HwparetoError, match="nesting|JSON"):
+    with pytest.raises(HwparetoError, match=r"nesting|JSON"):
         space_from_hf(tmp_path / "broken.json", "x")
-    with pytest.raises(InvalidValueError, match="options.batch"):
+    with pytest.raises(InvalidValueError, match=r"options\.batch"):
         HFCausalLMSpace("x", TINY, options={"batch": [0]})
     with pytest.raises(InvalidValueError, match="kind"):
         space_from_document({"kind": "pickle", "name": "x"})

@@ -103,7 +103,9 @@ def space_from_hf(
     ] = False,
     calibration: Annotated[
         Path | None,
-        typer.Option("--calibration", help="UTF-8 text for the importance ordering (tokenized by the folder's tokenizer)."),
+        typer.Option(
+            "--calibration", help="UTF-8 text for the importance ordering (tokenized by the folder's tokenizer)."
+        ),
     ] = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -118,7 +120,11 @@ def space_from_hf(
         options["calibration_text"] = read_text(calibration, "calibration text")
     sp = build(path, name, **options)
     open_store(store).spaces.register(sp)
-    emit(sp.describe(), json_out, f"registered space {sp.name!r} ({len(sp.dimensions)} dimensions, {sp.size():.4g} configs)")
+    emit(
+        sp.describe(),
+        json_out,
+        f"registered space {sp.name!r} ({len(sp.dimensions)} dimensions, {sp.size():.4g} configs)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- configs

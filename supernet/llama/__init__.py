@@ -3,4 +3,12 @@
 from supernet.llama._config import ARCHITECTURES, HFArch, check_hf_config
 from supernet.llama._space import KIND, HFCausalLMSpace, space_from_document, space_from_hf
 
-__all__ = ["ARCHITECTURES", "KIND", "HFArch", "HFCausalLMSpace", "check_hf_config", "space_from_document", "space_from_hf"]
+__all__ = [
+    "ARCHITECTURES",
+    "KIND",
+    "HFArch",
+    "HFCausalLMSpace",
+    "check_hf_config",
+    "space_from_document",
+    "space_from_hf",
+]

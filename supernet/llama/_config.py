@@ -139,7 +139,9 @@ def check_hf_config(
     if head_dim is None:
         if ints["hidden_size"] % heads:
             raise InvalidValueError(
-                f"{where}.hidden_size", f"a multiple of num_attention_heads = {heads} (no head_dim given)", ints["hidden_size"]
+                f"{where}.hidden_size",
+                f"a multiple of num_attention_heads = {heads} (no head_dim given)",
+                ints["hidden_size"],
             )
         head_dim = ints["hidden_size"] // heads
     if not isinstance(head_dim, int) or isinstance(head_dim, bool) or not 2 <= head_dim <= 1_024 or head_dim % 2:

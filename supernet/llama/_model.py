@@ -80,7 +80,7 @@ def _sub_config_dict(base: Mapping[str, Any], arch: Arch, group: int) -> dict[st
     return doc
 
 
-def build_model(base: Mapping[str, Any], arch: Arch, *, meta: bool = False) -> nn.Module:
+def build_model(base: Mapping[str, Any], arch: Arch, *, meta: bool = False) -> Any:
     """A ``*ForCausalLM`` of the SubNet ``arch`` of the (checked) config ``base``, freshly initialised (or with meta
     parameters and real RoPE buffers when ``meta``). Layers of another size than the config's get resized modules."""
     _, info = check_hf_config(base, "model config", transformers_rule=False)
@@ -118,6 +118,27 @@ def build_model(base: Mapping[str, Any], arch: Arch, *, meta: bool = False) -> n
     return model
 
 
+_LAYER_SLICES: dict[str, tuple[str, ...]] = {
+    "input_layernorm.weight": ("d",),
+    "post_attention_layernorm.weight": ("d",),
+    "self_attn.q_proj.weight": ("q", "d"),
+    "self_attn.q_proj.bias": ("q",),
+    "self_attn.k_proj.weight": ("k", "d"),
+    "self_attn.k_proj.bias": ("k",),
+    "self_attn.v_proj.weight": ("k", "d"),
+    "self_attn.v_proj.bias": ("k",),
+    "self_attn.o_proj.weight": ("d", "q"),
+    "self_attn.o_proj.bias": ("d",),
+    "mlp.gate_proj.weight": ("f", "d"),
+    "mlp.gate_proj.bias": ("f",),
+    "mlp.up_proj.weight": ("f", "d"),
+    "mlp.up_proj.bias": ("f",),
+    "mlp.down_proj.weight": ("d", "f"),
+    "mlp.down_proj.bias": ("d",),
+}
+"""Per layer parameter: the size each axis is sliced to (d hidden, q query rows, k KV rows, f FFN neurons)."""
+
+
 def _slice_rule(name: str) -> tuple[int | None, str] | None:
     """``(layer index or None, parameter kind)`` of a ``*ForCausalLM`` parameter name, or None if unknown."""
     parts = name.split(".")
@@ -128,7 +149,7 @@ def _slice_rule(name: str) -> tuple[int | None, str] | None:
     return None
 
 
-def slices(model: nn.Module, arch: Arch, group: int, head_dim: int) -> dict[str, torch.Tensor]:
+def slices(model: Any, arch: Arch, group: int, head_dim: int) -> dict[str, torch.Tensor]:
     """The SubNet ``arch``'s parameters as slices (views, gradients flow back) of the full ``model``, named as in
     the SubNet (kept layers renumbered)."""
     d = arch.hidden
@@ -145,28 +166,11 @@ def slices(model: nn.Module, arch: Arch, group: int, head_dim: int) -> dict[str,
         if layer not in kept:
             continue
         j, kv, ffn = kept[layer]
-        q, k = kv * group * head_dim, kv * head_dim
-        sub = {
-            "input_layernorm.weight": lambda t: t[:d],
-            "post_attention_layernorm.weight": lambda t: t[:d],
-            "self_attn.q_proj.weight": lambda t: t[:q, :d],
-            "self_attn.q_proj.bias": lambda t: t[:q],
-            "self_attn.k_proj.weight": lambda t: t[:k, :d],
-            "self_attn.k_proj.bias": lambda t: t[:k],
-            "self_attn.v_proj.weight": lambda t: t[:k, :d],
-            "self_attn.v_proj.bias": lambda t: t[:k],
-            "self_attn.o_proj.weight": lambda t: t[:d, :q],
-            "self_attn.o_proj.bias": lambda t: t[:d],
-            "mlp.gate_proj.weight": lambda t: t[:ffn, :d],
-            "mlp.gate_proj.bias": lambda t: t[:ffn],
-            "mlp.up_proj.weight": lambda t: t[:ffn, :d],
-            "mlp.up_proj.bias": lambda t: t[:ffn],
-            "mlp.down_proj.weight": lambda t: t[:d, :ffn],
-            "mlp.down_proj.bias": lambda t: t[:d],
-        }.get(kind)
-        if sub is None:
+        spec = _LAYER_SLICES.get(kind)
+        if spec is None:
             raise HwparetoError(f"supernet parameter {name!r}: no slicing rule (unsupported module layout)")
-        out[f"model.layers.{j}.{kind}"] = sub(p)
+        sizes = {"d": d, "q": kv * group * head_dim, "k": kv * head_dim, "f": ffn}
+        out[f"model.layers.{j}.{kind}"] = p[tuple(slice(sizes[axis]) for axis in spec)]
     return out
 
 
@@ -184,7 +188,7 @@ class HFSuperNet(nn.Module):
         self.base = kept
         self.info = info
         self.full = Arch(info.hidden_size, ((info.num_kv_heads, info.intermediate_size),) * info.num_layers)
-        self.model = model if model is not None else build_model(kept, self.full)
+        self.model: Any = model if model is not None else build_model(kept, self.full)
         self.active = self.full
         self._skeleton: tuple[Arch, nn.Module] | None = None
 
@@ -213,10 +217,12 @@ class HFSuperNet(nn.Module):
         skeleton = self._skeleton[1]
         params = slices(self.model, self.active, self.info.group, self.info.head_dim)
         buffers = {n: b for n, b in skeleton.named_buffers()}
-        out = torch.func.functional_call(skeleton, {**params, **buffers}, (), {"input_ids": input_ids, "use_cache": False})
+        out = torch.func.functional_call(
+            skeleton, {**params, **buffers}, (), {"input_ids": input_ids, "use_cache": False}
+        )
         return out.logits
 
-    def extract(self, arch: Arch) -> nn.Module:
+    def extract(self, arch: Arch) -> Any:
         """A standalone ``*ForCausalLM`` holding copies of the slices ``arch`` selects."""
         arch = self._check(arch)
         model = build_model(self.base, arch, meta=True)
@@ -253,7 +259,9 @@ class HFSuperNet(nn.Module):
                 seen.add(name)
         missing = sorted(set(expected) - seen - ({"lm_head.weight"} if self.info.tie_embeddings else set()))
         if missing:
-            raise HwparetoError(f"weights: missing tensors {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+            raise HwparetoError(
+                f"weights: missing tensors {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+            )
 
     @torch.no_grad()
     def sort_channels(self, input_ids: torch.Tensor) -> None:
@@ -342,7 +350,7 @@ class HFSuperNet(nn.Module):
             permute(mlp.down_proj.weight, neurons, 1)
 
 
-def save_subnet(model: nn.Module, folder: str | Path) -> Path:
+def save_subnet(model: Any, folder: str | Path) -> Path:
     """Write a SubNet: a uniform one with ``save_pretrained`` (reloads with ``AutoModelForCausalLM``), any other as
     ``model.safetensors`` + ``config.json`` + :data:`SUBNET_FILE` (per-layer sizes; :func:`load_subnet` reads it)."""
     out = Path(folder)
@@ -350,9 +358,13 @@ def save_subnet(model: nn.Module, folder: str | Path) -> Path:
     layers = [(layer.self_attn.k_proj.out_features, layer.mlp.gate_proj.out_features) for layer in model.model.layers]
     head_dim = model.config.head_dim
     arch_layers = [(k // head_dim, f) for k, f in layers]
-    if len(set(arch_layers)) == 1 and model.config.num_key_value_heads == arch_layers[0][0] and (
-        model.config.intermediate_size == arch_layers[0][1]
-        and model.config.hidden_size % model.config.num_attention_heads == 0
+    if (
+        len(set(arch_layers)) == 1
+        and model.config.num_key_value_heads == arch_layers[0][0]
+        and (
+            model.config.intermediate_size == arch_layers[0][1]
+            and model.config.hidden_size % model.config.num_attention_heads == 0
+        )
     ):
         model.save_pretrained(out, safe_serialization=True)
         return out
@@ -367,7 +379,7 @@ def save_subnet(model: nn.Module, folder: str | Path) -> Path:
     return out
 
 
-def load_subnet(folder: str | Path) -> nn.Module:
+def load_subnet(folder: str | Path) -> Any:
     """Read a SubNet :func:`save_subnet` wrote (either form), from local files only."""
     from supernet._safeload import load_json
 

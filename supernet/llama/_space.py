@@ -20,7 +20,7 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._checks import check_name
 from supernet._space import SearchSpace
 from supernet._types import Dimension, Scalar, SubNetConfig
-from supernet.llama._config import HFArch, check_hf_config, read_model_folder, weight_files, weights_sha256
+from supernet.llama._config import check_hf_config, read_model_folder, weight_files, weights_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -90,7 +90,9 @@ class HFCausalLMSpace(SearchSpace):
             raise InvalidValueError(f"space {name}: options.min_layers", f"at most {a.num_layers}", self.min_layers)
         hd = a.head_dim
         self.hidden_choices = tuple(
-            sorted({_round(f * a.hidden_size, _granule(a.hidden_size, (hd, 8)), a.hidden_size) for f in o["hidden_fracs"]})
+            sorted(
+                {_round(f * a.hidden_size, _granule(a.hidden_size, (hd, 8)), a.hidden_size) for f in o["hidden_fracs"]}
+            )
         )
         self.head_choices = tuple(
             sorted({max(1, min(a.num_kv_heads, round(f * a.num_kv_heads))) * a.group for f in o["head_fracs"]})
@@ -106,7 +108,8 @@ class HFCausalLMSpace(SearchSpace):
         prompts = tuple(sorted(p for p in o["prompt_len"] if p < a.max_positions))
         if not prompts:
             raise InvalidValueError(
-                f"space {name}: options.prompt_len", f"lengths below max_position_embeddings = {a.max_positions}",
+                f"space {name}: options.prompt_len",
+                f"lengths below max_position_embeddings = {a.max_positions}",
                 o["prompt_len"],
             )
         self.description = description or (
@@ -142,13 +145,15 @@ class HFCausalLMSpace(SearchSpace):
             raise InvalidValueError(f"{self.name} config.layer_*", f"at least {self.min_layers} kept layer(s)", kept)
         if self.uniform and int(values["hidden"]) % int(values["heads"]):
             raise InvalidValueError(
-                f"{self.name} config.hidden", f"a multiple of heads = {values['heads']} (transformers' rule)",
+                f"{self.name} config.hidden",
+                f"a multiple of heads = {values['heads']} (transformers' rule)",
                 values["hidden"],
             )
         total = int(values["prompt_len"]) + int(values["gen_len"])
         if total > self.arch.max_positions:
             raise InvalidValueError(
-                f"{self.name} config.prompt_len + gen_len", f"at most max_position_embeddings = {self.arch.max_positions}",
+                f"{self.name} config.prompt_len + gen_len",
+                f"at most max_position_embeddings = {self.arch.max_positions}",
                 total,
             )
 
@@ -262,7 +267,8 @@ class HFCausalLMSpace(SearchSpace):
             digest = weights_sha256(files)
             if digest != self.weights_sha256:
                 raise InvalidValueError(
-                    f"space {self.name}: weights in {self.path}", f"SHA-256 {self.weights_sha256} (as registered)",
+                    f"space {self.name}: weights in {self.path}",
+                    f"SHA-256 {self.weights_sha256} (as registered)",
                     f"{digest} (the folder changed: register it again under a new name)",
                 )
             net.load_weights(files)
@@ -414,7 +420,7 @@ def space_from_document(doc: Any, source: str = "space definition") -> HFCausalL
         raise InvalidValueError(f"{source}: description", "a string of at most 4,096 characters", description)
     return HFCausalLMSpace(
         _check_space_name(doc.get("name"), f"{source}: name"),
-        doc.get("config") if isinstance(doc.get("config"), Mapping) else {},
+        config if isinstance(config := doc.get("config"), Mapping) else {},
         path=path,
         weights_sha256=digest,
         options=doc.get("options") or {},
