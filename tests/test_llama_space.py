@@ -251,3 +251,21 @@ def test_bad_folders_and_names(tmp_path: Path) -> None:
         HFCausalLMSpace("x", TINY, options={"batch": [0]})
     with pytest.raises(InvalidValueError, match="kind"):
         space_from_document({"kind": "pickle", "name": "x"})
+
+
+@pytest.mark.parametrize(
+    ("context", "prompts", "gens"),
+    [(256, (128,), (32, 128)), (128, (32, 64), (32,)), (8192, (128, 512, 2048), (32, 128, 512))],
+)
+def test_default_runtime_lengths_fit_the_context(tmp_path: Path, context: int, prompts: tuple, gens: tuple) -> None:
+    """Without runtime options the prompt and generated lengths are the defaults that fit the model's context (a
+    small model's context is split instead), so every sampled SubNet is valid."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY | {"max_position_embeddings": context}))
+    sp = space_from_hf(path, "ctx")
+    assert sp.dimension("prompt_len").choices == prompts
+    assert sp.dimension("gen_len").choices == gens
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        config = sp.sample(rng)
+        assert int(config["prompt_len"]) + int(config["gen_len"]) <= context

@@ -249,7 +249,11 @@ def weight_files(folder: Path) -> list[Path]:
             f"{folder}: expected safetensors weights (model.safetensors or its index), got only pickle checkpoints "
             "(never loaded: convert them to safetensors)"
         )
-    raise InvalidValueError(f"{folder}", "model.safetensors or model.safetensors.index.json", "neither")
+    raise InvalidValueError(
+        f"{folder}",
+        "model.safetensors or model.safetensors.index.json (for random weights pass the config.json file itself)",
+        "a folder without weights",
+    )
 
 
 def weights_sha256(files: list[Path]) -> str:

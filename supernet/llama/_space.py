@@ -39,8 +39,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "head_fracs": [0.25, 0.5, 0.75, 1.0],
     "ffn_fracs": [0.25, 0.5, 0.75, 1.0],
     "batch": [1, 4, 16],
-    "prompt_len": [128, 512, 2048],
-    "gen_len": [32, 128, 512],
+    "prompt_len": None,  # None: the lengths of RUNTIME_GRID that fit the model's context (see _runtime_grid)
+    "gen_len": None,
     "min_layers": 1,
     "importance": True,
     "calibration_seed": 0,
@@ -105,12 +105,13 @@ class HFCausalLMSpace(SearchSpace):
                 }
             )
         )
-        prompts = tuple(sorted(p for p in o["prompt_len"] if p < a.max_positions))
+        prompt_grid, gen_grid = _runtime_grid(a.max_positions, o["prompt_len"], o["gen_len"])
+        prompts = tuple(sorted(p for p in prompt_grid if p < a.max_positions))
         if not prompts:
             raise InvalidValueError(
                 f"space {name}: options.prompt_len",
                 f"lengths below max_position_embeddings = {a.max_positions}",
-                o["prompt_len"],
+                list(prompt_grid),
             )
         self.description = description or (
             f"{a.model_type} {a.num_layers} layers, hidden {a.hidden_size}, {a.num_heads}/{a.num_kv_heads} heads, "
@@ -134,7 +135,7 @@ class HFCausalLMSpace(SearchSpace):
         dims += [
             Dimension("batch", "categorical", tuple(sorted(o["batch"])), group="runtime", description="sequences"),
             Dimension("prompt_len", "categorical", prompts, group="runtime", description="prompt tokens"),
-            Dimension("gen_len", "categorical", tuple(sorted(o["gen_len"])), group="runtime", description="new tokens"),
+            Dimension("gen_len", "categorical", tuple(sorted(gen_grid)), group="runtime", description="new tokens"),
         ]
         super().__init__(dims)
 
@@ -355,6 +356,23 @@ def _numbers(value: Any, field: str, kind: type, low: float, high: float) -> lis
     return [float(v) if kind is float else int(v) for v in dict.fromkeys(value)]
 
 
+RUNTIME_GRID = ((128, 512, 2048), (32, 128, 512))
+"""Default prompt and generated lengths, kept where they fit the model's context."""
+
+
+def _runtime_grid(max_positions: int, prompts: list[int] | None, gens: list[int] | None) -> tuple[list[int], list[int]]:
+    """The prompt and generated lengths of the space: the options' when given, else the defaults that fit the
+    context (prompts up to half of it, prompt + generation within it), else halves and quarters of it."""
+    if prompts is None:
+        prompts = [p for p in RUNTIME_GRID[0] if p <= max_positions // 2] or sorted(
+            {max(1, max_positions // 4), max(1, max_positions // 2)}
+        )
+    if gens is None:
+        room = max_positions - max(prompts)
+        gens = [g for g in RUNTIME_GRID[1] if g <= room] or [max(0, room // 2)]
+    return prompts, gens
+
+
 def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(options, Mapping):
         raise InvalidValueError(where, "an object", type(options).__name__)
@@ -373,8 +391,8 @@ def _check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
             raise InvalidValueError(f"{where}.{key}", "fractions in (0, 1]", o[key])
         out[key] = fracs
     out["batch"] = _numbers(o["batch"], f"{where}.batch", int, 1, 65_536)
-    out["prompt_len"] = _numbers(o["prompt_len"], f"{where}.prompt_len", int, 1, 4_194_304)
-    out["gen_len"] = _numbers(o["gen_len"], f"{where}.gen_len", int, 0, 4_194_304)
+    for key, low in (("prompt_len", 1), ("gen_len", 0)):
+        out[key] = None if o[key] is None else _numbers(o[key], f"{where}.{key}", int, low, 4_194_304)
     for key, low, high in (
         ("min_layers", 1, 512),
         ("calibration_seed", 0, 2**32 - 1),
