@@ -9,7 +9,7 @@ from supernet._declarative import (
     space_from_dict,
     space_from_document,
 )
-from supernet._registry import BUILTIN_SPACES, get_space, list_spaces, register_space
+from supernet._registry import BUILTIN_SPACES, get_space, installed_spaces, list_spaces, register_space
 from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
 from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig, unique_layers
 
@@ -30,6 +30,7 @@ __all__ = [
     "check_name",
     "distinct_configs",
     "get_space",
+    "installed_spaces",
     "list_spaces",
     "load_space_file",
     "metric_range",

@@ -15,7 +15,7 @@ from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError, Registry
 from supernet._space import SearchSpace
 
-__all__ = ["BUILTIN_SPACES", "get_space", "list_spaces", "register_space"]
+__all__ = ["BUILTIN_SPACES", "get_space", "installed_spaces", "list_spaces", "register_space"]
 
 GROUP = "hwpareto.spaces"
 
@@ -69,12 +69,18 @@ def list_spaces() -> list[str]:
     return _SPACES.names()
 
 
+def installed_spaces() -> list[str]:
+    """Names every installed package declares in the ``hwpareto.spaces`` group (hwpareto's built-ins included),
+    sorted: names nothing else may take."""
+    return sorted(dict.fromkeys(ep.name for ep in entry_points(group=GROUP)))
+
+
 def register_space(space: SearchSpace, *, replace: bool = False) -> SearchSpace:
     """Make ``space`` available to :func:`get_space` in this process. A name an installed package declares (every
     built-in) can never be replaced; registering a name again needs the same dimensions or ``replace``."""
     if not isinstance(space, SearchSpace):
         raise InvalidValueError("space", "a SearchSpace", type(space).__name__)
-    installed = list(dict.fromkeys(ep.name for ep in entry_points(group=GROUP)))
+    installed = installed_spaces()
     if space.name in installed:
         raise InvalidValueError(
             "space.name", "a name other than the installed spaces " + ", ".join(installed), space.name

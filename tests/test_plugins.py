@@ -366,3 +366,18 @@ def test_predictors_never_name_a_concrete_space(path: Path) -> None:
         elif isinstance(node, ast.Attribute):
             names = {node.attr}
         assert not names & CONCRETE_NAMES, f"{path.name}:{getattr(node, 'lineno', '?')} names {names & CONCRETE_NAMES}"
+
+
+def test_a_stored_space_cannot_take_an_installed_plugins_name(broken_plugin: str, tmp_path: Path) -> None:
+    """The store refuses a declarative space named like any installed space (a third-party plugin, even a broken
+    one, as well as the built-ins), so a stored space never shadows a plugin; other names store as before."""
+    from hwpareto.store import Store
+    from supernet import installed_spaces, space_from_dict
+
+    assert {"tiny", "broken", "nb201"} <= set(installed_spaces())
+    with Store.open(str(tmp_path / "store.db")) as store:
+        for name in ("tiny", "broken", "nb201"):
+            with pytest.raises(InvalidValueError, match=r"^space\.name: expected a name other than the installed"):
+                store.spaces.register(space_from_dict({"name": name, "dimensions": [{"name": "a", "choices": [1, 2]}]}))
+        store.spaces.register(space_from_dict({"name": "mine", "dimensions": [{"name": "a", "choices": [1, 2]}]}))
+        assert "mine" in store.spaces.names()

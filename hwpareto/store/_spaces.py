@@ -2,11 +2,11 @@
 or of another stored kind: a document with ``kind``, rebuilt by ``supernet.space_from_document``).
 
 Contract. Stored spaces belong to the store (they are not registered process-wide, so two stores may hold
-different spaces of one name). :meth:`SpaceRepository.register` rejects a built-in name and a name stored with
-another definition; :meth:`SpaceRepository.get` of an unknown name raises InvalidValueError listing the known
-ones. :meth:`SpaceRepository.load_all` is for listings: a broken installed plugin (:class:`PluginError`) is set
-aside with its one-line error instead of failing the whole listing. Every method takes an optional ``conn`` (the
-caller's transaction), else opens its own.
+different spaces of one name). :meth:`SpaceRepository.register` rejects the name of any installed space (a
+built-in or a plugin) and a name stored with another definition; :meth:`SpaceRepository.get` of an unknown name
+raises InvalidValueError listing the known ones. :meth:`SpaceRepository.load_all` is for listings: a broken
+installed plugin (:class:`PluginError`) is set aside with its one-line error instead of failing the whole listing.
+Every method takes an optional ``conn`` (the caller's transaction), else opens its own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,15 @@ from hwpareto.plugins import PluginError
 from hwpareto.store._db import Database
 from hwpareto.store._models import Space
 from hwpareto.store._sql import canonical
-from supernet import BUILTIN_SPACES, SearchSpace, get_space, list_spaces, space_document, space_from_document
+from supernet import (
+    BUILTIN_SPACES,
+    SearchSpace,
+    get_space,
+    installed_spaces,
+    list_spaces,
+    space_document,
+    space_from_document,
+)
 
 __all__ = ["SpaceRepository"]
 
@@ -35,9 +43,10 @@ class SpaceRepository:
         """Store a declarative space or one of another stored kind (``supernet.STORED_KINDS``, e.g. a Hugging Face
         model folder's space); storing the same definition again is a no-op."""
         doc = space_document(space)
-        if space.name in BUILTIN_SPACES:
+        installed = installed_spaces()
+        if space.name in installed:  # a stored space never shadows a built-in or an installed plugin
             raise InvalidValueError(
-                "space.name", "a name other than the built-ins " + ", ".join(BUILTIN_SPACES), space.name
+                "space.name", "a name other than the installed spaces " + ", ".join(installed), space.name
             )
         document = canonical("space", doc)
         with self._db.write(conn) as c:
