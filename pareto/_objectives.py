@@ -175,17 +175,25 @@ class Evaluator:
                     mean[:, j] = self._luts[m].sums(self.space, todo, what)
                 else:
                     assert counts is not None
-                    mean[:, j] = _analytic(m.metric, counts)
+                    mean[:, j] = _analytic(m.metric, counts, self.space, todo)
             for i, c in enumerate(todo):
                 self._cache[c.key] = (mean[i], std[i])
         rows = [self._cache[c.key] for c in configs]
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
-def _analytic(metric: str, counts: LayerCounts) -> np.ndarray:
-    """``params``, ``macs``, ``flops`` or ``peak_memory_mb`` of every config, from its layer counts."""
+def _analytic(metric: str, counts: LayerCounts, space: SearchSpace, configs: Sequence[SubNetConfig]) -> np.ndarray:
+    """``params``, ``macs``, ``flops`` or ``peak_memory_mb`` of every config, from its layer counts, except where
+    the space overrides :meth:`~supernet.SearchSpace.params` / :meth:`~supernet.SearchSpace.macs` with its own
+    count (the Llama space: its layers are a prefill and one representative decode step, whose specs repeat the
+    weights), which is then authoritative."""
     specs = counts.specs
+    own_params = type(space).params is not SearchSpace.params
+    own_macs = type(space).macs is not SearchSpace.macs
     if metric in ("params", "macs", "flops"):
+        if own_params if metric == "params" else own_macs:
+            count = space.params if metric == "params" else space.macs
+            return np.array([float(count(c)) for c in configs]) * (2.0 if metric == "flops" else 1.0)
         per_spec = np.array([s.params if metric == "params" else s.macs for s in specs], dtype=np.float64)
         return counts.total(per_spec) * (2.0 if metric == "flops" else 1.0)
     activations = np.array(
@@ -196,5 +204,8 @@ def _analytic(metric: str, counts: LayerCounts) -> np.ndarray:
     largest = np.array(
         [activations[matrix.indices[a:b]].max(initial=0.0) for a, b in itertools.pairwise(matrix.indptr)]
     )
-    weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
+    if own_params:
+        weights = np.array([float(space.params(c)) for c in configs])
+    else:
+        weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
     return 4.0 * (weights + largest) / 2**20

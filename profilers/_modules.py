@@ -58,6 +58,86 @@ class _CausalAttention(nn.Module):
         return scores.masked_fill(future, float("-inf")).softmax(dim=-1) @ self.v
 
 
+class _GQAAttention(nn.Module):
+    """Grouped-query attention core: ``(B, heads, seq, hidden)`` queries, the last ``seq`` of ``context``
+    positions, against ``(B, kv_heads, context, hidden)`` keys and values (each KV head repeated for its group of
+    query heads, as transformers' eager Llama attention does), causal mask, softmax."""
+
+    k: Tensor
+    v: Tensor
+
+    def __init__(self, k: Tensor, v: Tensor, group: int) -> None:
+        super().__init__()
+        self.register_buffer("k", k)
+        self.register_buffer("v", v)
+        self.group = group
+
+    def forward(self, q: Tensor) -> Tensor:
+        t, ctx = q.size(-2), self.k.size(-2)
+        k = self.k.repeat_interleave(self.group, dim=1)
+        v = self.v.repeat_interleave(self.group, dim=1)
+        scores = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5
+        if t > 1:
+            future = torch.ones(t, ctx, dtype=torch.bool, device=q.device).triu(ctx - t + 1)
+            scores = scores.masked_fill(future, float("-inf"))
+        return scores.softmax(dim=-1) @ v
+
+
+class _RMSNorm(nn.Module):
+    def __init__(self, features: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(features))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+class _Rope(nn.Module):
+    """Rotary embedding of ``(B, seq, heads·hidden)`` queries and the ``kv_heads`` keys (a buffer), as Llama's
+    ``apply_rotary_pos_emb`` (rotate-half form)."""
+
+    k: Tensor
+    cos: Tensor
+    sin: Tensor
+
+    def __init__(self, k: Tensor, heads: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("k", k)
+        self.heads, self.hidden = heads, hidden
+        t = k.size(1)
+        inv = 1.0 / (10000.0 ** (torch.arange(0, hidden, 2, dtype=torch.float32) / hidden))
+        angles = torch.outer(torch.arange(t, dtype=torch.float32), inv)
+        emb = torch.cat([angles, angles], dim=-1)[None, :, None, :]
+        self.register_buffer("cos", emb.cos())
+        self.register_buffer("sin", emb.sin())
+
+    @staticmethod
+    def _rotate_half(x: Tensor) -> Tensor:
+        a, b = x.chunk(2, dim=-1)
+        return torch.cat((-b, a), dim=-1)
+
+    def forward(self, q: Tensor) -> tuple[Tensor, Tensor]:
+        b, t = q.size(0), q.size(1)
+        q = q.view(b, t, self.heads, self.hidden)
+        k = self.k.view(b, t, -1, self.hidden)
+        return (
+            q * self.cos + self._rotate_half(q) * self.sin,
+            k * self.cos + self._rotate_half(k) * self.sin,
+        )
+
+
+class _SwiGLU(nn.Module):
+    up: Tensor
+
+    def __init__(self, up: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("up", up)
+
+    def forward(self, gate: Tensor) -> Tensor:
+        return F.silu(gate) * self.up
+
+
 def layer_module(spec: LayerSpec, batch: int = 1, seed: int = 0) -> tuple[nn.Module, Tensor]:
     """An eval-mode module computing ``spec`` and a deterministic input of its shape at ``batch``."""
     g = torch.Generator().manual_seed(seed)
@@ -93,6 +173,20 @@ def layer_module(spec: LayerSpec, batch: int = 1, seed: int = 0) -> tuple[nn.Mod
     elif spec.op == "embedding":
         module = nn.Embedding(spec.cin, spec.cout)
         x = torch.randint(0, spec.cin, (batch, spec.seq), generator=g)
+    elif spec.op == "rmsnorm":
+        module, x = _RMSNorm(spec.cin), torch.randn(tokens, generator=g)
+    elif spec.op == "rope":
+        hidden = spec.hidden + spec.hidden % 2
+        kv = spec.kv_heads or spec.heads
+        k = torch.randn((batch, spec.seq, kv * hidden), generator=g)
+        module, x = _Rope(k, spec.heads, hidden), torch.randn((batch, spec.seq, spec.heads * hidden), generator=g)
+    elif spec.op == "swiglu":
+        module, x = _SwiGLU(torch.randn(tokens, generator=g)), torch.randn(tokens, generator=g)
+    elif spec.kv_heads or spec.context:  # grouped-query or KV-cache attention
+        kv, ctx = spec.kv_heads or spec.heads, spec.context or spec.seq
+        cache = (batch, kv, ctx, spec.hidden)
+        module = _GQAAttention(torch.randn(cache, generator=g), torch.randn(cache, generator=g), spec.heads // kv)
+        x = torch.randn((batch, spec.heads, spec.seq, spec.hidden), generator=g)
     else:  # attention
         shape = (batch, spec.heads, spec.seq, spec.hidden)
         module = _CausalAttention(torch.randn(shape, generator=g), torch.randn(shape, generator=g))

@@ -52,14 +52,15 @@ Digital fallbacks (marked in ``Cost.details["fallback"]``):
 
 - attention (Q·Kᵀ and A·V: both operands change at run time, so they cannot be stored in ReRAM) runs on a
   digital MAC unit, ``T = ⌈macs / fallback_macs_per_cycle⌉ / f``, ``E = macs·fallback_pj_per_mac`` with
-  ``macs = 2·heads·seq²·hidden·batch``; its softmax (``5`` ops per score: max, subtract, exp, sum, scale) runs on
-  the vector unit; Q, K, V are read and the output written once;
-- ops without weights (add, pool, gap, batchnorm, layernorm, the se GAP/activations/scale, conv and linear
-  bias/BN/activation post-ops) run on a vector unit of ``vector_lanes`` lanes:
+  ``macs = 2·heads·seq·context·hidden·batch``; its softmax (``5`` ops per score: max, subtract, exp, sum, scale)
+  runs on the vector unit; Q, K, V are read and the output written once;
+- ops without weights (add, pool, gap, batchnorm, layernorm, rmsnorm, rope, swiglu, the se GAP/activations/scale,
+  conv and linear bias/BN/activation post-ops) run on a vector unit of ``vector_lanes`` lanes:
   ``T = max(⌈ops / vector_lanes⌉, ⌈bytes / buffer_bytes_per_cycle⌉) / f``,
   ``E = ops·vector_pj_per_op + bytes·buffer_pj_per_byte``; ops per element: add 1, pool ``k²`` per output, gap
-  1, batchnorm 2, layernorm 7, bias or (folded) BN 1, activations relu 1 / hswish 4 / gelu 8, se gate
-  (hard-sigmoid) 3 and scale 1 (se streams its input twice, for the GAP and the scale, and writes it once);
+  1, batchnorm 2, layernorm 7, rmsnorm 4, rope 3 per rotated query/key element, swiglu 5, bias or (folded)
+  BN 1, activations relu 1 / hswish 4 / gelu 8, se gate (hard-sigmoid) 3 and scale 1 (se streams its input twice,
+  for the GAP and the scale, and writes it once);
 - embedding lookups are buffer reads of ``seq·cout`` weights (``weight_bits``) plus the activation writes.
 
 Latency is the sum of the stages (``crossbar``, ``accumulation``, ``vector``, ``fallback``; no overlap between
@@ -89,6 +90,9 @@ ACT_OPS = {"none": 0, "relu": 1, "hswish": 4, "gelu": 8}  # vector-unit ops per 
 BATCHNORM_OPS = 2  # scale and shift
 LAYERNORM_OPS = 7  # mean add, subtract, square, variance add, normalise, scale, shift
 SOFTMAX_OPS = 5  # max, subtract, exp, sum, scale (per attention score)
+RMSNORM_OPS = 4  # square, mean add, normalise, scale
+ROPE_OPS = 3  # x·cos, rotate_half(x)·sin, add (per rotated element)
+SWIGLU_OPS = 5  # silu (negate-exp, add, divide, multiply) and the product with up
 HSIGMOID_OPS = 3  # add, clamp, scale (se gate)
 
 _FALLBACK_ATTENTION = "digital MAC unit: Q·Kᵀ and A·V operands change at run time and cannot be stored in ReRAM"
@@ -272,8 +276,10 @@ class ReRAMBackend(Backend):
         elif spec.op == "attention":
             fallback = _FALLBACK_ATTENTION
             self._fallback(t, spec.macs * batch)
-            scores = spec.heads * spec.seq * spec.seq * batch
-            self._vector(t, SOFTMAX_OPS * scores, 4 * spec.seq * spec.heads * spec.hidden * batch * ab)
+            ctx, kv = spec.context or spec.seq, spec.kv_heads or spec.heads
+            scores = spec.heads * spec.seq * ctx * batch
+            moved = 2 * (spec.seq * spec.heads + ctx * kv) * spec.hidden * batch  # Q, out; K, V (cache)
+            self._vector(t, SOFTMAX_OPS * scores, moved * ab)
         elif spec.op == "embedding":
             fallback = _FALLBACK_EMBEDDING
             looked_up = spec.seq * spec.cout * batch
@@ -325,6 +331,13 @@ class ReRAMBackend(Backend):
             return n, n + spec.cin * batch
         if spec.op == "layernorm":
             return LAYERNORM_OPS * n, 2 * n
+        if spec.op == "rmsnorm":
+            return RMSNORM_OPS * n, 2 * n
+        if spec.op == "rope":
+            rotated = spec.seq * (spec.heads + (spec.kv_heads or spec.heads)) * spec.hidden * batch
+            return ROPE_OPS * rotated, 2 * rotated
+        if spec.op == "swiglu":
+            return SWIGLU_OPS * n, 3 * n
         return (BATCHNORM_OPS + ACT_OPS[spec.act]) * n, 2 * n  # batchnorm
 
     def measure_subnet(self, space: SearchSpace, config: SubNetConfig, batch: int = 1) -> Cost:

@@ -38,13 +38,16 @@ Parts ZigZag does not model (it simulates MAC layers only), on a vector unit of 
 add 1 (``bytes = 3n·b``), pool ``kernel²`` per output (``bytes`` = input + output), gap 1 (input + ``N·cin``
 outputs), batchnorm 2 + activation (``2n·b``), layernorm 7 (``2n·b``), embedding 1 per looked-up value
 (``N·seq·cout`` values, read and written: ``2·N·seq·cout·b``), attention softmax 5 per score
-(``N·heads·seq²``), se GAP and scale 1 each per input element plus ReLU 1 per hidden and hard-sigmoid 3 per
-channel (its input read twice, written once: ``3n·b``), and the post-ops of conv2d/linear: bias or folded BN 1
-and activation (relu 1, hswish 4, gelu 8) per output (per input when ``preact``), with no extra traffic.
+(``N·heads·seq·context``), rmsnorm 4 (``2n·b``), rope 3 per rotated query/key element (read and written), swiglu
+5 (gate and up read, output written: ``3n·b``), se GAP and scale 1 each per input element plus ReLU 1 per hidden
+and hard-sigmoid 3 per channel (its input read twice, written once: ``3n·b``), and the post-ops of conv2d/linear:
+bias or folded BN 1 and activation (relu 1, hswish 4, gelu 8) per output (per input when ``preact``), with no extra
+traffic.
 
 On CIM devices (``in_memory_compute``) both operands of Q·Kᵀ and A·V change at run time and cannot be stored in
 the array: attention matmuls run on a digital MAC array, ``fallback_cycles = ⌈macs / fallback_macs_per_cycle⌉``,
-``E = macs·fallback_pj_per_mac + 4·N·heads·seq·hidden·b·dram_pj_per_byte`` (Q, K, V read, output written),
+``E = macs·fallback_pj_per_mac + 2·N·(heads·seq + kv_heads·context)·hidden·b·dram_pj_per_byte`` (Q, K, V
+read, output written),
 marked in ``Cost.details["fallback"]``; with ``fallback_macs_per_cycle = 0`` attention is unmappable.
 
 Layers with an operand larger than the largest memory holding it, or for which LOMA finds no valid loop
@@ -102,6 +105,9 @@ ACT_OPS = {"none": 0, "relu": 1, "hswish": 4, "gelu": 8}  # vector-unit ops per 
 BATCHNORM_OPS = 2  # scale and shift
 LAYERNORM_OPS = 7  # mean add, subtract, square, variance add, normalise, scale, shift
 SOFTMAX_OPS = 5  # max, subtract, exp, sum, scale (per attention score)
+RMSNORM_OPS = 4  # square, mean add, normalise, scale
+ROPE_OPS = 3  # x·cos, rotate_half(x)·sin, add (per rotated element)
+SWIGLU_OPS = 5  # silu (negate-exp, add, divide, multiply) and the product with up
 HSIGMOID_OPS = 3  # add, clamp, scale (se gate)
 SAMPLE_SEED = 0  # seed of the loop-ordering sample
 
@@ -303,17 +309,18 @@ class ZigZagBackend(Backend):
             vector_ops = 2 * n + batch * (spec.hidden * ACT_OPS["relu"] + spec.cin * HSIGMOID_OPS)
             vector_bytes = 3 * n * ab
         elif spec.op == "attention":
-            vector_ops = SOFTMAX_OPS * batch * spec.heads * spec.seq * spec.seq
+            ctx, kv = spec.context or spec.seq, spec.kv_heads or spec.heads
+            vector_ops = SOFTMAX_OPS * batch * spec.heads * spec.seq * ctx
             if not self.in_memory_compute:
                 heads = batch * spec.heads
                 layers = [
-                    self._matmul(0, "attention_qk", heads, spec.seq, spec.hidden, spec.seq),
-                    self._matmul(1, "attention_av", heads, spec.seq, spec.seq, spec.hidden),
+                    self._matmul(0, "attention_qk", heads, spec.seq, spec.hidden, ctx),
+                    self._matmul(1, "attention_av", heads, spec.seq, ctx, spec.hidden),
                 ]
             elif self.fallback_macs_per_cycle:
                 fallback = _FALLBACK_ATTENTION
                 fallback_macs = spec.macs * batch
-                fallback_bytes = 4 * batch * spec.heads * spec.seq * spec.hidden * ab
+                fallback_bytes = 2 * batch * (spec.heads * spec.seq + kv * ctx) * spec.hidden * ab
             else:
                 raise UnmappableLayerError(
                     self.name,
@@ -464,6 +471,13 @@ def _vector_work(spec: LayerSpec, n: int, batch: int) -> tuple[int, int]:
         return n, n + spec.cin * batch
     if spec.op == "layernorm":
         return LAYERNORM_OPS * n, 2 * n
+    if spec.op == "rmsnorm":
+        return RMSNORM_OPS * n, 2 * n
+    if spec.op == "rope":
+        rotated = spec.seq * (spec.heads + (spec.kv_heads or spec.heads)) * spec.hidden * batch
+        return ROPE_OPS * rotated, 2 * rotated
+    if spec.op == "swiglu":
+        return SWIGLU_OPS * n, 3 * n
     if spec.op == "embedding":
         looked_up = spec.seq * spec.cout * batch
         return looked_up, 2 * looked_up

@@ -221,7 +221,22 @@ class SubNetConfig:
 
 
 ACTIVATIONS = ("none", "relu", "hswish", "gelu")
-OPS = ("conv2d", "batchnorm", "se", "add", "pool", "gap", "linear", "layernorm", "embedding", "attention")
+OPS = (
+    "conv2d",
+    "batchnorm",
+    "se",
+    "add",
+    "pool",
+    "gap",
+    "linear",
+    "layernorm",
+    "embedding",
+    "attention",
+    "rmsnorm",
+    "rope",
+    "swiglu",
+)
+PHASES = ("", "prefill", "decode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +258,18 @@ class LayerSpec:
       - ``linear``: ``cin → cout`` on ``seq`` rows, optional ``bias`` and ``act``.
       - ``layernorm``: over ``cin`` features on ``seq`` rows.
       - ``embedding``: table of ``cin`` rows × ``cout`` features, looked up for ``seq`` tokens.
-      - ``attention``: causal scaled-dot-product attention core (Q·Kᵀ, softmax, A·V) for ``heads`` heads of
-        ``hidden`` dims over ``seq`` tokens.
+      - ``attention``: causal scaled-dot-product attention core (Q·Kᵀ, softmax, A·V) for ``heads`` query heads of
+        ``hidden`` dims: ``seq`` queries against ``context`` keys (0: ``seq``; the queries are the last ``seq``
+        positions, so ``seq == 1`` with a longer ``context`` is one decode step against a KV cache), grouped-query
+        with ``kv_heads`` key/value heads (0: ``heads``; a divisor of ``heads``).
+      - ``rmsnorm``: RMS norm (scale only) over ``cin`` features on ``seq`` rows.
+      - ``rope``: rotary position embedding applied to the ``heads`` query and ``kv_heads`` key heads of
+        ``hidden`` dims on ``seq`` rows.
+      - ``swiglu``: ``silu(gate) * up`` on ``seq`` rows of ``cin`` features each (the gate and up projections are
+        separate ``linear`` specs).
+
+    ``phase`` tags the inference phase of a language model (``prefill`` or ``decode``; empty otherwise), so that
+    specs of the two phases never share a LUT key.
     """
 
     op: str
@@ -262,6 +287,9 @@ class LayerSpec:
     preact: bool = False
     bias: bool = False
     bn: bool = False
+    kv_heads: int = 0
+    context: int = 0
+    phase: str = ""
     _key: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -282,7 +310,9 @@ class LayerSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidValueError(f"LayerSpec.{name}", "a positive integer", value)
-        for name in ("cout", "heads", "hidden"):
+        if self.phase not in PHASES:
+            raise InvalidValueError("LayerSpec.phase", "empty, prefill or decode", self.phase)
+        for name in ("cout", "heads", "hidden", "kv_heads", "context"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidValueError(f"LayerSpec.{name}", "a non-negative integer", value)
@@ -290,8 +320,14 @@ class LayerSpec:
             raise InvalidValueError("LayerSpec.cout", f"a positive integer for op {self.op}", self.cout)
         if self.op == "conv2d" and (self.cin % self.groups or self.cout % self.groups):
             raise InvalidValueError("LayerSpec.groups", "a divisor of cin and cout", self.groups)
-        if self.op == "attention" and (self.heads < 1 or self.hidden < 1):
-            raise InvalidValueError("LayerSpec.heads/hidden", "positive for op attention", (self.heads, self.hidden))
+        if self.op in ("attention", "rope") and (self.heads < 1 or self.hidden < 1):
+            raise InvalidValueError("LayerSpec.heads/hidden", f"positive for op {self.op}", (self.heads, self.hidden))
+        if self.kv_heads and (self.op not in ("attention", "rope") or self.heads % self.kv_heads):
+            raise InvalidValueError(
+                "LayerSpec.kv_heads", "0, or a divisor of heads for ops attention and rope", self.kv_heads
+            )
+        if self.context and (self.op != "attention" or self.context < self.seq):
+            raise InvalidValueError("LayerSpec.context", "0, or at least seq for op attention", self.context)
         if self.op == "se" and self.hidden < 1:
             raise InvalidValueError("LayerSpec.hidden", "positive for op se", self.hidden)
 
@@ -323,6 +359,8 @@ class LayerSpec:
             return n + (self.cout if self.bias else 0) + (2 * self.cout if self.bn else 0)
         if self.op == "batchnorm" or self.op == "layernorm":
             return 2 * self.cin
+        if self.op == "rmsnorm":
+            return self.cin
         if self.op == "se":
             return 2 * self.cin * self.hidden + self.hidden + self.cin
         if self.op == "linear":
@@ -342,7 +380,7 @@ class LayerSpec:
         if self.op == "linear":
             return self.seq * self.cin * self.cout
         if self.op == "attention":
-            return 2 * self.heads * self.seq * self.seq * self.hidden
+            return 2 * self.heads * self.seq * (self.context or self.seq) * self.hidden
         return 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,7 +4,10 @@ importance ordering keeps the full model's function, and bad config.json files a
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import Store
-from supernet import space_document, space_from_document
+from supernet import LayerSpec, space_document, space_from_document
 from supernet.llama import HFCausalLMSpace, check_hf_config, space_from_hf
 from supernet.llama._model import build_model, load_subnet, save_subnet
 
@@ -269,3 +272,187 @@ def test_default_runtime_lengths_fit_the_context(tmp_path: Path, context: int, p
     for _ in range(20):
         config = sp.sample(rng)
         assert int(config["prompt_len"]) + int(config["gen_len"]) <= context
+
+
+# ---------------------------------------------------------------------------------------------------- LUT keys
+def _enumerated(sp: HFCausalLMSpace) -> list[Any]:
+    """Every valid config with all layers kept and one heads / FFN width for all (all the reachable LUT keys)."""
+    out = []
+    runtime = [sp.dimension(k).choices for k in ("batch", "prompt_len", "gen_len")]
+    for d, h, f, b, p, g in itertools.product(sp.hidden_choices, sp.head_choices, sp.ffn_choices, *runtime):
+        per: dict[str, Any] = {"heads": h, "ffn": f}
+        if not sp.uniform:
+            per = {f"{k}_{i}": v for i in range(sp.arch.num_layers) for k, v in per.items()}
+        values = sp.largest().values | per | {"hidden": d, "batch": b, "prompt_len": p, "gen_len": g}
+        with contextlib.suppress(InvalidValueError):
+            out.append(sp.validate(values))
+    return out
+
+
+@pytest.mark.parametrize("uniform", [False, True])
+def test_layer_universe_is_exact_and_terms_match_layers(uniform: bool) -> None:
+    sp = _space(uniform)
+    universe = sp.layer_universe()
+    assert len(set(universe)) == len(universe)
+    reached = {spec for c in _enumerated(sp) for spec in sp.layers(c)}
+    assert reached == set(universe)
+    configs = [sp.sample(np.random.default_rng(i)) for i in range(25)]
+    counts = sp.layer_counts(configs)  # built from layer_terms
+    column = {spec: j for j, spec in enumerate(counts.specs)}
+    for row, config in enumerate(configs):
+        layers = Counter(sp.layers(config))
+        assert set(layers) <= set(universe)
+        dense = {counts.specs[j]: n for j, n in enumerate(counts.matrix[[row]].toarray()[0]) if n}
+        assert dense == {spec: float(n) for spec, n in layers.items()}, sp.summary(config)
+        assert all(column[s] >= 0 for s in layers)
+    restricted = sp.layer_universe({"prompt_len": [16], "batch": [1]})
+    assert restricted and set(restricted) < set(universe)
+    assert {s.seq for s in restricted if s.phase == "prefill" and s.op == "linear"} == {16}
+
+
+def test_prefill_and_decode_specs_never_share_a_key() -> None:
+    sp = _space()
+    config = sp.validate(_mixed(sp) | {"batch": 4, "prompt_len": 32, "gen_len": 8})
+    specs = sp.layers(config)
+    assert {s.phase for s in specs} == {"prefill", "decode"}
+    prefill = {s.key for s in specs if s.phase == "prefill"}
+    decode = {s.key for s in specs if s.phase == "decode"}
+    assert prefill and decode and not prefill & decode
+    assert len({s.key for s in specs}) == len(set(specs))
+    attn = [s for s in specs if s.op == "attention"]
+    # 2 kept layers: prefill 32×32 causal over batch × heads, decode 1 query against 32 + 8 // 2 cached keys
+    assert [(s.phase, s.seq, s.context or s.seq) for s in attn] == [("prefill", 32, 32), ("decode", 1, 36)] * 2
+    assert [(s.heads, s.kv_heads) for s in attn] == [(4 * 2, 4 * 1)] * 2 + [(4 * 4, 4 * 2)] * 2
+    ops = Counter(s.op for s in specs)
+    assert {"embedding", "rmsnorm", "rope", "swiglu", "attention", "linear", "add"} == set(ops)
+    assert ops["linear"] == 2 * (2 * 7 + 1)  # both phases: 7 projections per layer, LM head
+    assert all(s.seq == 4 * 32 for s in specs if s.phase == "prefill" and s.op != "attention")
+    assert all(s.seq == 4 for s in specs if s.phase == "decode" and s.op != "attention")
+    no_gen = HFCausalLMSpace("g0", TINY, options={"prompt_len": [16], "gen_len": [0, 8]})
+    zero = no_gen.validate(no_gen.largest().values | {"gen_len": 0})
+    assert {s.phase for s in no_gen.layers(zero)} == {"prefill"}
+    assert set(no_gen.layers(zero)) <= set(no_gen.layer_universe())
+
+
+@pytest.mark.parametrize("qwen", [False, True])
+def test_layer_macs_relate_to_the_analytic_macs(qwen: bool) -> None:
+    """(prefill + gen_len × decode step) / batch = analytic MACs, but for the decode attention's representative
+    cache length P + G // 2 standing for the exact P + j of step j."""
+    extra = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"} if qwen else {}
+    sp = HFCausalLMSpace("m", TINY | extra, options={"prompt_len": [16, 32], "gen_len": [7, 8]})
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        config = sp.sample(rng)
+        b, p, g = (int(config[k]) for k in ("batch", "prompt_len", "gen_len"))
+        specs = sp.layers(config)
+        prefill = sum(s.macs for s in specs if s.phase == "prefill")
+        decode = sum(s.macs for s in specs if s.phase == "decode")
+        assert (prefill + g * decode) % b == 0
+        exact_minus_rep = g * (g + 1) // 2 - g * (g // 2)
+        correction = sum(2 * h * sp.arch.head_dim * exact_minus_rep for _, h, _ in sp.kept_layers(config))
+        assert (prefill + g * decode) // b + correction == sp.macs(config), sp.summary(config)
+        linear = sum(s.macs for s in specs if s.op == "linear" and s.phase == "prefill")
+        assert linear == b * p * sum(s.macs for s in specs if s.op == "linear" and s.phase == "decode") // b
+    # params stay analytic (decode specs repeat the prefill weights)
+    config = sp.largest()
+    prefill_params = sum(s.params for s in sp.layers(config) if s.phase == "prefill")
+    assert sp.params(config) == prefill_params
+
+
+def _one_per_kind(sp: HFCausalLMSpace) -> list[Any]:
+    """The first spec of each (op, phase) of the space's universe."""
+    seen: dict[tuple[str, str], Any] = {}
+    for spec in sp.layer_universe({"batch": [4], "prompt_len": [16]}):
+        seen.setdefault((spec.op, spec.phase), spec)
+    return list(seen.values())
+
+
+def test_new_ops_run_as_modules_and_attention_matches_sdpa() -> None:
+    import torch.nn.functional as F
+
+    from profilers._modules import layer_module
+
+    sp = _space()
+    kinds = _one_per_kind(sp)
+    assert len(kinds) == 14  # 7 ops × 2 phases
+    for spec in kinds:
+        module, x = layer_module(spec, batch=2)
+        with torch.no_grad():
+            out = module(x)
+        assert all(torch.isfinite(t).all() for t in (out if isinstance(out, tuple) else (out,))), spec.key
+    for seq, context in ((8, 0), (1, 12), (3, 12)):
+        spec = LayerSpec("attention", cin=64, heads=4, kv_heads=2, hidden=16, seq=seq, context=context)
+        module, q = layer_module(spec, batch=2)
+        k, v = (t.repeat_interleave(2, dim=1) for t in (module.k, module.v))
+        ctx = context or seq
+        mask = torch.ones(seq, ctx, dtype=torch.bool).tril(ctx - seq)
+        with torch.no_grad():
+            torch.testing.assert_close(module(q), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    with pytest.raises(InvalidValueError, match="kv_heads"):
+        LayerSpec("attention", cin=64, heads=4, kv_heads=3, hidden=16, seq=8)
+    with pytest.raises(InvalidValueError, match="context"):
+        LayerSpec("attention", cin=64, heads=4, hidden=16, seq=8, context=4)
+    with pytest.raises(InvalidValueError, match="phase"):
+        LayerSpec("linear", cin=4, cout=4, phase="train")
+    # keys of the pre-existing ops do not change
+    assert LayerSpec("attention", cin=64, heads=4, hidden=16, seq=8).key == "attention:cin=64,seq=8,heads=4,hidden=16"
+
+
+def test_simulators_cost_every_llama_op() -> None:
+    from profilers import backend_for
+    from profilers._devices import PRESETS_DIR, load_device_file
+
+    sp = _space()
+    kinds = _one_per_kind(sp)
+    reram = backend_for(load_device_file(PRESETS_DIR / "cim-reram.yaml"))
+    for spec in kinds:
+        cost = reram.measure_layer(spec)
+        assert cost.latency_ms > 0 and (cost.energy_mj or 0) > 0, spec.key
+    decode = next(s for s in kinds if s.op == "attention" and s.phase == "decode")
+    assert reram.measure_layer(decode).details["macs"] == decode.macs == 2 * decode.heads * decode.context * 16
+    pytest.importorskip("zigzag", reason="the zigzag backend needs the zigzag-dse package")
+    cim = backend_for(load_device_file(PRESETS_DIR / "cim-sram-digital.yaml"))
+    for spec in kinds:
+        if spec.op != "linear":  # vector unit or digital attention fallback: no ZigZag run
+            cost = cim.measure_layer(spec)
+            assert cost.latency_ms > 0, spec.key
+
+
+def test_profile_cli_stores_lut_rows_for_a_from_hf_space(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY | {"max_position_embeddings": 32, "num_hidden_layers": 2}))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    out = runner.invoke(app, ["space", "from-hf", str(path), "--name", "tl", "--store", url])
+    assert out.exit_code == 0, out.output
+    args = ["profile", "--device", "cpu-local", "--space", "tl", "--store", url, "--json"]
+    out = runner.invoke(app, [*args, "--resolution", "8", "--budget-s", "1"])
+    assert out.exit_code == 0, out.output
+    info = json.loads(out.output)
+    assert info["layers"] > 100 and info["measured"] > 0 and not info["failed"]
+    with Store.open(url) as store:
+        sp = store.spaces.get("tl")
+        lut = store.luts.get("cpu-local", 1)
+        universe = {s.key for s in sp.layer_universe({"prompt_len": [8]})}
+        assert len(lut) == info["measured"] and set(lut["layer_key"]) <= universe
+        assert {"prefill", "decode"} >= {k.rsplit("phase=", 1)[1] for k in lut["layer_key"]}
+
+
+def test_analytic_objectives_use_the_space_counts_and_lut_sums_work(tmp_path: Path) -> None:
+    from pareto._objectives import Evaluator, parse_objective
+    from profilers import DeviceSpec, Lut, backend_for, build_lut
+
+    sp = _space()
+    configs = [sp.sample(np.random.default_rng(i)) for i in range(12)]
+    with Store.open(str(tmp_path / "s.db")) as store:
+        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        build_lut(store, spec, sp, workers=1)
+        metrics = [parse_objective(m) for m in ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board")]
+        mean, _ = Evaluator(store, sp, metrics).evaluate(configs)
+        lut = Lut.load(store, "board")
+        assert mean[:, 0].tolist() == [float(sp.params(c)) for c in configs]
+        assert mean[:, 1].tolist() == [float(sp.macs(c)) for c in configs]
+        assert mean[:, 2].tolist() == [2.0 * sp.macs(c) for c in configs]
+        assert all(mean[:, 3] > 4.0 * mean[:, 0] / 2**20)
+        np.testing.assert_allclose(mean[:, 4], lut.sums(sp, configs, "latency"))
+        assert all(mean[:, 4] > 0)

@@ -18,8 +18,8 @@ import numpy as np
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._checks import check_name
-from supernet._space import SearchSpace
-from supernet._types import Dimension, Scalar, SubNetConfig
+from supernet._space import LayerTerm, SearchSpace
+from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
 from supernet.llama._config import check_hf_config, read_model_folder, weight_files, weights_sha256
 
 if TYPE_CHECKING:
@@ -242,6 +242,140 @@ class HFCausalLMSpace(SearchSpace):
             kv = h // a.group
             total += tokens * (d * hd * (2 * h + 2 * kv) + 3 * d * f) + 2 * h * hd * context
         return total
+
+    # ------------------------------------------------------------------ cost model (LUT keys)
+    def layers(self, config: SubNetConfig) -> list[LayerSpec]:
+        """The LUT keys of ``config``: the prefill of ``batch`` × ``prompt_len`` tokens (embedding; per kept layer
+        RMSNorm, q/k/v projections, RoPE, causal GQA attention, o projection, residual add, RMSNorm, gate/up
+        projections, SwiGLU, down projection, residual add; final RMSNorm and the LM head on every prompt token),
+        then, when ``gen_len`` > 0, one decode step of ``batch`` tokens against a KV cache of
+        ``prompt_len + gen_len // 2`` tokens, the middle of generation: a representative step (decode cost grows
+        linearly with the cache, so ``gen_len`` such steps approximate the whole decode). Every spec carries its
+        ``phase``.
+
+        Batch is folded into the specs (token rows ``seq`` = batch × tokens; attention ``heads`` / ``kv_heads`` =
+        batch × heads of one sequence), so LUTs of this space are built at ``--batch 1``. The LUT sum is thus
+        prefill latency + one decode step (time to first token + time per output token), not end-to-end time.
+
+        Relation to :meth:`macs` (one sequence, exact decode): with ``B``, ``P``, ``G`` the runtime values,
+        ``(prefill MACs + G × decode-step MACs) / B`` equals :meth:`macs` except for the attention of the decode
+        steps, where the representative cache ``P + G // 2`` stands for the mean ``P + (G + 1) / 2``. Specs of
+        the decode phase repeat the weights of the prefill, so ``sum(spec.params)`` double-counts them:
+        :meth:`params` and :meth:`macs` stay analytic.
+        """
+        config = self.validate(config)
+        d, b = int(config["hidden"]), int(config["batch"])
+        p, g = int(config["prompt_len"]), int(config["gen_len"])
+        specs = self._ends(d, b, p, g)
+        for _, h, f in self.kept_layers(config):
+            specs += self._attention_block(d, h, b, p, g) + self._ffn_block(d, f, b, p, g)
+        return specs
+
+    def layer_terms(self) -> list[LayerTerm]:
+        """The embedding / final norm / LM head (hidden and runtime), then per layer its attention block (kept,
+        heads) and its FFN block (kept, width), each at ``hidden`` and the runtime values."""
+        runtime = ("hidden", "batch", "prompt_len", "gen_len")
+        terms: list[LayerTerm] = [(runtime, self._ends_term)]
+        for i in range(self.arch.num_layers):
+            heads, ffn = ("heads", "ffn") if self.uniform else (f"heads_{i}", f"ffn_{i}")
+            terms.append(((f"layer_{i}", heads, *runtime), self._attention_term))
+            terms.append(((f"layer_{i}", ffn, *runtime), self._ffn_term))
+        return terms
+
+    def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
+        """Every distinct LayerSpec of any valid config (``restrict`` may limit ``hidden``, ``batch``,
+        ``prompt_len`` and ``gen_len``)."""
+        allowed = self._restrict(restrict, {"hidden", "batch", "prompt_len", "gen_len"})
+        specs: dict[LayerSpec, None] = {}
+        for p in allowed["prompt_len"]:
+            for g in allowed["gen_len"]:
+                if int(p) + int(g) > self.arch.max_positions:
+                    continue
+                for b in allowed["batch"]:
+                    for d in allowed["hidden"]:
+                        args = (int(b), int(p), int(g))
+                        heads = [h for h in self.head_choices if not self.uniform or int(d) % h == 0]
+                        if not heads:  # uniform: no heads divide this width, no config has it
+                            continue
+                        for part in (
+                            self._ends(int(d), *args),
+                            *(self._attention_block(int(d), h, *args) for h in heads),
+                            *(self._ffn_block(int(d), f, *args) for f in self.ffn_choices),
+                        ):
+                            specs.update(dict.fromkeys(part))
+        return list(specs)
+
+    def _ends_term(self, values: tuple[Any, ...]) -> list[LayerSpec]:
+        d, b, p, g = (int(v) for v in values)
+        return self._ends(d, b, p, g)
+
+    def _attention_term(self, values: tuple[Any, ...]) -> list[LayerSpec]:
+        kept, h, d, b, p, g = (int(v) for v in values)
+        return self._attention_block(d, h, b, p, g) if kept else []
+
+    def _ffn_term(self, values: tuple[Any, ...]) -> list[LayerSpec]:
+        kept, f, d, b, p, g = (int(v) for v in values)
+        return self._ffn_block(d, f, b, p, g) if kept else []
+
+    @staticmethod
+    def _phases(b: int, p: int, g: int) -> list[tuple[str, int, int, int]]:
+        """``(phase, token rows, queries per sequence, keys per sequence)`` of the prefill and the decode step."""
+        out = [("prefill", b * p, p, p)]
+        if g > 0:
+            out.append(("decode", b, 1, p + g // 2))
+        return out
+
+    def _ends(self, d: int, b: int, p: int, g: int) -> list[LayerSpec]:
+        a = self.arch
+        out: list[LayerSpec] = []
+        for phase, n, _, _ in self._phases(b, p, g):
+            out += [
+                LayerSpec("embedding", cin=a.vocab_size, cout=d, seq=n, phase=phase),
+                LayerSpec("rmsnorm", cin=d, seq=n, phase=phase),
+                LayerSpec("linear", cin=d, cout=a.vocab_size, seq=n, phase=phase),
+            ]
+        return out
+
+    def _attention_block(self, d: int, h: int, b: int, p: int, g: int) -> list[LayerSpec]:
+        a, hd = self.arch, self.arch.head_dim
+        kv = h // a.group
+        qkv, o = bool(a.qkv_bias), bool(a.o_bias)
+        out: list[LayerSpec] = []
+        for phase, n, q, ctx in self._phases(b, p, g):
+            out += [
+                LayerSpec("rmsnorm", cin=d, seq=n, phase=phase),
+                LayerSpec("linear", cin=d, cout=h * hd, seq=n, bias=qkv, phase=phase),
+                LayerSpec("linear", cin=d, cout=kv * hd, seq=n, bias=qkv, phase=phase),
+                LayerSpec("linear", cin=d, cout=kv * hd, seq=n, bias=qkv, phase=phase),
+                LayerSpec("rope", cin=h * hd, heads=h, kv_heads=kv, hidden=hd, seq=n, phase=phase),
+                LayerSpec(
+                    "attention",
+                    cin=h * hd,
+                    heads=b * h,
+                    kv_heads=b * kv,
+                    hidden=hd,
+                    seq=q,
+                    context=0 if ctx == q else ctx,
+                    phase=phase,
+                ),
+                LayerSpec("linear", cin=h * hd, cout=d, seq=n, bias=o, phase=phase),
+                LayerSpec("add", cin=d, seq=n, phase=phase),
+            ]
+        return out
+
+    def _ffn_block(self, d: int, f: int, b: int, p: int, g: int) -> list[LayerSpec]:
+        bias = bool(self.arch.mlp_bias)
+        out: list[LayerSpec] = []
+        for phase, n, _, _ in self._phases(b, p, g):
+            out += [
+                LayerSpec("rmsnorm", cin=d, seq=n, phase=phase),
+                LayerSpec("linear", cin=d, cout=f, seq=n, bias=bias, phase=phase),
+                LayerSpec("linear", cin=d, cout=f, seq=n, bias=bias, phase=phase),
+                LayerSpec("swiglu", cin=f, seq=n, phase=phase),
+                LayerSpec("linear", cin=f, cout=d, seq=n, bias=bias, phase=phase),
+                LayerSpec("add", cin=d, seq=n, phase=phase),
+            ]
+        return out
 
     # ------------------------------------------------------------------ models
     def arch_of(self, config: SubNetConfig) -> Arch:
