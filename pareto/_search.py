@@ -49,11 +49,12 @@ from pareto._strategies import (
     GENERATION_KEY,
     NSGA3_GENERATION_KEY,
     PARENT_CACHE_PREFIX,
+    ElitePool,
     Genome,
     Problem,
     Strategy,
-    elite,
     strategy_class,
+    violation,
 )
 from supernet import SubNetConfig, check_name
 
@@ -261,10 +262,9 @@ def run_surrogate(
     problem = Problem(space, tuple(o.direction for o in objectives), tuple(b.text for b in budgets), spec.fixed)
     strategy_cls = spec.strategy()
     strategy = strategy_cls(problem, spec.search_options, configs, values, constraints)
-    # the elite for the parents written where Optuna's NSGA-II looks for them: trial ids, signed values, violation
+    # the elite trials, written as each generation's parents where Optuna's NSGA-II looks for them
     ids = np.array([stored[i]["trial_id"] for i in kept], dtype=np.int64)
-    signed = values * problem.signs
-    violation = constraints.clip(min=0).sum(axis=1) if constraints.size else np.zeros(len(kept))
+    parents = ElitePool(spec.population, ids, values * problem.signs, violation(constraints, len(kept)))
     generation_key = strategy_cls.generation_key
     generation = last_generation(store, study_id(study), generation_key) + 1
     added = 0
@@ -272,11 +272,9 @@ def run_surrogate(
     while have < spec.n_trials:
         started = datetime.now(UTC)
         size = min(spec.population, spec.n_trials - have)
-        if len(ids) and strategy_cls.parent_prefix is not None:
+        if len(parents) and strategy_cls.parent_prefix is not None:
             set_study_system_attr(
-                study,
-                strategy_cls.parent_prefix + str(generation),
-                ids[elite(signed, violation)[: spec.population]].tolist(),
+                study, strategy_cls.parent_prefix + str(generation), parents.best(spec.population).tolist()
             )
         # no trial on a SubNet the study has evaluated: canonical configs, repeats proposed again
         batch = _distinct(strategy, seen, size)
@@ -309,12 +307,7 @@ def run_surrogate(
         )
         generation += 1
         strategy.tell(batch, obj_values, cons)
-        ids = np.concatenate([ids, new_ids])
-        signed = np.vstack([signed, obj_values * problem.signs])
-        violation = np.concatenate([violation, cons.clip(min=0).sum(axis=1) if budgets else np.zeros(len(batch))])
-        if len(ids) > 4 * spec.population:  # keep the elite pool bounded
-            keep = elite(signed, violation)[: 2 * spec.population]
-            ids, signed, violation = ids[keep], signed[keep], violation[keep]
+        parents.add(new_ids, obj_values * problem.signs, violation(cons, len(batch)))
         have += len(batch)
         added += len(batch)
         if progress is not None:

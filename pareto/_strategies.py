@@ -46,6 +46,7 @@ __all__ = [
     "PARENT_CACHE_PREFIX",
     "STRATEGIES",
     "AskTell",
+    "ElitePool",
     "Genome",
     "NSGA2Strategy",
     "NSGA3Strategy",
@@ -57,6 +58,7 @@ __all__ = [
     "elite",
     "register_strategy",
     "strategy_class",
+    "violation",
 ]
 
 # Optuna's GA samplers' keys (BaseGASampler: f"{cls.__name__}:generation" / f"{cls.__name__}:parent:")
@@ -139,7 +141,7 @@ class Problem:
         return np.array([1.0 if d == "minimize" else -1.0 for d in self.directions])
 
 
-def _violation(constraints: np.ndarray, n: int) -> np.ndarray:
+def violation(constraints: np.ndarray, n: int) -> np.ndarray:
     """Total violation per row (0: feasible)."""
     return constraints.clip(min=0).sum(axis=1) if constraints.size else np.zeros(n)
 
@@ -274,6 +276,35 @@ def elite(signed: np.ndarray, violation: np.ndarray) -> np.ndarray:
     return np.lexsort((-crowd, rank))
 
 
+class ElitePool:
+    """Evaluated rows with one payload each (gene rows, trial ids), their signed values (every column minimised)
+    and total constraint violation. Once :meth:`add` takes it past ``4 × population`` rows it keeps the
+    ``2 × population`` elite, so NSGA-II's parents (and those the search writes for Optuna's) come from a bounded
+    pool; the history it starts from is kept whole until then."""
+
+    def __init__(self, population: int, payload: np.ndarray, signed: np.ndarray, violation: np.ndarray) -> None:
+        self.population = population
+        self.payload, self.signed, self.violation = payload, signed, violation
+
+    def __len__(self) -> int:
+        return len(self.payload)
+
+    def add(self, payload: np.ndarray, signed: np.ndarray, violation: np.ndarray) -> None:
+        """Append evaluated rows, then bound the pool."""
+        if not len(payload):
+            return
+        self.payload = np.concatenate([self.payload, payload]) if len(self.payload) else payload
+        self.signed = np.vstack([self.signed, signed]) if len(self.signed) else signed
+        self.violation = np.concatenate([self.violation, violation])
+        if len(self.payload) > 4 * self.population:
+            keep = elite(self.signed, self.violation)[: 2 * self.population]
+            self.payload, self.signed, self.violation = self.payload[keep], self.signed[keep], self.violation[keep]
+
+    def best(self, k: int) -> np.ndarray:
+        """Payloads of the ``k`` best rows by constrained rank, then crowding."""
+        return self.payload[elite(self.signed, self.violation)[:k]]
+
+
 class NSGA2Strategy(Strategy):
     """NSGA-II (see the module docstring); its pool of parents is bounded to the ``2 × population`` elite once it
     exceeds ``4 × population``."""
@@ -288,25 +319,22 @@ class NSGA2Strategy(Strategy):
     ) -> None:
         super().__init__(problem, options, configs, values, constraints)
         v, c = _history(problem, configs, values, constraints)
-        self.genes = (
-            np.array([self.genome.encode(x) for x in configs]) if configs else np.empty((0, len(self.genome.dims)))
-        )
-        self.signed = v * problem.signs
-        self.violation = _violation(c, len(configs))
+        genes = np.array([self.genome.encode(x) for x in configs]) if configs else np.empty((0, len(self.genome.dims)))
+        self.pool = ElitePool(options.population, genes, v * problem.signs, violation(c, len(configs)))
 
     def ask(self, n: int) -> list[SubNetConfig]:
-        if len(self.genes) < self.options.population:
+        if len(self.pool) < self.options.population:
             return self.uniform(n)
         return self.genome.decode(self._offspring(n), self.rng)
 
     def _offspring(self, size: int) -> np.ndarray:
-        rank, crowd = _rank(self.signed, self.violation)
+        rank, crowd = _rank(self.pool.signed, self.pool.violation)
         order = np.lexsort((-crowd, rank))
         parents_pool = order[:size]
         a, b = self.rng.choice(parents_pool, size=(2, 2 * size))
         better = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & (crowd[a] >= crowd[b]))
         winners = np.where(better, a, b).reshape(2, size)
-        p1, p2 = self.genes[winners[0]], self.genes[winners[1]]
+        p1, p2 = self.pool.payload[winners[0]], self.pool.payload[winners[1]]
         swap = (self.rng.random(p1.shape) < 0.5) & (self.rng.random((size, 1)) < 0.9)
         child: np.ndarray = np.where(swap, p2, p1)
         mutate = self.rng.random(child.shape) < 1.0 / child.shape[1]
@@ -318,14 +346,11 @@ class NSGA2Strategy(Strategy):
     def tell(self, configs: Sequence[SubNetConfig], values: np.ndarray, constraints: np.ndarray) -> None:
         if not len(configs):
             return
-        new = np.array([self.genome.encode(c) for c in configs])
-        self.genes = np.vstack([self.genes, new]) if len(self.genes) else new
-        signed = np.asarray(values, dtype=float) * self.problem.signs
-        self.signed = np.vstack([self.signed, signed]) if len(self.signed) else signed
-        self.violation = np.concatenate([self.violation, _violation(np.asarray(constraints), len(configs))])
-        if len(self.genes) > 4 * self.options.population:  # keep the elite pool bounded
-            keep = elite(self.signed, self.violation)[: 2 * self.options.population]
-            self.genes, self.signed, self.violation = self.genes[keep], self.signed[keep], self.violation[keep]
+        self.pool.add(
+            np.array([self.genome.encode(c) for c in configs]),
+            np.asarray(values, dtype=float) * self.problem.signs,
+            violation(np.asarray(constraints), len(configs)),
+        )
 
 
 class RandomStrategy(Strategy):
