@@ -33,6 +33,8 @@ _UNITS = {
     "params": "count",
     "macs": "MACs",
     "flops": "FLOPs",
+    "weights_mb": "MB",
+    "kv_cache_mb": "MB",
     "peak_memory_mb": "MB",
 }
 

@@ -2,8 +2,11 @@
 
 An objective is written ``METRIC[@SUBJECT][:max|:min]``:
 
-- ``params``, ``macs``, ``flops`` (= 2 × MACs), ``peak_memory_mb`` — analytic, from the space's LayerSpecs
-  (peak memory: fp32 weights plus the largest input + output activation of any layer, batch 1);
+- ``params``, ``macs``, ``flops`` (= 2 × MACs), ``weights_mb``, ``peak_memory_mb`` — analytic, from the space's
+  LayerSpecs (fp32 weights; peak memory: the weights plus the largest input + output activation of any layer,
+  batch 1, plus the KV cache where the space has one);
+- ``kv_cache_mb`` — analytic, for spaces with a KV cache (the Llama family): fp32 keys and values of every kept
+  layer for ``batch`` × (``prompt_len`` + ``gen_len``) tokens;
 - ``latency_ms@DEVICE`` / ``energy_mj@DEVICE`` — the stored predictor ``<metric>:<space>:<device>`` when there is
   one, else its few-shot transfer ``<metric>:<space>:<device>:fewshot<K>`` (largest K), else the device's LUT-sum;
 - ``<metric>@DATASET`` (e.g. ``test_acc_pct@cifar10``) — the stored accuracy predictor
@@ -30,7 +33,7 @@ from supernet import LayerCounts, SearchSpace, SubNetConfig
 
 __all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "parse_budget", "parse_objective"]
 
-ANALYTIC = ("params", "macs", "flops", "peak_memory_mb")
+ANALYTIC = ("params", "macs", "flops", "weights_mb", "kv_cache_mb", "peak_memory_mb")
 _OBJECTIVE = re.compile(
     r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
     r"(:(?P<direction>max|min))?$"
@@ -129,6 +132,12 @@ class Evaluator:
             if m.metric in ANALYTIC:
                 if not space.has_model:
                     raise InvalidValueError(f"objective {m.name}", "a metric of a space with a layer model", space.name)
+                if m.metric == "kv_cache_mb" and _kv_cache_mb(space) is None:
+                    raise InvalidValueError(
+                        f"objective {m.name}",
+                        "a metric of a space with a KV cache (a space from hwpareto space from-hf)",
+                        space.name,
+                    )
                 self.sources[m] = "analytic"
                 continue
             predictor = f"{m.metric}:{space.name}:{m.subject}"
@@ -182,20 +191,34 @@ class Evaluator:
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
 
+def _kv_cache_mb(space: SearchSpace) -> Any:
+    """The space's ``kv_cache_mb(config)`` method, or None for spaces without a KV cache."""
+    return getattr(space, "kv_cache_mb", None)
+
+
 def _analytic(metric: str, counts: LayerCounts, space: SearchSpace, configs: Sequence[SubNetConfig]) -> np.ndarray:
-    """``params``, ``macs``, ``flops`` or ``peak_memory_mb`` of every config, from its layer counts, except where
-    the space overrides :meth:`~supernet.SearchSpace.params` / :meth:`~supernet.SearchSpace.macs` with its own
-    count (the Llama space: its layers are a prefill and one representative decode step, whose specs repeat the
+    """An analytic metric (see the module docstring) of every config, from its layer counts, except where the
+    space overrides :meth:`~supernet.SearchSpace.params` / :meth:`~supernet.SearchSpace.macs` with its own count
+    (the Llama space: its layers are a prefill and one representative decode step, whose specs repeat the
     weights), which is then authoritative."""
     specs = counts.specs
     own_params = type(space).params is not SearchSpace.params
     own_macs = type(space).macs is not SearchSpace.macs
+    kv_cache = _kv_cache_mb(space)
+    if metric == "kv_cache_mb":
+        return np.array([float(kv_cache(c)) for c in configs])
     if metric in ("params", "macs", "flops"):
         if own_params if metric == "params" else own_macs:
             count = space.params if metric == "params" else space.macs
             return np.array([float(count(c)) for c in configs]) * (2.0 if metric == "flops" else 1.0)
         per_spec = np.array([s.params if metric == "params" else s.macs for s in specs], dtype=np.float64)
         return counts.total(per_spec) * (2.0 if metric == "flops" else 1.0)
+    if own_params:
+        weights = np.array([float(space.params(c)) for c in configs])
+    else:
+        weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
+    if metric == "weights_mb":
+        return 4.0 * weights / 2**20
     activations = np.array(
         [s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq for s in specs],
         dtype=np.float64,
@@ -204,8 +227,7 @@ def _analytic(metric: str, counts: LayerCounts, space: SearchSpace, configs: Seq
     largest = np.array(
         [activations[matrix.indices[a:b]].max(initial=0.0) for a, b in itertools.pairwise(matrix.indptr)]
     )
-    if own_params:
-        weights = np.array([float(space.params(c)) for c in configs])
-    else:
-        weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
-    return 4.0 * (weights + largest) / 2**20
+    peak = 4.0 * (weights + largest) / 2**20
+    if kv_cache is not None:
+        peak += np.array([float(kv_cache(c)) for c in configs])
+    return peak

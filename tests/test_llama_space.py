@@ -447,7 +447,8 @@ def test_analytic_objectives_use_the_space_counts_and_lut_sums_work(tmp_path: Pa
         spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
         store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(store, spec, sp, workers=1)
-        metrics = [parse_objective(m) for m in ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board")]
+        names = ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board", "weights_mb", "kv_cache_mb")
+        metrics = [parse_objective(m) for m in names]
         mean, _ = Evaluator(store, sp, metrics).evaluate(configs)
         lut = Lut.load(store, "board")
         assert mean[:, 0].tolist() == [float(sp.params(c)) for c in configs]
@@ -456,3 +457,13 @@ def test_analytic_objectives_use_the_space_counts_and_lut_sums_work(tmp_path: Pa
         assert all(mean[:, 3] > 4.0 * mean[:, 0] / 2**20)
         np.testing.assert_allclose(mean[:, 4], lut.sums(sp, configs, "latency"))
         assert all(mean[:, 4] > 0)
+        np.testing.assert_allclose(mean[:, 5], 4.0 * mean[:, 0] / 2**20)
+        # the KV cache, counted from the transformers model itself: a real generate-time cache of the extracted SubNet
+        for c, kv_mb, peak_mb in zip(configs[:3], mean[:3, 6], mean[:3, 3], strict=True):
+            shape = (int(c["batch"]), int(c["prompt_len"]) + int(c["gen_len"]))
+            ids = torch.randint(0, sp.arch.vocab_size, shape, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                cache = sp.subnet(c)(ids, use_cache=True).past_key_values
+            cached = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+            assert kv_mb == pytest.approx(cached / 2**20)
+            assert peak_mb > 4.0 * sp.params(c) / 2**20 + kv_mb

@@ -30,7 +30,7 @@ def test_batched_metrics_equal_per_subnet_definitions(name: str, tmp_path: Path)
         build_lut(store, spec, space, workers=1)
         metrics = [
             parse_objective(m)
-            for m in ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board", "energy_mj@board")
+            for m in ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board", "energy_mj@board", "weights_mb")
         ]
         mean, std = Evaluator(store, space, metrics).evaluate(configs)
         lut = Lut.load(store, "board")
@@ -43,6 +43,7 @@ def test_batched_metrics_equal_per_subnet_definitions(name: str, tmp_path: Path)
                     _peak_memory_mb(space, c),
                     lut.latency_sum_ms(space, c),
                     lut.energy_sum_mj(space, c),
+                    4.0 * sum(s.params for s in space.layers(c)) / 2**20,
                 ]
                 for c in configs
             ]
@@ -63,3 +64,11 @@ def test_missing_lut_layer_names_subnet_layer_and_command(tmp_path: Path) -> Non
             r"profile --device board --space nb201",
         ):
             Evaluator(store, space, [parse_objective("latency_ms@board")]).evaluate([space.largest()])
+
+
+def test_kv_cache_is_refused_for_a_space_without_one(tmp_path: Path) -> None:
+    from hwpareto.errors import InvalidValueError
+
+    with Store.open(str(tmp_path / "s.db")) as store, pytest.raises(InvalidValueError, match="KV cache") as info:
+        Evaluator(store, get_space("nb201"), [parse_objective("kv_cache_mb")])
+    assert "nb201" in str(info.value) and "kv_cache_mb" in str(info.value)

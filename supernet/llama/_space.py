@@ -243,6 +243,14 @@ class HFCausalLMSpace(SearchSpace):
             total += tokens * (d * hd * (2 * h + 2 * kv) + 3 * d * f) + 2 * h * hd * context
         return total
 
+    def kv_cache_mb(self, config: SubNetConfig) -> float:
+        """fp32 keys and values of every kept layer for ``batch`` × (``prompt_len`` + ``gen_len``) tokens, in MiB:
+        the cache at the end of generation."""
+        config = self.validate(config)
+        tokens = int(config["batch"]) * (int(config["prompt_len"]) + int(config["gen_len"]))
+        kv_heads = sum(h // self.arch.group for _, h, _ in self.kept_layers(config))
+        return 4.0 * 2 * kv_heads * self.arch.head_dim * tokens / 2**20
+
     # ------------------------------------------------------------------ cost model (LUT keys)
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
         """The LUT keys of ``config``: the prefill of ``batch`` × ``prompt_len`` tokens (embedding; per kept layer
