@@ -9,6 +9,10 @@ An objective is written ``METRIC[@SUBJECT][:max|:min]``:
   layer for ``batch`` × (``prompt_len`` + ``gen_len``) tokens;
 - ``latency_ms@DEVICE`` / ``energy_mj@DEVICE`` — the stored predictor ``<metric>:<space>:<device>`` when there is
   one, else its few-shot transfer ``<metric>:<space>:<device>:fewshot<K>`` (largest K), else the device's LUT-sum;
+- ``prefill_ms@DEVICE``, ``decode_ms_per_token@DEVICE``, ``energy_mj_per_token@DEVICE`` — LLM spaces: the
+  stored predictor of that name when there is one, else the LUT-sum of the prefill layers (time to first token),
+  of the decode-step layers (time per output token: one step of every sequence of the batch against the
+  representative KV cache), and the decode step's energy divided by ``batch`` (energy per generated token);
 - ``<metric>@DATASET`` (e.g. ``test_acc_pct@cifar10``) — the stored accuracy predictor
   ``<metric>:<space>:<dataset>`` (mean and uncertainty).
 
@@ -38,6 +42,7 @@ _OBJECTIVE = re.compile(
     r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
     r"(:(?P<direction>max|min))?$"
 )
+_PHASES = {"prefill_ms": "prefill", "decode_ms_per_token": "decode", "energy_mj_per_token": "decode"}
 _BUDGET = re.compile(r"^\s*(?P<objective>\S+)\s*(?P<op><=|>=)\s*(?P<bound>[-+0-9.eE]+)\s*$")
 
 
@@ -56,8 +61,8 @@ class Objective:
 
     @property
     def is_cost(self) -> bool:
-        """Latency/energy on a device."""
-        return self.metric in ("latency_ms", "energy_mj")
+        """Latency/energy on a device (whole SubNet, or a phase of an LLM's generation)."""
+        return self.metric in ("latency_ms", "energy_mj", *_PHASES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +153,12 @@ class Evaluator:
                 self._models[m] = load_model(store, predictor)
                 self.sources[m] = f"predictor {predictor}"
             elif m.is_cost and m.subject is not None:
+                if m.metric in _PHASES and not _has_phases(space):
+                    raise InvalidValueError(
+                        f"objective {m.name}",
+                        "a metric of an LLM space (from hwpareto space from-hf); latency_ms@DEVICE or energy_mj@DEVICE",
+                        space.name,
+                    )
                 device = store.devices.get(m.subject)
                 if not device.lut_entries:
                     raise InvalidValueError(
@@ -180,8 +191,10 @@ class Evaluator:
                     mean[:, j], std[:, j] = self._models[m].predict(self._store, todo)
                 elif m in self._luts:
                     # a missing layer raises MissingLutError naming the SubNet, the layer and the profile command
-                    what = "energy" if m.metric == "energy_mj" else "latency"
-                    mean[:, j] = self._luts[m].sums(self.space, todo, what)
+                    what = "energy" if m.metric.startswith("energy") else "latency"
+                    mean[:, j] = self._luts[m].sums(self.space, todo, what, _PHASES.get(m.metric))
+                    if m.metric == "energy_mj_per_token":
+                        mean[:, j] /= np.array([float(c["batch"]) for c in todo])
                 else:
                     assert counts is not None
                     mean[:, j] = _analytic(m.metric, counts, self.space, todo)
@@ -189,6 +202,11 @@ class Evaluator:
                 self._cache[c.key] = (mean[i], std[i])
         rows = [self._cache[c.key] for c in configs]
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+def _has_phases(space: SearchSpace) -> bool:
+    """Whether the space's LayerSpecs split into a prefill and a decode phase (an LLM space)."""
+    return any(spec.phase for spec in space.layers(space.smallest()))
 
 
 def _kv_cache_mb(space: SearchSpace) -> Any:

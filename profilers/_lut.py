@@ -340,8 +340,11 @@ class Lut:
         """Sum of per-layer energies (raises :class:`MissingLutError` when any layer has no energy)."""
         return float(self.sums(space, [config], "energy")[0])
 
-    def sums(self, space: SearchSpace, configs: Sequence[SubNetConfig], what: str = "latency") -> np.ndarray:
-        """LUT-sums of many configs at once: ``what`` is ``latency`` (ms) or ``energy`` (mJ). One
+    def sums(
+        self, space: SearchSpace, configs: Sequence[SubNetConfig], what: str = "latency", phase: str | None = None
+    ) -> np.ndarray:
+        """LUT-sums of many configs at once: ``what`` is ``latency`` (ms) or ``energy`` (mJ); ``phase`` (``prefill``
+        or ``decode``, LLM spaces) sums only the layers of that phase. One
         :meth:`~supernet.SearchSpace.layer_counts` call and one matrix product; raises :class:`MissingLutError`
         naming the first SubNet with a layer the LUT lacks."""
         table = self.energy_mj if what == "energy" else self.latency_ms
@@ -356,6 +359,9 @@ class Lut:
         else:
             layer_counts = space.layer_counts(configs)
             keys, matrix = [spec.key for spec in layer_counts.specs], layer_counts.matrix
+            if phase is not None:
+                kept = np.flatnonzero([spec.phase == phase for spec in layer_counts.specs])
+                keys, matrix = [keys[j] for j in kept], sparse.csr_array(matrix.tocsc()[:, kept])
         per_key = np.array([table.get(k, np.nan) for k in keys], dtype=np.float64)
         absent = np.flatnonzero(np.isnan(per_key))
         if len(absent):

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import Store
-from supernet import LayerSpec, space_document, space_from_document
+from supernet import LayerSpec, get_space, space_document, space_from_document
 from supernet.llama import HFCausalLMSpace, check_hf_config, space_from_hf
 from supernet.llama._model import build_model, load_subnet, save_subnet
 
@@ -467,3 +467,66 @@ def test_analytic_objectives_use_the_space_counts_and_lut_sums_work(tmp_path: Pa
             cached = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
             assert kv_mb == pytest.approx(cached / 2**20)
             assert peak_mb > 4.0 * sp.params(c) / 2**20 + kv_mb
+
+
+def test_prefill_and_decode_objectives_split_the_lut_sum(tmp_path: Path) -> None:
+    from pareto._objectives import Evaluator, parse_objective
+    from profilers import DeviceSpec, Lut, backend_for, build_lut
+
+    sp = _space()
+    configs = [sp.sample(np.random.default_rng(i)) for i in range(12)]
+    with Store.open(str(tmp_path / "s.db")) as store:
+        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        build_lut(store, spec, sp, workers=1)
+        names = ("latency_ms@board", "prefill_ms@board", "decode_ms_per_token@board", "energy_mj_per_token@board")
+        mean, _ = Evaluator(store, sp, [parse_objective(m) for m in names]).evaluate(configs)
+        lut = Lut.load(store, "board")
+        np.testing.assert_allclose(mean[:, 1] + mean[:, 2], mean[:, 0])
+        for c, prefill_ms, decode_ms, energy_mj in zip(configs, mean[:, 1], mean[:, 2], mean[:, 3], strict=True):
+            phased = [(s.phase, s.key) for s in sp.layers(c)]
+            assert prefill_ms == pytest.approx(sum(lut.latency_ms[k] for p, k in phased if p == "prefill"))
+            assert decode_ms == pytest.approx(sum(lut.latency_ms[k] for p, k in phased if p == "decode"))
+            decode_mj = sum(lut.energy_mj[k] for p, k in phased if p == "decode")
+            assert energy_mj == pytest.approx(decode_mj / int(c["batch"]))
+        assert (mean[:, 1] > 0).all() and (mean[:, 2] >= 0).all()
+        with pytest.raises(InvalidValueError, match="LLM space"):
+            Evaluator(store, get_space("nb201"), [parse_objective("prefill_ms@board")])
+
+
+def test_search_under_a_decode_budget(tmp_path: Path) -> None:
+    from pareto._analysis import study_results
+    from pareto._search import SearchSpec, load_trials, run_surrogate
+    from profilers import DeviceSpec, Lut, backend_for, build_lut
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY | {"max_position_embeddings": 32, "num_hidden_layers": 2}))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    out = runner.invoke(app, ["space", "from-hf", str(path), "--name", "tl", "--store", url])
+    assert out.exit_code == 0, out.output
+    with Store.open(url) as store:
+        sp = store.spaces.get("tl")
+        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        build_lut(store, spec, sp, workers=1)
+        lut = Lut.load(store, "board")
+
+        def decode_ms(config: Any) -> float:
+            return sum(lut.latency_ms[s.key] for s in sp.layers(config) if s.phase == "decode")
+
+        sample = [decode_ms(sp.sample(np.random.default_rng(i))) for i in range(40)]
+        bound = float(np.median(sample))
+        objectives = ("params:max", "decode_ms_per_token@board", "kv_cache_mb")
+        search = SearchSpec(
+            "d1", "tl", objectives, (f"decode_ms_per_token@board <= {bound}",), n_trials=60, population=20
+        )
+        assert run_surrogate(store, search).total == 60
+        trials, values, constraints = load_trials(store, "d1")
+        configs = [sp.validate(t["config"]) for t in trials]
+        np.testing.assert_allclose(values[:, 1], [decode_ms(c) for c in configs])
+        np.testing.assert_allclose(values[:, 2], [sp.kv_cache_mb(c) for c in configs])
+        np.testing.assert_allclose(constraints[:, 0], values[:, 1] - bound)
+        front = study_results(store, "d1").front("board").rows
+        assert len(front) and (front["decode_ms_per_token@board"] <= bound).all()  # the front is feasible only
+        feasible = constraints[:, 0] <= 0
+        assert feasible[20:].mean() > feasible[:20].mean()  # later generations move into the budget
