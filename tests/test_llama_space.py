@@ -437,16 +437,23 @@ def test_profile_cli_stores_lut_rows_for_a_from_hf_space(tmp_path: Path) -> None
         assert {"prefill", "decode"} >= {k.rsplit("phase=", 1)[1] for k in lut["layer_key"]}
 
 
+def _board_lut(store: Store, space: HFCausalLMSpace) -> None:
+    """A fake device ``board`` with a LUT of every layer of ``space``."""
+    from profilers import DeviceSpec, backend_for, build_lut
+
+    spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+    store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
+    build_lut(store, spec, space, workers=1)
+
+
 def test_analytic_objectives_use_the_space_counts_and_lut_sums_work(tmp_path: Path) -> None:
     from pareto._objectives import Evaluator, parse_objective
-    from profilers import DeviceSpec, Lut, backend_for, build_lut
+    from profilers import Lut
 
     sp = _space()
     configs = [sp.sample(np.random.default_rng(i)) for i in range(12)]
     with Store.open(str(tmp_path / "s.db")) as store:
-        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
-        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
-        build_lut(store, spec, sp, workers=1)
+        _board_lut(store, sp)
         names = ("params", "macs", "flops", "peak_memory_mb", "latency_ms@board", "weights_mb", "kv_cache_mb")
         metrics = [parse_objective(m) for m in names]
         mean, _ = Evaluator(store, sp, metrics).evaluate(configs)
@@ -471,14 +478,12 @@ def test_analytic_objectives_use_the_space_counts_and_lut_sums_work(tmp_path: Pa
 
 def test_prefill_and_decode_objectives_split_the_lut_sum(tmp_path: Path) -> None:
     from pareto._objectives import Evaluator, parse_objective
-    from profilers import DeviceSpec, Lut, backend_for, build_lut
+    from profilers import Lut
 
     sp = _space()
     configs = [sp.sample(np.random.default_rng(i)) for i in range(12)]
     with Store.open(str(tmp_path / "s.db")) as store:
-        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
-        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
-        build_lut(store, spec, sp, workers=1)
+        _board_lut(store, sp)
         names = ("latency_ms@board", "prefill_ms@board", "decode_ms_per_token@board", "energy_mj_per_token@board")
         mean, _ = Evaluator(store, sp, [parse_objective(m) for m in names]).evaluate(configs)
         lut = Lut.load(store, "board")
@@ -497,7 +502,7 @@ def test_prefill_and_decode_objectives_split_the_lut_sum(tmp_path: Path) -> None
 def test_search_under_a_decode_budget(tmp_path: Path) -> None:
     from pareto._analysis import study_results
     from pareto._search import SearchSpec, load_trials, run_surrogate
-    from profilers import DeviceSpec, Lut, backend_for, build_lut
+    from profilers import Lut
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps(TINY | {"max_position_embeddings": 32, "num_hidden_layers": 2}))
@@ -506,9 +511,7 @@ def test_search_under_a_decode_budget(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     with Store.open(url) as store:
         sp = store.spaces.get("tl")
-        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
-        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
-        build_lut(store, spec, sp, workers=1)
+        _board_lut(store, sp)
         lut = Lut.load(store, "board")
 
         def decode_ms(config: Any) -> float:
