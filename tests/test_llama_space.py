@@ -418,12 +418,18 @@ def test_simulators_cost_every_llama_op() -> None:
             assert cost.latency_ms > 0, spec.key
 
 
-def test_profile_cli_stores_lut_rows_for_a_from_hf_space(tmp_path: Path) -> None:
+def _imported_tiny(tmp_path: Path) -> str:
+    """A store under ``tmp_path`` holding a 2-layer tiny config.json imported as space ``tl``; its URL."""
     path = tmp_path / "config.json"
     path.write_text(json.dumps(TINY | {"max_position_embeddings": 32, "num_hidden_layers": 2}))
     url = f"sqlite:///{tmp_path / 's.db'}"
     out = runner.invoke(app, ["space", "from-hf", str(path), "--name", "tl", "--store", url])
     assert out.exit_code == 0, out.output
+    return url
+
+
+def test_profile_cli_stores_lut_rows_for_a_from_hf_space(tmp_path: Path) -> None:
+    url = _imported_tiny(tmp_path)
     args = ["profile", "--device", "cpu-local", "--space", "tl", "--store", url, "--json"]
     out = runner.invoke(app, [*args, "--resolution", "8", "--budget-s", "1"])
     assert out.exit_code == 0, out.output
@@ -504,11 +510,7 @@ def test_search_under_a_decode_budget(tmp_path: Path) -> None:
     from pareto._search import SearchSpec, load_trials, run_surrogate
     from profilers import Lut
 
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(TINY | {"max_position_embeddings": 32, "num_hidden_layers": 2}))
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    out = runner.invoke(app, ["space", "from-hf", str(path), "--name", "tl", "--store", url])
-    assert out.exit_code == 0, out.output
+    url = _imported_tiny(tmp_path)
     with Store.open(url) as store:
         sp = store.spaces.get("tl")
         _board_lut(store, sp)
