@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from profilers import DeviceSpec
 
 __all__ = [
+    "COST_LABELS",
     "FrontView",
     "PredictorQuality",
     "axis_range",
@@ -265,7 +266,8 @@ def space_choices(store: Store) -> tuple[list[SearchSpace], list[str]]:
 
 # ---------------------------------------------------------------------------------------------------- search
 def quality_objectives(store: Store, space: str) -> list[str]:
-    """Objectives a search of ``space`` can maximise: each accuracy predictor's metric@dataset, then analytic."""
+    """Quality objectives of a search of ``space``: each accuracy predictor's metric@dataset (accuracy maximised,
+    perplexity and loss minimised), then analytic proxies."""
     names = [f"{p.metric}@{p.dataset}" for p in store.predictors.list(space) if p.kind == "accuracy" and p.dataset]
     return [*dict.fromkeys(names), "params:max", "macs:max"]
 
@@ -330,8 +332,11 @@ def make_spec(
 
     if not devices:
         raise InvalidValueError("devices", "at least one device", [])
-    if metric not in ("latency_ms", "energy_mj"):
-        raise InvalidValueError("cost metric", "latency_ms or energy_mj", metric)
+    from pareto import cost_metrics
+
+    allowed = cost_metrics(store.spaces.get(space))
+    if metric not in allowed:
+        raise InvalidValueError("cost metric", " or ".join(allowed), metric)
     if mode not in ("surrogate", "budgeted"):
         raise InvalidValueError("mode", "surrogate or budgeted", mode)
     objectives = (quality, *(f"{metric}@{d}" for d in devices))
@@ -587,22 +592,32 @@ def budget_input_format(values: Sequence[float] | np.ndarray) -> tuple[float, st
 
 
 def typical_costs(store: Store, device: str, space: str, metric: str = "latency_ms", n: int = 32) -> np.ndarray:
-    """Typical whole-network costs of ``space`` on ``device``: its measured values, else LUT sums of ``n``
-    sampled SubNets (seed 0); empty when neither is there."""
+    """Typical whole-network costs of ``space`` on ``device``: its measured values, else what a search would use
+    (the stored predictor, else the LUT-sum) for ``n`` sampled SubNets (seed 0); empty when neither is there."""
     measured = store.measurements.table(space=space, subject=device, metric=metric)
     values = measured["value"].to_numpy(float)
     if len(values):
         return values
     try:
-        from profilers import Lut
+        from pareto import Objective
+        from pareto._objectives import Evaluator
 
-        lut = Lut.load(store, device, 1)
         sp = store.spaces.get(space)
         rng = np.random.default_rng(0)
-        total = lut.latency_sum_ms if metric == "latency_ms" else lut.energy_sum_mj
-        return np.array([total(sp, sp.sample(rng)) for _ in range(n)], float)
+        mean, _ = Evaluator(store, sp, [Objective(metric, device)]).evaluate([sp.sample(rng) for _ in range(n)])
+        return mean[:, 0]
     except Exception:  # no LUT, a partial one, or no model to sum: the field keeps its default step
         return np.array([], float)
+
+
+COST_LABELS = {
+    "latency_ms": ("latency", "ms"),
+    "energy_mj": ("energy", "mJ"),
+    "prefill_ms": ("prefill (time to first token)", "ms"),
+    "decode_ms_per_token": ("decode", "ms/token"),
+    "energy_mj_per_token": ("energy per token", "mJ/token"),
+}
+"""Cost metric → (what it is, its unit), for labels."""
 
 
 def hover_texts(results: Any, numbers: Sequence[int], limit: int = 500) -> dict[int, str]:
@@ -636,9 +651,11 @@ def compare_fronts(a: Any, b: Any, cost: str, quality: str) -> tuple[dict[str, p
             view.fronts[cost] if cost in view.fronts else pd.DataFrame(columns=["number", cost, quality])
         )
     both = pd.concat(list(fronts.values()))
-    directions = ["minimize", "maximize"]
+    maximise = next(o.direction for o in a.objectives if o.name == quality) == "maximize"  # accuracy, not ppl
+    directions = ["minimize", "maximize" if maximise else "minimize"]
     span = (both[[cost, quality]].max() - both[[cost, quality]].min()).replace(0, 1).to_numpy(float)
-    reference = np.array([both[cost].max() + 0.1 * span[0], both[quality].min() - 0.1 * span[1]])
+    worst = both[quality].min() - 0.1 * span[1] if maximise else both[quality].max() + 0.1 * span[1]
+    reference = np.array([both[cost].max() + 0.1 * span[0], worst])
     rows = [
         {
             "study": name,
@@ -646,7 +663,7 @@ def compare_fronts(a: Any, b: Any, cost: str, quality: str) -> tuple[dict[str, p
             "hypervolume": hypervolume(front[[cost, quality]].to_numpy(float), reference, directions)
             if len(front)
             else 0.0,
-            f"best {quality}": front[quality].max() if len(front) else np.nan,
+            f"best {quality}": (front[quality].max() if maximise else front[quality].min()) if len(front) else np.nan,
             f"lowest {cost}": front[cost].min() if len(front) else np.nan,
         }
         for name, front in fronts.items()

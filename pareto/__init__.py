@@ -19,6 +19,7 @@ _LAZY = {
     "Objective": "pareto._objectives",
     "Budget": "pareto._objectives",
     "parse_objective": "pareto._objectives",
+    "cost_metrics": "pareto._objectives",
     "parse_budget": "pareto._objectives",
     "StudyResults": "pareto._analysis",
     "Front": "pareto._analysis",

@@ -35,7 +35,7 @@ from hwpareto.errors import InvalidValueError
 from hwpareto.store._store import Store
 from supernet import LayerCounts, SearchSpace, SubNetConfig
 
-__all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "parse_budget", "parse_objective"]
+__all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "cost_metrics", "parse_budget", "parse_objective"]
 
 ANALYTIC = ("params", "macs", "flops", "weights_mb", "kv_cache_mb", "peak_memory_mb")
 _OBJECTIVE = re.compile(
@@ -202,6 +202,12 @@ class Evaluator:
                 self._cache[c.key] = (mean[i], std[i])
         rows = [self._cache[c.key] for c in configs]
         return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+def cost_metrics(space: SearchSpace) -> tuple[str, ...]:
+    """The device-cost metrics ``space`` can be searched on: ``latency_ms`` and ``energy_mj``, plus the phase
+    metrics of LLM spaces."""
+    return ("latency_ms", "energy_mj", *(_PHASES if _has_phases(space) else ()))
 
 
 def _has_phases(space: SearchSpace) -> bool:

@@ -10,7 +10,7 @@ import streamlit as st
 from dashboard import _data, _figures, _jobs, _state, _ui
 from hwpareto.errors import HwparetoError
 from hwpareto.options import SEARCH
-from pareto import submit
+from pareto import cost_metrics, submit
 from pareto._strategies import STRATEGIES
 
 st.title("Search")
@@ -34,17 +34,22 @@ else:
     )
     left, right = st.columns(2)
     quality = left.selectbox(
-        "Quality objective (maximised)",
+        "Quality objective",
         _data.quality_objectives(db, space),
         key="search_quality",
-        help="Accuracy predictors of this space, or an analytic proxy",
+        help="Accuracy predictors of this space (accuracy maximised; perplexity and loss minimised), "
+        "or an analytic proxy",
     )
+    metrics = list(cost_metrics(db.spaces.get(space)))
+    if st.session_state.get("search_metric") not in metrics:
+        st.session_state["search_metric"] = metrics[0]
     metric = right.radio(
         "Cost metric",
-        ["latency_ms", "energy_mj"],
+        metrics,
         horizontal=True,
         key="search_metric",
-        format_func=lambda m: {"latency_ms": "latency (ms)", "energy_mj": "energy (mJ)"}[m],
+        format_func=lambda m: "{} ({})".format(*_data.COST_LABELS[m]),
+        help="LLM spaces add prefill (time to first token), decode time per generated token and energy per token",
     )
     offered = _state.search_devices(db, space)  # only devices with a LUT of this space or a predictor for it
     if not offered:
@@ -57,7 +62,7 @@ else:
     chosen = st.multiselect(
         "Devices (one cost objective and one front each)", offered, default=offered[:1], key="search_devices"
     )
-    unit = "ms" if metric == "latency_ms" else "mJ"
+    unit = _data.COST_LABELS[metric][1]
     step, fmt = _data.budget_input_format(_data.typical_costs(db, chosen[0], space, metric) if chosen else [])
     budget = st.number_input(
         f"Budget on the first device ({unit}; 0 = none)",

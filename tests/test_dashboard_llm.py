@@ -1,0 +1,120 @@
+"""The dashboard's search form on an LLM space: the phase cost metrics are offered (and only there), the budget
+field follows the chosen phase, a launched search carries the phase objective, and comparing fronts of a
+minimised quality (perplexity) ranks the lower value best."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import _data
+from hwpareto.errors import InvalidValueError
+from pareto import Store, cost_metrics, parse_objective
+from profilers import Lut
+from supernet import get_space
+from tests.test_llama_space import _board_lut, _imported_tiny
+
+PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"
+PHASES = ("prefill_ms", "decode_ms_per_token", "energy_mj_per_token")
+
+
+@pytest.fixture
+def llm_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store holding the tiny Llama space ``tl`` and a fake device ``board`` with its LUT, set as the
+    dashboard's store."""
+    url = _imported_tiny(tmp_path)
+    with Store.open(url) as store:
+        _board_lut(store, store.spaces.get("tl"))
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    return url
+
+
+def test_phase_metrics_only_on_llm_spaces(llm_url: str) -> None:
+    with Store.open(llm_url) as store:
+        sp = store.spaces.get("tl")
+        assert cost_metrics(sp) == ("latency_ms", "energy_mj", *PHASES)
+        assert cost_metrics(get_space("nb201")) == ("latency_ms", "energy_mj")
+        spec = _data.make_spec(
+            store,
+            name="llm",
+            space="tl",
+            quality="params:max",
+            metric="decode_ms_per_token",
+            devices=["board"],
+            budget=0.5,
+            sampler="random",
+            n_trials=20,
+            population=10,
+            seed=0,
+        )
+        assert spec.objectives == ("params:max", "decode_ms_per_token@board")
+        assert spec.budgets == ("decode_ms_per_token@board <= 0.5",)
+        with pytest.raises(InvalidValueError, match="cost metric: expected latency_ms or energy_mj or prefill_ms"):
+            _data.make_spec(
+                store,
+                name="x",
+                space="tl",
+                quality="params:max",
+                metric="ttft",
+                devices=["board"],
+                budget=None,
+                sampler="random",
+                n_trials=20,
+                population=10,
+                seed=0,
+            )
+        # the budget field's typical costs are the phase LUT-sums a search would use
+        costs = _data.typical_costs(store, "board", "tl", "decode_ms_per_token", n=8)
+        rng = np.random.default_rng(0)
+        configs = [sp.sample(rng) for _ in range(8)]
+        assert costs.tolist() == pytest.approx(Lut.load(store, "board").sums(sp, configs, "latency", "decode").tolist())
+
+
+@pytest.mark.slow
+def test_search_page_offers_and_launches_a_decode_budget(llm_url: str) -> None:
+    at = AppTest.from_file(str(PAGES / "search.py"), default_timeout=90)
+    at.run()
+    assert not at.exception
+    at.selectbox(key="search_space").set_value("tl").run()
+    radio = at.radio(key="search_metric")
+    assert list(radio.options) == [
+        "latency (ms)",
+        "energy (mJ)",
+        "prefill (time to first token) (ms)",
+        "decode (ms/token)",
+        "energy per token (mJ/token)",
+    ]
+    radio.set_value("decode_ms_per_token").run()
+    assert not at.exception
+    field = at.number_input(key="search_budget")
+    assert "ms/token" in field.label
+    with Store.open(llm_url) as store:
+        costs = _data.typical_costs(store, "board", "tl", "decode_ms_per_token")
+    assert field.step == pytest.approx(_data.budget_input_format(costs)[0])
+
+
+def test_compare_fronts_ranks_a_minimised_quality_by_its_lowest_value() -> None:
+    cost, quality = "latency_ms@board", "ppl@text"
+    objectives = [parse_objective(quality), parse_objective(cost)]
+
+    def study(name: str, ppl: list[float]) -> SimpleNamespace:
+        trials = pd.DataFrame({"number": range(len(ppl)), cost: [1.0, 2.0, 3.0][: len(ppl)], quality: ppl})
+        front = SimpleNamespace(rows=trials, knee_number=0, objectives=objectives)
+        return SimpleNamespace(
+            spec=SimpleNamespace(name=name),
+            trials=trials,
+            objectives=objectives,
+            budgets=(),
+            front=lambda device=None: front,
+        )
+
+    _, table = _data.compare_fronts(study("a", [9.0, 7.0, 5.0]), study("b", [12.0, 10.0, 8.0]), cost, quality)
+    table = table.set_index("study")
+    assert table.loc["a", f"best {quality}"] == 5.0 and table.loc["b", f"best {quality}"] == 8.0
+    assert table.loc["a", "hypervolume"] > table.loc["b", "hypervolume"]  # a's perplexities are lower everywhere
