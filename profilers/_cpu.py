@@ -1,22 +1,27 @@
-"""The ``torch-cpu`` backend: real timing of layers and extracted SubNets on this machine's CPU."""
+"""The ``torch-cpu`` backend: real timing of layers and extracted SubNets on this machine's CPU; the phase hook
+(:func:`phase_calls`, :func:`measure_phases`) that times an LLM SubNet's prefill and decode step, shared with the CUDA
+backend."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import platform
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from hwpareto.errors import CapabilityError
 from profilers._base import Backend, Cost, DeviceSpec, param
 from profilers._modules import layer_module
 from profilers._timing import TimingPolicy, TimingResult, time_calls
 from supernet import LayerSpec, SearchSpace, SubNetConfig
 
-__all__ = ["CpuBackend", "cpu_model"]
+__all__ = ["CpuBackend", "PhaseCalls", "cpu_model", "measure_phases", "phase_calls"]
 
 
 def cpu_model() -> str:
@@ -29,6 +34,83 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseCalls:
+    """The two calls that time an LLM SubNet as its LUT keys model it (see ``HFCausalLMSpace.layers``).
+
+    ``prefill()`` runs ``sequences`` × ``prompt_len`` tokens with ``use_cache=True`` (a fresh KV cache; logits of
+    every prompt token): time to first token. ``decode()`` (None when ``gen_len`` is 0) first crops the KV cache
+    prepared once by :func:`phase_calls` back to ``context`` = ``prompt_len + gen_len // 2`` tokens, then runs one
+    step of ``sequences`` × 1 token against it, so every call does the same work: time per output token. Both
+    return the model output (``logits``) and run under ``torch.inference_mode``."""
+
+    prefill: Callable[[], Any]
+    decode: Callable[[], Any] | None
+    context: int
+    sequences: int
+
+
+def phase_calls(
+    space: SearchSpace, model: Any, config: SubNetConfig, batch: int = 1, device: Any = None
+) -> PhaseCalls | None:
+    """The phase hook: :class:`PhaseCalls` of the extracted ``model`` (a transformers ``*ForCausalLM``, already on
+    ``device``) when ``space.layers`` carries phases (the Llama family), else None (time one forward). Token ids
+    are drawn with seed 0; ``sequences`` is ``config["batch"]`` × ``batch``."""
+    try:
+        phased = any(spec.phase for spec in space.layers(config))
+    except CapabilityError:
+        phased = False
+    if not phased:
+        return None
+    b = int(config["batch"]) * batch
+    p, g = int(config["prompt_len"]), int(config["gen_len"])
+    context = p + g // 2
+    gen = torch.Generator().manual_seed(0)
+    vocab = int(model.config.vocab_size)
+    prompt = torch.randint(0, vocab, (b, p), generator=gen).to(device)
+    history = torch.randint(0, vocab, (b, context), generator=gen).to(device)
+    token = torch.randint(0, vocab, (b, 1), generator=gen).to(device)
+
+    def prefill() -> Any:
+        with torch.inference_mode():
+            return model(input_ids=prompt, use_cache=True).logits
+
+    if g == 0:
+        return PhaseCalls(prefill, None, p, b)
+    # transformers renamed past_key_values to cache (5.x): use the name this version's forward takes
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    with torch.inference_mode():  # the cache of the context, built once
+        cache = model(input_ids=history, use_cache=True)[name]
+
+    def decode() -> Any:
+        with torch.inference_mode():
+            extra = cache.get_seq_length() - context
+            if extra:
+                cache.crop(-extra)
+            return model(input_ids=token, use_cache=True, **{name: cache}).logits
+
+    return PhaseCalls(prefill, decode, context, b)
+
+
+def measure_phases(calls: PhaseCalls, measure: Callable[[Callable[[], Any]], Cost]) -> Cost:
+    """The SubNet's cost as the LUT-sum of an LLM space means it: prefill + one decode step (latency, energy when
+    ``measure`` reports it), each phase's own :class:`Cost` (``measure(fn)`` times one call) in
+    ``details["phases"]`` under ``prefill`` / ``decode``, and ``details["sequences"]`` (divide decode energy by it
+    for energy per generated token)."""
+    phases = {"prefill": measure(calls.prefill)}
+    if calls.decode is not None:
+        phases["decode"] = measure(calls.decode)
+    total = phases["prefill"] + phases["decode"] if "decode" in phases else phases["prefill"]
+    return Cost(
+        total.latency_ms,
+        total.latency_ms_std,
+        total.energy_mj,
+        None,
+        total.n,
+        {"phases": phases, "sequences": calls.sequences, "context": calls.context},
+    )
 
 
 class CpuBackend(Backend):
@@ -62,21 +144,28 @@ class CpuBackend(Backend):
         finally:
             torch.set_num_threads(before)
 
-    def _time(self, module: torch.nn.Module, x: torch.Tensor) -> TimingResult:
-        with self._threads(), torch.inference_mode():
-            return time_calls(lambda: module(x), self.policy)
+    def _cost(self, fn: Callable[[], Any]) -> Cost:
+        with torch.inference_mode():
+            t: TimingResult = time_calls(fn, self.policy)
+        return Cost(t.median_ms, t.std_ms, None, None, t.n, {"outliers": t.outliers, "window_ms": t.window_ms})
 
     def measure_layer(self, spec: LayerSpec, batch: int = 1) -> Cost:
         module, x = layer_module(spec, batch)
-        t = self._time(module, x)
-        return Cost(t.median_ms, t.std_ms, None, None, t.n, {"outliers": t.outliers, "window_ms": t.window_ms})
+        with self._threads():
+            return self._cost(lambda: module(x))
 
     def measure_subnet(self, space: SearchSpace, config: SubNetConfig, batch: int = 1) -> Cost:
+        """One forward of the extracted SubNet; for LLM spaces its prefill and one decode step
+        (:func:`measure_phases`)."""
         if space.name not in self._supernets:
             self._supernets[space.name] = space.supernet(seed=0)
         module = space.extract(self._supernets[space.name], config).eval()
-        t = self._time(module, space.dummy_input(config, batch))
-        return Cost(t.median_ms, t.std_ms, None, None, t.n, {"outliers": t.outliers, "window_ms": t.window_ms})
+        with self._threads():
+            calls = phase_calls(space, module, config, batch)
+            if calls is not None:
+                return measure_phases(calls, self._cost)
+            x = space.dummy_input(config, batch)
+            return self._cost(lambda: module(x))
 
     def describe(self) -> dict[str, Any]:
         return {

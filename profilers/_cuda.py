@@ -6,6 +6,9 @@ supported from Volta on) read before and after a window of back-to-back calls la
 ``energy_window_ms`` (default 1 s, well above the counter's update period of roughly 20-100 ms), minus the
 idle power (sampled over ``idle_ms`` before profiling) times the window, divided by the calls. The counter's
 resolution (1 mJ) and the idle power are recorded in the provenance.
+
+LLM SubNets (spaces whose layers carry phases) are timed through the CPU backend's phase hook
+(:func:`profilers._cpu.phase_calls`): prefill and one decode step, each with its own energy window.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 
 from hwpareto.errors import HwparetoError
 from profilers._base import Backend, Cost, DeviceSpec, param
+from profilers._cpu import measure_phases, phase_calls
 from profilers._modules import layer_module
 from profilers._timing import TimingPolicy, time_calls
 from supernet import LayerSpec, SearchSpace, SubNetConfig
@@ -86,11 +90,11 @@ class CudaBackend(Backend):
         end.synchronize()
         return float(start.elapsed_time(end))
 
-    def _measure(self, module: torch.nn.Module, x: torch.Tensor) -> Cost:
+    def _cost(self, fn: Any) -> Cost:
+        """Time ``fn`` (one call, inputs already on the GPU) and, with ``energy``, its energy per call."""
         dev = self._cuda
-        module, x = module.to(dev), x.to(dev)
         with torch.inference_mode():
-            t = time_calls(lambda: module(x), self.policy, timer=self._event_ms)
+            t = time_calls(fn, self.policy, timer=self._event_ms)
             energy = energy_std = None
             if self.energy:
                 idle_w = self._idle_power_w()
@@ -98,7 +102,7 @@ class CudaBackend(Backend):
                 torch.cuda.synchronize(dev)
                 e0, t0 = self._energy_counter_mj(), time.perf_counter()
                 for _ in range(calls):
-                    module(x)
+                    fn()
                 torch.cuda.synchronize(dev)
                 elapsed_ms = (time.perf_counter() - t0) * 1e3
                 active_mj = self._energy_counter_mj() - e0 - idle_w * elapsed_ms
@@ -108,13 +112,20 @@ class CudaBackend(Backend):
 
     def measure_layer(self, spec: LayerSpec, batch: int = 1) -> Cost:
         module, x = layer_module(spec, batch)
-        return self._measure(module, x)
+        module, x = module.to(self._cuda), x.to(self._cuda)
+        return self._cost(lambda: module(x))
 
     def measure_subnet(self, space: SearchSpace, config: SubNetConfig, batch: int = 1) -> Cost:
+        """One forward of the extracted SubNet; for LLM spaces its prefill and one decode step, energy per
+        phase (:func:`~profilers._cpu.measure_phases`)."""
         if space.name not in self._supernets:
             self._supernets[space.name] = space.supernet(seed=0)
-        module = space.extract(self._supernets[space.name], config).eval()
-        return self._measure(module, space.dummy_input(config, batch))
+        module = space.extract(self._supernets[space.name], config).eval().to(self._cuda)
+        calls = phase_calls(space, module, config, batch, self._cuda)
+        if calls is not None:
+            return measure_phases(calls, self._cost)
+        x = space.dummy_input(config, batch).to(self._cuda)
+        return self._cost(lambda: module(x))
 
     def describe(self) -> dict[str, Any]:
         self.check()

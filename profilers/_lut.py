@@ -29,6 +29,7 @@ from supernet import LayerSpec, SearchSpace, SubNetConfig, check_metric_value, c
 
 __all__ = [
     "LUT_SCHEMES",
+    "PHASE_METRICS",
     "Lut",
     "LutReport",
     "MissingLutError",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 LUT_SCHEMES = ("layer", "ofa-block")
+PHASE_METRICS = {"prefill": "prefill_ms", "decode": "decode_ms_per_token"}
+"""The measurement each LLM phase's timing is stored as (the objectives of the same names read its LUT-sum)."""
 FLUSH_ROWS = 25
 FLUSH_SECONDS = 2.0
 Progress = Callable[[int, int, str], None]
@@ -249,7 +252,12 @@ def measure_subnets(
     progress: Progress | None = None,
 ) -> int:
     """Measure (or simulate) SubNets end to end and store ``latency_ms`` (and ``energy_mj``) per SubNet, one
-    transaction per SubNet so an interruption keeps what was measured. Returns the number stored."""
+    transaction per SubNet so an interruption keeps what was measured. Returns the number stored.
+
+    LLM SubNets timed by phase (:func:`profilers._cpu.measure_phases`) also store ``prefill_ms`` (time to first
+    token), ``decode_ms_per_token`` (one decode step of every sequence) and, with energy,
+    ``energy_mj_per_token`` (the decode step's energy / sequences); ``latency_ms`` is then prefill + one decode
+    step, the quantity the space's LUT-sum models."""
     from hwpareto.store import MeasurementIn
 
     backend = backend_for(device)
@@ -258,36 +266,25 @@ def measure_subnets(
     source = "measured" if device.kind in ("cpu", "cuda") else "simulated"
     for i, cfg in enumerate(items, start=1):
         cost = backend.measure_subnet(space, cfg, batch)
-        rows = [
-            MeasurementIn(
-                cfg,
-                "device",
-                device.name,
-                "latency_ms",
-                cost.latency_ms,
-                cost.latency_ms_std,
-                cost.n,
-                batch,
-                source,
-                "hwpareto measure",
-            )
+        figures: list[tuple[str, float, float | None, int]] = [
+            ("latency_ms", cost.latency_ms, cost.latency_ms_std, cost.n)
         ]
         if cost.energy_mj is not None:
-            rows.append(
-                MeasurementIn(
-                    cfg,
-                    "device",
-                    device.name,
-                    "energy_mj",
-                    cost.energy_mj,
-                    cost.energy_mj_std,
-                    cost.n,
-                    batch,
-                    source,
-                    "hwpareto measure",
-                )
-            )
-        store.measurements.add(rows)
+            figures.append(("energy_mj", cost.energy_mj, cost.energy_mj_std, cost.n))
+        phases: Mapping[str, Cost] = cost.details.get("phases", {})
+        for phase, part in phases.items():
+            figures.append((PHASE_METRICS[phase], part.latency_ms, part.latency_ms_std, part.n))
+        decode = phases.get("decode")
+        if decode is not None and decode.energy_mj is not None:
+            sequences = int(cost.details["sequences"])
+            std = None if decode.energy_mj_std is None else decode.energy_mj_std / sequences
+            figures.append(("energy_mj_per_token", decode.energy_mj / sequences, std, decode.n))
+        store.measurements.add(
+            [
+                MeasurementIn(cfg, "device", device.name, metric, value, std, n, batch, source, "hwpareto measure")
+                for metric, value, std, n in figures
+            ]
+        )
         if progress is not None:
             progress(i, len(items), cfg.key)
     return len(items)

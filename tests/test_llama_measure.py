@@ -1,0 +1,117 @@
+"""Measured LLM phases: the timed decode step does the right work (same logits as full recompute, against a cache of
+prompt_len + gen_len // 2 tokens on every call), ``measure`` stores prefill_ms / decode_ms_per_token rows next to
+latency_ms, and predictors learn each phase on top of its phase-filtered LUT-sum."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from hwpareto.store import Store
+from profilers import DeviceSpec, backend_for, measure_subnets
+from profilers._cpu import phase_calls
+from supernet.llama import HFCausalLMSpace
+
+TINY: dict[str, Any] = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "vocab_size": 97,
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+}
+
+
+def _space(options: dict[str, Any] | None = None, **config: Any) -> HFCausalLMSpace:
+    base = {"prompt_len": [16, 32], "gen_len": [8, 12], "batch": [1, 2]}
+    return HFCausalLMSpace("tiny-llama", TINY | config, options=base | (options or {}))
+
+
+def _fast_cpu(store: Store) -> DeviceSpec:
+    """This CPU as device ``cpu-fast``: short timing windows, so tests stay quick."""
+    spec = DeviceSpec("cpu-fast", "cpu", "torch-cpu", {"threads": 1, "min_window_ms": 10.0, "warmup_calls": 1})
+    store.devices.add(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
+    return spec
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_timed_decode_step_is_one_step_against_the_mid_generation_cache(batch: int) -> None:
+    sp = _space()
+    config = sp.validate(sp.largest().values | {"layer_1": 0, "heads_2": 2, "batch": batch, "gen_len": 12})
+    model = sp.extract(sp.supernet(seed=0), config)
+    calls_seen: list[tuple[torch.Tensor, int]] = []
+
+    def record(_m: torch.nn.Module, _args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        calls_seen.append((kwargs["input_ids"], 0 if cache is None else cache.get_seq_length()))
+
+    hook = model.register_forward_pre_hook(record, with_kwargs=True)
+    calls = phase_calls(sp, model, config)
+    assert calls is not None and calls.decode is not None
+    ((history, cached),) = calls_seen  # the cache is built once, from a fresh forward of the context
+    context = int(config["prompt_len"]) + int(config["gen_len"]) // 2
+    assert calls.context == context and calls.sequences == batch and cached == 0
+    assert tuple(history.shape) == (batch, context)
+    outputs = [calls.decode() for _ in range(3)]  # every timed call: the same cache length, the same result
+    hook.remove()
+    steps = calls_seen[1:]
+    assert [tuple(ids.shape) for ids, _ in steps] == [(batch, 1)] * 3
+    assert [length for _, length in steps] == [context] * 3
+    with torch.no_grad():
+        full = model(input_ids=torch.cat([history, steps[0][0]], dim=1), use_cache=False).logits
+    for out in outputs:
+        assert out.shape == (batch, 1, TINY["vocab_size"])
+        torch.testing.assert_close(out[:, -1], full[:, -1], rtol=1e-4, atol=1e-5)
+    prefill = calls.prefill()
+    assert prefill.shape == (batch, int(config["prompt_len"]), TINY["vocab_size"])  # LM head on every prompt token
+
+
+def test_no_decode_step_without_generated_tokens() -> None:
+    sp = _space({"gen_len": [0]})
+    config = sp.largest()
+    calls = phase_calls(sp, sp.extract(sp.supernet(seed=0), config), config)
+    assert calls is not None and calls.decode is None
+    assert all(spec.phase == "prefill" for spec in sp.layers(config))
+
+
+def test_measure_stores_phase_rows_and_prefill_grows_with_the_prompt(tmp_path: Path) -> None:
+    # wide enough that the LM head on 256 prompt tokens dwarfs the per-call overhead of 8 tokens
+    sp = _space({"prompt_len": [8, 256], "gen_len": [16], "batch": [1]}, hidden_size=256, vocab_size=2000)
+    short = sp.validate(sp.largest().values | {"prompt_len": 8})
+    long = sp.validate(sp.largest().values | {"prompt_len": 256})
+    with Store.open(str(tmp_path / "s.db")) as store:
+        store.spaces.register(sp)
+        spec = _fast_cpu(store)
+        assert measure_subnets(store, spec, sp, [short, long]) == 2
+        df = store.measurements.table(space=sp.name, subject=spec.name)
+        values = {(r.config_key, r.metric): float(r.value) for r in df.itertuples()}
+    for c in (short, long):
+        prefill, decode = values[(c.key, "prefill_ms")], values[(c.key, "decode_ms_per_token")]
+        assert prefill > 0 and decode > 0
+        assert values[(c.key, "latency_ms")] == pytest.approx(prefill + decode)  # what the LUT-sum models
+        assert (c.key, "energy_mj_per_token") not in values  # no energy counter on the CPU
+    assert values[(long.key, "prefill_ms")] > 2 * values[(short.key, "prefill_ms")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_phases_with_nvml_energy(tmp_path: Path) -> None:
+    pytest.importorskip("pynvml", reason="NVML energy needs nvidia-ml-py")
+    sp = _space({"prompt_len": [32], "gen_len": [16], "batch": [2]})
+    config = sp.largest()
+    spec = DeviceSpec("gpu", "cuda", "torch-cuda", {"energy_window_ms": 200.0, "idle_ms": 200.0})
+    with Store.open(str(tmp_path / "s.db")) as store:
+        store.devices.add(spec.name, spec.kind, spec.to_dict(), backend_for(spec).describe())
+        measure_subnets(store, spec, sp, [config])
+        df = store.measurements.table(space=sp.name, subject=spec.name)
+        values = {r.metric: float(r.value) for r in df.itertuples()}
+    assert values["prefill_ms"] > 0 and values["decode_ms_per_token"] > 0
+    assert values["latency_ms"] == pytest.approx(values["prefill_ms"] + values["decode_ms_per_token"])
+    assert values["energy_mj_per_token"] >= 0 and values["energy_mj"] >= 2 * values["energy_mj_per_token"]
