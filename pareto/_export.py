@@ -1,4 +1,11 @@
-"""SubNet bundles: config JSON, safetensors weights of the extracted SubNet, ONNX graph; and loading them back."""
+"""SubNet bundles: config JSON, safetensors weights of the extracted SubNet, ONNX graph; and loading them back.
+
+A SubNet of a Hugging Face causal-LM space (:class:`~supernet.llama.HFCausalLMSpace`) is a ``transformers`` model:
+its bundle holds, instead of ``weights.safetensors``, a folder ``model/`` (``save_pretrained`` when every kept layer
+has the same sizes, reloading with ``AutoModelForCausalLM.from_pretrained``; else safetensors + config for
+:func:`supernet.llama._model.load_subnet`; the source folder's tokenizer files copied), the prefill graph
+``input_ids → logits`` as ONNX, the space's definition (a stored space loads without the store) and a README.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +14,17 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hwpareto.errors import HwparetoError
+from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.resources import data_path
-from supernet import SearchSpace, SubNetConfig, get_space
+from supernet import SearchSpace, SubNetConfig, get_space, installed_spaces, space_document, space_from_document
+from supernet.llama import HFCausalLMSpace
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,6 +43,19 @@ SHIPPED = data_path("demo")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
+HF_FOLDER = "model"
+README_FILE = "README.md"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
+"""Files of a model folder copied into an LLM bundle's ``model/`` when present."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +148,7 @@ def export_subnet(
     mean/std, layout: how to feed the ONNX file), the SuperNet source, ``metrics`` and the SHA-256 of every file,
     so :func:`load_subnet` can check the bundle. ``progress`` is told the name of each slow step as it starts.
     A non-empty ``out_dir`` is refused unless ``force`` (its files of the same names are then overwritten).
+    An LLM SubNet's bundle is laid out as the module docstring says.
     """
     config = space.validate(config)
     out = Path(out_dir)
@@ -150,6 +173,10 @@ def export_subnet(
         doc["macs"] = space.macs(config)
     if space.preprocessing is not None:
         doc["preprocessing"] = space.preprocessing.to_record(_resolution_px(space, config))
+    definition = _definition(space)
+    if definition is not None:
+        doc["space_definition"] = definition
+    llm = space if isinstance(space, HFCausalLMSpace) else None  # a transformers SubNet
     if weights or onnx:
         if not space.has_model:
             raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
@@ -170,18 +197,94 @@ def export_subnet(
             "bn_calibration": calibration,
         }
         doc["input_shape"] = list(space.dummy_input(config).shape)
-        if weights:
+        if weights and llm is not None:
+            _stage(progress, "writing the transformers model")
+            doc["transformers"] = _save_llm(llm, module, out / HF_FOLDER)
+            files |= {f"{HF_FOLDER}/{f.name}": _sha256(f) for f in sorted((out / HF_FOLDER).iterdir())}
+        elif weights:
             state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
             save_file(state, str(out / WEIGHTS_FILE), metadata={"space": space.name, "key": config.key})
             files[WEIGHTS_FILE] = _sha256(out / WEIGHTS_FILE)
         if onnx:
-            _stage(progress, "exporting the ONNX graph (torch.export)")
+            _stage(progress, "exporting the ONNX graph")
+            example = space.dummy_input(config, batch=2)
             with _single_thread(torch):
-                _export_onnx(module, space.dummy_input(config, batch=2), out / ONNX_FILE, torch)
+                if llm is None:
+                    _export_onnx(module, example, out / ONNX_FILE, torch)
+                else:  # the prefill graph: token ids -> logits, batch and length dynamic
+                    from supernet.llama._model import PrefillLogits
+
+                    names = ("input_ids", "logits", {0: "batch", 1: "tokens"})
+                    _export_onnx(PrefillLogits(module), example, out / ONNX_FILE, torch, *names)
             files[ONNX_FILE] = _sha256(out / ONNX_FILE)
+    if llm is not None:
+        (out / README_FILE).write_text(_readme(llm, config, doc, files), encoding="utf-8")
+        files[README_FILE] = _sha256(out / README_FILE)
     doc["files"] = files
     (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files})
+
+
+def _definition(space: SearchSpace) -> dict[str, Any] | None:
+    """The stored-space document of ``space`` (so that the bundle loads without the store); None for an installed
+    space and one of a kind that has no document."""
+    if space.name in installed_spaces():
+        return None
+    try:
+        return space_document(space)
+    except InvalidValueError:
+        return None
+
+
+def _save_llm(space: HFCausalLMSpace, module: Any, folder: Path) -> dict[str, Any]:
+    """Write the transformers SubNet ``module`` into ``folder`` (emptied first) with the source folder's tokenizer
+    files; what the bundle's ``config.json`` records about it."""
+    from supernet.llama._model import SUBNET_FILE, save_subnet
+
+    if folder.is_dir():
+        shutil.rmtree(folder)  # --force: a stale hwpareto_subnet.json would change how the folder loads
+    save_subnet(module, folder)
+    tokenizer = []
+    if space.path is not None:
+        for name in TOKENIZER_FILES:
+            if (Path(space.path) / name).is_file():
+                shutil.copyfile(Path(space.path) / name, folder / name)
+                tokenizer.append(name)
+    plain = not (folder / SUBNET_FILE).is_file()
+    return {"folder": HF_FOLDER, "class": type(module).__name__, "plain": plain, "tokenizer": tokenizer}
+
+
+def _readme(space: HFCausalLMSpace, config: SubNetConfig, doc: dict[str, Any], files: dict[str, str]) -> str:
+    """A short README of an LLM bundle: what it holds and how to load it."""
+    hf = doc.get("transformers")
+    lines = [
+        f"# SubNet {config.key} of space {space.name}",
+        "",
+        f"{space.summary(config)}; {doc['params']:,} parameters.",
+        "",
+        "Files (SHA-256 in config.json): " + ", ".join(sorted(files)) + ".",
+        "",
+    ]
+    if hf is not None and hf["plain"]:
+        lines += [
+            "Load with transformers (no remote code):",
+            "",
+            f"    AutoModelForCausalLM.from_pretrained('{HF_FOLDER}', local_files_only=True)",
+            "",
+        ]
+    elif hf is not None:
+        lines += [
+            "Layers of different sizes: load with hwpareto (checks the hashes):",
+            "",
+            "    from pareto._export import load_subnet; space, config, model = load_subnet('.')",
+            "",
+        ]
+    if ONNX_FILE in files:
+        lines += [f"{ONNX_FILE}: the prefill graph, int64 input_ids (batch, tokens) -> float32 logits.", ""]
+    metrics = doc.get("metrics", {}).get("objectives", {})
+    if metrics:
+        lines += ["Objectives: " + ", ".join(f"{k} = {v:.6g}" for k, v in metrics.items()), ""]
+    return "\n".join(lines)
 
 
 def _resolution_px(space: SearchSpace, config: SubNetConfig) -> int:
@@ -208,10 +311,20 @@ def _single_thread(torch: Any) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _export_onnx(module: nn.Module, example: Any, path: Path, torch: Any) -> None:
-    """ONNX (opset 17) with a dynamic batch axis through torch's TorchScript-based exporter; its chatter is
-    silenced. Not the torch.export-based one: that takes 5-10 s per SubNet on a 2-core machine (translation to
-    ONNX, not tracing), this one 0.3 s, and :func:`verify_bundle` checks the graph against torch either way."""
+def _export_onnx(
+    module: nn.Module,
+    example: Any,
+    path: Path,
+    torch: Any,
+    input_name: str = "input",
+    output_name: str = "output",
+    axes: dict[int, str] | None = None,
+) -> None:
+    """ONNX (opset 17) with dynamic ``axes`` (default: batch) through torch's TorchScript-based exporter; its
+    chatter is silenced. Not the torch.export-based one: that takes 5-10 s per SubNet on a 2-core machine
+    (translation to ONNX, not tracing), this one 0.3 s, and :func:`verify_bundle` checks the graph against torch
+    either way."""
+    axes = axes or {0: "batch"}
     quiet = io.StringIO()
     onnx_logger = logging.getLogger("torch.onnx")
     level = onnx_logger.level
@@ -225,9 +338,9 @@ def _export_onnx(module: nn.Module, example: Any, path: Path, torch: Any) -> Non
                 str(path),
                 dynamo=False,
                 opset_version=17,
-                input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes={input_name: axes, output_name: axes},
                 verbose=False,
             )
     finally:
@@ -235,21 +348,27 @@ def _export_onnx(module: nn.Module, example: Any, path: Path, torch: Any) -> Non
 
 
 def load_subnet(directory: str | Path) -> tuple[SearchSpace, SubNetConfig, nn.Module]:
-    """Rebuild an exported SubNet: validate ``config.json``, check file hashes, load ``weights.safetensors``."""
+    """Rebuild an exported SubNet: validate ``config.json``, check file hashes, load ``weights.safetensors`` (an LLM
+    bundle: its ``model/`` folder through hwpareto's strict loader, every tensor's shape checked against the config).
+    """
     folder = Path(directory)
-    try:
-        doc = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HwparetoError(f"bundle {folder}: cannot read {CONFIG_FILE} ({exc})") from None
-    if not isinstance(doc, dict) or "space" not in doc:
-        raise HwparetoError(f"bundle {folder}: {CONFIG_FILE} has no 'space' field")
-    space = get_space(doc["space"])
+    doc = _bundle_doc(folder)
+    space = _bundle_space(folder, doc)
     config = space.validate(doc)
     if config.key != doc.get("key", config.key):
         raise HwparetoError(f"bundle {folder}: key {doc.get('key')!r} does not match its values ({config.key})")
-    for name, digest in doc.get("files", {}).items():
-        if not (folder / name).is_file() or _sha256(folder / name) != digest:
-            raise HwparetoError(f"bundle {folder}: {name} is missing or its SHA-256 differs from {CONFIG_FILE}")
+    listed = doc.get("files", {})
+    if not isinstance(listed, dict):
+        raise InvalidValueError(f"bundle {folder}: {CONFIG_FILE} files", "an object of file name to SHA-256", listed)
+    for name, digest in listed.items():
+        if not isinstance(name, str) or name.startswith("/") or ".." in Path(name).parts:
+            raise InvalidValueError(f"bundle {folder}: {CONFIG_FILE} files", "names inside the bundle", name)
+        if not (folder / name).is_file():
+            raise HwparetoError(f"bundle {folder}: {name} is missing (listed in {CONFIG_FILE})")
+        if _sha256(folder / name) != digest:
+            raise HwparetoError(f"bundle {folder}: {name}: its SHA-256 differs from {CONFIG_FILE} (file changed)")
+    if isinstance(space, HFCausalLMSpace) and doc.get("transformers") is not None:
+        return space, config, _load_llm(folder, space, config)
     module = space.subnet(config)
     if (folder / WEIGHTS_FILE).is_file():
         from safetensors.torch import load_file
@@ -258,43 +377,100 @@ def load_subnet(directory: str | Path) -> tuple[SearchSpace, SubNetConfig, nn.Mo
     return space, config, module.eval()
 
 
+def _bundle_doc(folder: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HwparetoError(f"bundle {folder}: cannot read {CONFIG_FILE} ({exc})") from None
+    if not isinstance(doc, dict) or "space" not in doc:
+        raise HwparetoError(f"bundle {folder}: {CONFIG_FILE} has no 'space' field")
+    return doc
+
+
+def _bundle_space(folder: Path, doc: dict[str, Any]) -> SearchSpace:
+    """The bundle's space: an installed one by name, else the definition the bundle carries, else by name."""
+    definition = doc.get("space_definition")
+    if definition is None or doc["space"] in installed_spaces():
+        return get_space(doc["space"])
+    space = space_from_document(definition, f"bundle {folder}: {CONFIG_FILE} space_definition")
+    if space.name != doc["space"]:
+        raise InvalidValueError(f"bundle {folder}: {CONFIG_FILE} space_definition.name", repr(doc["space"]), space.name)
+    return space
+
+
+def _load_llm(folder: Path, space: HFCausalLMSpace, config: SubNetConfig) -> nn.Module:
+    """The ``model/`` folder of an LLM bundle, its tensors' shapes checked against the SubNet ``config`` needs."""
+    from supernet.llama import _model
+
+    model = _model.load_subnet(folder / HF_FOLDER)
+    skeleton = _model.build_model(space.config, space.arch_of(config), meta=True)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    for name in [*expected, *(k for k in got if k not in expected)]:  # in the model's order
+        if expected.get(name) != got.get(name):
+            raise InvalidValueError(
+                f"bundle {folder}: {HF_FOLDER}/ tensor {name} shape", str(expected.get(name)), got.get(name)
+            )
+    return model
+
+
 @dataclass(frozen=True, slots=True)
 class BundleCheck:
     """Largest absolute output difference between the freshly extracted SubNet and the bundle's reloaded
-    weights / ONNX graph (run in onnxruntime), on the space's dummy input at batch 3; None where not exported."""
+    weights / ONNX graph (run in onnxruntime), on the space's dummy input at batch 3; None where not exported.
+    ``pretrained_max_abs_diff``: an LLM bundle's plain ``model/`` folder through ``AutoModelForCausalLM``."""
 
     weights_max_abs_diff: float | None
     onnx_max_abs_diff: float | None
+    pretrained_max_abs_diff: float | None = None
 
     def ok(self, atol: float = 1e-4) -> bool:
         """Whether every exported artefact reproduces the extracted SubNet within ``atol``."""
-        return all(d is None or d <= atol for d in (self.weights_max_abs_diff, self.onnx_max_abs_diff))
+        diffs = (self.weights_max_abs_diff, self.onnx_max_abs_diff, self.pretrained_max_abs_diff)
+        return all(d is None or d <= atol for d in diffs)
 
 
 def verify_bundle(directory: str | Path) -> BundleCheck:
-    """Re-extract the bundle's SubNet from the SuperNet it names and compare it with what was exported."""
+    """Re-extract the bundle's SubNet from the SuperNet it names and compare it with what was exported (for an LLM,
+    logits on token ids of the prompt length)."""
     import torch
 
     folder = Path(directory)
     space, config, module = load_subnet(folder)
-    doc = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    doc = _bundle_doc(folder)
     source = doc.get("supernet")
     if source is None:
         return BundleCheck(None, None)
     supernet = load_supernet(space, source.get("checkpoint"), source.get("seed") or 0)
     reference = _extract(space, supernet, config, source.get("bn_calibration"))
     x = space.dummy_input(config, batch=3, seed=1)  # not the export's batch of 2: the batch axis is dynamic
+    hf = doc.get("transformers") if isinstance(space, HFCausalLMSpace) else None
+    weights = hf is not None or (folder / WEIGHTS_FILE).is_file()
+    pretrained_diff = None
     with torch.no_grad():
-        expected = reference(x)
-        weights_diff = float((module(x) - expected).abs().max()) if (folder / WEIGHTS_FILE).is_file() else None
+        expected = _outputs(reference, x)
+        weights_diff = float((_outputs(module, x) - expected).abs().max()) if weights else None
+        if hf is not None and hf.get("plain"):
+            from transformers import AutoModelForCausalLM
+
+            plain = AutoModelForCausalLM.from_pretrained(
+                folder / HF_FOLDER, local_files_only=True, trust_remote_code=False
+            )
+            pretrained_diff = float((_outputs(plain.eval(), x) - expected).abs().max())
     onnx_diff = None
     if (folder / ONNX_FILE).is_file():
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
-        (out,) = session.run(None, {"input": x.numpy()})
+        (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         onnx_diff = float(abs(out - expected.numpy()).max())
-    return BundleCheck(weights_diff, onnx_diff)
+    return BundleCheck(weights_diff, onnx_diff, pretrained_diff)
+
+
+def _outputs(module: nn.Module, x: Any) -> Any:
+    """The output tensor of ``module`` on ``x`` (a transformers causal LM: its logits)."""
+    out = module(x)
+    return getattr(out, "logits", out)
 
 
 def _sha256(path: Path) -> str:

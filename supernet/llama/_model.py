@@ -26,7 +26,7 @@ from torch import nn
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet.llama._config import check_hf_config
 
-__all__ = ["Arch", "HFSuperNet", "build_model", "load_subnet", "save_subnet"]
+__all__ = ["Arch", "HFSuperNet", "PrefillLogits", "build_model", "load_subnet", "save_subnet"]
 
 SUBNET_FILE = "hwpareto_subnet.json"
 
@@ -350,6 +350,21 @@ class HFSuperNet(nn.Module):
             permute(mlp.down_proj.weight, neurons, 1)
 
 
+class PrefillLogits(nn.Module):
+    """``input_ids → logits`` of a ``*ForCausalLM`` without a cache: the prefill graph an export traces. The
+    all-ones attention mask keeps transformers off its packed-sequence check (``torch.diff``: no ONNX operator)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones_like(input_ids)
+        logits: torch.Tensor = self.model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
+        return logits
+
+
 def save_subnet(model: Any, folder: str | Path) -> Path:
     """Write a SubNet: a uniform one with ``save_pretrained`` (reloads with ``AutoModelForCausalLM``), any other as
     ``model.safetensors`` + ``config.json`` + :data:`SUBNET_FILE` (per-layer sizes; :func:`load_subnet` reads it)."""
@@ -406,8 +421,12 @@ def load_subnet(folder: str | Path) -> Any:
     from supernet.llama._config import weight_files
 
     state: dict[str, torch.Tensor] = {}
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for f in weight_files(p):
-        state |= load_file(str(f))
+        for name, tensor in load_file(str(f)).items():
+            if name in shapes and tuple(tensor.shape) != shapes[name]:
+                raise InvalidValueError(f"{f}: {name} shape", str(shapes[name]), tuple(tensor.shape))
+            state[name] = tensor
     if info.tie_embeddings:
         state.pop("lm_head.weight", None)
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
