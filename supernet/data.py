@@ -7,7 +7,8 @@ number of samples, unless the data ships its own split (CIFAR-10's test batch, a
 - images: ``(N, 3, H, W)`` float32 tensors normalised as the space's :class:`~supernet.preprocessing.ImagePreprocessing`
   says (hwpareto's own spaces: [-1, 1]; OFA's ImageNet networks: ImageNet mean/std) and int64 labels; SubNets
   resize them.
-- text: byte tokens (vocabulary 256, as the ``gpt`` spaces): UTF-8 text, so ASCII source is character-level.
+- text: byte tokens (vocabulary 256, as the ``gpt`` spaces): UTF-8 text, so ASCII source is character-level;
+  :func:`tokenize_text` turns a byte corpus into a Hugging Face tokenizer's ids.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "split_of",
     "stdlib_corpus",
     "text_file",
+    "tokenize_text",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -104,7 +106,7 @@ class ImageData:
 
 @dataclass(frozen=True, slots=True)
 class TextSplit:
-    """One byte stream (int64 tokens in [0, 256)) made of the documents or blocks listed in ``keys``."""
+    """One token stream (int64; bytes in [0, 256) unless tokenized) made of the documents or blocks in ``keys``."""
 
     tokens: torch.Tensor
     keys: tuple[str, ...]
@@ -115,7 +117,8 @@ class TextSplit:
 
 @dataclass(frozen=True, slots=True)
 class TextData:
-    """A byte-level language-modelling corpus in three splits."""
+    """A language-modelling corpus in three splits: bytes (``tokenizer`` "bytes", vocabulary 256) unless
+    :func:`tokenize_text` made it another tokenizer's ids."""
 
     name: str
     train: TextSplit
@@ -123,6 +126,7 @@ class TextData:
     test: TextSplit
     description: str
     vocab_size: int = 256
+    tokenizer: str = "bytes"
 
     def split(self, name: str) -> TextSplit:
         """The split called ``name`` (train, val or test)."""
@@ -382,16 +386,45 @@ def _text_splits(docs: Iterable[tuple[str, bytes]], seed: int) -> dict[str, Text
     return out
 
 
+def _blocks(body: bytes) -> list[bytes]:
+    """``body`` cut into blocks of at most :data:`TEXT_BLOCK` bytes, each ending on a UTF-8 character boundary."""
+    out, i = [], 0
+    while i < len(body):
+        j = min(len(body), i + TEXT_BLOCK)
+        while i + 1 < j < len(body) and (body[j] & 0xC0) == 0x80:  # a continuation byte starts the next block
+            j -= 1
+        out.append(body[i:j])
+        i = j
+    return out
+
+
+def _read_text(path: Path) -> bytes:
+    """The bytes of a non-empty UTF-8 text file (no NUL bytes), else a one-line error."""
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        raise HwparetoError(f"text file {path}: cannot read ({exc.strerror})") from None
+    if not body:
+        raise InvalidValueError(f"text file {path}", "a non-empty UTF-8 text file", "0 bytes")
+    nul = body.find(b"\0")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidValueError(
+            f"text file {path}", "UTF-8 text", f"binary data (invalid UTF-8 at byte {exc.start:,})"
+        ) from None
+    if nul >= 0:
+        raise InvalidValueError(f"text file {path}", "UTF-8 text", f"binary data (a NUL byte at byte {nul:,})")
+    return body
+
+
 def text_file(paths: str | Path | Sequence[str | Path], seed: int = 0) -> TextData:
-    """Byte-level corpus from text files, cut into blocks of 4,096 bytes split 70/15/15 by ``file#block`` hash."""
+    """Byte-level corpus from UTF-8 text files, cut into blocks of about 4,096 bytes (on character boundaries)
+    split 70/15/15 by ``file#block`` hash. A missing, empty or binary file is a one-line error."""
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     docs: list[tuple[str, bytes]] = []
     for f in files:
-        try:
-            body = f.read_bytes()
-        except OSError as exc:
-            raise HwparetoError(f"text file {f}: cannot read ({exc.strerror})") from None
-        docs += [(f"{f.name}#{i // TEXT_BLOCK}", body[i : i + TEXT_BLOCK]) for i in range(0, len(body), TEXT_BLOCK)]
+        docs += [(f"{f.name}#{i}", block) for i, block in enumerate(_blocks(_read_text(f)))]
     splits = _text_splits(docs, seed)
     names = ", ".join(f.name for f in files)
     return TextData(
@@ -400,6 +433,29 @@ def text_file(paths: str | Path | Sequence[str | Path], seed: int = 0) -> TextDa
         val=splits["val"],
         test=splits["test"],
         description=f"text {names}: {TEXT_BLOCK}-byte blocks split 70/15/15 by hash (seed {seed})",
+    )
+
+
+def tokenize_text(data: TextData, tokenizer: Any) -> TextData:
+    """A byte corpus re-tokenized: each split's UTF-8 text through ``tokenizer`` (a ``transformers`` tokenizer; no
+    special tokens added), vocabulary ``len(tokenizer)``."""
+    if data.tokenizer != "bytes":
+        raise InvalidValueError(f"corpus {data.name}", "a byte corpus", f"tokenized by {data.tokenizer}")
+    splits: dict[str, TextSplit] = {}
+    for name in SPLITS:
+        part = data.split(name)
+        text = part.tokens.to(torch.uint8).numpy().tobytes().decode("utf-8", errors="replace")
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        splits[name] = TextSplit(torch.tensor(ids, dtype=torch.int64), part.keys)
+    label = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    return TextData(
+        data.name,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        description=f"{data.description}; tokenized by {label} ({len(tokenizer):,} tokens)",
+        vocab_size=len(tokenizer),
+        tokenizer=label,
     )
 
 

@@ -13,6 +13,14 @@ extracted module's batch-norm statistics are recomputed on training images as th
 training; OFA's networks: OFA's ``set_running_statistics`` on 2,000 images under OFA's training transform), then
 it runs on a held-out split.
 Text SubNets report next-byte top-1 accuracy, loss (nats) and perplexity on evenly spaced windows of the split.
+
+Hugging Face causal-LM spaces (:class:`~supernet.llama.HFCausalLMSpace`) read the text through their folder's
+tokenizer when it has one, else as bytes (their vocabulary must then hold 256 ids). Every SubNet sees the same
+windows of ``W = min(max_position_embeddings, LM_WINDOW_TOKENS)`` tokens (the runtime dimensions batch /
+prompt_len / gen_len are cost only): it predicts tokens 2..W of each window from those before, as transformers'
+``model(ids, labels=ids).loss`` does. Training samples windows at random from the train split; evaluation cuts the
+split into consecutive windows and takes ``EVAL_WINDOWS`` of them evenly spaced (all when fewer), so perplexity is
+``exp`` of the mean token NLL over those windows.
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from torch import nn
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._space import SearchSpace
 from supernet._types import SubNetConfig
-from supernet.data import ImageData, TextData
+from supernet.data import ImageData, TextData, tokenize_text
+from supernet.llama import HFCausalLMSpace
 from supernet.preprocessing import HWPARETO_IMAGES, ImagePreprocessing
 
 __all__ = [
@@ -47,6 +56,7 @@ __all__ = [
     "finetune_check",
     "read_accuracy_table",
     "save_checkpoint",
+    "save_hf_folder",
     "set_running_statistics",
     "table_configs",
     "train_supernet",
@@ -61,6 +71,11 @@ OFA_SUB_SEED = 937162211
 """The seed of OFA's BN-calibration subset (``DataProvider.SUB_SEED``)."""
 EVAL_WINDOWS = 64
 EVAL_BATCH = 256
+LM_WINDOW_TOKENS = 1024
+"""Longest window (tokens) of a Hugging Face space: ``min(max_position_embeddings, LM_WINDOW_TOKENS)``."""
+LM_EVAL_BATCH = 16
+TRAINING_FILE = "hwpareto_training.json"
+"""What :func:`save_hf_folder` writes next to the weights: how the SuperNet was trained."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +259,55 @@ class _TextTask:
         yield x[:, :n].reshape(-1, t), y[:, :n].reshape(-1, t)
 
 
+class _LMTask(_TextTask):
+    """Token windows for a Hugging Face causal-LM space (see the module docstring)."""
+
+    def __init__(self, space: HFCausalLMSpace, data: TextData, device: torch.device) -> None:
+        vocab = space.arch.vocab_size
+        if data.tokenizer == "bytes":
+            tokenizer = space.tokenizer()
+            if tokenizer is not None:
+                data = tokenize_text(data, tokenizer)
+            elif vocab < 256:
+                raise InvalidValueError(
+                    f"space {space.name!r} vocab_size",
+                    "at least 256 to read bytes (its folder has no tokenizer)",
+                    vocab,
+                )
+        if data.vocab_size > vocab:
+            raise InvalidValueError(
+                f"corpus {data.name} vocabulary", f"at most {vocab} (space {space.name!r})", data.vocab_size
+            )
+        self.space, self.data, self.device = space, data, device
+        self.window = min(space.arch.max_positions, LM_WINDOW_TOKENS)
+        self.max_seq = self.window - 1
+        self.train = data.train.tokens.to(device)
+        if len(self.train) <= self.window:
+            raise HwparetoError(
+                f"text {data.name}: the train split has {len(self.train)} tokens, need more than {self.window}"
+            )
+
+    def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        return batch
+
+    def check_output(self, logits: torch.Tensor) -> None:
+        """Nothing to check: the corpus's vocabulary was checked against the space's."""
+
+    def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``EVAL_WINDOWS`` evenly spaced of the split's consecutive windows (all when fewer), the same for every
+        SubNet, in batches of ``LM_EVAL_BATCH``."""
+        tokens = self.data.split(split).tokens.to(self.device)
+        n = len(tokens) // self.window
+        if n == 0:
+            raise HwparetoError(
+                f"text {self.data.name}: the {split} split has {len(tokens)} tokens, need at least {self.window}"
+            )
+        chosen = np.unique(np.linspace(0, n - 1, min(n, EVAL_WINDOWS)).round().astype(np.int64))
+        x, y = self._windows(tokens, torch.from_numpy(chosen * self.window).to(self.device))
+        for i in range(0, len(x), LM_EVAL_BATCH):
+            yield x[i : i + LM_EVAL_BATCH], y[i : i + LM_EVAL_BATCH]
+
+
 def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device) -> _Task:
     if not space.has_model:
         raise InvalidValueError(f"space {space.name!r}", "a space with a PyTorch SuperNet", "a declarative space")
@@ -252,7 +316,14 @@ def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device) 
         raise InvalidValueError(
             f"data for space {space.name!r}", "a text corpus" if tokens else "an image dataset", data.name
         )
-    return _TextTask(space, data, device) if isinstance(data, TextData) else _ImageTask(space, data, device)
+    if isinstance(data, TextData):
+        return _LMTask(space, data, device) if isinstance(space, HFCausalLMSpace) else _TextTask(space, data, device)
+    return _ImageTask(space, data, device)
+
+
+def _logits(out: Any) -> torch.Tensor:
+    """Logits of a SubNet's output: the tensor itself or a ``transformers`` output's ``logits``."""
+    return out if isinstance(out, torch.Tensor) else out.logits
 
 
 def _ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -275,11 +346,11 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _set_active(supernet: nn.Module, config: SubNetConfig) -> None:
+def _set_active(space: SearchSpace, supernet: nn.Module, config: SubNetConfig) -> None:
     set_active = getattr(supernet, "set_active", None)
     if set_active is None:
         raise InvalidValueError("supernet", "a SuperNet with set_active(config)", type(supernet).__name__)
-    set_active(config)
+    set_active(space.arch_of(config) if isinstance(space, HFCausalLMSpace) else config)
 
 
 def train_supernet(
@@ -324,7 +395,7 @@ def train_supernet(
         for step in range(steps):
             batch = task.sample(gen, batch_size)
             opt.zero_grad(set_to_none=True)
-            _set_active(supernet, largest)
+            _set_active(space, supernet, largest)
             x, y = task.prepare(batch, largest)
             logits = supernet(x)
             if step == 0:
@@ -335,7 +406,7 @@ def train_supernet(
             losses = {"largest": loss.item(), "smallest": 0.0, "random": 0.0}
             sandwich = [("smallest", smallest), *(("random", space.sample(rng)) for _ in range(n_random))]
             for name, cfg in sandwich if step >= largest_only else []:
-                _set_active(supernet, cfg)
+                _set_active(space, supernet, cfg)
                 x, y = task.prepare(batch, cfg)
                 out = supernet(x)
                 sub_loss = _kd(out, teacher) if distill else _ce(out, y)
@@ -348,7 +419,7 @@ def train_supernet(
             history.append(losses)
             if progress is not None:
                 progress(step + 1, steps, losses)
-    _set_active(supernet, largest)
+    _set_active(space, supernet, largest)
     _recalibrate(supernet, task, largest)  # the SuperNet's own BN statistics serve the largest SubNet
     tail = history[-max(1, (steps - largest_only) // 10) :]
     final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
@@ -439,7 +510,7 @@ def _evaluate_module(module: nn.Module, task: _Task, config: SubNetConfig, split
     _calibrate_subnet(module, task, config)
     loss = correct = count = 0.0
     for x, y in task.eval_batches(split, config):
-        logits = module(x)
+        logits = _logits(module(x))
         flat, target = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
         loss += F.cross_entropy(flat, target, reduction="sum").item()
         correct += (flat.argmax(-1) == target).sum().item()
@@ -578,7 +649,7 @@ def finetune_check(
             for _ in range(steps):
                 x, y = task.prepare(task.sample(gen, batch_size), cfg)
                 opt.zero_grad(set_to_none=True)
-                _ce(module(x), y).backward()
+                _ce(_logits(module(x)), y).backward()
                 opt.step()
         after = _evaluate_module(module, task, cfg, split)[metric]
         rows.append(
@@ -594,6 +665,26 @@ def finetune_check(
             progress(n + 1, len(picks), {"inherited": before, "finetuned": after})
     a, b = [r["inherited"] for r in rows], [r["finetuned"] for r in rows]
     return FinetuneCheck(metric, steps, rows, float(spearmanr(a, b).statistic), float(kendalltau(a, b).statistic))
+
+
+def save_hf_folder(
+    space: HFCausalLMSpace, supernet: nn.Module, folder: str | Path, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """A trained Hugging Face SuperNet as a model folder ``hwpareto space from-hf`` reads: ``save_pretrained``
+    (``config.json`` + ``model.safetensors``), the space's tokenizer if it has one and :data:`TRAINING_FILE`."""
+    import json
+
+    model = getattr(supernet, "model", None)
+    if model is None or not hasattr(model, "save_pretrained"):
+        raise InvalidValueError("supernet", "an HFSuperNet", type(supernet).__name__)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer = space.tokenizer()
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    (out / TRAINING_FILE).write_text(json.dumps(dict(metadata or {}), indent=2, sort_keys=True) + "\n")
+    return out
 
 
 def save_checkpoint(supernet: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:

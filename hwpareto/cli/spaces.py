@@ -107,6 +107,16 @@ def space_from_hf(
             "--calibration", help="UTF-8 text for the importance ordering (tokenized by the folder's tokenizer)."
         ),
     ] = None,
+    batch: Annotated[
+        list[int] | None,
+        typer.Option("--batch", min=1, max=65_536, help="Runtime batch sizes (repeat the option; default 1, 4, 16)."),
+    ] = None,
+    no_importance: Annotated[
+        bool,
+        typer.Option(
+            "--no-importance", help="Keep the folder's channel order (a SuperNet trained by train-supernet is ordered)."
+        ),
+    ] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -115,7 +125,9 @@ def space_from_hf(
     from supernet._safeload import read_text
     from supernet.llama import space_from_hf as build
 
-    options: dict[str, Any] = {"uniform": uniform}
+    options: dict[str, Any] = {"uniform": uniform, "importance": not no_importance}
+    if batch:
+        options["batch"] = batch
     if calibration is not None:
         options["calibration_text"] = read_text(calibration, "calibration text")
     sp = build(path, name, **options)

@@ -47,6 +47,30 @@ def _training_setup(space: str, data: str, store: str | None, threads: int) -> t
     return sp, load_data(data, resolution=resolution, preprocessing=sp.preprocessing)
 
 
+def _trained(sp: SearchSpace, checkpoint: Path | None) -> Any:
+    """The trained SuperNet: from ``--checkpoint``, or, for a Hugging Face space, from its folder (no checkpoint)."""
+    from pareto._export import load_supernet
+    from supernet.llama import HFCausalLMSpace
+
+    if isinstance(sp, HFCausalLMSpace):
+        if checkpoint is not None:
+            raise InvalidValueError(
+                "--checkpoint",
+                f"none: space {sp.name!r} has its folder's weights (register a trained folder with space from-hf)",
+                str(checkpoint),
+            )
+        return load_supernet(sp)
+    if checkpoint is None:
+        raise InvalidValueError("--checkpoint", f"a trained SuperNet (safetensors) of space {sp.name!r}", None)
+    return load_supernet(sp, checkpoint)
+
+
+CheckpointOpt = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", help="Trained SuperNet (safetensors); none for a Hugging Face space (its folder's)."),
+]
+
+
 def _every(total: int, parts: int = 20) -> Callable[[int], bool]:
     return lambda done: done == total or done % max(1, total // parts) == 0
 
@@ -56,7 +80,10 @@ def _every(total: int, parts: int = 20) -> Callable[[int], bool]:
 def train_supernet_cmd(
     space: Annotated[str, typer.Option("--space", help="Search space whose SuperNet to train.")],
     data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="Checkpoint to write (safetensors).")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Checkpoint to write (safetensors); a model folder for a Hugging Face space."),
+    ],
     steps: Annotated[int, typer.Option("--steps", min=1, max=COUNT_MAX, help="Sandwich steps.")] = 1000,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, max=BATCH_MAX, help="Images or byte windows per step.")
@@ -74,12 +101,14 @@ def train_supernet_cmd(
     store: StoreOpt = None,
 ) -> None:
     """Train a SuperNet with the sandwich rule (largest, smallest and random SubNets per step) and in-place
-    distillation, and save it as a safetensors checkpoint (usable by export-config --checkpoint)."""
+    distillation, and save it as a safetensors checkpoint (usable by export-config --checkpoint), or, for a Hugging
+    Face space, as a model folder (config.json, model.safetensors, tokenizer) to register with space from-hf."""
     import time
 
     import torch
 
-    from supernet.training import save_checkpoint, train_supernet
+    from supernet.llama import HFCausalLMSpace
+    from supernet.training import save_checkpoint, save_hf_folder, train_supernet
 
     sp, dataset = _training_setup(space, data, store, threads)
     typer.echo(f"{sp.name}: {dataset.description}")
@@ -122,7 +151,10 @@ def train_supernet_cmd(
         "torch": torch.__version__,
         **{f"final_loss_{k}": round(v, 4) for k, v in report.final_losses.items()},
     }
-    save_checkpoint(supernet, out, meta)
+    if isinstance(sp, HFCausalLMSpace):
+        save_hf_folder(sp, supernet, out, meta)
+    else:
+        save_checkpoint(supernet, out, meta)
     typer.echo(
         f"saved {out} after {steps} steps in {report.seconds:.0f} s (final losses: "
         + ", ".join(f"{k} {v:.4f}" for k, v in report.final_losses.items())
@@ -134,9 +166,9 @@ def train_supernet_cmd(
 @command
 def eval_subnets_cmd(
     space: Annotated[str, typer.Option("--space", help="Search space.")],
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Trained SuperNet (safetensors).")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("--out", help="CSV to write (one row per SubNet).")],
+    checkpoint: CheckpointOpt = None,
     n: Annotated[
         int, typer.Option("-n", min=2, max=COUNT_MAX, help="SubNets: the largest, the smallest, then random ones.")
     ] = 500,
@@ -148,14 +180,13 @@ def eval_subnets_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Evaluate N SubNets with inherited weights (batch norm recalibrated) on a held-out split and write the table
-    (importable with hwpareto import ... --dataset D --column SPLIT_acc_pct)."""
+    (importable with hwpareto import ... --dataset D --column SPLIT_acc_pct, or SPLIT_ppl for text)."""
     import numpy as np
 
-    from pareto._export import load_supernet
     from supernet.training import evaluate_subnets, table_configs, write_accuracy_table
 
     sp, dataset = _training_setup(space, data, store, threads)
-    supernet = load_supernet(sp, checkpoint)
+    supernet = _trained(sp, checkpoint)
     configs = table_configs(sp, n, seed)
     show = _every(n, 10)
 
@@ -166,30 +197,27 @@ def eval_subnets_cmd(
     metrics = evaluate_subnets(sp, supernet, configs, dataset, split=split, device=device, progress=advance)
     write_accuracy_table(out, sp, configs, metrics, split)
     acc = np.array([m["acc_pct"] for m in metrics])
-    info = {
-        "table": str(out),
-        "subnets": len(configs),
-        "split": split,
-        "min_acc_pct": float(acc.min()),
-        "median_acc_pct": float(np.median(acc)),
-        "max_acc_pct": float(acc.max()),
-    }
-    emit(
-        info,
-        json_out,
-        f"wrote {out}: {len(configs)} SubNets, {split} accuracy min {acc.min():.2f} %, median "
-        f"{np.median(acc):.2f} %, max {acc.max():.2f} %",
-    )
+    info: dict[str, Any] = {"table": str(out), "subnets": len(configs), "split": split}
+    line = f"wrote {out}: {len(configs)} SubNets, {split} accuracy min {acc.min():.2f} %, median "
+    line += f"{np.median(acc):.2f} %, max {acc.max():.2f} %"
+    for metric in ("acc_pct", "ppl") if "ppl" in metrics[0] else ("acc_pct",):
+        values = np.array([m[metric] for m in metrics])
+        info |= {
+            f"{s}_{metric}": float(f(values)) for s, f in (("min", np.min), ("median", np.median), ("max", np.max))
+        }
+    if "ppl" in metrics[0]:
+        line += f"; perplexity min {info['min_ppl']:.3f}, median {info['median_ppl']:.3f}, max {info['max_ppl']:.3f}"
+    emit(info, json_out, line)
 
 
 @app.command("finetune-check")
 @command
 def finetune_check_cmd(
     space: Annotated[str, typer.Option("--space", help="Search space.")],
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Trained SuperNet (safetensors).")],
     data: DataOpt,
     table: Annotated[Path, typer.Option("--table", help="Accuracy table written by eval-subnets.")],
     out: Annotated[Path, typer.Option("--out", help="Markdown report to write.")],
+    checkpoint: CheckpointOpt = None,
     k: Annotated[
         int, typer.Option("-k", min=3, max=COUNT_MAX, help="SubNets to fine-tune, spread over the table's ranks.")
     ] = 10,
@@ -206,12 +234,11 @@ def finetune_check_cmd(
     fine-tuned accuracy (Spearman, Kendall); writes a markdown report with the table's min/median/max."""
     import numpy as np
 
-    from pareto._export import load_supernet
     from supernet.training import finetune_check, read_accuracy_table
 
     sp, dataset = _training_setup(space, data, store, threads)
     rows = read_accuracy_table(table, sp, f"{split}_acc_pct")
-    supernet = load_supernet(sp, checkpoint)
+    supernet = _trained(sp, checkpoint)
 
     def advance(done: int, total: int, info: dict[str, float]) -> None:
         typer.echo(f"  {done}/{total}: inherited {info['inherited']:.2f} % -> fine-tuned {info['finetuned']:.2f} %")
@@ -234,7 +261,9 @@ def finetune_check_cmd(
     lines = [
         f"# {sp.name}: inherited-weight accuracy vs short fine-tuning",
         "",
-        f"Generated by `hwpareto finetune-check --space {sp.name} --checkpoint {checkpoint} --data {data} "
+        f"Generated by `hwpareto finetune-check --space {sp.name}"
+        + (f" --checkpoint {checkpoint}" if checkpoint is not None else "")
+        + f" --data {data} "
         f"--table {table} -k {k} --steps {steps} --lr {lr} --batch-size {batch_size} --seed {seed} --out {out}`.",
         "",
         f"- data: {dataset.description}",

@@ -33,6 +33,8 @@ __all__ = ["KIND", "HFCausalLMSpace", "space_from_document", "space_from_hf"]
 KIND = "hf-causal-lm"
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 MAX_CALIBRATION_CHARS = 262_144
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+"""A model folder with any of these has a tokenizer."""
 DEFAULT_OPTIONS: dict[str, Any] = {
     "uniform": False,
     "hidden_fracs": [0.5, 0.75, 1.0],
@@ -429,12 +431,7 @@ class HFCausalLMSpace(SearchSpace):
         n, t = int(o["calibration_sequences"]), int(o["calibration_tokens"])
         text = o["calibration_text"]
         if text is not None and self.path is not None:
-            from transformers import AutoTokenizer
-
-            try:
-                tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True, trust_remote_code=False)
-            except Exception as exc:
-                raise HwparetoError(f"space {self.name}: cannot load the tokenizer in {self.path}: {exc}") from None
+            tok = self.tokenizer(required=True)
             ids = torch.tensor(tok(text)["input_ids"], dtype=torch.int64)
             ids = ids[ids < self.arch.vocab_size]
             usable = (len(ids) // t) * t
@@ -443,6 +440,19 @@ class HFCausalLMSpace(SearchSpace):
             return ids[:usable].reshape(-1, t)[:n]
         gen = torch.Generator().manual_seed(int(o["calibration_seed"]))
         return torch.randint(0, self.arch.vocab_size, (n, t), generator=gen, dtype=torch.int64)
+
+    def tokenizer(self, required: bool = False) -> Any:
+        """The folder's tokenizer (transformers ``AutoTokenizer``, local files only, never remote code), or None when
+        the space has no folder or the folder no tokenizer files (:data:`TOKENIZER_FILES`) and not ``required``."""
+        folder = Path(self.path) if self.path is not None else None
+        if not required and (folder is None or not any((folder / f).is_file() for f in TOKENIZER_FILES)):
+            return None
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(self.path, local_files_only=True, trust_remote_code=False)
+        except Exception as exc:
+            raise HwparetoError(f"space {self.name}: cannot load the tokenizer in {self.path}: {exc}") from None
 
     def extract(self, supernet: nn.Module, config: SubNetConfig) -> nn.Module:
         """A ``*ForCausalLM`` with copies of the SuperNet slices ``config`` selects (plain if uniform)."""
