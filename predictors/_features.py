@@ -25,6 +25,10 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
     need; cost models pass False (see :meth:`~supernet.SearchSpace.features`).
 
     ``transform`` takes a sequence of :class:`SubNetConfig` or value mappings (validated by the space).
+
+    A space that overrides :meth:`~supernet.SearchSpace.params` / :meth:`~supernet.SearchSpace.macs` (the Llama
+    family: its LayerSpecs are a prefill plus one representative decode step, which repeat the weights) has those
+    counts in ``log_params`` / ``log_macs`` instead of the sums over its LayerSpecs, as the analytic objectives do.
     """
 
     def __init__(self, space: SearchSpace, canonical: bool = True) -> None:
@@ -63,11 +67,16 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
         if not configs:
             return np.empty((0, self.n_features_out_), dtype=np.float64)
         unique, inverse = distinct_configs(configs)
-        matrix = np.asarray(space.features(unique, canonical=self.canonical), dtype=np.float64)
+        matrix = np.array(space.features(unique, canonical=self.canonical), dtype=np.float64)
         if matrix.shape != (len(unique), self.n_features_out_):
             raise InvalidValueError(
                 f"space {space.name!r} features", f"shape ({len(unique)}, {self.n_features_out_})", matrix.shape
             )
+        names = list(self.feature_names_out_)
+        for column, method in (("log_params", "params"), ("log_macs", "macs")):
+            if column in names and getattr(type(space), method) is not getattr(SearchSpace, method):
+                count = getattr(space, method)
+                matrix[:, names.index(column)] = np.log1p([float(count(c)) for c in unique])
         return matrix[inverse]
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 from sklearn.base import clone
 
-from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
 from hwpareto.store import Store
 from predictors._accuracy import AccuracyPredictor
 from predictors._features import SpaceFeatures
@@ -31,6 +31,7 @@ from profilers import Lut, MissingLutError
 from supernet import SearchSpace, SubNetConfig
 
 __all__ = [
+    "COST_METRICS",
     "KNOWN_MIN_SUBNETS",
     "KnownDevices",
     "Model",
@@ -47,6 +48,10 @@ __all__ = [
 ]
 
 MODEL_CLASS = "Model"
+PHASE_OF = {"prefill_ms": "prefill", "decode_ms_per_token": "decode", "energy_mj_per_token": "decode"}
+"""LLM cost metrics and the phase of the space's layers their LUT-sum feature sums (energy per token: / batch)."""
+COST_METRICS = ("latency_ms", "energy_mj", *PHASE_OF)
+"""What ``train latency --metric`` learns: whole-SubNet costs, or (LLM spaces) one phase of generation."""
 MIN_ROWS = 10
 HOLDOUT = 0.2
 DRIFT_MARGIN = 1.5  # a check flags drift when its MAPE exceeds the recorded one by this factor (plus 2 points)
@@ -92,8 +97,7 @@ class Model:
         if not self.use_lut:
             return base
         assert self.device is not None
-        sums = Lut.load(store, self.device).sums(self.space, configs, "energy" if self.kind == "energy" else "latency")
-        return np.column_stack([sums, base])
+        return np.column_stack([lut_sums(store, self.device, self.space, configs, self.metric), base])
 
     def predict(self, store: Store, configs: Sequence[SubNetConfig]) -> tuple[np.ndarray, np.ndarray]:
         """Mean and 1-sigma uncertainty for each config (one batched estimator call)."""
@@ -116,6 +120,31 @@ class Model:
             "estimator_class": type(self.estimator).__name__,
         }
         return dumps(MODEL_CLASS, params, {"estimator": json.loads(self.estimator.to_bytes())})
+
+
+def lut_sums(store: Store, device: str, space: SearchSpace, configs: Sequence[SubNetConfig], metric: str) -> np.ndarray:
+    """The LUT-sum ``metric`` stands on: latency or energy of all layers, or for a phase metric (:data:`PHASE_OF`)
+    of that phase's layers only, energy per token divided by the batch (as the objectives of the same names)."""
+    what = "energy" if metric.startswith("energy") else "latency"
+    sums = Lut.load(store, device).sums(space, configs, what, PHASE_OF.get(metric))
+    if metric == "energy_mj_per_token":
+        sums = sums / np.array([float(c["batch"]) for c in configs])
+    return sums
+
+
+def _check_metric(space: SearchSpace, metric: str) -> None:
+    """``metric`` is a cost :func:`train_latency` can learn for ``space`` (phase metrics: LLM spaces only)."""
+    if metric not in COST_METRICS:
+        raise InvalidValueError("--metric", "one of " + ", ".join(COST_METRICS), metric)
+    if metric in PHASE_OF:
+        try:
+            phased = any(spec.phase for spec in space.layers(space.smallest()))
+        except CapabilityError:
+            phased = False
+        if not phased:
+            raise InvalidValueError(
+                "--metric", f"latency_ms or energy_mj for {space.name} ({metric} needs an LLM space)", metric
+            )
 
 
 def known_latencies(
@@ -282,12 +311,14 @@ def train_latency(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> TrainReport:
-    """Fit a cost predictor (``latency_ms`` or ``energy_mj``) of ``device`` on its stored measurements.
+    """Fit a cost predictor of ``device`` on its stored measurements: ``metric`` one of :data:`COST_METRICS`; the
+    LUT-sum feature of a phase metric is that phase's (:func:`lut_sums`).
 
     With ``few_shot=K`` only K of the device's measurements are used (the :func:`reference_set` of them),
     transferred from known devices (:func:`choose_known`, or exactly ``known``); the rest of the device's
     measurements, if any, become the held-out set.
     """
+    _check_metric(space, metric)
     store.devices.get(device)
     kind = "energy" if metric.startswith("energy") else "latency"
     name = name or f"{metric}:{space.name}:{device}" + (f":fewshot{few_shot}" if few_shot else "")
@@ -297,7 +328,7 @@ def train_latency(
     if known is not None:
         raise InvalidValueError("--known", "only with --few-shot K", ",".join(known))
     configs = _configs(space, data)
-    use_lut = len(data) > 0 and _lut_covers(store, device, space, configs, kind)
+    use_lut = len(data) > 0 and _lut_covers(store, device, space, configs, metric)
     needed = MIN_ROWS if use_lut else _rows_needed(LatencyPredictor().min_rows)
     if len(data) < needed:
         how = "with its LUT" if use_lut else "without a LUT covering them"
@@ -319,11 +350,11 @@ def train_latency(
     return _fit_and_store(store, name, model, configs, data["value"].to_numpy(float), seed, {})
 
 
-def _lut_covers(store: Store, device: str, space: SearchSpace, configs: Sequence[SubNetConfig], kind: str) -> bool:
+def _lut_covers(store: Store, device: str, space: SearchSpace, configs: Sequence[SubNetConfig], metric: str) -> bool:
     if not store.devices.get(device).lut_entries:
         return False
     try:
-        Lut.load(store, device).sums(space, configs, kind)
+        lut_sums(store, device, space, configs, metric)
     except MissingLutError:
         return False
     return True

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -115,3 +116,81 @@ def test_cuda_phases_with_nvml_energy(tmp_path: Path) -> None:
     assert values["prefill_ms"] > 0 and values["decode_ms_per_token"] > 0
     assert values["latency_ms"] == pytest.approx(values["prefill_ms"] + values["decode_ms_per_token"])
     assert values["energy_mj_per_token"] >= 0 and values["energy_mj"] >= 2 * values["energy_mj_per_token"]
+
+
+def _board(store: Store, sp: HFCausalLMSpace) -> None:
+    """A fake device ``board`` with a LUT of every layer of ``sp`` (stored in ``store``)."""
+    from profilers import build_lut
+
+    spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+    store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
+    build_lut(store, spec, sp, workers=1)
+
+
+@pytest.mark.slow
+def test_phase_predictors_learn_on_the_phase_lut_sum_and_are_preferred(tmp_path: Path) -> None:
+    from hwpareto.store import MeasurementIn
+    from pareto._objectives import Evaluator, parse_objective
+    from predictors import load_model, train_latency
+    from profilers import Lut
+
+    sp = _space()
+    configs = list(dict.fromkeys(sp.sample(np.random.default_rng(i)) for i in range(40)))
+    with Store.open(str(tmp_path / "s.db")) as store:
+        store.spaces.register(sp)
+        _board(store, sp)
+        lut = Lut.load(store, "board")
+        # "measured" phases: a device 1.5x slower than its LUT on prefill, 2x on decode, plus 2 % noise
+        truth = {
+            "prefill_ms": 1.5 * lut.sums(sp, configs, "latency", "prefill"),
+            "decode_ms_per_token": 2.0 * lut.sums(sp, configs, "latency", "decode"),
+        }
+        noise = np.random.default_rng(0).normal(1.0, 0.02, len(configs))
+        store.measurements.add(
+            [
+                MeasurementIn(c, "device", "board", metric, float(v * e), source="measured")
+                for metric, values in truth.items()
+                for c, v, e in zip(configs, values, noise, strict=True)
+            ]
+        )
+        for metric, phase in (("prefill_ms", "prefill"), ("decode_ms_per_token", "decode")):
+            report = train_latency(store, "board", sp, metric=metric)
+            assert report.name == f"{metric}:{sp.name}:board"
+            model = load_model(store, report.name)
+            np.testing.assert_allclose(model.features(store, configs)[:, 0], lut.sums(sp, configs, "latency", phase))
+            assert report.validation["mape_pct"] < 5.0  # the phase LUT-sum explains it: only the scale is learned
+            assert report.validation["lut_sum_mape_pct"] > 30.0
+        objective = parse_objective("decode_ms_per_token@board")
+        evaluator = Evaluator(store, sp, [objective])
+        assert evaluator.sources[objective] == f"predictor decode_ms_per_token:{sp.name}:board"
+        mean, std = evaluator.evaluate(configs[:10])
+        np.testing.assert_allclose(mean[:, 0], truth["decode_ms_per_token"][:10], rtol=0.08)
+        assert (std[:, 0] > 0).all()
+
+
+def test_bad_train_metric_names_the_allowed_ones(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hwpareto.cli import app
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    runner = CliRunner()
+    base = ["train", "latency", "--device", "cpu-local", "--store", url]
+    out = runner.invoke(app, [*base, "--space", "nb201", "--metric", "decode_ms"])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "--metric" in out.output and "decode_ms_per_token" in out.output and "'decode_ms'" in out.output
+    out = runner.invoke(app, [*base, "--space", "nb201", "--metric", "prefill_ms"])
+    assert out.exit_code != 0 and "needs an LLM space" in out.output
+
+
+def test_llm_features_count_params_and_macs_once() -> None:
+    from predictors import SpaceFeatures
+
+    sp = _space()
+    configs = [sp.sample(np.random.default_rng(i)) for i in range(8)]
+    features = SpaceFeatures(space=sp, canonical=False).fit(configs)
+    X, names = features.transform(configs), list(features.get_feature_names_out())
+    np.testing.assert_allclose(X[:, names.index("log_params")], np.log1p([sp.params(c) for c in configs]))
+    np.testing.assert_allclose(X[:, names.index("log_macs")], np.log1p([sp.macs(c) for c in configs]))
+    spec_params = [sum(s.params for s in sp.layers(c)) for c in configs]  # decode specs repeat the weights
+    assert all(p > 1.5 * sp.params(c) for p, c in zip(spec_params, configs, strict=True))

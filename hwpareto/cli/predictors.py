@@ -59,7 +59,13 @@ def _print_train(report: Any, json_out: bool) -> None:
 def train_latency_cmd(
     device: Annotated[str, typer.Option("--device", help="Device whose measurements to learn.")],
     space: Annotated[str, typer.Option("--space", help="Search space.")],
-    metric: Annotated[str, typer.Option("--metric", help="latency_ms or energy_mj.")] = "latency_ms",
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="latency_ms or energy_mj; LLM spaces also prefill_ms, decode_ms_per_token, energy_mj_per_token.",
+        ),
+    ] = "latency_ms",
     few_shot: Annotated[
         int | None,
         typer.Option("--few-shot", min=3, max=COUNT_MAX, help="Use only K measurements of DEVICE (transfer)."),
