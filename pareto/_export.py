@@ -56,6 +56,8 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
 )
 """Files of a model folder copied into an LLM bundle's ``model/`` when present."""
+TRACE_TOKENS = 8
+"""Prompt tokens an LLM's ONNX prefill graph is traced on (at least 2: one token takes another attention path)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,8 @@ def export_subnet(
         if onnx:
             _stage(progress, "exporting the ONNX graph")
             example = space.dummy_input(config, batch=2)
+            if llm is not None:  # traced on a few tokens (lengths are dynamic): a trace at the prompt length costs
+                example = example[:, :TRACE_TOKENS]  # seconds of LM-head work; verify_bundle runs the full length
             with _single_thread(torch):
                 if llm is None:
                     _export_onnx(module, example, out / ONNX_FILE, torch)
@@ -239,11 +243,19 @@ def _definition(space: SearchSpace) -> dict[str, Any] | None:
 def _save_llm(space: HFCausalLMSpace, module: Any, folder: Path) -> dict[str, Any]:
     """Write the transformers SubNet ``module`` into ``folder`` (emptied first) with the source folder's tokenizer
     files; what the bundle's ``config.json`` records about it."""
+    from transformers.utils import logging as hf_logging
+
     from supernet.llama._model import SUBNET_FILE, save_subnet
 
     if folder.is_dir():
         shutil.rmtree(folder)  # --force: a stale hwpareto_subnet.json would change how the folder loads
-    save_subnet(module, folder)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # save_pretrained's tqdm bar would break the CLI's status line
+    try:
+        save_subnet(module, folder)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     tokenizer = []
     if space.path is not None:
         for name in TOKENIZER_FILES:
