@@ -149,7 +149,7 @@ def export_subnet(
     values, OFA/NB201-style record, params, MACs, the input preprocessing of image SubNets (resize, centre crop,
     mean/std, layout: how to feed the ONNX file), the SuperNet source, ``metrics`` and the SHA-256 of every file,
     so :func:`load_subnet` can check the bundle. ``progress`` is told the name of each slow step as it starts.
-    A non-empty ``out_dir`` is refused unless ``force`` (its files of the same names are then overwritten).
+    A non-empty ``out_dir`` is refused unless ``force`` (an earlier export's files there are then replaced).
     An LLM SubNet's bundle is laid out as the module docstring says.
     """
     config = space.validate(config)
@@ -162,6 +162,10 @@ def export_subnet(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HwparetoError(f"export folder {out}: cannot create ({exc.strerror})") from None
+    for name in (WEIGHTS_FILE, ONNX_FILE, README_FILE):  # --force: no artefact of an earlier export stays behind
+        (out / name).unlink(missing_ok=True)
+    if (out / HF_FOLDER).is_dir():
+        shutil.rmtree(out / HF_FOLDER)  # a stale hwpareto_subnet.json would change how the folder loads
     doc: dict[str, Any] = {
         "space": space.name,
         "key": config.key,
@@ -241,21 +245,12 @@ def _definition(space: SearchSpace) -> dict[str, Any] | None:
 
 
 def _save_llm(space: HFCausalLMSpace, module: Any, folder: Path) -> dict[str, Any]:
-    """Write the transformers SubNet ``module`` into ``folder`` (emptied first) with the source folder's tokenizer
-    files; what the bundle's ``config.json`` records about it."""
-    from transformers.utils import logging as hf_logging
-
+    """Write the transformers SubNet ``module`` into ``folder`` with the source folder's tokenizer files; what the
+    bundle's ``config.json`` records about it."""
     from supernet.llama._model import SUBNET_FILE, save_subnet
 
-    if folder.is_dir():
-        shutil.rmtree(folder)  # --force: a stale hwpareto_subnet.json would change how the folder loads
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # save_pretrained's tqdm bar would break the CLI's status line
-    try:
+    with _no_progress_bars():
         save_subnet(module, folder)
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
     tokenizer = []
     if space.path is not None:
         for name in TOKENIZER_FILES:
@@ -264,6 +259,20 @@ def _save_llm(space: HFCausalLMSpace, module: Any, folder: Path) -> dict[str, An
                 tokenizer.append(name)
     plain = not (folder / SUBNET_FILE).is_file()
     return {"folder": HF_FOLDER, "class": type(module).__name__, "plain": plain, "tokenizer": tokenizer}
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers' tqdm bars (saving, loading weights) off: they would break the CLI's status line."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _readme(space: HFCausalLMSpace, config: SubNetConfig, doc: dict[str, Any], files: dict[str, str]) -> str:
@@ -382,7 +391,7 @@ def load_subnet(directory: str | Path) -> tuple[SearchSpace, SubNetConfig, nn.Mo
     if isinstance(space, HFCausalLMSpace) and doc.get("transformers") is not None:
         return space, config, _load_llm(folder, space, config)
     module = space.subnet(config)
-    if (folder / WEIGHTS_FILE).is_file():
+    if WEIGHTS_FILE in listed:
         from safetensors.torch import load_file
 
         module.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)
@@ -457,7 +466,8 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
     reference = _extract(space, supernet, config, source.get("bn_calibration"))
     x = space.dummy_input(config, batch=3, seed=1)  # not the export's batch of 2: the batch axis is dynamic
     hf = doc.get("transformers") if isinstance(space, HFCausalLMSpace) else None
-    weights = hf is not None or (folder / WEIGHTS_FILE).is_file()
+    listed = doc["files"]  # what this export wrote (load_subnet checked each); not stray files beside it
+    weights = hf is not None or WEIGHTS_FILE in listed
     pretrained_diff = None
     with torch.no_grad():
         expected = _outputs(reference, x)
@@ -465,12 +475,13 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
         if hf is not None and hf.get("plain"):
             from transformers import AutoModelForCausalLM
 
-            plain = AutoModelForCausalLM.from_pretrained(
-                folder / HF_FOLDER, local_files_only=True, trust_remote_code=False
-            )
+            with _no_progress_bars():
+                plain = AutoModelForCausalLM.from_pretrained(
+                    folder / HF_FOLDER, local_files_only=True, trust_remote_code=False
+                )
             pretrained_diff = float((_outputs(plain.eval(), x) - expected).abs().max())
     onnx_diff = None
-    if (folder / ONNX_FILE).is_file():
+    if ONNX_FILE in listed:
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])

@@ -119,6 +119,11 @@ def test_mixed_bundle_reloads_with_hwpareto_loader_to_the_supernet_logits(tmp_pa
     check = verify_bundle(bundle)
     assert check.weights_max_abs_diff == 0.0 and check.pretrained_max_abs_diff is None and check.ok()
     assert "load_subnet" in (bundle / "README.md").read_text()
+    # --force over it with a SubNet whose kept layers have equal sizes: a save_pretrained folder, no stale sizes file
+    even = sp.validate(config.values | {"heads_2": 2, "ffn_2": 48})
+    again = export_subnet(sp, even, bundle, weights=True, force=True, seed=3)
+    assert not (bundle / "model/hwpareto_subnet.json").exists() and "model.onnx" not in again.files
+    assert json.loads((bundle / "config.json").read_text())["transformers"]["plain"] and verify_bundle(bundle).ok()
     # config only: no model folder, no ONNX, still a README and the space definition
     bare = export_subnet(sp, config, tmp_path / "c")
     assert set(bare.files) == {"config.json", "README.md"}
