@@ -161,8 +161,8 @@ def export_trial(
     force: bool = False,
 ) -> dict[str, Any]:
     """Bundle trial ``number``: config, predicted metrics (mean ± std), stored measurements of that SubNet per
-    device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX.
-    ``progress`` is told the name of each slow step as it starts."""
+    device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX (an
+    LLM's as :mod:`pareto._export` lays them out). ``progress`` is told the name of each slow step as it starts."""
     from pareto._export import export_subnet
 
     if progress is not None:

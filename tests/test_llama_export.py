@@ -252,3 +252,12 @@ def test_tampered_bundles_are_one_line_errors_naming_the_file_or_tensor(tmp_path
     # a missing file
     weights.unlink()
     assert "model/model.safetensors is missing" in _one_line_error(bundle)
+
+
+@pytest.mark.parametrize(("arch", "extra"), [("MistralForCausalLM", {"sliding_window": 6}), ("Qwen2ForCausalLM", {})])
+def test_mistral_and_qwen2_bundles_verify(tmp_path: Path, arch: str, extra: dict[str, Any]) -> None:
+    model_type = {"MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}[arch]
+    sp = _space(False, architectures=[arch], model_type=model_type, **extra)
+    bundle = export_subnet(sp, sp.validate(_mixed(sp)), tmp_path / "b", weights=True, onnx=True).directory
+    check = verify_bundle(bundle)  # prompt of 12 tokens: past Mistral's window of 6
+    assert check.weights_max_abs_diff == 0.0 and check.ok(), check

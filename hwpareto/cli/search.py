@@ -252,7 +252,8 @@ def export_cmd(
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a trial's SubNet: config, predicted and measured metrics, provenance, weights and ONNX."""
+    """Export a trial's SubNet: config, predicted and measured metrics, provenance, weights and ONNX (an LLM: a
+    transformers model folder and the ONNX prefill graph)."""
     from rich.console import Console
 
     from pareto._analysis import export_trial
