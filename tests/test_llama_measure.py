@@ -194,3 +194,26 @@ def test_llm_features_count_params_and_macs_once() -> None:
     np.testing.assert_allclose(X[:, names.index("log_macs")], np.log1p([sp.macs(c) for c in configs]))
     spec_params = [sum(s.params for s in sp.layers(c)) for c in configs]  # decode specs repeat the weights
     assert all(p > 1.5 * sp.params(c) for p, c in zip(spec_params, configs, strict=True))
+
+
+def test_thread_clock_leaves_out_time_not_spent_computing() -> None:
+    import time
+
+    from hwpareto.errors import InvalidValueError
+    from profilers._cpu import CpuBackend
+
+    params = {"threads": 1, "warmup_calls": 0, "min_window_ms": 1.0, "min_samples": 3}
+    wall = CpuBackend(DeviceSpec("w", "cpu", "torch-cpu", params))
+    thread = CpuBackend(DeviceSpec("t", "cpu", "torch-cpu", params | {"clock": "thread"}))
+    assert thread.describe()["clock"] == "thread" and wall.describe()["clock"] == "wall"
+    x = torch.randn(256, 256)
+
+    def work() -> None:
+        time.sleep(0.03)  # descheduled, as when other jobs hold the cores
+        x @ x
+
+    assert wall._cost(work).latency_ms >= 30.0
+    assert 0.0 < thread._cost(work).latency_ms < 15.0
+    for bad in ({"clock": "cpu"}, {"clock": "thread", "threads": 2}):
+        with pytest.raises(InvalidValueError, match=r"params\.clock"):
+            CpuBackend(DeviceSpec("t", "cpu", "torch-cpu", params | bad))
