@@ -36,8 +36,8 @@ def test_sklearn_contract() -> None:
     y = x @ [0.5, 0.2, 0.0, 0.3] + 0.1
     assert model.fit(x[:10], y[:10]) is model
     assert model.n_features_in_ == 4 and not hasattr(model, "feature_names_in_")
-    assert model.scale_ in ("log", "linear") and set(model.loo_log_rmse_) == {"log", "linear"}
-    assert model.coef_.shape == (4,) and np.all(model.coef_ >= 0)
+    assert model.scale_ == "linear" and set(model.loo_log_rmse_) == {"log", "linear", "blend"}
+    assert model.coef_.shape == (1, 4) and model.intercept_.shape == (1,) and np.all(model.coef_ >= 0)
     assert model.n_devices_ == 4 and model.feature_coef_.shape == (0,) and model.sigma_ >= 0
     pred = model.predict(x)
     assert pred.shape == (80,) and np.all(pred > 0)
@@ -50,7 +50,7 @@ def test_exact_log_combination_is_recovered() -> None:
     for scale in ("auto", "log"):
         model = FewShotLatency(scale=scale).fit(x[:10], y[:10])
         assert model.scale_ == "log"
-        np.testing.assert_allclose(model.coef_, [0.6, 0, 0.4, 0], atol=1e-9)
+        np.testing.assert_allclose(model.coef_, [[0.6, 0, 0.4, 0]], atol=1e-9)
         np.testing.assert_allclose(model.predict(x), y, rtol=1e-9)
 
 
@@ -59,12 +59,12 @@ def test_exact_linear_combination_is_recovered() -> None:
     y = 0.3 + 0.5 * x[:, 1] + 0.25 * x[:, 3]
     model = FewShotLatency().fit(x[:10], y[:10])
     assert model.scale_ == "linear"
-    np.testing.assert_allclose(model.coef_, [0, 0.5, 0, 0.25], atol=1e-9)
-    np.testing.assert_allclose(model.intercept_, 0.3, atol=1e-9)
+    np.testing.assert_allclose(model.coef_, [[0, 0.5, 0, 0.25]], atol=1e-9)
+    np.testing.assert_allclose(model.intercept_, [0.3], atol=1e-9)
     np.testing.assert_allclose(model.predict(x), y, rtol=1e-9)
 
 
-@pytest.mark.parametrize("scale", ["auto", "log", "linear"])
+@pytest.mark.parametrize("scale", ["auto", "log", "linear", "blend"])
 def test_return_std(scale: str) -> None:
     x = latency_table()
     y = (x @ [0.4, 0.3, 0.2, 0.1]) * np.random.default_rng(1).lognormal(0, 0.05, len(x))
@@ -139,7 +139,7 @@ def test_parameter_and_predict_errors() -> None:
     x = latency_table()
     with pytest.raises(
         InvalidValueError,
-        match=r"^FewShotLatency.scale: expected one of 'auto', 'log', 'linear', "
+        match=r"^FewShotLatency.scale: expected one of 'auto', 'log', 'linear', 'blend', "
         r"got 'exp'$",
     ):
         FewShotLatency(scale="exp").fit(x[:10], x[:10, 0])
@@ -153,8 +153,9 @@ def test_parameter_and_predict_errors() -> None:
 def test_persistence_round_trip() -> None:
     frame = pd.DataFrame(latency_table(), columns=["a", "b", "c", "d"])
     y = (frame["a"] * 0.7 + frame["d"] * 0.5) * np.random.default_rng(2).lognormal(0, 0.05, len(frame))
-    for scale in ("log", "linear"):
+    for scale in ("log", "linear", "blend"):
         model = FewShotLatency(scale=scale).fit(frame.iloc[:12], y.iloc[:12])
+        assert model.scale_ == scale
         blob = model.to_bytes()
         assert b"pickle" not in blob and json.loads(blob)["class"] == "FewShotLatency"
         restored = FewShotLatency.from_bytes(blob)
@@ -355,7 +356,7 @@ def test_op_level_correction_recovers_what_the_mix_cannot(seed: int) -> None:
     known, counts, y = op_level_device(seed=seed)
     mix = FewShotLatency().fit(known[:10], y[:10])
     model = FewShotLatency(n_devices=4).fit(np.hstack([known, counts])[:10], y[:10])
-    assert model.n_devices_ == 4 and model.coef_.shape == (4,) and model.feature_coef_.shape == (5,)
+    assert model.n_devices_ == 4 and model.coef_.shape[1:] == (4,) and model.feature_coef_.shape == (5,)
     assert model.loo_log_rmse_["correction"] <= 0.9 * model.loo_log_rmse_[model.scale_]
     assert int(np.argmax(np.abs(model.feature_coef_))) == 4
     pred = model.predict(np.hstack([known, counts])[10:])
@@ -422,6 +423,35 @@ def test_feature_columns_may_have_any_sign_but_must_be_finite() -> None:
         r"features \(as at fit\), got 9$",
     ):
         model.predict(x[:, :9])
+
+
+def test_blend_is_the_geometric_mean_of_the_log_and_linear_mixes() -> None:
+    x = latency_table()
+    y = (x @ [0.4, 0.3, 0.2, 0.1]) * np.random.default_rng(3).lognormal(0, 0.1, len(x))
+    log, linear = (FewShotLatency(scale=s).fit(x[:10], y[:10]) for s in ("log", "linear"))
+    blend = FewShotLatency(scale="blend").fit(x[:10], y[:10])
+    np.testing.assert_allclose(blend.coef_, np.vstack([log.coef_, linear.coef_]))
+    np.testing.assert_allclose(blend.predict(x), np.sqrt(log.predict(x) * linear.predict(x)), rtol=1e-12)
+    assert blend.loo_log_rmse_["blend"] <= max(blend.loo_log_rmse_["log"], blend.loo_log_rmse_["linear"])
+    auto = FewShotLatency().fit(x[:10], y[:10])  # 10 % noise: neither scale fits twice as well as the other
+    assert auto.scale_ == "blend" and max(auto.loo_log_rmse_["log"], auto.loo_log_rmse_["linear"]) * 0.5 < min(
+        auto.loo_log_rmse_["log"], auto.loo_log_rmse_["linear"]
+    )
+    np.testing.assert_array_equal(auto.predict(x), blend.predict(x))
+
+
+def test_a_model_written_before_the_blend_still_loads() -> None:
+    """Blobs of one mix with a flat ``coef_`` and a scalar ``intercept_`` (before the blend) load unchanged."""
+    x = latency_table()
+    model = FewShotLatency(scale="log").fit(x[:10], x[:10] @ [0.2, 0.3, 0.1, 0.4])
+    doc = json.loads(model.to_bytes())
+    state = {**doc["state"], "coef_": doc["state"]["coef_"][0], "intercept_": doc["state"]["intercept_"][0]}
+    restored = FewShotLatency.from_bytes(json.dumps({**doc, "state": state}).encode())
+    assert restored.coef_.shape == (1, 4)
+    np.testing.assert_array_equal(restored.predict(x), model.predict(x))
+    wrong = {**doc["state"], "scale_": "blend"}  # one row of weights for a two-mix scale
+    with pytest.raises(HwparetoError, match=r"^predictor blob: corrupt FewShotLatency state"):
+        FewShotLatency.from_bytes(json.dumps({**doc, "state": wrong}).encode())
 
 
 def test_persistence_round_trip_with_features() -> None:

@@ -325,3 +325,24 @@ def test_measure_takes_a_configs_file(tmp_path: Path) -> None:
     with Store.open(url) as store:
         measured = store.measurements.measured_table("nb201", "latency_ms", ["board"])
     assert sorted(measured.index) == sorted(SPACE.from_index(i).key for i in REFS[:4])
+
+
+def test_references_are_chosen_without_the_new_devices_values(store: Store) -> None:
+    """With more measured SubNets than K, the K references depend on the known devices only: two new devices that
+    measured the same 40 cells with unrelated latencies get the same references, retraining gives them again, and
+    the held-out rest is scored."""
+    cells = [SPACE.from_index(i) for i in range(100, 4100, 100)]
+    store.measurements.add(_rows("new-x", NEW["new-x"], cells), auto_devices=True)
+    scrambled = np.random.default_rng(0).permutation(_latency_ms(NEW["new-z"], cells))
+    store.measurements.add(
+        [MeasurementIn(c, "device", "new-z", "latency_ms", float(v)) for c, v in zip(cells, scrambled, strict=True)],
+        auto_devices=True,
+    )
+    keys = {}
+    for name in ("new-x", "new-z", "new-x"):
+        report = train_latency(store, name, SPACE, few_shot=10)
+        assert report.validation["split"] == "10 reference SubNets / 30 held out"
+        chosen = store.predictors.load(report.name).meta["train_keys"]
+        assert len(set(chosen)) == 10 and set(chosen) <= {c.key for c in cells}
+        keys.setdefault(name, chosen)
+        assert chosen == keys[name] == keys["new-x"]
