@@ -202,6 +202,9 @@ def export_subnet(
             "seed": None if checkpoint else seed,
             "bn_calibration": calibration,
         }
+        if llm is not None and llm.path is not None:  # the weights are the folder's (seeded init overwritten)
+            ordered = bool(llm.options["importance"])
+            doc["supernet"] |= {"folder": llm.path, "weights_sha256": llm.weights_sha256, "importance_ordered": ordered}
         doc["input_shape"] = list(space.dummy_input(config).shape)
         if weights and llm is not None:
             _stage(progress, "writing the transformers model")

@@ -154,7 +154,9 @@ def test_bundle_of_a_model_folder_holds_its_weights_and_tokenizer(tmp_path: Path
     sp = space_from_hf(folder, "tiny-folder", uniform=True, prompt_len=[12], gen_len=[8])
     largest = sp.largest()
     bundle = export_subnet(sp, largest, tmp_path / "b", weights=True, onnx=False).directory
-    tokenizer = json.loads((bundle / "config.json").read_text())["transformers"]["tokenizer"]
+    doc = json.loads((bundle / "config.json").read_text())
+    assert doc["supernet"]["folder"] == str(folder.resolve()) and doc["supernet"]["importance_ordered"]
+    tokenizer = doc["transformers"]["tokenizer"]
     assert "tokenizer.json" in tokenizer and all((bundle / "model" / f).is_file() for f in tokenizer)
     tok = AutoTokenizer.from_pretrained(bundle / "model", local_files_only=True, trust_remote_code=False)
     assert tok("w3 w5")["input_ids"] == [3, 5]
