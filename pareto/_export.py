@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ SHIPPED = data_path("demo")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = "model.onnx.data"
+"""The weights of an ONNX graph over protobuf's 2 GB limit (an LLM's), in one file beside it."""
 HF_FOLDER = "model"
 README_FILE = "README.md"
 TOKENIZER_FILES = (
@@ -162,7 +165,7 @@ def export_subnet(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HwparetoError(f"export folder {out}: cannot create ({exc.strerror})") from None
-    for name in (WEIGHTS_FILE, ONNX_FILE, README_FILE):  # --force: no artefact of an earlier export stays behind
+    for name in (WEIGHTS_FILE, ONNX_FILE, ONNX_DATA_FILE, README_FILE):  # --force: no earlier artefact stays behind
         (out / name).unlink(missing_ok=True)
     if (out / HF_FOLDER).is_dir():
         shutil.rmtree(out / HF_FOLDER)  # a stale hwpareto_subnet.json would change how the folder loads
@@ -222,12 +225,10 @@ def export_subnet(
             with _single_thread(torch):
                 if llm is None:
                     _export_onnx(module, example, out / ONNX_FILE, torch)
-                else:  # the prefill graph: token ids -> logits, batch and length dynamic
-                    from supernet.llama._model import PrefillLogits
-
-                    names = ("input_ids", "logits", {0: "batch", 1: "tokens"})
-                    _export_onnx(PrefillLogits(module), example, out / ONNX_FILE, torch, *names)
-            files[ONNX_FILE] = _sha256(out / ONNX_FILE)
+                    written = [ONNX_FILE]
+                else:
+                    written = _export_prefill_onnx(module, example, out, torch)
+            files |= {name: _sha256(out / name) for name in written}
     if llm is not None:
         (out / README_FILE).write_text(_readme(llm, config, doc, files), encoding="utf-8")
         files[README_FILE] = _sha256(out / README_FILE)
@@ -304,7 +305,8 @@ def _readme(space: HFCausalLMSpace, config: SubNetConfig, doc: dict[str, Any], f
             "",
         ]
     if ONNX_FILE in files:
-        lines += [f"{ONNX_FILE}: the prefill graph, int64 input_ids (batch, tokens) -> float32 logits.", ""]
+        data = f" (weights in {ONNX_DATA_FILE})" if ONNX_DATA_FILE in files else ""
+        lines += [f"{ONNX_FILE}: the prefill graph{data}, int64 input_ids (batch, tokens) -> float32 logits.", ""]
     metrics = doc.get("metrics", {}).get("objectives", {})
     if metrics:
         lines += ["Objectives: " + ", ".join(f"{k} = {v:.6g}" for k, v in metrics.items()), ""]
@@ -333,6 +335,26 @@ def _single_thread(torch: Any) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _export_prefill_onnx(model: nn.Module, example: Any, out: Path, torch: Any) -> list[str]:
+    """The prefill graph ``input_ids → logits`` (batch and length dynamic) as ``out/model.onnx``; the names of the
+    files written. Past 2 GB torch writes every weight as a file of its own beside the graph: they are gathered
+    into :data:`ONNX_DATA_FILE`."""
+    from supernet.llama._model import PrefillLogits
+
+    with tempfile.TemporaryDirectory(dir=out, prefix=".onnx-") as tmp:
+        path = Path(tmp) / ONNX_FILE
+        _export_onnx(PrefillLogits(model), example, path, torch, "input_ids", "logits", {0: "batch", 1: "tokens"})
+        if [p.name for p in Path(tmp).iterdir()] == [ONNX_FILE]:
+            path.replace(out / ONNX_FILE)
+            return [ONNX_FILE]
+        import onnx
+
+        graph = onnx.load(str(path))  # with the external tensors beside it
+        dest, data = str(out / ONNX_FILE), ONNX_DATA_FILE
+        onnx.save_model(graph, dest, save_as_external_data=True, all_tensors_to_one_file=True, location=data)
+    return [ONNX_FILE, ONNX_DATA_FILE]
 
 
 def _export_onnx(

@@ -263,3 +263,31 @@ def test_mistral_and_qwen2_bundles_verify(tmp_path: Path, arch: str, extra: dict
     bundle = export_subnet(sp, sp.validate(_mixed(sp)), tmp_path / "b", weights=True, onnx=True).directory
     check = verify_bundle(bundle)  # prompt of 12 tokens: past Mistral's window of 6
     assert check.weights_max_abs_diff == 0.0 and check.ok(), check
+
+
+def test_onnx_weights_torch_writes_per_tensor_are_gathered_in_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past protobuf's 2 GB, torch writes every weight as a file of its own beside model.onnx; too big for a test,
+    so the exporter is made to do that for a tiny SubNet (as torch does: one file per tensor, next to the graph)."""
+    import onnx
+
+    import pareto._export as export
+
+    real = export._export_onnx
+
+    def per_tensor(*args: Any) -> None:
+        real(*args)
+        path = str(args[2])
+        onnx.save_model(onnx.load(path), path, save_as_external_data=True, all_tensors_to_one_file=False)
+
+    monkeypatch.setattr(export, "_export_onnx", per_tensor)
+    sp = _space(False)
+    bundle = export_subnet(sp, sp.validate(_mixed(sp)), tmp_path / "b", weights=True, onnx=True).directory
+    onnx_files = sorted(p.name for p in bundle.iterdir() if p.name.startswith("model.onnx"))
+    assert onnx_files == ["model.onnx", "model.onnx.data"] and not list(bundle.glob(".onnx-*"))
+    doc = json.loads((bundle / "config.json").read_text())
+    assert {"model.onnx", "model.onnx.data"} <= set(doc["files"])
+    assert "weights in model.onnx.data" in (bundle / "README.md").read_text()
+    check = verify_bundle(bundle)
+    assert check.onnx_max_abs_diff is not None and check.ok()
