@@ -491,7 +491,7 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
     reference = _extract(space, supernet, config, source.get("bn_calibration"))
     x = space.dummy_input(config, batch=3, seed=1)  # not the export's batch of 2: the batch axis is dynamic
     hf = doc.get("transformers") if isinstance(space, HFCausalLMSpace) else None
-    listed = doc["files"]  # what this export wrote (load_subnet checked each); not stray files beside it
+    listed = doc.get("files", {})  # what this export wrote (load_subnet checked each); not stray files beside it
     weights = hf is not None or WEIGHTS_FILE in listed
     pretrained_diff = None
     with torch.no_grad():
