@@ -291,3 +291,23 @@ def test_onnx_weights_torch_writes_per_tensor_are_gathered_in_one_file(
     assert "weights in model.onnx.data" in (bundle / "README.md").read_text()
     check = verify_bundle(bundle)
     assert check.onnx_max_abs_diff is not None and check.ok()
+
+
+def test_bundle_from_a_supernet_checkpoint(tmp_path: Path) -> None:
+    """``--checkpoint``: a trained SuperNet's safetensors (as train-supernet writes them) is what the SubNet slices."""
+    sp = _space(False)
+    net = sp.supernet(seed=0)
+    with torch.no_grad():  # weights unlike any fresh init
+        for p in net.parameters():
+            p.mul_(0.5).add_(0.01)
+    ckpt = tmp_path / "supernet.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(ckpt))
+    config = sp.validate(_mixed(sp))
+    bundle = export_subnet(sp, config, tmp_path / "b", weights=True, onnx=True, checkpoint=ckpt).directory
+    _, _, model = load_subnet(bundle)
+    net.set_active(sp.arch_of(config))
+    ids = _ids(7, (2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, net(ids), rtol=0, atol=1e-6)
+    doc = json.loads((bundle / "config.json").read_text())
+    assert doc["supernet"]["checkpoint_sha256"] == _sha256(ckpt) and verify_bundle(bundle).ok()
