@@ -1,9 +1,10 @@
 """``hwpareto demo``: the whole loop on the embedded default, from shipped data the project produced itself.
 
-Store → devices (this CPU plus the NPU/CIM presets) → LUTs (shipped simulator LUTs from ``data/luts``, this CPU
-profiled now) → accuracy tables of the trained demo SuperNets (``data/demo``) → accuracy predictors → one search
-per device under a default latency budget → the chosen SubNet's bundle per device. Every step skips what the store
-already holds, so a second run only re-prints the results.
+Store (with the demo's Llama SuperNet registered from its shipped Hugging Face folder, as ``hwpareto space from-hf``
+does) → devices (this CPU plus the NPU/CIM presets) → LUTs (shipped simulator LUTs from ``data/luts``, this CPU
+profiled now) → accuracy / perplexity tables of the trained demo SuperNets (``data/demo``) → their predictors → one
+search per device under a default latency budget → the chosen SubNet's bundle per device. Every step skips what the
+store already holds, so a second run only re-prints the results.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from hwpareto.resources import data_path
 from hwpareto.store._store import Store
 from supernet import SearchSpace
 
-__all__ = ["DEMO_SPACES", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "run_demo"]
+__all__ = ["DEMO_SPACES", "HF_OPTIONS", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "demo_space", "run_demo"]
 
 DATA = data_path()
 SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", "cim-reram")
@@ -30,12 +31,15 @@ SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", 
 
 @dataclass(frozen=True)
 class DemoSpace:
-    """A demo space with its accuracy table (``data/demo``; its README has the commands). Its trained SuperNet,
-    ``data/demo/<space>.safetensors``, is what exports use by default (:func:`pareto._export.shipped_checkpoint`)."""
+    """A demo space with its accuracy table (``data/demo``; its README has the commands). A built-in space's trained
+    SuperNet, ``data/demo/<space>.safetensors``, is what exports use by default
+    (:func:`pareto._export.shipped_checkpoint`); a Hugging Face one (``hf``) is the trained model folder
+    ``data/demo/<space>/``, registered in the store with :data:`HF_OPTIONS` (:func:`demo_space`)."""
 
     space: str
     dataset: str
     metric: str = "val_acc_pct"
+    hf: bool = False
 
     @property
     def objective(self) -> str:
@@ -45,8 +49,31 @@ class DemoSpace:
     def table(self) -> Path:
         return DATA / "demo" / f"{self.space}_accuracy.csv"
 
+    @property
+    def folder(self) -> Path:
+        """The trained Hugging Face model folder (``hf`` spaces)."""
+        return DATA / "demo" / self.space
 
-DEMO_SPACES = (DemoSpace("mbv3-digits", "digits-affine"), DemoSpace("gpt-stdlib", "stdlib"))
+
+DEMO_SPACES = (DemoSpace("mbv3-digits", "digits-affine"), DemoSpace("llama-stdlib", "stdlib", "val_ppl", hf=True))
+HF_OPTIONS: dict[str, Any] = {"batch": [1], "importance": False}
+"""How the demo registers its Hugging Face folder: ``hwpareto space from-hf data/demo/llama-stdlib --name
+llama-stdlib --batch 1 --no-importance`` (batch 1 keeps its LUT small; the sandwich-trained SuperNet's channels
+are in order already, an importance reordering would scramble its SubNets)."""
+
+
+def demo_space(store: Store, demo: DemoSpace) -> SearchSpace:
+    """The demo space, a Hugging Face one registered from its shipped folder first (a no-op when stored)."""
+    if not demo.hf:
+        return store.spaces.get(demo.space)
+    from supernet.llama import space_from_hf
+
+    if not (demo.folder / "config.json").is_file():
+        raise HwparetoError(f"shipped model folder {demo.folder} is missing (data/demo/README.md: the commands)")
+    space = space_from_hf(demo.folder, demo.space, **HF_OPTIONS)
+    store.spaces.register(space)
+    return space
+
 
 Step = Callable[[str], None]
 """Prints one progress line."""
@@ -56,7 +83,8 @@ Bar = Callable[[str, int], Callable[[int], None]]
 
 @dataclass(frozen=True)
 class Choice:
-    """The SubNet chosen on one device: the most accurate feasible trial of its search."""
+    """The SubNet chosen on one device: the best feasible trial of its search (most accurate, or lowest
+    perplexity); ``objectives`` starts with the demo space's quality objective."""
 
     space: str
     device: str
@@ -97,19 +125,21 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
     """Run the demo on ``store``; bundles go to ``out_dir``. Returns the chosen SubNet per (space, device)."""
     from pareto._analysis import export_trial, study_results
     from pareto._importer import import_table, parse_columns
+    from pareto._objectives import parse_objective
     from pareto._search import SearchSpec, run_surrogate
     from predictors._service import train_accuracy
     from profilers import LOCAL_CPU, build_lut, device_spec, import_lut_csv
 
     start = time.monotonic()
     store.optuna_storage()
-    step(f"[1/6] store ready: {store.url}")
+    spaces = {d.space: demo_space(store, d) for d in DEMO_SPACES}
+    hf = ", ".join(f"{d.space} from {d.folder.relative_to(DATA.parent)}" for d in DEMO_SPACES if d.hf)
+    step(f"[1/6] store ready: {store.url}" + (f" (Hugging Face space {hf})" if hf else ""))
 
     devices = (LOCAL_CPU, *SIM_DEVICES)
     specs = {name: device_spec(store, name) for name in devices}
     step("[2/6] devices: " + ", ".join(f"{n} ({s.kind})" for n, s in specs.items()))
 
-    spaces = {d.space: store.spaces.get(d.space) for d in DEMO_SPACES}
     universes = {name: sp.layer_universe() for name, sp in spaces.items()}
     layers = {spec.key for universe in universes.values() for spec in universe}
     step("[3/6] LUTs: shipped simulator LUTs, this CPU profiled now (resumable)")
@@ -128,7 +158,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
         build_lut(store, specs[LOCAL_CPU], sp, progress=_lut_progress(advance, total))
         advance(total)
 
-    step("[4/6] accuracy tables and predictors")
+    step("[4/6] accuracy / perplexity tables and predictors")
     have = {p.name for p in store.predictors.list()}
     for demo in DEMO_SPACES:
         sp = spaces[demo.space]
@@ -156,10 +186,11 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             f"      {name}: {trained.n_train} SubNets, held-out Kendall τ {v['kendall_tau']:.2f}, RMSE {v['rmse']:.2f}"
         )
 
-    step(f"[5/6] searches: accuracy × latency (× energy) per device, budget = median latency, {n_trials} trials")
+    step(f"[5/6] searches: quality × latency (× energy) per device, budget = median latency, {n_trials} trials")
     choices: list[Choice] = []
     for demo in DEMO_SPACES:
         sp = spaces[demo.space]
+        maximize = parse_objective(demo.objective).direction == "maximize"
         for device in devices:
             budget_ms = default_budget_ms(store, sp, device, seed=seed)
             budget = f"latency_ms@{device} <= {budget_ms:g}"
@@ -183,7 +214,9 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             advance(n_trials)
             results = study_results(store, spec.name)
             feasible = results.trials[results.trials["feasible"]]
-            best = feasible.sort_values([demo.objective, f"latency_ms@{device}"], ascending=[False, True]).iloc[0]
+            best = feasible.sort_values([demo.objective, f"latency_ms@{device}"], ascending=[not maximize, True]).iloc[
+                0
+            ]
             number = int(best["number"])
             target = out_dir / spec.name
             if not (target / "config.json").is_file():
@@ -198,8 +231,8 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
 
 
 def describe(choices: list[Choice]) -> list[dict[str, Any]]:
-    """JSON-ready rows of the chosen SubNets (same columns for every space and device; the accuracy is each demo
-    space's own metric, see :data:`DEMO_SPACES`)."""
+    """JSON-ready rows of the chosen SubNets (same columns for every space and device; ``quality`` is the value of
+    each demo space's own metric ``quality_metric``, see :data:`DEMO_SPACES`)."""
     rows = []
     for c in choices:
         values = list(c.objectives.values())
@@ -209,7 +242,8 @@ def describe(choices: list[Choice]) -> list[dict[str, Any]]:
                 "device": c.device,
                 "budget_ms": c.budget_ms,
                 "trial": c.trial,
-                "accuracy_pct": round(values[0], 2),
+                "quality_metric": next(iter(c.objectives)).partition("@")[0],
+                "quality": round(values[0], 3),
                 "latency_ms": round(values[1], 4),
                 "energy_mj": round(values[2], 4) if len(values) > 2 else None,
                 "study": c.study,

@@ -2,7 +2,9 @@
 
 ``mbv3-digits`` classifies scikit-learn's 8×8 handwritten digits (upsampled to 24-32 px), ``gpt-stdlib`` models the
 Python standard library's source byte by byte. Both keep their layer universes to a few hundred LayerSpecs so that
-profiling them on a CPU takes minutes; their trained SuperNets and accuracy tables live in ``data/demo/``.
+profiling them on a CPU takes minutes; their trained SuperNets and accuracy tables live in ``data/demo/``. The demo's
+transformer is no built-in: ``llama-stdlib`` is a Llama SuperNet shipped as a Hugging Face folder
+(``data/demo/llama-stdlib/``) that ``hwpareto demo`` registers through ``space from-hf`` (``pareto._demo``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""``hwpareto demo`` end to end on a fresh SQLite store: shipped LUTs and accuracy tables, this CPU profiled for
-real, predictors, a search per device under its default budget, bundles, a second run that reuses everything, and
-the dashboard actually served."""
+"""``hwpareto demo`` end to end on a fresh SQLite store: the Llama SuperNet registered from its shipped Hugging Face
+folder, shipped LUTs and accuracy / perplexity tables, this CPU profiled for real, predictors, a search per device
+under its default budget, bundles, a second run that reuses everything, and the dashboard actually served."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from pareto import Store
-from pareto._demo import DEMO_SPACES, SIM_DEVICES
+from pareto._demo import DEMO_SPACES, SIM_DEVICES, demo_space
 from pareto._export import verify_bundle
 
 pytestmark = pytest.mark.slow
@@ -44,8 +44,11 @@ def test_demo_chooses_a_feasible_subnet_per_space_and_device(first_run: tuple[Pa
     assert sorted((r["space"], r["device"]) for r in rows) == sorted(
         (d.space, dev) for d in DEMO_SPACES for dev in DEVICES
     )
+    quality = {d.space: d.metric for d in DEMO_SPACES}
     for r in rows:
         assert r["latency_ms"] <= r["budget_ms"], r
+        assert r["quality_metric"] == quality[r["space"]], r
+        assert 0 < r["quality"] <= 100 if r["quality_metric"].endswith("_pct") else 1 < r["quality"] < 256, r
         assert (r["energy_mj"] is None) == (r["device"] == "cpu-local"), r  # simulators report energy, timing not
     with Store.open(str(root / "demo.db")) as store:
         names = {p.name for p in store.predictors.list()}
@@ -64,7 +67,8 @@ def test_demo_bundles_reload_with_the_trained_weights(first_run: tuple[Path, lis
         bundle = Path(row["bundle"])
         doc = json.loads((bundle / "config.json").read_text())
         assert doc["space"] == space and doc["metrics"]["trial"] == row["trial"]
-        assert {"weights.safetensors", "model.onnx"} <= {p.name for p in bundle.iterdir()}
+        weights = "model" if next(d for d in DEMO_SPACES if d.space == space).hf else "weights.safetensors"
+        assert {weights, "model.onnx"} <= {p.name for p in bundle.iterdir()}
         assert verify_bundle(bundle).ok()
 
 
@@ -159,24 +163,56 @@ def test_exported_demo_subnet_keeps_its_table_accuracy(tmp_path: Path) -> None:
     assert abs(100 * correct / count - table_acc) < 0.5
 
 
+def test_exported_llama_subnet_keeps_its_table_perplexity(tmp_path: Path) -> None:
+    """A SubNet of the shipped Llama SuperNet, exported as a transformers model and loaded back, has the perplexity
+    its row of the shipped table says, computed here with transformers' own loss on the same windows."""
+    import math
+
+    import torch
+
+    from pareto._export import export_subnet, load_subnet
+    from supernet.data import load_data
+    from supernet.training import _task, read_accuracy_table
+
+    demo = next(d for d in DEMO_SPACES if d.hf)
+    with Store.open(str(tmp_path / "s.db")) as store:
+        space = demo_space(store, demo)
+    rows = read_accuracy_table(demo.table, space, demo.metric)
+    (config, ppl), (_, smallest_ppl) = rows[2], rows[1]  # a random SubNet; row 1: the smallest
+    assert rows[0][1] < ppl and rows[0][1] < smallest_ppl  # the largest SubNet models the text best
+    export_subnet(space, config, tmp_path / "b", weights=True)
+    assert verify_bundle(tmp_path / "b").ok()
+    _, config, module = load_subnet(tmp_path / "b")
+    task = _task(space, load_data(demo.dataset), torch.device("cpu"))
+    nll = count = 0.0
+    with torch.no_grad():
+        for x, y in task.eval_batches("val", config):
+            ids = torch.cat([x, y[:, -1:]], 1)
+            nll += module(ids, labels=ids).loss.item() * y.numel()
+            count += y.numel()
+    assert math.exp(nll / count) == pytest.approx(ppl, rel=1e-3)
+
+
 @pytest.mark.parametrize("device", ["cim-reram", "npu-edgetpu"])
 def test_shipped_luts_are_what_the_profilers_produce(device: str, tmp_path: Path) -> None:
-    """The shipped LUT rows are reproduced by the project's own simulators (all of the analytical ReRAM LUT, the
-    gpt-stdlib layers at context 64 of a ZigZag one)."""
+    """The shipped LUT rows are reproduced by the project's own simulators (all of the analytical ReRAM LUT over the
+    Makefile's spaces, the gpt-stdlib layers at context 64 of a ZigZag one)."""
     import csv
 
     from profilers import build_lut, device_spec, export_lut_csv
-    from supernet import get_space
 
     shipped = {
         r["layer_key"]: r
         for r in csv.DictReader((Path(__file__).resolve().parents[1] / "data" / "luts" / f"{device}.csv").open())
     }
     with Store.open(str(tmp_path / "s.db")) as store:
-        spaces = [d.space for d in DEMO_SPACES] if device == "cim-reram" else ["gpt-stdlib"]
+        spaces = [demo_space(store, d) for d in DEMO_SPACES]
+        spaces = (
+            [*spaces, store.spaces.get("gpt-stdlib")] if device == "cim-reram" else [store.spaces.get("gpt-stdlib")]
+        )
         restrict = None if device == "cim-reram" else {"seq_len": [64]}
-        for name in spaces:
-            build_lut(store, device_spec(store, device), get_space(name), restrict=restrict, workers=1)
+        for sp in spaces:
+            build_lut(store, device_spec(store, device), sp, restrict=restrict, workers=1)
         export_lut_csv(store, device, tmp_path / "lut.csv")
     fresh = list(csv.DictReader((tmp_path / "lut.csv").open()))
     assert len(fresh) >= 20 and (device != "cim-reram" or len(fresh) == len(shipped))

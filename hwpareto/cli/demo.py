@@ -63,8 +63,8 @@ def demo(
         print_table(
             rows,
             columns,
-            "Chosen SubNets: the most accurate within each device's latency budget (accuracy: "
-            "val_acc_pct of the demo table, digits-affine / stdlib next byte)",
+            "Chosen SubNets: the best within each device's latency budget (quality: mbv3-digits val_acc_pct on "
+            "digits-affine, maximised; llama-stdlib val_ppl, next-byte perplexity on stdlib, minimised)",
         )
         typer.echo(f"bundles (config, weights, ONNX, metrics): {out.resolve()}/<study>/")
 
