@@ -5,7 +5,10 @@ backend."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
+import itertools
+import math
 import os
 import platform
 import socket
@@ -115,6 +118,7 @@ def measure_phases(calls: PhaseCalls, measure: Callable[[Callable[[], Any]], Cos
 
 
 CLOCKS = ("wall", "thread")
+MAX_COPIES = 64
 
 
 def _thread_ms(fn: Callable[[], object]) -> float:
@@ -130,7 +134,11 @@ class CpuBackend(Backend):
     rejection (``outlier_mads`` MADs) is the latency, their standard deviation the spread. ``clock`` ``wall``
     (default) times elapsed time; ``thread`` (with ``threads`` 1, where PyTorch runs every op on the calling
     thread) the CPU time of that thread, which leaves out the time the OS gives other processes: steadier figures
-    on a machine shared with other jobs. No energy counter is read (``energy_mj`` is None)."""
+    on a machine shared with other jobs. ``cold_weights_mb`` (default 0: off) times a layer cycling through copies
+    of it whose parameters total at least that many MiB (at most :data:`MAX_COPIES`): set above the last-level
+    cache, a layer's weights then come from memory as in a whole network pass, where the other layers evict them
+    (memory-bound LLM decode steps are otherwise timed too fast). No energy counter is read (``energy_mj`` is
+    None)."""
 
     name = "torch-cpu"
     kinds = ("cpu",)
@@ -147,6 +155,7 @@ class CpuBackend(Backend):
             outlier_mads=param(p, "outlier_mads", float, 5.0, low=1.0, owner=owner),
         )
         self.clock: str = param(p, "clock", str, "wall", owner=owner)
+        self.cold_weights_mb: float = param(p, "cold_weights_mb", float, 0.0, low=0.0, high=65_536.0, owner=owner)
         if self.clock not in CLOCKS or (self.clock == "thread" and self.threads != 1):
             allowed = "wall or thread" if self.clock not in CLOCKS else "wall (thread needs threads: 1)"
             raise InvalidValueError(f"{owner}.clock", allowed, self.clock)
@@ -168,8 +177,17 @@ class CpuBackend(Backend):
 
     def measure_layer(self, spec: LayerSpec, batch: int = 1) -> Cost:
         module, x = layer_module(spec, batch)
+        copies = itertools.cycle(self._copies(module))
         with self._threads():
-            return self._cost(lambda: module(x))
+            return self._cost(lambda: next(copies)(x))
+
+    def _copies(self, module: torch.nn.Module) -> list[torch.nn.Module]:
+        """``module`` and enough copies that their parameters total ``cold_weights_mb`` (just it when 0)."""
+        size_mb = sum(t.numel() * t.element_size() for t in module.parameters()) / 2**20
+        if self.cold_weights_mb <= 0 or size_mb <= 0:
+            return [module]
+        n = min(MAX_COPIES, math.ceil(self.cold_weights_mb / size_mb))
+        return [module, *(copy.deepcopy(module) for _ in range(n - 1))]
 
     def measure_subnet(self, space: SearchSpace, config: SubNetConfig, batch: int = 1) -> Cost:
         """One forward of the extracted SubNet; for LLM spaces its prefill and one decode step
@@ -192,6 +210,7 @@ class CpuBackend(Backend):
             "logical_cpus": os.cpu_count(),
             "threads": self.threads,
             "clock": self.clock,
+            "cold_weights_mb": self.cold_weights_mb,
             "torch": torch.__version__,
             "mkldnn": torch.backends.mkldnn.is_available(),
             "python": platform.python_version(),

@@ -217,3 +217,20 @@ def test_thread_clock_leaves_out_time_not_spent_computing() -> None:
     for bad in ({"clock": "cpu"}, {"clock": "thread", "threads": 2}):
         with pytest.raises(InvalidValueError, match=r"params\.clock"):
             CpuBackend(DeviceSpec("t", "cpu", "torch-cpu", params | bad))
+
+
+def test_cold_weights_cycle_through_copies_larger_than_the_cache() -> None:
+    from profilers._cpu import MAX_COPIES, CpuBackend
+
+    layer = torch.nn.Linear(256, 256)  # 0.25 MiB of parameters
+    cold = CpuBackend(DeviceSpec("c", "cpu", "torch-cpu", {"cold_weights_mb": 4.0}))
+    copies = cold._copies(layer)
+    assert len(copies) == 16 and copies[0] is layer
+    assert len({c.weight.data_ptr() for c in copies if isinstance(c, torch.nn.Linear)}) == 16  # distinct memory
+    x = torch.randn(3, 256)
+    with torch.no_grad():
+        assert all(torch.equal(c(x), layer(x)) for c in copies)
+    assert CpuBackend(DeviceSpec("w", "cpu", "torch-cpu", {}))._copies(layer) == [layer]
+    huge = CpuBackend(DeviceSpec("h", "cpu", "torch-cpu", {"cold_weights_mb": 1024.0}))
+    assert len(huge._copies(layer)) == MAX_COPIES
+    assert huge.describe()["cold_weights_mb"] == 1024.0
