@@ -188,6 +188,8 @@ def test_bad_text_split_and_vocab_are_one_line_errors(tmp_path: Path, corpus: Pa
     assert "invalid UTF-8" in _error([*base, "--data", f"text:{latin}"], "expected UTF-8 text")
     _error([*base, "--data", f"text:{corpus}", "--split", "dev"], "expected one of train, val, test, got 'dev'")
     _error([*base, "--data", f"text:{corpus}", "--checkpoint", tmp_path / "x.safetensors"], "--checkpoint")
+    train: list[str | Path] = ["train-supernet", "--space", "tb", "--data", f"text:{corpus}", "--store", url]
+    _error([*train, "--steps", "1", "--out", corpus], "expected a folder")
     small: list[str | Path] = ["eval-subnets", "--space", "ts", "-n", "2", "--out", tmp_path / "t.csv", "--store", url]
     err = _error([*small, "--data", f"text:{corpus}"], "vocab_size")
     assert "at least 256" in err and "got 97" in err

@@ -111,6 +111,8 @@ def train_supernet_cmd(
     from supernet.training import save_checkpoint, save_hf_folder, train_supernet
 
     sp, dataset = _training_setup(space, data, store, threads)
+    if isinstance(sp, HFCausalLMSpace) and out.exists() and not out.is_dir():
+        raise InvalidValueError("--out", f"a folder (space {sp.name!r} saves a Hugging Face model folder)", str(out))
     typer.echo(f"{sp.name}: {dataset.description}")
     supernet = sp.supernet(seed=seed)
     show, start = _every(steps), time.perf_counter()
