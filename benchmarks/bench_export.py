@@ -1,4 +1,4 @@
-"""Benchmark: the whole ``hwpareto export STUDY TRIAL --out DIR`` command on demo SubNets (mbv3-digits, gpt-stdlib)
+"""Benchmark: the whole ``hwpareto export STUDY TRIAL --out DIR`` command on demo SubNets (mbv3-digits, llama-stdlib)
 and on Llama SubNets.
 
 Usage: python benchmarks/bench_export.py --store DEMO.db [--repeat N] [--src CHECKOUT]
@@ -30,7 +30,7 @@ from pathlib import Path
 from pareto import Store
 from pareto._analysis import study_results
 
-STUDIES = ("demo-mbv3-digits-cpu-local", "demo-gpt-stdlib-cpu-local")
+STUDIES = ("demo-mbv3-digits-cpu-local", "demo-llama-stdlib-cpu-local")
 HWPARETO = str(Path(sys.executable).with_name("hwpareto"))
 LLAMA = {
     "architectures": ["LlamaForCausalLM"],
