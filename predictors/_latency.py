@@ -5,7 +5,10 @@ space: a ridge regression on standardised features (the additive part: per-op co
 XGBoost regressors on its residuals (interactions, fusion, launch overheads). Members differ in seed and row
 subsample; their spread, rescaled on out-of-fold residuals, is the uncertainty. With fewer than ``min_rows``
 measurements and a LUT, the model is the LUT-sum times the median measured/LUT ratio (``mode_ = "lut-scale"``),
-its error estimated by leave-one-out on those rows; without a LUT that is an error.
+its error estimated by leave-one-out on those rows; without a LUT that is an error. With more rows and a LUT, the
+learned correction is kept only when its out-of-fold error (the calibration folds) is below that of the scaled
+LUT-sum on the same folds; otherwise the model is the scaled LUT-sum (a correction that does not generalise, e.g.
+noisy measurements of few SubNets in a wide space, would only add error for a search to exploit).
 """
 
 from __future__ import annotations
@@ -66,8 +69,14 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             self.residual_std_ = float(np.std(target - loo)) if len(y) > 1 else float("nan")
             self.calibration_ = 1.0
             return self
+        self.calibration_, learned, scaled = self._calibrate(X, target)
+        if self.lut_column is not None and np.mean(scaled**2) <= np.mean(learned**2):
+            self.mode_ = "lut-scale"
+            self.offset_ = float(np.median(target))
+            self.residual_std_, self.calibration_ = float(np.std(scaled)), 1.0
+            return self
         self.mode_ = "learned"
-        self.calibration_, self.residual_std_ = self._calibrate(X, target)
+        self.residual_std_ = float(np.std(learned))
         self.mean_, self.scale_, self.ridge_, self.members_ = self._fit_core(X, target, self.n_members)
         return self
 
@@ -96,19 +105,21 @@ class LatencyPredictor(RegressorMixin, BaseEstimator):
             members.append(xgb.train(params, xgb.DMatrix(X, label=residual), num_boost_round=self.n_estimators))
         return members
 
-    def _calibrate(self, X: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    def _calibrate(self, X: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Scale member spread so that out-of-fold errors are ~1 sigma (same ensemble size as the final model, so
-        the spreads compare); also the out-of-fold residual spread."""
+        the spreads compare); also the out-of-fold errors (log units) of the learned model and, on the same
+        folds, of the scaled LUT-sum (the training folds' median target)."""
         folds = KFold(n_splits=min(5, len(target)), shuffle=True, random_state=self.random_state)
-        errors, spreads = [], []
+        errors, spreads, scaled = [], [], []
         for train, test in folds.split(X):
             mean, scale, ridge, members = self._fit_core(X[train], target[train], self.n_members)
             linear, boost_mean, boost_std = _combine(X[test], mean, scale, ridge, members)
             errors.append(target[test] - linear - boost_mean)
             spreads.append(boost_std)
+            scaled.append(target[test] - np.median(target[train]))
         err, spread = np.concatenate(errors), np.concatenate(spreads)
         ratio = np.abs(err) / np.maximum(spread, 1e-6)
-        return float(np.quantile(ratio, 0.6827)), float(np.std(err))
+        return float(np.quantile(ratio, 0.6827)), err, np.concatenate(scaled)
 
     # ------------------------------------------------------------------ prediction
     def _base(self, X: np.ndarray) -> np.ndarray:

@@ -234,3 +234,18 @@ def test_cold_weights_cycle_through_copies_larger_than_the_cache() -> None:
     huge = CpuBackend(DeviceSpec("h", "cpu", "torch-cpu", {"cold_weights_mb": 1024.0}))
     assert len(huge._copies(layer)) == MAX_COPIES
     assert huge.describe()["cold_weights_mb"] == 1024.0
+
+
+def test_correction_is_kept_only_when_it_beats_the_scaled_lut_sum_out_of_fold() -> None:
+    from predictors import LatencyPredictor
+
+    rng = np.random.default_rng(0)
+    lut = rng.uniform(1, 10, 100)
+    X = np.column_stack([lut, rng.normal(size=(100, 40))])  # 40 columns that explain nothing
+    noisy = 1.2 * lut * np.exp(rng.normal(0, 0.05, 100))
+    model = LatencyPredictor(n_members=2, n_estimators=50).fit(X, noisy)
+    assert model.mode_ == "lut-scale"
+    np.testing.assert_allclose(model.predict(X), lut * np.exp(np.median(np.log(noisy / lut))))
+    assert 0.02 < model.residual_std_ < 0.1  # the scaled LUT-sum's out-of-fold error, about the noise
+    shaped = lut * (1.0 + 0.3 * (X[:, 1] > 0))  # a factor a feature explains
+    assert LatencyPredictor(n_members=2, n_estimators=50).fit(X, shaped).mode_ == "learned"
