@@ -33,7 +33,7 @@ import numpy as np
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.store._store import Store
-from supernet import LayerCounts, SearchSpace, SubNetConfig
+from supernet import PHASE_METRICS, LayerCounts, SearchSpace, SubNetConfig
 
 __all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "cost_metrics", "parse_budget", "parse_objective"]
 
@@ -42,7 +42,6 @@ _OBJECTIVE = re.compile(
     r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
     r"(:(?P<direction>max|min))?$"
 )
-_PHASES = {"prefill_ms": "prefill", "decode_ms_per_token": "decode", "energy_mj_per_token": "decode"}
 _BUDGET = re.compile(r"^\s*(?P<objective>\S+)\s*(?P<op><=|>=)\s*(?P<bound>[-+0-9.eE]+)\s*$")
 
 
@@ -62,7 +61,7 @@ class Objective:
     @property
     def is_cost(self) -> bool:
         """Latency/energy on a device (whole SubNet, or a phase of an LLM's generation)."""
-        return self.metric in ("latency_ms", "energy_mj", *_PHASES)
+        return self.metric in ("latency_ms", "energy_mj", *PHASE_METRICS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +152,7 @@ class Evaluator:
                 self._models[m] = load_model(store, predictor)
                 self.sources[m] = f"predictor {predictor}"
             elif m.is_cost and m.subject is not None:
-                if m.metric in _PHASES and not _has_phases(space):
+                if m.metric in PHASE_METRICS and not _has_phases(space):
                     raise InvalidValueError(
                         f"objective {m.name}",
                         "a metric of an LLM space (from hwpareto space from-hf); latency_ms@DEVICE or energy_mj@DEVICE",
@@ -191,10 +190,7 @@ class Evaluator:
                     mean[:, j], std[:, j] = self._models[m].predict(self._store, todo)
                 elif m in self._luts:
                     # a missing layer raises MissingLutError naming the SubNet, the layer and the profile command
-                    what = "energy" if m.metric.startswith("energy") else "latency"
-                    mean[:, j] = self._luts[m].sums(self.space, todo, what, _PHASES.get(m.metric))
-                    if m.metric == "energy_mj_per_token":
-                        mean[:, j] /= np.array([float(c["batch"]) for c in todo])
+                    mean[:, j] = self._luts[m].metric_sums(self.space, todo, m.metric)
                 else:
                     assert counts is not None
                     mean[:, j] = _analytic(m.metric, counts, self.space, todo)
@@ -207,7 +203,7 @@ class Evaluator:
 def cost_metrics(space: SearchSpace) -> tuple[str, ...]:
     """The device-cost metrics ``space`` can be searched on: ``latency_ms`` and ``energy_mj``, plus the phase
     metrics of LLM spaces."""
-    return ("latency_ms", "energy_mj", *(_PHASES if _has_phases(space) else ()))
+    return ("latency_ms", "energy_mj", *(PHASE_METRICS if _has_phases(space) else ()))
 
 
 def _has_phases(space: SearchSpace) -> bool:

@@ -28,7 +28,7 @@ from predictors._fewshot import FewShotLatency, reference_set
 from predictors._latency import LatencyPredictor
 from predictors._portable import dumps, loads
 from profilers import Lut, MissingLutError
-from supernet import SearchSpace, SubNetConfig
+from supernet import PHASE_METRICS, SearchSpace, SubNetConfig
 
 __all__ = [
     "COST_METRICS",
@@ -48,9 +48,7 @@ __all__ = [
 ]
 
 MODEL_CLASS = "Model"
-PHASE_OF = {"prefill_ms": "prefill", "decode_ms_per_token": "decode", "energy_mj_per_token": "decode"}
-"""LLM cost metrics and the phase of the space's layers their LUT-sum feature sums (energy per token: / batch)."""
-COST_METRICS = ("latency_ms", "energy_mj", *PHASE_OF)
+COST_METRICS = ("latency_ms", "energy_mj", *PHASE_METRICS)
 """What ``train latency --metric`` learns: whole-SubNet costs, or (LLM spaces) one phase of generation."""
 MIN_ROWS = 10
 HOLDOUT = 0.2
@@ -123,20 +121,15 @@ class Model:
 
 
 def lut_sums(store: Store, device: str, space: SearchSpace, configs: Sequence[SubNetConfig], metric: str) -> np.ndarray:
-    """The LUT-sum ``metric`` stands on: latency or energy of all layers, or for a phase metric (:data:`PHASE_OF`)
-    of that phase's layers only, energy per token divided by the batch (as the objectives of the same names)."""
-    what = "energy" if metric.startswith("energy") else "latency"
-    sums = Lut.load(store, device).sums(space, configs, what, PHASE_OF.get(metric))
-    if metric == "energy_mj_per_token":
-        sums = sums / np.array([float(c["batch"]) for c in configs])
-    return sums
+    """The LUT-sum ``metric`` stands on (:meth:`profilers.Lut.metric_sums`, as the objectives of the same names)."""
+    return Lut.load(store, device).metric_sums(space, configs, metric)
 
 
 def _check_metric(space: SearchSpace, metric: str) -> None:
     """``metric`` is a cost :func:`train_latency` can learn for ``space`` (phase metrics: LLM spaces only)."""
     if metric not in COST_METRICS:
         raise InvalidValueError("--metric", "one of " + ", ".join(COST_METRICS), metric)
-    if metric in PHASE_OF:
+    if metric in PHASE_METRICS:
         try:
             phased = any(spec.phase for spec in space.layers(space.smallest()))
         except CapabilityError:

@@ -25,11 +25,11 @@ from hwpareto.store import LUT_COLUMNS, Store
 from hwpareto.store._tables import csv_safe
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
-from supernet import LayerSpec, SearchSpace, SubNetConfig, check_metric_value, check_name, metric_range
+from supernet import PHASE_METRICS, LayerSpec, SearchSpace, SubNetConfig, check_metric_value, check_name, metric_range
 
 __all__ = [
     "LUT_SCHEMES",
-    "PHASE_METRICS",
+    "PHASE_LATENCY",
     "Lut",
     "LutReport",
     "MissingLutError",
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 LUT_SCHEMES = ("layer", "ofa-block")
-PHASE_METRICS = {"prefill": "prefill_ms", "decode": "decode_ms_per_token"}
+PHASE_LATENCY = {"prefill": "prefill_ms", "decode": "decode_ms_per_token"}
 """The measurement each LLM phase's timing is stored as (the objectives of the same names read its LUT-sum)."""
 FLUSH_ROWS = 25
 FLUSH_SECONDS = 2.0
@@ -273,7 +273,7 @@ def measure_subnets(
             figures.append(("energy_mj", cost.energy_mj, cost.energy_mj_std, cost.n))
         phases: Mapping[str, Cost] = cost.details.get("phases", {})
         for phase, part in phases.items():
-            figures.append((PHASE_METRICS[phase], part.latency_ms, part.latency_ms_std, part.n))
+            figures.append((PHASE_LATENCY[phase], part.latency_ms, part.latency_ms_std, part.n))
         decode = phases.get("decode")
         if decode is not None and decode.energy_mj is not None:
             sequences = int(cost.details["sequences"])
@@ -336,6 +336,16 @@ class Lut:
     def energy_sum_mj(self, space: SearchSpace, config: SubNetConfig) -> float:
         """Sum of per-layer energies (raises :class:`MissingLutError` when any layer has no energy)."""
         return float(self.sums(space, [config], "energy")[0])
+
+    def metric_sums(self, space: SearchSpace, configs: Sequence[SubNetConfig], metric: str) -> np.ndarray:
+        """LUT-sums of the cost ``metric``: ``latency_ms`` / ``energy_mj`` over every layer; a phase metric
+        (:data:`supernet.PHASE_METRICS`) over that phase's layers, energy per token divided by each config's
+        ``batch``."""
+        what = "energy" if metric.startswith("energy") else "latency"
+        sums = self.sums(space, configs, what, PHASE_METRICS.get(metric))
+        if metric == "energy_mj_per_token":
+            sums = sums / np.array([float(c["batch"]) for c in configs])
+        return sums
 
     def sums(
         self, space: SearchSpace, configs: Sequence[SubNetConfig], what: str = "latency", phase: str | None = None

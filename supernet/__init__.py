@@ -11,13 +11,14 @@ from supernet._declarative import (
 )
 from supernet._registry import BUILTIN_SPACES, get_space, installed_spaces, list_spaces, register_space
 from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
-from supernet._types import ACTIVATIONS, OPS, Dimension, LayerSpec, SubNetConfig, unique_layers
+from supernet._types import ACTIVATIONS, OPS, PHASE_METRICS, Dimension, LayerSpec, SubNetConfig, unique_layers
 
 __all__ = [
     "ACTIVATIONS",
     "BUILTIN_SPACES",
     "NAME_CHARS",
     "OPS",
+    "PHASE_METRICS",
     "STORED_KINDS",
     "DeclarativeSpace",
     "Dimension",

@@ -237,6 +237,8 @@ OPS = (
     "swiglu",
 )
 PHASES = ("", "prefill", "decode")
+PHASE_METRICS = {"prefill_ms": "prefill", "decode_ms_per_token": "decode", "energy_mj_per_token": "decode"}
+"""LLM cost metrics → the phase of the LayerSpecs they cover (energy per token: the decode step's energy / batch)."""
 
 
 @dataclass(frozen=True, slots=True)
