@@ -190,6 +190,25 @@ def test_from_hf_config_only_and_uniform(tmp_path: Path) -> None:
     assert sp.params(config) > 0 and int(config["hidden"]) % int(config["heads"]) == 0
 
 
+def test_from_hf_cli_runtime_lengths(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY | {"max_position_embeddings": 64}))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["space", "from-hf", str(path), "--store", url]
+    lengths = ["--prompt-len", "16", "--prompt-len", "40", "--gen-len", "8", "--gen-len", "0", "--batch", "2"]
+    out = runner.invoke(app, [*args, "--name", "rt", *lengths])
+    assert out.exit_code == 0, out.output
+    with Store.open(url) as store:
+        dims = {d.name: d.choices for d in store.spaces.get("rt").dimensions}
+    assert dims["prompt_len"] == (16, 40) and dims["gen_len"] == (0, 8) and dims["batch"] == (2,)
+    # lengths that do not fit the context: one line naming the option and the limit; nothing stored
+    out = runner.invoke(app, [*args, "--name", "rt2", "--prompt-len", "64"])
+    assert out.exit_code == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert "options.prompt_len" in out.stderr and "max_position_embeddings = 64" in out.stderr
+    with Store.open(url) as store:
+        assert "rt2" not in store.spaces.names()
+
+
 def test_qwen2_and_mistral_extract() -> None:
     for arch, model_type in (("Qwen2ForCausalLM", "qwen2"), ("MistralForCausalLM", "mistral")):
         sp = HFCausalLMSpace("other", TINY | {"architectures": [arch], "model_type": model_type}, options=OPTIONS)

@@ -111,6 +111,24 @@ def space_from_hf(
         list[int] | None,
         typer.Option("--batch", min=1, max=65_536, help="Runtime batch sizes (repeat the option; default 1, 4, 16)."),
     ] = None,
+    prompt_len: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--prompt-len",
+            min=1,
+            max=4_194_304,
+            help="Prompt lengths in tokens (repeat the option; default 128, 512, 2048 where they fit the context).",
+        ),
+    ] = None,
+    gen_len: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--gen-len",
+            min=0,
+            max=4_194_304,
+            help="Generated lengths in tokens (repeat the option; default 32, 128, 512 where they fit the context).",
+        ),
+    ] = None,
     no_importance: Annotated[
         bool,
         typer.Option(
@@ -126,8 +144,9 @@ def space_from_hf(
     from supernet.llama import space_from_hf as build
 
     options: dict[str, Any] = {"uniform": uniform, "importance": not no_importance}
-    if batch:
-        options["batch"] = batch
+    for key, values in (("batch", batch), ("prompt_len", prompt_len), ("gen_len", gen_len)):
+        if values:
+            options[key] = values
     if calibration is not None:
         options["calibration_text"] = read_text(calibration, "calibration text")
     sp = build(path, name, **options)
