@@ -9,7 +9,7 @@ The space is imported with ``hwpareto space from-hf`` from a ``config.json`` alo
 tokens (decode KV cache 48 or 80 tokens): small enough to measure 100 SubNets on 2 shared cores. Batch 1.
 The device ``cpu-bench`` is this CPU, 1 thread, timed by the CPU time of that thread (``clock: thread``: the machine
 is shared with other jobs, whose share of the cores would otherwise count), LUT layers timed with cold weights
-(``cold_weights_mb: 96``, above the 32 MiB L3), with short timing windows (1 warm-up
+(``cold_weights_mb: 96``, above the L3 of the machines it ran on), with short timing windows (1 warm-up
 call, at least 3 samples, 100 ms), used for both the LUT and the end-to-end measurements. Steps are resumable:
 rerun with the same store to continue.
 """
@@ -47,11 +47,12 @@ CONFIG = {
     "tie_word_embeddings": False,
     "torch_dtype": "float32",
 }
+COLD_MB = 96  # cycled weight copies per LUT layer, above the L3 of the machines it ran on
 DEVICE_YAML = f"""name: {DEVICE}
 kind: cpu
 backend: torch-cpu
 description: this CPU, 1 thread, short timing windows (bench_llm)
-params: {{threads: 1, clock: thread, cold_weights_mb: 96, warmup_calls: 1, min_samples: 3, min_window_ms: 100}}
+params: {{threads: 1, clock: thread, cold_weights_mb: {COLD_MB}, warmup_calls: 1, min_samples: 3, min_window_ms: 100}}
 """
 PHASES = ("prefill_ms", "decode_ms_per_token")
 TRAIN_SHARE = 0.7
@@ -196,6 +197,18 @@ def _search(store_url: str, configs: list[Any], log: list[str]) -> dict[str, Any
     }
 
 
+def _l3_mib() -> float | None:
+    """This CPU's level-3 cache in MiB, from Linux sysfs (None where it is not reported)."""
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "level").read_text().strip() == "3":
+                size = (index / "size").read_text().strip()
+                return int(size.rstrip("K")) / 1024 if size.endswith("K") else None
+        except (OSError, ValueError):
+            return None
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--store", required=True, help="SQLite file (kept between runs; steps resume)")
@@ -215,6 +228,13 @@ def main() -> None:
     rows = _evaluate(store_url, configs, args.seed)
     search = _search(store_url, configs, log)
     total_s = time.monotonic() - t0
+    from hwpareto.store import Store
+
+    with Store.open(store_url) as store:
+        sp = store.spaces.get(SPACE)
+        full_params_b = float(sp.params(sp.largest())) / 1e9
+    l3_mib = _l3_mib()
+    l3 = f"{COLD_MB / l3_mib:.0f} × the {l3_mib:.0f} MiB L3" if l3_mib else "L3 size not reported"
     lines = [
         "# 1B-class Llama space on this CPU: LUT-sum vs measured prefill and decode",
         "",
@@ -224,12 +244,13 @@ def main() -> None:
         f"{total_s / 60:.1f} min.",
         "",
         "Space: `config.json` only (random float32 weights), hidden 2048, 16 layers, 32 query / 8 KV heads, FFN 8192, "
-        "vocabulary 32,000 (1.10 B parameters); elastic hidden {1024, 1536, 2048}, layers kept, heads {8, 16, 24, 32} "
+        f"vocabulary 32,000 ({full_params_b:.2f} B parameters); "
+        "elastic hidden {1024, 1536, 2048}, layers kept, heads {8, 16, 24, 32} "
         "and FFN {2048, 4096, 6144, 8192} per layer; batch 1, prompt 32 or 64 tokens, 32 generated "
         "(`max_position_embeddings` 128 keeps the default runtime grid this small). Device `cpu-bench`: this CPU, "
         "PyTorch eager, 1 thread timed by its CPU time (`clock: thread`, so that the other jobs' share of the cores "
-        "does not count), each layer of the LUT timed cycling through copies of its weights totalling 96 MiB "
-        "(`cold_weights_mb: 96`, 3 × the 32 MiB L3: weights come from memory, as in the whole model), 1 warm-up "
+        f"does not count), each layer of the LUT timed cycling through copies of its weights totalling {COLD_MB} MiB "
+        f"(`cold_weights_mb: {COLD_MB}`, {l3}: weights come from memory, as in the whole model), 1 warm-up "
         "call, median of at least 3 samples over at least 100 ms.",
         "",
         f"**LUT build** (`hwpareto profile`): {lut['layers']} distinct layers, {lut['measured']} measured in this run "

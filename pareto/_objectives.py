@@ -185,6 +185,12 @@ class Evaluator:
             mean = np.zeros((len(todo), len(self.metrics)))
             std = np.zeros_like(mean)
             counts = self.space.layer_counts(todo) if any(m.metric in ANALYTIC for m in self.metrics) else None
+            kv_cache = _kv_cache_mb(self.space)
+            kv_mb = (
+                np.array([float(kv_cache(c)) for c in todo])
+                if kv_cache is not None and any(m.metric in ("kv_cache_mb", "peak_memory_mb") for m in self.metrics)
+                else None
+            )
             for j, m in enumerate(self.metrics):
                 if m in self._models:
                     mean[:, j], std[:, j] = self._models[m].predict(self._store, todo)
@@ -193,7 +199,7 @@ class Evaluator:
                     mean[:, j] = self._luts[m].metric_sums(self.space, todo, m.metric)
                 else:
                     assert counts is not None
-                    mean[:, j] = _analytic(m.metric, counts, self.space, todo)
+                    mean[:, j] = _analytic(m.metric, counts, self.space, todo, kv_mb)
             for i, c in enumerate(todo):
                 self._cache[c.key] = (mean[i], std[i])
         rows = [self._cache[c.key] for c in configs]
@@ -216,17 +222,19 @@ def _kv_cache_mb(space: SearchSpace) -> Any:
     return getattr(space, "kv_cache_mb", None)
 
 
-def _analytic(metric: str, counts: LayerCounts, space: SearchSpace, configs: Sequence[SubNetConfig]) -> np.ndarray:
+def _analytic(
+    metric: str, counts: LayerCounts, space: SearchSpace, configs: Sequence[SubNetConfig], kv_mb: np.ndarray | None
+) -> np.ndarray:
     """An analytic metric (see the module docstring) of every config, from its layer counts, except where the
     space overrides :meth:`~supernet.SearchSpace.params` / :meth:`~supernet.SearchSpace.macs` with its own count
     (the Llama space: its layers are a prefill and one representative decode step, whose specs repeat the
-    weights), which is then authoritative."""
+    weights), which is then authoritative. ``kv_mb``: each config's KV cache (spaces with one), computed once."""
     specs = counts.specs
     own_params = type(space).params is not SearchSpace.params
     own_macs = type(space).macs is not SearchSpace.macs
-    kv_cache = _kv_cache_mb(space)
     if metric == "kv_cache_mb":
-        return np.array([float(kv_cache(c)) for c in configs])
+        assert kv_mb is not None  # only LLM spaces offer kv_cache_mb
+        return kv_mb
     if metric in ("params", "macs", "flops"):
         if own_params if metric == "params" else own_macs:
             count = space.params if metric == "params" else space.macs
@@ -248,6 +256,4 @@ def _analytic(metric: str, counts: LayerCounts, space: SearchSpace, configs: Seq
         [activations[matrix.indices[a:b]].max(initial=0.0) for a, b in itertools.pairwise(matrix.indptr)]
     )
     peak = 4.0 * (weights + largest) / 2**20
-    if kv_cache is not None:
-        peak += np.array([float(kv_cache(c)) for c in configs])
-    return peak
+    return peak if kv_mb is None else peak + kv_mb
