@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -257,7 +259,7 @@ def test_export_config_round_trip(space_name: str, tmp_path: Path, sqlite_url: s
 @pytest.mark.slow
 def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -> None:
     import torch
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     space = get_space("nb201")
     supernet = space.supernet(seed=3)
@@ -284,6 +286,28 @@ def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -
     expected = space.extract(supernet, cfg).state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in module.state_dict().items())
     assert verify_bundle(out_dir).weights_max_abs_diff == 0.0
+    out, _ = hw("verify-bundle", out_dir, "--json")
+    assert json.loads(out) | {"directory": None} == {
+        "directory": None,
+        "ok": True,
+        "weights_max_abs_diff": 0.0,
+        "onnx_max_abs_diff": None,
+        "pretrained_max_abs_diff": None,
+    }
+    edited = tmp_path / "edited"  # weights changed and the hash updated to match: only re-extraction can tell
+    shutil.copytree(out_dir, edited)
+    state = load_file(edited / "weights.safetensors")
+    first = next(k for k, v in state.items() if k.endswith("weight") and v.ndim > 1)
+    state[first] = state[first] * 1.01
+    save_file(state, str(edited / "weights.safetensors"))
+    doc = json.loads((edited / "config.json").read_text())
+    doc["files"]["weights.safetensors"] = hashlib.sha256((edited / "weights.safetensors").read_bytes()).hexdigest()
+    (edited / "config.json").write_text(json.dumps(doc))
+    _, err = hw("verify-bundle", edited, ok=False)
+    assert "weights_max_abs_diff: expected at most --atol 0.0001, got" in err
+    hw("verify-bundle", out_dir, "--atol", "0")  # the untouched bundle reproduces the extraction exactly
+    _, err = hw("verify-bundle", tmp_path / "absent", ok=False)
+    assert "cannot read config.json" in err
     save_file({"x": torch.zeros(1)}, str(tmp_path / "wrong.safetensors"))
     _, err = hw(
         "export-config",
@@ -321,6 +345,8 @@ def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -
 
     with pytest.raises(HwparetoError, match="SHA-256 differs"):
         load_subnet(out_dir)
+    _, err = hw("verify-bundle", out_dir, ok=False)
+    assert "weights.safetensors: its SHA-256 differs from config.json" in err
 
 
 # ---------------------------------------------------------------------------------------------------- import

@@ -70,6 +70,10 @@ def test_demo_bundles_reload_with_the_trained_weights(first_run: tuple[Path, lis
         weights = "model" if next(d for d in DEMO_SPACES if d.space == space).hf else "weights.safetensors"
         assert {weights, "model.onnx"} <= {p.name for p in bundle.iterdir()}
         assert verify_bundle(bundle).ok()
+        result = runner.invoke(app, ["verify-bundle", str(bundle), "--json"])  # the same check from the command line
+        assert result.exit_code == 0, result.stderr
+        check = json.loads(result.stdout)
+        assert check["ok"] and check["weights_max_abs_diff"] <= 1e-4 and check["onnx_max_abs_diff"] <= 1e-4
 
 
 def test_second_run_reuses_the_store(first_run: tuple[Path, list[dict]]) -> None:

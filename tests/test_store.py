@@ -7,6 +7,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -102,6 +103,27 @@ def test_opening_twice_is_a_no_op(store: Store, store_url: str) -> None:
         assert [d.name for d in again.devices.list()] == ["dev0"]
         with again.engine.connect() as conn:
             assert conn.execute(text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar() == 1
+
+
+def test_schema_head_constant_is_alembics_head() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    import hwpareto.store._db as db
+
+    config = Config()
+    config.set_main_option("script_location", str(db.MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == db.SCHEMA_HEAD
+
+
+def test_opening_an_up_to_date_store_does_not_import_alembic(store_url: str) -> None:
+    Store.open(store_url).close()  # created (and migrated) here
+    code = (
+        "import sys; from pareto import Store; s = Store.open(sys.argv[1]); s.devices.list(); s.close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, store_url], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_orm_matches_migrations(store: Store, store_url: str) -> None:

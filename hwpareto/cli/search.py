@@ -1,4 +1,5 @@
-"""Searches and fronts: ``search``, ``worker``, ``searches``, ``dashboard``, ``front``, ``export``."""
+"""Searches and fronts: ``search``, ``worker``, ``searches``, ``dashboard``, ``front``, ``export``,
+``verify-bundle``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hwpareto.cli._common import (
     parse_scalar,
     print_table,
 )
+from hwpareto.errors import HwparetoError
 from hwpareto.options import BUDGETED, SEARCH, BudgetedOptions
 from supernet import show_name
 
@@ -276,3 +278,31 @@ def export_cmd(
         json_out,
         f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: " + ", ".join(info["files"]),
     )
+
+
+@app.command("verify-bundle")
+@command
+def verify_bundle_cmd(
+    directory: Annotated[Path, typer.Argument(help="A folder written by `hwpareto export`.")],
+    atol: Annotated[
+        float, typer.Option("--atol", min=0.0, max=1e6, help="Largest absolute output difference accepted.")
+    ] = 1e-4,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check an exported bundle: file hashes, then the SubNet re-extracted from the SuperNet it names against the
+    bundle's weights, ONNX graph (onnxruntime) and, for an LLM, its plain transformers folder; exit 1 on a
+    difference above --atol."""
+    from pareto._export import verify_bundle
+
+    check = verify_bundle(directory)
+    diffs = {
+        "weights_max_abs_diff": check.weights_max_abs_diff,
+        "onnx_max_abs_diff": check.onnx_max_abs_diff,
+        "pretrained_max_abs_diff": check.pretrained_max_abs_diff,
+    }
+    compared = {k: v for k, v in diffs.items() if v is not None}
+    if not check.ok(atol):
+        worst = max(compared, key=lambda k: compared[k])
+        raise HwparetoError(f"bundle {directory}: {worst}: expected at most --atol {atol:g}, got {compared[worst]:.3g}")
+    text = ", ".join(f"{k} {v:.2g}" for k, v in compared.items()) or "no weights exported: hashes only"
+    emit({"directory": str(directory), "ok": True, **diffs}, json_out, f"bundle {directory} verified: {text}")

@@ -22,10 +22,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
@@ -34,6 +30,8 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._models import TABLE_PREFIX, VERSION_TABLE
 
 if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
     from optuna.storages import RDBStorage
 
 __all__ = ["Database", "SchemaError", "default_store_url"]
@@ -113,7 +111,7 @@ class Database:
         with _open_errors(self.url):
             with self._engine.connect() as conn:
                 current, has_tables = _schema_state(conn)
-            if current == _head():
+            if current == SCHEMA_HEAD:  # the common case, without importing Alembic (0.5 s)
                 return
             self._check_known(current, has_tables)
             if current is not None and not upgrade:
@@ -128,6 +126,8 @@ class Database:
         with self.transaction() as conn:
             before, has_tables = _schema_state(conn)
             self._check_known(before, has_tables)
+            from alembic import command
+
             config = _alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, target)
@@ -316,7 +316,13 @@ def _open_errors(shown: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- Alembic
+SCHEMA_HEAD = "0002_predictors_searches"
+"""The newest migration in ``hwpareto/store/migrations/versions`` (a test checks it is Alembic's head)."""
+
+
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     return config
@@ -324,6 +330,8 @@ def _alembic_config() -> Config:
 
 @cache
 def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config())
 
 
@@ -342,4 +350,8 @@ def _schema_state(conn: Connection) -> tuple[str | None, bool]:
     has_tables = any(t.startswith(TABLE_PREFIX) and t != VERSION_TABLE for t in tables)
     if VERSION_TABLE not in tables:
         return None, has_tables
-    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision(), has_tables
+    rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:
+        listed = ", ".join(rows)
+        raise SchemaError(f"store has {len(rows)} schema revisions in {VERSION_TABLE} ({listed}): expected one")
+    return (rows[0] if rows else None), has_tables
