@@ -76,6 +76,7 @@ class SearchSpace:
             raise InvalidValueError(f"space {self.name!r} dimensions", "unique names", names)
         self.dimensions: tuple[Dimension, ...] = tuple(dimensions)
         self._by_name = {d.name: d for d in self.dimensions}
+        self._names = tuple(names)
 
     # ------------------------------------------------------------------ configs
     def dimension(self, name: str) -> Dimension:
@@ -95,9 +96,7 @@ class SearchSpace:
         if isinstance(config, SubNetConfig):
             if config.space != self.name:
                 raise InvalidValueError("config.space", repr(self.name), config.space)
-            if len(config.items) == len(self.dimensions) and all(
-                name == d.name for (name, _), d in zip(config.items, self.dimensions, strict=True)
-            ):
+            if config.names == self._names:
                 return config
             values: Mapping[str, Any] = config.values
         elif isinstance(config, Mapping):

@@ -192,9 +192,11 @@ class SubNetConfig:
     items: tuple[tuple[str, Scalar], ...]
     key: str = field(init=False, compare=False, repr=False)
     _index: dict[str, Scalar] = field(init=False, compare=False, repr=False)
+    _names: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", dict(self.items))
+        object.__setattr__(self, "_names", tuple(self._index))
         object.__setattr__(self, "key", hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16])
 
     @property
@@ -206,7 +208,12 @@ class SubNetConfig:
         return self._index[name]
 
     def __iter__(self) -> Iterator[str]:
-        return (k for k, _ in self.items)
+        return iter(self._names)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The dimension names, in order."""
+        return self._names
 
     def __len__(self) -> int:
         return len(self.items)

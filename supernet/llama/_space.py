@@ -9,8 +9,9 @@ for cost: ``batch``, ``prompt_len``, ``gen_len``. Stored in the store as a docum
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,21 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 
 
+def _memo(build: Callable[..., list[LayerSpec]]) -> Callable[..., list[LayerSpec]]:
+    """A block builder cached per space (LayerSpecs are immutable and a search asks for the same few blocks of
+    thousands of configs); each call returns a fresh list."""
+
+    @functools.wraps(build)
+    def cached(self: HFCausalLMSpace, *args: int) -> list[LayerSpec]:
+        key = (build.__name__, *args)
+        specs = self._blocks.get(key)
+        if specs is None:
+            specs = self._blocks[key] = tuple(build(self, *args))
+        return list(specs)
+
+    return cached
+
+
 def _round(value: float, granule: int, top: int) -> int:
     return min(top, max(granule, granule * round(value / granule)))
 
@@ -81,6 +97,7 @@ class HFCausalLMSpace(SearchSpace):
         description: str = "",
     ) -> None:
         self.name = name
+        self._blocks: dict[tuple[Any, ...], tuple[LayerSpec, ...]] = {}
         self.config, self.arch = check_hf_config(config, f"space {name}: config")
         self.path = path
         self.weights_sha256 = weights_sha256
@@ -335,6 +352,7 @@ class HFCausalLMSpace(SearchSpace):
             out.append(("decode", b, 1, p + g // 2))
         return out
 
+    @_memo
     def _ends(self, d: int, b: int, p: int, g: int) -> list[LayerSpec]:
         a = self.arch
         out: list[LayerSpec] = []
@@ -346,6 +364,7 @@ class HFCausalLMSpace(SearchSpace):
             ]
         return out
 
+    @_memo
     def _attention_block(self, d: int, h: int, b: int, p: int, g: int) -> list[LayerSpec]:
         a, hd = self.arch, self.arch.head_dim
         kv = h // a.group
@@ -373,6 +392,7 @@ class HFCausalLMSpace(SearchSpace):
             ]
         return out
 
+    @_memo
     def _ffn_block(self, d: int, f: int, b: int, p: int, g: int) -> list[LayerSpec]:
         bias = bool(self.arch.mlp_bias)
         out: list[LayerSpec] = []
