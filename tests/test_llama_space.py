@@ -158,8 +158,9 @@ def _model_folder(tmp_path: Path, **config: Any) -> tuple[Path, torch.nn.Module]
     return folder, model
 
 
-def test_from_hf_folder_stored_and_rebuilt(tmp_path: Path) -> None:
-    folder, model = _model_folder(tmp_path)
+@pytest.mark.parametrize("tied", [False, True])
+def test_from_hf_folder_stored_and_rebuilt(tmp_path: Path, tied: bool) -> None:
+    folder, model = _model_folder(tmp_path, tie_word_embeddings=tied)
     url = f"sqlite:///{tmp_path / 'store.db'}"
     out = runner.invoke(app, ["space", "from-hf", str(folder), "--name", "tiny-llama", "--store", url])
     assert out.exit_code == 0, out.output
@@ -168,10 +169,13 @@ def test_from_hf_folder_stored_and_rebuilt(tmp_path: Path) -> None:
         store.spaces.register(sp)  # the same definition again: a no-op
     assert isinstance(sp, HFCausalLMSpace) and sp.path == str(folder.resolve()) and sp.weights_sha256
     assert space_from_document(space_document(sp)).describe() == sp.describe()
-    net = sp.supernet()  # weights loaded, then reordered by importance
+    net = sp.supernet()  # built uninitialised, every parameter loaded from the folder, then reordered by importance
+    assert (net.model.lm_head.weight is net.model.model.embed_tokens.weight) == tied
     ids = _ids(8)
     with torch.no_grad():
         torch.testing.assert_close(net(ids), model(input_ids=ids).logits, rtol=0, atol=1e-5)
+        for seed in (1, 2):  # the same function whatever the RNG (nothing random is left in a loaded SuperNet)
+            torch.testing.assert_close(sp.supernet(seed=seed)(ids), net(ids), rtol=0, atol=0)
     # a changed folder is detected
     with torch.no_grad():
         model.model.norm.weight.add_(1.0)

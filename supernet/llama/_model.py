@@ -80,9 +80,11 @@ def _sub_config_dict(base: Mapping[str, Any], arch: Arch, group: int) -> dict[st
     return doc
 
 
-def build_model(base: Mapping[str, Any], arch: Arch, *, meta: bool = False) -> Any:
+def build_model(base: Mapping[str, Any], arch: Arch, *, meta: bool = False, empty: bool = False) -> Any:
     """A ``*ForCausalLM`` of the SubNet ``arch`` of the (checked) config ``base``, freshly initialised (or with meta
-    parameters and real RoPE buffers when ``meta``). Layers of another size than the config's get resized modules."""
+    parameters and real RoPE buffers when ``meta``; with uninitialised CPU parameters, for weights about to be
+    loaded, when ``empty``: a 1B-class model's random initialisation takes 20 s). Layers of another size than the
+    config's get resized modules."""
     _, info = check_hf_config(base, "model config", transformers_rule=False)
     config_cls, model_cls = _classes(info.model_type)
     doc = _sub_config_dict(base, arch, info.group)
@@ -93,9 +95,13 @@ def build_model(base: Mapping[str, Any], arch: Arch, *, meta: bool = False) -> A
         heads, kv = doc.pop("num_attention_heads"), doc.pop("num_key_value_heads")
         config = config_cls(**doc, num_attention_heads=1, num_key_value_heads=1)
         config.num_attention_heads, config.num_key_value_heads = heads, kv
-    if meta:
+    if meta or empty:
         with torch.device("meta"):
             model = model_cls(config)
+        if empty:
+            model.to_empty(device="cpu")
+            if info.tie_embeddings:  # to_empty gives every module its own new parameters
+                model.lm_head.weight = model.model.embed_tokens.weight
         rotary = model.model.rotary_emb
         model.model.rotary_emb = type(rotary)(config=config)
     else:
@@ -182,13 +188,13 @@ class HFSuperNet(nn.Module):
     logits ``(B, T, vocab)``. :meth:`extract` copies the slices into a standalone model.
     """
 
-    def __init__(self, base: Mapping[str, Any], model: nn.Module | None = None) -> None:
+    def __init__(self, base: Mapping[str, Any], model: nn.Module | None = None, *, empty: bool = False) -> None:
         super().__init__()
         kept, info = check_hf_config(base, "model config")
         self.base = kept
         self.info = info
         self.full = Arch(info.hidden_size, ((info.num_kv_heads, info.intermediate_size),) * info.num_layers)
-        self.model: Any = model if model is not None else build_model(kept, self.full)
+        self.model: Any = model if model is not None else build_model(kept, self.full, empty=empty)
         self.active = self.full
         self._skeleton: tuple[Arch, nn.Module] | None = None
 

@@ -426,7 +426,7 @@ class HFCausalLMSpace(SearchSpace):
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = HFSuperNet(self.config)
+            net = HFSuperNet(self.config, empty=self.path is not None)  # a folder's weights fill every parameter
         if self.path is not None:
             files = weight_files(Path(self.path))
             digest = weights_sha256(files)
