@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -295,11 +296,7 @@ def verify_bundle_cmd(
     from pareto._export import verify_bundle
 
     check = verify_bundle(directory)
-    diffs = {
-        "weights_max_abs_diff": check.weights_max_abs_diff,
-        "onnx_max_abs_diff": check.onnx_max_abs_diff,
-        "pretrained_max_abs_diff": check.pretrained_max_abs_diff,
-    }
+    diffs = dataclasses.asdict(check)
     compared = {k: v for k, v in diffs.items() if v is not None}
     if not check.ok(atol):
         worst = max(compared, key=lambda k: compared[k])
