@@ -124,7 +124,6 @@ def _search_progress(advance_to: Callable[[int], None]) -> Callable[[int, int], 
 def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0) -> list[Choice]:
     """Run the demo on ``store``; bundles go to ``out_dir``. Returns the chosen SubNet per (space, device)."""
     from pareto._analysis import export_trial, study_results
-    from pareto._catalog import study_trial_counts
     from pareto._importer import import_table, parse_columns
     from pareto._objectives import parse_objective
     from pareto._search import SearchSpec, run_surrogate
@@ -189,7 +188,6 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
 
     step(f"[5/6] searches: quality × latency (× energy) per device, budget = median latency, {n_trials} trials")
     choices: list[Choice] = []
-    done = {name: n for name, (n, _) in study_trial_counts(store).items()}  # a second run resumes nothing
     for demo in DEMO_SPACES:
         sp = spaces[demo.space]
         maximize = parse_objective(demo.objective).direction == "maximize"
@@ -212,8 +210,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
                 seed=seed,
             )
             advance = bar(f"      {spec.name}", n_trials)
-            if done.get(spec.name, 0) < n_trials:
-                run_surrogate(store, spec, progress=_search_progress(advance))
+            run_surrogate(store, spec, progress=_search_progress(advance))  # a finished study returns at once
             advance(n_trials)
             results = study_results(store, spec.name)
             feasible = results.trials[results.trials["feasible"]]

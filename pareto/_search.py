@@ -38,6 +38,7 @@ from hwpareto.options import SEARCH, BudgetedOptions, SearchOptions
 from hwpareto.store._optuna import (
     TrialRow,
     bulk_add_trials,
+    completed_marker,
     last_generation,
     load_trials,
     set_study_system_attr,
@@ -248,6 +249,11 @@ def run_surrogate(
     start = time.monotonic()
     space = store.spaces.get(spec.space)
     objectives, budgets = spec.parsed()
+    store.optuna_storage()  # creates Optuna's tables in a new store
+    have = completed_marker(store, spec.name)[0]
+    if have >= spec.n_trials:  # finished: nothing to evaluate, so no predictors loaded and no budget probe
+        _study(store, spec, objectives)  # still refuses a study of that name with other settings
+        return SearchResult(spec.name, have, 0, time.monotonic() - start)
     evaluator = Evaluator(store, space, [*objectives, *(b.objective for b in budgets)])
     dists = {d.name: d.distribution() for d in space.dimensions}
     _check_budgets(Genome(space, spec.fixed), evaluator, budgets, spec.seed)

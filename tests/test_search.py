@@ -124,10 +124,15 @@ def test_trials_are_ordinary_optuna_trials(devices: Store) -> None:
 
 
 @pytest.mark.slow
-def test_resume_extend_and_no_duplicates(devices: Store) -> None:
+def test_resume_extend_and_no_duplicates(devices: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     run_surrogate(devices, spec(n_trials=150))
-    again = run_surrogate(devices, spec(n_trials=150))
-    assert again.added == 0
+    with monkeypatch.context() as m:  # a finished study loads no predictor and probes no budget
+        m.setattr("pareto._search.Evaluator", lambda *a, **k: pytest.fail("a finished study built an Evaluator"))
+        again = run_surrogate(devices, spec(n_trials=150))
+        assert (again.total, again.added) == (150, 0)
+        assert run_surrogate(devices, spec(n_trials=100)).total == 150
+        with pytest.raises(InvalidValueError, match="other settings"):
+            run_surrogate(devices, spec(objectives=("params:max", "latency_ms@server"), n_trials=150))
     more = run_surrogate(devices, spec(n_trials=250))
     assert (more.total, more.added) == (250, 100)
     numbers = [t.number for t in optuna.load_study(study_name="s1", storage=devices.optuna_storage()).trials]
