@@ -263,12 +263,22 @@ def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -
 
     space = get_space("nb201")
     supernet = space.supernet(seed=3)
+    cfg = space.largest()
+    noise = torch.Generator().manual_seed(4)
     with torch.no_grad():  # weights unlike any fresh init, so the export must really read the checkpoint
         for p in supernet.parameters():
-            p.mul_(0.9).add_(0.01)
+            p.mul_(0.9).add_(torch.randn(p.shape, generator=noise), alpha=0.01)
+        norms = [m for m in supernet.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        for m in norms:  # statistics of real activations (a fresh net's unit variances let the signal vanish)
+            m.reset_running_stats()
+            m.momentum = None
+        supernet.set_active(cfg)
+        supernet.train()
+        for i in range(4):
+            supernet(space.dummy_input(cfg, batch=16, seed=i))
+        supernet.eval()
     ckpt = tmp_path / "supernet.safetensors"
     save_file({k: v.contiguous() for k, v in supernet.state_dict().items()}, str(ckpt))
-    cfg = space.largest()
     out_dir = tmp_path / "b"
     hw(
         "export-config",
