@@ -2,7 +2,7 @@
 uncertainty) as scikit-learn estimators, stored in portable formats and served over the store."""
 
 from predictors._accuracy import AccuracyPredictor
-from predictors._features import SpaceFeatures
+from predictors._features import SpaceFeatures, additive_costs
 from predictors._fewshot import FewShotLatency, reference_set
 from predictors._latency import LatencyPredictor
 from predictors._service import (
@@ -24,6 +24,7 @@ __all__ = [
     "Model",
     "SpaceFeatures",
     "TrainReport",
+    "additive_costs",
     "check_drift",
     "load_model",
     "metrics",

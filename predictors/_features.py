@@ -11,9 +11,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from hwpareto.errors import InvalidValueError
-from supernet import SearchSpace, SubNetConfig, distinct_configs
+from supernet import OPS, SearchSpace, SubNetConfig, distinct_configs
 
-__all__ = ["SpaceFeatures"]
+__all__ = ["SpaceFeatures", "additive_costs"]
+
+_LOG_COSTS = ("log_params", "log_macs")
 
 
 class SpaceFeatures(TransformerMixin, BaseEstimator):
@@ -83,3 +85,16 @@ class SpaceFeatures(TransformerMixin, BaseEstimator):
         """Column names (object array of str): the space's :meth:`~supernet.SearchSpace.feature_names`."""
         check_is_fitted(self, "feature_names_out_")
         return self.feature_names_out_.copy()
+
+
+def additive_costs(space: SearchSpace, features: np.ndarray) -> np.ndarray:
+    """The columns of ``features`` (``SpaceFeatures(space, canonical=False)`` output) that add up over a SubNet's
+    layers, in linear units: parameters, MACs, layers in all and per op kind; ``(n, 0)`` for a space without a
+    layer model. The op-cost model of :class:`~predictors.FewShotLatency` is fitted on them."""
+    names = list(space.feature_names())
+    wanted = [n for n in (*_LOG_COSTS, "n_layers", *(f"n_{op}" for op in OPS)) if n in names]
+    costs = np.array(features, dtype=np.float64)[:, [names.index(n) for n in wanted]]
+    for j, name in enumerate(wanted):
+        if name in _LOG_COSTS:
+            costs[:, j] = np.expm1(costs[:, j])
+    return costs

@@ -2,8 +2,9 @@
 
 A new device is described by the latencies of only K SubNets (HELP's protocol uses K = 10); the store holds full
 tables of known devices. :class:`FewShotLatency` explains the new device as a non-negative combination of the
-known devices fitted on the K points, optionally corrected per op from SubNet features; :func:`reference_set`
-picks which K SubNets to measure.
+known devices fitted on the K points, optionally corrected per op from SubNet features, or, for a device unlike
+the known ones (an accelerator whose latency adds up over layers), with an op-cost model of the SubNets' additive
+costs; :func:`reference_set` picks which K SubNets to measure.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ _N_SAMPLED = 2000
 
 class FewShotLatency(RegressorMixin, BaseEstimator):
     """Latency on a new device: a non-negative combination of known devices, plus an optional op-level correction
-    from SubNet features, both fitted on the K measured SubNets.
+    from SubNet features, and an optional op-cost model of additive costs, all fitted on the K measured SubNets.
 
     ``X`` (one row per SubNet) holds first the latencies (ms) of the SubNets on ``n_devices`` known devices, then
-    any numeric SubNet features (e.g. ``SpaceFeatures(space, canonical=False)`` output: encoding, op counts);
-    ``y`` the new device's latencies of the K measured SubNets. The column layout is fixed at fit.
+    any numeric SubNet features (e.g. ``SpaceFeatures(space, canonical=False)`` output: encoding, op counts), then
+    ``n_costs`` non-negative additive costs (e.g. :func:`~predictors.additive_costs`: MACs, parameters, layers per
+    op kind); ``y`` the new device's latencies of the K measured SubNets. The column layout is fixed at fit.
 
     1. **Device mix**, solved by non-negative least squares (NNLS), which keeps the fit from extrapolating with
        opposite-signed weights and selects few devices, so it does not overfit 10 points however many are known:
@@ -71,7 +73,15 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
        mix's, else the mix is used alone. With ~10 points a correction only pays for a strong op-level effect:
        on the measured tables the guard keeps it off (0.9 was chosen on the tuning columns, see
        ``benchmarks/bench_fewshot.py``, where accepting any LOO gain lost Spearman).
-    3. **Spread**: the relative error is log-normal with ``sigma_`` = 1.4826 x the median absolute LOO log error of
+    3. **Op-cost model** (when ``n_costs``): ``y = b + sum_j v_j c_j`` with ``v, b >= 0`` over the additive
+       costs (NNLS on columns scaled to their maximum): what a device whose latency is a sum of per-layer costs
+       (an NPU or compute-in-memory simulator, an accelerator) follows exactly and no mix of GPUs, CPUs and phones
+       does. As for the scales, its LOO RMSE of log latency decides: at most ``_SINGLE`` (half) of the previous
+       step's, it is used alone; at least twice, not at all; in between, the geometric mean of the two. Leave-one-
+       device-out on NB201 with the space's layer-model costs (``benchmarks/bench_fewshot.py``): the 13 measured
+       columns 0.957 → 0.963 mean Spearman (within ±10 % 73.7 → 77.2 %), five simulated accelerators 0.949 →
+       0.987 (65.0 → 98.2 %).
+    4. **Spread**: the relative error is log-normal with ``sigma_`` = 1.4826 x the median absolute LOO log error of
        the final model (a robust, outlier-insensitive estimate of the error the K points show on points left
        out); ``predict(X, return_std=True)`` returns the std (ms) of the log-normal whose median is the
        prediction.
@@ -85,6 +95,8 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
     n_devices : int or None
         How many leading columns of ``X`` are known-device latencies (finite, > 0); the rest are SubNet features
         (finite, any sign). ``None``: every column is a device latency.
+    n_costs : int
+        How many trailing columns of ``X`` are additive costs (finite, >= 0) for the op-cost model; 0: none.
 
     Attributes
     ----------
@@ -98,6 +110,12 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         Op-level correction: log-latency change per unit of each feature (all zero when not kept).
     feature_intercept_ : float
         Constant of the correction (log ms).
+    cost_coef_ : ndarray of shape (n_costs,)
+        ms per unit of each additive cost in the op-cost model.
+    cost_intercept_ : float
+        ``b`` of the op-cost model (ms).
+    cost_weight_ : float
+        Share of the op-cost model in the log prediction: 0 (not used), 0.5 (geometric mean) or 1 (alone).
     sigma_ : float
         Log-scale std of the prediction error.
     loo_log_rmse_ : dict
@@ -108,15 +126,16 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         Column names, when ``X`` was a DataFrame with string column names.
     """
 
-    def __init__(self, scale: str = "auto", n_devices: int | None = None) -> None:
+    def __init__(self, scale: str = "auto", n_devices: int | None = None, n_costs: int = 0) -> None:
         self.scale = scale
         self.n_devices = n_devices
+        self.n_costs = n_costs
 
     def fit(self, X: Any, y: Any) -> FewShotLatency:
         """Fit on the K measured SubNets: ``X`` (K, n_devices + n_features) and ``y`` (K,) latencies in ms."""
         if self.scale not in _SCALES:
             raise InvalidValueError("FewShotLatency.scale", "one of " + ", ".join(map(repr, _SCALES)), self.scale)
-        x, f = _split(self, X, reset=True)
+        x, f, c = _split(self, X, reset=True)
         t = _latencies_1d(y)
         if len(t) != len(x):
             raise InvalidValueError("y", f"one latency per row of X ({len(x)})", len(t))
@@ -139,6 +158,12 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             self.loo_log_rmse_["correction"] = _rms(corrected)
             if _rms(corrected) <= _MIN_GAIN * _rms(loo_error):
                 self.feature_coef_, self.feature_intercept_, loo_error = coef, offset, corrected
+        self.cost_coef_, self.cost_intercept_, self.cost_weight_ = np.zeros(c.shape[1]), 0.0, 0.0
+        if c.shape[1]:
+            self.cost_coef_, self.cost_intercept_, cost_error = _fit_costs_with_loo(c, t)
+            self.loo_log_rmse_["costs"] = _rms(cost_error)
+            self.cost_weight_ = _cost_weight(_rms(loo_error), _rms(cost_error))
+            loo_error = (1.0 - self.cost_weight_) * loo_error + self.cost_weight_ * cost_error
         self.sigma_ = _MAD_TO_STD * float(np.median(np.abs(loo_error)))
         return self
 
@@ -152,10 +177,13 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         """Latency (ms) on the new device of each row of ``X`` (fit's columns); with ``return_std`` also the
         standard deviation (ms)."""
         check_is_fitted(self)
-        x, f = _split(self, X, reset=False)
-        pred = np.exp(
-            _log_blend(x, self.scale_, self.coef_, self.intercept_) + f @ self.feature_coef_ + self.feature_intercept_
-        )
+        x, f, c = _split(self, X, reset=False)
+        log_pred = _log_blend(x, self.scale_, self.coef_, self.intercept_) + f @ self.feature_coef_
+        log_pred += self.feature_intercept_
+        weight = getattr(self, "cost_weight_", 0.0)
+        if weight:
+            log_pred = (1.0 - weight) * log_pred + weight * _log_costs(c, self.cost_coef_, self.cost_intercept_)
+        pred = np.exp(log_pred)
         if not return_std:
             return pred
         var = self.sigma_**2
@@ -171,6 +199,9 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             "intercept_": self.intercept_,
             "feature_coef_": self.feature_coef_,
             "feature_intercept_": self.feature_intercept_,
+            "cost_coef_": self.cost_coef_,
+            "cost_intercept_": self.cost_intercept_,
+            "cost_weight_": self.cost_weight_,
             "sigma_": self.sigma_,
             "loo_log_rmse_": self.loo_log_rmse_,
             "n_devices_": self.n_devices_,
@@ -193,8 +224,9 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         try:
             model = cls(**params)
             d, n = int(state["n_features_in_"]), int(state["n_devices_"])
-            if not 1 <= n <= d:
-                raise ValueError(f"n_devices_ {n} of {d} columns")
+            costs = int(model.n_costs)
+            if not (1 <= n <= d and 0 <= costs <= d - n):
+                raise ValueError(f"n_devices_ {n} and n_costs {costs} of {d} columns")
             model.scale_ = str(state["scale_"])
             rows = len(_MIXES.get(model.scale_, ()))
             if np.ndim(state["coef_"]) == 1:  # one mix as a flat list: written before the blend
@@ -203,8 +235,12 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             else:
                 model.coef_ = _array(state["coef_"], (rows, n))
                 model.intercept_ = _array(state["intercept_"], (rows,))
-            model.feature_coef_ = _array(state["feature_coef_"], (d - n,))
+            model.feature_coef_ = _array(state["feature_coef_"], (d - n - costs,))
             model.feature_intercept_ = float(state["feature_intercept_"])
+            # written before the op-cost model: none
+            model.cost_coef_ = _array(state.get("cost_coef_", [0.0] * costs), (costs,))
+            model.cost_intercept_ = float(state.get("cost_intercept_", 0.0))
+            model.cost_weight_ = float(state.get("cost_weight_", 0.0))
             model.sigma_ = float(state["sigma_"])
             model.loo_log_rmse_ = {str(k): float(v) for k, v in dict(state["loo_log_rmse_"]).items()}
             if "feature_names_in_" in state:
@@ -217,8 +253,10 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             model.scale_ not in _MIXES
             or len(model.coef_) != len(_MIXES[model.scale_])
             or not (np.isfinite(model.sigma_) and model.sigma_ >= 0)
+            or model.cost_weight_ not in (0.0, 0.5, 1.0)
+            or not (np.isfinite(model.cost_intercept_) and model.cost_intercept_ >= 0 and np.all(model.cost_coef_ >= 0))
         ):
-            raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state (scale_ or sigma_)")
+            raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state (scale_, sigma_ or the op-cost model)")
         model.n_devices_, model.n_features_in_ = n, d
         return model
 
@@ -308,7 +346,36 @@ def _correction(f: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, float,
     return beta, float(residual.mean() - mean @ beta), best[2]
 
 
-def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+def _cost_weight(mix_rmse: float, cost_rmse: float) -> float:
+    """Share of the op-cost model: 1 when its LOO RMSE is at most ``_SINGLE`` of the mix's, 0 when the mix's is at
+    most ``_SINGLE`` of its, else 0.5."""
+    return 1.0 if cost_rmse <= _SINGLE * mix_rmse else 0.0 if mix_rmse <= _SINGLE * cost_rmse else 0.5
+
+
+def _nnls_costs(c: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """``v >= 0`` and ``b >= 0`` of ``y ~ b + c @ v`` (columns scaled to their maximum for the solver)."""
+    top = c.max(axis=0)
+    top[top <= 0] = 1.0
+    w, _ = nnls(np.column_stack([c / top, np.ones(len(y))]), y)
+    return w[:-1] / top, float(w[-1])
+
+
+def _log_costs(c: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
+    return np.log(np.maximum(c @ coef + intercept, np.finfo(np.float64).tiny))
+
+
+def _fit_costs_with_loo(c: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """The op-cost model fitted on every point and its leave-one-out errors of log latency."""
+    coef, intercept = _nnls_costs(c, y)
+    loo = np.empty(len(y))
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        v, b = _nnls_costs(c[keep], y[keep])
+        loo[i] = np.log(y[i]) - _log_costs(c[i : i + 1], v, b)[0]
+    return coef, intercept, loo
+
+
+def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``X`` as float (n, n_devices) finite positive latencies and (n, n_features) finite features; at fit
     validates ``n_devices`` and sets the columns, later checks them."""
     if not reset:
@@ -321,7 +388,9 @@ def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.n
         shape = np.shape(X)
         if len(shape) == 2 and shape[1] != model.n_features_in_:
             n, d = model.n_devices_, model.n_features_in_
-            layout = "known devices" if n == d else f"columns: {n} known devices + {d - n} SubNet features"
+            costs = int(model.n_costs)
+            layout = "known devices" if n == d else f"columns: {n} known devices + {d - n - costs} SubNet features"
+            layout += f" + {costs} additive costs" if costs else ""
             raise InvalidValueError("X columns", f"{d} {layout} (as at fit)", shape[1])
     try:
         x = validate_data(model, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
@@ -338,14 +407,24 @@ def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.n
                 "FewShotLatency.n_devices", f"None or an integer from 1 to {x.shape[1]} (the columns of X)", n
             )
         model.n_devices_ = x.shape[1] if n is None else int(n)
-    n = model.n_devices_
+        costs = model.n_costs
+        free = x.shape[1] - model.n_devices_
+        if not isinstance(costs, (int, np.integer)) or isinstance(costs, bool) or not 0 <= costs <= free:
+            raise InvalidValueError(
+                "FewShotLatency.n_costs", f"an integer from 0 to {free} (the columns of X after the devices)", costs
+            )
+    n, end = model.n_devices_, x.shape[1] - int(model.n_costs)
     _check_positive(x[:, :n], "X")
     bad = np.argwhere(~np.isfinite(x[:, n:]))
     if len(bad):
         raise InvalidValueError(
             f"X[{bad[0][0]}, {bad[0][1] + n}]", "a finite SubNet feature", float(x[bad[0][0], bad[0][1] + n])
         )
-    return x[:, :n], x[:, n:]
+    negative = np.argwhere(x[:, end:] < 0)
+    if len(negative):
+        i, j = negative[0]
+        raise InvalidValueError(f"X[{i}, {j + end}]", "an additive cost >= 0", float(x[i, j + end]))
+    return x[:, :n], x[:, n:end], x[:, end:]
 
 
 def _latencies_1d(y: Any) -> np.ndarray:

@@ -23,7 +23,7 @@ from sklearn.base import clone
 from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
 from hwpareto.store import Store
 from predictors._accuracy import AccuracyPredictor
-from predictors._features import SpaceFeatures
+from predictors._features import SpaceFeatures, additive_costs
 from predictors._fewshot import FewShotLatency, reference_set
 from predictors._latency import LatencyPredictor
 from predictors._portable import dumps, loads
@@ -91,7 +91,9 @@ class Model:
         # cost models see the literal network (dead NB201 edges still run); accuracy models its canonical form
         base = SpaceFeatures(space=self.space, canonical=self.kind == "accuracy").fit_transform(list(configs))
         if self.known:
-            return np.hstack([known_latencies(store, self.space, self.metric, self.known, configs), base])
+            known = known_latencies(store, self.space, self.metric, self.known, configs)
+            costs = additive_costs(self.space, base) if getattr(self.estimator, "n_costs", 0) else base[:, :0]
+            return np.hstack([known, base, costs])
         if not self.use_lut:
             return base
         assert self.device is not None
@@ -474,7 +476,9 @@ def _train_few_shot(
         train_latency(store, other, space, metric=metric, seed=seed)
     if progress is not None and untrained:
         progress(len(untrained), len(untrained), "")
-    model = Model(kind, space, metric, device, None, False, FewShotLatency(n_devices=len(choice.used)), choice.used)
+    n_costs = additive_costs(space, SpaceFeatures(space, canonical=False).fit_transform(candidates[:1])).shape[1]
+    estimator = FewShotLatency(n_devices=len(choice.used), n_costs=n_costs)
+    model = Model(kind, space, metric, device, None, False, estimator, choice.used)
     X_all = model.features(store, candidates)
     y_all = data["value"].to_numpy(float)
     known_frame = pd.DataFrame(
@@ -493,7 +497,12 @@ def _train_few_shot(
         "n_train": k,
         "training_hash": _training_hash([c.key for c in refs], y_all[ref_rows]),
         "train_keys": [c.key for c in refs],
-        "features": "known devices: " + ", ".join(choice.used) + " + space",
+        "features": "known devices: " + ", ".join(choice.used) + " + space" + (" + additive costs" if n_costs else ""),
+        "model": {
+            "mix": model.estimator.scale_,
+            "op_correction": bool(np.any(model.estimator.feature_coef_)),
+            "op_cost_weight": model.estimator.cost_weight_,
+        },
         "known": {
             "used": list(choice.used),
             "skipped": [list(s) for s in choice.skipped],

@@ -346,3 +346,26 @@ def test_references_are_chosen_without_the_new_devices_values(store: Store) -> N
         assert len(set(chosen)) == 10 and set(chosen) <= {c.key for c in cells}
         keys.setdefault(name, chosen)
         assert chosen == keys[name] == keys["new-x"]
+
+
+def test_the_transfer_fits_its_op_cost_model_on_the_space_costs(store: Store) -> None:
+    from scipy.stats import spearmanr
+
+    from predictors import SpaceFeatures, additive_costs
+
+    _add_new(store, "new-z")
+    report = train_latency(store, "new-z", SPACE, few_shot=10)
+    stored = store.predictors.load(report.name).meta
+    model = load_model(store, report.name)
+    configs = ALL[::25]
+    costs = additive_costs(SPACE, SpaceFeatures(SPACE, canonical=False).fit_transform(configs))
+    assert model.estimator.n_costs == costs.shape[1] == 9
+    assert stored["features"].endswith("+ space + additive costs")
+    assert stored["model"] == {
+        "mix": model.estimator.scale_,
+        "op_correction": bool(np.any(model.estimator.feature_coef_)),
+        "op_cost_weight": model.estimator.cost_weight_,
+    }
+    np.testing.assert_array_equal(model.features(store, configs)[:, -9:], costs)
+    pred = model.predict(store, configs)[0]
+    assert spearmanr(pred, _latency_ms(NEW["new-z"], configs)).statistic > 0.999
