@@ -5,13 +5,16 @@
 Needs the third-party tables in ../shared/data (see its README). A new device is described only by the latencies
 of K reference SubNets; every other SubNet of the table is predicted and scored. Prints Markdown and writes it to
 ``--out``. ``--explore`` adds the exploratory section (a few minutes more): what a model given half of the new
-device's table reaches, and a meta-learned nonlinear correction trained across the known devices.
+device's table reaches, and a meta-learned nonlinear correction trained across the known devices. NB201 is also
+scored with five simulated accelerators as new devices (this project's NPU and compute-in-memory presets, their
+LUT-sums over the NB201 layers, profiled into a temporary store: about a minute).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,7 +26,7 @@ from scipy.optimize import nnls
 from scipy.stats import kendalltau, spearmanr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
-from predictors._features import SpaceFeatures
+from predictors._features import SpaceFeatures, additive_costs
 from predictors._fewshot import FewShotLatency, reference_set
 from supernet import DeclarativeSpace, Dimension, SearchSpace, SubNetConfig
 from supernet.nb201._space import EDGES, NB201Space
@@ -50,6 +53,10 @@ TUNING = {"NB201": set(HELP_TRAIN), "FBNet": set(HELP_TRAIN)}
 """The only columns the method's fixed constants were tuned on (as new devices): HELP's meta-train devices in the
 NB201 and FBNet tables. Every other column (HELP's meta-valid devices, FBNet's 1080ti_64, all of OFA) is held out."""
 MIX, PREVIOUS, CORRECTED, BASELINE = "device mix", "previous mix", "mix + op correction", "best single device"
+OPCOST = "mix + op correction + op costs"
+"""What ``train latency --few-shot`` fits on a space with a layer model (NB201 here): ``CORRECTED`` plus the op-cost
+model on :func:`~predictors.additive_costs`."""
+SIMULATED = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", "cim-reram")
 """``PREVIOUS``: the mix of the previous version, the single scale of smaller LOO RMSE (no blend)."""
 METRICS = ("tau", "rho", "rmse", "mape", "w10", "cover")
 HEADER = (
@@ -71,6 +78,11 @@ class Table:
     """Rows scored and selectable as references (NB201: the cells whose input reaches the output)."""
     features: np.ndarray
     """``SpaceFeatures(space, canonical=False)`` of every row, as the service passes them."""
+
+    @property
+    def costs(self) -> np.ndarray:
+        """:func:`~predictors.additive_costs` of every row (no columns for a space without a layer model)."""
+        return additive_costs(self.space, self.features)
 
 
 TRIED = [
@@ -176,12 +188,18 @@ def transfer(
     pred, std = mix.predict(x[mask], return_std=True)
     pred_c, std_c = corrected.predict(with_features[mask], return_std=True)
     pred_p, std_p = previous.predict(x[mask], return_std=True)
-    return {
+    out = {
         f"{MIX} ({mix.scale_})": scores(pred, y[mask], std),
         f"{PREVIOUS} ({previous.scale_})": scores(pred_p, y[mask], std_p),
         f"{CORRECTED} ({corrected.scale_}, correction {kept})": scores(pred_c, y[mask], std_c),
-        BASELINE: scores(best_single(x[refs], y[refs])(x[mask]), y[mask]),
     }
+    costs = table.costs
+    if costs.shape[1]:
+        with_costs = np.hstack([with_features, costs])
+        full = FewShotLatency(n_devices=len(known), n_costs=costs.shape[1]).fit(with_costs[refs], y[refs])
+        pred_o, std_o = full.predict(with_costs[mask], return_std=True)
+        out[f"{OPCOST} ({full.scale_}, op-cost weight {full.cost_weight_:g})"] = scores(pred_o, y[mask], std_o)
+    return out | {BASELINE: scores(best_single(x[refs], y[refs])(x[mask]), y[mask])}
 
 
 def ceiling(table: Table, pairs: Sequence[tuple[Sequence[str], str]], score_rows: np.ndarray) -> float:
@@ -277,12 +295,15 @@ def summary(
         chosen = [r for (_, new), r in zip(pairs, results, strict=True) if (new in tuned) == (split == "tuning")]
         if not chosen:
             continue
-        for method in (MIX, PREVIOUS, CORRECTED, BASELINE):
+        for method in (MIX, PREVIOUS, CORRECTED, OPCOST, BASELINE):
             runs = [s for r in chosen for m, s in r.items() if m.split(" (")[0] == method]
+            if not runs:
+                continue
             mean = {m: float(np.mean([r[m] for r in runs])) for m in METRICS}
             cover = "–" if np.isnan(mean["cover"]) else f"{mean['cover']:.0f}"
             kept = sum("correction kept" in m for r in chosen for m in r)
-            note = f" (kept on {kept})" if method == CORRECTED else ""
+            used = sum(f"{OPCOST} (" in m and "weight 0)" not in m for r in chosen for m in r)
+            note = f" (kept on {kept})" if method == CORRECTED else f" (used on {used})" if method == OPCOST else ""
             lines.append(
                 f"| {table.name} | {split} ({len(chosen)}) | {method}{note} | {mean['rho']:.3f} | "
                 f"{mean['tau']:.3f} | {mean['w10']:.1f} | {cover} |"
@@ -386,6 +407,22 @@ def explore(tables: Sequence[Table]) -> list[str]:
     return [*lines, ""]
 
 
+def simulated(table: Table) -> Table:
+    """``table`` (NB201) with the LUT-sums of every cell on :data:`SIMULATED` as extra columns: devices whose
+    latency adds up over layers, unlike every measured column (profiled now into a temporary store)."""
+    from pareto import Store
+    from predictors._service import lut_sums
+    from profilers import build_lut, device_spec
+
+    columns = {}
+    with tempfile.TemporaryDirectory() as tmp, Store.open(f"sqlite:///{tmp}/sim.db") as store:
+        for name in SIMULATED:
+            build_lut(store, device_spec(store, name), table.space)
+            columns[name] = lut_sums(store, name, table.space, table.configs, "latency_ms")
+    latency = pd.concat([table.latency, pd.DataFrame(columns, index=table.latency.index)], axis=1)
+    return Table(table.name, table.space, latency, table.configs, table.refs, table.eligible, table.features)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -416,7 +453,11 @@ def main() -> None:
         "`mix + op correction`: `FewShotLatency(n_devices=...)` given also the SubNets'",
         "`SpaceFeatures(space, canonical=False)` (NB201: one-hot edges, log params/MACs, op and path counts; FBNet:",
         "one-hot op per block; OFA: kernel, expand, depth and resolution values); a ridge correction of the log",
-        "residual on those features, kept only when it cuts the LOO error by ≥ 10 %. Baseline: the known device whose",
+        "residual on those features, kept only when it cuts the LOO error by ≥ 10 %. `mix + op correction + op",
+        "costs` (NB201, the space with a layer model; what `train latency --few-shot` fits there): also given",
+        "`additive_costs` (params, MACs, layers per op kind), an NNLS op-cost model used alone, in a geometric mean",
+        "with the rest or not at all by its LOO RMSE against theirs (≤ ½, between, ≥ 2×: the mix's scale rule).",
+        "Baseline: the known device whose",
         "linear scaling `a·x + b` best fits the K points. Scored on all non-reference SubNets; `within ±1σ` is the",
         "share of SubNets whose error is within the predicted std. Published bar (HELP protocol, mean Spearman on",
         "HELP's six unseen test devices, which are not in these tables): HELP 0.932 with 10 samples, BRP-NAS 0.789",
@@ -434,6 +475,26 @@ def main() -> None:
         "| table | columns (n) | method | Spearman | Kendall τ-b | within ±10 % (%) | within ±1σ (%) |",
         "|---|---|---|---|---|---|---|",
         *(line for table in (nb201, fbnet, ofa) for line in summary(table, lodo_pairs(table), lodo[table.name][1])),
+        "",
+    ]
+    sim = simulated(nb201)
+    measured = list(nb201.latency.columns)
+    sim_pairs = [(measured, new) for new in SIMULATED]
+    sim_section, sim_results = protocol(sim, sim_pairs, ref_positions(sim, sim.refs), sim.eligible)
+    sim_summary = [line.replace("| held out (", "| simulated (") for line in summary(sim, sim_pairs, sim_results)]
+    out += [
+        "## NB201 with simulated accelerators as new devices",
+        "",
+        "The 13 measured columns known; as the new device, each of this project's simulated NPU and compute-in-",
+        "memory presets (ZigZag-style simulators, `profilers`), its latency the LUT-sum of a cell's layers, so that",
+        "it adds up over layers as an accelerator's does and follows no mix of GPUs, CPUs and phones (HELP's",
+        "accelerators, e.g. Eyeriss and an FPGA, are of this kind). Not tuned on. HELP's 10 references.",
+        "",
+        "| table | columns (n) | method | Spearman | Kendall τ-b | within ±10 % (%) | within ±1σ (%) |",
+        "|---|---|---|---|---|---|---|",
+        *sim_summary,
+        "",
+        *sim_section,
         "",
     ]
     out += TRIED
