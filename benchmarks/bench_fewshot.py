@@ -28,7 +28,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from predictors._features import SpaceFeatures, additive_costs
 from predictors._fewshot import FewShotLatency, reference_set
-from supernet import DeclarativeSpace, Dimension, SearchSpace, SubNetConfig
+from supernet import DeclarativeSpace, Dimension, SearchSpace, SubNetConfig, get_space
 from supernet.nb201._space import EDGES, NB201Space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,8 +54,8 @@ TUNING = {"NB201": set(HELP_TRAIN), "FBNet": set(HELP_TRAIN)}
 NB201 and FBNet tables. Every other column (HELP's meta-valid devices, FBNet's 1080ti_64, all of OFA) is held out."""
 MIX, PREVIOUS, CORRECTED, BASELINE = "device mix", "previous mix", "mix + op correction", "best single device"
 OPCOST = "mix + op correction + op costs"
-"""What ``train latency --few-shot`` fits on a space with a layer model (NB201 here): ``CORRECTED`` plus the op-cost
-model on :func:`~predictors.additive_costs`."""
+"""What ``train latency --few-shot`` fits on a space with a layer model (NB201, OFA-MBv3 here): ``CORRECTED`` plus
+the op-cost model on :func:`~predictors.additive_costs`."""
 SIMULATED = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", "cim-reram")
 """``PREVIOUS``: the mix of the previous version, the single scale of smaller LOO RMSE (no blend)."""
 METRICS = ("tau", "rho", "rmse", "mape", "w10", "cover")
@@ -78,11 +78,9 @@ class Table:
     """Rows scored and selectable as references (NB201: the cells whose input reaches the output)."""
     features: np.ndarray
     """``SpaceFeatures(space, canonical=False)`` of every row, as the service passes them."""
-
-    @property
-    def costs(self) -> np.ndarray:
-        """:func:`~predictors.additive_costs` of every row (no columns for a space without a layer model)."""
-        return additive_costs(self.space, self.features)
+    costs: np.ndarray
+    """:func:`~predictors.additive_costs` of every row from a space with a layer model (NB201: its own; OFA: the
+    rows as configs of hwpareto's ``mbv3`` space, width 1.0); no columns for FBNet."""
 
 
 TRIED = [
@@ -118,8 +116,16 @@ def load_nb201(data: Path) -> Table:
     for name, to, frm in EDGES:
         reach[to] = reach.get(to, pd.Series(False, index=frame.index)) | ((frame[name] != "none") & reach[frm])
     configs = [space.from_index(int(i)) for i in frame.index]
+    f = features(space, configs)
     return Table(
-        "NB201", space, frame[devices].astype(float), configs, NB201_REFS, reach[3].to_numpy(), features(space, configs)
+        "NB201",
+        space,
+        frame[devices].astype(float),
+        configs,
+        NB201_REFS,
+        reach[3].to_numpy(),
+        f,
+        additive_costs(space, f),
     )
 
 
@@ -133,19 +139,37 @@ def load_fbnet(data: Path) -> Table:
         space.validate({n: FBNET_OPS[op] for n, op in zip(names, row, strict=True)}) for row in ops.to_numpy().tolist()
     ]
     return Table(
-        "FBNet", space, frame.astype(float), configs, FBNET_REFS, np.ones(len(frame), bool), features(space, configs)
+        "FBNet",
+        space,
+        frame.astype(float),
+        configs,
+        FBNET_REFS,
+        np.ones(len(frame), bool),
+        features(space, configs),
+        np.empty((len(frame), 0)),
     )
 
 
 def load_ofa(data: Path) -> Table:
     frame = pd.read_csv(data / "ofa_mbv3_latency.csv").set_index("arch_id")
+    parts_text = frame[["ks", "e", "d"]]
     parts = {c: frame.pop(c).str.split("-", expand=True).astype(int).add_prefix(c) for c in ("ks", "e", "d")}
     arch = pd.concat([*parts.values(), frame.pop("r")], axis=1)
     dims = [Dimension(c, choices=tuple(sorted(map(int, arch[c].unique())))) for c in arch.columns]
     space = DeclarativeSpace("ofa-mbv3", dims)
     configs = [space.validate(row) for row in arch.to_dict("records")]
+    mbv3 = get_space("mbv3")  # the same OFA-MBv3 space with a layer model; the table names no width: 1.0
+    records = pd.concat([parts_text, arch["r"]], axis=1).to_dict("records")
+    costs = additive_costs(mbv3, features(mbv3, [mbv3.from_record(r, {"w": 1.0}) for r in records]))
     return Table(
-        "OFA-MBv3", space, frame.astype(float), configs, OFA_REFS, np.ones(len(frame), bool), features(space, configs)
+        "OFA-MBv3",
+        space,
+        frame.astype(float),
+        configs,
+        OFA_REFS,
+        np.ones(len(frame), bool),
+        features(space, configs),
+        costs,
     )
 
 
@@ -258,8 +282,8 @@ def lodo_pairs(table: Table) -> list[tuple[list[str], str]]:
     return [([d for d in devices if d != new], new) for new in devices]
 
 
-def mean_of(results: list[dict[str, dict[str, float]]], prefix: str, metric: str) -> float:
-    return float(np.mean([s[metric] for r in results for m, s in r.items() if m.startswith(prefix)]))
+def mean_of(results: list[dict[str, dict[str, float]]], method: str, metric: str) -> float:
+    return float(np.mean([s[metric] for r in results for m, s in r.items() if m.split(" (")[0] == method]))
 
 
 def refs_study(table: Table, k: int, strategy: str) -> list[dict[str, dict[str, float]]]:
@@ -420,7 +444,9 @@ def simulated(table: Table) -> Table:
             build_lut(store, device_spec(store, name), table.space)
             columns[name] = lut_sums(store, name, table.space, table.configs, "latency_ms")
     latency = pd.concat([table.latency, pd.DataFrame(columns, index=table.latency.index)], axis=1)
-    return Table(table.name, table.space, latency, table.configs, table.refs, table.eligible, table.features)
+    return Table(
+        table.name, table.space, latency, table.configs, table.refs, table.eligible, table.features, table.costs
+    )
 
 
 def main() -> None:
@@ -454,7 +480,8 @@ def main() -> None:
         "`SpaceFeatures(space, canonical=False)` (NB201: one-hot edges, log params/MACs, op and path counts; FBNet:",
         "one-hot op per block; OFA: kernel, expand, depth and resolution values); a ridge correction of the log",
         "residual on those features, kept only when it cuts the LOO error by ≥ 10 %. `mix + op correction + op",
-        "costs` (NB201, the space with a layer model; what `train latency --few-shot` fits there): also given",
+        "costs` (what `train latency --few-shot` fits on a space with a layer model: NB201, and OFA-MBv3 with",
+        "its rows read as configs of hwpareto's `mbv3` space, width 1.0; FBNet has none here): also given",
         "`additive_costs` (params, MACs, layers per op kind), an NNLS op-cost model used alone, in a geometric mean",
         "with the rest or not at all by its LOO RMSE against theirs (≤ ½, between, ≥ 2×: the mix's scale rule).",
         "Baseline: the known device whose",
@@ -514,8 +541,8 @@ def main() -> None:
         "",
         f"With the disconnected cells scored too: mean Spearman mix + op correction "
         f"{mean_of(with_disconnected, CORRECTED, 'rho'):.3f}, best single device "
-        f"{mean_of(with_disconnected, 'best', 'rho'):.3f}; MAPE {mean_of(with_disconnected, CORRECTED, 'mape'):.1f} % "
-        f"vs {mean_of(with_disconnected, 'best', 'mape'):.1f} %.",
+        f"{mean_of(with_disconnected, BASELINE, 'rho'):.3f}; MAPE {mean_of(with_disconnected, CORRECTED, 'mape'):.1f}"
+        f" % vs {mean_of(with_disconnected, BASELINE, 'mape'):.1f} %.",
         "",
     ]
     for table in (nb201, fbnet, ofa):
@@ -537,7 +564,10 @@ def main() -> None:
         "encoding, without any latency table (NB201 only: the other spaces here have no layer model); random: mean",
         "over seeds 0-4.",
         "",
-        "| space | references | K | corrected Spearman | corrected τ-b | corrected MAPE (%) | corrected within ±10 % "
+        "`transfer`: what `train latency --few-shot` fits (mix + op correction, + op costs where the space has a",
+        "layer model: NB201, OFA-MBv3).",
+        "",
+        "| space | references | K | transfer Spearman | transfer τ-b | transfer MAPE (%) | transfer within ±10 % "
         "(%) | baseline Spearman | baseline MAPE (%) | baseline within ±10 % (%) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -546,13 +576,14 @@ def main() -> None:
         if table is nb201:
             studies.append(("reference_set(proxies)", 10, ["proxies"]))
         studies += [("random", k, [f"random{seed}" for seed in range(5)]) for k in (5, 10, 20)]
+        fitted = OPCOST if table.costs.shape[1] else CORRECTED
         for label, k, strategies in studies:
             runs = [r for strategy in strategies for r in refs_study(table, k, strategy)]
             out.append(
-                f"| {table.name} | {label} | {k} | {mean_of(runs, CORRECTED, 'rho'):.3f} | "
-                f"{mean_of(runs, CORRECTED, 'tau'):.3f} | {mean_of(runs, CORRECTED, 'mape'):.1f} | "
-                f"{mean_of(runs, CORRECTED, 'w10'):.1f} | {mean_of(runs, 'best', 'rho'):.3f} | "
-                f"{mean_of(runs, 'best', 'mape'):.1f} | {mean_of(runs, 'best', 'w10'):.1f} |"
+                f"| {table.name} | {label} | {k} | {mean_of(runs, fitted, 'rho'):.3f} | "
+                f"{mean_of(runs, fitted, 'tau'):.3f} | {mean_of(runs, fitted, 'mape'):.1f} | "
+                f"{mean_of(runs, fitted, 'w10'):.1f} | {mean_of(runs, BASELINE, 'rho'):.3f} | "
+                f"{mean_of(runs, BASELINE, 'mape'):.1f} | {mean_of(runs, BASELINE, 'w10'):.1f} |"
             )
     if args.explore:
         out += ["", *explore([nb201, fbnet, ofa])]

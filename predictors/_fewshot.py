@@ -80,7 +80,7 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
        step's, it is used alone; at least twice, not at all; in between, the geometric mean of the two. Leave-one-
        device-out on NB201 with the space's layer-model costs (``benchmarks/bench_fewshot.py``): the 13 measured
        columns 0.957 → 0.963 mean Spearman (within ±10 % 73.7 → 77.2 %), five simulated accelerators 0.949 →
-       0.987 (65.0 → 98.2 %).
+       0.987 (65.0 → 98.2 %); OFA-MBv3's 9 GPU columns, read as ``mbv3`` configs, 0.866 → 0.889.
     4. **Spread**: the relative error is log-normal with ``sigma_`` = 1.4826 x the median absolute LOO log error of
        the final model (a robust, outlier-insensitive estimate of the error the K points show on points left
        out); ``predict(X, return_std=True)`` returns the std (ms) of the log-normal whose median is the
