@@ -206,12 +206,14 @@ class KnownDevices:
 
 @dataclass(frozen=True, slots=True)
 class TrainReport:
-    """A stored predictor's name, training size and held-out metrics (and, few-shot, its known devices)."""
+    """A stored predictor's name, training size and held-out metrics (and, few-shot, its known devices and what the
+    transfer fitted: ``{"mix": scale, "op_correction": kept, "op_cost_weight": 0, 0.5 or 1}``)."""
 
     name: str
     n_train: int
     validation: dict[str, Any]
     known: KnownDevices | None = None
+    model: dict[str, Any] | None = None
 
 
 Progress = Callable[[int, int, str], None]
@@ -493,16 +495,17 @@ def _train_few_shot(
     if len(rest) >= 2:
         mean, std = model.estimator.predict(X_all[rest], return_std=True)
         validation.update(metrics(y_all[rest], mean, std))
+    fitted = {
+        "mix": model.estimator.scale_,
+        "op_correction": bool(np.any(model.estimator.feature_coef_)),
+        "op_cost_weight": model.estimator.cost_weight_,
+    }
     meta = {
         "n_train": k,
         "training_hash": _training_hash([c.key for c in refs], y_all[ref_rows]),
         "train_keys": [c.key for c in refs],
         "features": "known devices: " + ", ".join(choice.used) + " + space" + (" + additive costs" if n_costs else ""),
-        "model": {
-            "mix": model.estimator.scale_,
-            "op_correction": bool(np.any(model.estimator.feature_coef_)),
-            "op_cost_weight": model.estimator.cost_weight_,
-        },
+        "model": fitted,
         "known": {
             "used": list(choice.used),
             "skipped": [list(s) for s in choice.skipped],
@@ -515,7 +518,7 @@ def _train_few_shot(
     store.predictors.save(
         name, kind=kind, space=space.name, metric=metric, blob=model.to_bytes(), meta=meta, device=device
     )
-    return TrainReport(name, k, validation, choice)
+    return TrainReport(name, k, validation, choice, fitted)
 
 
 def train_accuracy(

@@ -213,6 +213,10 @@ def test_cli_reports_known_devices(store: Store) -> None:
     assert result.exit_code == 0, result.output
     assert "known devices used: cpu-b, gpu-a, npu-c" in result.stdout
     assert "skipped new-y: 10 measured SubNets (a known device needs 100+)" in result.stdout
+    fitted = store.predictors.load("latency_ms:nb201:new-x:fewshot10").meta["model"]
+    costs = {0.0: "not used", 0.5: "blended with the mix", 1.0: "used alone"}[fitted["op_cost_weight"]]
+    correction = ", op-level correction" if fitted["op_correction"] else ""
+    assert f"  transfer: device mix ({fitted['mix']}){correction}; op-cost model {costs}\n" in result.stdout
     result = runner.invoke(
         app,
         [
@@ -252,7 +256,9 @@ def test_cli_reports_known_devices(store: Store) -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["known"] == {"used": ["gpu-a", "npu-c"], "predicted": [], "skipped": []}
+    reported = json.loads(result.stdout)
+    assert reported["known"] == {"used": ["gpu-a", "npu-c"], "predicted": [], "skipped": []}
+    assert reported["model"] == store.predictors.load(reported["name"]).meta["model"]
 
 
 def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> None:

@@ -45,6 +45,11 @@ def _print_train(report: Any, json_out: bool) -> None:
         )
         lines.append(f"  known devices used: {', '.join(known.used)}{filled}")
         lines.extend(f"  skipped {device}: {reason}" for device, reason in known.skipped)
+    if report.model is not None:
+        out["model"] = report.model
+        costs = {0.0: "not used", 0.5: "blended with the mix", 1.0: "used alone"}[report.model["op_cost_weight"]]
+        correction = ", op-level correction" if report.model["op_correction"] else ""
+        lines.append(f"  transfer: device mix ({report.model['mix']}){correction}; op-cost model {costs}")
     if "kendall_tau" in v:
         lut = f", LUT-sum alone {v['lut_sum_mape_pct']:.1f} %" if "lut_sum_mape_pct" in v else ""
         lines.append(
