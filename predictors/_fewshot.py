@@ -180,9 +180,9 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         x, f, c = _split(self, X, reset=False)
         log_pred = _log_blend(x, self.scale_, self.coef_, self.intercept_) + f @ self.feature_coef_
         log_pred += self.feature_intercept_
-        weight = getattr(self, "cost_weight_", 0.0)
-        if weight:
-            log_pred = (1.0 - weight) * log_pred + weight * _log_costs(c, self.cost_coef_, self.cost_intercept_)
+        if self.cost_weight_:
+            costs = _log_costs(c, self.cost_coef_, self.cost_intercept_)
+            log_pred = (1.0 - self.cost_weight_) * log_pred + self.cost_weight_ * costs
         pred = np.exp(log_pred)
         if not return_std:
             return pred
