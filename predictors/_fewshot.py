@@ -132,7 +132,8 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         self.n_costs = n_costs
 
     def fit(self, X: Any, y: Any) -> FewShotLatency:
-        """Fit on the K measured SubNets: ``X`` (K, n_devices + n_features) and ``y`` (K,) latencies in ms."""
+        """Fit on the K measured SubNets: ``X`` (K, n_devices + n_features + n_costs) and ``y`` (K,) latencies in
+        ms."""
         if self.scale not in _SCALES:
             raise InvalidValueError("FewShotLatency.scale", "one of " + ", ".join(map(repr, _SCALES)), self.scale)
         x, f, c = _split(self, X, reset=True)
@@ -376,8 +377,9 @@ def _fit_costs_with_loo(c: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float
 
 
 def _split(model: FewShotLatency, X: Any, reset: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``X`` as float (n, n_devices) finite positive latencies and (n, n_features) finite features; at fit
-    validates ``n_devices`` and sets the columns, later checks them."""
+    """``X`` as float (n, n_devices) finite positive latencies, (n, n_features) finite features and (n, n_costs)
+    finite non-negative additive costs; at fit validates ``n_devices`` and ``n_costs`` and sets the columns, later
+    checks them."""
     if not reset:
         names = getattr(model, "feature_names_in_", None)
         columns = getattr(X, "columns", None)

@@ -92,7 +92,7 @@ class Model:
         base = SpaceFeatures(space=self.space, canonical=self.kind == "accuracy").fit_transform(list(configs))
         if self.known:
             known = known_latencies(store, self.space, self.metric, self.known, configs)
-            costs = additive_costs(self.space, base) if getattr(self.estimator, "n_costs", 0) else base[:, :0]
+            costs = additive_costs(self.space, base) if self.estimator.n_costs else base[:, :0]
             return np.hstack([known, base, costs])
         if not self.use_lut:
             return base
