@@ -92,9 +92,15 @@ def additive_costs(space: SearchSpace, features: np.ndarray) -> np.ndarray:
     layers, in linear units: parameters, MACs, layers in all and per op kind; ``(n, 0)`` for a space without a
     layer model. The op-cost model of :class:`~predictors.FewShotLatency` is fitted on them."""
     names = list(space.feature_names())
-    wanted = [n for n in (*_LOG_COSTS, "n_layers", *(f"n_{op}" for op in OPS)) if n in names]
+    wanted = additive_cost_names(space)
     costs = np.array(features, dtype=np.float64)[:, [names.index(n) for n in wanted]]
     for j, name in enumerate(wanted):
         if name in _LOG_COSTS:
             costs[:, j] = np.expm1(costs[:, j])
     return costs
+
+
+def additive_cost_names(space: SearchSpace) -> list[str]:
+    """The feature names :func:`additive_costs` takes, in its column order (empty without a layer model)."""
+    names = set(space.feature_names())
+    return [n for n in (*_LOG_COSTS, "n_layers", *(f"n_{op}" for op in OPS)) if n in names]

@@ -23,7 +23,7 @@ from sklearn.base import clone
 from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
 from hwpareto.store import Store
 from predictors._accuracy import AccuracyPredictor
-from predictors._features import SpaceFeatures, additive_costs
+from predictors._features import SpaceFeatures, additive_cost_names, additive_costs
 from predictors._fewshot import FewShotLatency, reference_set
 from predictors._latency import LatencyPredictor
 from predictors._portable import dumps, loads
@@ -478,7 +478,7 @@ def _train_few_shot(
         train_latency(store, other, space, metric=metric, seed=seed)
     if progress is not None and untrained:
         progress(len(untrained), len(untrained), "")
-    n_costs = additive_costs(space, SpaceFeatures(space, canonical=False).fit_transform(candidates[:1])).shape[1]
+    n_costs = len(additive_cost_names(space))
     estimator = FewShotLatency(n_devices=len(choice.used), n_costs=n_costs)
     model = Model(kind, space, metric, device, None, False, estimator, choice.used)
     X_all = model.features(store, candidates)
