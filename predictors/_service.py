@@ -207,7 +207,8 @@ class KnownDevices:
 @dataclass(frozen=True, slots=True)
 class TrainReport:
     """A stored predictor's name, training size and held-out metrics (and, few-shot, its known devices and what the
-    transfer fitted: ``{"mix": scale, "op_correction": kept, "op_cost_weight": 0, 0.5 or 1}``)."""
+    transfer fitted: ``{"mix": scale, "op_correction": kept, "op_cost_weight": 0, 0.5 or 1, "set_aside": references
+    set aside as outliers, each {"config_key", "metric", "measured", "predicted"}}``)."""
 
     name: str
     n_train: int
@@ -489,16 +490,26 @@ def _train_few_shot(
     refs = reference_set(space, k, known=known_frame, candidates=candidates, seed=seed)
     row = {c.key: i for i, c in enumerate(candidates)}
     ref_rows = np.array([row[r.key] for r in refs])
-    model.estimator.fit(X_all[ref_rows], y_all[ref_rows])
+    estimator.fit(X_all[ref_rows], y_all[ref_rows])
     rest = np.setdiff1d(np.arange(len(y_all)), ref_rows)
     validation: dict[str, Any] = {"split": f"{k} reference SubNets / {len(rest)} held out"}
     if len(rest) >= 2:
-        mean, std = model.estimator.predict(X_all[rest], return_std=True)
+        mean, std = estimator.predict(X_all[rest], return_std=True)
         validation.update(metrics(y_all[rest], mean, std))
+    set_aside = [
+        {
+            "config_key": refs[i].key,
+            "metric": metric,
+            "measured": float(y_all[ref_rows[i]]),
+            "predicted": float(estimator.predict(X_all[ref_rows[i : i + 1]])[0]),
+        }
+        for i in estimator.outliers_
+    ]
     fitted = {
-        "mix": model.estimator.scale_,
-        "op_correction": bool(np.any(model.estimator.feature_coef_)),
-        "op_cost_weight": model.estimator.cost_weight_,
+        "mix": estimator.scale_,
+        "op_correction": bool(np.any(estimator.feature_coef_)),
+        "op_cost_weight": estimator.cost_weight_,
+        "set_aside": set_aside,
     }
     meta = {
         "n_train": k,

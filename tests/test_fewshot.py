@@ -29,7 +29,7 @@ def latency_table(n: int = 80, devices: int = 4, seed: int = 0) -> np.ndarray:
 
 def test_sklearn_contract() -> None:
     model = FewShotLatency()
-    assert model.get_params() == {"scale": "auto", "n_devices": None, "n_costs": 0}
+    assert model.get_params() == {"scale": "auto", "n_devices": None, "n_costs": 0, "robust": True}
     assert is_regressor(model)
     assert clone(model).get_params() == model.get_params()
     x = latency_table()
@@ -463,7 +463,8 @@ def test_persistence_round_trip_with_features() -> None:
     assert np.any(model.feature_coef_ != 0)
     blob = model.to_bytes()
     restored = FewShotLatency.from_bytes(blob)
-    assert restored.get_params() == {"scale": "auto", "n_devices": 4, "n_costs": 0} and restored.n_devices_ == 4
+    assert restored.get_params() == {"scale": "auto", "n_devices": 4, "n_costs": 0, "robust": True}
+    assert restored.n_devices_ == 4
     for got, want in zip(restored.predict(frame, return_std=True), model.predict(frame, return_std=True), strict=True):
         np.testing.assert_array_equal(got, want)
     assert restored.to_bytes() == blob
@@ -583,22 +584,24 @@ def test_persistence_round_trip_with_costs_and_older_blobs() -> None:
     model = FewShotLatency(n_devices=4, n_costs=5).fit(x[:10], y[:10])
     blob = model.to_bytes()
     restored = FewShotLatency.from_bytes(blob)
-    assert restored.get_params() == {"scale": "auto", "n_devices": 4, "n_costs": 5}
+    assert restored.get_params() == {"scale": "auto", "n_devices": 4, "n_costs": 5, "robust": True}
     for got, want in zip(restored.predict(x, return_std=True), model.predict(x, return_std=True), strict=True):
         np.testing.assert_array_equal(got, want)
     assert restored.to_bytes() == blob
     doc = json.loads(blob)
-    for field, value in (("cost_weight_", 0.25), ("cost_coef_", [-1.0] * 5), ("cost_coef_", [1.0] * 4)):
+    bad = (("cost_weight_", 0.25), ("cost_coef_", [-1.0] * 5), ("cost_coef_", [1.0] * 4), ("outliers_", [0.5]))
+    for field, value in bad:
         corrupt = json.dumps({**doc, "state": {**doc["state"], field: value}}).encode()
         with pytest.raises(HwparetoError, match=r"^predictor blob: corrupt FewShotLatency state"):
             FewShotLatency.from_bytes(corrupt)
     mix = FewShotLatency(n_devices=4).fit(x[:10], y[:10])  # a blob written before the op-cost model
     old = json.loads(mix.to_bytes())
-    old["params"].pop("n_costs")
-    for field in ("cost_coef_", "cost_intercept_", "cost_weight_"):
+    for param in ("n_costs", "robust"):
+        old["params"].pop(param)
+    for field in ("cost_coef_", "cost_intercept_", "cost_weight_", "outliers_"):
         old["state"].pop(field)
     loaded = FewShotLatency.from_bytes(json.dumps(old).encode())
-    assert loaded.n_costs == 0 and loaded.cost_weight_ == 0.0
+    assert loaded.n_costs == 0 and loaded.cost_weight_ == 0.0 and loaded.outliers_.tolist() == []
     np.testing.assert_array_equal(loaded.predict(x), mix.predict(x))
 
 
@@ -631,3 +634,39 @@ def test_op_costs_on_nb201_follow_a_simulated_accelerator(tmp_path: Path, shared
     ours = spearmanr(model.predict(x[rest]), y[rest]).statistic
     theirs = spearmanr(mix.predict(x[rest, : -costs.shape[1]]), y[rest]).statistic
     assert ours > 0.99 and ours > theirs + 0.03
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_outlying_reference_is_set_aside(seed: int) -> None:
+    """One of 10 references measured 1.8x too slow (a throttled phone): it is set aside and the fit of the other
+    nine is kept (its band no narrower than the 10 points'); without ``robust`` it drags the whole table. Sound
+    references (2 % noise) are all kept."""
+    rng = np.random.default_rng(seed)
+    x = latency_table(n=200, seed=seed)
+    y = (x @ [0.3, 0.2, 0.4, 0.1]) * np.exp(rng.normal(0.0, 0.02, len(x)))
+    assert FewShotLatency().fit(x[:10], y[:10]).outliers_.tolist() == []
+    glitch, bad = y[:10].copy(), 3 + seed
+    glitch[bad] *= 1.8
+    robust = FewShotLatency().fit(x[:10], glitch)
+    assert robust.outliers_.tolist() == [bad]
+    nine = FewShotLatency(robust=False).fit(np.delete(x[:10], bad, 0), np.delete(y[:10], bad))
+    np.testing.assert_array_equal(robust.predict(x[10:]), nine.predict(x[10:]))
+    plain = FewShotLatency(robust=False).fit(x[:10], glitch)
+    assert plain.outliers_.tolist() == []
+    assert robust.sigma_ == max(plain.sigma_, nine.sigma_)  # never narrower than all 10 points showed
+
+    def median_error(model: FewShotLatency) -> float:
+        return float(np.median(np.abs(np.log(model.predict(x[10:]) / y[10:]))))
+
+    assert median_error(robust) < 0.05 < median_error(plain)
+
+
+def test_at_most_one_reference_in_ten_is_set_aside() -> None:
+    x = latency_table(n=40)
+    y = x @ [0.3, 0.2, 0.4, 0.1]
+    for k, glitches, expected in ((9, [2], 0), (10, [2, 5], 1), (20, [2, 5, 11], 2)):
+        t = y[:k].copy()
+        t[glitches] *= 2.0
+        assert len(FewShotLatency().fit(x[:k], t).outliers_) == expected
+    with pytest.raises(InvalidValueError, match=r"^FewShotLatency\.robust: expected True or False, got 'yes'$"):
+        FewShotLatency(robust="yes").fit(x[:10], y[:10])  # type: ignore[arg-type]

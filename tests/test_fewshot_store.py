@@ -371,7 +371,33 @@ def test_the_transfer_fits_its_op_cost_model_on_the_space_costs(store: Store) ->
         "mix": model.estimator.scale_,
         "op_correction": bool(np.any(model.estimator.feature_coef_)),
         "op_cost_weight": model.estimator.cost_weight_,
+        "set_aside": [],
     }
     np.testing.assert_array_equal(model.features(store, configs)[:, -9:], costs)
     pred = model.predict(store, configs)[0]
     assert spearmanr(pred, _latency_ms(NEW["new-z"], configs)).statistic > 0.999
+
+
+def test_an_outlying_reference_is_set_aside_and_reported(store: Store) -> None:
+    """One of the 10 references measured twice too slow: the CLI names it with the two values, the stored meta
+    records it, and the rest of the table is what the other nine give."""
+    configs = [SPACE.from_index(i) for i in REFS]
+    values = _latency_ms(NEW["new-x"], configs)
+    values[4] *= 2.0
+    store.measurements.add(
+        [MeasurementIn(c, "device", "new-x", "latency_ms", float(v)) for c, v in zip(configs, values, strict=True)],
+        auto_devices=True,
+    )
+    result = CliRunner().invoke(
+        app, ["train", "latency", "--device", "new-x", "--space", "nb201", "--few-shot", "10", "--store", store.url]
+    )
+    assert result.exit_code == 0, result.output
+    [aside] = store.predictors.load("latency_ms:nb201:new-x:fewshot10").meta["model"]["set_aside"]
+    assert aside["config_key"] == configs[4].key and aside["measured"] == values[4] and aside["metric"] == "latency_ms"
+    assert 0.9 < values[4] / 2 / aside["predicted"] < 1.1  # the others predict the true value
+    assert (
+        f"  set aside reference {configs[4].key}: measured {values[4]:.4g}, the other references predict "
+        f"{aside['predicted']:.4g} (latency_ms); an outlier, remeasure it\n"
+    ) in result.stdout
+    truth = _latency_ms(NEW["new-x"], ALL[::25])
+    assert np.median(np.abs(_table(store, "new-x")[:, 0] - truth) / truth) < 0.02

@@ -50,6 +50,11 @@ def _print_train(report: Any, json_out: bool) -> None:
         costs = {0.0: "not used", 0.5: "blended with the mix", 1.0: "used alone"}[report.model["op_cost_weight"]]
         correction = ", op-level correction" if report.model["op_correction"] else ""
         lines.append(f"  transfer: device mix ({report.model['mix']}){correction}; op-cost model {costs}")
+        lines.extend(
+            f"  set aside reference {r['config_key']}: measured {r['measured']:.4g}, the other references predict "
+            f"{r['predicted']:.4g} ({r['metric']}); an outlier, remeasure it"
+            for r in report.model.get("set_aside", [])
+        )
     if "kendall_tau" in v:
         lut = f", LUT-sum alone {v['lut_sum_mape_pct']:.1f} %" if "lut_sum_mape_pct" in v else ""
         lines.append(
