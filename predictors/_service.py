@@ -208,7 +208,7 @@ class KnownDevices:
 class TrainReport:
     """A stored predictor's name, training size and held-out metrics (and, few-shot, its known devices and what the
     transfer fitted: ``{"mix": scale, "op_correction": kept, "op_cost_weight": 0, 0.5 or 1, "set_aside": references
-    set aside as outliers, each {"config_key", "metric", "measured", "predicted"}}``)."""
+    set aside as outliers, each {"config_key", "config", "metric", "measured", "predicted"}}``)."""
 
     name: str
     n_train: int
@@ -499,6 +499,7 @@ def _train_few_shot(
     set_aside = [
         {
             "config_key": refs[i].key,
+            "config": refs[i].values,
             "metric": metric,
             "measured": float(y_all[ref_rows[i]]),
             "predicted": float(estimator.predict(X_all[ref_rows[i : i + 1]])[0]),

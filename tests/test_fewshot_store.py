@@ -395,9 +395,11 @@ def test_an_outlying_reference_is_set_aside_and_reported(store: Store) -> None:
     [aside] = store.predictors.load("latency_ms:nb201:new-x:fewshot10").meta["model"]["set_aside"]
     assert aside["config_key"] == configs[4].key and aside["measured"] == values[4] and aside["metric"] == "latency_ms"
     assert 0.9 < values[4] / 2 / aside["predicted"] < 1.1  # the others predict the true value
+    assert aside["config"] == configs[4].values
     assert (
-        f"  set aside reference {configs[4].key}: measured {values[4]:.4g}, the other references predict "
-        f"{aside['predicted']:.4g} (latency_ms); an outlier, remeasure it\n"
+        f"  set aside reference {configs[4].key} {json.dumps(configs[4].values, separators=(',', ':'))}: measured "
+        f"{values[4]:.4g}, the other references predict {aside['predicted']:.4g} (latency_ms); an outlier, "
+        "remeasure it\n"
     ) in result.stdout
     truth = _latency_ms(NEW["new-x"], ALL[::25])
     assert np.median(np.abs(_table(store, "new-x")[:, 0] - truth) / truth) < 0.02

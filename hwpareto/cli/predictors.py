@@ -51,7 +51,8 @@ def _print_train(report: Any, json_out: bool) -> None:
         correction = ", op-level correction" if report.model["op_correction"] else ""
         lines.append(f"  transfer: device mix ({report.model['mix']}){correction}; op-cost model {costs}")
         lines.extend(
-            f"  set aside reference {r['config_key']}: measured {r['measured']:.4g}, the other references predict "
+            f"  set aside reference {r['config_key']} {json.dumps(r['config'], separators=(',', ':'))}: measured "
+            f"{r['measured']:.4g}, the other references predict "
             f"{r['predicted']:.4g} ({r['metric']}); an outlier, remeasure it"
             for r in report.model.get("set_aside", [])
         )
