@@ -316,12 +316,15 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state ({exc})") from None
         if (
             model.scale_ not in _MIXES
+            or not isinstance(model.robust, bool)
             or len(model.coef_) != len(_MIXES[model.scale_])
             or not (np.isfinite(model.sigma_) and model.sigma_ >= 0)
             or model.cost_weight_ not in (0.0, 0.5, 1.0)
             or not (np.isfinite(model.cost_intercept_) and model.cost_intercept_ >= 0 and np.all(model.cost_coef_ >= 0))
         ):
-            raise HwparetoError(f"predictor blob: corrupt {cls.__name__} state (scale_, sigma_ or the op-cost model)")
+            raise HwparetoError(
+                f"predictor blob: corrupt {cls.__name__} state (scale_, sigma_, robust or the op-cost model)"
+            )
         model.n_devices_, model.n_features_in_ = n, d
         return model
 

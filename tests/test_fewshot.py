@@ -594,6 +594,9 @@ def test_persistence_round_trip_with_costs_and_older_blobs() -> None:
         corrupt = json.dumps({**doc, "state": {**doc["state"], field: value}}).encode()
         with pytest.raises(HwparetoError, match=r"^predictor blob: corrupt FewShotLatency state"):
             FewShotLatency.from_bytes(corrupt)
+    corrupt = json.dumps({**doc, "params": {**doc["params"], "robust": "yes"}}).encode()
+    with pytest.raises(HwparetoError, match=r"^predictor blob: corrupt FewShotLatency state \(.*robust"):
+        FewShotLatency.from_bytes(corrupt)
     mix = FewShotLatency(n_devices=4).fit(x[:10], y[:10])  # a blob written before the op-cost model
     old = json.loads(mix.to_bytes())
     for param in ("n_costs", "robust"):
