@@ -40,6 +40,10 @@ HEARTBEAT_S = 2.0
 MAX_RETRY = 3
 """Times the trial of a SubNet whose worker died is retried (then the search fails naming it)."""
 
+# Optuna's heartbeat API is experimental and says so at each call site; the calls are attributed to this module.
+# One process-wide filter for this module only: ``catch_warnings`` around them does not hold across worker threads.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"pareto\._budgeted_study$")
+
 
 def worker_id() -> str:
     """``host:pid`` of this process (what a search's claim and its trials record)."""
