@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 from scipy.stats import rankdata
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
@@ -169,16 +169,15 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
             raise InvalidValueError("X rows", f"at least {_MIN_ROWS} SubNets measured on the new device", len(x))
         sigma = _MAD_TO_STD * float(np.median(np.abs(self._fit_points(x, f, c, t))))
         keep = np.ones(len(t), bool)
-        if self.robust:
-            while np.sum(~keep) < len(t) // _OUTLIER_SHARE:
-                rows = np.flatnonzero(keep)
-                worst = self._outlier(x[rows], f[rows], c[rows], t[rows])
-                if worst is None:
-                    break
-                keep[rows[worst]] = False
-            loo_error = self._fit_points(x[keep], f[keep], c[keep], t[keep])  # _outlier left a trial fit
-            if not np.all(keep):  # the band stays at least as wide as all K points showed
-                sigma = max(sigma, _MAD_TO_STD * float(np.median(np.abs(loo_error))))
+        while self.robust and np.sum(~keep) < len(t) // _OUTLIER_SHARE:
+            rows = np.flatnonzero(keep)
+            worst = self._outlier(x[rows], f[rows], c[rows], t[rows])
+            if worst is None:
+                break
+            keep[rows[worst]] = False
+        if not np.all(keep):  # refitted without them; the band stays at least as wide as all K points showed
+            loo_error = self._fit_points(x[keep], f[keep], c[keep], t[keep])
+            sigma = max(sigma, _MAD_TO_STD * float(np.median(np.abs(loo_error))))
         self.outliers_ = np.flatnonzero(~keep)
         self.sigma_ = sigma
         return self
@@ -187,11 +186,12 @@ class FewShotLatency(RegressorMixin, BaseEstimator):
         """The point whose removal leaves the others' LOO errors smallest, if they predict it as an outlier (step
         4)."""
         best: tuple[float, int, float] | None = None
+        trial = clone(self)  # fitted on each subset in turn; this model keeps its own fit
         for i in range(len(t)):
             rest = np.arange(len(t)) != i
-            loo = self._fit_points(x[rest], f[rest], c[rest], t[rest])
+            loo = trial._fit_points(x[rest], f[rest], c[rest], t[rest])
             centre = float(np.median(loo))
-            miss = abs(float(np.log(t[i])) - self._log_predict(x[i : i + 1], f[i : i + 1], c[i : i + 1])[0] - centre)
+            miss = abs(float(np.log(t[i])) - trial._log_predict(x[i : i + 1], f[i : i + 1], c[i : i + 1])[0] - centre)
             bound = max(_OUTLIER_SIGMAS * _MAD_TO_STD * float(np.median(np.abs(loo - centre))), _OUTLIER_LOG_FLOOR)
             if best is None or _rms(loo) < best[0]:
                 best = (_rms(loo), i, miss / bound)
