@@ -27,7 +27,7 @@ from scipy.stats import kendalltau, spearmanr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from predictors._features import SpaceFeatures, additive_costs
-from predictors._fewshot import FewShotLatency, reference_set
+from predictors._fewshot import FewShotLatency, _nnls_costs, reference_set
 from supernet import DeclarativeSpace, Dimension, SearchSpace, SubNetConfig, get_space
 from supernet.nb201._space import EDGES, NB201Space
 
@@ -282,10 +282,8 @@ def joint_ceiling(
     for known, new in pairs:
         a = np.hstack([table.latency[list(known)].to_numpy(), table.costs])[score_rows]
         t = table.latency[new].to_numpy()[score_rows]
-        top = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)
-        design = np.column_stack([a / top, np.ones(len(t))])
-        pred = design @ nnls(design, t)[0]
-        s = scores(pred, t)
+        coef, intercept = _nnls_costs(a, t)  # non-negative weights and b >= 0, columns scaled to their maximum
+        s = scores(a @ coef + intercept, t)
         rhos.append(s["rho"])
         w10s.append(s["w10"])
         if s["w10"] < 85:
