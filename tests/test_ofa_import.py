@@ -9,6 +9,7 @@ transforms only; ``tests/_stubs/torchvision`` (a stub, not torchvision) stands i
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import sys
@@ -49,13 +50,16 @@ def hw(*args: str | Path, ok: bool = True) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def ofa() -> Any:
-    """OFA's modules: ``OFAMobileNetV3`` and ``set_running_statistics`` (imported beside the torchvision stub)."""
+    """OFA's modules: ``OFAMobileNetV3`` and ``set_running_statistics`` (imported beside the torchvision stub; the
+    stub leaves ``sys.modules`` after, so that later imports, e.g. ``transformers``, do not take it for torchvision)."""
     sys.path.insert(0, str(STUBS))
     try:
         from ofa.imagenet_classification.elastic_nn import utils
         from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
     finally:
         sys.path.remove(str(STUBS))
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
     return type("OFA", (), {"OFAMobileNetV3": OFAMobileNetV3, "set_running_statistics": utils.set_running_statistics})
 
 
@@ -128,6 +132,12 @@ def _configs(space: OFAMobileNetV3Space, n: int, seed: int) -> Iterator[Any]:
     rng = np.random.default_rng(seed)
     for i in range(n):
         yield space.validate(space.sample(rng).values | {"r": RESOLUTIONS[i % len(RESOLUTIONS)]})
+
+
+def test_the_torchvision_stub_does_not_outlive_ofas_import(ofa: Any) -> None:
+    """Later imports in the same process (``transformers`` checks for torchvision) must not find the stub."""
+    spec = importlib.util.find_spec("torchvision")
+    assert spec is None or spec.origin is None or STUBS not in Path(spec.origin).parents, spec
 
 
 @pytest.mark.slow
