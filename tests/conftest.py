@@ -29,6 +29,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one intra-op thread for the test, restored after (small forwards gain nothing from threads, which
+    stall on a loaded machine; later tests in the same worker keep their own setting)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 PG_TEST_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 

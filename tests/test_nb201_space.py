@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,13 +47,7 @@ def _randomise_bn(model: torch.nn.Module, seed: int = 1) -> None:
                 m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Batch-1/2 forwards of a tiny net gain nothing from intra-op threads, which stall on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

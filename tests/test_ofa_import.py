@@ -140,6 +140,7 @@ def test_the_torchvision_stub_does_not_outlive_ofas_import(ofa: Any) -> None:
     assert spec is None or spec.origin is None or STUBS not in Path(spec.origin).parents, spec
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
 def test_imported_subnets_and_onnx_equal_ofa(
@@ -147,7 +148,6 @@ def test_imported_subnets_and_onnx_equal_ofa(
 ) -> None:
     import onnxruntime as ort
 
-    torch.set_num_threads(1)
     net, ckpt = imported[width]
     space = get_space(f"ofa-mbv3-w{width}")
     assert isinstance(space, OFAMobileNetV3Space) and space.width_choices == (width,)
@@ -293,6 +293,7 @@ def _norms(module: nn.Module) -> list[nn.BatchNorm2d]:
     return [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow
 def test_bn_recalibration_and_accuracy_as_ofa(
     ofa: Any, imported: dict[float, tuple[Any, Path]], tmp_path: Path
@@ -300,7 +301,6 @@ def test_bn_recalibration_and_accuracy_as_ofa(
     from supernet.data import ImageData, load_data
     from supernet.training import _task, extract_calibrated
 
-    torch.set_num_threads(1)
     net, ckpt = imported[1.0]
     space = get_space("ofa-mbv3-w1.0")
     assert isinstance(space, OFAMobileNetV3Space)

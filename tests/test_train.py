@@ -57,12 +57,12 @@ def _keys(data: ImageData | TextData) -> list[set[str]]:
     return [set(data.split(s).keys) for s in SPLITS]
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow
 @pytest.mark.parametrize(("space_name", "steps", "batch"), [("mbv3-digits", 25, 32), ("gpt-stdlib", 12, 8)])
 def test_sandwich_steps_reduce_loss(
     space_name: str, steps: int, batch: int, digits: ImageData, stdlib: TextData
 ) -> None:
-    torch.set_num_threads(1)
     space = get_space(space_name)
     data = digits if space_name == "mbv3-digits" else stdlib
     net = space.supernet(seed=0)
@@ -86,9 +86,9 @@ def test_sandwich_steps_reduce_loss(
     assert after[1]["loss"] < before[1]["loss"]  # the smallest one from the largest's soft targets
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow
 def test_checkpoint_round_trip_and_config_errors(digits: ImageData, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     space = get_space("mbv3-digits")
     net, again = space.supernet(seed=1), space.supernet(seed=1)
     for model in (net, again):
@@ -254,9 +254,9 @@ def test_eval_command_reproduces_the_shipped_table(
     assert np.allclose([v for _, v in fresh], [v for _, v in shipped], atol=0.5)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow
 def test_other_image_spaces_train_and_heads_must_match(digits: ImageData) -> None:
-    torch.set_num_threads(1)
     nb201 = get_space("nb201")  # no resolution dimension: images go in at its fixed 32 px
     net = nb201.supernet(seed=0)
     assert train_supernet(nb201, net, digits, steps=1, batch_size=8, n_random=1).steps == 1
