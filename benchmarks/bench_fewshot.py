@@ -347,8 +347,13 @@ def lodo_pairs(table: Table) -> list[tuple[list[str], str]]:
     return [([d for d in devices if d != new], new) for new in devices]
 
 
+def values_of(results: list[dict[str, dict[str, float]]], method: str, metric: str) -> list[float]:
+    """``metric`` of ``method`` (its name before any parenthesised detail) in every result."""
+    return [s[metric] for r in results for m, s in r.items() if m.split(" (")[0] == method]
+
+
 def mean_of(results: list[dict[str, dict[str, float]]], method: str, metric: str) -> float:
-    return float(np.mean([s[metric] for r in results for m, s in r.items() if m.split(" (")[0] == method]))
+    return float(np.mean(values_of(results, method, metric)))
 
 
 def refs_study(table: Table, k: int, strategy: str) -> list[dict[str, dict[str, float]]]:
@@ -519,19 +524,14 @@ def coverage_spread(k: int = 10, draws: int = 100_000, seed: int = 0) -> tuple[f
 
 def coverage_note(lodo: Sequence[tuple[Table, list[dict[str, dict[str, float]]]]]) -> str:
     """The per-device range of the command's ±1σ coverage against what 10 references allow at best."""
-    cover = [
-        s["cover"]
-        for table, results in lodo
-        for r in results
-        for m, s in r.items()
-        if m.split(" (")[0] == command_method(table)
-    ]
-    low, high = coverage_spread()
+    cover = [c for table, results in lodo for c in values_of(results, command_method(table), "cover")]
+    k, draws = 10, 100_000
+    low, high = coverage_spread(k, draws)
     return (
         f"Per device, the ±1σ coverage of what the command fits ranges from {min(cover):.0f} to {max(cover):.0f} % "
-        f"over these {len(cover)} columns. Ten references cannot make it tight: were the model exactly right and its "
-        f"errors exactly normal, σ from 10 LOO errors would cover between {low:.0f} and {high:.0f} % on 90 % of "
-        "devices (100,000 seeded draws)."
+        f"over these {len(cover)} columns. With {k} references it cannot be tight: were the model exactly right and "
+        f"its errors exactly normal, σ from {k} LOO errors would cover between {low:.0f} and {high:.0f} % on 90 % "
+        f"of devices ({draws:,} seeded draws)."
     )
 
 
