@@ -119,7 +119,7 @@ class StudyResults:
             }
             for i in chosen
         ]
-        return operating_point_table(rows, cost[0].name, quality[0].name)
+        return operating_point_table(rows, cost[0].name, quality[0].name, quality[0].direction)
 
 
 def study_results(store: Store, study: str) -> StudyResults:
@@ -157,13 +157,17 @@ def export_trial(
     weights: bool = True,
     onnx: bool = True,
     checkpoint: str | Path | None = None,
+    random_weights: bool = False,
     progress: Callable[[str], None] | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Bundle trial ``number``: config, predicted metrics (mean ± std), stored measurements of that SubNet per
     device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX (an
-    LLM's as :mod:`pareto._export` lays them out). ``progress`` is told the name of each slow step as it starts."""
-    from pareto._export import export_subnet
+    LLM's as :mod:`pareto._export` lays them out). The weights come from ``checkpoint``, else the one the store
+    recorded for the space's quality, else the shipped one (:func:`pareto._export.export_subnet`; untrained ones only
+    with ``random_weights``); a named checkpoint is recorded so ``verify-bundle`` finds it by hash. ``progress`` is
+    told the name of each slow step as it starts."""
+    from pareto._export import export_subnet, record_checkpoint
 
     if progress is not None:
         progress(f"reading study {study}")
@@ -218,9 +222,19 @@ def export_trial(
         weights=weights and space.has_model,
         onnx=onnx and space.has_model,
         checkpoint=checkpoint,
+        recorded=store.checkpoints.trained(space.name),
+        random_weights=random_weights,
         metrics=doc_metrics,
         progress=progress,
         force=force,
     )
+    if checkpoint is not None and (weights or onnx) and space.has_model:
+        record_checkpoint(store, space, checkpoint, recorded_by="export")
     store.exports.add(config, str(result.directory.resolve()), result.files)
-    return {"directory": str(result.directory), "key": config.key, "files": result.files, **doc_metrics}
+    return {
+        "directory": str(result.directory),
+        "key": config.key,
+        "files": result.files,
+        "notes": list(result.notes),
+        **doc_metrics,
+    }

@@ -624,31 +624,33 @@ def operating_points(front_points: ArrayLike, latency_column: int, k: int, direc
     return cand[picks[::-1]].tolist()
 
 
-def operating_point_table(rows: list[dict], latency_key: str, accuracy_key: str) -> list[dict]:
+def operating_point_table(rows: list[dict], latency_key: str, quality_key: str, quality_direction: Any) -> list[dict]:
     """A JSON-ready switching table: rows sorted by latency, each with ``max_latency_ms`` and ``use_until_ms``.
 
     ``max_latency_ms`` is the row's own latency (the smallest budget it fits) and ``use_until_ms`` the next row's
-    latency (``None`` for the last row: no upper end). Row i is the most accurate SubNet of the table for every
-    latency budget b with ``max_latency_ms <= b < use_until_ms``, so a runtime picks the last row whose
-    ``max_latency_ms`` is <= its current budget (a bisection; below the first row nothing fits). Rows that can
-    never be that choice, because a faster or equally fast row is at least as accurate (higher ``accuracy_key`` is
-    better), are left out. Every other key of a row is copied, numpy scalars and arrays as Python values.
+    latency (``None`` for the last row: no upper end). Row i is the best SubNet of the table for every latency
+    budget b with ``max_latency_ms <= b < use_until_ms``, so a runtime picks the last row whose ``max_latency_ms``
+    is <= its current budget (a bisection; below the first row nothing fits). "Best" follows ``quality_direction``
+    (``"maximize"``: accuracy, ``"minimize"``: e.g. perplexity; pass the study's direction of ``quality_key``).
+    Rows that can never be that choice, because a faster or equally fast row is at least as good, are left out.
+    Every other key of a row is copied, numpy scalars and arrays as Python values.
     """
+    sign = float(_signs([quality_direction], 1)[0])  # +1: lower is better, -1: higher is better
     lats: list[float] = []
-    accs: list[float] = []
+    losses: list[float] = []
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise InvalidValueError(f"rows[{i}]", "a mapping", row)
-        for key, out in ((latency_key, lats), (accuracy_key, accs)):
+        for key, out, scale in ((latency_key, lats, 1.0), (quality_key, losses, sign)):
             value = row.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not math.isfinite(value):
                 raise InvalidValueError(f"rows[{i}].{key}", "a finite number", value)
-            out.append(float(value))
-    kept, best = [], -math.inf
-    for i in sorted(range(len(rows)), key=lambda i: (lats[i], -accs[i], i)):
-        if accs[i] > best:
+            out.append(scale * float(value))
+    kept, best = [], math.inf
+    for i in sorted(range(len(rows)), key=lambda i: (lats[i], losses[i], i)):
+        if losses[i] < best:
             kept.append(i)
-            best = accs[i]
+            best = losses[i]
     table = []
     for pos, i in enumerate(kept):
         entry = {key: _jsonable(value) for key, value in rows[i].items()}

@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import optuna
 import pytest
 
 from hwpareto.errors import InvalidValueError
@@ -395,7 +396,7 @@ def test_operating_point_table() -> None:
         {"name": "medium", "latency_ms": 5, "accuracy": 0.7},
         {"name": "slow_but_worse", "latency_ms": 6.0, "accuracy": 0.65},
     ]
-    table = operating_point_table(rows, "latency_ms", "accuracy")
+    table = operating_point_table(rows, "latency_ms", "accuracy", "maximize")
     assert [r["name"] for r in table] == ["small", "medium", "large"]
     assert [(r["max_latency_ms"], r["use_until_ms"]) for r in table] == [(2.0, 5.0), (5.0, 9.0), (9.0, None)]
     assert table[2]["config"] == [3, 4]
@@ -403,9 +404,32 @@ def test_operating_point_table() -> None:
     budget = 6.5  # a runtime picks the last row that fits its budget
     chosen = next(r for r in reversed(table) if r["max_latency_ms"] <= budget)
     assert chosen["name"] == "medium" and chosen["max_latency_ms"] <= budget < chosen["use_until_ms"]
-    assert operating_point_table([], "latency_ms", "accuracy") == []
+    assert operating_point_table([], "latency_ms", "accuracy", "maximize") == []
     with pytest.raises(InvalidValueError, match=r"rows\[1\]\.accuracy: expected a finite number"):
-        operating_point_table([{"latency_ms": 1.0, "accuracy": 0.5}, {"latency_ms": 2.0}], "latency_ms", "accuracy")
+        operating_point_table(
+            [{"latency_ms": 1.0, "accuracy": 0.5}, {"latency_ms": 2.0}], "latency_ms", "accuracy", "maximize"
+        )
+    with pytest.raises(InvalidValueError, match=r"directions\[0\]: expected 'minimize' or 'maximize'"):
+        operating_point_table(rows, "latency_ms", "accuracy", "higher")
+
+
+def test_operating_point_table_of_a_minimised_quality() -> None:
+    """Perplexity: lower is better, so slower rows stay only while they lower it (the mirror of accuracy)."""
+    rows = [
+        {"name": "large", "latency_ms": 9.0, "ppl": 3.2},
+        {"name": "small", "latency_ms": 2.0, "ppl": 6.0},
+        {"name": "medium", "latency_ms": 5.0, "ppl": 4.1},
+        {"name": "slow_but_worse", "latency_ms": 6.0, "ppl": 4.5},
+        {"name": "tie_worse", "latency_ms": 2.0, "ppl": 6.5},
+    ]
+    for direction in ("minimize", optuna.study.StudyDirection.MINIMIZE):
+        table = operating_point_table(rows, "latency_ms", "ppl", direction)
+        assert [r["name"] for r in table] == ["small", "medium", "large"]
+        assert [r["use_until_ms"] for r in table] == [5.0, 9.0, None]
+    mirrored = [{**r, "ppl": -r["ppl"]} for r in rows]  # the same table for the negated quality maximised
+    assert operating_point_table(mirrored, "latency_ms", "ppl", "maximize") == [
+        {**r, "ppl": -r["ppl"]} for r in operating_point_table(rows, "latency_ms", "ppl", "minimize")
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- budget

@@ -339,3 +339,44 @@ def test_search_cli(devices: Store, tmp_path: Path) -> None:
     assert "best reachable value found" in run(*base, "--name", "c2", "--budget", "latency_ms@edge <= 0.1", ok=False)
     assert "other settings" in run(*base[:-2], "--population", "20", "--name", "c1", ok=False)
     assert "trial: expected a completed trial" in run("export", "c1", "5000", "--out", tmp_path / "z", ok=False)
+
+
+# ---------------------------------------------------------------------------------------------------- perplexity
+@pytest.fixture(scope="module")
+def ppl_study(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A store whose study ``ppl`` searched gpt-stdlib for perplexity (minimised) × latency on a fake board, from
+    60 rows of the shipped perplexity table, all through the CLI; its URL."""
+    root = tmp_path_factory.mktemp("ppl")
+    url = str(root / "s.db")
+    with Store.open(url) as store:
+        fake_spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+        store.devices.add("board", "fake", fake_spec.to_dict(), backend_for(fake_spec).describe())
+        build_lut(store, fake_spec, get_space("gpt-stdlib"), workers=1)
+    table = Path(__file__).resolve().parents[1] / "data" / "demo" / "gpt-stdlib_accuracy.csv"
+    (root / "ppl.csv").write_text("".join(table.read_text().splitlines(keepends=True)[:61]))
+    imported = ["import", str(root / "ppl.csv"), "--space", "gpt-stdlib", "--metric", "val_ppl", "--column", "val_ppl"]
+    result = CliRunner().invoke(app, [*imported, "--dataset", "stdlib", "--store", url])
+    assert result.exit_code == 0, result.output + result.stderr
+    for args in (
+        ["train", "accuracy", "--space", "gpt-stdlib", "--metric", "val_ppl"],
+        ["search", "--space", "gpt-stdlib", "--objective", "val_ppl@stdlib", "--objective", "latency_ms@board"],
+    ):
+        extra = ["--trials", "200", "--population", "50", "--name", "ppl"] if args[0] == "search" else []
+        result = CliRunner().invoke(app, [*args, *extra, "--store", url])
+        assert result.exit_code == 0, result.output + result.stderr
+    return url
+
+
+@pytest.mark.slow
+def test_operating_points_of_a_perplexity_study(ppl_study: str) -> None:
+    """Perplexity is minimised: the switching table holds K rows, each slower one with a lower perplexity (before
+    the fix, one row whatever K: the table took higher as better)."""
+    for k in (3, 4):
+        result = CliRunner().invoke(app, ["front", "ppl", "--operating-points", str(k), "--json", "--store", ppl_study])
+        assert result.exit_code == 0, result.output + result.stderr
+        table = json.loads(result.stdout)
+        assert len(table) == k
+        latencies = [r["latency_ms@board"] for r in table]
+        ppl = [r["val_ppl@stdlib"] for r in table]
+        assert latencies == sorted(latencies) and all(np.diff(ppl) < 0), (latencies, ppl)
+        assert [r["use_until_ms"] for r in table] == [*latencies[1:], None]
