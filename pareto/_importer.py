@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import MeasurementIn, Store, WriteResult
+from hwpareto.store._tables import open_table
 from supernet import SearchSpace, check_metric_value, check_name
 
 __all__ = ["ColumnMap", "ImportReport", "import_table", "parse_columns"]
@@ -82,12 +83,8 @@ def import_table(
     values (for long tables, e.g. ``{"device": "xeon"}``)."""
     where = dict(where or {})
     p = Path(path)
-    try:
-        fh = p.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise HwparetoError(f"CSV {p}: cannot read ({exc.strerror})") from None
-    with fh:
-        reader = csv.DictReader(fh)
+    with open_table(p, "CSV") as lines:
+        reader = csv.DictReader(lines)
         try:
             header = reader.fieldnames or []
         except UnicodeDecodeError as exc:

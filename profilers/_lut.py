@@ -22,7 +22,7 @@ from scipy import sparse
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import LUT_COLUMNS, Store
-from hwpareto.store._tables import csv_safe
+from hwpareto.store._tables import csv_safe, open_table
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
 from supernet import PHASE_METRICS, LayerSpec, SearchSpace, SubNetConfig, check_metric_value, check_name, metric_range
@@ -433,8 +433,8 @@ def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "h
     check_name("--device", device)
     p = Path(path)
     try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
+        with open_table(p, "LUT file") as lines:
+            reader = csv.DictReader(lines)
             header = reader.fieldnames or []
             needed = HWPARETO_COLUMNS if fmt == "hwpareto" else OFA_COLUMNS
             missing = [c for c in needed if c not in header]

@@ -337,6 +337,68 @@ def test_alias_bomb_parses_in_bounded_memory_and_time(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
 
 
+PEAK_MEMORY_MB = 500
+IN_A_CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a safety net: unbounded, these reached 5.7 GB
+from typer.testing import CliRunner
+from hwpareto.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rc": result.exit_code, "stderr": result.stderr, "exception": repr(result.exception), "mb": peak_mb}))
+"""
+
+
+def run_in_a_child(args: list[str], timeout_s: float = 120) -> dict[str, object]:
+    """``hwpareto ARGS`` in a fresh Python (3 GiB address space at most): exit code, stderr, peak RSS (MB)."""
+    done = subprocess.run(
+        [sys.executable, "-c", IN_A_CHILD, *args], capture_output=True, text=True, timeout=timeout_s, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["import", "/dev/zero", "--space", "nb201", "--device", "e", "--metric", "latency_ms", "--column", "e"],
+            "CSV /dev/zero: expected lines of at most 1,048,576 characters, line 1 is longer",
+        ),
+        (["lut", "import", "/dev/zero", "--device", "e"], "LUT file /dev/zero: expected lines of at most 1,048,576"),
+    ],
+    ids=["import", "lut import"],
+)
+def test_endless_file_is_refused_in_bounded_memory(args: list[str], fragment: str, url: str) -> None:
+    """``/dev/zero`` has no size and no line end: before the bounds, both reached 5.7 GB and died of MemoryError."""
+    before = row_counts(url)
+    out = run_in_a_child([*args, "--store", url])
+    lines = str(out["stderr"]).strip().splitlines()
+    assert out["rc"] == 1 and len(lines) == 1 and lines[0].startswith("error: "), out
+    assert fragment in lines[0]
+    assert float(out["mb"]) < PEAK_MEMORY_MB, out  # type: ignore[arg-type]
+    assert row_counts(url) == before
+
+
+@pytest.mark.slow
+def test_long_csv_lines_and_files_are_refused(url: str, tmp_path: Path) -> None:
+    (tmp_path / "long.csv").write_text("arch_str,e\n" + NB201_ARCH + "," + "1" * (2 << 20) + "\n")
+    one_line_error(
+        ["import", str(tmp_path / "long.csv"), "--space", "nb201", "--device", "e", "--metric", "latency_ms",
+         "--column", "e"],
+        url,
+        "long.csv: expected lines of at most 1,048,576 characters, line 2 is longer",
+    )  # fmt: skip
+    with (tmp_path / "big.csv").open("wb") as fh:  # sparse: 300 MB declared, nothing written
+        fh.truncate(300 * 2**20)
+    one_line_error(
+        ["lut", "import", str(tmp_path / "big.csv"), "--device", "e"],
+        url,
+        "big.csv: expected a file of at most 268,435,456 bytes, got 314,572,800 bytes",
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- dashboard
 @pytest.mark.parametrize(
     ("content", "fragment"),

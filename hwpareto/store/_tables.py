@@ -1,9 +1,16 @@
-"""Stored measurements as wide tables (one row per SubNet, one column per subject), e.g. to round-trip imports."""
+"""CSV tables in and out: bounded reading of tables users import, and stored measurements as wide tables (one row
+per SubNet, one column per subject), e.g. to round-trip imports."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -11,9 +18,60 @@ from hwpareto.errors import HwparetoError
 from hwpareto.store._store import Store
 from supernet import SearchSpace
 
-__all__ = ["FORMULA_PREFIXES", "csv_safe", "wide_table", "write_wide_csv"]
+__all__ = [
+    "FORMULA_PREFIXES",
+    "MAX_LINE_CHARS",
+    "MAX_TABLE_BYTES",
+    "csv_safe",
+    "open_table",
+    "wide_table",
+    "write_wide_csv",
+]
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_TABLE_BYTES = 256 * 1024**2
+"""Largest CSV file an import reads (40 times NAS-Bench-201's full table)."""
+MAX_LINE_CHARS = 1024**2
+"""Longest line of an imported CSV file (characters)."""
+
+
+@contextlib.contextmanager
+def open_table(path: str | Path, what: str) -> Iterator[Iterator[str]]:
+    """The lines of the UTF-8 CSV file ``path`` (for :mod:`csv`; a leading byte-order mark dropped), read with
+    bounds: a regular file of more than :data:`MAX_TABLE_BYTES` is refused before it is read, and while reading
+    (devices and pipes have no size: ``/dev/zero``) a line longer than :data:`MAX_LINE_CHARS` or more than
+    ``MAX_TABLE_BYTES`` characters in all stop with a one-line error naming ``what`` and ``path``."""
+    p = Path(path)
+    try:
+        fh = p.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise HwparetoError(f"{what} {p}: cannot read ({exc.strerror})") from None
+    with fh:
+        info = os.fstat(fh.fileno())
+        if stat.S_ISREG(info.st_mode) and info.st_size > MAX_TABLE_BYTES:
+            raise HwparetoError(
+                f"{what} {p}: expected a file of at most {MAX_TABLE_BYTES:,} bytes, got {info.st_size:,} bytes"
+            )
+        yield _bounded_lines(fh, f"{what} {p}")
+
+
+def _bounded_lines(fh: TextIO, where: str) -> Iterator[str]:
+    total = 0
+    for number in itertools.count(1):
+        try:
+            line = fh.readline(MAX_LINE_CHARS + 1)
+        except OSError as exc:
+            raise HwparetoError(f"{where}: cannot read ({exc.strerror})") from None
+        if not line:
+            return
+        if len(line) > MAX_LINE_CHARS:
+            raise HwparetoError(
+                f"{where}: expected lines of at most {MAX_LINE_CHARS:,} characters, line {number:,} is longer"
+            )
+        total += len(line)
+        if total > MAX_TABLE_BYTES:
+            raise HwparetoError(f"{where}: expected at most {MAX_TABLE_BYTES:,} characters, got more")
+        yield line
 
 
 def _cell(value: object) -> object:
