@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hwpareto.errors import HwparetoError
 from hwpareto.store import SearchRecord, Store
 from hwpareto.store._optuna import studies_with_user_attr
+from pareto._objectives import parse_budget, parse_objective
 from pareto._search import SPEC_ATTR
 
-__all__ = ["STUDY_ONLY", "list_all_searches", "study_trial_counts"]
+__all__ = ["STUDY_ONLY", "list_all_searches", "studies_using", "study_trial_counts"]
 
 STUDY_ONLY = "study only"
 
@@ -53,3 +55,20 @@ def list_all_searches(store: Store) -> list[SearchRecord]:
             )
         )
     return rows
+
+
+def studies_using(store: Store, *, space: str | None = None, device: str | None = None) -> list[str]:
+    """Names of the searches and studies (:func:`list_all_searches`) over ``space``, or with an objective or budget
+    on ``device`` (``METRIC@DEVICE``; a stored objective that no longer parses counts when it names the device)."""
+    out: list[str] = []
+    for row in list_all_searches(store):
+        subjects: set[str | None] = set()
+        for key, parse in (("objectives", parse_objective), ("budgets", lambda t: parse_budget(t).objective)):
+            for text in row.params.get(key) or ():
+                try:
+                    subjects.add(parse(str(text)).subject)
+                except HwparetoError:
+                    subjects.add(device if device is not None and f"@{device}" in str(text) else None)
+        if (space is not None and row.space == space) or (device is not None and device in subjects):
+            out.append(row.name)
+    return out

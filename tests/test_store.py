@@ -310,7 +310,9 @@ def test_devices(store: Store) -> None:
     assert isinstance(created, DeviceRecord)
     assert created.spec == {"gpu": "H100"} and created.provenance == {"tool": "nvidia-smi"}
     assert created.created_at.endswith("+00:00")
-    assert store.devices.add("dev0", "cpu", {"other": 1}) == created  # existing: unchanged
+    assert store.devices.add("dev0", "cuda", {"gpu": "H100"}) == created  # the same again: unchanged
+    with pytest.raises(HwparetoError, match=r"device 'dev0' is registered with other parameters \(kind"):
+        store.devices.add("dev0", "cpu", {"other": 1})  # other parameters: refused unless replaced
     replaced = store.devices.add("dev0", "cpu", {"other": 1}, replace=True)
     assert (replaced.kind, replaced.spec, replaced.provenance) == ("cpu", {"other": 1}, {})
     store.devices.add("board", "npu", {})

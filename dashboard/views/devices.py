@@ -135,6 +135,7 @@ else:
             spec = _data.validate_device_upload(upload.name, upload.getvalue())
             backend = backend_for(spec)
             backend.check()
+            db.devices.check(spec.name, spec.kind, spec.to_dict(), backend.describe())  # other parameters: refused
         except HwparetoError as exc:
             _ui.error(exc)
             spec = None

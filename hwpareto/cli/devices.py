@@ -26,7 +26,7 @@ from hwpareto.cli._common import (
     read_configs,
     read_json,
 )
-from hwpareto.errors import InvalidValueError
+from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet import check_name
 
 
@@ -41,12 +41,21 @@ def device_add(
     threads: Annotated[
         int, typer.Option("--threads", min=1, max=THREADS_MAX, help="Threads for --local-cpu timing.")
     ] = 1,
-    replace: Annotated[bool, typer.Option("--replace", help="Overwrite a device of the same name.")] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace a device of this name registered with other parameters, dropping its LUT entries, "
+            "measurements and predictors (refused while a study uses it).",
+        ),
+    ] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Register a device from a YAML spec (or this machine's CPU with --local-cpu NAME)."""
+    """Register a device from a YAML spec (or this machine's CPU with --local-cpu NAME). A name registered with other
+    parameters is refused with the differences, unless --replace."""
     from dataclasses import replace as with_name
 
+    from pareto._catalog import studies_using
     from profilers import backend_for, load_device_file, local_cpu_spec
 
     exactly_one("FILE/--local-cpu", file, local_cpu)
@@ -56,8 +65,33 @@ def device_add(
     backend = backend_for(spec)
     backend.check()
     s = open_store(store)
-    s.devices.add(spec.name, spec.kind, spec.to_dict(), backend.describe(), replace=replace)
-    typer.echo(f"registered device {spec.name!r} ({spec.kind}, backend {spec.backend}) in {s.url}")
+    known = spec.name in {d.name for d in s.devices.list()}
+    try:
+        s.devices.check(spec.name, spec.kind, spec.to_dict(), backend.describe())
+    except HwparetoError:
+        if not replace:
+            raise
+        users = studies_using(s, device=spec.name)
+        if users:
+            shown = ", ".join(users[:5]) + (", ..." if len(users) > 5 else "")
+            raise HwparetoError(
+                f"device {spec.name!r} is not replaced while {len(users)} "
+                f"{'study uses' if len(users) == 1 else 'studies use'} it ({shown}): delete "
+                f"{'it' if len(users) == 1 else 'them'} first, or register the new parameters under a new name"
+            ) from None
+        with s.transaction() as conn:
+            dropped = s.devices.held(spec.name, conn=conn)
+            s.devices.add(spec.name, spec.kind, spec.to_dict(), backend.describe(), replace=True, conn=conn)
+        typer.echo(
+            f"replaced device {spec.name!r} ({spec.kind}, backend {spec.backend}) in {s.url}: dropped {dropped} "
+            "measured with the old parameters"
+        )
+        return
+    s.devices.add(spec.name, spec.kind, spec.to_dict(), backend.describe())
+    if known:
+        typer.echo(f"device {spec.name!r} is already registered with these parameters in {s.url}: unchanged")
+    else:
+        typer.echo(f"registered device {spec.name!r} ({spec.kind}, backend {spec.backend}) in {s.url}")
 
 
 @device_app.command("show")

@@ -1,8 +1,11 @@
 """Devices: the hardware targets measurements, LUTs and cost predictors belong to.
 
 Contract. Names follow ``supernet.check_name``; ``kind`` is one of ``DEVICE_KINDS``; ``spec`` and ``provenance``
-are JSON mappings, stored canonically. :meth:`DeviceRepository.get` of an unknown name raises
-InvalidValueError listing the registered devices. Every method takes an optional ``conn``: the caller's
+are JSON mappings, stored canonically. A name is one set of parameters: registering it again with the same kind and
+spec is a no-op, with another kind or spec a :class:`HwparetoError` naming each differing field (old → new) unless
+the caller asks to replace it, which drops what was measured with the old parameters (LUT entries, measurements,
+predictors). :meth:`DeviceRepository.get` of an unknown name raises InvalidValueError listing the registered
+devices. Every method takes an optional ``conn``: the caller's
 transaction (see :class:`hwpareto.store._db.Database`), else the method opens its own.
 """
 
@@ -11,18 +14,35 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
-from hwpareto.errors import InvalidValueError
+from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._db import Database
-from hwpareto.store._models import DEVICE_KINDS, Device, LutEntry, Measurement
+from hwpareto.store._models import DEVICE_KINDS, Device, LutEntry, Measurement, Predictor
 from hwpareto.store._records import DeviceRecord
-from hwpareto.store._sql import canonical, unknown_device
+from hwpareto.store._sql import canonical, dumps, unknown_device
 from supernet import check_name
 
-__all__ = ["DeviceRepository"]
+__all__ = ["DeviceData", "DeviceRepository"]
+
+_ABSENT = object()
+MAX_DIFFERENCES = 8
+"""Differing fields a refusal names (then the count of the others)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceData:
+    """What a device holds that was measured with its parameters."""
+
+    lut_entries: int
+    measurements: int
+    predictors: int
+
+    def __str__(self) -> str:
+        return f"{self.lut_entries} LUT entries, {self.measurements} measurements, {self.predictors} predictors"
 
 
 class DeviceRepository:
@@ -41,7 +61,10 @@ class DeviceRepository:
         replace: bool = False,
         conn: Connection | None = None,
     ) -> DeviceRecord:
-        """Register a device; an existing one of that name is returned unchanged unless ``replace``."""
+        """Register a device. One of that name with the same kind and spec is returned unchanged (its provenance
+        kept); with another kind or spec it is refused (:meth:`check`) unless ``replace``, which deletes its LUT
+        entries, measurements and predictors (measured with the old parameters) and stores the new kind, spec and
+        provenance."""
         check_name("device.name", name)
         if kind not in DEVICE_KINDS:
             raise InvalidValueError("device.kind", "one of " + ", ".join(DEVICE_KINDS), kind)
@@ -55,8 +78,57 @@ class DeviceRepository:
             if existing is None:
                 c.execute(insert(Device).values(name=name, **values))
             elif replace:
+                for table in (LutEntry, Measurement, Predictor):
+                    c.execute(delete(table).where(table.device_id == existing))
                 c.execute(update(Device).where(Device.id == existing).values(**values))
+            else:
+                self.check(name, kind, spec, provenance, conn=c)
             return self.get(name, conn=c)
+
+    def check(
+        self,
+        name: str,
+        kind: str,
+        spec: Mapping[str, Any],
+        provenance: Mapping[str, Any] | None = None,
+        *,
+        conn: Connection | None = None,
+    ) -> None:
+        """Raise the one-line :class:`HwparetoError` that :meth:`add` raises when ``name`` is registered with another
+        kind or spec, or with files of other contents (provenance ``*_sha256`` fields both sides record, e.g. a
+        ZigZag hardware file edited in place): each differing field ``old → new`` and what replacing it would drop;
+        nothing when ``name`` is new or registered with these."""
+        with self._db.read(conn) as c:
+            found = _devices(c, name)
+            if not found:
+                return
+            old = found[0]
+            differences = _differences(old.spec, json.loads(canonical("device.spec", spec)))
+            if old.kind != kind and not any(d.startswith("kind:") for d in differences):
+                differences.insert(0, f"kind: {_shown(old.kind)} → {_shown(kind)}")
+            hashes = {k: v for k, v in (provenance or {}).items() if k.endswith("_sha256") and k in old.provenance}
+            differences += _differences({k: old.provenance[k] for k in hashes}, hashes, "provenance.")
+            if not differences:
+                return
+            held = self.held(name, conn=c)
+        more = len(differences) - MAX_DIFFERENCES
+        listed = "; ".join(differences[:MAX_DIFFERENCES]) + (f"; {more} more" if more > 0 else "")
+        raise HwparetoError(
+            f"device {name!r} is registered with other parameters ({listed}): register them under a new name, or "
+            f"replace the device (hwpareto device add FILE --replace drops its {held})"
+        )
+
+    def held(self, name: str, *, conn: Connection | None = None) -> DeviceData:
+        """The LUT entries, measurements and predictors of device ``name``."""
+        with self._db.read(conn) as c:
+            found = c.execute(select(Device.id).where(Device.name == name)).scalar_one_or_none()
+            if found is None:
+                raise unknown_device(c, name)
+            counts = [
+                int(c.execute(select(func.count()).select_from(table).where(table.device_id == found)).scalar_one())
+                for table in (LutEntry, Measurement, Predictor)
+            ]
+        return DeviceData(*counts)
 
     def get(self, name: str, *, conn: Connection | None = None) -> DeviceRecord:
         """The device called ``name``."""
@@ -70,6 +142,37 @@ class DeviceRepository:
         """Every device, by name."""
         with self._db.read(conn) as c:
             return _devices(c)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON values equal as values (``3 == 3.0``; a boolean equals only a boolean)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def _shown(value: Any) -> str:
+    text = "(absent)" if value is _ABSENT else dumps(value) if isinstance(value, (Mapping, list)) else json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``path: old → new`` of every leaf where two JSON mappings differ (sorted paths; nested mappings by dotted
+    path)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a is _ABSENT or b is _ABSENT or not _same(a, b):
+            out.append(f"{prefix}{key}: {_shown(a)} → {_shown(b)}")
+    return out
 
 
 def _devices(conn: Connection, name: str | None = None) -> list[DeviceRecord]:
