@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import math
 import multiprocessing
 import os
@@ -26,6 +25,7 @@ from hwpareto.store._tables import csv_safe, open_table
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
 from supernet import PHASE_METRICS, LayerSpec, SearchSpace, SubNetConfig, check_metric_value, check_name, metric_range
+from supernet._safeload import parse_json
 
 __all__ = [
     "LUT_SCHEMES",
@@ -408,6 +408,9 @@ def _universe_keys(space: SearchSpace) -> frozenset[str]:
 # ---------------------------------------------------------------------------------------------------- files
 HWPARETO_COLUMNS = LUT_COLUMNS  # a LUT file holds exactly the store's LUT columns
 OFA_COLUMNS = ["resolution", "op_key", "count", "mean_ms", "std_ms"]
+MAX_BATCH = 65_536
+MAX_COUNT = 2**31 - 1
+MAX_RESOLUTION = 65_536
 
 
 def export_lut_csv(store: Store, device: str, path: str | Path, batch: int = 1) -> int:
@@ -444,7 +447,7 @@ def import_lut_csv(store: Store, path: str | Path, device: str, *, fmt: str = "h
             for line, record in enumerate(reader, start=2):
                 try:
                     rows.append(_hwpareto_row(record) if fmt == "hwpareto" else _ofa_row(record))
-                except (InvalidValueError, ValueError, KeyError, TypeError) as exc:
+                except (HwparetoError, ValueError, KeyError, TypeError) as exc:
                     errors.append(f"row {line}: {exc}")
     except OSError as exc:
         raise HwparetoError(f"LUT file {p}: cannot read ({exc.strerror})") from None
@@ -489,26 +492,35 @@ def _number(record: Mapping[str, Any], column: str, *, optional: bool = False) -
         raise ValueError(f"column {column!r}: expected {allowed}, got {raw!r}") from None
 
 
+def _integer(record: Mapping[str, Any], column: str, high: int) -> int:
+    """A count in ``[1, high]``, read from its text without Python's unbounded ``int`` (5,000 digits)."""
+    raw = (record.get(column) or "").strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high)) and 1 <= int(raw) <= high):
+        shown = raw if len(raw) <= 20 else raw[:20] + f"... ({len(raw):,} characters)"
+        raise ValueError(f"column {column!r}: expected an integer in [1, {high}], got {shown!r}")
+    return int(raw)
+
+
 def _hwpareto_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    spec = LayerSpec.from_dict(json.loads(record["spec_json"]))
+    spec = LayerSpec.from_dict(parse_json(record.get("spec_json") or "", "column 'spec_json'"))
     if spec.key != record["layer_key"]:
         raise ValueError(f"layer_key {record['layer_key']!r} does not match its spec_json ({spec.key})")
     return {
         "layer_key": spec.key,
         "op": spec.op,
         "spec_json": spec.to_dict(),
-        "batch": int(record["batch"]),
+        "batch": _integer(record, "batch", MAX_BATCH),
         "latency_ms_mean": _number(record, "latency_ms_mean"),
         "latency_ms_std": _number(record, "latency_ms_std"),
         "energy_mj_mean": _number(record, "energy_mj_mean", optional=True),
         "energy_mj_std": _number(record, "energy_mj_std", optional=True),
-        "n": int(record["n"]),
+        "n": _integer(record, "n", MAX_COUNT),
         "source": "imported",
     }
 
 
 def _ofa_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    resolution, key = int(record["resolution"]), (record["op_key"] or "").strip()
+    resolution, key = _integer(record, "resolution", MAX_RESOLUTION), (record["op_key"] or "").strip()
     if not key or "-input:" not in key:
         raise ValueError(f"op_key: expected an OFA key like 'Conv-input:224x224x3-output:...', got {key!r}")
     return {
@@ -520,6 +532,6 @@ def _ofa_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "latency_ms_std": _number(record, "std_ms"),
         "energy_mj_mean": None,
         "energy_mj_std": None,
-        "n": int(record["count"]),
+        "n": _integer(record, "count", MAX_COUNT),
         "source": "imported",
     }

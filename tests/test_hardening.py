@@ -160,6 +160,35 @@ def test_lut_import_of_out_of_range_values_writes_nothing(tmp_path: Path) -> Non
             s.luts.add("edge", [{**row, "latency_ms_mean": 1e308}])
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "fragment"),
+    [
+        ("spec_json", "[" * 10_000 + "]" * 10_000, "column 'spec_json': expected at most 64 levels of nesting"),
+        ("spec_json", '{"op": ' + "9" * 5000 + "}", "column 'spec_json': expected integers of at most 100 digits"),
+        ("spec_json", "{not json", "column 'spec_json': not valid JSON"),
+        ("n", "9" * 5000, "column 'n': expected an integer in [1, 2147483647], got '99999"),
+        ("n", "0", "column 'n': expected an integer in [1, 2147483647], got '0'"),
+        ("batch", "1.5", "column 'batch': expected an integer in [1, 65536], got '1.5'"),
+    ],
+    ids=["deep spec_json", "5,000-digit spec_json", "broken spec_json", "5,000-digit n", "zero n", "float batch"],
+)
+def test_lut_import_of_hostile_cells_names_row_and_column(
+    tmp_path: Path, column: str, value: str, fragment: str
+) -> None:
+    """Each was a RecursionError traceback or a message without the column (\"Exceeds the limit (4300 digits)\")."""
+    url = str(tmp_path / "s.db")
+    with Store.open(url) as s:
+        fake(s, "edge")
+    hw("lut", "export", "--device", "edge", "--out", tmp_path / "lut.csv", "--store", url)
+    table = pd.read_csv(tmp_path / "lut.csv", dtype=str, keep_default_na=False)
+    before = counts(url)
+    table.loc[2, column] = value
+    table.to_csv(tmp_path / "bad.csv", index=False)
+    err = hw("lut", "import", tmp_path / "bad.csv", "--device", "copy", "--store", url, ok=False)
+    assert "row 4: " + fragment in err and len(err) < 600
+    assert counts(url) == before
+
+
 # ---------------------------------------------------------------------------------------------------- item 5
 @pytest.mark.slow
 @pytest.mark.parametrize("name", HOSTILE)
