@@ -78,7 +78,8 @@ def import_table(
 ) -> ImportReport:
     """Read ``path``, turn every row into a config of ``space`` and one measurement per value column, and write
     them in one transaction. Any bad row aborts the import with an error listing row numbers (the header is
-    row 1); nothing is written then. Empty cells are skipped. Re-importing the same table changes nothing.
+    row 1); nothing is written then. Two rows with values for one SubNet in one column are refused as bad rows
+    (even equal values: one row per SubNet). Empty cells are skipped. Re-importing the same table changes nothing.
     Unknown devices are registered with kind ``imported``. ``where`` keeps only rows whose columns hold the given
     values (for long tables, e.g. ``{"device": "xeon"}``)."""
     where = dict(where or {})
@@ -100,6 +101,7 @@ def import_table(
         rows: list[MeasurementIn] = []
         errors: list[str] = []
         keys: set[str] = set()
+        first_row: dict[tuple[str, str], int] = {}  # (SubNet, column) -> the row that gave its value
         n_rows = skipped = 0
         try:
             for line, record in enumerate(reader, start=2):
@@ -124,6 +126,12 @@ def import_table(
                         value = check_metric_value(cmap.column, metric, _float(raw))
                     except InvalidValueError as exc:
                         errors.append(f"row {line}: column {cmap.column!r}: expected {exc.allowed}, got {raw!r}")
+                        continue
+                    earlier = first_row.setdefault((config.key, cmap.column), line)
+                    if earlier != line:
+                        errors.append(
+                            f"rows {earlier} and {line}: the same SubNet in column {cmap.column!r} (one row per SubNet)"
+                        )
                         continue
                     rows.append(
                         MeasurementIn(

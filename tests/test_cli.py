@@ -84,7 +84,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
 def test_init_creates_both_schemas(store_url: str) -> None:
     out, _ = hw("init", "--store", store_url, "--json")
     info = json.loads(out)
-    assert info["revision"] == "0002_predictors_searches" and info["devices"] == 0
+    assert info["revision"] == "0003_checkpoints" and info["devices"] == 0
     tables = set(inspect(create_engine(store_url)).get_table_names())
     assert {"hwp_devices", "hwp_measurements", "hwp_subnets", "hwp_searches", "hwp_alembic_version"} <= tables
     assert {"studies", "trials", "trial_params", "trial_values", "alembic_version"} <= tables  # Optuna's own
@@ -125,7 +125,7 @@ def test_older_schema_prints_upgrade_command(sqlite_url: str) -> None:
     _, err = hw("devices", "--store", sqlite_url, ok=False)
     assert f"run 'hwpareto db upgrade --store {sqlite_url}'" in err
     out, _ = hw("db", "upgrade", "--store", sqlite_url)
-    assert "0001_registry -> 0002_predictors_searches" in out
+    assert "0001_registry -> 0003_checkpoints" in out
     hw("devices", "--store", sqlite_url)
 
 
@@ -237,6 +237,7 @@ def test_export_config_round_trip(space_name: str, tmp_path: Path, sqlite_url: s
         out_dir,
         "--weights",
         "--onnx",
+        "--random-weights",
         "--json",
         "--store",
         sqlite_url,
@@ -392,7 +393,8 @@ def test_import_is_idempotent_and_all_or_nothing(tmp_path: Path, store_url: str)
     bad_rows = [*rows, ["|none~0|+|none~0|none~1|", 1, 2], [rows[0][0], "fast", 3], [rows[1][0], "nan", 3]]
     bad = write_csv(tmp_path / "bad.csv", ["arch_str", "dev_a", "dev_b"], bad_rows)
     _, err = hw(*[bad if a == table else a for a in args], ok=False)
-    assert "3 bad row(s), nothing imported" in err
+    assert "5 bad row(s), nothing imported" in err  # rows 8 and 9 also repeat the SubNets of rows 2 and 3
+    assert "rows 2 and 8: the same SubNet in column 'dev_b'" in err
     assert "row 7: arch_str: expected the pattern" in err  # header is row 1
     assert "row 8: column 'dev_a': expected a finite number, got 'fast'" in err
     assert "row 9: column 'dev_a': expected a finite number, got 'nan'" in err

@@ -160,6 +160,21 @@ def test_lut_import_of_out_of_range_values_writes_nothing(tmp_path: Path) -> Non
             s.luts.add("edge", [{**row, "latency_ms_mean": 1e308}])
 
 
+def test_import_refuses_two_rows_for_one_subnet(store_url: str, tmp_path: Path) -> None:
+    """The store kept the last of two values for one SubNet, silently: now the rows are named, nothing imported."""
+    table = nb201_csv(tmp_path / "t.csv", [1.5, 2.5, 3.5])
+    rows = table.read_text().splitlines()
+    table.write_text("\n".join([*rows, rows[1].rsplit(",", 1)[0] + ",9.5", rows[2]]) + "\n")  # rows 5 and 6
+    base = ["--space", "nb201", "--metric", "latency_ms", "--column", "v", "--device", "board", "--store", store_url]
+    before = counts(store_url)
+    err = hw("import", table, *base, ok=False)
+    assert "2 bad row(s), nothing imported: rows 2 and 5: the same SubNet in column 'v' (one row per SubNet)" in err
+    assert "rows 3 and 6" in err
+    assert counts(store_url) == before
+    hw("import", table, *base, "--where", "v=1.5")  # one row per SubNet among those selected
+    assert counts(store_url)[0] == before[0] + 1
+
+
 @pytest.mark.parametrize(
     ("column", "value", "fragment"),
     [
