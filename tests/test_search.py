@@ -98,6 +98,67 @@ def test_unknown_device_metric_and_unsatisfiable_budget(devices: Store) -> None:
         optuna.load_study(study_name="s1", storage=devices.optuna_storage())
 
 
+@pytest.fixture
+def edgetpu(store: Store) -> Store:
+    """The store with the npu-edgetpu preset and its shipped LUT (the demo's simulator LUT)."""
+    from hwpareto.resources import data_path
+    from profilers import device_spec, import_lut_csv
+
+    device_spec(store, "npu-edgetpu")
+    import_lut_csv(store, data_path() / "luts" / "npu-edgetpu.csv", "npu-edgetpu")
+    return store
+
+
+@pytest.mark.slow
+def test_a_budget_only_the_smallest_subnets_meet_is_accepted(edgetpu: Store) -> None:
+    """On mbv3-digits x npu-edgetpu no random SubNet of a 256-probe comes under 0.005 ms, yet the smallest SubNet
+    (0.0039 ms) does: the budget is accepted and searched; one below the smallest SubNet is refused naming it."""
+    from pareto._objectives import Evaluator
+    from pareto._search import validate_surrogate
+
+    space = get_space("mbv3-digits")
+    evaluator = Evaluator(edgetpu, space, [parse_objective("latency_ms@npu-edgetpu")])
+    rng = np.random.default_rng(0)
+    probe, _ = evaluator.evaluate([space.sample(rng) for _ in range(256)])
+    smallest = float(evaluator.evaluate([space.smallest()])[0][0, 0])
+    assert smallest < 0.005 < probe.min()  # what the old random probe refused
+    s = SearchSpec(
+        "tight",
+        "mbv3-digits",
+        ("params:max", "latency_ms@npu-edgetpu"),
+        ("latency_ms@npu-edgetpu <= 0.005",),
+        n_trials=300,
+        population=50,
+    )
+    validate_surrogate(edgetpu, s)
+    run_surrogate(edgetpu, s)
+    assert (study_results(edgetpu, "tight").trials["latency_ms@npu-edgetpu"] <= 0.005).any()
+    below = SearchSpec("below", "mbv3-digits", s.objectives, (f"latency_ms@npu-edgetpu <= {smallest * 0.9:.6g}",))
+    with pytest.raises(InvalidValueError, match=rf"best reachable value found: {smallest:.4g}\)"):
+        validate_surrogate(edgetpu, below)
+
+
+def test_budget_local_search_reaches_the_minimum_from_anywhere(edgetpu: Store) -> None:
+    """The local search a budget gets before it is refused walks from the largest SubNet down to the smallest one's
+    latency (a cost monotone in the dimensions), one dimension at a time; fixed dimensions stay."""
+    from pareto._objectives import Evaluator
+    from pareto._search import _descend
+    from pareto._strategies import Genome
+
+    space = get_space("mbv3-digits")
+    metric = parse_objective("latency_ms@npu-edgetpu")
+    evaluator = Evaluator(edgetpu, space, [metric])
+    smallest = float(evaluator.evaluate([space.smallest()])[0][0, 0])
+    largest = space.largest()
+    start = float(evaluator.evaluate([largest])[0][0, 0])
+    budget = parse_budget(f"latency_ms@npu-edgetpu <= {smallest}")
+    assert _descend(Genome(space, {}), evaluator, largest, start, 0, 1.0, budget) == pytest.approx(smallest)
+    fixed = Genome(space, {"r": 32})  # the smallest SubNet at resolution 32 is the best there
+    at_32 = float(evaluator.evaluate([space.validate(space.smallest().values | {"r": 32})])[0][0, 0])
+    assert smallest < at_32 < start
+    assert _descend(fixed, evaluator, largest, start, 0, 1.0, budget) == pytest.approx(at_32)
+
+
 # ---------------------------------------------------------------------------------------------------- search
 @pytest.mark.slow
 def test_trials_are_ordinary_optuna_trials(devices: Store) -> None:
@@ -215,7 +276,7 @@ def test_export_trial_bundle(devices: Store, tmp_path: Path) -> None:
     run_surrogate(devices, spec(n_trials=50))
     threads = torch.get_num_threads()
     steps: list[str] = []
-    info = export_trial(devices, "s1", 7, tmp_path / "bundle", onnx=False, progress=steps.append)
+    info = export_trial(devices, "s1", 7, tmp_path / "bundle", onnx=False, random_weights=True, progress=steps.append)
     doc = json.loads((tmp_path / "bundle" / "config.json").read_text())
     assert set(info["files"]) == {"config.json", "weights.safetensors"}
     assert steps[0] == "reading study s1" and "loading the SuperNet" in steps  # the CLI's status line
