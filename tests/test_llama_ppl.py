@@ -199,3 +199,49 @@ def test_bad_text_split_and_vocab_are_one_line_errors(tmp_path: Path, corpus: Pa
     sp = space_from_hf(tmp_path / "bytes", "tb2", **OPTIONS)
     with pytest.raises(InvalidValueError, match="split"):
         evaluate_subnets(sp, sp.supernet(), [sp.largest()], data, split="dev")
+
+
+@pytest.mark.parametrize("tokenized", [True, False], ids=["tokenizer", "bytes"])
+def test_calibration_text_with_and_without_tokenizer_files(tmp_path: Path, corpus: Path, tokenized: bool) -> None:
+    """Issue 28, wrong results 7: ``--calibration`` on a folder without tokenizer files reads the text as bytes
+    (as eval-subnets does), so every command that builds the SuperNet works; with tokenizer files, through them."""
+    text = corpus.read_text(encoding="utf-8")[:6000]
+    tok = _tokenizer(text) if tokenized else None
+    folder = _folder(tmp_path / "m", len(tok) if tok is not None else 260, tok)
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text(text)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    runtime = ["--batch", "1", "--prompt-len", "16", "--gen-len", "8"]
+    _cli("space", "from-hf", folder, "--name", "cal", "--calibration", calibration, *runtime, "--store", url)
+    with Store.open(url) as store:
+        sp = store.spaces.get("cal")
+    ids = sp.calibration_ids()
+    expected = tok(text)["input_ids"] if tok is not None else list(text.encode("utf-8"))
+    assert ids.shape == (8, 128) and ids.flatten().tolist() == expected[: ids.numel()]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(sp.smallest().values))
+    _cli("export-config", "cal", config, "--weights", "--out", tmp_path / "bundle", "--store", url)
+    assert (tmp_path / "bundle" / "model" / "model.safetensors").is_file()
+    _cli("eval-subnets", "--space", "cal", "--data", f"text:{corpus}", "-n", "2", "--out", tmp_path / "t.csv",
+         "--store", url)  # fmt: skip
+    assert len((tmp_path / "t.csv").read_text().splitlines()) == 3
+
+
+def test_calibration_that_cannot_be_read_is_refused_at_registration(tmp_path: Path, corpus: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text(corpus.read_text(encoding="utf-8")[:3000])
+    args: list[str | Path] = ["--calibration", calibration, "--store", url]
+    # no tokenizer and a vocabulary too small for bytes
+    err = _error(["space", "from-hf", _folder(tmp_path / "small", 97), "--name", "a", *args], "--calibration")
+    assert "at least 256" in err and "97" in err
+    # tokenizer files that do not load
+    broken = _folder(tmp_path / "broken", 260)
+    (broken / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "NoSuchTokenizer"}))
+    _error(["space", "from-hf", broken, "--name", "b", *args], "tokenizer")
+    # too short a text for one calibration sequence
+    calibration.write_text("x" * 100)
+    err = _error(["space", "from-hf", _folder(tmp_path / "bytes", 260), "--name", "c", *args], "--calibration")
+    assert "at least 128 tokens" in err and "got 100" in err
+    with Store.open(url) as store:
+        assert not {"a", "b", "c"} & set(store.spaces.names())

@@ -1,7 +1,9 @@
-"""Spaces and configs: ``spaces``, ``space show/register/from-hf``, ``sample``, ``validate``, ``export-config``."""
+"""Spaces and configs: ``spaces``, ``space show/register/remove/from-hf``, ``sample``, ``validate``,
+``export-config``."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +25,7 @@ from hwpareto.cli._common import (
     read_json,
     resolve_space,
 )
-from hwpareto.errors import InvalidValueError
+from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet import SearchSpace, SubNetConfig
 
 
@@ -93,6 +95,52 @@ def space_register(file: Path, store: StoreOpt = None) -> None:
     typer.echo(f"registered space {sp.name!r} ({len(sp.dimensions)} dimensions)")
 
 
+@space_app.command("remove")
+@command
+def space_remove(
+    name: str,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            "--cascade",
+            help="Also delete the studies over the space, its measurements, predictors and export records.",
+        ),
+    ] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Remove a space registered in the store (space register / from-hf; built-in and installed spaces stay).
+    Refused while studies, measurements or predictors use it, unless --cascade (which says what it deletes)."""
+    import optuna
+
+    from pareto._catalog import list_all_searches, studies_using
+
+    s = open_store(store)
+    held = s.spaces.held(name)
+    users = studies_using(s, space=name)
+    studies = f"{len(users)} {'study' if len(users) == 1 else 'studies'}" + (
+        " (" + ", ".join(users[:5]) + (", ..." if len(users) > 5 else "") + ")" if users else ""
+    )
+    if not cascade and (users or held.measurements or held.predictors):
+        raise HwparetoError(
+            f"space {name!r} is used by {studies}, {held}: delete them with it (hwpareto space remove {name} "
+            "--cascade) or keep the space"
+        )
+    active = [r.name for r in list_all_searches(s) if r.name in users and r.status in ("queued", "running")]
+    if active:
+        raise InvalidValueError(
+            f"space {name!r}", "no queued or running search over it (cancel them first)", ", ".join(active)
+        )
+    if users or held.measurements or held.predictors or held.exports:
+        typer.echo(f"removing space {name!r} with {studies}, {held}")
+    storage = s.optuna_storage()
+    for study in users:
+        with contextlib.suppress(KeyError):  # a queued search without a study yet
+            optuna.delete_study(study_name=study, storage=storage)
+        s.searches.delete(study)
+    s.spaces.remove(name)
+    typer.echo(f"removed space {name!r} from {s.url}")
+
+
 @space_app.command("from-hf")
 @command
 def space_from_hf(
@@ -104,7 +152,8 @@ def space_from_hf(
     calibration: Annotated[
         Path | None,
         typer.Option(
-            "--calibration", help="UTF-8 text for the importance ordering (tokenized by the folder's tokenizer)."
+            "--calibration",
+            help="UTF-8 text for the importance ordering (through the folder's tokenizer; bytes without one).",
         ),
     ] = None,
     batch: Annotated[

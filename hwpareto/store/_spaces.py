@@ -4,7 +4,9 @@ or of another stored kind: a document with ``kind``, rebuilt by ``supernet.space
 Contract. Stored spaces belong to the store (they are not registered process-wide, so two stores may hold
 different spaces of one name). :meth:`SpaceRepository.register` rejects the name of any installed space (a
 built-in or a plugin) and a name stored with another definition; :meth:`SpaceRepository.get` of an unknown name
-raises InvalidValueError listing the known ones. :meth:`SpaceRepository.load_all` is for listings: a broken
+raises InvalidValueError listing the known ones. :meth:`SpaceRepository.remove` deletes a stored space with
+its SubNets, their measurements, its predictors and export records (never a built-in or installed space; whether
+studies still use it is for the caller to check). :meth:`SpaceRepository.load_all` is for listings: a broken
 installed plugin (:class:`PluginError`) is set aside with its one-line error instead of failing the whole listing.
 Every method takes an optional ``conn`` (the caller's transaction), else opens its own.
 """
@@ -12,13 +14,14 @@ Every method takes an optional ``conn`` (the caller's transaction), else opens i
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError
 from hwpareto.store._db import Database
-from hwpareto.store._models import Space
+from hwpareto.store._models import Export, Measurement, Predictor, Space, SubNet
 from hwpareto.store._sql import canonical
 from supernet import (
     BUILTIN_SPACES,
@@ -30,7 +33,23 @@ from supernet import (
     space_from_document,
 )
 
-__all__ = ["SpaceRepository"]
+__all__ = ["SpaceData", "SpaceRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceData:
+    """What the store holds about a space's SubNets besides the space itself."""
+
+    measurements: int
+    subnets: int
+    predictors: int
+    exports: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.measurements} measurements of {self.subnets} SubNets, {self.predictors} predictors, "
+            f"{self.exports} export records"
+        )
 
 
 class SpaceRepository:
@@ -68,6 +87,47 @@ class SpaceRepository:
                 return get_space(name)
             except InvalidValueError:
                 raise InvalidValueError("space", "one of " + ", ".join(self.names(conn=c)), name) from None
+
+    def held(self, name: str, *, conn: Connection | None = None) -> SpaceData:
+        """The measurements (and their SubNets), predictors and export records of stored space ``name``."""
+        with self._db.read(conn) as c:
+            self._stored(name, c)
+            subnets = select(SubNet.id).where(SubNet.space == name)
+            counts = [
+                c.execute(select(func.count()).select_from(table).where(where)).scalar_one()
+                for table, where in (
+                    (Measurement, Measurement.subnet_id.in_(subnets)),
+                    (SubNet, SubNet.id.in_(select(Measurement.subnet_id).where(Measurement.subnet_id.in_(subnets)))),
+                    (Predictor, Predictor.space == name),
+                    (Export, Export.space == name),
+                )
+            ]
+        return SpaceData(*(int(n) for n in counts))
+
+    def remove(self, name: str, *, conn: Connection | None = None) -> SpaceData:
+        """Delete stored space ``name``, its SubNets with their measurements, its predictors and export records;
+        what was deleted besides the space. A built-in or installed space, or a name not stored here, raises
+        InvalidValueError."""
+        with self._db.write(conn) as c:
+            held = self.held(name, conn=c)
+            c.execute(
+                delete(Measurement).where(Measurement.subnet_id.in_(select(SubNet.id).where(SubNet.space == name)))
+            )
+            for table in (SubNet, Predictor, Export):
+                c.execute(delete(table).where(table.space == name))
+            c.execute(delete(Space).where(Space.name == name))
+        return held
+
+    def _stored(self, name: str, conn: Connection) -> None:
+        """InvalidValueError unless ``name`` is a space stored here (not a built-in or installed one)."""
+        if name in installed_spaces():
+            raise InvalidValueError(
+                "space", "a space registered in this store (built-in and installed spaces stay)", name
+            )
+        if conn.execute(select(Space.id).where(Space.name == name)).scalar_one_or_none() is None:
+            stored = conn.execute(select(Space.name).order_by(Space.name)).scalars().all()
+            allowed = "one of " + ", ".join(stored) if stored else "a space registered in this store (none is)"
+            raise InvalidValueError("space", allowed, name)
 
     def load_all(self, *, conn: Connection | None = None) -> tuple[list[SearchSpace], dict[str, str]]:
         """Every space of :meth:`names` that loads, in that order, and the one-line error of each broken plugin

@@ -444,35 +444,51 @@ class HFCausalLMSpace(SearchSpace):
 
     def calibration_ids(self) -> torch.Tensor:
         """Calibration token ids ``(sequences, tokens)``: the ``calibration_text`` through the folder's tokenizer
-        (local files only), else ids drawn with ``calibration_seed``."""
+        (local files only) or, in a folder without tokenizer files, as UTF-8 bytes (as ``eval-subnets`` reads text;
+        the vocabulary must then hold 256 ids), else ids drawn with ``calibration_seed``."""
         import torch
 
         o = self.options
         n, t = int(o["calibration_sequences"]), int(o["calibration_tokens"])
         text = o["calibration_text"]
         if text is not None and self.path is not None:
-            tok = self.tokenizer(required=True)
-            ids = torch.tensor(tok(text)["input_ids"], dtype=torch.int64)
-            ids = ids[ids < self.arch.vocab_size]
+            field = f"space {self.name}: --calibration text"
+            tok = self.tokenizer()
+            if tok is not None:
+                ids = torch.tensor(tok(text)["input_ids"], dtype=torch.int64)
+                ids = ids[ids < self.arch.vocab_size]
+            elif self.arch.vocab_size < 256:
+                raise InvalidValueError(
+                    field,
+                    "tokenizer files in the model folder, or a vocab_size of at least 256 to read the text as bytes",
+                    f"no tokenizer files and vocab_size {self.arch.vocab_size}",
+                )
+            else:
+                ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.int64)
             usable = (len(ids) // t) * t
             if usable == 0:
-                raise InvalidValueError(f"space {self.name}: calibration text", f"at least {t} tokens", len(ids))
+                raise InvalidValueError(field, f"at least {t} tokens", len(ids))
             return ids[:usable].reshape(-1, t)[:n]
         gen = torch.Generator().manual_seed(int(o["calibration_seed"]))
         return torch.randint(0, self.arch.vocab_size, (n, t), generator=gen, dtype=torch.int64)
 
-    def tokenizer(self, required: bool = False) -> Any:
+    def tokenizer(self) -> Any:
         """The folder's tokenizer (transformers ``AutoTokenizer``, local files only, never remote code), or None when
-        the space has no folder or the folder no tokenizer files (:data:`TOKENIZER_FILES`) and not ``required``."""
+        the space has no folder or the folder no tokenizer files (:data:`TOKENIZER_FILES`: text is then read as
+        bytes); tokenizer files that do not load are a one-line :class:`HwparetoError`."""
         folder = Path(self.path) if self.path is not None else None
-        if not required and (folder is None or not any((folder / f).is_file() for f in TOKENIZER_FILES)):
+        if folder is None or not any((folder / f).is_file() for f in TOKENIZER_FILES):
             return None
         from transformers import AutoTokenizer
 
         try:
             return AutoTokenizer.from_pretrained(self.path, local_files_only=True, trust_remote_code=False)
         except Exception as exc:
-            raise HwparetoError(f"space {self.name}: cannot load the tokenizer in {self.path}: {exc}") from None
+            reason = " ".join(str(exc).split())
+            reason = reason if len(reason) <= 300 else reason[:297] + "..."
+            raise HwparetoError(
+                f"space {self.name}: cannot load the tokenizer in {self.path} ({type(exc).__name__}: {reason})"
+            ) from None
 
     def extract(self, supernet: nn.Module, config: SubNetConfig) -> nn.Module:
         """A ``*ForCausalLM`` with copies of the SuperNet slices ``config`` selects (plain if uniform)."""
@@ -626,11 +642,14 @@ def space_from_hf(path: str | Path, name: str, **options: Any) -> HFCausalLMSpac
     check_hf_config(doc, str(config_path))
     digest = weights_sha256(weight_files(folder)) if folder is not None else None
     if options.get("calibration_text") is not None and folder is None:
-        raise InvalidValueError("--calibration", "a model folder with a tokenizer (not a lone config.json)", str(path))
-    return HFCausalLMSpace(
+        raise InvalidValueError("--calibration", "a model folder (not a lone config.json)", str(path))
+    space = HFCausalLMSpace(
         name,
         doc,
         path=str(folder.resolve()) if folder is not None else None,
         weights_sha256=digest,
         options=options,
     )
+    if options.get("calibration_text") is not None:
+        space.calibration_ids()  # the text is usable: tokenizer files that load (or bytes), enough tokens
+    return space
