@@ -24,6 +24,7 @@ feasible when ``<= 0``), never as a penalty.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ _OBJECTIVE = re.compile(
     r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
     r"(:(?P<direction>max|min))?$"
 )
-_BUDGET = re.compile(r"^\s*(?P<objective>\S+)\s*(?P<op><=|>=)\s*(?P<bound>[-+0-9.eE]+)\s*$")
+_BUDGET = re.compile(r"^\s*(?P<objective>[^\s<>=]+)\s*(?P<op><=|>=)\s*(?P<bound>\S+)\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,9 @@ def parse_budget(text: str) -> Budget:
     try:
         bound = float(match["bound"])
     except ValueError:
-        raise InvalidValueError(f"budget {text!r} bound", "a number", match["bound"]) from None
+        bound = math.nan
+    if not math.isfinite(bound):  # inf, nan and numbers beyond float range (1e999) alike
+        raise InvalidValueError(f"budget {text!r} bound", "a finite number", match["bound"])
     expected = ">=" if objective.direction == "maximize" else "<="
     if match["op"] != expected:
         raise InvalidValueError(f"budget {text!r}", f"'{expected}' for a {objective.direction}d metric", match["op"])

@@ -4,6 +4,7 @@ Optuna, resume, analytics (fronts per device, operating points), export, the job
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -70,6 +71,29 @@ def test_objective_and_budget_syntax() -> None:
         parse_budget("latency_ms@edge < 20")
     with pytest.raises(InvalidValueError, match="'>=' for a maximized metric"):
         parse_budget("test_acc_pct@cifar10 <= 90")
+
+
+@pytest.mark.parametrize("bound", ["1e999", "-1e999", "inf", "+inf", "-Infinity", "nan", "NaN", "20ms"])
+def test_non_finite_budget_bounds_are_refused_alike(bound: str, tmp_path: Path) -> None:
+    """``<= 1e999`` (inf once parsed) was accepted while ``<= inf`` was refused with another message."""
+    with pytest.raises(InvalidValueError, match=rf"bound: expected a finite number, got '{re.escape(bound)}'$"):
+        parse_budget(f"latency_ms@edge <= {bound}")
+    result = CliRunner().invoke(
+        app,
+        [
+            "search",
+            "--space",
+            "nb201",
+            "--objective",
+            "params",
+            "--budget",
+            f"params <= {bound}",
+            "--store",
+            str(tmp_path / "s.db"),
+        ],
+    )
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: budget 'params <= ") and "expected a finite number" in result.stderr
 
 
 @pytest.mark.parametrize(
