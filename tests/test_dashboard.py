@@ -129,6 +129,10 @@ def test_export_page_bundle(dash_url: str) -> None:
     at.session_state["selection"] = {"study": STUDY, "trial": 7}
     at.run()
     assert at.number_input(key="export_trial").value == 7
+    at.button(key="export_build").click().run()  # nb201: no trained weights known, none asked for
+    assert not at.exception and "bundle" not in at.session_state
+    assert len(at.error) == 1 and "no trained SuperNet weights known" in at.error[0].value
+    assert "--random-weights" in at.checkbox(key="export_random_weights").label
     at.checkbox(key="export_weights").uncheck()
     at.button(key="export_build").click().run()
     assert not at.exception
@@ -142,11 +146,13 @@ def test_export_page_bundle(dash_url: str) -> None:
 
 @pytest.mark.slow
 def test_bundle_has_weights_and_onnx(dash_url: str) -> None:
-    data, manifest, _ = _data.bundle_zip(Store.open(dash_url), STUDY, 3)
+    data, manifest, _ = _data.bundle_zip(Store.open(dash_url), STUDY, 3, random_weights=True)  # nb201: untrained
     assert list(manifest["file"]) == ["config.json", "model.onnx", "weights.safetensors"]
     assert (manifest["size_bytes"] > 0).all()
     with zipfile.ZipFile(BytesIO(data)) as archive:
-        assert sorted(archive.namelist()) == [f"{STUDY}-3/{f}" for f in manifest["file"]]
+        assert sorted(archive.namelist()) == sorted(
+            [f"{STUDY}-3/{f}" for f in manifest["file"]] + [_data.MANIFEST_FILE]
+        )
 
 
 def test_app_navigation(dash_url: str) -> None:

@@ -25,7 +25,7 @@ import pytest
 from dashboard import streamlit_command
 from pareto import Store, study_results
 from supernet import get_space
-from tests.dashboard_store import STUDY, build_store
+from tests.dashboard_store import LLM_STUDY, STUDY, add_llm_study, build_store, safe_extract
 
 pytestmark = pytest.mark.slow  # end-to-end: left out of `make test-fast`
 
@@ -86,9 +86,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """The dashboard served headless on a free port over a store with a finished study: (base URL, store URL)."""
+    """The dashboard served headless on a free port over a store with finished studies (nb201, a tiny Llama):
+    (base URL, store URL)."""
     folder = tmp_path_factory.mktemp("e2e")
     url = build_store(folder / "store.db")
+    add_llm_study(url, folder / "tl")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -292,4 +294,50 @@ def test_fronts_study_switch_and_click_on_a_front_point(browser: Any, server: tu
     assert f"trial {point['number']}" in _picker_text(page)
     assert point["number"] in {int(n) for n in fronts[STUDY].rows["number"]}
     page.screenshot(path=str(shots / "fronts-clicked.png"), full_page=True)
+    context.close()
+
+
+def test_llm_bundle_downloaded_from_export_verifies(browser: Any, server: tuple[str, str], tmp_path: Path) -> None:
+    """Issue 28 (wrong results 1): the Export page's zip of an LLM trial had an empty ``model/``. Built and downloaded
+    through the page, unzipped (every member checked), the bundle holds the weights and passes ``hwpareto
+    verify-bundle``; the manifest shown on the page is the one in the zip."""
+    base, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.goto(f"{base}/export")
+    settle(page, "Export")
+    page.get_by_label("Study", exact=True).click()
+    page.keyboard.type(LLM_STUDY)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    settle(page, "Export")
+    trial = int(page.get_by_role("spinbutton", name="Trial number").input_value())
+    page.get_by_text("Untrained SuperNet weights (--random-weights)").click()  # a lone config.json: none trained
+    settle(page, "Export")
+    page.get_by_role("button", name="Build bundle").click()
+    button = page.get_by_role("button", name="Download bundle (zip)")
+    button.wait_for(timeout=180_000)
+    settle(page, "Export")
+    page.screenshot(path=str(artifacts() / "export-llm-bundle.png"), full_page=True)
+    with page.expect_download(timeout=60_000) as download:
+        button.click()
+    saved = tmp_path / "bundle.zip"
+    download.value.save_as(str(saved))
+    assert download.value.suggested_filename == f"{LLM_STUDY}-trial{trial}.zip"
+    files = safe_extract(saved, tmp_path / "out")
+    folder = tmp_path / "out" / f"{LLM_STUDY}-{trial}"
+    names = {p.relative_to(folder).as_posix() for p in files if p.is_relative_to(folder)}
+    assert {"config.json", "model.onnx", "model/model.safetensors", "model/config.json"} <= names
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert sorted(f["file"] for f in manifest["files"]) == sorted(names)
+    shown = page.get_by_text("model/model.safetensors", exact=True)
+    assert shown.count() or "model/model.safetensors" in page.content()  # the table (a canvas grid) or its text
+    checked = subprocess.run(
+        [sys.executable, "-m", "hwpareto.cli", "verify-bundle", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     context.close()

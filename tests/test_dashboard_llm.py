@@ -118,3 +118,39 @@ def test_compare_fronts_ranks_a_minimised_quality_by_its_lowest_value() -> None:
     table = table.set_index("study")
     assert table.loc["a", f"best {quality}"] == 5.0 and table.loc["b", f"best {quality}"] == 8.0
     assert table.loc["a", "hypervolume"] > table.loc["b", "hypervolume"]  # a's perplexities are lower everywhere
+
+
+@pytest.mark.slow
+def test_llm_bundle_zip_holds_every_file_and_verifies(tmp_path: Path) -> None:
+    """Issue 28 (wrong results 1): the Export page's zip of an LLM trial held an empty ``model/`` folder. Every file
+    of the bundle is in the zip, the manifest (in the zip and returned) lists each with its size and SHA-256, and
+    ``hwpareto verify-bundle`` passes on the unzipped download."""
+    import hashlib
+    import json
+
+    from typer.testing import CliRunner
+
+    from hwpareto.cli import app as cli
+    from tests.dashboard_store import LLM_STUDY, add_llm_study, safe_extract
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    add_llm_study(url, tmp_path / "tl")
+    with Store.open(url) as store:
+        data, manifest, _ = _data.bundle_zip(store, LLM_STUDY, 0, random_weights=True)  # a lone config.json
+    (tmp_path / "b.zip").write_bytes(data)
+    files = safe_extract(tmp_path / "b.zip", tmp_path / "out")
+    (folder,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    bundled = {p.relative_to(folder).as_posix(): p for p in files if p.is_relative_to(folder)}
+    assert "model/model.safetensors" in bundled and "model/config.json" in bundled
+    assert sorted(manifest["file"]) == sorted(bundled)  # every file, nothing else (no folder rows)
+    for row in manifest.itertuples():
+        path = bundled[row.file]
+        assert row.size_bytes == path.stat().st_size
+        assert row.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    written = json.loads((tmp_path / "out" / _data.MANIFEST_FILE).read_text())
+    assert written["bundle"] == folder.name
+    assert {f["file"]: (f["size_bytes"], f["sha256"]) for f in written["files"]} == {
+        r.file: (r.size_bytes, r.sha256) for r in manifest.itertuples()
+    }
+    result = CliRunner().invoke(cli, ["verify-bundle", str(folder)])
+    assert result.exit_code == 0, result.output

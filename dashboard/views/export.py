@@ -79,19 +79,36 @@ weights = st.checkbox(
     key="export_weights",
     help="Extracted from the SuperNet; a declarative space has no model",
 )
+untrained = st.checkbox(
+    "Untrained SuperNet weights (--random-weights)",
+    value=False,
+    disabled=not (has_model and weights),
+    key="export_random_weights",
+    help="Only for a space without trained weights known (no checkpoint recorded or shipped, no model folder): "
+    "the SubNet of a randomly initialised SuperNet",
+)
 if st.button("Build bundle", key="export_build", type="primary"):
     with st.spinner("exporting (config, metrics" + (", weights, ONNX" if weights else "") + ")…"):
         try:
-            st.session_state["bundle"] = (study, trial, *_data.bundle_zip(db, study, trial, weights=weights))
+            built = _data.bundle_zip(db, study, trial, weights=weights, random_weights=weights and untrained)
         except HwparetoError as exc:
+            st.session_state.pop("bundle", None)
             _ui.error(exc)
+        else:
+            st.session_state["bundle"] = (study, trial, *built)
 bundle = st.session_state.get("bundle")
 if bundle and bundle[:2] == (study, trial):
     _, _, data, manifest, metrics = bundle
     st.markdown("**What the bundle contains**")
     st.dataframe(manifest, hide_index=True)
+    st.caption(
+        f"{len(manifest)} files, {manifest['size_bytes'].sum() / 1e6:,.1f} MB; the zip holds the folder and "
+        f"{_data.MANIFEST_FILE} (this list). Check the unzipped folder with `hwpareto verify-bundle FOLDER`."
+    )
+    for note in metrics.get("notes", []):
+        st.info(note, icon=":material/info:")
     with st.expander("metrics and provenance (config.json)"):
-        st.json(metrics)
+        st.json({k: v for k, v in metrics.items() if k != "notes"})
     st.download_button(
         "Download bundle (zip)",
         data,
