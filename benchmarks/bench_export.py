@@ -98,6 +98,8 @@ def main() -> None:
             assert trial is not None, study
             for label, extra in BUNDLES:
                 bundle = Path(tmp) / "bundle"
+                if args.llama and not extra:  # a lone config.json's space: its untrained SuperNet, asked for
+                    extra = ["--random-weights"]
                 runs = [time_export(url, study, trial, bundle, extra, args.src) for _ in range(args.repeat)]
                 mb = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / 2**20
                 print(

@@ -24,18 +24,23 @@ from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.resources import data_path
+from hwpareto.store._records import CheckpointRecord
 from supernet import SearchSpace, SubNetConfig, get_space, installed_spaces, space_document, space_from_document
 from supernet.llama import HFCausalLMSpace
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from hwpareto.store import Store
+
 __all__ = [
     "BundleCheck",
     "ExportResult",
+    "checkpoint_meta",
     "export_subnet",
     "load_subnet",
     "load_supernet",
+    "record_checkpoint",
     "shipped_checkpoint",
     "verify_bundle",
 ]
@@ -65,10 +70,12 @@ TRACE_TOKENS = 8
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
-    """What :func:`export_subnet` wrote: the folder and ``{file name: sha256}``."""
+    """What :func:`export_subnet` wrote: the folder, ``{file name: sha256}``, and lines saying where the weights
+    came from and whether batch norm was recalibrated (for the command's output)."""
 
     directory: Path
     files: dict[str, str]
+    notes: tuple[str, ...] = ()
 
 
 def load_supernet(space: SearchSpace, checkpoint: str | Path | None = None, seed: int = 0) -> nn.Module:
@@ -103,32 +110,143 @@ def shipped_checkpoint(space: SearchSpace) -> Path | None:
     return path if path.is_file() else None
 
 
+def checkpoint_meta(checkpoint: str | Path) -> dict[str, str]:
+    """The header metadata of a safetensors checkpoint (``hwpareto train-supernet`` writes ``space``, ``data``,
+    ``seed``, ...); a file that is not safetensors is a one-line error."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(checkpoint), "pt") as fh:
+            return dict(fh.metadata() or {})
+    except (OSError, SafetensorError) as exc:
+        raise HwparetoError(f"checkpoint {checkpoint}: not a readable safetensors file ({exc})") from None
+
+
+def record_checkpoint(
+    store: Store, space: SearchSpace, checkpoint: str | Path, *, recorded_by: str, evaluated: bool = False
+) -> CheckpointRecord:
+    """Record ``checkpoint`` (absolute path, SHA-256, header) in the store as a SuperNet of ``space``;
+    ``evaluated``: the space's quality was just evaluated with it, so exports use it by default."""
+    path = Path(checkpoint).resolve()
+    meta = checkpoint_meta(path)
+    return store.checkpoints.record(
+        space.name, str(path), _sha256(path), meta, recorded_by=recorded_by, evaluated=evaluated
+    )
+
+
 def _calibration(checkpoint: str | Path | None) -> dict[str, Any] | None:
     """The training data named in a checkpoint's header (``hwpareto train-supernet`` writes ``data`` and ``seed``)."""
     if checkpoint is None:
         return None
-    from safetensors import safe_open
-
-    with safe_open(str(checkpoint), "pt") as fh:
-        meta = fh.metadata() or {}
-    return {"data": meta["data"], "seed": int(meta.get("seed", 0))} if "data" in meta else None
+    meta = checkpoint_meta(checkpoint)
+    if "data" not in meta:
+        return None
+    try:
+        seed = int(meta.get("seed", 0))
+    except ValueError:
+        raise InvalidValueError(f"checkpoint {checkpoint}: header seed", "an integer", meta["seed"]) from None
+    return {"data": meta["data"], "seed": seed}
 
 
 def _extract(
     space: SearchSpace, supernet: nn.Module, config: SubNetConfig, calibration: dict[str, Any] | None
-) -> nn.Module:
+) -> tuple[nn.Module, dict[str, Any] | None, bool]:
     """The SubNet with inherited weights; with batch norm and ``calibration`` data, its BN statistics recomputed on
-    that data's training split (a sandwich-trained SuperNet's shared statistics fit no SubNet)."""
+    that data's training split (a sandwich-trained SuperNet's shared statistics fit no SubNet). Also what was
+    recalibrated (``calibration`` and the number of training images; None when nothing was) and whether the SubNet
+    has batch norm at all."""
     from torch import nn
 
     module = space.extract(supernet, config).eval()
-    if calibration is None or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
-        return module
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    if calibration is None or not has_bn:
+        return module, None, has_bn
     from supernet.data import load_data
-    from supernet.training import extract_calibrated
+    from supernet.training import CALIBRATION_IMAGES, extract_calibrated
 
     data = load_data(calibration["data"], seed=calibration["seed"], preprocessing=space.preprocessing)
-    return extract_calibrated(space, supernet, config, data)
+    prep = space.preprocessing
+    images = CALIBRATION_IMAGES if prep is None or prep.calibration == "affine" else prep.calibration_images
+    return extract_calibrated(space, supernet, config, data), calibration | {"images": images}, True
+
+
+@dataclass(frozen=True, slots=True)
+class _Weights:
+    """The SuperNet weights an export reads: a safetensors ``checkpoint`` (None: the space's model folder, or a
+    fresh SuperNet from the seed) and where that choice came from."""
+
+    checkpoint: Path | None
+    origin: str  # "checkpoint" (named), "recorded", "shipped", "folder", "random"
+
+
+def _weights(
+    space: SearchSpace, checkpoint: str | Path | None, recorded: CheckpointRecord | None, random_weights: bool
+) -> _Weights:
+    """Which trained weights to export: the named ``checkpoint``, else the model folder of a Hugging Face space,
+    else the checkpoint the store ``recorded`` the space's quality came from (checked on disk against its hash), else
+    the shipped one; a fresh untrained SuperNet only when ``random_weights`` asks for it, else a one-line refusal."""
+    folder = isinstance(space, HFCausalLMSpace) and space.path is not None
+    if random_weights and (checkpoint is not None or folder):
+        got = f"--checkpoint {checkpoint}" if checkpoint is not None else f"space {space.name!r}'s model folder"
+        raise InvalidValueError("--random-weights", "no trained weights named besides it", got)
+    if checkpoint is not None:
+        return _Weights(Path(checkpoint), "checkpoint")
+    if folder:
+        return _Weights(None, "folder")
+    if random_weights:
+        return _Weights(None, "random")
+    if recorded is not None:
+        path = Path(recorded.path)
+        if not path.is_file():
+            raise HwparetoError(
+                f"space {space.name!r}: the checkpoint its quality was evaluated with, {path} (SHA-256 "
+                f"{recorded.sha256}), is missing: restore it or name one with --checkpoint"
+            )
+        digest = _sha256(path)
+        if digest != recorded.sha256:
+            raise HwparetoError(
+                f"space {space.name!r}: checkpoint {path}: expected SHA-256 {recorded.sha256} (as recorded when its "
+                f"quality was evaluated), got {digest} (the file changed): name a checkpoint with --checkpoint"
+            )
+        return _Weights(path, "recorded")
+    shipped = shipped_checkpoint(space)
+    if shipped is not None:
+        return _Weights(shipped, "shipped")
+    raise HwparetoError(
+        f"space {space.name!r}: no trained SuperNet weights known (no --checkpoint, none recorded in the store by "
+        "eval-subnets --checkpoint, none shipped): name a checkpoint with --checkpoint, or ask for an untrained "
+        "SuperNet's weights with --random-weights"
+    )
+
+
+_ORIGINS = {
+    "checkpoint": "the checkpoint named",
+    "recorded": "the checkpoint the space's quality was evaluated with (recorded in the store)",
+    "shipped": "the checkpoint shipped with hwpareto",
+}
+
+
+def _notes(space: SearchSpace, source: dict[str, Any], has_bn: bool) -> tuple[str, ...]:
+    """What the command says about an export's weights: their source and the batch-norm recalibration."""
+    if source["source"] == "random":
+        lines = [f"weights: an untrained SuperNet (random init, seed {source['seed']}), as asked (--random-weights)"]
+    elif source["source"] == "folder":
+        lines = [f"weights: space {space.name!r}'s model folder (SHA-256 {source['weights_sha256'][:12]}…)"]
+    else:
+        lines = [
+            f"weights: {_ORIGINS[source['source']]}, {source['checkpoint']} (SHA-256 "
+            f"{source['checkpoint_sha256'][:12]}…)"
+        ]
+    bn = source.get("bn_recalibrated")
+    if bn is not None:
+        lines.append(
+            f"batch norm recalibrated on {bn['images']} training images of {bn['data']} (seed {bn['seed']}), the "
+            "data the checkpoint was trained on"
+        )
+    elif has_bn:
+        why = "a fresh SuperNet" if source["source"] == "random" else "the checkpoint names no training data"
+        lines.append(f"batch norm not recalibrated ({why}): the SuperNet's shared statistics")
+    return tuple(lines)
 
 
 def export_subnet(
@@ -139,6 +257,8 @@ def export_subnet(
     weights: bool = False,
     onnx: bool = False,
     checkpoint: str | Path | None = None,
+    recorded: CheckpointRecord | None = None,
+    random_weights: bool = False,
     seed: int = 0,
     metrics: dict[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
@@ -146,9 +266,11 @@ def export_subnet(
 ) -> ExportResult:
     """Write ``config.json`` (+ ``weights.safetensors``, ``model.onnx``) for ``config`` into ``out_dir``.
 
-    Weights are those of the SubNet extracted from the SuperNet: ``checkpoint``, else the project's trained one for
-    the space (:func:`shipped_checkpoint`), else a fresh one from ``seed``. A checkpoint that names its training
-    data gets batch-norm statistics recomputed for the SubNet on that data. ``config.json`` records the space,
+    Weights are those of the SubNet extracted from the SuperNet: ``checkpoint``, else a Hugging Face space's model
+    folder, else the checkpoint the store ``recorded`` for the space's quality (its hash checked), else the
+    project's trained one (:func:`shipped_checkpoint`); a fresh SuperNet from ``seed`` only with ``random_weights``,
+    else a one-line refusal. A checkpoint that names its training data gets batch-norm statistics recomputed for
+    the SubNet on that data (config.json's ``supernet.bn_recalibrated``). ``config.json`` records the space,
     values, OFA/NB201-style record, params, MACs, the input preprocessing of image SubNets (resize, centre crop,
     mean/std, layout: how to feed the ONNX file), the SuperNet source, ``metrics`` and the SHA-256 of every file,
     so :func:`load_subnet` can check the bundle. ``progress`` is told the name of each slow step as it starts.
@@ -156,6 +278,10 @@ def export_subnet(
     An LLM SubNet's bundle is laid out as the module docstring says.
     """
     config = space.validate(config)
+    model = weights or onnx
+    if model and not space.has_model:
+        raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
+    source = _weights(space, checkpoint, recorded, random_weights) if model else None  # before anything is written
     out = Path(out_dir)
     if not force and out.is_dir() and any(out.iterdir()):
         raise HwparetoError(f"export folder {out}: not empty (choose an empty or new folder, or --force to overwrite)")
@@ -177,6 +303,7 @@ def export_subnet(
         "metrics": metrics or {},
     }
     files: dict[str, str] = {}
+    notes: tuple[str, ...] = ()
     if space.has_model:
         doc["params"] = space.params(config)
         doc["macs"] = space.macs(config)
@@ -186,28 +313,28 @@ def export_subnet(
     if definition is not None:
         doc["space_definition"] = definition
     llm = space if isinstance(space, HFCausalLMSpace) else None  # a transformers SubNet
-    if weights or onnx:
-        if not space.has_model:
-            raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
+    if source is not None:
         _stage(progress, "loading the SuperNet")
         import torch
         from safetensors.torch import save_file
 
-        checkpoint = checkpoint if checkpoint is not None else shipped_checkpoint(space)
+        ckpt = source.checkpoint
         with _single_thread(torch):
-            supernet = load_supernet(space, checkpoint, seed)
-            calibration = _calibration(checkpoint)
+            supernet = load_supernet(space, ckpt, seed)
+            calibration = _calibration(ckpt)
             _stage(progress, "extracting the SubNet" + (" and recalibrating batch norm" if calibration else ""))
-            module = _extract(space, supernet, config, calibration)
+            module, recalibrated, has_bn = _extract(space, supernet, config, calibration)
         doc["supernet"] = {
-            "checkpoint": str(checkpoint) if checkpoint else None,
-            "checkpoint_sha256": _sha256(Path(checkpoint)) if checkpoint else None,
-            "seed": None if checkpoint else seed,
-            "bn_calibration": calibration,
+            "source": source.origin,
+            "checkpoint": str(ckpt) if ckpt else None,
+            "checkpoint_sha256": _sha256(ckpt) if ckpt else None,
+            "seed": None if ckpt or source.origin == "folder" else seed,
+            "bn_recalibrated": recalibrated,
         }
         if llm is not None and llm.path is not None:  # the weights are the folder's (seeded init overwritten)
             ordered = bool(llm.options["importance"])
             doc["supernet"] |= {"folder": llm.path, "weights_sha256": llm.weights_sha256, "importance_ordered": ordered}
+        notes = _notes(space, doc["supernet"], has_bn)
         doc["input_shape"] = list(space.dummy_input(config).shape)
         if weights and llm is not None:
             _stage(progress, "writing the transformers model")
@@ -234,7 +361,7 @@ def export_subnet(
         files[README_FILE] = _sha256(out / README_FILE)
     doc["files"] = files
     (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files})
+    return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files}, notes)
 
 
 def _definition(space: SearchSpace) -> dict[str, Any] | None:
@@ -488,7 +615,7 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
     if source is None:
         return BundleCheck(None, None)
     supernet = load_supernet(space, source.get("checkpoint"), source.get("seed") or 0)
-    reference = _extract(space, supernet, config, source.get("bn_calibration"))
+    reference, _, _ = _extract(space, supernet, config, _calibration(source.get("checkpoint")))
     x = space.dummy_input(config, batch=3, seed=1)  # not the export's batch of 2: the batch axis is dynamic
     hf = doc.get("transformers") if isinstance(space, HFCausalLMSpace) else None
     listed = doc.get("files", {})  # what this export wrote (load_subnet checked each); not stray files beside it

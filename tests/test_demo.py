@@ -154,8 +154,9 @@ def test_exported_demo_subnet_keeps_its_table_accuracy(tmp_path: Path) -> None:
     config, table_acc = read_accuracy_table(demo_space.table, space, demo_space.metric)[1]  # row 0: the largest
     export_subnet(space, config, tmp_path / "b", weights=True)
     doc = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert doc["supernet"]["source"] == "shipped"
     assert doc["supernet"]["checkpoint"] == str(demo_space.table.with_name(f"{demo_space.space}.safetensors"))
-    assert doc["supernet"]["bn_calibration"] == {"data": demo_space.dataset, "seed": 0}
+    assert doc["supernet"]["bn_recalibrated"] == {"data": demo_space.dataset, "seed": 0, "images": 500}
     assert verify_bundle(tmp_path / "b").ok()
     _, config, module = load_subnet(tmp_path / "b")
     task = _task(space, load_data(demo_space.dataset), torch.device("cpu"))

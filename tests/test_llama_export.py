@@ -76,7 +76,9 @@ def test_uniform_bundle_reloads_with_auto_model_to_the_supernet_logits(tmp_path:
 
     sp = _space(True, tie_word_embeddings=tied)
     config = sp.validate(sp.largest().values | {"hidden": 48, "heads": 2, "ffn": 48, "layer_0": 0})
-    result = export_subnet(sp, config, tmp_path / "b", weights=True, onnx=True, metrics={"note": "m"})
+    result = export_subnet(
+        sp, config, tmp_path / "b", weights=True, onnx=True, random_weights=True, metrics={"note": "m"}
+    )
     bundle = result.directory
     assert {"config.json", "model.onnx", "README.md", "model/config.json", "model/model.safetensors"} <= set(
         result.files
@@ -107,7 +109,7 @@ def test_uniform_bundle_reloads_with_auto_model_to_the_supernet_logits(tmp_path:
 def test_mixed_bundle_reloads_with_hwpareto_loader_to_the_supernet_logits(tmp_path: Path) -> None:
     sp = _space(False)
     config = sp.validate(_mixed(sp))
-    bundle = export_subnet(sp, config, tmp_path / "b", weights=True, onnx=True, seed=3).directory
+    bundle = export_subnet(sp, config, tmp_path / "b", weights=True, onnx=True, random_weights=True, seed=3).directory
     assert (bundle / "model/hwpareto_subnet.json").is_file()
     space, back, model = load_subnet(bundle)
     assert back == config and isinstance(space, HFCausalLMSpace) and space.to_dict() == sp.to_dict()
@@ -121,7 +123,7 @@ def test_mixed_bundle_reloads_with_hwpareto_loader_to_the_supernet_logits(tmp_pa
     assert "load_subnet" in (bundle / "README.md").read_text()
     # --force over it with a SubNet whose kept layers have equal sizes: a save_pretrained folder, no stale sizes file
     even = sp.validate(config.values | {"heads_2": 2, "ffn_2": 48})
-    again = export_subnet(sp, even, bundle, weights=True, force=True, seed=3)
+    again = export_subnet(sp, even, bundle, weights=True, force=True, random_weights=True, seed=3)
     assert not (bundle / "model/hwpareto_subnet.json").exists() and "model.onnx" not in again.files
     assert json.loads((bundle / "config.json").read_text())["transformers"]["plain"] and verify_bundle(bundle).ok()
     # config only: no model folder, no ONNX, still a README and the space definition
@@ -197,7 +199,8 @@ def test_hwpareto_export_of_a_searched_front_trial(tmp_path: Path) -> None:
     with Store.open(url) as store:
         results = study_results(store, "s1")
         trial = int(results.front("board").rows["number"].iloc[0])
-    info = json.loads(_cli("export", "s1", str(trial), "--out", tmp_path / "b", "--store", url, "--json"))
+    out = tmp_path / "b"
+    info = json.loads(_cli("export", "s1", str(trial), "--out", out, "--random-weights", "--store", url, "--json"))
     bundle = tmp_path / "b"
     assert set(info["files"]) >= {"config.json", "model.onnx", "README.md", "model/model.safetensors"}
     assert set(info["objectives"]) == {"decode_ms_per_token@board", "kv_cache_mb", "params"}
@@ -226,7 +229,7 @@ def _rehash(bundle: Path, name: str) -> None:
 def test_tampered_bundles_are_one_line_errors_naming_the_file_or_tensor(tmp_path: Path) -> None:
     sp = _space(False)
     config = sp.validate(_mixed(sp))
-    bundle = export_subnet(sp, config, tmp_path / "b", weights=True).directory
+    bundle = export_subnet(sp, config, tmp_path / "b", weights=True, random_weights=True).directory
     weights = bundle / "model/model.safetensors"
     state = load_file(weights)
     good = weights.read_bytes()
@@ -260,7 +263,9 @@ def test_tampered_bundles_are_one_line_errors_naming_the_file_or_tensor(tmp_path
 def test_mistral_and_qwen2_bundles_verify(tmp_path: Path, arch: str, extra: dict[str, Any]) -> None:
     model_type = {"MistralForCausalLM": "mistral", "Qwen2ForCausalLM": "qwen2"}[arch]
     sp = _space(False, architectures=[arch], model_type=model_type, **extra)
-    bundle = export_subnet(sp, sp.validate(_mixed(sp)), tmp_path / "b", weights=True, onnx=True).directory
+    bundle = export_subnet(
+        sp, sp.validate(_mixed(sp)), tmp_path / "b", weights=True, onnx=True, random_weights=True
+    ).directory
     check = verify_bundle(bundle)  # prompt of 12 tokens: past Mistral's window of 6
     assert check.weights_max_abs_diff == 0.0 and check.ok(), check
 
@@ -283,7 +288,9 @@ def test_onnx_weights_torch_writes_per_tensor_are_gathered_in_one_file(
 
     monkeypatch.setattr(export, "_export_onnx", per_tensor)
     sp = _space(False)
-    bundle = export_subnet(sp, sp.validate(_mixed(sp)), tmp_path / "b", weights=True, onnx=True).directory
+    bundle = export_subnet(
+        sp, sp.validate(_mixed(sp)), tmp_path / "b", weights=True, onnx=True, random_weights=True
+    ).directory
     onnx_files = sorted(p.name for p in bundle.iterdir() if p.name.startswith("model.onnx"))
     assert onnx_files == ["model.onnx", "model.onnx.data"] and not list(bundle.glob(".onnx-*"))
     doc = json.loads((bundle / "config.json").read_text())

@@ -29,7 +29,7 @@ from hwpareto.store._models import VERSION_TABLE, Base, Device, Export, Measurem
 from pareto import DEVICE_KINDS, SOURCES, MeasurementIn, SchemaError, Store, WriteResult, default_store_url
 from supernet import DeclarativeSpace, Dimension, SubNetConfig, get_space
 
-HEAD = "0002_predictors_searches"
+HEAD = "0003_checkpoints"
 HWP_TABLES = {
     "hwp_alembic_version",
     "hwp_devices",
@@ -40,6 +40,7 @@ HWP_TABLES = {
     "hwp_predictors",
     "hwp_searches",
     "hwp_exports",
+    "hwp_checkpoints",
 }
 OPTUNA_TABLES = {"alembic_version", "studies", "trials", "trial_params", "trial_values", "version_info"}
 TOY = DeclarativeSpace("toy", [Dimension("width", choices=(8, 16, 32)), Dimension("depth", "int", low=1, high=4)])

@@ -250,13 +250,24 @@ def export_cmd(
     trial: int,
     out: Annotated[Path, typer.Option("--out", help="Bundle folder.")],
     no_weights: Annotated[bool, typer.Option("--no-weights", help="Skip weights and ONNX.")] = False,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="SuperNet weights (safetensors).")] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="SuperNet weights (safetensors); default: the checkpoint the space's quality was evaluated with "
+            "(recorded by eval-subnets), else the shipped one.",
+        ),
+    ] = None,
+    random_weights: Annotated[
+        bool, typer.Option("--random-weights", help="Export an untrained SuperNet's weights when none are known.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export a trial's SubNet: config, predicted and measured metrics, provenance, weights and ONNX (an LLM: a
-    transformers model folder and the ONNX prefill graph)."""
+    transformers model folder and the ONNX prefill graph). Refused when no trained SuperNet weights are known,
+    unless --random-weights; says where the weights came from and whether batch norm was recalibrated."""
     from rich.console import Console
 
     from pareto._analysis import export_trial
@@ -271,13 +282,20 @@ def export_cmd(
             weights=not no_weights,
             onnx=not no_weights,
             checkpoint=checkpoint,
+            random_weights=random_weights,
             progress=lambda step: status.update(f"{step}..."),
             force=force,
         )
     emit(
         info,
         json_out,
-        f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: " + ", ".join(info["files"]),
+        "\n".join(
+            [
+                f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: "
+                + ", ".join(info["files"]),
+                *info["notes"],
+            ]
+        ),
     )
 
 

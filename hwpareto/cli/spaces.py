@@ -300,27 +300,47 @@ def export_config(
         Path | None,
         typer.Option(
             "--checkpoint",
-            help="SuperNet weights (safetensors, e.g. from supernet import-ofa); default: the shipped one or fresh.",
+            help="SuperNet weights (safetensors, e.g. from supernet import-ofa); default: the checkpoint the "
+            "space's quality was evaluated with (recorded by eval-subnets), else the shipped one.",
         ),
     ] = None,
-    seed: Annotated[
-        int, typer.Option("--seed", min=0, max=SEED_MAX, help="Init seed when no checkpoint is given.")
-    ] = 0,
+    random_weights: Annotated[
+        bool, typer.Option("--random-weights", help="Export an untrained SuperNet's weights when none are known.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Init seed of --random-weights.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
     fmt: FormatOpt = "hwpareto",
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export a SubNet: config JSON, and optionally extracted weights and ONNX, each loadable back (config.json
-    also records the input preprocessing of image SubNets)."""
-    from pareto._export import export_subnet
+    also records the input preprocessing of image SubNets). Weights are refused when no trained SuperNet weights
+    are known, unless --random-weights; the output says where they came from and whether batch norm was
+    recalibrated."""
+    from pareto._export import export_subnet, record_checkpoint
 
     sp = resolve_space(space, store)
     cfg = _read_config(sp, config, fmt, checkpoint)
-    result = export_subnet(sp, cfg, out, weights=weights, onnx=onnx, checkpoint=checkpoint, seed=seed, force=force)
-    open_store(store).exports.add(cfg, str(result.directory.resolve()), result.files)
+    db = open_store(store)
+    result = export_subnet(
+        sp,
+        cfg,
+        out,
+        weights=weights,
+        onnx=onnx,
+        checkpoint=checkpoint,
+        recorded=db.checkpoints.trained(sp.name) if weights or onnx else None,
+        random_weights=random_weights,
+        seed=seed,
+        force=force,
+    )
+    if checkpoint is not None and (weights or onnx):
+        record_checkpoint(db, sp, checkpoint, recorded_by="export-config")
+    db.exports.add(cfg, str(result.directory.resolve()), result.files)
     emit(
-        {"directory": str(result.directory), "key": cfg.key, "files": result.files},
+        {"directory": str(result.directory), "key": cfg.key, "files": result.files, "notes": list(result.notes)},
         json_out,
-        f"exported {sp.name} SubNet {cfg.key} to {result.directory}: " + ", ".join(result.files),
+        "\n".join(
+            [f"exported {sp.name} SubNet {cfg.key} to {result.directory}: " + ", ".join(result.files), *result.notes]
+        ),
     )

@@ -18,6 +18,7 @@ from hwpareto.cli._common import (
     StoreOpt,
     command,
     emit,
+    open_store,
     resolve_space,
 )
 from hwpareto.errors import InvalidValueError
@@ -182,7 +183,8 @@ def eval_subnets_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Evaluate N SubNets with inherited weights (batch norm recalibrated) on a held-out split and write the table
-    (importable with hwpareto import ... --dataset D --column SPLIT_acc_pct, or SPLIT_ppl for text)."""
+    (importable with hwpareto import ... --dataset D --column SPLIT_acc_pct, or SPLIT_ppl for text). The checkpoint
+    is recorded in the store (path, SHA-256) as the one the space's quality comes from: export uses it by default."""
     import numpy as np
 
     from supernet.training import evaluate_subnets, table_configs, write_accuracy_table
@@ -198,6 +200,10 @@ def eval_subnets_cmd(
 
     metrics = evaluate_subnets(sp, supernet, configs, dataset, split=split, device=device, progress=advance)
     write_accuracy_table(out, sp, configs, metrics, split)
+    if checkpoint is not None:  # exports of this space default to the weights its quality came from
+        from pareto._export import record_checkpoint
+
+        record_checkpoint(open_store(store), sp, checkpoint, recorded_by="eval-subnets", evaluated=True)
     acc = np.array([m["acc_pct"] for m in metrics])
     info: dict[str, Any] = {"table": str(out), "subnets": len(configs), "split": split}
     line = f"wrote {out}: {len(configs)} SubNets, {split} accuracy min {acc.min():.2f} %, median "

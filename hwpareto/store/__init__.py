@@ -5,6 +5,7 @@ from hwpareto.store._db import Database, SchemaError, default_store_url
 from hwpareto.store._measurements import LUT_COLUMNS
 from hwpareto.store._models import DEVICE_KINDS, SEARCH_STATUSES, SOURCES
 from hwpareto.store._records import (
+    CheckpointRecord,
     DeviceRecord,
     MeasurementCount,
     MeasurementIn,
@@ -20,6 +21,7 @@ __all__ = [
     "LUT_COLUMNS",
     "SEARCH_STATUSES",
     "SOURCES",
+    "CheckpointRecord",
     "Database",
     "DeviceRecord",
     "MeasurementCount",

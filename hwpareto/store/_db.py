@@ -316,7 +316,7 @@ def _open_errors(shown: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- Alembic
-SCHEMA_HEAD = "0002_predictors_searches"
+SCHEMA_HEAD = "0003_checkpoints"
 """The newest migration in ``hwpareto/store/migrations/versions`` (a test checks it is Alembic's head)."""
 
 

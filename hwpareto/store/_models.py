@@ -39,6 +39,7 @@ __all__ = [
     "SUBJECT_KINDS",
     "VERSION_TABLE",
     "Base",
+    "Checkpoint",
     "Device",
     "Export",
     "LutEntry",
@@ -253,3 +254,23 @@ class Export(Base):
     path: Mapped[str] = mapped_column(Text)
     files_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Checkpoint(Base):
+    """A SuperNet checkpoint file known to the store, by space and content (SHA-256): one a space's quality was
+    evaluated with (``evaluated_at`` set; the newest is what exports use by default) or one an export read
+    (``verify-bundle`` finds a bundle's SuperNet by its hash). ``meta_json``: the checkpoint's own header (training
+    data, seed, ...)."""
+
+    __tablename__ = "hwp_checkpoints"
+    __table_args__ = (UniqueConstraint("space", "sha256"), Index(None, "sha256"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    meta_json: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(32))
+    evaluated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=utcnow)

@@ -12,6 +12,7 @@ from typing import Any
 from supernet import SubNetConfig
 
 __all__ = [
+    "CheckpointRecord",
     "DeviceRecord",
     "MeasurementCount",
     "MeasurementIn",
@@ -115,3 +116,18 @@ class SearchRecord:
     heartbeat_at: str | None
     error: str | None
     created_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """A SuperNet checkpoint the store knows: its file (absolute path when recorded), SHA-256, header metadata
+    (``data``, ``seed``, ... as ``train-supernet`` writes them), the command that recorded it and when the space's
+    quality was last evaluated with it (None: never; an export read it)."""
+
+    space: str
+    path: str
+    sha256: str
+    meta: dict[str, Any]
+    recorded_by: str
+    evaluated_at: str | None
+    updated_at: str | None

@@ -1,9 +1,10 @@
 """The store: the database (:class:`~hwpareto.store._db.Database`) with one repository per aggregate.
 
 ``store.devices``, ``store.spaces``, ``store.measurements``, ``store.luts``, ``store.predictors``,
-``store.searches`` and ``store.exports`` return frozen records (:mod:`hwpareto.store._records`) or DataFrames;
-Optuna's tables are reached through :mod:`hwpareto.store._optuna` only. Several operations form one atomic unit
-when the caller passes the connection of one :meth:`~hwpareto.store._db.Database.transaction`::
+``store.searches``, ``store.exports`` and ``store.checkpoints`` return frozen records
+(:mod:`hwpareto.store._records`) or DataFrames; Optuna's tables are reached through :mod:`hwpareto.store._optuna`
+only. Several operations form one atomic unit when the caller passes the connection of one
+:meth:`~hwpareto.store._db.Database.transaction`::
 
     with store.transaction() as conn:
         store.devices.add("board", "imported", {}, conn=conn)
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from sqlalchemy import URL, Engine
 
+from hwpareto.store._checkpoints import CheckpointRepository
 from hwpareto.store._db import Database
 from hwpareto.store._devices import DeviceRepository
 from hwpareto.store._measurements import ExportRepository, LutRepository, MeasurementRepository
@@ -36,3 +38,4 @@ class Store(Database):
         self.predictors = PredictorRepository(self)
         self.searches = SearchRepository(self)
         self.exports = ExportRepository(self)
+        self.checkpoints = CheckpointRepository(self)
