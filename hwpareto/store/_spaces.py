@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError
@@ -60,7 +60,8 @@ class SpaceRepository:
 
     def register(self, space: SearchSpace, *, conn: Connection | None = None) -> None:
         """Store a declarative space or one of another stored kind (``supernet.STORED_KINDS``, e.g. a Hugging Face
-        model folder's space); storing the same definition again is a no-op."""
+        model folder's space); storing the same definition again is a no-op, and a stored definition that lacks only
+        fields recorded since (an older hwpareto's) is completed."""
         doc = space_document(space)
         installed = installed_spaces()
         if space.name in installed:  # a stored space never shadows a built-in or an installed plugin
@@ -70,10 +71,16 @@ class SpaceRepository:
         document = canonical("space", doc)
         with self._db.write(conn) as c:
             stored = c.execute(select(Space.definition_json).where(Space.name == space.name)).scalar_one_or_none()
-            if stored is not None and stored != document:
-                raise InvalidValueError("space.name", "a name not already stored with another definition", space.name)
             if stored is None:
                 c.execute(insert(Space).values(name=space.name, definition_json=document))
+            elif stored != document:
+                old, new = json.loads(stored), json.loads(document)
+                if not (isinstance(old, dict) and old.keys() < new.keys() and all(old[k] == new[k] for k in old)):
+                    raise InvalidValueError(
+                        "space.name", "a name not already stored with another definition", space.name
+                    )
+                # stored by an older hwpareto: the same definition without fields recorded since (file hashes)
+                c.execute(update(Space).where(Space.name == space.name).values(definition_json=document))
 
     def get(self, name: str, *, conn: Connection | None = None) -> SearchSpace:
         """The space called ``name``: a built-in, else one stored here, else one registered in this process."""

@@ -7,6 +7,7 @@ config alone; :mod:`supernet.llama._model` builds the PyTorch modules.
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,31 @@ from typing import Any
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._safeload import load_json
 
-__all__ = ["ARCHITECTURES", "HFArch", "check_hf_config", "read_model_folder", "weight_files", "weights_sha256"]
+__all__ = [
+    "ARCHITECTURES",
+    "COPIED_FILES",
+    "HFArch",
+    "check_hf_config",
+    "contained",
+    "copied_files",
+    "file_sha256",
+    "read_model_folder",
+    "weight_files",
+    "weights_sha256",
+]
+
+COPIED_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+)
+"""Files of a model folder that an LLM bundle's ``model/`` receives when present (the tokenizer and its chat
+template); registration records their SHA-256 (``tokenizer_files_sha256`` of the space document)."""
 
 ARCHITECTURES: dict[str, str] = {
     "LlamaForCausalLM": "llama",
@@ -204,17 +229,70 @@ def check_hf_config(
     return kept, arch
 
 
+def _hub_blobs(root: Path) -> Path | None:
+    """The ``blobs/`` folder of a Hugging Face cache repository when ``root`` is one of its ``snapshots/REV``
+    folders (whose files are symlinks to ``../../blobs/HASH``), else None."""
+    repo = root.parent.parent
+    if root.parent.name == "snapshots" and repo.name.startswith("models--"):
+        return repo / "blobs"
+    return None
+
+
+def contained(folder: Path, file: Path) -> Path:
+    """``file`` of model folder ``folder``, resolved: a regular file inside the folder (or, in a Hugging Face cache
+    snapshot, in its repository's ``blobs/``). A symlink leading anywhere else, a dangling one, or a FIFO, device or
+    folder of that name is an InvalidValueError naming the file: hwpareto reads these files and copies some into
+    bundles, so a link to ``/etc/passwd`` must not be followed."""
+    root = folder.resolve()
+    target = file.resolve()
+    roots = [r for r in (root, _hub_blobs(root)) if r is not None]
+    if not any(target.is_relative_to(r) for r in roots):
+        raise InvalidValueError(
+            str(file),
+            f"a file inside the model folder {root} (a symlink may not lead out of it)",
+            f"a link to {target}",
+        )
+    try:
+        mode = target.stat().st_mode
+    except OSError:
+        mode = 0
+    if not stat.S_ISREG(mode):
+        raise InvalidValueError(str(file), "a regular file", "a dangling link" if not mode else "not a regular file")
+    return target
+
+
+def copied_files(folder: Path) -> list[Path]:
+    """The :data:`COPIED_FILES` present in ``folder``, each checked by :func:`contained`."""
+    present = [folder / name for name in COPIED_FILES if (folder / name).is_symlink() or (folder / name).exists()]
+    for f in present:
+        contained(folder, f)
+    return present
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's contents, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_model_folder(path: str | Path) -> tuple[Path, dict[str, Any], Path | None]:
     """``(config.json path, parsed document, model folder or None)`` for a model folder or a lone config.json.
 
-    The folder (when given) must hold safetensors weights; pickled ``.bin`` checkpoints are never read.
+    The folder (when given) must hold safetensors weights; pickled ``.bin`` checkpoints are never read. Every file
+    of the folder that hwpareto reads (``config.json``, weights and their index, :data:`COPIED_FILES`) must be a
+    regular file inside it (:func:`contained`).
     """
     p = Path(path)
     if p.is_dir():
         config = p / "config.json"
-        if not config.is_file():
+        if not (config.is_file() or config.is_symlink()):
             raise InvalidValueError("PATH", "a model folder with config.json, or a config.json file", str(p))
+        contained(p, config)
         weight_files(p)  # fails early without safetensors weights
+        copied_files(p)
         folder: Path | None = p
     elif p.is_file():
         config, folder = p, None
@@ -226,10 +304,12 @@ def read_model_folder(path: str | Path) -> tuple[Path, dict[str, Any], Path | No
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors files of a model folder (a single ``model.safetensors`` or the shards its index names)."""
     single = folder / "model.safetensors"
-    if single.is_file():
+    if single.is_file() or single.is_symlink():
+        contained(folder, single)
         return [single]
     index = folder / "model.safetensors.index.json"
-    if index.is_file():
+    if index.is_file() or index.is_symlink():
+        contained(folder, index)
         doc = load_json(index, "model.safetensors.index.json", max_bytes=64 * 1024 * 1024)
         weight_map = doc.get("weight_map") if isinstance(doc, Mapping) else None
         if not isinstance(weight_map, Mapping) or not weight_map:
@@ -240,8 +320,9 @@ def weight_files(folder: Path) -> list[Path]:
             if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".safetensors"):
                 raise InvalidValueError(f"{index}: weight_map file", "a .safetensors file name in the folder", name)
             f = folder / name
-            if not f.is_file():
+            if not (f.is_file() or f.is_symlink()):
                 raise InvalidValueError(f"{index}: weight_map file", "an existing file", name)
+            contained(folder, f)
             files.append(f)
         return files
     if any(folder.glob("*.bin")) or any(folder.glob("*.pt")):

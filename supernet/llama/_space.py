@@ -21,7 +21,15 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._checks import check_name
 from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
-from supernet.llama._config import check_hf_config, read_model_folder, weight_files, weights_sha256
+from supernet.llama._config import (
+    COPIED_FILES,
+    check_hf_config,
+    copied_files,
+    file_sha256,
+    read_model_folder,
+    weight_files,
+    weights_sha256,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -81,7 +89,9 @@ class HFCausalLMSpace(SearchSpace):
 
     Built from a checked ``config.json`` (``config``) and options (:data:`DEFAULT_OPTIONS`); ``path`` is the model
     folder with safetensors weights (None: random weights, cost objectives only) and ``weights_sha256`` their hash at
-    registration (a changed folder is refused when the SuperNet loads).
+    registration (a changed folder is refused when the SuperNet loads); ``tokenizer_files_sha256`` maps each file of
+    :data:`~supernet.llama._config.COPIED_FILES` the folder holds (what exports copy) to its SHA-256 at registration
+    (None in documents stored before it was recorded).
     """
 
     input_dimension = "prompt_len"
@@ -93,6 +103,7 @@ class HFCausalLMSpace(SearchSpace):
         *,
         path: str | None = None,
         weights_sha256: str | None = None,
+        tokenizer_files_sha256: Mapping[str, str] | None = None,
         options: Mapping[str, Any] | None = None,
         description: str = "",
     ) -> None:
@@ -101,6 +112,7 @@ class HFCausalLMSpace(SearchSpace):
         self.config, self.arch = check_hf_config(config, f"space {name}: config")
         self.path = path
         self.weights_sha256 = weights_sha256
+        self.tokenizer_files_sha256 = dict(tokenizer_files_sha256) if tokenizer_files_sha256 is not None else None
         self.options = _check_options(options or {}, f"space {name}: options")
         a, o = self.arch, self.options
         self.uniform = bool(o["uniform"])
@@ -479,6 +491,7 @@ class HFCausalLMSpace(SearchSpace):
         folder = Path(self.path) if self.path is not None else None
         if folder is None or not any((folder / f).is_file() for f in TOKENIZER_FILES):
             return None
+        copied_files(folder)  # no file transformers reads may be a link out of the folder
         from transformers import AutoTokenizer
 
         try:
@@ -526,6 +539,7 @@ class HFCausalLMSpace(SearchSpace):
             "description": self.description,
             "path": self.path,
             "weights_sha256": self.weights_sha256,
+            **({} if self.tokenizer_files_sha256 is None else {"tokenizer_files_sha256": self.tokenizer_files_sha256}),
             "config": self.config,
             "options": self.options,
         }
@@ -609,7 +623,7 @@ def _check_space_name(name: Any, where: str) -> str:
 
 def space_from_document(doc: Any, source: str = "space definition") -> HFCausalLMSpace:
     """Rebuild a stored ``hf-causal-lm`` space (the document of :meth:`HFCausalLMSpace.to_dict`)."""
-    fields = {"kind", "name", "description", "path", "weights_sha256", "config", "options"}
+    fields = {"kind", "name", "description", "path", "weights_sha256", "tokenizer_files_sha256", "config", "options"}
     if not isinstance(doc, Mapping) or doc.get("kind") != KIND:
         raise InvalidValueError(f"{source}: kind", repr(KIND), doc.get("kind") if isinstance(doc, Mapping) else doc)
     unknown = sorted(set(doc) - fields)
@@ -622,6 +636,19 @@ def space_from_document(doc: Any, source: str = "space definition") -> HFCausalL
         digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest))
     ):
         raise InvalidValueError(f"{source}: weights_sha256", "64 hex digits with a path, null without", digest)
+    files = doc.get("tokenizer_files_sha256")
+    if files is not None and (
+        path is None
+        or not isinstance(files, Mapping)
+        or not all(
+            k in COPIED_FILES and isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for k, v in files.items()
+        )
+    ):
+        raise InvalidValueError(
+            f"{source}: tokenizer_files_sha256",
+            "absent, or with a path an object of file names (" + ", ".join(COPIED_FILES) + ") to 64 hex digits",
+            files,
+        )
     if not isinstance(description, str) or len(description) > 4_096:
         raise InvalidValueError(f"{source}: description", "a string of at most 4,096 characters", description)
     return HFCausalLMSpace(
@@ -629,6 +656,7 @@ def space_from_document(doc: Any, source: str = "space definition") -> HFCausalL
         config if isinstance(config := doc.get("config"), Mapping) else {},
         path=path,
         weights_sha256=digest,
+        tokenizer_files_sha256=files,
         options=doc.get("options") or {},
         description=description,
     )
@@ -636,11 +664,13 @@ def space_from_document(doc: Any, source: str = "space definition") -> HFCausalL
 
 def space_from_hf(path: str | Path, name: str, **options: Any) -> HFCausalLMSpace:
     """The space of a local model folder (``config.json`` + safetensors weights) or of a lone ``config.json``
-    (random weights). Reads local files only; ``auto_map`` (remote code) and pickle checkpoints are refused."""
+    (random weights). Reads local files only; ``auto_map`` (remote code), pickle checkpoints and files of the folder
+    that are links out of it are refused; the SHA-256 of the weights and of each file exports copy are recorded."""
     name = _check_space_name(name, "--name")
     config_path, doc, folder = read_model_folder(path)
     check_hf_config(doc, str(config_path))
     digest = weights_sha256(weight_files(folder)) if folder is not None else None
+    copied = {f.name: file_sha256(f) for f in copied_files(folder)} if folder is not None else None
     if options.get("calibration_text") is not None and folder is None:
         raise InvalidValueError("--calibration", "a model folder (not a lone config.json)", str(path))
     space = HFCausalLMSpace(
@@ -648,6 +678,7 @@ def space_from_hf(path: str | Path, name: str, **options: Any) -> HFCausalLMSpac
         doc,
         path=str(folder.resolve()) if folder is not None else None,
         weights_sha256=digest,
+        tokenizer_files_sha256=copied,
         options=options,
     )
     if options.get("calibration_text") is not None:
