@@ -381,6 +381,91 @@ def test_endless_file_is_refused_in_bounded_memory(args: list[str], fragment: st
     assert row_counts(url) == before
 
 
+MARKER_BYTES = 123_457  # a tensor size no other integer in the pickle has
+BOMB_NAME = "archive/data/0"
+
+
+@pytest.fixture(scope="module")
+def zip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4.6 MB torch checkpoint ``{"state_dict": {"w": uint8 tensor}}`` whose tensor data is 1 GiB of zero bytes,
+    deflated (the issue's file: 4 MB, 4.4 GB inflated)."""
+    import io
+    import struct
+    import zipfile
+
+    import torch
+
+    path = tmp_path_factory.mktemp("bomb") / "bomb.pth"
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.zeros(MARKER_BYTES, dtype=torch.uint8)}}, buffer)
+    with zipfile.ZipFile(buffer) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename.endswith("/data.pkl"):  # the storage size and the tensor shape
+                old, new = b"J" + struct.pack("<i", MARKER_BYTES), b"J" + struct.pack("<i", 2**30)
+                assert body.count(old) == 2
+                body = body.replace(old, new)
+            if info.filename == BOMB_NAME:
+                with dst.open(info.filename, "w") as fh:
+                    for _ in range(64):
+                        fh.write(bytes(2**24))
+            else:
+                dst.writestr(info.filename, body, compress_type=zipfile.ZIP_STORED)
+    return path
+
+
+def lying_copy(bomb: Path, path: Path, declared_bytes: int) -> Path:
+    """``bomb`` with the tensor's size in its zip headers (local and central) and its pickle set to
+    ``declared_bytes``: a zip that lies about sizes."""
+    import struct
+    import zipfile
+
+    raw = bytearray(bomb.read_bytes())
+    with zipfile.ZipFile(bomb) as archive:
+        offset = archive.getinfo(BOMB_NAME).header_offset
+    struct.pack_into("<I", raw, offset + 22, declared_bytes)
+    central = raw.rfind(b"PK\x01\x02")
+    while raw[central + 46 : central + 46 + len(BOMB_NAME)] != BOMB_NAME.encode():
+        central = raw.rfind(b"PK\x01\x02", 0, central)
+    struct.pack_into("<I", raw, central + 24, declared_bytes)
+    old, new = b"J" + struct.pack("<i", 2**30), b"J" + struct.pack("<i", declared_bytes)  # the pickle (stored)
+    assert raw.count(old) == 2
+    path.write_bytes(bytes(raw).replace(old, new))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("declared", "fragment"),
+    [
+        (None, "expected a compression ratio of at most 100, got 2"),
+        (MARKER_BYTES, "inflates to more than the 123,457 bytes it declares"),
+    ],
+    ids=["honest sizes", "lying sizes"],
+)
+def test_zip_bomb_checkpoint_is_refused_before_inflating(
+    zip_bomb: Path, tmp_path: Path, declared: int | None, fragment: str
+) -> None:
+    """A 4.6 MB checkpoint whose tensor inflates to 1 GiB: before the checks, torch inflated it whole (1.1 GB peak
+    here, 4.4 GB in the issue). A zip that declares 123 kB but holds 1 GiB stops at the declared size."""
+    bomb = zip_bomb if declared is None else lying_copy(zip_bomb, tmp_path / "bomb.pth", declared)
+    assert bomb.stat().st_size < 5 * 2**20
+    out = run_in_a_child(["supernet", "import-ofa", str(bomb), "--out", str(tmp_path / "x.safetensors")])
+    lines = str(out["stderr"]).strip().splitlines()
+    assert out["rc"] == 1 and len(lines) == 1 and lines[0].startswith("error: OFA checkpoint "), out
+    assert f"bomb.pth: zip entry '{BOMB_NAME}': {fragment}" in lines[0]
+    assert float(out["mb"]) < PEAK_MEMORY_MB, out  # type: ignore[arg-type]
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_checkpoint_that_is_no_file_is_refused(tmp_path: Path) -> None:
+    for source, kind in (("/dev/zero", "a character device"), (str(tmp_path), "a folder")):
+        result = runner.invoke(app, ["supernet", "import-ofa", source, "--out", str(tmp_path / "x.safetensors")])
+        assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
+        assert result.stderr.startswith(f"error: OFA checkpoint {source}: ")
+        assert ("expected a regular file, got " + kind) in result.stderr or "Is a directory" in result.stderr
+
+
 @pytest.mark.slow
 def test_long_csv_lines_and_files_are_refused(url: str, tmp_path: Path) -> None:
     (tmp_path / "long.csv").write_text("arch_str,e\n" + NB201_ARCH + "," + "1" * (2 << 20) + "\n")

@@ -14,8 +14,14 @@ The architectures are equal tensor for tensor: OFA's 475 tensors map one to one 
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import re
+import stat
+import struct
+import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +51,13 @@ __all__ = [
 
 OFA_WIDTHS = (1.0, 1.2)
 MAX_CHECKPOINT_BYTES = 2 * 1024**3
+"""Largest checkpoint file read, and the most its zip entries may inflate to, all together."""
+MAX_COMPRESSION_RATIO = 100
+"""Inflated / compressed size allowed for a compressed zip entry of more than :data:`RATIO_FLOOR_BYTES` (torch
+stores tensors uncompressed; weights deflate by about 1.1)."""
+RATIO_FLOOR_BYTES = 1024**2
+MAX_ZIP_ENTRIES = 100_000
+_PIECE = 1024**2
 FORMAT = "ofa-mbv3"
 """``format`` in the header of an imported checkpoint."""
 
@@ -86,22 +99,129 @@ def read_ofa_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in OFA checkpoint ``path``, read by torch's restricted unpickler (``weights_only=True``:
     tensors, dicts, lists and numbers; any other class or function in the pickle is refused before it is called,
     with its name in a one-line error). A ``{"state_dict": ...}`` checkpoint gives its ``state_dict``."""
+    return _load_state(_read_checkpoint(Path(path)), Path(path))
+
+
+def _read_checkpoint(p: Path) -> bytes:
+    """The bytes of checkpoint file ``p``: a regular file of at most :data:`MAX_CHECKPOINT_BYTES`, and, when it is a
+    zip (torch's format since 1.6), one whose entries are checked by :func:`_check_zip` before torch inflates them."""
+    where = f"OFA checkpoint {p}"
+    try:
+        with p.open("rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise HwparetoError(f"{where}: expected a regular file, got {_file_kind(info.st_mode)}")
+            if info.st_size > MAX_CHECKPOINT_BYTES:
+                raise HwparetoError(f"{where}: expected at most {MAX_CHECKPOINT_BYTES:,} bytes, got {info.st_size:,}")
+            data = fh.read(MAX_CHECKPOINT_BYTES + 1)
+    except OSError as exc:
+        raise HwparetoError(f"{where}: cannot read ({exc.strerror})") from None
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise HwparetoError(f"{where}: expected at most {MAX_CHECKPOINT_BYTES:,} bytes, got more (still growing?)")
+    _check_zip(data, where)
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a pipe"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _check_zip(data: bytes, where: str) -> None:
+    """Refuse a zip of more than :data:`MAX_ZIP_ENTRIES` entries, or whose entries would inflate past
+    :data:`MAX_CHECKPOINT_BYTES` together (declared sizes, checked first), compress more than
+    :data:`MAX_COMPRESSION_RATIO` times, or inflate to other than their declared size (inflated here in 1 MiB pieces
+    and never past the declared size + 1 byte: a zip that lies about sizes stops at the bound). Torch then inflates
+    each entry into a buffer of its declared size. Data that is not a zip is left to torch."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return
+    count = _zip_entry_count(data)
+    if count > MAX_ZIP_ENTRIES:
+        raise HwparetoError(f"{where}: expected a zip of at most {MAX_ZIP_ENTRIES:,} entries, got {count:,}")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise HwparetoError(f"{where}: not a readable zip ({type(exc).__name__}: {detail})") from None
+    declared = sum(e.file_size for e in entries)
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise HwparetoError(
+            f"{where}: expected zip entries of at most {MAX_CHECKPOINT_BYTES:,} bytes in all, they declare {declared:,}"
+        )
+    for entry in entries:
+        name = f"{where}: zip entry {entry.filename[:100]!r}"
+        if entry.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise HwparetoError(
+                f"{name}: expected stored or deflated data, got compression method {entry.compress_type}"
+            )
+        ratio = entry.file_size / max(1, entry.compress_size)
+        if entry.file_size > RATIO_FLOOR_BYTES and ratio > MAX_COMPRESSION_RATIO:
+            raise HwparetoError(
+                f"{name}: expected a compression ratio of at most {MAX_COMPRESSION_RATIO}, got {ratio:,.0f} "
+                f"({entry.compress_size:,} bytes declared to inflate to {entry.file_size:,})"
+            )
+        inflated = _inflated_bytes(data, entry, name)
+        if inflated > entry.file_size:
+            raise HwparetoError(f"{name}: inflates to more than the {entry.file_size:,} bytes it declares")
+        if inflated < entry.file_size:
+            raise HwparetoError(f"{name}: inflates to {inflated:,} bytes, it declares {entry.file_size:,}")
+
+
+def _zip_entry_count(data: bytes) -> int:
+    """The entry count the zip's end-of-central-directory record declares (zip64's when it has one)."""
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - 65_557))
+    if end < 0 or end + 22 > len(data):
+        return 0  # zipfile's own reader says what is wrong
+    count = struct.unpack_from("<H", data, end + 10)[0]
+    locator = end - 20
+    if count == 0xFFFF and locator >= 0 and data[locator : locator + 4] == b"PK\x06\x07":
+        record = struct.unpack_from("<Q", data, locator + 8)[0]
+        if record + 40 <= len(data) and data[record : record + 4] == b"PK\x06\x06":
+            count = struct.unpack_from("<Q", data, record + 32)[0]
+    return int(count)
+
+
+def _inflated_bytes(data: bytes, entry: zipfile.ZipInfo, name: str) -> int:
+    """How many bytes ``entry`` of the zip ``data`` inflates to, counted up to its declared size + 1 (never more)."""
+    start = entry.header_offset
+    if data[start : start + 4] != b"PK\x03\x04" or start + 30 > len(data):
+        raise HwparetoError(f"{name}: not a readable zip (no local header at byte {start:,})")
+    name_len, extra_len = struct.unpack_from("<HH", data, start + 26)
+    begin = start + 30 + name_len + extra_len
+    raw = memoryview(data)[begin : begin + entry.compress_size]
+    if entry.compress_type == zipfile.ZIP_STORED:
+        return len(raw)
+    inflater, total, bound = zlib.decompressobj(-zlib.MAX_WBITS), 0, entry.file_size + 1
+    try:
+        for i in range(0, len(raw), _PIECE):
+            pending: bytes | memoryview = raw[i : i + _PIECE]
+            while pending and total < bound:
+                total += len(inflater.decompress(pending, min(_PIECE, bound - total)))
+                pending = inflater.unconsumed_tail
+            if total >= bound:
+                break
+    except zlib.error as exc:
+        raise HwparetoError(f"{name}: not readable deflated data ({exc})") from None
+    return total
+
+
+def _load_state(data: bytes, p: Path) -> dict[str, torch.Tensor]:
+    """The state dict in checkpoint bytes ``data`` (read from ``p``), through torch's restricted unpickler."""
     import pickle
     import warnings
 
     import torch
 
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-    except OSError as exc:
-        raise HwparetoError(f"OFA checkpoint {p}: cannot read ({exc.strerror})") from None
-    if size > MAX_CHECKPOINT_BYTES:
-        raise HwparetoError(f"OFA checkpoint {p}: expected at most {MAX_CHECKPOINT_BYTES:,} bytes, got {size:,}")
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says enough
             warnings.simplefilter("ignore")
-            doc = torch.load(p, map_location="cpu", weights_only=True, mmap=False)
+            doc = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
         raise HwparetoError(f"OFA checkpoint {p}: {_refusal(str(exc))} (refused, nothing executed)") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, KeyError) as exc:
@@ -231,8 +351,9 @@ def import_ofa_checkpoint(source: str | Path, out: str | Path) -> OfaImport:
     from safetensors.torch import save_file
 
     src, dst = Path(source), Path(out)
-    width, state = convert_ofa_state(read_ofa_state(src), f"OFA checkpoint {src}")
-    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    data = _read_checkpoint(src)
+    width, state = convert_ofa_state(_load_state(data, src), f"OFA checkpoint {src}")
+    sha = hashlib.sha256(data).hexdigest()
     name = space_name(width)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
