@@ -24,6 +24,8 @@ __all__ = [
     "front_parallel_figure",
     "importance_figure",
     "param_importances",
+    "range_label",
+    "range_steps",
     "trial_frame",
     "varied_columns",
 ]
@@ -95,6 +97,31 @@ def filter_trials(
         if allowed:
             mask &= frame[column].isin(list(allowed)).to_numpy()
     return frame[mask]
+
+
+def range_steps(values: Sequence[float] | np.ndarray, steps: int = 200) -> list[float]:
+    """The values a range filter of ``values`` offers, from their exact minimum to their exact maximum: every
+    distinct value when there are at most ``steps`` + 1, else ``steps`` equal steps (in the values' own unit, whatever
+    its scale); empty without two distinct finite values. The ends are the data's, so the full range hides nothing."""
+    v = np.asarray(values, float)
+    v = np.unique(v[np.isfinite(v)])
+    if len(v) < 2:
+        return []
+    if len(v) <= steps + 1:
+        return [float(x) for x in v]
+    grid = np.linspace(v[0], v[-1], steps + 1)
+    grid[0], grid[-1] = v[0], v[-1]
+    return [float(x) for x in grid]
+
+
+def range_label(options: Sequence[float]) -> str:
+    """A ``%``-format that tells every option of :func:`range_steps` apart (the fewest significant digits, 3 to
+    17)."""
+    for digits in range(3, 18):
+        fmt = f"%.{digits}g"
+        if len({fmt % x for x in options}) == len(options):
+            return fmt
+    return "%r"
 
 
 def _distribution(values: pd.Series) -> Any:

@@ -166,3 +166,62 @@ def test_trials_page_filters_importance_parallel_and_confirmed_deletion(dash_url
     assert _studies(dash_url) == [STUDY]
     at.button(key="trials_delete").click().run()
     assert _studies(dash_url) == []
+
+
+# ------------------------------------------------------------------------------------------------ issue 28: ranges
+NPU = "latency_ms@npu"
+
+
+def _npu_scale_study(url: str) -> pd.DataFrame:
+    """A study of latencies of a few microseconds (an NPU's scale) on a fake device ``npu``; its trials."""
+    from pareto._worker import run_now
+    from profilers import DeviceSpec, backend_for, build_lut
+    from supernet import get_space
+
+    params = {"gmacs_per_s": 20000.0, "overhead_us": 0.0, "ns_per_element": 0.0, "subnet_overhead_ms": 0.0}
+    with Store.open(url) as db:
+        spec = DeviceSpec("npu", "fake", "fake", params)
+        db.devices.add("npu", "fake", spec.to_dict(), backend_for(spec).describe())
+        build_lut(db, spec, get_space("nb201"), workers=1)
+        run_now(db, SearchSpec("npu-scale", "nb201", (ACC, NPU), n_trials=60, population=20))
+        return _data.load_study(db, "npu-scale").trials
+
+
+def test_range_steps_end_exactly_at_the_data_at_every_scale() -> None:
+    rng = np.random.default_rng(0)
+    for scale in (1e-3, 1.0, 1e7):
+        values = scale * (0.004 + 0.006 * rng.random(500))
+        steps = _explore.range_steps(values)
+        assert steps[0] == values.min() and steps[-1] == values.max() and len(steps) == 201  # exact ends
+        assert np.all(np.diff(steps) > 0) and np.diff(steps).max() < (values.max() - values.min()) / 100
+        fmt = _explore.range_label(steps)
+        assert len({fmt % x for x in steps}) == len(steps)  # every step tells itself apart
+        assert len(_explore.filter_trials(pd.DataFrame({"v": values}), ranges={"v": (steps[0], steps[-1])})) == 500
+    assert _explore.range_steps([3.0, 1.0, 2.0, 2.0]) == [1.0, 2.0, 3.0]  # few values: each one
+    assert _explore.range_steps([1.0, 1.0, np.nan]) == []
+
+
+@pytest.mark.slow
+def test_trials_range_filter_at_npu_scale_steps_with_the_data_and_says_what_it_hides(dash_url: str) -> None:
+    """Issue 28 (wrong results 8): the range sliders stepped 0.01 in every unit, so at an NPU's scale (µs) one step
+    filtered out the whole front and stepping back left trials silently filtered."""
+    trials = _npu_scale_study(dash_url)
+    n = len(trials)
+    assert trials[NPU].max() < 0.01  # the whole study within one old step
+    at = AppTest.from_file(str(PAGES / "trials.py"), default_timeout=120)
+    at.run()
+    at.selectbox(key="trials_study").set_value("npu-scale").run()
+    assert not at.exception
+    (slider,) = [s for s in at.select_slider if s.label == f"{NPU} range"]
+    lo, hi = slider.value
+    assert (lo, hi) == (trials[NPU].min(), trials[NPU].max())
+    steps = _explore.range_steps(trials[NPU].to_numpy(float))
+    slider.set_value((steps[1], hi)).run()  # one step up from the lowest
+    caption = next(c.value for c in at.caption if "trials match" in c.value)
+    kept = int((trials[NPU] >= steps[1]).sum())
+    assert 0 < n - kept < n / 2, caption  # one step hides a few trials, not the front
+    assert caption.startswith(f"{kept:,} of {n:,} trials match; {n - kept:,} hidden by the filters ({NPU} in [")
+    (slider,) = [s for s in at.select_slider if s.label == f"{NPU} range"]
+    slider.set_value((steps[0], hi)).run()  # and back: nothing hidden
+    caption = next(c.value for c in at.caption if "trials match" in c.value)
+    assert caption.startswith(f"{n:,} of {n:,} trials match; no filter"), caption

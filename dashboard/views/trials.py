@@ -60,15 +60,23 @@ else:
     device = None if device == "(all)" else device
     feasibility = cols[1].selectbox("Budget", ["any", "feasible", "over budget"], key="trials_feasible")
     shown = [o.name for o in results.objectives if device is None or not o.is_cost or o.subject == device]
-    ranges = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    active: list[str] = []  # the filters in force, as the caption names them
     for name in shown:
-        values = frame[name].to_numpy(float)
-        finite = values[~(values != values) & (abs(values) != float("inf"))]
-        if len(finite) and finite.min() < finite.max():
-            lo, hi = float(finite.min()), float(finite.max())
-            got = st.slider(f"{name} range", lo, hi, (lo, hi), key=f"trials_range:{study}:{name}")
-            if got != (lo, hi):
-                ranges[name] = got
+        steps = _explore.range_steps(frame[name].to_numpy(float))
+        if steps:
+            fmt = _explore.range_label(steps)
+            lo, hi = st.select_slider(
+                f"{name} range",
+                steps,
+                value=(steps[0], steps[-1]),
+                format_func=fmt.__mod__,
+                key=f"trials_range:{study}:{name}:{marker[0]}",  # new trials: new steps
+                help=f"{len(steps) - 1} steps from the lowest to the highest value; both ends: no filter",
+            )
+            if (lo, hi) != (steps[0], steps[-1]):
+                ranges[name] = (lo, hi)
+                active.append(f"{name} in [{fmt % lo}, {fmt % hi}]")
     config_filter = {}
     varied = _explore.varied_columns(frame)
     with st.expander("Config values", expanded=False):
@@ -85,8 +93,12 @@ else:
         budgets=budgets if device else None,
         config=config_filter,
     )
+    active += [f"budget: {feasibility}"] if feasibility != "any" else []
+    active += [f"{c.removeprefix(_explore.CONFIG_PREFIX)} in {v}" for c, v in config_filter.items()]
+    hidden = len(frame) - len(matched)
     st.caption(
         f"{len(matched):,} of {len(frame):,} trials match"
+        + (f"; {hidden:,} hidden by the filters ({'; '.join(active)})" if active else "; no filter")
         + (f"; the first {ROWS:,} shown" if len(matched) > ROWS else "")
     )
     columns = ["number", *shown, *budgets, "feasible", *varied]
