@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import shutil
 import tempfile
 import warnings
@@ -38,6 +39,7 @@ __all__ = [
     "ExportResult",
     "checkpoint_meta",
     "export_subnet",
+    "find_supernet",
     "load_subnet",
     "load_supernet",
     "record_checkpoint",
@@ -53,6 +55,8 @@ ONNX_DATA_FILE = "model.onnx.data"
 """The weights of an ONNX graph over protobuf's 2 GB limit (an LLM's), in one file beside it."""
 HF_FOLDER = "model"
 README_FILE = "README.md"
+FILE_MODE = 0o644
+FOLDER_MODE = 0o755
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer.model",
@@ -64,6 +68,7 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
 )
 """Files of a model folder copied into an LLM bundle's ``model/`` when present."""
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 TRACE_TOKENS = 8
 """Prompt tokens an LLM's ONNX prefill graph is traced on (at least 2: one token takes another attention path)."""
 
@@ -324,16 +329,20 @@ def export_subnet(
             calibration = _calibration(ckpt)
             _stage(progress, "extracting the SubNet" + (" and recalibrating batch norm" if calibration else ""))
             module, recalibrated, has_bn = _extract(space, supernet, config, calibration)
-        doc["supernet"] = {
+        doc["supernet"] = {  # by content, the file name a hint: a bundle holds no path of the exporting machine
             "source": source.origin,
-            "checkpoint": str(ckpt) if ckpt else None,
+            "checkpoint": ckpt.name if ckpt else None,
             "checkpoint_sha256": _sha256(ckpt) if ckpt else None,
             "seed": None if ckpt or source.origin == "folder" else seed,
             "bn_recalibrated": recalibrated,
         }
         if llm is not None and llm.path is not None:  # the weights are the folder's (seeded init overwritten)
             ordered = bool(llm.options["importance"])
-            doc["supernet"] |= {"folder": llm.path, "weights_sha256": llm.weights_sha256, "importance_ordered": ordered}
+            name = Path(llm.path).name
+            doc["supernet"] |= {"folder": name, "weights_sha256": llm.weights_sha256, "importance_ordered": ordered}
+            files_sha256 = llm.to_dict().get("tokenizer_files_sha256")
+            if files_sha256 is not None:
+                doc["supernet"]["tokenizer_files_sha256"] = files_sha256
         notes = _notes(space, doc["supernet"], has_bn)
         doc["input_shape"] = list(space.dummy_input(config).shape)
         if weights and llm is not None:
@@ -361,18 +370,30 @@ def export_subnet(
         files[README_FILE] = _sha256(out / README_FILE)
     doc["files"] = files
     (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    for name in (CONFIG_FILE, *files):  # safetensors writes 0600: every file of a bundle alike
+        (out / name).chmod(FILE_MODE)
+    if (out / HF_FOLDER).is_dir():
+        (out / HF_FOLDER).chmod(FOLDER_MODE)
     return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files}, notes)
 
 
 def _definition(space: SearchSpace) -> dict[str, Any] | None:
     """The stored-space document of ``space`` (so that the bundle loads without the store); None for an installed
-    space and one of a kind that has no document."""
+    space and one of a kind that has no document. A Hugging Face space's model folder is left out (``path`` and
+    ``weights_sha256`` null, no file hashes): the bundle's ``supernet`` section names it by hash."""
     if space.name in installed_spaces():
         return None
     try:
-        return space_document(space)
+        doc = space_document(space)
     except InvalidValueError:
         return None
+    if not isinstance(space, HFCausalLMSpace):
+        return doc
+    return {k: v for k, v in doc.items() if k not in _FOLDER_FIELDS} | {"path": None, "weights_sha256": None}
+
+
+_FOLDER_FIELDS = ("path", "weights_sha256", "tokenizer_files_sha256")
+"""Fields of a Hugging Face space's document that describe its model folder (kept in a bundle's ``supernet``)."""
 
 
 def _save_llm(space: HFCausalLMSpace, module: Any, folder: Path) -> dict[str, Any]:
@@ -603,9 +624,16 @@ class BundleCheck:
         return all(d is None or d <= atol for d in diffs)
 
 
-def verify_bundle(directory: str | Path) -> BundleCheck:
+def verify_bundle(
+    directory: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    store: Callable[[], Store] | None = None,
+) -> BundleCheck:
     """Re-extract the bundle's SubNet from the SuperNet it names and compare it with what was exported (for an LLM,
-    logits on token ids of the prompt length)."""
+    logits on token ids of the prompt length). The SuperNet is found by the hash the bundle records
+    (:func:`find_supernet`: ``checkpoint``, the shipped ones, then the store ``store()`` opens), never by a path the
+    bundle gives; batch norm is recalibrated on the data the found checkpoint's own header names."""
     import torch
 
     folder = Path(directory)
@@ -614,8 +642,9 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
     source = doc.get("supernet")
     if source is None:
         return BundleCheck(None, None)
-    supernet = load_supernet(space, source.get("checkpoint"), source.get("seed") or 0)
-    reference, _, _ = _extract(space, supernet, config, _calibration(source.get("checkpoint")))
+    space, ckpt = find_supernet(folder, space, source, checkpoint, store)
+    supernet = load_supernet(space, ckpt, _seed(folder, source))
+    reference, _, _ = _extract(space, supernet, config, _calibration(ckpt))
     x = space.dummy_input(config, batch=3, seed=1)  # not the export's batch of 2: the batch axis is dynamic
     hf = doc.get("transformers") if isinstance(space, HFCausalLMSpace) else None
     listed = doc.get("files", {})  # what this export wrote (load_subnet checked each); not stray files beside it
@@ -640,6 +669,108 @@ def verify_bundle(directory: str | Path) -> BundleCheck:
         (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         onnx_diff = float(abs(out - expected.numpy()).max())
     return BundleCheck(weights_diff, onnx_diff, pretrained_diff)
+
+
+def find_supernet(
+    folder: Path,
+    space: SearchSpace,
+    source: Any,
+    checkpoint: str | Path | None = None,
+    store: Callable[[], Store] | None = None,
+) -> tuple[SearchSpace, Path | None]:
+    """The SuperNet a bundle's ``supernet`` section names by hash: the space (a Hugging Face space rebuilt on the
+    model folder found) and the checkpoint to load (None: the folder's weights or a seeded init). Looked for in
+    ``checkpoint`` (its hash must match), the checkpoints and model folders shipped with hwpareto, then the store's
+    recorded checkpoints and stored spaces; not found is a one-line error naming the hash."""
+    where = f"bundle {folder}: {CONFIG_FILE} supernet"
+    if not isinstance(source, dict):
+        raise InvalidValueError(where, "an object naming the SuperNet", type(source).__name__)
+    ckpt_sha, folder_sha = source.get("checkpoint_sha256"), source.get("weights_sha256")
+    for field, value in (("checkpoint_sha256", ckpt_sha), ("weights_sha256", folder_sha)):
+        if value is not None and not (isinstance(value, str) and _HEX64.fullmatch(value)):
+            raise InvalidValueError(f"{where}.{field}", "64 hex digits or null", value)
+    if ckpt_sha is not None:
+        return space, _find(where, "checkpoint", ckpt_sha, source.get("checkpoint"), checkpoint, space, store)
+    if folder_sha is not None:
+        if not isinstance(space, HFCausalLMSpace):
+            raise InvalidValueError(f"{where}.weights_sha256", f"null (space {space.name!r} has no model folder)", 1)
+        found = _find(where, "model folder", folder_sha, source.get("folder"), checkpoint, space, store)
+        folder_doc: dict[str, Any] = {"path": str(found), "weights_sha256": folder_sha}
+        if source.get("tokenizer_files_sha256") is not None:
+            folder_doc["tokenizer_files_sha256"] = source["tokenizer_files_sha256"]
+        return space_from_document(space.to_dict() | folder_doc, f"{where}: the space on {found}"), None
+    if checkpoint is not None:
+        raise InvalidValueError("--checkpoint", "none: the bundle's SuperNet is an untrained one (seeded)", checkpoint)
+    return space, None
+
+
+def _find(
+    where: str,
+    kind: str,
+    digest: str,
+    hint: Any,
+    given: str | Path | None,
+    space: SearchSpace,
+    store: Callable[[], Store] | None,
+) -> Path:
+    """The ``kind`` (a checkpoint file or a model folder) whose content hash is ``digest``."""
+    content = _folder_sha256 if kind == "model folder" else _file_sha256
+    if given is not None:
+        got = content(Path(given))
+        if got != digest:
+            raise InvalidValueError(f"--checkpoint {given}", f"the bundle's {kind}: SHA-256 {digest}", got)
+        return Path(given)
+    for candidate in _shipped(kind):
+        if content(candidate) == digest:
+            return candidate
+    if store is not None:
+        db = store()
+        paths = [Path(r.path) for r in db.checkpoints.with_sha256(digest)] if kind == "checkpoint" else []
+        if kind == "model folder":
+            spaces, _ = db.spaces.load_all()
+            stored = [s for s in spaces if isinstance(s, HFCausalLMSpace) and s.weights_sha256 == digest]
+            paths += [Path(s.path) for s in stored if s.path is not None]
+        for candidate in paths:
+            if content(candidate) == digest:  # the file on disk, not what the store says about it
+                return candidate
+    named = f", exported from {hint!r}" if isinstance(hint, str) and len(hint) <= 255 else ""
+    option = "--checkpoint FOLDER" if kind == "model folder" else "--checkpoint PATH"
+    raise HwparetoError(
+        f"{where}: the {kind} with SHA-256 {digest} (space {space.name!r}{named}) is not found (not shipped, not "
+        f"in the store): name it with {option}"
+    )
+
+
+def _shipped(kind: str) -> list[Path]:
+    """The SuperNet checkpoints (``*.safetensors``) or model folders shipped in ``data/demo``."""
+    if kind == "checkpoint":
+        return sorted(p for p in SHIPPED.glob("*.safetensors") if p.is_file())
+    return sorted(p for p in SHIPPED.iterdir() if p.is_dir() and (p / "config.json").is_file())
+
+
+def _file_sha256(path: Path) -> str | None:
+    """SHA-256 of a regular file (None for anything else: a folder, a device, a missing path)."""
+    try:
+        return _sha256(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _folder_sha256(path: Path) -> str | None:
+    """The weights hash of a Hugging Face model folder as its space records it (None when it has no weights)."""
+    from supernet.llama._config import weight_files, weights_sha256
+
+    try:
+        return weights_sha256(weight_files(path)) if path.is_dir() else None
+    except (OSError, HwparetoError):
+        return None
+
+
+def _seed(folder: Path, source: dict[str, Any]) -> int:
+    seed = source.get("seed") or 0
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise InvalidValueError(f"bundle {folder}: {CONFIG_FILE} supernet.seed", "an integer in [0, 2^32)", seed)
+    return seed
 
 
 def _outputs(module: nn.Module, x: Any) -> Any:

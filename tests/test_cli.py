@@ -296,8 +296,8 @@ def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -
     _, _, module = load_subnet(out_dir)
     expected = space.extract(supernet, cfg).state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in module.state_dict().items())
-    assert verify_bundle(out_dir).weights_max_abs_diff == 0.0
-    out, _ = hw("verify-bundle", out_dir, "--json")
+    assert verify_bundle(out_dir, checkpoint=ckpt).weights_max_abs_diff == 0.0
+    out, _ = hw("verify-bundle", out_dir, "--json", "--store", sqlite_url)  # the store knows the checkpoint's hash
     assert json.loads(out) | {"directory": None} == {
         "directory": None,
         "ok": True,
@@ -314,9 +314,9 @@ def test_export_with_checkpoint_and_tampering(tmp_path: Path, sqlite_url: str) -
     doc = json.loads((edited / "config.json").read_text())
     doc["files"]["weights.safetensors"] = hashlib.sha256((edited / "weights.safetensors").read_bytes()).hexdigest()
     (edited / "config.json").write_text(json.dumps(doc))
-    _, err = hw("verify-bundle", edited, ok=False)
+    _, err = hw("verify-bundle", edited, "--checkpoint", ckpt, ok=False)
     assert "weights_max_abs_diff: expected at most --atol 0.0001, got" in err
-    hw("verify-bundle", out_dir, "--atol", "0")  # the untouched bundle reproduces the extraction exactly
+    hw("verify-bundle", out_dir, "--atol", "0", "--checkpoint", ckpt)  # the untouched bundle: exactly the extraction
     _, err = hw("verify-bundle", tmp_path / "absent", ok=False)
     assert "cannot read config.json" in err
     save_file({"x": torch.zeros(1)}, str(tmp_path / "wrong.safetensors"))

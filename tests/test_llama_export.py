@@ -157,7 +157,8 @@ def test_bundle_of_a_model_folder_holds_its_weights_and_tokenizer(tmp_path: Path
     largest = sp.largest()
     bundle = export_subnet(sp, largest, tmp_path / "b", weights=True, onnx=False).directory
     doc = json.loads((bundle / "config.json").read_text())
-    assert doc["supernet"]["folder"] == str(folder.resolve()) and doc["supernet"]["importance_ordered"]
+    assert doc["supernet"]["folder"] == "hf" and doc["supernet"]["importance_ordered"]
+    assert doc["supernet"]["weights_sha256"] == sp.weights_sha256 and doc["space_definition"]["path"] is None
     tokenizer = doc["transformers"]["tokenizer"]
     assert "tokenizer.json" in tokenizer and all((bundle / "model" / f).is_file() for f in tokenizer)
     tok = AutoTokenizer.from_pretrained(bundle / "model", local_files_only=True, trust_remote_code=False)
@@ -172,7 +173,7 @@ def test_bundle_of_a_model_folder_holds_its_weights_and_tokenizer(tmp_path: Path
     _, _, sub = load_subnet(bundle)
     with torch.no_grad():  # the sorted SuperNet (the folder's weights, importance-ordered) sliced
         torch.testing.assert_close(sub(input_ids=ids).logits, _active_logits(sp, smaller, ids), rtol=0, atol=1e-6)
-    assert verify_bundle(bundle).ok()
+    assert verify_bundle(bundle, checkpoint=folder).ok()  # the folder is found by its weights' hash
 
 
 def _cli(*args: str | Path) -> str:
@@ -317,4 +318,5 @@ def test_bundle_from_a_supernet_checkpoint(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, net(ids), rtol=0, atol=1e-6)
     doc = json.loads((bundle / "config.json").read_text())
-    assert doc["supernet"]["checkpoint_sha256"] == _sha256(ckpt) and verify_bundle(bundle).ok()
+    assert doc["supernet"]["checkpoint_sha256"] == _sha256(ckpt) and doc["supernet"]["checkpoint"] == ckpt.name
+    assert verify_bundle(bundle, checkpoint=ckpt).ok()

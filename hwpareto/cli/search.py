@@ -306,14 +306,24 @@ def verify_bundle_cmd(
     atol: Annotated[
         float, typer.Option("--atol", min=0.0, max=1e6, help="Largest absolute output difference accepted.")
     ] = 1e-4,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="The bundle's SuperNet (safetensors; a model folder for an LLM) when neither shipped nor recorded "
+            "in the store; its SHA-256 must be the one the bundle names.",
+        ),
+    ] = None,
+    store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check an exported bundle: file hashes, then the SubNet re-extracted from the SuperNet it names against the
-    bundle's weights, ONNX graph (onnxruntime) and, for an LLM, its plain transformers folder; exit 1 on a
-    difference above --atol."""
+    """Check an exported bundle: file hashes, then the SubNet re-extracted from the SuperNet it names (by SHA-256:
+    --checkpoint, the shipped ones, then the store's recorded checkpoints and model folders) against the bundle's
+    weights, ONNX graph (onnxruntime) and, for an LLM, its plain transformers folder; exit 1 on a difference above
+    --atol. Runs from any folder: a bundle holds no path of the machine that exported it."""
     from pareto._export import verify_bundle
 
-    check = verify_bundle(directory)
+    check = verify_bundle(directory, checkpoint=checkpoint, store=lambda: open_store(store))
     diffs = dataclasses.asdict(check)
     compared = {k: v for k, v in diffs.items() if v is not None}
     if not check.ok(atol):
