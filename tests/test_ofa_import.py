@@ -231,6 +231,42 @@ def test_pickles_with_other_objects_are_refused_unexecuted(zipfile: bool, tmp_pa
     assert "tensor names: expected those of OFA's MobileNetV3 (OFAMobileNetV3), got 'classifier.weight'" in err
 
 
+def test_output_is_written_whole_or_not_at_all(imported: dict[float, tuple[Any, Path]], tmp_path: Path) -> None:
+    """A folder, /proc or a device as --out, and a full disk (simulated with RLIMIT_FSIZE: writes past 1 MiB fail
+    with EFBIG, as ENOSPC would on a full disk) are one line each and leave nothing behind; before, a full disk was a
+    50-line SafetensorError traceback and left a truncated file."""
+    import subprocess
+    import textwrap
+
+    source = imported[1.0][1].with_suffix(".pth")
+    (tmp_path / "folder").mkdir()
+    _, err = hw("supernet", "import-ofa", source, "--out", tmp_path / "folder", ok=False)
+    assert (
+        f"--out: expected a new file or an existing regular file, got '{tmp_path / 'folder'} (an existing folder)'"
+        in err
+    )
+    _, err = hw("supernet", "import-ofa", source, "--out", "/dev/full", ok=False)
+    assert "--out: expected a new file or an existing regular file, got '/dev/full (an existing special file" in err
+    _, err = hw("supernet", "import-ofa", source, "--out", "/proc/x.safetensors", ok=False)
+    assert err.startswith("error: --out /proc/x.safetensors: cannot write (")
+    assert not Path("/proc/x.safetensors").exists()
+    out = tmp_path / "full" / "w10.safetensors"
+    out.parent.mkdir()
+    out.write_bytes(b"the previous checkpoint")
+    code = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        from hwpareto.cli import app
+        sys.argv = ["hwpareto", "supernet", "import-ofa", {str(source)!r}, "--out", {str(out)!r}]
+        app()
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert done.stderr.strip() == f"error: --out {out}: cannot write (File too large)"
+    assert [p.name for p in out.parent.iterdir()] == [out.name] and out.read_bytes() == b"the previous checkpoint"
+
+
 def test_widths_the_checkpoint_lacks_are_refused(imported: dict[float, tuple[Any, Path]], tmp_path: Path) -> None:
     _, ckpt10 = imported[1.0]
     _, ckpt12 = imported[1.2]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet._files import check_output_file, save_tensors
 from supernet._types import SubNetConfig
 from supernet.mbv3._arch import OFA_BASE_WIDTHS, make_divisible
 from supernet.mbv3._space import MobileNetV3Space
@@ -345,25 +346,17 @@ class OfaImport:
 
 def import_ofa_checkpoint(source: str | Path, out: str | Path) -> OfaImport:
     """Convert OFA checkpoint ``source`` into a safetensors checkpoint ``out`` of space ``ofa-mbv3-w<width>``
-    (its header names the space, the width and the source file's SHA-256)."""
+    (its header names the space, the width and the source file's SHA-256), written whole or not at all; ``out``
+    must be a new or regular file."""
     import hashlib
 
-    from safetensors.torch import save_file
-
-    src, dst = Path(source), Path(out)
+    src, dst = Path(source), check_output_file(out, "--out")
     data = _read_checkpoint(src)
     width, state = convert_ofa_state(_load_state(data, src), f"OFA checkpoint {src}")
     sha = hashlib.sha256(data).hexdigest()
     name = space_name(width)
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        save_file(
-            state,
-            str(dst),
-            metadata={"space": name, "format": FORMAT, "width": str(width), "source": src.name, "source_sha256": sha},
-        )
-    except OSError as exc:
-        raise HwparetoError(f"--out {dst}: cannot write ({exc.strerror})") from None
+    meta = {"space": name, "format": FORMAT, "width": str(width), "source": src.name, "source_sha256": sha}
+    save_tensors(dst, state, "--out", meta)
     return OfaImport(name, dst, width, len(state))
 
 
