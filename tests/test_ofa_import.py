@@ -231,6 +231,27 @@ def test_pickles_with_other_objects_are_refused_unexecuted(zipfile: bool, tmp_pa
     assert "tensor names: expected those of OFA's MobileNetV3 (OFAMobileNetV3), got 'classifier.weight'" in err
 
 
+def test_non_finite_checkpoints_are_refused(ofa: Any, imported: dict[float, tuple[Any, Path]], tmp_path: Path) -> None:
+    """An all-NaN checkpoint imported with rc 0; now the first tensor that is not finite is named."""
+    net, _ = imported[1.0]
+    state = net.state_dict()
+    cases = {
+        "all NaN": {k: v.clone().fill_(float("nan")) if v.is_floating_point() else v for k, v in state.items()},
+        "one inf": {k: v.clone() for k, v in state.items()},
+    }
+    cases["one inf"]["blocks.7.conv.point_linear.bn.bn.running_var"][3] = float("inf")
+    for case, doc in cases.items():
+        torch.save({"state_dict": doc}, tmp_path / "bad.pth")
+        _, err = hw("supernet", "import-ofa", tmp_path / "bad.pth", "--out", tmp_path / "x.safetensors", ok=False)
+        name, count = (
+            ("first_conv.conv.weight", "'432 NaN or infinite of 432'")
+            if case == "all NaN"
+            else ("blocks.7.conv.point_linear.bn.bn.running_var", "'1 NaN or infinite of 40'")
+        )
+        assert f"bad.pth tensor {name!r}: expected finite values, got {count}" in err, (case, err)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_output_is_written_whole_or_not_at_all(imported: dict[float, tuple[Any, Path]], tmp_path: Path) -> None:
     """A folder, /proc or a device as --out, and a full disk (simulated with RLIMIT_FSIZE: writes past 1 MiB fail
     with EFBIG, as ENOSPC would on a full disk) are one line each and leave nothing behind; before, a full disk was a

@@ -292,18 +292,19 @@ def _hwpareto_name(ofa_key: str) -> str | None:
 def convert_ofa_state(state: Mapping[str, torch.Tensor], where: str = "OFA checkpoint") -> tuple[float, dict[str, Any]]:
     """OFA MobileNetV3 ``state`` under hwpareto's names, and its width (1.0 or 1.2, read from the shapes).
 
-    Every tensor must map to one of the width's SuperNet with the same shape, and every SuperNet tensor must be
-    present (BN ``num_batches_tracked`` counters, absent from old files, are set to 0)."""
+    Every tensor must map to one of the width's SuperNet with the same shape and hold finite values, and every
+    SuperNet tensor must be present (BN ``num_batches_tracked`` counters, absent from old files, are set to 0)."""
     import torch
 
     renamed: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
     for key, tensor in state.items():
         name = _hwpareto_name(key)
         if name is None:
             raise InvalidValueError(f"{where} tensor names", "those of OFA's MobileNetV3 (OFAMobileNetV3)", key)
         if name in renamed:
             raise InvalidValueError(f"{where} tensor names", "each tensor once", f"{key!r} twice (as {name!r})")
-        renamed[name] = tensor
+        renamed[name], source[name] = tensor, key
     stem = renamed.get("first_conv.conv.weight")
     stem_channels = {make_divisible(OFA_BASE_WIDTHS[0] * w): w for w in OFA_WIDTHS}
     got = None if stem is None else int(stem.shape[0])
@@ -328,6 +329,14 @@ def convert_ofa_state(state: Mapping[str, torch.Tensor], where: str = "OFA check
             raise InvalidValueError(f"{where} {name} shape", str(tuple(ref.shape)), tuple(renamed[name].shape))
         if renamed[name].dtype != ref.dtype:
             renamed[name] = renamed[name].to(ref.dtype)
+        tensor = renamed[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int(tensor.numel() - torch.isfinite(tensor).sum())
+            raise InvalidValueError(
+                f"{where} tensor {source.get(name, name)!r}",
+                "finite values",
+                f"{bad:,} NaN or infinite of {tensor.numel():,}",
+            )
     return width, {n: renamed[n].contiguous() for n in expected}
 
 
