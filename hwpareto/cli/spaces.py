@@ -184,11 +184,20 @@ def space_from_hf(
             "--no-importance", help="Keep the folder's channel order (a SuperNet trained by train-supernet is ordered)."
         ),
     ] = False,
+    cost_only: Annotated[
+        bool,
+        typer.Option(
+            "--cost-only",
+            help="Register a model whose SuperNet does not fit this machine's memory: cost objectives only here "
+            "(building it stays refused where it does not fit).",
+        ),
+    ] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Register the space of a local Hugging Face model folder (config.json + safetensors weights) or of a lone
-    config.json (random weights: cost objectives only). Llama, Mistral, Qwen2; local files only, no remote code."""
+    config.json (random weights: cost objectives only). Llama, Mistral, Qwen2; local files only, no remote code. The
+    weights' headers are checked against config.json, and the SuperNet's memory against this machine's."""
     from supernet._safeload import read_text
     from supernet.llama import space_from_hf as build
 
@@ -198,7 +207,7 @@ def space_from_hf(
             options[key] = values
     if calibration is not None:
         options["calibration_text"] = read_text(calibration, "calibration text")
-    sp = build(path, name, **options)
+    sp = build(path, name, cost_only=cost_only, **options)
     open_store(store).spaces.register(sp)
     emit(
         sp.describe(),

@@ -6,7 +6,11 @@ config alone; :mod:`supernet.llama._model` builds the PyTorch modules.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import math
+import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,11 +24,16 @@ __all__ = [
     "ARCHITECTURES",
     "COPIED_FILES",
     "HFArch",
+    "available_memory_bytes",
     "check_hf_config",
+    "check_memory",
+    "check_weights",
     "contained",
     "copied_files",
+    "expected_tensors",
     "file_sha256",
     "read_model_folder",
+    "safetensors_header",
     "weight_files",
     "weights_sha256",
 ]
@@ -115,6 +124,14 @@ class HFArch:
         """Query heads per KV head (GQA group size)."""
         return self.num_heads // self.num_kv_heads
 
+    @property
+    def params(self) -> int:
+        """Parameters of the full model (the SuperNet), biases and a separate LM head included."""
+        d, hd, h, kv, f = self.hidden_size, self.head_dim, self.num_heads, self.num_kv_heads, self.intermediate_size
+        per_layer = 2 * d + d * hd * (2 * h + 2 * kv) + 3 * d * f
+        per_layer += (h + 2 * kv) * hd * self.qkv_bias + d * self.o_bias + (2 * f + d) * self.mlp_bias
+        return self.num_layers * per_layer + self.vocab_size * d * (1 if self.tie_embeddings else 2) + d
+
 
 def _int(doc: Mapping[str, Any], field: str, low: int, high: int, where: str) -> int:
     value = doc.get(field)
@@ -204,6 +221,7 @@ def check_hf_config(
             f"null or {ints['num_hidden_layers']} of full_attention, sliding_attention",
             "a list of " + str(len(layer_types)) if isinstance(layer_types, list) else layer_types,
         )
+    llama = model_type == "llama"
     arch = HFArch(
         model_type=model_type,
         vocab_size=ints["vocab_size"],
@@ -215,9 +233,11 @@ def check_hf_config(
         head_dim=head_dim,
         max_positions=ints["max_position_embeddings"],
         tie_embeddings=_bool(doc, "tie_word_embeddings", False, where),
-        qkv_bias=model_type == "qwen2" or _bool(doc, "attention_bias", False, where),
-        o_bias=model_type != "qwen2" and _bool(doc, "attention_bias", False, where),
-        mlp_bias=_bool(doc, "mlp_bias", False, where),
+        # transformers' layouts: Llama's biases follow attention_bias / mlp_bias, Qwen2 has q/k/v biases only,
+        # Mistral none (both ignore those keys)
+        qkv_bias=model_type == "qwen2" or (llama and _bool(doc, "attention_bias", False, where)),
+        o_bias=llama and _bool(doc, "attention_bias", False, where),
+        mlp_bias=llama and _bool(doc, "mlp_bias", False, where),
     )
     d, hd = arch.hidden_size, arch.head_dim
     per_layer = d * hd * (2 * heads + 2 * kv) + 3 * d * arch.intermediate_size
@@ -346,3 +366,198 @@ def weights_sha256(files: list[Path]) -> str:
             while chunk := fh.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------- safetensors
+DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+"""Element sizes of safetensors' dtypes."""
+WEIGHT_DTYPES = ("F16", "BF16", "F32", "F64")
+"""The dtypes a model folder's weights may have (floating point)."""
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+"""Largest safetensors JSON header read (a 405B model's is about 150 KB per file)."""
+IGNORED_TENSORS = (".rotary_emb.inv_freq",)
+"""Tensors older checkpoints carry that the model recomputes (skipped when loading)."""
+
+
+def safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``{tensor name: (dtype, shape)}`` of a safetensors file, from its header alone (no tensor is read), after
+    checking that the file is what the header says: an 8-byte header length within the file and
+    :data:`MAX_HEADER_BYTES`, a JSON object header, known dtypes, shapes whose byte sizes equal their
+    ``data_offsets`` spans, and spans that tile the data exactly (from 0, contiguous, no overlap, ending at the end
+    of the file). Anything else is an InvalidValueError naming the file and what is wrong."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise InvalidValueError(
+                f"{path}", "a safetensors file (8-byte header length, header, data)", f"{size} bytes"
+            )
+        n = int.from_bytes(head, "little")
+        limit = min(MAX_HEADER_BYTES, size - 8)
+        if n > limit:
+            raise InvalidValueError(f"{path}: header length", f"at most {limit:,} bytes (the file has {size:,})", n)
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidValueError(f"{path}: header", "a JSON object (UTF-8)", f"{n:,} bytes that are not") from None
+    if not isinstance(header, dict):
+        raise InvalidValueError(f"{path}: header", "a JSON object", type(header).__name__)
+    data_bytes = size - 8 - n
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    spans: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
+                raise InvalidValueError(f"{path}: header __metadata__", "an object of strings", entry)
+            continue
+        where = f"{path}: tensor {name[:200]!r}"
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise InvalidValueError(where, "an object with dtype, shape, data_offsets", entry)
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPE_BYTES:
+            raise InvalidValueError(f"{where} dtype", "one of " + ", ".join(DTYPE_BYTES), dtype)
+        if not isinstance(shape, list) or len(shape) > 8 or not all(_count(v) for v in shape):
+            raise InvalidValueError(f"{where} shape", "a list of at most 8 non-negative integers", shape)
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_count(v) for v in offsets):
+            raise InvalidValueError(f"{where} data_offsets", "[begin, end], non-negative integers", offsets)
+        begin, end = offsets
+        if end > data_bytes:
+            raise InvalidValueError(
+                f"{where} data_offsets", f"within the file's {data_bytes:,} bytes of data (truncated?)", offsets
+            )
+        nbytes = math.prod(shape) * DTYPE_BYTES[dtype]
+        if end - begin != nbytes:
+            raise InvalidValueError(f"{where} data_offsets", f"a span of {nbytes:,} bytes ({dtype} × {shape})", offsets)
+        spans.append((begin, end, name))
+        out[name] = (dtype, tuple(shape))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            what = "overlaps the tensor before it" if begin < position else f"leaves {begin - position:,} bytes unused"
+            raise InvalidValueError(
+                f"{path}: tensor {name[:200]!r} data_offsets",
+                f"to start at byte {position:,}",
+                f"[{begin}, {end}] ({what})",
+            )
+        position = end
+    if position != data_bytes:
+        raise InvalidValueError(
+            f"{path}: data", f"{position:,} bytes (the tensors' spans)", f"{data_bytes:,} bytes (trailing data)"
+        )
+    return out
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def expected_tensors(arch: HFArch) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of every parameter of the full ``*ForCausalLM`` of ``arch`` (``lm_head.weight`` included,
+    optional in a folder when the embeddings are tied)."""
+    d, hd, f = arch.hidden_size, arch.head_dim, arch.intermediate_size
+    q, k = arch.num_heads * hd, arch.num_kv_heads * hd
+    out: dict[str, tuple[int, ...]] = {
+        "model.embed_tokens.weight": (arch.vocab_size, d),
+        "model.norm.weight": (d,),
+        "lm_head.weight": (arch.vocab_size, d),
+    }
+    for i in range(arch.num_layers):
+        layer = {
+            "input_layernorm.weight": (d,),
+            "post_attention_layernorm.weight": (d,),
+            "self_attn.q_proj.weight": (q, d),
+            "self_attn.k_proj.weight": (k, d),
+            "self_attn.v_proj.weight": (k, d),
+            "self_attn.o_proj.weight": (d, q),
+            "mlp.gate_proj.weight": (f, d),
+            "mlp.up_proj.weight": (f, d),
+            "mlp.down_proj.weight": (d, f),
+        }
+        if arch.qkv_bias:
+            layer |= {"self_attn.q_proj.bias": (q,), "self_attn.k_proj.bias": (k,), "self_attn.v_proj.bias": (k,)}
+        if arch.o_bias:
+            layer["self_attn.o_proj.bias"] = (d,)
+        if arch.mlp_bias:
+            layer |= {"mlp.gate_proj.bias": (f,), "mlp.up_proj.bias": (f,), "mlp.down_proj.bias": (d,)}
+        out |= {f"model.layers.{i}.{name}": shape for name, shape in layer.items()}
+    return out
+
+
+def check_weights(folder: Path, files: list[Path], arch: HFArch) -> None:
+    """Check the weight files of a model folder against its config without reading a tensor: each file's header
+    (:func:`safetensors_header`), floating-point dtypes, every parameter of ``arch`` present once with its shape
+    (a tied ``lm_head.weight`` may be absent), no other tensor, and a shard index naming the file of each tensor."""
+    expected = expected_tensors(arch)
+    seen: dict[str, Path] = {}
+    for f in files:
+        for name, (dtype, shape) in safetensors_header(f).items():
+            if name.endswith(IGNORED_TENSORS):
+                continue
+            where = f"{f}: tensor {name[:200]!r}"
+            if name not in expected:
+                raise InvalidValueError(where, f"a parameter of {arch.model_type} (config.json)", "an unknown name")
+            if name in seen:
+                raise InvalidValueError(where, "in one weight file only", f"also in {seen[name].name}")
+            if dtype not in WEIGHT_DTYPES:
+                raise InvalidValueError(f"{where} dtype", "one of " + ", ".join(WEIGHT_DTYPES), dtype)
+            if shape != expected[name]:
+                raise InvalidValueError(f"{where} shape", f"{list(expected[name])} (config.json)", list(shape))
+            seen[name] = f
+    missing = sorted(set(expected) - set(seen) - ({"lm_head.weight"} if arch.tie_embeddings else set()))
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InvalidValueError(
+            f"{folder}: weights", f"every parameter of config.json ({len(expected):,})", f"missing {shown}"
+        )
+    index = folder / "model.safetensors.index.json"
+    if not (folder / "model.safetensors").is_file():  # shards: the index names each tensor's file
+        weight_map = load_json(index, "model.safetensors.index.json", max_bytes=64 * 1024 * 1024).get("weight_map", {})
+        wrong = sorted(n for n, f in seen.items() if weight_map.get(n) != f.name)
+        if wrong:
+            raise InvalidValueError(
+                f"{index}: weight_map[{wrong[0][:200]!r}]", repr(seen[wrong[0]].name), weight_map.get(wrong[0])
+            )
+
+
+# ---------------------------------------------------------------------------------------------------- memory
+def available_memory_bytes() -> int | None:
+    """Memory this process may still allocate: the kernel's MemAvailable, lowered to the room left under a cgroup
+    (v2 or v1) memory limit; None where neither can be read (not Linux)."""
+    figures: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                figures.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
+        try:
+            cap, used = Path(limit).read_text().strip(), Path(usage).read_text().strip()
+        except OSError:
+            continue
+        if cap.isdigit() and used.isdigit() and int(cap) < 2**60:
+            figures.append(max(0, int(cap) - int(used)))
+    if not figures and hasattr(os, "sysconf"):
+        with contextlib.suppress(ValueError, OSError):
+            figures.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return min(figures) if figures else None
+
+
+def check_memory(what: str, params: int, bytes_per_param: int = 4) -> None:
+    """Refuse, before anything is allocated, a model of ``params`` parameters (fp32 unless ``bytes_per_param``)
+    that does not fit the memory this machine has available: an InvalidValueError with both figures."""
+    need = params * bytes_per_param
+    have = available_memory_bytes()
+    if have is not None and need > have:
+        raise InvalidValueError(
+            f"{what} memory",
+            f"at most this machine's {have / 1e9:,.1f} GB available",
+            f"{need / 1e9:,.1f} GB ({params:,} parameters × {bytes_per_param} bytes)",
+        )

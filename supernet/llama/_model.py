@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from supernet.llama._config import check_hf_config
+from supernet.llama._config import IGNORED_TENSORS, check_hf_config, check_memory, safetensors_header, weight_files
 
 __all__ = ["Arch", "HFSuperNet", "PrefillLogits", "build_model", "load_subnet", "save_subnet"]
 
@@ -254,6 +254,8 @@ class HFSuperNet(nn.Module):
         for f in files:
             tensors = load_file(str(f))
             for name, tensor in tensors.items():
+                if name.endswith(IGNORED_TENSORS):
+                    continue
                 if name not in expected:
                     raise HwparetoError(f"{f.name}: unexpected tensor {name!r} for {self.info.model_type}")
                 if tuple(tensor.shape) != tuple(expected[name].shape):
@@ -424,11 +426,15 @@ def load_subnet(folder: str | Path) -> Any:
         arch = Arch(info.hidden_size, ((info.num_kv_heads, info.intermediate_size),) * info.num_layers)
     # the skeleton's config is the largest layer's; the file's config is that already
     model = build_model(base | {"num_hidden_layers": info.num_layers}, arch, meta=True)
-    from supernet.llama._config import weight_files
-
+    check_memory(f"{p}: SubNet", sum(t.numel() for t in model.parameters()))
     state: dict[str, torch.Tensor] = {}
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    for f in weight_files(p):
+    files = weight_files(p)
+    for f in files:
+        for name, (_, shape) in safetensors_header(f).items():  # before a tensor is read
+            if name in shapes and shape != shapes[name]:
+                raise InvalidValueError(f"{f}: {name} shape", str(shapes[name]), shape)
+    for f in files:
         for name, tensor in load_file(str(f)).items():
             if name in shapes and tuple(tensor.shape) != shapes[name]:
                 raise InvalidValueError(f"{f}: {name} shape", str(shapes[name]), tuple(tensor.shape))

@@ -24,6 +24,8 @@ from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
 from supernet.llama._config import (
     COPIED_FILES,
     check_hf_config,
+    check_memory,
+    check_weights,
     copied_files,
     file_sha256,
     read_model_folder,
@@ -432,6 +434,7 @@ class HFCausalLMSpace(SearchSpace):
         """The full model as a SuperNet: the folder's weights (checked against the registered hash) or random ones
         (seeded; the global RNG state is left untouched), then, with weights and ``importance``, channels ordered
         by activation importance on the calibration tokens."""
+        check_memory(f"space {self.name}: SuperNet", self.arch.params)  # before a byte is allocated
         import torch
 
         from supernet.llama._model import HFSuperNet
@@ -513,6 +516,7 @@ class HFCausalLMSpace(SearchSpace):
 
     def subnet(self, config: SubNetConfig) -> nn.Module:
         """A freshly initialised model (seed 0) with the layout :meth:`extract` returns."""
+        check_memory(f"space {self.name}: SubNet", self.params(config))
         import torch
 
         from supernet.llama._model import build_model
@@ -662,13 +666,25 @@ def space_from_document(doc: Any, source: str = "space definition") -> HFCausalL
     )
 
 
-def space_from_hf(path: str | Path, name: str, **options: Any) -> HFCausalLMSpace:
+def space_from_hf(path: str | Path, name: str, *, cost_only: bool = False, **options: Any) -> HFCausalLMSpace:
     """The space of a local model folder (``config.json`` + safetensors weights) or of a lone ``config.json``
     (random weights). Reads local files only; ``auto_map`` (remote code), pickle checkpoints and files of the folder
-    that are links out of it are refused; the SHA-256 of the weights and of each file exports copy are recorded."""
+    that are links out of it are refused; the weights' safetensors headers must match ``config.json`` (names,
+    shapes, dtypes, offsets: :func:`~supernet.llama._config.check_weights`, no tensor is read) and, unless
+    ``cost_only``, the SuperNet (fp32) must fit the memory this machine has available. The SHA-256 of the weights
+    and of each file exports copy are recorded."""
     name = _check_space_name(name, "--name")
     config_path, doc, folder = read_model_folder(path)
-    check_hf_config(doc, str(config_path))
+    _, arch = check_hf_config(doc, str(config_path))
+    if folder is not None:
+        check_weights(folder, weight_files(folder), arch)
+    if not cost_only:
+        try:
+            check_memory(f"space {name}: SuperNet", arch.params)
+        except InvalidValueError as exc:
+            raise InvalidValueError(
+                exc.field, f"{exc.allowed} (--cost-only registers it for cost objectives only)", exc.got
+            ) from None
     digest = weights_sha256(weight_files(folder)) if folder is not None else None
     copied = {f.name: file_sha256(f) for f in copied_files(folder)} if folder is not None else None
     if options.get("calibration_text") is not None and folder is None:
