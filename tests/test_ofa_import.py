@@ -231,6 +231,23 @@ def test_pickles_with_other_objects_are_refused_unexecuted(zipfile: bool, tmp_pa
     assert "tensor names: expected those of OFA's MobileNetV3 (OFAMobileNetV3), got 'classifier.weight'" in err
 
 
+def test_data_parallel_prefix_is_stripped(ofa: Any, imported: dict[float, tuple[Any, Path]], tmp_path: Path) -> None:
+    """A checkpoint saved from ``nn.DataParallel`` (every name under ``module.``) imports as the plain one."""
+    from safetensors.torch import load_file
+
+    net, plain = imported[1.0]
+    wrapped = nn.DataParallel(net)
+    assert all(k.startswith("module.") for k in wrapped.state_dict())
+    torch.save({"state_dict": wrapped.state_dict()}, tmp_path / "dp.pth")
+    hw("supernet", "import-ofa", tmp_path / "dp.pth", "--out", tmp_path / "dp.safetensors")
+    got, want = load_file(tmp_path / "dp.safetensors"), load_file(plain)
+    assert got.keys() == want.keys() and all(torch.equal(got[k], v) for k, v in want.items())
+    half = {("module." + k if i % 2 else k): v for i, (k, v) in enumerate(net.state_dict().items())}
+    torch.save(half, tmp_path / "half.pth")  # a prefix on some names only is no DataParallel checkpoint
+    _, err = hw("supernet", "import-ofa", tmp_path / "half.pth", "--out", tmp_path / "x.safetensors", ok=False)
+    assert "tensor names: expected those of OFA's MobileNetV3 (OFAMobileNetV3), got 'module." in err
+
+
 def test_non_finite_checkpoints_are_refused(ofa: Any, imported: dict[float, tuple[Any, Path]], tmp_path: Path) -> None:
     """An all-NaN checkpoint imported with rc 0; now the first tensor that is not finite is named."""
     net, _ = imported[1.0]

@@ -293,9 +293,13 @@ def convert_ofa_state(state: Mapping[str, torch.Tensor], where: str = "OFA check
     """OFA MobileNetV3 ``state`` under hwpareto's names, and its width (1.0 or 1.2, read from the shapes).
 
     Every tensor must map to one of the width's SuperNet with the same shape and hold finite values, and every
-    SuperNet tensor must be present (BN ``num_batches_tracked`` counters, absent from old files, are set to 0)."""
+    SuperNet tensor must be present (BN ``num_batches_tracked`` counters, absent from old files, are set to 0).
+    Names that all start with ``module.`` (saved from ``DataParallel``/``DistributedDataParallel``) lose it."""
     import torch
 
+    prefix = "module."  # torch.nn.DataParallel / DistributedDataParallel save their wrapped model under it
+    if all(key.startswith(prefix) for key in state):
+        state = {key[len(prefix) :]: tensor for key, tensor in state.items()}
     renamed: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
     for key, tensor in state.items():
