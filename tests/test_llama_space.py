@@ -558,3 +558,23 @@ def test_search_under_a_decode_budget(tmp_path: Path) -> None:
         assert len(front) and (front["decode_ms_per_token@board"] <= bound).all()  # the front is feasible only
         feasible = constraints[:, 0] <= 0
         assert feasible[20:].mean() > feasible[:20].mean()  # later generations move into the budget
+
+
+def test_public_loader_reads_an_exported_per_layer_bundle(tmp_path: Path) -> None:
+    """Issue 28: the README's ``supernet.llama.load_subnet`` exists and reads a per-layer SubNet's ``model/`` folder
+    (which transformers alone cannot load) to the same function as the SuperNet's extraction."""
+    import supernet.llama
+    from pareto._export import export_subnet
+
+    assert "load_subnet" in supernet.llama.__all__
+    sp = _space()
+    config = sp.validate(_mixed(sp))
+    export_subnet(sp, config, tmp_path / "bundle", weights=True, random_weights=True, seed=5)
+    folder = tmp_path / "bundle" / "model"
+    assert (folder / "hwpareto_subnet.json").is_file()  # per-layer sizes: not a save_pretrained folder
+    model = supernet.llama.load_subnet(folder)
+    assert type(model).__name__ == "LlamaForCausalLM" and not model.training
+    assert [layer.mlp.gate_proj.out_features for layer in model.model.layers] == [48, 72]
+    with torch.no_grad():
+        expected = sp.extract(sp.supernet(seed=5), config)(input_ids=_ids()).logits
+        torch.testing.assert_close(model(input_ids=_ids()).logits, expected, rtol=0, atol=1e-6)
