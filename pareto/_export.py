@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BundleCheck",
     "ExportResult",
+    "bundle_files",
     "checkpoint_meta",
     "export_subnet",
     "find_supernet",
@@ -542,33 +544,123 @@ def _export_onnx(
 
 
 def load_subnet(directory: str | Path) -> tuple[SearchSpace, SubNetConfig, nn.Module]:
-    """Rebuild an exported SubNet: validate ``config.json``, check file hashes, load ``weights.safetensors`` (an LLM
-    bundle: its ``model/`` folder through hwpareto's strict loader, every tensor's shape checked against the config).
-    """
-    folder = Path(directory)
+    """Rebuild an exported SubNet: validate ``config.json``, check the folder's files against it
+    (:func:`bundle_files`), load ``weights.safetensors`` (an LLM bundle: its ``model/`` folder through hwpareto's
+    strict loader, every tensor's shape checked against the config)."""
+    space, config, module, _, _ = _load_bundle(Path(directory))
+    return space, config, module
+
+
+def _load_bundle(folder: Path) -> tuple[SearchSpace, SubNetConfig, nn.Module, dict[str, Any], dict[str, str]]:
+    """:func:`load_subnet`, also returning ``config.json`` and the files it lists (checked)."""
     doc = _bundle_doc(folder)
     space = _bundle_space(folder, doc)
     config = space.validate(doc)
     if config.key != doc.get("key", config.key):
         raise HwparetoError(f"bundle {folder}: key {doc.get('key')!r} does not match its values ({config.key})")
+    listed = bundle_files(folder, doc)
+    llm = any(name.startswith(f"{HF_FOLDER}/") for name in listed)
+    if llm != (isinstance(space, HFCausalLMSpace) and doc.get("transformers") is not None):
+        raise InvalidValueError(
+            f"bundle {folder}: {CONFIG_FILE} transformers",
+            f"an object exactly when the bundle holds a {HF_FOLDER}/ folder (a Hugging Face space's SubNet)",
+            doc.get("transformers"),
+        )
+    if llm:
+        assert isinstance(space, HFCausalLMSpace)
+        return space, config, _load_llm(folder, space, config), doc, listed
+    module = space.subnet(config)
+    if WEIGHTS_FILE in listed:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            module.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)
+        except (SafetensorError, RuntimeError) as exc:  # not safetensors; missing/unexpected keys, shapes
+            detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])[:300]
+            raise HwparetoError(
+                f"bundle {folder}: {WEIGHTS_FILE}: not the weights of SubNet {config.key} ({detail})"
+            ) from None
+    return space, config, module.eval(), doc, listed
+
+
+MODEL_FILES = (WEIGHTS_FILE, ONNX_FILE, ONNX_DATA_FILE)
+"""Top-level files of a bundle that hold a model (with ``model/``): each is compared against the SuperNet."""
+BUNDLE_FILES = (*MODEL_FILES, README_FILE)
+"""Every top-level file a bundle may list besides ``config.json`` (and ``model/NAME`` files)."""
+MAX_BUNDLE_FILES = 10_000
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+
+
+def bundle_files(folder: Path, doc: dict[str, Any]) -> dict[str, str]:
+    """The files ``config.json`` lists (name → SHA-256), checked against what is in the folder: every listed file
+    is there with that hash, and the folder holds nothing else (``config.json`` aside): no unlisted file, no
+    folder but ``model/``, no symlink, FIFO or device. A bundle is only what its export wrote; anything beside it
+    could be taken for part of it."""
+    where = f"bundle {folder}: {CONFIG_FILE} files"
     listed = doc.get("files", {})
     if not isinstance(listed, dict):
-        raise InvalidValueError(f"bundle {folder}: {CONFIG_FILE} files", "an object of file name to SHA-256", listed)
+        raise InvalidValueError(where, "an object of file name to SHA-256", type(listed).__name__)
+    if len(listed) > MAX_BUNDLE_FILES:
+        raise InvalidValueError(where, f"at most {MAX_BUNDLE_FILES:,} files", len(listed))
     for name, digest in listed.items():
-        if not isinstance(name, str) or name.startswith("/") or ".." in Path(name).parts:
-            raise InvalidValueError(f"bundle {folder}: {CONFIG_FILE} files", "names inside the bundle", name)
-        if not (folder / name).is_file():
+        top, _, rest = name.partition("/")
+        known = name in BUNDLE_FILES or (top == HF_FOLDER and _FILE_NAME.fullmatch(rest) is not None)
+        if not known:
+            shown = name if len(name) <= 80 else f"{name[:60]}... ({len(name):,} characters)"
+            allowed = ", ".join(BUNDLE_FILES) + f" or {HF_FOLDER}/NAME (a name of at most 255 letters, digits, '._-')"
+            raise InvalidValueError(f"{where} name", allowed, shown)
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise InvalidValueError(f"{where}[{name!r}]", "a SHA-256 of 64 hex digits", digest)
+    present = _folder_files(folder)
+    unlisted = sorted(present - set(listed) - {CONFIG_FILE})
+    if unlisted:
+        more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
+        raise HwparetoError(
+            f"bundle {folder}: {unlisted[0]}{more} is not listed in {CONFIG_FILE} files: a bundle holds only the "
+            "files its export wrote, each with its SHA-256"
+        )
+    for name, digest in listed.items():
+        if name not in present:
             raise HwparetoError(f"bundle {folder}: {name} is missing (listed in {CONFIG_FILE})")
         if _sha256(folder / name) != digest:
             raise HwparetoError(f"bundle {folder}: {name}: its SHA-256 differs from {CONFIG_FILE} (file changed)")
-    if isinstance(space, HFCausalLMSpace) and doc.get("transformers") is not None:
-        return space, config, _load_llm(folder, space, config)
-    module = space.subnet(config)
-    if WEIGHTS_FILE in listed:
-        from safetensors.torch import load_file
+    if ONNX_DATA_FILE in listed and ONNX_FILE not in listed:
+        raise HwparetoError(f"bundle {folder}: {ONNX_DATA_FILE} is listed without {ONNX_FILE}")
+    return listed
 
-        module.load_state_dict(load_file(folder / WEIGHTS_FILE), strict=True)
-    return space, config, module.eval()
+
+def _folder_files(folder: Path) -> set[str]:
+    """The plain files of a bundle folder (``model/NAME`` for those of its model folder), refusing what no export
+    writes: symlinks, other folders, FIFOs, devices, more than :data:`MAX_BUNDLE_FILES` entries."""
+    found: set[str] = set()
+
+    def entries(path: Path, prefix: str) -> Iterator[os.DirEntry[str]]:
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    if len(found) >= MAX_BUNDLE_FILES:
+                        raise InvalidValueError(f"bundle {folder}", f"at most {MAX_BUNDLE_FILES:,} files", "more")
+                    yield entry
+        except OSError as exc:
+            raise HwparetoError(f"bundle {folder}: cannot list {prefix or 'the folder'} ({exc.strerror})") from None
+
+    for entry in entries(folder, ""):
+        if entry.is_symlink():
+            raise HwparetoError(f"bundle {folder}: {entry.name} is a symbolic link (a bundle holds plain files only)")
+        if entry.is_dir(follow_symlinks=False) and entry.name == HF_FOLDER:
+            for sub in entries(Path(entry.path), f"{HF_FOLDER}/"):
+                name = f"{HF_FOLDER}/{sub.name}"
+                if sub.is_symlink() or not sub.is_file(follow_symlinks=False):
+                    kind = "a symbolic link" if sub.is_symlink() else "not a plain file"
+                    raise HwparetoError(f"bundle {folder}: {name} is {kind} (a bundle holds plain files only)")
+                found.add(name)
+        elif entry.is_file(follow_symlinks=False):
+            found.add(entry.name)
+        else:
+            kind = "a folder" if entry.is_dir(follow_symlinks=False) else "not a plain file"
+            raise HwparetoError(f"bundle {folder}: {entry.name} is {kind} (a bundle holds its files and {HF_FOLDER}/)")
+    return found
 
 
 def _bundle_doc(folder: Path) -> dict[str, Any]:
@@ -629,46 +721,89 @@ def verify_bundle(
     *,
     checkpoint: str | Path | None = None,
     store: Callable[[], Store] | None = None,
+    hashes_only: bool = False,
 ) -> BundleCheck:
-    """Re-extract the bundle's SubNet from the SuperNet it names and compare it with what was exported (for an LLM,
-    logits on token ids of the prompt length). The SuperNet is found by the hash the bundle records
-    (:func:`find_supernet`: ``checkpoint``, the shipped ones, then the store ``store()`` opens), never by a path the
-    bundle gives; batch norm is recalibrated on the data the found checkpoint's own header names."""
+    """Check every file of the bundle against ``config.json`` (:func:`load_subnet`), then re-extract its SubNet
+    from the SuperNet it names and compare each model artefact with it (weights, ``model/``, ONNX in onnxruntime) on
+    :func:`_inputs` (two seeded inputs of different batch sizes; for an LLM, token ids of two lengths). The SuperNet
+    is found by the hash the bundle records (:func:`find_supernet`: ``checkpoint``, the shipped ones, then the store
+    ``store()`` opens), never by a path the bundle gives; batch norm is recalibrated on the data the found
+    checkpoint's own header names. A bundle with a model artefact that names no SuperNet is refused unless
+    ``hashes_only`` (then nothing is compared)."""
     import torch
 
     folder = Path(directory)
-    space, config, module = load_subnet(folder)
-    doc = _bundle_doc(folder)
+    space, config, module, doc, listed = _load_bundle(folder)
     source = doc.get("supernet")
-    if source is None:
+    models = [name for name in listed if name in MODEL_FILES or name.startswith(f"{HF_FOLDER}/")]
+    if hashes_only:
         return BundleCheck(None, None)
+    if source is None:
+        if not models and "supernet" not in doc:  # a config-only export: nothing to compare
+            return BundleCheck(None, None)
+        raise HwparetoError(
+            f"bundle {folder}: {CONFIG_FILE} names no SuperNet (supernet: {json.dumps(source)}) to compare "
+            f"{', '.join(models) or 'its files'} with: ask for --hashes-only to check file hashes alone"
+        )
     space, ckpt = find_supernet(folder, space, source, checkpoint, store)
     supernet = load_supernet(space, ckpt, _seed(folder, source))
     reference, _, _ = _extract(space, supernet, config, _calibration(ckpt))
-    x = space.dummy_input(config, batch=3, seed=1)  # not the export's batch of 2: the batch axis is dynamic
-    hf = doc.get("transformers") if isinstance(space, HFCausalLMSpace) else None
-    listed = doc.get("files", {})  # what this export wrote (load_subnet checked each); not stray files beside it
-    weights = hf is not None or WEIGHTS_FILE in listed
-    pretrained_diff = None
+    inputs = _inputs(space, config)
+    llm = any(name.startswith(f"{HF_FOLDER}/") for name in listed)
+    weights_diff = pretrained_diff = onnx_diff = None
     with torch.no_grad():
-        expected = _outputs(reference, x)
-        weights_diff = float((_outputs(module, x) - expected).abs().max()) if weights else None
-        if hf is not None and hf.get("plain"):
+        expected = [_outputs(reference, x) for x in inputs]
+        if llm or WEIGHTS_FILE in listed:
+            weights_diff = _max_diff(folder, "weights", [_outputs(module, x) for x in inputs], expected)
+        if llm and not (folder / HF_FOLDER / "hwpareto_subnet.json").is_file():  # save_pretrained's: AutoModel too
             from transformers import AutoModelForCausalLM
 
             with _no_progress_bars():
                 plain = AutoModelForCausalLM.from_pretrained(
                     folder / HF_FOLDER, local_files_only=True, trust_remote_code=False
-                )
-            pretrained_diff = float((_outputs(plain.eval(), x) - expected).abs().max())
-    onnx_diff = None
+                ).eval()
+            pretrained_diff = _max_diff(folder, HF_FOLDER, [_outputs(plain, x) for x in inputs], expected)
     if ONNX_FILE in listed:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
-        (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-        onnx_diff = float(abs(out - expected.numpy()).max())
+        outputs = _onnx_outputs(folder, set(listed), [x.numpy() for x in inputs])
+        onnx_diff = _max_diff(folder, ONNX_FILE, [torch.from_numpy(o) for o in outputs], expected)
     return BundleCheck(weights_diff, onnx_diff, pretrained_diff)
+
+
+def _inputs(space: SearchSpace, config: SubNetConfig) -> list[Any]:
+    """What a bundle is verified on: the space's dummy input at batch 3 (seed 1) and batch 1 (seed 2), neither the
+    export's trace batch of 2 (the batch axis is dynamic); an LLM's second input half as many tokens (so is the
+    length axis)."""
+    first, second = space.dummy_input(config, batch=3, seed=1), space.dummy_input(config, batch=1, seed=2)
+    if isinstance(space, HFCausalLMSpace):
+        second = second[:, : max(2, second.shape[1] // 2)]
+    return [first, second]
+
+
+def _max_diff(folder: Path, what: str, got: list[Any], expected: list[Any]) -> float:
+    """Largest absolute difference of ``got`` from ``expected`` over every input; outputs of another shape are a
+    one-line error."""
+    worst = 0.0
+    for g, e in zip(got, expected, strict=True):
+        if tuple(g.shape) != tuple(e.shape):
+            raise InvalidValueError(f"bundle {folder}: {what} output shape", str(tuple(e.shape)), tuple(g.shape))
+        worst = max(worst, float((g.float() - e.float()).abs().max()))
+    return worst
+
+
+def _onnx_outputs(folder: Path, listed: set[str], inputs: list[Any]) -> list[Any]:
+    """The bundle's ONNX graph run in onnxruntime on each input; whatever onnxruntime refuses is one line."""
+    import onnxruntime as ort
+
+    outputs = []
+    try:
+        session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for x in inputs:
+            outputs.append(session.run(None, {name: x})[0])
+    except Exception as exc:  # onnxruntime's own types (Fail, InvalidArgument, InvalidGraph, ...)
+        detail = " ".join(str(exc).split())[:300]
+        raise HwparetoError(f"bundle {folder}: {ONNX_FILE}: onnxruntime cannot run it ({detail})") from None
+    return outputs
 
 
 def find_supernet(

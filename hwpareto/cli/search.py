@@ -314,20 +314,28 @@ def verify_bundle_cmd(
             "in the store; its SHA-256 must be the one the bundle names.",
         ),
     ] = None,
+    hashes_only: Annotated[
+        bool,
+        typer.Option("--hashes-only", help="Check the files' hashes alone (a bundle that names no SuperNet)."),
+    ] = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check an exported bundle: file hashes, then the SubNet re-extracted from the SuperNet it names (by SHA-256:
-    --checkpoint, the shipped ones, then the store's recorded checkpoints and model folders) against the bundle's
-    weights, ONNX graph (onnxruntime) and, for an LLM, its plain transformers folder; exit 1 on a difference above
-    --atol. Runs from any folder: a bundle holds no path of the machine that exported it."""
+    """Check an exported bundle: every file in the folder against config.json (no file missing, unlisted or
+    changed; no symlink), then the SubNet re-extracted from the SuperNet it names (by SHA-256: --checkpoint, the
+    shipped ones, then the store's recorded checkpoints and model folders) against the bundle's weights, ONNX graph
+    (onnxruntime) and, for an LLM, its plain transformers folder, on two inputs; exit 1 on a difference above
+    --atol, and for a bundle with weights or ONNX that names no SuperNet unless --hashes-only. Runs from any
+    folder: a bundle holds no path of the machine that exported it."""
     from pareto._export import verify_bundle
 
-    check = verify_bundle(directory, checkpoint=checkpoint, store=lambda: open_store(store))
+    check = verify_bundle(directory, checkpoint=checkpoint, store=lambda: open_store(store), hashes_only=hashes_only)
     diffs = dataclasses.asdict(check)
     compared = {k: v for k, v in diffs.items() if v is not None}
     if not check.ok(atol):
         worst = max(compared, key=lambda k: compared[k])
         raise HwparetoError(f"bundle {directory}: {worst}: expected at most --atol {atol:g}, got {compared[worst]:.3g}")
-    text = ", ".join(f"{k} {v:.2g}" for k, v in compared.items()) or "no weights exported: hashes only"
+    text = ", ".join(f"{k} {v:.2g}" for k, v in compared.items())
+    if not compared:
+        text = "hashes only (--hashes-only)" if hashes_only else "config only, no weights to compare: hashes only"
     emit({"directory": str(directory), "ok": True, **diffs}, json_out, f"bundle {directory} verified: {text}")
