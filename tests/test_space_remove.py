@@ -56,6 +56,7 @@ def test_space_remove_refuses_while_used_and_cascades_explicitly(tmp_path: Path)
         nb201 = get_space("nb201")
         store.measurements.add(_rows("nb201", [nb201.smallest().values, nb201.largest().values]))
         _study(store, "over-toy", "toy")
+        store.checkpoints.record("toy", "/x/toy.safetensors", "a" * 64, {}, recorded_by="eval-subnets", evaluated=True)
         _study(store, "over-nb201", "nb201")
     _, err = _hw(url, "space", "remove", "toy", code=1)
     line = err.strip()
@@ -74,9 +75,11 @@ def test_space_remove_refuses_while_used_and_cascades_explicitly(tmp_path: Path)
     said = out.splitlines()
     assert said[0].startswith("removing space 'toy' with 2 studies (")
     assert "over-toy" in said[0] and "queued-toy" in said[0] and "6 measurements of 3 SubNets" in said[0]
+    assert "1 checkpoint record" in said[0] and "0 predictors" in said[0]
     assert said[1].startswith("removed space 'toy'")
     with Store.open(url) as store:
         assert "toy" not in store.spaces.names()
+        assert store.checkpoints.trained("toy") is None  # a space registered again under the name starts afresh
         assert len(store.measurements.table(subject="d")) == 4  # nb201's rows stay
         names = {s.study_name for s in optuna.get_all_study_summaries(store.optuna_storage())}
         assert names == {"over-nb201"} and [s.name for s in store.searches.list()] == []

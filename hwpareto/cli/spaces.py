@@ -103,7 +103,7 @@ def space_remove(
         bool,
         typer.Option(
             "--cascade",
-            help="Also delete the studies over the space, its measurements, predictors and export records.",
+            help="Also delete the studies over the space, its measurements and predictors.",
         ),
     ] = False,
     store: StoreOpt = None,
@@ -130,7 +130,7 @@ def space_remove(
         raise InvalidValueError(
             f"space {name!r}", "no queued or running search over it (cancel them first)", ", ".join(active)
         )
-    if users or held.measurements or held.predictors or held.exports:
+    if users or held.measurements or held.predictors or held.exports or held.checkpoints:
         typer.echo(f"removing space {name!r} with {studies}, {held}")
     storage = s.optuna_storage()
     for study in users:

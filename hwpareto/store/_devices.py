@@ -42,7 +42,11 @@ class DeviceData:
     predictors: int
 
     def __str__(self) -> str:
-        return f"{self.lut_entries} LUT entries, {self.measurements} measurements, {self.predictors} predictors"
+        n, m, k = self.lut_entries, self.measurements, self.predictors
+        return (
+            f"{n} LUT {'entry' if n == 1 else 'entries'}, {m} measurement{'' if m == 1 else 's'}, "
+            f"{k} predictor{'' if k == 1 else 's'}"
+        )
 
 
 class DeviceRepository:

@@ -5,9 +5,10 @@ Contract. Stored spaces belong to the store (they are not registered process-wid
 different spaces of one name). :meth:`SpaceRepository.register` rejects the name of any installed space (a
 built-in or a plugin) and a name stored with another definition; :meth:`SpaceRepository.get` of an unknown name
 raises InvalidValueError listing the known ones. :meth:`SpaceRepository.remove` deletes a stored space with
-its SubNets, their measurements, its predictors and export records (never a built-in or installed space; whether
-studies still use it is for the caller to check). :meth:`SpaceRepository.load_all` is for listings: a broken
-installed plugin (:class:`PluginError`) is set aside with its one-line error instead of failing the whole listing.
+its SubNets, their measurements, its predictors, export and checkpoint records (never a built-in or installed
+space; whether studies still use it is for the caller to check). :meth:`SpaceRepository.load_all` is for
+listings: a broken installed plugin (:class:`PluginError`) is set aside with its one-line error instead of failing
+the whole listing.
 Every method takes an optional ``conn`` (the caller's transaction), else opens its own.
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError
 from hwpareto.store._db import Database
-from hwpareto.store._models import Export, Measurement, Predictor, Space, SubNet
+from hwpareto.store._models import Checkpoint, Export, Measurement, Predictor, Space, SubNet
 from hwpareto.store._sql import canonical
 from supernet import (
     BUILTIN_SPACES,
@@ -44,12 +45,18 @@ class SpaceData:
     subnets: int
     predictors: int
     exports: int
+    checkpoints: int
 
     def __str__(self) -> str:
-        return (
-            f"{self.measurements} measurements of {self.subnets} SubNets, {self.predictors} predictors, "
-            f"{self.exports} export records"
+        counts = (
+            (self.measurements, "measurement"),
+            (self.predictors, "predictor"),
+            (self.exports, "export record"),
+            (self.checkpoints, "checkpoint record"),
         )
+        text = [f"{n} {word}{'' if n == 1 else 's'}" for n, word in counts]
+        text[0] += f" of {self.subnets} SubNet{'' if self.subnets == 1 else 's'}"
+        return ", ".join(text)
 
 
 class SpaceRepository:
@@ -96,7 +103,8 @@ class SpaceRepository:
                 raise InvalidValueError("space", "one of " + ", ".join(self.names(conn=c)), name) from None
 
     def held(self, name: str, *, conn: Connection | None = None) -> SpaceData:
-        """The measurements (and their SubNets), predictors and export records of stored space ``name``."""
+        """The measurements (and their SubNets), predictors, export and checkpoint records of stored space
+        ``name``."""
         with self._db.read(conn) as c:
             self._stored(name, c)
             subnets = select(SubNet.id).where(SubNet.space == name)
@@ -107,20 +115,21 @@ class SpaceRepository:
                     (SubNet, SubNet.id.in_(select(Measurement.subnet_id).where(Measurement.subnet_id.in_(subnets)))),
                     (Predictor, Predictor.space == name),
                     (Export, Export.space == name),
+                    (Checkpoint, Checkpoint.space == name),
                 )
             ]
         return SpaceData(*(int(n) for n in counts))
 
     def remove(self, name: str, *, conn: Connection | None = None) -> SpaceData:
-        """Delete stored space ``name``, its SubNets with their measurements, its predictors and export records;
-        what was deleted besides the space. A built-in or installed space, or a name not stored here, raises
-        InvalidValueError."""
+        """Delete stored space ``name``, its SubNets with their measurements, its predictors, export and checkpoint
+        records (a space registered again under the name starts afresh); what was deleted besides the space. A
+        built-in or installed space, or a name not stored here, raises InvalidValueError."""
         with self._db.write(conn) as c:
             held = self.held(name, conn=c)
             c.execute(
                 delete(Measurement).where(Measurement.subnet_id.in_(select(SubNet.id).where(SubNet.space == name)))
             )
-            for table in (SubNet, Predictor, Export):
+            for table in (SubNet, Predictor, Export, Checkpoint):
                 c.execute(delete(table).where(table.space == name))
             c.execute(delete(Space).where(Space.name == name))
         return held
