@@ -59,17 +59,6 @@ HF_FOLDER = "model"
 README_FILE = "README.md"
 FILE_MODE = 0o644
 FOLDER_MODE = 0o755
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer.model",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-)
-"""Files of a model folder copied into an LLM bundle's ``model/`` when present."""
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 TRACE_TOKENS = 8
 """Prompt tokens an LLM's ONNX prefill graph is traced on (at least 2: one token takes another attention path)."""
@@ -289,6 +278,8 @@ def export_subnet(
     if model and not space.has_model:
         raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
     source = _weights(space, checkpoint, recorded, random_weights) if model else None  # before anything is written
+    llm = space if isinstance(space, HFCausalLMSpace) else None  # a transformers SubNet
+    copied = _tokenizer_files(llm, Path(llm.path)) if weights and llm is not None and llm.path is not None else {}
     out = Path(out_dir)
     if not force and out.is_dir() and any(out.iterdir()):
         raise HwparetoError(f"export folder {out}: not empty (choose an empty or new folder, or --force to overwrite)")
@@ -319,7 +310,6 @@ def export_subnet(
     definition = _definition(space)
     if definition is not None:
         doc["space_definition"] = definition
-    llm = space if isinstance(space, HFCausalLMSpace) else None  # a transformers SubNet
     if source is not None:
         _stage(progress, "loading the SuperNet")
         import torch
@@ -349,7 +339,7 @@ def export_subnet(
         doc["input_shape"] = list(space.dummy_input(config).shape)
         if weights and llm is not None:
             _stage(progress, "writing the transformers model")
-            doc["transformers"] = _save_llm(llm, module, out / HF_FOLDER)
+            doc["transformers"] = _save_llm(module, out / HF_FOLDER, copied)
             files |= {f"{HF_FOLDER}/{f.name}": _sha256(f) for f in sorted((out / HF_FOLDER).iterdir())}
         elif weights:
             state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
@@ -398,21 +388,54 @@ _FOLDER_FIELDS = ("path", "weights_sha256", "tokenizer_files_sha256")
 """Fields of a Hugging Face space's document that describe its model folder (kept in a bundle's ``supernet``)."""
 
 
-def _save_llm(space: HFCausalLMSpace, module: Any, folder: Path) -> dict[str, Any]:
-    """Write the transformers SubNet ``module`` into ``folder`` with the source folder's tokenizer files; what the
-    bundle's ``config.json`` records about it."""
+def _save_llm(module: Any, folder: Path, tokenizer: dict[str, bytes]) -> dict[str, Any]:
+    """Write the transformers SubNet ``module`` into ``folder`` with the model folder's ``tokenizer`` files (name →
+    contents, from :func:`_tokenizer_files`); what the bundle's ``config.json`` records about it."""
     from supernet.llama._model import SUBNET_FILE, save_subnet
 
     with _no_progress_bars():
         save_subnet(module, folder)
-    tokenizer = []
-    if space.path is not None:
-        for name in TOKENIZER_FILES:
-            if (Path(space.path) / name).is_file():
-                shutil.copyfile(Path(space.path) / name, folder / name)
-                tokenizer.append(name)
+    for name, data in tokenizer.items():
+        (folder / name).write_bytes(data)
     plain = not (folder / SUBNET_FILE).is_file()
-    return {"folder": HF_FOLDER, "class": type(module).__name__, "plain": plain, "tokenizer": tokenizer}
+    return {"folder": HF_FOLDER, "class": type(module).__name__, "plain": plain, "tokenizer": list(tokenizer)}
+
+
+def _tokenizer_files(space: HFCausalLMSpace, source: Path) -> dict[str, bytes]:
+    """The contents of the model folder's :data:`~supernet.llama._config.COPIED_FILES` to copy into a bundle: each a
+    regular file inside the folder (a symlink leading out of it, a FIFO or device is refused), at most
+    :data:`MAX_COPIED_BYTES`, read once and checked against the SHA-256 recorded at registration when the space
+    records them (a file changed, added or removed since is refused: register the folder again)."""
+    from supernet.llama._config import COPIED_FILES, contained
+
+    recorded = space.tokenizer_files_sha256
+    out: dict[str, bytes] = {}
+    for name in COPIED_FILES:
+        path = source / name
+        if not (path.is_symlink() or path.exists()):
+            if recorded is not None and name in recorded:
+                raise HwparetoError(
+                    f"space {space.name!r}: {path} is missing (it had SHA-256 {recorded[name]} at registration)"
+                )
+            continue
+        real = contained(source, path)
+        with real.open("rb") as fh:
+            data = fh.read(MAX_COPIED_BYTES + 1)
+        if len(data) > MAX_COPIED_BYTES:
+            raise InvalidValueError(str(path), f"a file of at most {MAX_COPIED_BYTES:,} bytes", "a larger one")
+        digest = hashlib.sha256(data).hexdigest()
+        if recorded is not None and recorded.get(name) != digest:
+            was = f"SHA-256 {recorded[name]}" if name in recorded else "absent"
+            raise HwparetoError(
+                f"space {space.name!r}: {path}: expected {was} (as registered), got SHA-256 {digest} (the folder "
+                "changed since registration: register it again)"
+            )
+        out[name] = data
+    return out
+
+
+MAX_COPIED_BYTES = 256 * 1024 * 1024
+"""Largest tokenizer file an export copies (the largest real ``tokenizer.json`` files are a few tens of MB)."""
 
 
 @contextlib.contextmanager

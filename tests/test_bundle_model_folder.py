@@ -1,0 +1,93 @@
+"""Issue 28 (security 2, export side): an LLM bundle copies the model folder's tokenizer files into ``model/``.
+A file replaced after registration by a symlink leading out of the folder (``/etc/passwd``, a private 0600 file) or
+by a FIFO, or whose contents changed since registration, is refused in one line before anything is written; what is
+copied is the registered contents, 0644."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hwpareto.cli import app
+from pareto import Store
+from tests.test_llama_export import _model_folder
+
+runner = CliRunner()
+
+
+def hw(*args: object, ok: bool = True) -> str:
+    """``hwpareto ARGS``; a failure must be one ``error:`` line on stderr with exit code 1 (returned)."""
+    result = runner.invoke(app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}{result.exception!r}"
+        return result.stdout
+    assert result.exit_code == 1, f"expected a user error, got exit {result.exit_code}: {result.output}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return result.stderr
+
+
+@pytest.fixture
+def registered(tmp_path: Path, sqlite_url: str) -> tuple[Path, Path, str]:
+    """A model folder with a tokenizer and a chat template, registered as space ``tf``; the folder, a config of
+    the space and the store."""
+    folder, _ = _model_folder(tmp_path)
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
+    hw("space", "from-hf", folder, "--name", "tf", "--uniform", "--prompt-len", "12", "--gen-len", "8",
+       "--store", sqlite_url)  # fmt: skip
+    with Store.open(sqlite_url) as store:
+        values = store.spaces.get("tf").smallest().values
+    (tmp_path / "c.json").write_text(json.dumps(values))
+    return folder, tmp_path / "c.json", sqlite_url
+
+
+def export(config: Path, out: Path, url: str, ok: bool = True) -> str:
+    return hw("export-config", "tf", config, "--out", out, "--weights", "--store", url, ok=ok)
+
+
+def test_tokenizer_files_are_copied_as_registered_0644(registered: tuple[Path, Path, str], tmp_path: Path) -> None:
+    folder, config, url = registered
+    (folder / "tokenizer_config.json").chmod(0o600)  # a private file of the folder: the copy is the bundle's, 0644
+    export(config, tmp_path / "b", url)
+    model = tmp_path / "b" / "model"
+    doc = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= set(doc["transformers"]["tokenizer"])
+    for name in doc["transformers"]["tokenizer"]:
+        assert (model / name).read_bytes() == (folder / name).read_bytes()
+        assert stat.S_IMODE((model / name).stat().st_mode) == 0o644 and not (model / name).is_symlink()
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "private"])
+def test_a_symlink_out_of_the_folder_is_refused(
+    registered: tuple[Path, Path, str], tmp_path: Path, target: str
+) -> None:
+    folder, config, url = registered
+    if target == "private":
+        secret = tmp_path / "secret.txt"
+        secret.write_text("api key")
+        secret.chmod(0o600)
+        target = str(secret)
+    (folder / "chat_template.jinja").unlink()
+    (folder / "chat_template.jinja").symlink_to(target)
+    err = export(config, tmp_path / "b", url, ok=False)
+    assert "chat_template.jinja" in err and "may not lead out of it" in err and target in err
+    assert not (tmp_path / "b").exists()  # refused before anything is written
+
+
+def test_a_fifo_or_a_changed_file_is_refused(registered: tuple[Path, Path, str], tmp_path: Path) -> None:
+    folder, config, url = registered
+    (folder / "chat_template.jinja").unlink()
+    os.mkfifo(folder / "chat_template.jinja")  # reading it would block the export forever
+    assert "chat_template.jinja: expected a regular file" in export(config, tmp_path / "b", url, ok=False)
+    (folder / "chat_template.jinja").unlink()
+    (folder / "chat_template.jinja").write_text("{{ other }}")
+    err = export(config, tmp_path / "b", url, ok=False)
+    assert "chat_template.jinja: expected SHA-256" in err and "(as registered)" in err and "register it again" in err
+    (folder / "chat_template.jinja").unlink()
+    assert "chat_template.jinja is missing" in export(config, tmp_path / "b", url, ok=False)
+    assert not (tmp_path / "b").exists()
