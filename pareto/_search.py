@@ -23,6 +23,8 @@ finished one adds nothing.
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -183,32 +185,101 @@ class SearchResult:
 # ---------------------------------------------------------------------------------------------------- repeats
 MAX_PROPOSAL_ROUNDS = 50
 """Rounds of re-proposing (strategy first, then uniform draws) for a generation's repeated SubNets."""
+ENUMERATE_MAX = 1_000_000
+"""Largest searched region (configs) whose unevaluated SubNets are enumerated once proposals stop finding them."""
 
 
-def _distinct(strategy: Strategy, seen: set[str], size: int) -> list[SubNetConfig]:
-    """Up to ``size`` canonical configs whose architectures (``arch_key``) are not in ``seen`` nor repeated in the
-    batch: the strategy's proposals (asked again for the missing ones, half the rounds), then uniform draws.
-    ``seen`` gains the batch's arch keys."""
-    genome = strategy.genome
-    batch: list[SubNetConfig] = []
+class _Unseen:
+    """Draws batches of SubNets the study has not evaluated (by effective architecture, ``arch_key``).
 
-    def take(configs: list[SubNetConfig]) -> None:
-        for c in configs:
-            if len(batch) >= size:
-                return
-            canon = genome.canonical(c)
-            arch = genome.space.arch_key(canon)
-            if arch not in seen:
-                seen.add(arch)
-                batch.append(canon)
+    The strategy proposes first (asked again for repeats, half of :data:`MAX_PROPOSAL_ROUNDS`), uniform draws fill
+    in; when that leaves a batch short and the searched region holds at most :data:`ENUMERATE_MAX` configs, the
+    region is enumerated once and the batch is filled from its unevaluated SubNets (in the strategy's random order),
+    so a search that stops for lack of SubNets has evaluated every one (``exhausted``) rather than about every one."""
 
-    take(strategy.ask(size))
-    for round_ in range(MAX_PROPOSAL_ROUNDS):
-        if len(batch) >= size:
-            break
-        missing = size - len(batch)
-        take(strategy.ask(missing) if round_ < MAX_PROPOSAL_ROUNDS // 2 else strategy.uniform(4 * missing))
-    return batch
+    def __init__(self, genome: Genome, seen: set[str]) -> None:
+        self.genome = genome
+        self.seen = seen
+        """Arch keys of the SubNets evaluated or in a batch already."""
+        self.region = _region_size(genome)
+        """Configs in the searched region (``inf`` with a continuous dimension), valid or not."""
+        self._rest: list[tuple[str, SubNetConfig]] | None = None  # the unevaluated SubNets, once enumerated
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the region was enumerated and every SubNet of it has been taken."""
+        return self._rest is not None and not self._rest
+
+    def batch(self, strategy: Strategy, size: int) -> list[SubNetConfig]:
+        """Up to ``size`` canonical configs whose architectures are neither evaluated nor repeated in the batch
+        (fewer only when the region has no more, or could not be enumerated)."""
+        out: list[SubNetConfig] = []
+
+        def take(configs: list[SubNetConfig]) -> None:
+            for c in configs:
+                if len(out) >= size:
+                    return
+                canon = self.genome.canonical(c)
+                arch = self.genome.space.arch_key(canon)
+                if arch not in self.seen:
+                    self.seen.add(arch)
+                    out.append(canon)
+
+        take(strategy.ask(size))
+        rounds = MAX_PROPOSAL_ROUNDS if self._rest is None else 0  # once enumerated, the rest is known
+        for round_ in range(rounds):
+            if len(out) >= size:
+                break
+            missing = size - len(out)
+            take(strategy.ask(missing) if round_ < MAX_PROPOSAL_ROUNDS // 2 else strategy.uniform(4 * missing))
+        if len(out) < size and self.region <= ENUMERATE_MAX:
+            if self._rest is None:
+                rest = list(self._enumerate().items())
+                self._rest = [rest[i] for i in strategy.rng.permutation(len(rest))]
+            for arch, canon in self._rest:
+                if len(out) >= size:
+                    break
+                if arch not in self.seen:
+                    self.seen.add(arch)
+                    out.append(canon)
+            self._rest = [(arch, canon) for arch, canon in self._rest if arch not in self.seen]
+        return out
+
+    def _enumerate(self) -> dict[str, SubNetConfig]:
+        """The region's valid SubNets not in ``seen``, canonical, one per architecture (by arch key)."""
+        space, dims = self.genome.space, self.genome.dims
+        axes = [
+            [self.genome.fixed[j]]
+            if j in self.genome.fixed
+            else list(d.choices)
+            if d.kind == "categorical"
+            else list(range(int(d.bounds()[0]), int(d.bounds()[1]) + 1, d.step))
+            for j, d in enumerate(dims)
+        ]
+        names = [d.name for d in dims]
+        found: dict[str, SubNetConfig] = {}
+        for values in itertools.product(*axes):
+            try:
+                canon = self.genome.canonical(space.validate(dict(zip(names, values, strict=True))))
+            except InvalidValueError:
+                continue  # breaks a cross-dimension rule
+            arch = space.arch_key(canon)
+            if arch not in self.seen:
+                found.setdefault(arch, canon)
+        return found
+
+
+def _region_size(genome: Genome) -> float:
+    """Configs of the searched region (free dimensions' value counts multiplied; ``inf`` for a float one)."""
+    total = 1.0
+    for j, d in enumerate(genome.dims):
+        if j in genome.fixed:
+            continue
+        if d.kind == "float":
+            return math.inf
+        low, high = d.bounds()
+        total *= len(d.choices) if d.kind == "categorical" else (int(high) - int(low)) // d.step + 1
+    return total
 
 
 # ---------------------------------------------------------------------------------------------------- store I/O
@@ -271,6 +342,7 @@ def run_surrogate(
     # the elite trials, written as each generation's parents where Optuna's NSGA-II looks for them
     ids = np.array([stored[i]["trial_id"] for i in kept], dtype=np.int64)
     parents = ElitePool(spec.population, ids, values * problem.signs, violation(constraints, len(kept)))
+    unseen = _Unseen(strategy.genome, seen)
     generation_key = strategy_cls.generation_key
     generation = last_generation(store, study_id(study), generation_key) + 1
     added = 0
@@ -283,11 +355,15 @@ def run_surrogate(
                 study, strategy_cls.parent_prefix + str(generation), parents.best(spec.population).tolist()
             )
         # no trial on a SubNet the study has evaluated: canonical configs, repeats proposed again
-        batch = _distinct(strategy, seen, size)
+        batch = unseen.batch(strategy, size)
         if not batch:
             note = (
                 f"stopped at {have} trials: every SubNet of the searched region has been evaluated "
                 f"({len(seen)} distinct architectures)"
+                if unseen.exhausted
+                else f"stopped at {have} trials: {MAX_PROPOSAL_ROUNDS} rounds of proposals found no SubNet the "
+                f"study has not evaluated, so about every SubNet of the searched region has been ({len(seen)} "
+                f"distinct architectures; the region's {unseen.region:.3g} configs are too many to enumerate)"
             )
             break
         mean, _ = evaluator.evaluate(batch)
