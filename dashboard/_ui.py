@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, NoReturn
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import streamlit as st
 
@@ -11,7 +12,9 @@ from dashboard import _data
 from hwpareto.errors import HwparetoError
 from pareto import Store, default_store_url
 
-__all__ = ["error", "next_step", "results", "stop", "store", "store_url"]
+__all__ = ["error", "next_step", "results", "stop", "store", "store_url", "url_is_new", "url_values", "write_url"]
+
+T = TypeVar("T")
 
 
 def store_url() -> str:
@@ -69,3 +72,34 @@ def _load(url: str, study: str, marker: tuple[int, int]) -> tuple[Any, _data.Fro
 def results(db: Store, study: str) -> tuple[Any, _data.FrontView | None]:
     """A study's results and fronts, cached until its trial count changes."""
     return _load(store_url(), study, _data.study_marker(db, study))
+
+
+# ---------------------------------------------------------------------------------------------------- permalinks
+def _url() -> dict[str, list[str]]:
+    return {k: st.query_params.get_all(k) for k in st.query_params}
+
+
+def url_is_new(page: str) -> bool:
+    """Whether the URL's query parameters are not the ones ``page`` wrote last: a fresh load, a bookmark or a shared
+    link, back/forward, or a switch from another page. The page then takes its choices from them."""
+    return st.session_state.get(f"_url_written:{page}") != _url()
+
+
+def url_values(name: str, allowed: Sequence[T]) -> list[T]:
+    """The values of query parameter ``name`` that name one of ``allowed`` (compared as text), in URL order; anything
+    else in the URL is ignored."""
+    by_text = {str(a): a for a in allowed}
+    return [by_text[v] for v in st.query_params.get_all(name) if v in by_text]
+
+
+def write_url(page: str, params: Mapping[str, str | int | Sequence[str] | None]) -> None:
+    """Put ``page``'s choices in the URL (``?study=…&trial=…``; a list repeats its parameter; None and [] leave it
+    out), so a reload, a bookmark or a shared link shows the same; the browser is told only when they changed."""
+    new = {
+        k: [str(x) for x in v] if isinstance(v, list | tuple) else [str(v)]
+        for k, v in params.items()
+        if v is not None and v != [] and v != ()
+    }
+    if _url() != new:
+        st.query_params.from_dict(new)
+    st.session_state[f"_url_written:{page}"] = new

@@ -91,7 +91,7 @@ def test_fronts_page(dash_url: str) -> None:
     assert at.selectbox(key="fronts_trial").value == edge.knee_number  # the knee is selected first
     other = int(edge.rows["number"].iloc[0])
     at.selectbox(key="fronts_trial").set_value(other).run()
-    assert at.session_state["selection"] == {"study": STUDY, "trial": other}
+    assert (at.session_state["selection"]["study"], at.session_state["selection"]["trial"]) == (STUDY, other)
     at.toggle(key="fronts_3d").set_value(True).run()
     at.slider(key="fronts_k").set_value(3).run()
     assert not at.exception

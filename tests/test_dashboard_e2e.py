@@ -341,3 +341,54 @@ def test_llm_bundle_downloaded_from_export_verifies(browser: Any, server: tuple[
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     context.close()
+
+
+def test_permalinks_reload_back_and_share_keep_the_subnet(browser: Any, server: tuple[str, str]) -> None:
+    """Issue 28 (permalinks): study, cost axes and trial in the URL; a reload, the browser's back from another page
+    and the link opened elsewhere show the same SubNet; deleting a study moves the selector on."""
+    from pareto._search import SearchSpec
+    from pareto._worker import run_now
+
+    base, url = server
+    with Store.open(url) as db:
+        front = study_results(db, STUDY).front("server")
+        run_now(db, SearchSpec("to-delete", "nb201", ("params:max", "latency_ms@edge"), n_trials=20, population=10))
+    other = next(int(n) for n in front.rows["number"] if int(n) != front.knee_number)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{base}/fronts?study={STUDY}&trial={other}&cost=latency_ms@server")
+    settle(page, "Fronts")
+    _wait_picker(page, f"trial {other}")
+    page.reload()
+    settle(page, "Fronts")
+    _wait_picker(page, f"trial {other}")
+    page.wait_for_url(lambda u: f"trial={other}" in u and "study=" in u, timeout=30_000)
+    chips = page.locator('[data-testid="stMultiSelect"] .react-aria-ComboBox [data-tag]')
+    assert chips.evaluate_all("tags => tags.map(t => t.getAttribute('aria-label'))") == ["latency_ms@server"]
+    page.get_by_role("link", name="Export").click()
+    settle(page, "Export")
+    page.get_by_role("heading", name=f"Trial {other} (").wait_for(timeout=30_000)
+    page.wait_for_url(lambda u: "/export" in u and f"trial={other}" in u, timeout=30_000)
+    page.go_back()
+    settle(page, "Fronts")
+    _wait_picker(page, f"trial {other}")
+    shared = browser.new_context(viewport={"width": 1400, "height": 1000})  # the link opened by someone else
+    elsewhere = shared.new_page()
+    elsewhere.goto(f"{base}/export?study={STUDY}&trial={other}")
+    settle(elsewhere, "Export")
+    elsewhere.get_by_role("heading", name=f"Trial {other} (").wait_for(timeout=30_000)
+    shared.close()
+
+    page.goto(f"{base}/trials?study=to-delete")
+    settle(page, "Trials")
+    page.get_by_text("Delete", exact=True).first.click()  # the expander
+    page.get_by_label("Type the study name to confirm").fill("to-delete")
+    page.keyboard.press("Enter")
+    settle(page, "Trials")
+    page.get_by_role("button", name="Delete study").click()
+    page.wait_for_url(lambda u: "study=" in u and "study=to-delete" not in u, timeout=60_000)
+    settle(page, "Trials")
+    shown = page.get_by_label("Study", exact=True).first.input_value()
+    assert shown and shown != "to-delete"
+    page.screenshot(path=str(artifacts() / "trials-after-delete.png"), full_page=True)
+    context.close()

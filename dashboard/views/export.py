@@ -22,28 +22,40 @@ if not studies:
     )
     _ui.stop()
 
-chosen = st.session_state.get("selection", {})
-study = st.selectbox(
-    "Study",
-    studies,
-    index=studies.index(chosen["study"])
-    if chosen.get("study") in studies
-    else _state.default_study_index(db, studies),  # the newest study with results
-    key="export_study",
-)
+chosen = dict(st.session_state.get("selection", {}))  # shared by the pages; a link in the URL comes first
+linked_cost = None
+if _ui.url_is_new("export"):  # a fresh load, a bookmark or shared link, back/forward
+    linked = _ui.url_values("study", studies)
+    if linked:
+        chosen = {"study": linked[0]}
+        st.session_state["export_study"] = linked[0]
+    if st.query_params.get("trial", "").isdigit():
+        chosen["trial"] = int(st.query_params["trial"])
+    st.session_state.pop("_export_for", None)
+    linked_cost = st.query_params.get("cost")
+if st.session_state.get("export_study") not in studies:
+    st.session_state["export_study"] = (
+        chosen["study"] if chosen.get("study") in studies else studies[_state.default_study_index(db, studies)]
+    )  # the newest study with results
+study = st.selectbox("Study", studies, key="export_study")
+_ui.write_url("export", {"study": study})
 results, view = _ui.results(db, study)
 if view is None or not len(results.trials):
     _ui.next_step("This study has no completed trials yet; watch it on the Search page.")
     _ui.stop()
 numbers = results.trials["number"]
 knee = view.knees[view.costs[0]]
-default = chosen.get("trial") if chosen.get("study") == study else knee
+if st.session_state.get("_export_for") != study or "export_trial" not in st.session_state:
+    st.session_state["_export_for"] = study  # a study's own selection, else its knee
+    linked_trial = chosen.get("trial") if chosen.get("study", study) == study else None
+    fallback = knee if knee is not None else int(numbers.iloc[0])
+    linked_ok = isinstance(linked_trial, int) and linked_trial in results.configs
+    st.session_state["export_trial"] = linked_trial if linked_ok else fallback
 trial = int(
     st.number_input(
         "Trial number",
         min_value=int(numbers.min()),
         max_value=int(numbers.max()),
-        value=int(default if default is not None else numbers.iloc[0]),
         step=1,
         key="export_trial",
         help="Selected on the Fronts page; the knee of the front by default",
@@ -54,7 +66,7 @@ try:
 except HwparetoError as exc:
     _ui.error(exc)
     _ui.stop()
-st.session_state["selection"] = {"study": study, "trial": trial}
+st.session_state["selection"] = {**chosen, "study": study, "trial": trial}
 
 st.subheader(f"Trial {trial} ({doc['key']})")
 row = results.trials.set_index("number").loc[trial]
@@ -121,7 +133,11 @@ else:
     st.caption("Build the bundle to see its files and download it.")
 
 st.subheader("Operating-point table")
+if linked_cost in view.costs or st.session_state.get("export_cost") not in view.costs:
+    picked = [c for c in [linked_cost, *chosen.get("costs", [])] if c in view.costs]  # the link's, else Fronts'
+    st.session_state["export_cost"] = picked[0] if picked else view.costs[0]
 cost = st.selectbox("Device cost", view.costs, key="export_cost")
+_ui.write_url("export", {"study": study, "trial": trial, "cost": cost})
 k = int(st.number_input("SubNets in the table", min_value=2, max_value=20, value=4, key="export_k"))
 try:
     table = _data.operating_point_frame(results, cost, k)

@@ -25,21 +25,30 @@ if not studies:
     )
     _ui.stop()
 
-chosen = st.session_state.get("selection", {})
-study = st.selectbox(
-    "Study",
-    studies,
-    index=studies.index(chosen["study"])
-    if chosen.get("study") in studies
-    else _state.default_study_index(db, studies),  # the newest study with results
-    key="fronts_study",
-    help="hwpareto searches stored in this store, newest first",
-)
+chosen = dict(st.session_state.get("selection", {}))  # shared by the pages; a link in the URL comes first
+if _ui.url_is_new("fronts"):  # a fresh load, a bookmark or shared link, back/forward
+    linked = _ui.url_values("study", studies)
+    if linked:
+        chosen = {"study": linked[0], "costs": st.query_params.get_all("cost")}
+        st.session_state["fronts_study"] = linked[0]
+        st.session_state.pop("_fronts_for", None)  # the linked trial, not the one shown before
+    if st.query_params.get("trial", "").isdigit():
+        chosen["trial"] = int(st.query_params["trial"])
+        st.session_state.pop("_fronts_for", None)
+    if "cost" in st.query_params:
+        chosen["costs"] = st.query_params.get_all("cost")
+        st.session_state.pop("fronts_costs", None)
+if st.session_state.get("fronts_study") not in studies:
+    st.session_state["fronts_study"] = (
+        chosen["study"] if chosen.get("study") in studies else studies[_state.default_study_index(db, studies)]
+    )  # the newest study with results
+study = st.selectbox("Study", studies, key="fronts_study", help="hwpareto searches stored in this store, newest first")
+_ui.write_url("fronts", {"study": study})
 results, view = _ui.results(db, study)
-if st.session_state.get("_fronts_for") != study:  # a selection belongs to one study: a switch starts at its knee
-    st.session_state["_fronts_for"] = study
+if st.session_state.get("_fronts_for") != study or "fronts_trial" not in st.session_state:
+    st.session_state["_fronts_for"] = study  # a selection belongs to one study: a switch starts at its knee
     st.session_state.pop("_fronts_last_pick", None)
-    if chosen.get("study") == study and chosen.get("trial") is not None:
+    if chosen.get("study", study) == study and chosen.get("trial") is not None:
         st.session_state["fronts_trial"] = chosen["trial"]  # the selection made for this study (e.g. on Export)
     else:
         st.session_state.pop("fronts_trial", None)  # set to this study's knee below
@@ -69,10 +78,12 @@ if not summary["feasible"]:
 # ------------------------------------------------------------------------------------------------ the front
 units = {c: _figures.axis_title(c).rsplit("(", 1)[-1] for c in view.costs}
 same_unit = [c for c in view.costs if units[c] == units[view.costs[0]]]
+wanted = st.session_state.get("fronts_costs") or chosen.get("costs") or []  # kept over a study switch
+kept = [c for c in dict.fromkeys(wanted) if c in view.costs]
+st.session_state["fronts_costs"] = kept or same_unit  # none of them in this study: all its devices of one unit
 costs = st.multiselect(
     "Cost axes (one front per device, overlaid)",
     view.costs,
-    default=same_unit,
     key="fronts_costs",
     help="Fronts of several devices share the x axis when their units match",
 )
@@ -158,7 +169,8 @@ trial: int = st.selectbox(
     format_func=lambda n: f"trial {n}" + (" (knee)" if n == knee else ""),
 )
 doc = _data.config_document(db, results, trial)
-st.session_state["selection"] = {"study": study, "trial": trial}
+st.session_state["selection"] = {"study": study, "trial": trial, "costs": costs}
+_ui.write_url("fronts", {"study": study, "trial": trial, "cost": costs})
 row = results.trials.set_index("number").loc[trial]
 st.dataframe({o.name: [float(row[o.name])] for o in results.objectives}, hide_index=True)
 with st.expander("config", expanded=False):

@@ -20,13 +20,20 @@ if not studies:
         "hwpareto search --space nb201 --objective params:max --objective latency_ms@DEVICE --trials 1000",
     )
     _ui.stop()
-chosen = st.session_state.get("selection", {})
-study = st.selectbox(
-    "Study",
-    studies,
-    index=studies.index(chosen["study"]) if chosen.get("study") in studies else _state.default_study_index(db, studies),
-    key="trials_study",
-)
+chosen = dict(st.session_state.get("selection", {}))  # shared by the pages; a link in the URL comes first
+linked_device = None
+if _ui.url_is_new("trials"):  # a fresh load, a bookmark or shared link, back/forward
+    if _ui.url_values("study", studies):
+        st.session_state["trials_study"] = _ui.url_values("study", studies)[0]
+    linked_device = st.query_params.get("device")
+if st.session_state.get("trials_study") not in studies:  # also: the study shown was just deleted
+    st.session_state["trials_study"] = (
+        chosen["study"] if chosen.get("study") in studies else studies[_state.default_study_index(db, studies)]
+    )
+study = st.selectbox("Study", studies, key="trials_study")
+if chosen.get("study") != study:
+    st.session_state["selection"] = {"study": study}  # the other pages follow
+_ui.write_url("trials", {"study": study})
 results, view = _ui.results(db, study)
 marker = _data.study_marker(db, study)
 
@@ -51,6 +58,8 @@ else:
     st.subheader("Trial table")
     devices = sorted({o.subject for o in results.objectives if o.is_cost and o.subject})
     cols = st.columns(3)
+    if linked_device in devices:
+        st.session_state["trials_device"] = linked_device
     device = cols[0].selectbox(
         "Device",
         ["(all)", *devices],
@@ -58,6 +67,7 @@ else:
         help="Show this device's costs only; feasibility counts its budgets only",
     )
     device = None if device == "(all)" else device
+    _ui.write_url("trials", {"study": study, "device": device})
     feasibility = cols[1].selectbox("Budget", ["any", "feasible", "over budget"], key="trials_feasible")
     shown = [o.name for o in results.objectives if device is None or not o.is_cost or o.subject == device]
     ranges: dict[str, tuple[float, float]] = {}
@@ -155,6 +165,6 @@ with st.expander("Delete", expanded=False):
             _ui.error(exc)
         else:
             st.session_state.pop("selection", None)
-            st.session_state.pop("trials_study", None)
+            st.session_state.pop("trials_study", None)  # the selector moves on to another study
             st.toast(f"deleted {study!r}")
             st.rerun()
