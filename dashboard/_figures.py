@@ -226,8 +226,10 @@ def front_figure(
         axis: dict[str, object] = {"type": "log"} if log_x else {}
         if len(groups) > 1:
             axis["title_text"] = axis_title(group[0])
-        if ranges:
-            values = np.concatenate([fronts[c][c].to_numpy(float) for c in group])
+        if ranges:  # around the fronts and the budget lines (a budget far off the front stays in view)
+            values = np.concatenate(
+                [fronts[c][c].to_numpy(float) for c in group] + [np.array([bounds[c]]) for c in group if c in bounds]
+            )
             x_range = axis_range(values, log=log_x)
             if x_range is not None:
                 axis["range"] = list(x_range)
@@ -241,63 +243,119 @@ def front_figure(
     return fig
 
 
-def front3d_figure(trials: pd.DataFrame, front: pd.DataFrame, objectives: Sequence[str], title: str = "") -> go.Figure:
-    """Three objectives: the front (over all objectives) in colour, a sample of the other trials dimmed."""
+def front3d_figure(
+    trials: pd.DataFrame,
+    front: pd.DataFrame,
+    objectives: Sequence[str],
+    title: str = "",
+    *,
+    selected: int | None = None,
+    log_axes: Sequence[str] = (),
+    ranges: bool = True,
+) -> go.Figure:
+    """Three objectives: the front (over all objectives) in colour, a sample of the other trials dimmed, ``selected``
+    ringed. ``log_axes``: the objectives drawn on log axes; ``ranges``: each axis ranged around the front (with a
+    margin), not the outliers (the scene's reset button shows every trial)."""
+    from dashboard._data import axis_range
+
     x, y, z = objectives[:3]
     rest = trials[~trials["number"].isin(front["number"])]
     if len(rest) > MAX_3D_BACKGROUND:
         rest = rest.sample(MAX_3D_BACKGROUND, random_state=0)
-    fig = go.Figure(
-        [
+    data = [
+        go.Scatter3d(
+            x=rest[x],
+            y=rest[y],
+            z=rest[z],
+            mode="markers",
+            name="other trials (sample)",
+            customdata=rest["number"],
+            marker={"size": 2, "color": DIMMED},
+            hovertemplate="trial %{customdata}<extra></extra>",
+        ),
+        go.Scatter3d(
+            x=front[x],
+            y=front[y],
+            z=front[z],
+            mode="markers",
+            name="Pareto front (all objectives)",
+            customdata=front["number"],
+            marker={"size": 4, "color": PALETTE[0]},
+            hovertemplate="trial %{customdata}<br>%{x:.4g}, %{y:.4g}, %{z:.4g}<extra></extra>",
+        ),
+    ]
+    row = trials[trials["number"] == selected] if selected is not None else trials.iloc[:0]
+    if len(row):
+        data.append(
             go.Scatter3d(
-                x=rest[x],
-                y=rest[y],
-                z=rest[z],
+                x=row[x],
+                y=row[y],
+                z=row[z],
                 mode="markers",
-                name="other trials (sample)",
-                customdata=rest["number"],
-                marker={"size": 2, "color": DIMMED},
-                hovertemplate="trial %{customdata}<extra></extra>",
-            ),
-            go.Scatter3d(
-                x=front[x],
-                y=front[y],
-                z=front[z],
-                mode="markers",
-                name="Pareto front (all objectives)",
-                customdata=front["number"],
-                marker={"size": 4, "color": PALETTE[0]},
-                hovertemplate="trial %{customdata}<br>%{x:.4g}, %{y:.4g}, %{z:.4g}<extra></extra>",
-            ),
-        ]
-    )
+                name=f"selected: trial {selected}",
+                customdata=row["number"],
+                marker={"size": 9, "color": "rgba(0,0,0,0)", "symbol": "diamond-open", "line": {"width": 4}},
+                hovertemplate="selected: trial %{customdata}<extra></extra>",
+            )
+        )
+    scene: dict[str, dict[str, object]] = {}
+    for axis, objective in zip(("xaxis", "yaxis", "zaxis"), (x, y, z), strict=True):
+        log = objective in log_axes
+        scene[axis] = {"title": axis_title(objective), **({"type": "log"} if log else {})}
+        values = np.concatenate([front[objective].to_numpy(float), row[objective].to_numpy(float)])
+        bounds = axis_range(values, log=log) if ranges else None
+        if bounds is not None:
+            scene[axis]["range"] = list(bounds)
+    fig = go.Figure(data)
     fig.update_layout(
         title=title,
         template="plotly_white",
         height=560,
         margin={"l": 0, "r": 0, "t": 40, "b": 0},
-        scene={"xaxis_title": axis_title(x), "yaxis_title": axis_title(y), "zaxis_title": axis_title(z)},
+        scene=scene,
     )
     return fig
 
 
-def compare_figure(fronts: Mapping[str, pd.DataFrame], cost: str, quality: str) -> go.Figure:
-    """Fronts of several studies (label → front rows) on the same cost/quality axes."""
+def compare_figure(
+    fronts: Mapping[str, pd.DataFrame], cost: str, quality: str, quality_direction: str = "maximize"
+) -> go.Figure:
+    """Fronts of several studies (label → front rows) on the same cost/quality axes, each drawn as the Fronts chart
+    draws one: the staircase of its 2-D projection, and open markers for rows non-dominated only over more
+    objectives (a 3-objective front drawn as one line zig-zags)."""
+    from dashboard._data import projection_front
+
     fig = go.Figure()
     for i, (label, front) in enumerate(fronts.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        stairs = projection_front(front, cost, quality, "minimize", quality_direction)
+        rest = front[~front["number"].isin(stairs["number"])]
+        template = label + ": trial %{customdata}<br>%{x:.4g}, %{y:.4g}<extra></extra>"
         fig.add_trace(
             go.Scatter(
-                x=front[cost],
-                y=front[quality],
+                x=stairs[cost],
+                y=stairs[quality],
                 mode="lines+markers",
                 name=label,
                 line_shape="hv",
-                customdata=front["number"],
-                marker={"color": PALETTE[i % len(PALETTE)], "size": 8},
+                customdata=stairs["number"],
+                marker={"color": colour, "size": 8},
                 line={"dash": ["solid", "dash", "dot"][i % 3]},
-                hovertemplate=label + ": trial %{customdata}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
+                hovertemplate=template,
             )
         )
+        if len(rest):
+            fig.add_trace(
+                go.Scatter(
+                    x=rest[cost],
+                    y=rest[quality],
+                    mode="markers",
+                    name=f"{label}: non-dominated over more objectives only",
+                    customdata=rest["number"],
+                    marker={"color": colour, "size": 7, "symbol": "circle-open", "line": {"width": 1.5}},
+                    hovertemplate=template,
+                )
+            )
     return _layout(fig, "front comparison", axis_title(cost), axis_title(quality))
 
 

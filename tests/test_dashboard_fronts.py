@@ -193,3 +193,56 @@ def test_search_page_budget_field_uses_the_device_step(dash_url: str) -> None:
         costs = _data.typical_costs(db, device, at.selectbox(key="search_space").value)
     assert len(costs) and field.step == pytest.approx(_data.budget_input_format(costs)[0])
     assert field.format == _data.budget_input_format(costs)[1]
+
+
+# ------------------------------------------------------------------------------------------- issue 28: compare, 3-D
+def _front3(trials: pd.DataFrame) -> pd.DataFrame:
+    return trials[non_dominated_mask(trials[[Q, LAT, PAR]].to_numpy(float), ["maximize", "minimize", "minimize"])]
+
+
+def test_compare_draws_3_objective_fronts_as_staircases() -> None:
+    """Compare drew each 3-objective front (sorted by cost) as one line: it zig-zagged through rows dominated in
+    the plane."""
+    fronts = {"a": _front3(trials3(seed=0)), "b": _front3(trials3(seed=1))}
+    fig = _figures.compare_figure(fronts, LAT, Q)
+    by_name = {t.name: t for t in fig.data}
+    for label, front in fronts.items():
+        line = by_name[label]
+        stairs = _data.projection_front(front, LAT, Q)
+        assert line.mode == "lines+markers" and line.line.shape == "hv"
+        assert list(line.customdata) == list(stairs["number"])
+        assert (np.diff(line.x) > 0).all() and (np.diff(line.y) > 0).all()  # a staircase, no zig-zag
+        rest = by_name[f"{label}: non-dominated over more objectives only"]
+        assert rest.mode == "markers" and len(rest.x) == len(front) - len(stairs) > 0
+    ppl = _figures.compare_figure({"a": fronts["a"].assign(**{Q: -fronts["a"][Q]})}, LAT, Q, "minimize")
+    assert (np.diff(ppl.data[0].y) < 0).all()  # a minimised quality: the staircase falls
+
+
+def test_3d_view_is_ranged_on_the_front_log_scalable_and_marks_the_selected() -> None:
+    trials = trials3()
+    trials.loc[0, [LAT, PAR]] = [500.0, 1e9]  # outliers
+    front = _front3(trials)
+    selected = int(front["number"].iloc[3])
+    fig = _figures.front3d_figure(trials, front, [Q, LAT, PAR], selected=selected, log_axes=[LAT, PAR])
+    scene = fig.layout.scene
+    assert scene.yaxis.type == "log" and scene.zaxis.type == "log" and scene.xaxis.type != "log"
+    lo, hi = scene.yaxis.range  # log10 units, around the front, not the 500 ms outlier
+    assert lo < np.log10(front[LAT].min()) and np.log10(front[LAT].max()) < hi < np.log10(500.0)
+    lo, hi = scene.xaxis.range
+    assert lo < front[Q].min() and front[Q].max() < hi
+    (ring,) = [t for t in fig.data if t.name == f"selected: trial {selected}"]
+    row = trials.set_index("number").loc[selected]
+    assert (ring.x[0], ring.y[0], ring.z[0]) == (row[Q], row[LAT], row[PAR])
+    assert "(ms)" in scene.yaxis.title.text
+
+
+def test_budget_line_is_always_in_view() -> None:
+    """The x axis was ranged on the front alone, so a budget beyond the front's costs was drawn off the chart."""
+    trials = trials3()
+    front = _data.projection_front(trials, LAT, Q)
+    bound = float(trials[LAT].max()) * 3
+    for log in (False, True):
+        fig = _figures.front_figure(trials, Q, [LAT], {LAT: front}, {LAT: bound}, {}, log_x=log)
+        lo, hi = fig.layout.xaxis.range
+        assert lo < (np.log10(bound) if log else bound) < hi
+        assert lo < (np.log10(front[LAT].min()) if log else front[LAT].min())

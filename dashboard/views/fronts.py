@@ -103,7 +103,9 @@ panels = left.toggle(
     disabled=len(costs) < 2,
     help="On when the devices' costs lie an order of magnitude apart",
 )
-log_x = right.toggle("Log cost axis", key="fronts_log", help="For costs spanning orders of magnitude")
+log_x = right.toggle(
+    "Log cost axis", key="fronts_log", help="For costs spanning orders of magnitude (also the 3-objective view)"
+)
 fig = _figures.front_figure(
     results.trials,
     view.quality,
@@ -189,13 +191,21 @@ st.caption("The Export page builds the full bundle (weights, ONNX, metrics) for 
 if len(results.objectives) >= 3 and st.toggle("3-objective view", key="fronts_3d"):
     names = [o.name for o in results.objectives]
     st.plotly_chart(
-        _figures.front3d_figure(results.trials, results.front().rows, names[:3], title="first three objectives"),
+        _figures.front3d_figure(
+            results.trials,
+            results.front().rows,
+            names[:3],
+            title="first three objectives (axes around the front; the reset button shows every trial)",
+            selected=trial,
+            log_axes=[o.name for o in results.objectives if o.is_cost] if log_x else (),
+        ),
         key="fronts_chart3d",
         alt="3-objective Pareto front",
     )
 
 # ------------------------------------------------------------------------------------------------ comparison
 others = [s for s in studies if s != study]
+directions = {o.name: o.direction for o in results.objectives}
 other = st.selectbox("Compare with another search", ["(none)", *others], key="fronts_compare")
 if other != "(none)":
     try:
@@ -204,7 +214,7 @@ if other != "(none)":
         _ui.error(exc)
     else:
         st.plotly_chart(
-            _figures.compare_figure(fronts, costs[0], view.quality),
+            _figures.compare_figure(fronts, costs[0], view.quality, directions[view.quality]),
             key="fronts_compare_chart",
             alt=f"fronts of {study} and {other}",
         )
