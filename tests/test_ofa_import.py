@@ -270,7 +270,7 @@ def test_non_finite_checkpoints_are_refused(ofa: Any, imported: dict[float, tupl
 
 
 def test_output_is_written_whole_or_not_at_all(imported: dict[float, tuple[Any, Path]], tmp_path: Path) -> None:
-    """A folder, /proc or a device as --out, and a full disk (simulated with RLIMIT_FSIZE: writes past 1 MiB fail
+    """A folder, /proc or a pipe as --out, and a full disk (simulated with RLIMIT_FSIZE: writes past 1 MiB fail
     with EFBIG, as ENOSPC would on a full disk) are one line each and leave nothing behind; before, a full disk was a
     50-line SafetensorError traceback and left a truncated file."""
     import subprocess
@@ -283,8 +283,10 @@ def test_output_is_written_whole_or_not_at_all(imported: dict[float, tuple[Any, 
         f"--out: expected a new file or an existing regular file, got '{tmp_path / 'folder'} (an existing folder)'"
         in err
     )
-    _, err = hw("supernet", "import-ofa", source, "--out", "/dev/full", ok=False)
-    assert "--out: expected a new file or an existing regular file, got '/dev/full (an existing special file" in err
+    os.mkfifo(tmp_path / "pipe")  # a special file of our own (as root, a rename over /dev/full would replace it)
+    _, err = hw("supernet", "import-ofa", source, "--out", tmp_path / "pipe", ok=False)
+    assert "--out: expected a new file or an existing regular file, got " in err and "pipe (an existing special" in err
+    assert (tmp_path / "pipe").is_fifo()
     _, err = hw("supernet", "import-ofa", source, "--out", "/proc/x.safetensors", ok=False)
     assert err.startswith("error: --out /proc/x.safetensors: cannot write (")
     assert not Path("/proc/x.safetensors").exists()
