@@ -29,6 +29,7 @@ import contextlib
 import csv
 import functools
 import math
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from supernet._files import save_tensors
+from supernet._resume import Checkpointing, TrainingState, TrainingStopped, load_state, save_state, stop_requests
 from supernet._space import SearchSpace
 from supernet._types import SubNetConfig
 from supernet.data import ImageData, TextData, tokenize_text
@@ -48,8 +51,10 @@ from supernet.llama import HFCausalLMSpace
 from supernet.preprocessing import HWPARETO_IMAGES, ImagePreprocessing
 
 __all__ = [
+    "Checkpointing",
     "FinetuneCheck",
     "TrainReport",
+    "TrainingStopped",
     "evaluate_subnet",
     "evaluate_subnets",
     "extract_calibrated",
@@ -80,11 +85,13 @@ TRAINING_FILE = "hwpareto_training.json"
 
 @dataclass(frozen=True, slots=True)
 class TrainReport:
-    """What :func:`train_supernet` did: steps, wall time and the mean losses of the last 10 % of steps."""
+    """What :func:`train_supernet` did: steps, wall time (of every run that continued it) and the mean losses of the
+    last 10 % of steps; ``resumed_from``: the step a saved state continued from (0 for a fresh start)."""
 
     steps: int
     seconds: float
     final_losses: dict[str, float]
+    resumed_from: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,27 +217,47 @@ def _ofa_train_transform(images: torch.Tensor, r: int, gen: torch.Generator, pre
     return (pixels - mean) / std
 
 
+def _train_seq(seq_len: int | None, context: int, where: str) -> int:
+    """Input tokens per training sequence: ``seq_len`` when given (2 to the model's ``context``), else ``context``."""
+    if seq_len is None:
+        return context
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or not 2 <= seq_len <= context:
+        raise InvalidValueError("seq_len", f"an integer in [2, {context}] (the context of {where})", seq_len)
+    return seq_len
+
+
 class _TextTask:
     metrics: tuple[str, ...] = ("acc_pct", "loss", "ppl")
 
-    def __init__(self, space: SearchSpace, data: TextData, device: torch.device) -> None:
+    def __init__(self, space: SearchSpace, data: TextData, device: torch.device, seq_len: int | None = None) -> None:
         if space.input_dimension is None:
             raise InvalidValueError(f"space {space.name!r}", "a token space with a sequence-length dimension", "none")
         self.space, self.data, self.device = space, data, device
         self.max_seq = int(space.dimension(space.input_dimension).bounds()[1])
+        where = f"space {space.name!r}: its largest {space.input_dimension}"
+        self.train_seq = _train_seq(seq_len, self.max_seq, where)
         self.train = data.train.tokens.to(device)
-        if len(self.train) <= self.max_seq + 1:
+        self._check_train_split("bytes")
+
+    def _check_train_split(self, unit: str) -> None:
+        if len(self.train) <= self.train_seq + 1:
             raise HwparetoError(
-                f"text {data.name}: the train split has {len(self.train)} bytes, need more than {self.max_seq + 1}"
+                f"text {self.data.name}: the train split has {len(self.train)} {unit}, "
+                f"need more than {self.train_seq + 1}"
             )
 
-    def _windows(self, tokens: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w = tokens[starts[:, None] + torch.arange(self.max_seq + 1, device=tokens.device)]
+    def _windows(
+        self, tokens: torch.Tensor, starts: torch.Tensor, length: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and next-token targets of ``length`` (default ``max_seq``) tokens from each start."""
+        w = tokens[starts[:, None] + torch.arange((length or self.max_seq) + 1, device=tokens.device)]
         return w[:, :-1], w[:, 1:]
 
     def sample(self, gen: torch.Generator, batch_size: int) -> tuple[Any, torch.Tensor]:
-        starts = torch.randint(len(self.train) - self.max_seq - 1, (batch_size,), generator=gen).to(self.device)
-        return self._windows(self.train, starts)
+        """Training sequences of ``train_seq`` tokens at random starts (a SubNet with a shorter ``seq_len`` sees the
+        first tokens of each)."""
+        starts = torch.randint(len(self.train) - self.train_seq - 1, (batch_size,), generator=gen).to(self.device)
+        return self._windows(self.train, starts, self.train_seq)
 
     def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -262,7 +289,9 @@ class _TextTask:
 class _LMTask(_TextTask):
     """Token windows for a Hugging Face causal-LM space (see the module docstring)."""
 
-    def __init__(self, space: HFCausalLMSpace, data: TextData, device: torch.device) -> None:
+    def __init__(
+        self, space: HFCausalLMSpace, data: TextData, device: torch.device, seq_len: int | None = None
+    ) -> None:
         vocab = space.arch.vocab_size
         if data.tokenizer == "bytes":
             tokenizer = space.tokenizer()
@@ -281,11 +310,10 @@ class _LMTask(_TextTask):
         self.space, self.data, self.device = space, data, device
         self.window = min(space.arch.max_positions, LM_WINDOW_TOKENS)
         self.max_seq = self.window - 1
+        where = f"space {space.name!r}: max_position_embeddings"
+        self.train_seq = self.max_seq if seq_len is None else _train_seq(seq_len, space.arch.max_positions, where)
         self.train = data.train.tokens.to(device)
-        if len(self.train) <= self.window:
-            raise HwparetoError(
-                f"text {data.name}: the train split has {len(self.train)} tokens, need more than {self.window}"
-            )
+        self._check_train_split("tokens")
 
     def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
         return batch
@@ -308,7 +336,9 @@ class _LMTask(_TextTask):
             yield x[i : i + LM_EVAL_BATCH], y[i : i + LM_EVAL_BATCH]
 
 
-def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device) -> _Task:
+def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device, seq_len: int | None = None) -> _Task:
+    """How ``data`` feeds ``space``; ``seq_len``: input tokens per training sequence (text only; default the
+    model's context)."""
     if not space.has_model:
         raise InvalidValueError(f"space {space.name!r}", "a space with a PyTorch SuperNet", "a declarative space")
     tokens = not space.dummy_input(space.smallest()).dtype.is_floating_point
@@ -317,7 +347,11 @@ def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device) 
             f"data for space {space.name!r}", "a text corpus" if tokens else "an image dataset", data.name
         )
     if isinstance(data, TextData):
-        return _LMTask(space, data, device) if isinstance(space, HFCausalLMSpace) else _TextTask(space, data, device)
+        if isinstance(space, HFCausalLMSpace):
+            return _LMTask(space, data, device, seq_len)
+        return _TextTask(space, data, device, seq_len)
+    if seq_len is not None:
+        raise InvalidValueError("seq_len", f"none for image data ({data.name})", seq_len)
     return _ImageTask(space, data, device)
 
 
@@ -367,11 +401,18 @@ def train_supernet(
     weight_decay: float = 0.01,
     seed: int = 0,
     device: str = "cpu",
+    seq_len: int | None = None,
+    checkpoints: Checkpointing | None = None,
     progress: Progress | None = None,
 ) -> TrainReport:
     """Train ``supernet`` in place for ``steps`` steps, the first ``largest_only`` on the largest SubNet alone and
     the others with the sandwich rule (AdamW, 5 % linear warm-up then cosine decay over all steps, gradient norm
-    clipped at 1). Returns when done; the largest SubNet is active afterwards."""
+    clipped at 1). Returns when done; the largest SubNet is active afterwards. ``seq_len``: input tokens per
+    training sequence of text data (default the model's context).
+
+    With ``checkpoints`` the state (weights, optimizer, schedule, every RNG, step) is saved as it says and on
+    SIGTERM/SIGINT, which then raise :class:`TrainingStopped` after the step in progress; a state found in its
+    folder is continued, and the result is bit for bit that of an uninterrupted run (same device and threads)."""
     if steps < 1:
         raise InvalidValueError("steps", "a positive integer", steps)
     if not 0 <= largest_only < steps:
@@ -379,7 +420,7 @@ def train_supernet(
     if n_random < 0:
         raise InvalidValueError("n_random", "a non-negative integer", n_random)
     dev = torch.device(device)
-    task = _task(space, data, dev)
+    task = _task(space, data, dev, seq_len)
     supernet.to(dev).train()
     params = [p for p in supernet.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
@@ -389,16 +430,53 @@ def train_supernet(
     )
     gen, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     largest, smallest = space.largest(), space.smallest()
-    history: list[dict[str, float]] = []
+    options = {
+        "space": space.name,
+        "data": data.description,
+        "steps": steps,
+        "lr": lr,
+        "batch_size": batch_size,
+        "n_random": n_random,
+        "distill": distill,
+        "largest_only": largest_only,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "seq_len": seq_len,
+    }
+    tail_from = steps - max(1, (steps - largest_only) // 10)  # final losses: means over the last 10 % of steps
+    sums = {"largest": 0.0, "smallest": 0.0, "random": 0.0}
+    saved = load_state(checkpoints.folder, options) if checkpoints is not None and checkpoints.resume else None
+    first, seconds_before = 0, 0.0
+    if saved is not None:
+        try:
+            supernet.load_state_dict(saved.model)
+            opt.load_state_dict(saved.optimizer)
+            sched.load_state_dict(saved.scheduler)
+            gen.set_state(saved.rng["rng.batches"])
+            rng.bit_generator.state = saved.numpy_rng
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise HwparetoError(
+                f"training state in {checkpoints.folder if checkpoints else ''}: does not fit space {space.name!r} "
+                f"({' '.join(str(exc).split())[:200]})"
+            ) from None
+        first, seconds_before, sums = saved.step, saved.seconds, dict(saved.loss_sums)
     start = time.perf_counter()
-    with _seeded(seed, dev):  # dropout draws from the global RNG
-        for step in range(steps):
+    stopper: contextlib.AbstractContextManager[list[int]] = (
+        stop_requests() if checkpoints is not None else contextlib.nullcontext([])
+    )
+    with _seeded(seed, dev), stopper as stop:
+        if saved is not None:  # dropout draws from the global RNG
+            torch.set_rng_state(saved.rng["rng.torch"])
+            if dev.type == "cuda" and "rng.cuda" in saved.rng:
+                torch.cuda.set_rng_state(saved.rng["rng.cuda"], dev)
+        last_saved, last_saved_at = first, time.monotonic()
+        for step in range(first, steps):
             batch = task.sample(gen, batch_size)
             opt.zero_grad(set_to_none=True)
             _set_active(space, supernet, largest)
             x, y = task.prepare(batch, largest)
             logits = supernet(x)
-            if step == 0:
+            if step == first:
                 task.check_output(logits)
             loss = _ce(logits, y)
             loss.backward()
@@ -416,14 +494,52 @@ def train_supernet(
             opt.step()
             sched.step()
             losses["lr"] = float(sched.get_last_lr()[0])
-            history.append(losses)
+            if step >= tail_from:
+                sums = {k: v + losses[k] for k, v in sums.items()}
             if progress is not None:
                 progress(step + 1, steps, losses)
+            if checkpoints is None:
+                continue
+            done = step + 1
+            if (
+                stop
+                or done == steps
+                or done - last_saved >= checkpoints.every_steps
+                or time.monotonic() - last_saved_at >= checkpoints.every_s
+            ):
+                state = TrainingState(
+                    step=done,
+                    options=options,
+                    model=supernet.state_dict(),
+                    optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(),
+                    rng=_rng_states(gen, dev),
+                    numpy_rng=dict(rng.bit_generator.state),
+                    loss_sums=sums,
+                    seconds=seconds_before + time.perf_counter() - start,
+                )
+                where = save_state(checkpoints.folder, state)
+                last_saved, last_saved_at = done, time.monotonic()
+                if stop and done < steps:
+                    name = signal.Signals(stop[0]).name
+                    raise TrainingStopped(
+                        f"stopped by {name} after step {done} of {steps}: state saved in {where}; run the same "
+                        "command again to continue",
+                        stop[0],
+                    )
     _set_active(space, supernet, largest)
     _recalibrate(supernet, task, largest)  # the SuperNet's own BN statistics serve the largest SubNet
-    tail = history[-max(1, (steps - largest_only) // 10) :]
-    final = {k: float(np.mean([h[k] for h in tail])) for k in ("largest", "smallest", "random")}
-    return TrainReport(steps, time.perf_counter() - start, final)
+    count = steps - tail_from
+    final = {k: v / count for k, v in sums.items()}
+    return TrainReport(steps, seconds_before + time.perf_counter() - start, final, first)
+
+
+def _rng_states(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """The states of the batch generator and torch's global RNG(s), as :class:`TrainingState` keeps them."""
+    states = {"rng.batches": gen.get_state(), "rng.torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return states
 
 
 def _uses_ofa_statistics(task: _Task) -> bool:
@@ -688,10 +804,7 @@ def save_hf_folder(
 
 
 def save_checkpoint(supernet: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
-    """The SuperNet's state dict as safetensors (loadable by ``pareto``'s ``load_supernet``; never a pickle)."""
-    from safetensors.torch import save_file
-
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """The SuperNet's state dict as safetensors (loadable by ``pareto``'s ``load_supernet``; never a pickle), written
+    whole or not at all (a full disk is one line naming ``path``)."""
     state = {k: v.detach().cpu().contiguous() for k, v in supernet.state_dict().items()}
-    save_file(state, str(out), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    save_tensors(path, state, "checkpoint", {k: str(v) for k, v in (metadata or {}).items()})

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,6 +35,8 @@ from supernet.data import (
     text_file,
 )
 from supernet.training import (
+    Checkpointing,
+    TrainingStopped,
     _task,
     evaluate_subnet,
     evaluate_subnets,
@@ -264,3 +271,137 @@ def test_other_image_spaces_train_and_heads_must_match(digits: ImageData) -> Non
     mbv3 = get_space("mbv3")
     with pytest.raises(InvalidValueError, match=r"dataset digits classes: expected 1000 .*got 10"):
         train_supernet(mbv3, mbv3.supernet(), digits, steps=1, batch_size=2)
+
+
+# ---------------------------------------------------------------------------------------------------- resumable
+def _stop_at(step: int) -> Callable[[int, int, dict[str, float]], None]:
+    """A progress callback that sends this process SIGTERM once ``step`` steps are done (as a scheduler's timeout
+    would, but at a known step)."""
+
+    def progress(done: int, total: int, info: dict[str, float]) -> None:
+        if done == step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return progress
+
+
+def _tiny_llama(root: Path) -> Any:
+    """A Llama space from a random two-layer model (64 positions, byte vocabulary, tied embeddings: shared tensors)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from supernet.llama import space_from_hf
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        vocab_size=260,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(root)
+    return space_from_hf(root, "tiny-resume", prompt_len=[16], gen_len=[8], batch=[1], importance=False)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.slow
+@pytest.mark.parametrize("space_name", ["mbv3-digits", "gpt-stdlib", "llama"])
+def test_stopped_and_resumed_training_equals_uninterrupted(
+    space_name: str, digits: ImageData, stdlib: TextData, tmp_path: Path
+) -> None:
+    """K steps straight and K/2 + SIGTERM + K/2 resumed give the same weights bit for bit (CPU, one thread); a
+    580 s run stopped by a timeout saved nothing before."""
+    if space_name == "llama":
+        space, data, seq_len = _tiny_llama(tmp_path / "m"), stdlib, 16
+    else:
+        space, data, seq_len = get_space(space_name), digits if space_name == "mbv3-digits" else stdlib, None
+    options: dict[str, Any] = {"steps": 6, "batch_size": 8, "n_random": 1, "seed": 3, "seq_len": seq_len}
+    straight = space.supernet(seed=3)
+    expected = train_supernet(space, straight, data, **options)
+    folder, handler = tmp_path / "out.resume", signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingStopped, match=r"stopped by SIGTERM after step 3 of 6: state saved in .*step-000000003"):
+        train_supernet(
+            space, space.supernet(seed=3), data, **options, checkpoints=Checkpointing(folder), progress=_stop_at(3)
+        )
+    assert [p.name for p in folder.iterdir()] == ["step-000000003"]
+    assert signal.getsignal(signal.SIGTERM) == handler  # the run's own handler is gone with it
+    resumed = space.supernet(seed=3)
+    report = train_supernet(space, resumed, data, **options, checkpoints=Checkpointing(folder, every_steps=2))
+    assert report.resumed_from == 3 and report.final_losses == expected.final_losses
+    want, got = straight.state_dict(), resumed.state_dict()
+    assert want.keys() == got.keys()
+    assert [k for k in want if not torch.equal(want[k], got[k])] == []
+    assert [p.name for p in folder.iterdir()] == ["step-000000006"]  # older states removed
+    with pytest.raises(HwparetoError, match="was saved by a run with steps 6, this run has 7: rerun with the same"):
+        train_supernet(
+            space, space.supernet(seed=3), data, **(options | {"steps": 7}), checkpoints=Checkpointing(folder)
+        )
+
+
+def test_seq_len_is_bounded_by_the_model_context(digits: ImageData, stdlib: TextData, tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    gpt = get_space("gpt-stdlib")
+    assert _task(gpt, stdlib, torch.device("cpu")).sample(gen, 2)[0].shape == (2, 128)
+    assert _task(gpt, stdlib, torch.device("cpu"), 32).sample(gen, 2)[0].shape == (2, 32)
+    with pytest.raises(InvalidValueError, match=r"seq_len: expected an integer in \[2, 128\] \(the context of space "
+                       r"'gpt-stdlib': its largest seq_len\), got 129"):  # fmt: skip
+        _task(gpt, stdlib, torch.device("cpu"), 129)
+    llama = _tiny_llama(tmp_path / "m")
+    assert _task(llama, stdlib, torch.device("cpu"), 64).sample(gen, 2)[0].shape == (2, 64)
+    with pytest.raises(InvalidValueError, match=r"\[2, 64\] \(the context of space 'tiny-resume': max_position_emb"):
+        _task(llama, stdlib, torch.device("cpu"), 65)
+    with pytest.raises(InvalidValueError, match=r"seq_len: expected none for image data \(digits\), got 16"):
+        _task(get_space("mbv3-digits"), digits, torch.device("cpu"), 16)
+    result = CliRunner().invoke(
+        app, ["train-supernet", "--space", "gpt-stdlib", "--data", "stdlib", "--seq-len", "500", "--steps", "1",
+              "--out", str(tmp_path / "g.safetensors")]
+    )  # fmt: skip
+    assert result.exit_code == 1 and result.stderr.strip().endswith(
+        "(the context of space 'gpt-stdlib': its largest seq_len), got 500"
+    ), result.output
+    assert not (tmp_path / "g.safetensors").exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+@pytest.mark.slow
+def test_train_supernet_stopped_by_sigterm_continues_where_it_stopped(tmp_path: Path) -> None:
+    """``train-supernet`` killed by SIGTERM mid-run saves its state and exits 143; the same command continues from
+    it (saying so), writes --out equal bit for bit to an uninterrupted run's and removes the state."""
+    from safetensors.torch import load_file
+
+    def args(out: Path) -> list[str]:
+        return ["train-supernet", "--space", "gpt-stdlib", "--data", "stdlib", "--steps", "8", "--batch-size", "4",
+                "--n-random", "1", "--seq-len", "64", "--checkpoint-every", "100", "--out", str(out)]  # fmt: skip
+
+    straight = CliRunner().invoke(app, args(tmp_path / "straight.safetensors"))
+    assert straight.exit_code == 0, straight.output
+    out = tmp_path / "stopped.safetensors"
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from hwpareto.cli import app; app()", *args(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if "step 2/8" in line:
+            child.send_signal(signal.SIGTERM)
+            break
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("stopped by SIGTERM after step ")
+    states = [p.name for p in out.with_name(out.name + ".resume").iterdir()]
+    assert len(states) == 1 and states[0].startswith("step-00000000") and not out.exists()
+    step = int(states[0].removeprefix("step-"))
+    assert 2 <= step < 8
+    resumed = CliRunner().invoke(app, args(out))
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming from step {step} of 8: state in {out}.resume (--no-resume starts over)" in resumed.stdout
+    want, got = load_file(tmp_path / "straight.safetensors"), load_file(out)
+    assert want.keys() == got.keys() and [k for k in want if not torch.equal(want[k], got[k])] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.safetensors", "straight.safetensors"]

@@ -23,6 +23,8 @@ from hwpareto.cli._common import (
 )
 from hwpareto.errors import InvalidValueError
 from supernet import SearchSpace
+from supernet._files import check_output_file
+from supernet._resume import CHECKPOINT_EVERY_S, CHECKPOINT_EVERY_STEPS, latest_step
 
 # ---------------------------------------------------------------------------------------------------- training
 DataOpt = Annotated[
@@ -30,6 +32,7 @@ DataOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:1 ...")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, max=THREADS_MAX, help="CPU threads for torch.")]
+SEQ_LEN_MAX = 1_048_576
 
 
 def _training_setup(space: str, data: str, store: str | None, threads: int) -> tuple[SearchSpace, Any]:
@@ -97,24 +100,63 @@ def train_supernet_cmd(
         typer.Option("--largest-only", min=0, max=COUNT_MAX, help="First steps that train the largest SubNet alone."),
     ] = 0,
     seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Init, batch and SubNet sampling seed.")] = 0,
+    seq_len: Annotated[
+        int | None,
+        typer.Option(
+            "--seq-len",
+            min=2,
+            max=SEQ_LEN_MAX,
+            help="Text: tokens per training sequence (default the model's context).",
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int,
+        typer.Option(
+            "--checkpoint-every", min=1, max=COUNT_MAX, help="Save resumable state every N steps (and on SIGTERM/INT)."
+        ),
+    ] = CHECKPOINT_EVERY_STEPS,
+    checkpoint_seconds: Annotated[
+        float,
+        typer.Option("--checkpoint-seconds", min=1.0, max=7 * 86_400.0, help="... and at least every S seconds."),
+    ] = CHECKPOINT_EVERY_S,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume/--no-resume", help="Continue from the state in OUT.resume/ (--no-resume: start over)."),
+    ] = True,
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = 1,
     store: StoreOpt = None,
 ) -> None:
     """Train a SuperNet with the sandwich rule (largest, smallest and random SubNets per step) and in-place
     distillation, and save it as a safetensors checkpoint (usable by export-config --checkpoint), or, for a Hugging
-    Face space, as a model folder (config.json, model.safetensors, tokenizer) to register with space from-hf."""
+    Face space, as a model folder (config.json, model.safetensors, tokenizer) to register with space from-hf.
+    Resumable state (weights, optimizer, RNGs, step) goes to OUT.resume/ every --checkpoint-every steps or
+    --checkpoint-seconds and on SIGTERM/SIGINT; the same command continues from it (bit for bit) and removes it
+    once OUT is written."""
+    import shutil
     import time
 
     import torch
 
     from supernet.llama import HFCausalLMSpace
-    from supernet.training import save_checkpoint, save_hf_folder, train_supernet
+    from supernet.training import Checkpointing, TrainingStopped, save_checkpoint, save_hf_folder, train_supernet
 
     sp, dataset = _training_setup(space, data, store, threads)
     if isinstance(sp, HFCausalLMSpace) and out.exists() and not out.is_dir():
         raise InvalidValueError("--out", f"a folder (space {sp.name!r} saves a Hugging Face model folder)", str(out))
+    if not isinstance(sp, HFCausalLMSpace):
+        check_output_file(out, "--out")
     typer.echo(f"{sp.name}: {dataset.description}")
+    side = out if out.name else out.resolve()  # "." names no file to sit beside
+    checkpoints = Checkpointing(side.with_name(side.name + ".resume"), checkpoint_every, checkpoint_seconds, resume)
+    found = latest_step(checkpoints.folder)
+    if found is not None and resume:
+        typer.echo(f"resuming from step {found} of {steps}: state in {checkpoints.folder} (--no-resume starts over)")
+    else:
+        typer.echo(
+            f"resumable state: {checkpoints.folder} (every {checkpoint_every} steps or {checkpoint_seconds:g} s, "
+            "and on SIGTERM/SIGINT)"
+        )
     supernet = sp.supernet(seed=seed)
     show, start = _every(steps), time.perf_counter()
 
@@ -125,20 +167,26 @@ def train_supernet_cmd(
                 f"random {info['random']:.4f}, lr {info['lr']:.2e} ({time.perf_counter() - start:.0f} s)"
             )
 
-    report = train_supernet(
-        sp,
-        supernet,
-        dataset,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        n_random=n_random,
-        distill=not no_distill,
-        largest_only=largest_only,
-        seed=seed,
-        device=device,
-        progress=advance,
-    )
+    try:
+        report = train_supernet(
+            sp,
+            supernet,
+            dataset,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            n_random=n_random,
+            distill=not no_distill,
+            largest_only=largest_only,
+            seed=seed,
+            device=device,
+            seq_len=seq_len,
+            checkpoints=checkpoints,
+            progress=advance,
+        )
+    except TrainingStopped as stopped:
+        typer.echo(str(stopped), err=True)
+        raise typer.Exit(128 + stopped.signal_number) from None
     meta = {
         "space": sp.name,
         "data": data,
@@ -149,6 +197,7 @@ def train_supernet_cmd(
         "distill": not no_distill,
         "largest_only": largest_only,
         "seed": seed,
+        **({"seq_len": seq_len} if seq_len is not None else {}),
         "device": device,
         "seconds": round(report.seconds, 1),
         "torch": torch.__version__,
@@ -158,6 +207,7 @@ def train_supernet_cmd(
         save_hf_folder(sp, supernet, out, meta)
     else:
         save_checkpoint(supernet, out, meta)
+    shutil.rmtree(checkpoints.folder, ignore_errors=True)  # OUT holds the result now
     typer.echo(
         f"saved {out} after {steps} steps in {report.seconds:.0f} s (final losses: "
         + ", ".join(f"{k} {v:.4f}" for k, v in report.final_losses.items())
