@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store._store import Store
 from pareto._objectives import Evaluator
+from pareto._reconnect import connection_lost
 from pareto._search import SPEC_ATTR, SearchResult, SearchSpec
 from supernet import SearchSpace, SubNetConfig
 
@@ -269,9 +270,10 @@ class _Budgeted:
                 return False
             values = self.objective(trial)
         except Exception as exc:
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # unless failed as stale
-                trial.set_user_attr("error", str(exc) or type(exc).__name__)
-                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if connection_lost(exc) is None:  # a lost connection is not the SubNet's fault: it goes stale, retried
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # unless failed as stale
+                    trial.set_user_attr("error", str(exc) or type(exc).__name__)
+                    self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         # an interrupt (BaseException) leaves the trial running without heartbeats: it goes stale and is retried
         finally:

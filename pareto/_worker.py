@@ -7,6 +7,10 @@ the stored trials), sends heartbeats while it runs, and marks it done or failed.
 A worker only claims and dispatches, by ``SearchSpec.mode``: surrogate searches run in the worker that claims them
 (:func:`pareto._search.run_surrogate`, resumable; what proposes is the spec's strategy), evaluation-budgeted
 searches share one Optuna study that every idle worker helps evaluate (:mod:`pareto._budgeted_study`).
+
+A worker survives a lost store connection (:mod:`pareto._reconnect`): the step that failed (a claim, a search, a
+help, a heartbeat) runs again after a backoff, a bounded number of times in a row, then the worker exits with one
+line; its search, left running, is taken over by another worker once its heartbeats are stale.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from hwpareto.store import SearchRecord
 from hwpareto.store._optuna import completed_marker
 from hwpareto.store._store import Store
 from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, run_budgeted, validate_budgeted, worker_id
+from pareto._reconnect import Reconnect, StoreConnectionLost, connection_lost
 from pareto._search import SearchResult, SearchSpec, run_surrogate, validate_surrogate
 
 __all__ = ["MODES", "Mode", "run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
@@ -91,6 +96,7 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
             f"search {spec.name!r}", "not running elsewhere", f"running on {store.searches.get(spec.name).worker}"
         )
     alive = _Beat(store, spec.name, me, HEARTBEAT_S)
+    retry = Reconnect(store.url, lambda m: None)
 
     def beat(done: int) -> bool:
         if progress is not None:
@@ -98,7 +104,12 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
         return alive.progress(done)
 
     try:
-        result = MODES[spec.mode].run(store, spec, heartbeat=beat)
+        result = retry(
+            f"running search {spec.name}", lambda: MODES[spec.mode].run(store, spec, heartbeat=beat), lambda: alive.done
+        )
+    except StoreConnectionLost:
+        alive.stop()  # the store is gone: the search stays running, and a worker takes it over once it is back
+        raise
     except BaseException as exc:
         alive.stop()
         store.searches.finish(
@@ -106,7 +117,7 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
         )
         raise
     alive.stop()
-    store.searches.finish(spec.name, me, "done", trials_done=result.total)
+    retry("recording the search done", lambda: store.searches.finish(spec.name, me, "done", trials_done=result.total))
     return result
 
 
@@ -128,39 +139,58 @@ def run_worker(
 
     Idle means: nothing claimed and nothing helped for ``idle_exit_s`` since the last search or help ended; the
     worker always looks for work before it decides to exit, so queued searches never wait on a worker that quit.
-    ``clock`` and ``sleep`` are injectable for tests."""
+    A lost store connection is reconnected (:class:`pareto._reconnect.Reconnect`, announced on ``log``); when
+    that fails :class:`~pareto._reconnect.StoreConnectionLost` is raised. ``clock`` and ``sleep`` are injectable
+    for tests."""
     me = worker_id()
+    retry = Reconnect(store.url, lambda m: log(f"{me}: {m}"), sleep)
     completed = 0
     idle_since = clock()
     while True:
-        row = store.searches.claim(me, study, stale_after_s)
+        row = retry("claiming a search", lambda: store.searches.claim(me, study, stale_after_s))
         if row is None:
-            if _help_one(store, study, heartbeat_s, stale_after_s, log):
+            if retry("helping a budgeted search", lambda: _help_one(store, study, heartbeat_s, stale_after_s, log)):
                 idle_since = clock()  # helped until that search ended
                 continue
             if idle_exit_s is not None and clock() - idle_since >= idle_exit_s:
                 return completed
             sleep(poll_s)
             continue
-        spec = SearchSpec.from_dict(row.params)
-        log(f"{me}: running search {spec.name} ({spec.mode}, {spec.n_trials} trials)")
-        alive = _Beat(store, spec.name, me, heartbeat_s)
-        try:
-            result = MODES[spec.mode].run(store, spec, heartbeat=alive.progress)
-        except HwparetoError as exc:
-            alive.stop()
-            store.searches.finish(spec.name, me, "failed", str(exc), trials_done=completed_trials(store, spec.name))
-            log(f"{me}: search {spec.name} failed: {exc}")
-            idle_since = clock()  # the idle clock starts when a search ends, not when it was claimed
-            continue
-        except BaseException:
-            alive.stop()
-            raise
-        alive.stop()
-        store.searches.finish(spec.name, me, "done", trials_done=result.total)
-        completed += 1
-        log(f"{me}: search {spec.name} done: {result.total} trials ({result.added} new)")
+        if _run_claimed(store, SearchSpec.from_dict(row.params), me, heartbeat_s, retry, log):
+            completed += 1
         idle_since = clock()  # the idle clock starts when a search ends, not when it was claimed
+
+
+def _run_claimed(
+    store: Store, spec: SearchSpec, me: str, heartbeat_s: float, retry: Reconnect, log: Callable[[str], None]
+) -> bool:
+    """Run a search this worker claimed and record how it ended; True when it is done. A failed search is
+    recorded failed; a lost store connection that does not come back raises, leaving the search running."""
+    log(f"{me}: running search {spec.name} ({spec.mode}, {spec.n_trials} trials)")
+    alive = _Beat(store, spec.name, me, heartbeat_s)
+    try:
+        result = retry(
+            f"running search {spec.name}",
+            lambda: MODES[spec.mode].run(store, spec, heartbeat=alive.progress),
+            lambda: alive.done,
+        )
+    except StoreConnectionLost:
+        raise  # the search stays running: another worker takes it over once its heartbeats are stale
+    except HwparetoError as exc:
+        error = str(exc)
+        retry(
+            "recording the search failed",
+            lambda: store.searches.finish(
+                spec.name, me, "failed", error, trials_done=completed_trials(store, spec.name)
+            ),
+        )
+        log(f"{me}: search {spec.name} failed: {exc}")
+        return False
+    finally:
+        alive.stop()
+    retry("recording the search done", lambda: store.searches.finish(spec.name, me, "done", trials_done=result.total))
+    log(f"{me}: search {spec.name} done: {result.total} trials ({result.added} new)")
+    return True
 
 
 def _help_one(
@@ -201,7 +231,12 @@ class _Beat:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.owned = self.store.searches.heartbeat(self.name, self.worker, self.done)
+            try:
+                self.owned = self.store.searches.heartbeat(self.name, self.worker, self.done)
+            except Exception as exc:
+                if connection_lost(exc) is None:
+                    raise
+                # a missed beat: the search's own steps reconnect (or give up); the next beat may pass
 
     def progress(self, done: int) -> bool:
         self.done = done

@@ -19,7 +19,7 @@ import pytest
 from pareto import MeasurementIn, Store
 from pareto._budgeted import enqueue_batch
 from pareto._budgeted_study import _Budgeted
-from pareto._search import SearchSpec
+from pareto._search import SearchSpec, load_trials
 from pareto._worker import submit
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
@@ -192,3 +192,124 @@ def test_racing_workers_evaluate_each_subnet_once(pg_url: str) -> None:
         # no trial was added but the retries of trials whose (live, slow) worker looked dead on a busy machine
         assert len(trials) == 36 + len(stale)
         assert all(t.state.is_finished() for t in trials)
+
+
+@pytest.mark.parametrize("mode", ["surrogate", "budgeted"])
+def test_workers_reconnect_when_their_connections_are_terminated(
+    mode: str, pg_server: tuple[object, object], pg_url: str, tmp_path: Path
+) -> None:
+    """``pg_terminate_backend`` on every connection of the workers, three times mid-search (each time once more
+    trials were stored): real ``hwpareto worker`` processes reconnect and finish the search, with no traceback
+    (before, a surrogate worker died at its next query and a budgeted one at its next commit)."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if mode == "budgeted":
+        _prepare(pg_url)  # 22 evaluations
+        n_trials, n_workers = BUDGET, 2
+    else:
+        n_trials, n_workers = 1000, 1
+        with Store.open(pg_url) as store:
+            board = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+            store.devices.add("board", "fake", board.to_dict(), backend_for(board).describe())
+            build_lut(store, board, get_space("nb201"), workers=1)
+            submit(store, SearchSpec("surr", "nb201", ("params", "latency_ms@board"), n_trials=n_trials, population=50))
+    name = "dist" if mode == "budgeted" else "surr"
+    admin = pg_server[0]
+    assert isinstance(admin, psycopg.Connection)
+    database = make_url(pg_url).database
+    cmd = [sys.executable, "-m", "hwpareto.cli", "worker", "--store", pg_url, "--idle-exit", "3", "--heartbeat", "1"]
+    errs = [open(tmp_path / f"worker{i}.err", "w") for i in range(n_workers)]  # noqa: SIM115 - closed below
+    workers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err) for err in errs]
+    terminated: list[int] = []
+    try:
+        with psycopg.connect(make_url(pg_url).set(drivername="postgresql").render_as_string(False)) as watch:
+            watch.autocommit = True
+            deadline, last = time.monotonic() + 600, 0
+            while time.monotonic() < deadline and any(w.poll() is None for w in workers):
+                try:
+                    done = watch.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+                except psycopg.errors.UndefinedTable:
+                    done = 0
+                if len(terminated) < 3 and done >= last + 3 and done < n_trials - 3:
+                    ended = admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                        (database, watch.info.backend_pid),
+                    ).fetchall()
+                    terminated.append(len(ended))
+                    last = done
+                time.sleep(0.2)
+        codes = [w.wait(timeout=max(1.0, deadline - time.monotonic())) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        for err in errs:
+            err.close()
+    stderr = "".join((tmp_path / f"worker{i}.err").read_text() for i in range(n_workers))
+    assert len(terminated) == 3 and all(terminated), (terminated, stderr)
+    assert codes == [0] * n_workers and "Traceback" not in stderr, stderr
+    assert "lost the connection to the store while" in stderr and "reconnecting in" in stderr, stderr
+    with Store.open(pg_url) as store:
+        row = store.searches.get(name)
+        assert (row.status, row.trials_done) == ("done", n_trials), stderr
+    if mode == "budgeted":
+        keys, _ = _evaluations(_trials(pg_url))
+        assert len(keys) == len(set(keys)) == BUDGET  # each SubNet evaluated once, whatever was cut off
+    else:
+        with Store.open(pg_url) as store:
+            assert len(load_trials(store, "surr")[0]) == n_trials
+
+
+def test_a_worker_gives_up_with_one_line_when_the_store_stays_away(
+    pg_server: tuple[object, object], pg_url: str, tmp_path: Path
+) -> None:
+    """The worker's database closed to connections and its backends terminated mid-search: the worker tries to
+    reconnect a bounded number of times, announcing each, then exits 1 with one ``error:`` line and no traceback;
+    the search stays running, and a worker started once the database is back finishes it."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    from pareto._reconnect import RECONNECT_TRIES
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    admin = pg_server[0]
+    assert isinstance(admin, psycopg.Connection)
+    database = make_url(pg_url).database
+    with Store.open(pg_url) as store:
+        board = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+        store.devices.add("board", "fake", board.to_dict(), backend_for(board).describe())
+        build_lut(store, board, get_space("nb201"), workers=1)
+        submit(store, SearchSpec("surr", "nb201", ("params", "latency_ms@board"), n_trials=1000, population=50))
+    cmd = [sys.executable, "-m", "hwpareto.cli", "worker", "--store", pg_url, "--idle-exit", "3", "--heartbeat", "1"]
+    closed = f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS '
+    try:
+        worker = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and worker.poll() is None:
+            with Store.open(pg_url) as store:
+                if store.searches.get("surr").trials_done > 0:
+                    break
+            time.sleep(0.2)
+        admin.execute(closed + "false")
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        )
+        err = worker.communicate(timeout=300)[1]
+    finally:
+        admin.execute(closed + "true")
+    assert worker.returncode == 1 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: lost the connection to store postgresql+psycopg://") and "surr" in lines[-1]
+    assert f"(try {RECONNECT_TRIES} of {RECONNECT_TRIES})" in err
+    assert "not currently accepting connections" in lines[-1], lines[-1]
+    with Store.open(pg_url) as store:
+        assert store.searches.get("surr").status == "running"  # left for another worker: nothing marked failed
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    with Store.open(pg_url) as store:
+        row = store.searches.get("surr")
+        assert (row.status, row.trials_done) == ("done", 1000)
+        assert len(load_trials(store, "surr")[0]) == 1000
