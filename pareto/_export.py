@@ -10,6 +10,7 @@ has the same sizes, reloading with ``AutoModelForCausalLM.from_pretrained``; els
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -17,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -285,14 +287,59 @@ def export_subnet(
         raise HwparetoError(f"export folder {out}: not empty (choose an empty or new folder, or --force to overwrite)")
     if out.exists() and not out.is_dir():
         raise HwparetoError(f"export folder {out}: not a folder")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HwparetoError(f"export folder {out}: cannot create ({exc.strerror})") from None
-    for name in (WEIGHTS_FILE, ONNX_FILE, ONNX_DATA_FILE, README_FILE):  # --force: no earlier artefact stays behind
+    _clear(out, config_too=False)  # --force: no earlier artefact stays behind
+    try:
+        files, notes = _write_bundle(
+            space,
+            config,
+            out,
+            source,
+            copied,
+            weights=weights,
+            onnx=onnx,
+            seed=seed,
+            metrics=metrics,
+            progress=progress,
+        )
+    except BaseException:  # a full disk, an interrupt: no half-written bundle is left
+        _clear(out, config_too=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files}, notes)
+
+
+def _clear(out: Path, *, config_too: bool) -> None:
+    """Remove what an export writes into ``out`` (``config.json`` only when ``config_too``)."""
+    for name in (WEIGHTS_FILE, ONNX_FILE, ONNX_DATA_FILE, README_FILE, *((CONFIG_FILE,) if config_too else ())):
         (out / name).unlink(missing_ok=True)
     if (out / HF_FOLDER).is_dir():
         shutil.rmtree(out / HF_FOLDER)  # a stale hwpareto_subnet.json would change how the folder loads
+
+
+def _write_bundle(
+    space: SearchSpace,
+    config: SubNetConfig,
+    out: Path,
+    source: _Weights | None,
+    copied: dict[str, bytes],
+    *,
+    weights: bool,
+    onnx: bool,
+    seed: int,
+    metrics: dict[str, Any] | None,
+    progress: Callable[[str], None] | None,
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """The body of :func:`export_subnet`: extract the SubNet from ``source``'s SuperNet, write its files and
+    ``config.json`` last; the files written (name → SHA-256) and the notes on its weights. A failed write is one
+    line naming the file (:func:`_writing`)."""
+    llm = space if isinstance(space, HFCausalLMSpace) else None  # a transformers SubNet
     doc: dict[str, Any] = {
         "space": space.name,
         "key": config.key,
@@ -313,7 +360,6 @@ def export_subnet(
     if source is not None:
         _stage(progress, "loading the SuperNet")
         import torch
-        from safetensors.torch import save_file
 
         ckpt = source.checkpoint
         with _single_thread(torch):
@@ -339,18 +385,22 @@ def export_subnet(
         doc["input_shape"] = list(space.dummy_input(config).shape)
         if weights and llm is not None:
             _stage(progress, "writing the transformers model")
-            doc["transformers"] = _save_llm(module, out / HF_FOLDER, copied)
+            with _writing(out / HF_FOLDER):
+                doc["transformers"] = _save_llm(module, out / HF_FOLDER, copied)
             files |= {f"{HF_FOLDER}/{f.name}": _sha256(f) for f in sorted((out / HF_FOLDER).iterdir())}
         elif weights:
+            from safetensors.torch import save_file
+
             state = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
-            save_file(state, str(out / WEIGHTS_FILE), metadata={"space": space.name, "key": config.key})
+            with _writing(out / WEIGHTS_FILE):
+                save_file(state, str(out / WEIGHTS_FILE), metadata={"space": space.name, "key": config.key})
             files[WEIGHTS_FILE] = _sha256(out / WEIGHTS_FILE)
         if onnx:
             _stage(progress, "exporting the ONNX graph")
             example = space.dummy_input(config, batch=2)
             if llm is not None:  # traced on a few tokens (lengths are dynamic): a trace at the prompt length costs
                 example = example[:, :TRACE_TOKENS]  # seconds of LM-head work; verify_bundle runs the full length
-            with _single_thread(torch):
+            with _single_thread(torch), _writing(out / ONNX_FILE):
                 if llm is None:
                     _export_onnx(module, example, out / ONNX_FILE, torch)
                     written = [ONNX_FILE]
@@ -358,15 +408,37 @@ def export_subnet(
                     written = _export_prefill_onnx(module, example, out, torch)
             files |= {name: _sha256(out / name) for name in written}
     if llm is not None:
-        (out / README_FILE).write_text(_readme(llm, config, doc, files), encoding="utf-8")
+        with _writing(out / README_FILE):
+            (out / README_FILE).write_text(_readme(llm, config, doc, files), encoding="utf-8")
         files[README_FILE] = _sha256(out / README_FILE)
     doc["files"] = files
-    (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    with _writing(out / CONFIG_FILE):
+        (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     for name in (CONFIG_FILE, *files):  # safetensors writes 0600: every file of a bundle alike
         (out / name).chmod(FILE_MODE)
     if (out / HF_FOLDER).is_dir():
         (out / HF_FOLDER).chmod(FOLDER_MODE)
-    return ExportResult(out, {CONFIG_FILE: _sha256(out / CONFIG_FILE), **files}, notes)
+    return files, notes
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write of ``path`` (a full disk, a file-size limit, no permission: ``OSError`` or safetensors'
+    ``SafetensorError``) as one line naming it, instead of the writer's traceback."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise HwparetoError(
+            f"{path}: cannot write ({reason})" + ("; free some space and rerun" if full else "")
+        ) from None
+    except SafetensorError as exc:
+        match = re.search(r"I/O error: ([^(]+)", str(exc))
+        reason = match.group(1).strip() if match else " ".join(str(exc).split())[:200]
+        raise HwparetoError(f"{path}: cannot write ({reason})") from None
 
 
 def _definition(space: SearchSpace) -> dict[str, Any] | None:
@@ -687,10 +759,24 @@ def _folder_files(folder: Path) -> set[str]:
 
 
 def _bundle_doc(folder: Path) -> dict[str, Any]:
+    """A bundle's ``config.json``: a plain file (not a symlink, FIFO or device) of at most
+    :data:`~supernet._safeload.MAX_FILE_BYTES` (its size checked before it is read), parsed by the bounded JSON
+    reader (nesting depth, integer digits)."""
+    from supernet._safeload import MAX_FILE_BYTES, load_json
+
+    path = folder / CONFIG_FILE
     try:
-        doc = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise HwparetoError(f"bundle {folder}: cannot read {CONFIG_FILE} ({exc})") from None
+        mode, size = path.lstat().st_mode, path.lstat().st_size
+    except OSError as exc:
+        raise HwparetoError(f"bundle {folder}: cannot read {CONFIG_FILE} ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a plain file"
+        raise HwparetoError(f"bundle {folder}: {CONFIG_FILE} is {kind} (a bundle holds plain files only)")
+    if size > MAX_FILE_BYTES:
+        raise InvalidValueError(
+            f"bundle {folder}: {CONFIG_FILE}", f"at most {MAX_FILE_BYTES:,} bytes", f"{size:,} bytes"
+        )
+    doc = load_json(path, "bundle file")
     if not isinstance(doc, dict) or "space" not in doc:
         raise HwparetoError(f"bundle {folder}: {CONFIG_FILE} has no 'space' field")
     return doc
@@ -813,10 +899,58 @@ def _max_diff(folder: Path, what: str, got: list[Any], expected: list[Any]) -> f
     return worst
 
 
+MAX_ONNX_BYTES = 2**31 - 1
+"""Largest ONNX graph file (protobuf's limit; larger weights live in :data:`ONNX_DATA_FILE`)."""
+
+
+def _check_onnx_data(folder: Path, listed: set[str]) -> None:
+    """Refuse, before onnxruntime opens it, an ONNX graph whose tensors keep their data anywhere but the bundle's
+    listed :data:`ONNX_DATA_FILE` (``external_data`` may name any path: ``../x``, ``/etc/passwd``)."""
+    import onnx
+
+    path = folder / ONNX_FILE
+    size = path.stat().st_size
+    if size > MAX_ONNX_BYTES:
+        raise InvalidValueError(f"bundle {folder}: {ONNX_FILE}", f"at most {MAX_ONNX_BYTES:,} bytes", f"{size:,}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and onnx's own
+        detail = " ".join(str(exc).split())[:200]
+        raise HwparetoError(f"bundle {folder}: {ONNX_FILE}: not a readable ONNX model ({detail})") from None
+    allowed = ONNX_DATA_FILE if ONNX_DATA_FILE in listed else None
+    for tensor in _onnx_tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), None)
+        if location is None or location != allowed:
+            raise InvalidValueError(
+                f"bundle {folder}: {ONNX_FILE} tensor {tensor.name!r} external data location",
+                f"{ONNX_DATA_FILE}, listed in {CONFIG_FILE}" if allowed else "none (no data file is listed)",
+                location,
+            )
+
+
+def _onnx_tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of an ONNX graph and its subgraphs (initializers, sparse ones, node attributes)."""
+    graphs = [graph]
+    while graphs:
+        g = graphs.pop()
+        sparse = [*g.sparse_initializer]
+        yield from g.initializer
+        for node in g.node:
+            for a in node.attribute:
+                yield from [*([a.t] if a.HasField("t") else []), *a.tensors]
+                sparse += [*([a.sparse_tensor] if a.HasField("sparse_tensor") else []), *a.sparse_tensors]
+                graphs += [*([a.g] if a.HasField("g") else []), *a.graphs]
+        for s in sparse:
+            yield from (s.values, s.indices)
+
+
 def _onnx_outputs(folder: Path, listed: set[str], inputs: list[Any]) -> list[Any]:
     """The bundle's ONNX graph run in onnxruntime on each input; whatever onnxruntime refuses is one line."""
     import onnxruntime as ort
 
+    _check_onnx_data(folder, listed)
     outputs = []
     try:
         session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
