@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from profilers import DeviceSpec
 
 __all__ = [
-    "COST_LABELS",
     "MANIFEST_FILE",
     "FrontView",
     "PredictorQuality",
@@ -53,6 +52,7 @@ __all__ = [
     "projection_front",
     "quality_objectives",
     "quality_range",
+    "runtime_setting",
     "scales_differ",
     "search_progress",
     "space_choices",
@@ -611,14 +611,23 @@ def typical_costs(store: Store, device: str, space: str, metric: str = "latency_
         return np.array([], float)
 
 
-COST_LABELS = {
-    "latency_ms": ("latency", "ms"),
-    "energy_mj": ("energy", "mJ"),
-    "prefill_ms": ("prefill (time to first token)", "ms"),
-    "decode_ms_per_token": ("decode", "ms/token"),
-    "energy_mj_per_token": ("energy per token", "mJ/token"),
-}
-"""Cost metric → (what it is, its unit), for labels."""
+def runtime_setting(space: SearchSpace, results: Any, numbers: Sequence[int]) -> list[str]:
+    """The runtime dimensions of ``space`` (group ``runtime``: an LLM's batch, prompt and generated lengths), each as
+    ``name (what): values``, the values those of the SubNets ``numbers`` (e.g. the front); ``(fixed)`` when the search
+    or the space allows one value only. Empty for a space without runtime dimensions."""
+    dims = [d for d in space.dimensions if d.group == "runtime"]
+    if not dims:
+        return []
+    numbers = [int(n) for n in numbers]
+    if isinstance(results.configs, _LazyConfigs):
+        results.configs.prefetch(numbers)
+    out = []
+    for d in dims:
+        seen = sorted({results.configs[n][d.name] for n in numbers if d.name in results.configs[n]}, key=float)
+        fixed = d.name in (results.spec.fixed or {}) or len(d.choices) == 1
+        what = f" ({d.description})" if d.description else ""
+        out.append(f"{d.name}{what}: {', '.join(str(v) for v in seen) or '-'}{' (fixed)' if fixed else ''}")
+    return out
 
 
 def hover_texts(results: Any, numbers: Sequence[int], limit: int = 500) -> dict[int, str]:
@@ -673,13 +682,38 @@ def compare_fronts(a: Any, b: Any, cost: str, quality: str) -> tuple[dict[str, p
 
 
 def operating_point_frame(results: Any, cost: str, k: int) -> pd.DataFrame:
-    """The operating-point table (``k`` SubNets spanning the front's cost range) of the device of ``cost``."""
+    """The operating-point table of ``cost`` (:func:`pareto.operating_point_table`: ``k`` SubNets spanning the range
+    of ``cost`` on its device's front, each the best quality for the budgets it covers), its bounds named by the
+    metric: ``max_<metric>`` (the row's own ``cost``, the smallest budget it fits) and ``use_until_<metric>`` (the
+    next row's), e.g. ``max_decode_ms_per_token``."""
+    from pareto import operating_point_table, operating_points
+
     objective = next(o for o in results.objectives if o.name == cost)
+    quality = [o for o in results.objectives if not o.is_cost and o is not objective]
+    if not quality:
+        raise InvalidValueError(
+            "operating points", "a search with a cost and a quality objective", [o.name for o in results.objectives]
+        )
     devices = {o.subject for o in results.objectives if o.is_cost}
-    table = results.operating_points(objective.subject if len(devices) > 1 else None, k)
-    return pd.DataFrame(
-        [{k: v for k, v in row.items() if k != "config"} | {"config": json.dumps(row["config"])} for row in table]
-    )
+    front = results.front(objective.subject if objective.is_cost and len(devices) > 1 else None).rows
+    points = front[[cost, quality[0].name]].to_numpy(float)
+    chosen = operating_points(points, 0, k, [objective.direction, quality[0].direction])
+    numbers = [int(front.iloc[i]["number"]) for i in chosen]
+    if isinstance(results.configs, _LazyConfigs):
+        results.configs.prefetch(numbers)
+    rows = [
+        {
+            "trial": n,
+            "config_key": front.iloc[i]["config_key"],
+            cost: float(points[i, 0]),
+            quality[0].name: float(points[i, 1]),
+            "config": json.dumps(results.configs[n]),
+        }
+        for i, n in zip(chosen, numbers, strict=True)
+    ]
+    table = operating_point_table(rows, cost, quality[0].name, quality[0].direction)
+    names = {"max_latency_ms": f"max_{objective.metric}", "use_until_ms": f"use_until_{objective.metric}"}
+    return pd.DataFrame([{names.get(key, key): value for key, value in row.items()} for row in table])
 
 
 def config_document(store: Store, results: Any, number: int) -> dict[str, Any]:

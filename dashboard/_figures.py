@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 __all__ = [
+    "METRIC_LABELS",
     "PALETTE",
     "WEBGL_FROM",
     "axis_title",
@@ -18,6 +19,7 @@ __all__ = [
     "front_figure",
     "hypervolume_figure",
     "lut_op_figure",
+    "metric_label",
     "predictor_figure",
 ]
 
@@ -27,29 +29,52 @@ DIMMED = "rgba(120,120,120,0.25)"
 WEBGL_FROM = 5_000
 MAX_3D_BACKGROUND = 5_000  # dominated points drawn in the 3-D view (a fixed random sample beyond that)
 
-_UNITS = {
-    "latency_ms": "ms",
-    "energy_mj": "mJ",
-    "params": "count",
-    "macs": "MACs",
-    "flops": "FLOPs",
-    "weights_mb": "MB",
-    "kv_cache_mb": "MB",
-    "peak_memory_mb": "MB",
+METRIC_LABELS: dict[str, tuple[str, str]] = {
+    "latency_ms": ("latency", "ms"),
+    "energy_mj": ("energy", "mJ"),
+    "prefill_ms": ("prefill (time to first token)", "ms"),
+    "decode_ms_per_token": ("decode", "ms/token"),
+    "energy_mj_per_token": ("energy per token", "mJ/token"),
+    "params": ("params", "count"),
+    "macs": ("macs", "MACs"),
+    "flops": ("flops", "FLOPs"),
+    "weights_mb": ("weights", "MB"),
+    "kv_cache_mb": ("KV cache", "MB"),
+    "peak_memory_mb": ("peak memory", "MB"),
 }
+"""Metric → (what it is, its unit): the one table the dashboard's labels read (a later metric catalogue replaces
+it); other metrics are read by :func:`metric_label` from their suffix."""
+_SUFFIXES = (
+    ("_ms_per_token", "ms/token"),
+    ("_mj_per_token", "mJ/token"),
+    ("_pct", "%"),
+    ("_ms", "ms"),
+    ("_mj", "mJ"),
+    ("_mb", "MB"),
+)
+
+
+def metric_label(metric: str) -> tuple[str, str]:
+    """(what it is, its unit) of a metric or objective name: ``decode_ms_per_token@board`` → ``("decode",
+    "ms/token")``, ``val_acc_pct`` → ``("val acc", "%")``, ``val_ppl`` → ``("val perplexity", "exp of mean token
+    NLL")``; an unknown metric without a unit suffix → ``(its name, "value")``."""
+    metric = metric.partition("@")[0].split(":")[0]
+    if metric in METRIC_LABELS:
+        return METRIC_LABELS[metric]
+    if metric == "ppl" or metric.endswith("_ppl"):
+        return metric.removesuffix("ppl").replace("_", " ") + "perplexity", "exp of mean token NLL"
+    for suffix, unit in _SUFFIXES:
+        if metric.endswith(suffix):
+            return metric.removesuffix(suffix).replace("_", " "), unit
+    return metric.replace("_", " "), "value"
 
 
 def axis_title(objective: str) -> str:
-    """``latency_ms@edge`` → ``latency on edge (ms)``; accuracy metrics keep their unit suffix (``_pct`` → %)."""
-    metric, _, subject = objective.partition("@")
-    metric = metric.split(":")[0]
-    unit = _UNITS.get(metric)
-    if unit is None:
-        unit = "%" if metric.endswith("_pct") else metric.rsplit("_", 1)[-1] if "_" in metric else "value"
-        label = metric.removesuffix("_pct")
-    else:
-        label = metric.removesuffix(f"_{unit.lower()}")
-    return f"{label.replace('_', ' ')}{' on ' + subject if subject else ''} ({unit})"
+    """``latency_ms@edge`` → ``latency on edge (ms)``, ``decode_ms_per_token@npu`` → ``decode on npu (ms/token)``
+    (:func:`metric_label`)."""
+    label, unit = metric_label(objective)
+    subject = objective.partition("@")[2].split(":")[0]
+    return f"{label}{' on ' + subject if subject else ''} ({unit})"
 
 
 def _scatter(n: int) -> type[go.Scatter] | type[go.Scattergl]:
@@ -214,11 +239,7 @@ def front_figure(
                     annotation_yshift=-14 * j,
                 )
     first = costs[0]
-    x_title = (
-        axis_title(first)
-        if len(groups) > 1 or len(costs) == 1
-        else axis_title(first).split(" on ")[0] + " (" + axis_title(first).rsplit("(", 1)[-1]
-    )
+    x_title = axis_title(first) if len(groups) > 1 or len(costs) == 1 else "{} ({})".format(*metric_label(first))
     fig = _layout(fig, title, x_title, axis_title(quality))
     fig.update_layout(hovermode="closest")
     y_values: list[float] = []
@@ -380,7 +401,7 @@ def hypervolume_figure(history: np.ndarray) -> go.Figure:
 
 def lut_op_figure(by_op: pd.DataFrame, metric: str = "latency_ms") -> go.Figure:
     """Mean (bar) and max (marker) cost per op of a device's LUT."""
-    unit = "ms" if metric == "latency_ms" else "mJ"
+    what, unit = metric_label(metric)
     fig = go.Figure(
         [
             go.Bar(
@@ -403,16 +424,14 @@ def lut_op_figure(by_op: pd.DataFrame, metric: str = "latency_ms") -> go.Figure:
                 marker={"color": PALETTE[1], "symbol": "diamond", "size": 9},
             )
         )
-    fig = _layout(
-        fig, f"per-layer {metric.split('_')[0]} by op", "op (layer kind)", f"{metric.split('_')[0]} per layer ({unit})"
-    )
+    fig = _layout(fig, f"per-layer {what} by op", "op (layer kind)", f"{what} per layer ({unit})")
     fig.update_layout(height=380, clickmode="event")
     return fig
 
 
 def predictor_figure(points: pd.DataFrame, metric: str, title: str) -> go.Figure:
     """Predicted vs measured with the y = x line and the ±10 % band."""
-    unit = "ms" if metric.startswith("latency") else "mJ" if metric.startswith("energy") else "value"
+    what, unit = metric_label(metric)
     low = float(min(points["measured"].min(), points["predicted"].min())) * 0.9
     high = float(max(points["measured"].max(), points["predicted"].max())) * 1.1
     line = np.array([low, high])
@@ -446,6 +465,6 @@ def predictor_figure(points: pd.DataFrame, metric: str, title: str) -> go.Figure
             ),
         ]
     )
-    fig = _layout(fig, title, f"measured {metric.split('_')[0]} ({unit})", f"predicted {metric.split('_')[0]} ({unit})")
+    fig = _layout(fig, title, f"measured {what} ({unit})", f"predicted {what} ({unit})")
     fig.update_layout(height=420, clickmode="event")
     return fig

@@ -154,3 +154,53 @@ def test_llm_bundle_zip_holds_every_file_and_verifies(tmp_path: Path) -> None:
     }
     result = CliRunner().invoke(cli, ["verify-bundle", str(folder)])
     assert result.exit_code == 0, result.output
+
+
+# ------------------------------------------------------------------------------------------------ issue 28: LLM labels
+@pytest.fixture
+def llm_study_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A store holding the LLM study of tests/dashboard_store.py, set as the dashboard's store."""
+    from tests.dashboard_store import add_llm_study
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    add_llm_study(url, tmp_path / "tl")
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    return url
+
+
+def test_units_come_from_the_metric_names() -> None:
+    from dashboard import _figures
+
+    assert _figures.axis_title("decode_ms_per_token@board") == "decode on board (ms/token)"  # was "(token)"
+    assert _figures.axis_title("energy_mj_per_token@board") == "energy per token on board (mJ/token)"
+    assert _figures.axis_title("prefill_ms@board") == "prefill (time to first token) on board (ms)"
+    assert _figures.axis_title("kv_cache_mb") == "KV cache (MB)"
+    assert _figures.axis_title("val_ppl@stdlib") == "val perplexity on stdlib (exp of mean token NLL)"
+    assert _figures.axis_title("latency_ms@edge") == "latency on edge (ms)"
+    assert _figures.metric_label("decode_ms_per_token@board:min") == ("decode", "ms/token")
+
+
+def test_operating_point_table_is_named_by_its_metric(llm_study_url: str) -> None:
+    from tests.dashboard_store import LLM_STUDY
+
+    with Store.open(llm_study_url) as store:
+        results = _data.load_study(store, LLM_STUDY)
+    for cost in ("decode_ms_per_token@board", "prefill_ms@board"):
+        table = _data.operating_point_frame(results, cost, 4)
+        metric = cost.partition("@")[0]
+        assert "max_latency_ms" not in table and "use_until_ms" not in table
+        assert list(table[f"max_{metric}"]) == list(table[cost])  # the chosen cost, not the device's first
+        assert (np.diff(table[cost]) > 0).all()
+        assert list(table[f"use_until_{metric}"])[:-1] == list(table[cost])[1:]
+
+
+def test_fronts_page_says_the_llm_runtime_setting_and_units(llm_study_url: str) -> None:
+    at = AppTest.from_file(str(PAGES / "fronts.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    text = "\n".join(c.value for c in at.caption)
+    assert "runtime setting of space 'tl'" in text
+    assert "batch (sequences)" in text and "prompt_len (prompt tokens): 8" in text and "gen_len (new tokens): 4" in text
+    op = at.dataframe[-1].value
+    assert "max_decode_ms_per_token" in op.columns and "max_latency_ms" not in op.columns

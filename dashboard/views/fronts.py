@@ -72,11 +72,23 @@ if view is None:
         f"hwpareto searches --store {_ui.store_url()}",
     )
     _ui.stop()
+runtime = _data.runtime_setting(db.spaces.get(results.spec.space), results, view.fronts[view.costs[0]]["number"])
+if runtime:  # an LLM space: its costs hold for these batch and sequence lengths
+    st.caption(
+        f"runtime setting of space {summary['space']!r} (values on the front): "
+        + "; ".join(runtime)
+        + (
+            ". latency_ms of an LLM SubNet is its prefill plus one decode step at mid-generation; prefill_ms and "
+            "decode_ms_per_token are the phases apart"
+            if any(o.metric == "latency_ms" for o in results.objectives)
+            else ""
+        )
+    )
 if not summary["feasible"]:
     st.warning("No trial meets the budget yet, so the fronts are empty: run more trials or relax the budget.")
 
 # ------------------------------------------------------------------------------------------------ the front
-units = {c: _figures.axis_title(c).rsplit("(", 1)[-1] for c in view.costs}
+units = {c: _figures.metric_label(c)[1] for c in view.costs}
 same_unit = [c for c in view.costs if units[c] == units[view.costs[0]]]
 wanted = st.session_state.get("fronts_costs") or chosen.get("costs") or []  # kept over a study switch
 kept = [c for c in dict.fromkeys(wanted) if c in view.costs]

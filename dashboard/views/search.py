@@ -48,7 +48,7 @@ else:
         metrics,
         horizontal=True,
         key="search_metric",
-        format_func=lambda m: "{} ({})".format(*_data.COST_LABELS[m]),
+        format_func=lambda m: "{} ({})".format(*_figures.metric_label(m)),
         help="LLM spaces add prefill (time to first token), decode time per generated token and energy per token",
     )
     offered = _state.search_devices(db, space)  # only devices with a LUT of this space or a predictor for it
@@ -62,7 +62,7 @@ else:
     chosen = st.multiselect(
         "Devices (one cost objective and one front each)", offered, default=offered[:1], key="search_devices"
     )
-    unit = _data.COST_LABELS[metric][1]
+    unit = _figures.metric_label(metric)[1]
     step, fmt = _data.budget_input_format(_data.typical_costs(db, chosen[0], space, metric) if chosen else [])
     budget = st.number_input(
         f"Budget on the first device ({unit}; 0 = none)",
