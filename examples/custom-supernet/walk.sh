@@ -48,8 +48,8 @@ assert len(front["front"]) >= 2, front
 print(front["knee"])' "$WALK_DIR/front.json")
 "$HWPARETO" front "$STUDY"
 
-step "hwpareto export: the knee (trial $KNEE) with weights and ONNX"
-"$HWPARETO" export "$STUDY" "$KNEE" --out "$WALK_DIR/bundle"
+step "hwpareto export: the knee (trial $KNEE) with weights and ONNX (an untrained SuperNet's: none was trained here)"
+"$HWPARETO" export "$STUDY" "$KNEE" --out "$WALK_DIR/bundle" --random-weights
 
 step "onnxruntime runs model.onnx like the PyTorch SubNet"
 "$PYTHON" - "$WALK_DIR/bundle" <<'EOF'
