@@ -1010,7 +1010,8 @@ def _find(
     if given is not None:
         got = content(Path(given))
         if got != digest:
-            raise InvalidValueError(f"--checkpoint {given}", f"the bundle's {kind}: SHA-256 {digest}", got)
+            shown = f"SHA-256 {got}" if got else f"no readable {kind}"
+            raise InvalidValueError(f"--checkpoint {given}", f"the bundle's {kind}: SHA-256 {digest}", shown)
         return Path(given)
     for candidate in _shipped(kind):
         if content(candidate) == digest:

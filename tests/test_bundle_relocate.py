@@ -73,6 +73,8 @@ def test_bundle_verifies_moved_and_from_another_folder(
     save_checkpoint(space.supernet(seed=8), tmp_path / "other.safetensors", {"space": "nb201"})
     _, err = hw("verify-bundle", elsewhere / "moved", "--checkpoint", tmp_path / "other.safetensors", ok=False)
     assert f"SHA-256 {digest}" in err and _sha256(tmp_path / "other.safetensors") in err
+    _, err = hw("verify-bundle", elsewhere / "moved", "--checkpoint", tmp_path / "absent.safetensors", ok=False)
+    assert "got 'no readable checkpoint'" in err
 
 
 @pytest.mark.slow
