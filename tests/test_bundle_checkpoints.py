@@ -101,6 +101,11 @@ def test_no_trained_weights_known_is_refused_unless_random_weights(tmp_path: Pat
     doc = json.loads((out / "config.json").read_text())
     assert doc["supernet"]["source"] == "random" and doc["supernet"]["checkpoint"] is None
     hw("export-config", "nb201", cfg, "--out", tmp_path / "c", "--store", sqlite_url)  # config only: no weights
+    both = ["--checkpoint", tmp_path / "x.safetensors", "--random-weights"]
+    _, err = hw(
+        "export-config", "nb201", cfg, "--out", tmp_path / "d", "--weights", *both, "--store", sqlite_url, ok=False
+    )
+    assert "--random-weights: expected no trained weights named besides it, got '--checkpoint" in err
 
 
 def _nb201_study(url: str) -> None:
