@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from supernet import SearchSpace, get_space, list_spaces, show_name
+from supernet import SearchSpace, SubNetConfig, get_space, list_spaces, show_name
 
 if TYPE_CHECKING:
     from hwpareto.store import Store
@@ -183,6 +183,30 @@ def config_summary(space: SearchSpace, config: Any) -> dict[str, Any]:
         out["params"] = space.params(config)
         out["macs"] = space.macs(config)
     return out
+
+
+CONFIG_FORMATS = ("hwpareto", "ofa")
+ConfigFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="Configs printed as hwpareto (dimension values) or ofa (OFA's dict: wid, ks, e, d lists, r; MobileNetV3 "
+        "spaces).",
+    ),
+]
+
+
+def config_printer(space: SearchSpace, fmt: str) -> Callable[[SubNetConfig], dict[str, Any]]:
+    """How ``--format fmt`` prints configs of ``space``; an unknown format, or ofa for a space without an OFA form,
+    is refused here, before any work."""
+    if fmt not in CONFIG_FORMATS:
+        raise InvalidValueError("--format", " or ".join(CONFIG_FORMATS), fmt)
+    if fmt == "hwpareto":
+        return lambda config: dict(config.values)
+    from supernet.mbv3._ofa import ofa_dict, ofa_form
+
+    ofa_form(space)
+    return functools.partial(ofa_dict, space)
 
 
 def parse_pair(item: str, option: str, form: str) -> tuple[str, str]:

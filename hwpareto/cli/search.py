@@ -14,9 +14,11 @@ from hwpareto.cli._common import (
     BATCH_MAX,
     COUNT_MAX,
     SEED_MAX,
+    ConfigFormatOpt,
     JsonOpt,
     StoreOpt,
     command,
+    config_printer,
     emit,
     emit_rows,
     open_store,
@@ -183,17 +185,29 @@ def front(
         int | None,
         typer.Option("--operating-points", min=2, max=COUNT_MAX, help="K SubNets spanning the latency range."),
     ] = None,
+    fmt: ConfigFormatOpt = "hwpareto",
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The Pareto front of a study (feasible trials), per device, with its knee; or an operating-point table."""
+    """The Pareto front of a study (feasible trials), per device, with its knee; or an operating-point table.
+    Each SubNet's config (--json: ``config``; --csv: one column per dimension, or OFA's keys with --format ofa)."""
+    import json
+
     from hwpareto.store._tables import csv_safe
     from pareto._analysis import study_results
 
     _quiet_optuna()
-    results = study_results(open_store(store), study)
+    s = open_store(store)
+    results = study_results(s, study)
+    space = s.spaces.get(results.spec.space)
+    printed = config_printer(space, fmt)
+
+    def config_of(number: int) -> dict[str, Any] | None:
+        values = results.configs.get(number)  # None: a trial stored without its config
+        return None if values is None else printed(space.validate(values))
+
     if operating_points is not None:
-        table = results.operating_points(device, operating_points)
+        table = [r | {"config": config_of(r["trial"])} for r in results.operating_points(device, operating_points)]
         emit(
             table,
             json_out,
@@ -201,8 +215,14 @@ def front(
         )
         return
     fr = results.front(device)
+    configs = [config_of(int(n)) for n in fr.rows["number"]]
     if csv_out is not None:
-        csv_safe(fr.rows).to_csv(csv_out, index=False)
+        columns = fr.rows.copy()
+        for name in dict.fromkeys(k for c in configs if c for k in c):
+            cells = [c.get(name) if c else None for c in configs]
+            column = name if name not in columns else f"config.{name}"  # never hides a result column
+            columns[column] = [json.dumps(v) if isinstance(v, list) else v for v in cells]
+        csv_safe(columns).to_csv(csv_out, index=False)
         typer.echo(f"wrote {len(fr.rows)} front SubNets to {csv_out}")
         return
 
@@ -212,9 +232,10 @@ def front(
             [
                 {c: (f"{r[c]:.4g}" if isinstance(r[c], float) else r[c]) for c in cols}
                 | ({"knee": "←" if r["number"] == fr.knee_number else ""})
-                for r in fr.rows.to_dict(orient="records")
+                | ({"config": json.dumps(config, separators=(",", ":"))} if fmt != "hwpareto" else {})
+                for r, config in zip(fr.rows.to_dict(orient="records"), configs, strict=True)
             ],
-            [*cols, "knee"],
+            [*cols, "knee", *(["config"] if fmt != "hwpareto" else [])],
             title=f"front of {study}" + (f" on {device}" if device else ""),
         )
         typer.echo(_ties_note(fr))
@@ -225,7 +246,9 @@ def front(
             "device": device,
             "objectives": list(fr.objectives),
             "knee": fr.knee_number,
-            "front": fr.rows.to_dict(orient="records"),
+            "front": [
+                r | {"config": config} for r, config in zip(fr.rows.to_dict(orient="records"), configs, strict=True)
+            ],
             "ties": _ties_note(fr),
         },
         json_out,
@@ -262,20 +285,27 @@ def export_cmd(
         bool, typer.Option("--random-weights", help="Export an untrained SuperNet's weights when none are known.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
+    fmt: ConfigFormatOpt = "hwpareto",
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export a trial's SubNet: config, predicted and measured metrics, provenance, weights and ONNX (an LLM: a
     transformers model folder and the ONNX prefill graph). Refused when no trained SuperNet weights are known,
-    unless --random-weights; says where the weights came from and whether batch norm was recalibrated."""
+    unless --random-weights; says where the weights came from and whether batch norm was recalibrated. Prints the
+    SubNet's config (--format ofa: OFA's dict)."""
+    import json
+
     from rich.console import Console
 
-    from pareto._analysis import export_trial
+    from pareto._analysis import export_trial, study_results
 
     _quiet_optuna()
+    s = open_store(store)
+    results = study_results(s, study)
+    printed = config_printer(s.spaces.get(results.spec.space), fmt)  # refused before anything is written
     with Console(stderr=True).status(f"exporting trial {trial} of {study}") as status:
         info = export_trial(
-            open_store(store),
+            s,
             study,
             trial,
             out,
@@ -286,14 +316,16 @@ def export_cmd(
             progress=lambda step: status.update(f"{step}..."),
             force=force,
         )
+    config = printed(s.spaces.get(results.spec.space).validate(results.configs[trial]))
     emit(
-        info,
+        info | {"config": config},
         json_out,
         "\n".join(
             [
                 f"exported trial {trial} of {study} ({info['key']}) to {info['directory']}: "
                 + ", ".join(info["files"]),
                 *info["notes"],
+                f"config ({fmt}): {json.dumps(config, separators=(',', ':'))}",
             ]
         ),
     )

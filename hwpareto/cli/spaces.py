@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,11 +13,14 @@ import typer
 
 from hwpareto.cli._app import app, space_app
 from hwpareto.cli._common import (
+    CONFIG_FORMATS,
     COUNT_MAX,
     SEED_MAX,
+    ConfigFormatOpt,
     JsonOpt,
     StoreOpt,
     command,
+    config_printer,
     config_summary,
     emit,
     emit_rows,
@@ -223,16 +227,18 @@ def sample(
     space: str,
     n: Annotated[int, typer.Option("-n", "--n", min=1, max=COUNT_MAX, help="Number of SubNets.")] = 5,
     seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Random seed.")] = 0,
+    fmt: ConfigFormatOpt = "hwpareto",
     store: StoreOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Sample random SubNet configs of SPACE."""
+    """Sample random SubNet configs of SPACE (--format ofa: each with OFA's dict as ``config``)."""
     import numpy as np
 
     sp = resolve_space(space, store)
+    printed = config_printer(sp, fmt)
     rng = np.random.default_rng(seed)
     cfgs = [sp.sample(rng) for _ in range(n)]
-    configs = [config_summary(sp, cfg) for cfg in cfgs]
+    configs = [config_summary(sp, cfg) | {"config": printed(cfg)} for cfg in cfgs]
 
     def human() -> None:
         rows = [
@@ -240,7 +246,7 @@ def sample(
                 "key": c["key"],
                 "params (M)": f"{c['params'] / 1e6:.3f}" if "params" in c else "",
                 "MMACs": f"{c['macs'] / 1e6:.1f}" if "macs" in c else "",
-                "config": sp.summary(cfg),
+                "config": sp.summary(cfg) if fmt == "hwpareto" else json.dumps(c["config"], separators=(",", ":")),
             }
             for c, cfg in zip(configs, cfgs, strict=True)
         ]
@@ -258,7 +264,6 @@ FormatOpt = Annotated[
         "wid; wid None takes the --checkpoint's width).",
     ),
 ]
-CONFIG_FORMATS = ("hwpareto", "ofa")
 
 
 def _read_config(sp: SearchSpace, path: Path, fmt: str, checkpoint: Path | None) -> SubNetConfig:

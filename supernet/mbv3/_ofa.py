@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._files import check_output_file, save_tensors
+from supernet._space import SearchSpace
 from supernet._types import SubNetConfig
-from supernet.mbv3._arch import OFA_BASE_WIDTHS, make_divisible
+from supernet.mbv3._arch import N_STAGES, OFA_BASE_WIDTHS, make_divisible
 from supernet.mbv3._space import MobileNetV3Space
 from supernet.preprocessing import OFA_IMAGENET
 
@@ -45,6 +46,8 @@ __all__ = [
     "convert_ofa_state",
     "import_ofa_checkpoint",
     "ofa_config",
+    "ofa_dict",
+    "ofa_form",
     "ofa_mbv3_w10",
     "ofa_mbv3_w12",
     "read_ofa_state",
@@ -425,6 +428,31 @@ def ofa_config(space: MobileNetV3Space, doc: Any, checkpoint: str | Path | None 
     if missing:
         raise InvalidValueError("OFA config", "the keys ks, e, d", "none for " + ", ".join(missing))
     return space.from_record({**record, "r": sizes[0], "w": _one(wid, "wid")})
+
+
+def ofa_form(space: SearchSpace) -> MobileNetV3Space:
+    """``space`` when configs of it have an OFA form (a MobileNetV3 space); else the error naming the spaces that
+    have one (``--format ofa`` refused)."""
+    if isinstance(space, MobileNetV3Space):
+        return space
+    from supernet._registry import get_space, list_spaces
+
+    ofa = [n for n in list_spaces() if isinstance(get_space(n), MobileNetV3Space)]
+    raise InvalidValueError("--format ofa", "a space with an OFA form: " + ", ".join(ofa), space.name)
+
+
+def ofa_dict(space: SearchSpace, config: SubNetConfig) -> dict[str, Any]:
+    """``config`` as OFA's dict, what :func:`ofa_config` reads back: ``wid`` (the width multiplier), ``ks`` and
+    ``e`` (one per block), ``d`` (one per stage) as lists, and ``r`` as OFA's ``[resolution]``; a space without an
+    OFA form raises (:func:`ofa_form`)."""
+    mbv3 = ofa_form(space)
+    return {
+        "wid": config["w"],
+        "ks": [config[f"ks_{i}"] for i in range(mbv3.n_blocks)],
+        "e": [config[f"e_{i}"] for i in range(mbv3.n_blocks)],
+        "d": [config[f"d_{s}"] for s in range(N_STAGES)],
+        "r": [config["r"]],
+    }
 
 
 def _one(value: Any, field: str) -> Any:
