@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -55,6 +56,7 @@ __all__ = [
     "runtime_setting",
     "scales_differ",
     "search_progress",
+    "shown_name",
     "space_choices",
     "study_marker",
     "study_summary",
@@ -191,22 +193,48 @@ def profile_progress(store: Store, device: str, space_name: str) -> tuple[int, i
     return done, len(space.layer_universe())
 
 
-def _upload_errors(exc: HwparetoError, folder: Path) -> HwparetoError:
-    """The same message the CLI prints for the file, with the temporary folder left out of its path."""
-    return HwparetoError(str(exc).replace(f"{folder}/", ""))
+UPLOAD_FILE = "upload"
+"""The name an upload is written under in its temporary folder (its own name may be '..', empty or too long)."""
+_MARKDOWN = "\\`*_{}[]<>#|~$"  # characters the pages' Markdown would act on, shown escaped
+
+
+def shown_name(filename: str) -> str:
+    """An uploaded file's name as messages show it: its last path part cut to 80 characters (the middle elided), then
+    control characters escaped (one line) and Markdown characters backslash-escaped; ``(unnamed upload)`` when
+    empty."""
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    if len(name) > 80:
+        name = f"{name[:50]}…{name[-20:]}"
+    escaped = (
+        f"\\{c}" if c in _MARKDOWN else c if c.isprintable() else repr(c)[1:-1].replace("\\", "\\\\") for c in name
+    )
+    return "".join(escaped) or "(unnamed upload)"
+
+
+@contextlib.contextmanager
+def _uploaded(filename: str, data: bytes) -> Iterator[Path]:
+    """``data`` written to a temporary file of a fixed name; a message that names it (the CLI's functions name the
+    file they read) names :func:`shown_name` of ``filename`` instead, and a write that fails is one line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / UPLOAD_FILE
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise HwparetoError(
+                f"upload {shown_name(filename)}: cannot write a temporary copy ({exc.strerror})"
+            ) from None
+        try:
+            yield path
+        except HwparetoError as exc:
+            raise HwparetoError(str(exc).replace(str(path), shown_name(filename)).replace(f"{tmp}/", "")) from None
 
 
 def validate_device_upload(filename: str, data: bytes) -> DeviceSpec:
     """Parse an uploaded device YAML exactly as ``hwpareto device add FILE`` does (safe YAML, no code)."""
     from profilers import load_device_file
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(filename).name
-        path.write_bytes(data)
-        try:
-            return load_device_file(path)
-        except HwparetoError as exc:
-            raise _upload_errors(exc, Path(tmp)) from None
+    with _uploaded(filename, data) as path:
+        return load_device_file(path)
 
 
 def import_upload(
@@ -228,24 +256,19 @@ def import_upload(
     if subject_kind not in ("device", "dataset"):
         raise InvalidValueError("--device/--dataset", "device or dataset", subject_kind)
     kind = cast(Literal["device", "dataset"], subject_kind)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(filename).name
-        path.write_bytes(data)
-        try:
-            report = import_table(
-                store,
-                path,
-                space=store.spaces.get(space),
-                columns=parse_columns(list(columns), subject),
-                subject_kind=kind,
-                metric=metric,
-                defaults={},
-                source=source,
-                batch=batch,
-                where={},
-            )
-        except HwparetoError as exc:
-            raise _upload_errors(exc, Path(tmp)) from None
+    with _uploaded(filename, data) as path:
+        report = import_table(
+            store,
+            path,
+            space=store.spaces.get(space),
+            columns=parse_columns(list(columns), subject),
+            subject_kind=kind,
+            metric=metric,
+            defaults={},
+            source=source,
+            batch=batch,
+            where={},
+        )
     w = report.written
     return {
         "rows": report.rows,

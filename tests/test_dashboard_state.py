@@ -5,6 +5,7 @@ per space, hints naming the chosen space, a failed search's log label, the regis
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pytest
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from dashboard import _jobs, _state
 from hwpareto.cli import app as cli
+from hwpareto.errors import HwparetoError
 from pareto import Store
 from pareto._search import SPEC_ATTR, SearchSpec
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
@@ -155,3 +157,66 @@ def test_registry_refreshes_when_a_profile_job_ends(dash_url: str) -> None:
     assert not at.exception, [e.message for e in at.exception]
     assert at.session_state["profile_running"] == []
     assert "profiling nope × nb201 failed" in texts(at)
+
+
+# ---------------------------------------------------------------------------------------------------- issue 28: names
+VALID_DEVICE = b"name: npu-x\nkind: fake\nbackend: fake\nparams: {gmacs_per_s: 5}\n"
+HOSTILE_NAMES = ["..", "", "x" * 300 + ".yaml", "../../etc/passwd", "a\nb\x1b[2J.yaml", "**bold** $x$ `c`.yaml", "/"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_upload_names_are_never_paths(name: str, tmp_path: Path) -> None:
+    """Issue 28 (hardening): an upload named '..', '' or longer than 255 characters ended in an uncaught OSError;
+    the file is written under a fixed name, and messages show the name escaped, on one line."""
+    from dashboard import _data
+
+    assert _data.validate_device_upload(name, VALID_DEVICE).name == "npu-x"
+    with pytest.raises(HwparetoError) as raised:
+        _data.validate_device_upload(name, b"name: [unclosed\n")
+    message = str(raised.value)
+    assert "\n" not in message and "\x1b" not in message and "/tmp" not in message, message
+    shown = _data.shown_name(name)
+    assert shown in message and len(shown) <= 80 and "/" not in shown
+    assert (
+        not any(c in shown.replace("\\", "") for c in "\n\x1b")
+        and "**" not in shown
+        and "`" not in shown.replace("\\`", "")
+    )
+
+
+@pytest.mark.parametrize("name", ["..", "", "y" * 300 + ".csv"])
+def test_csv_upload_names_are_never_paths(name: str, dash_url: str) -> None:
+    from dashboard import _data
+
+    table = b"arch_str,edge\n|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|,1.5\n"
+    with Store.open(dash_url) as db:
+        report = _data.import_upload(
+            db,
+            name,
+            table,
+            space="nb201",
+            subject_kind="device",
+            subject="{column}",
+            metric="latency_ms",
+            columns=["edge"],
+        )
+    assert report["rows"] == 1
+
+
+@pytest.mark.slow
+def test_device_page_takes_hostile_upload_names(dash_url: str) -> None:
+    at = page("devices")
+    at.radio(key="profile_source").set_value("upload a device YAML").run()
+    long = "x" * 300 + ".yaml"
+    at.file_uploader(key="profile_upload").set_value((long, VALID_DEVICE, "application/x-yaml")).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert [s.value for s in at.success] == [
+        f"{'x' * 50}…{'x' * 15}.yaml: device 'npu-x' (fake, backend fake) is valid"
+    ]
+    at.file_uploader(key="profile_upload").set_value((long, b"name: [unclosed\n", "application/x-yaml")).run()
+    assert not at.exception and len(at.error) == 1 and "\n" not in at.error[0].value and "/tmp" not in at.error[0].value
+    at.file_uploader(key="profile_upload").set_value(("..", VALID_DEVICE, "application/x-yaml")).run()
+    assert not at.exception, [e.message for e in at.exception]  # Streamlit refuses the name: one line, the page stays
+    assert [e.value for e in at.error] == ["error: device YAML: expected a file named *.yaml or *.yml, got .."]
+    at.button(key="profile_launch").click().run()
+    assert not at.exception and "expected an uploaded, valid device file, got nothing" in texts(at)

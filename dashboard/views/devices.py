@@ -129,7 +129,11 @@ if source == "preset":
     )
     preset = st.selectbox("Preset or registered device", names, key="profile_preset")
 else:
-    upload = st.file_uploader("Device YAML (name, kind, backend, params)", type=["yaml", "yml"], key="profile_upload")
+    # no type=[...]: Streamlit raises before the page runs on a name without the ending ('..', ''); checked here
+    upload = st.file_uploader("Device YAML (name, kind, backend, params), a .yaml or .yml file", key="profile_upload")
+    if upload is not None and not upload.name.lower().endswith((".yaml", ".yml")):
+        _ui.error(f"device YAML: expected a file named *.yaml or *.yml, got {_data.shown_name(upload.name)}")
+        upload = None
     if upload is not None:
         try:
             spec = _data.validate_device_upload(upload.name, upload.getvalue())
@@ -140,10 +144,13 @@ else:
             _ui.error(exc)
             spec = None
         except (UnicodeDecodeError, ValueError) as exc:  # whatever the loader still lets through: one line
-            _ui.error(f"device YAML {upload.name}: expected UTF-8 YAML text, got {type(exc).__name__}")
+            _ui.error(
+                f"device YAML {_data.shown_name(upload.name)}: expected UTF-8 YAML text, got {type(exc).__name__}"
+            )
             spec = None
         else:
-            st.success(f"{upload.name}: device {spec.name!r} ({spec.kind}, backend {spec.backend}) is valid")
+            shown = _data.shown_name(upload.name)
+            st.success(f"{shown}: device {spec.name!r} ({spec.kind}, backend {spec.backend}) is valid")
 listed_spaces, broken_spaces = _data.space_choices(db)
 for warning in broken_spaces:
     st.warning(warning, icon=":material/warning:")
@@ -161,7 +168,7 @@ if st.button("Start profiling", key="profile_launch", type="primary"):
         if source != "preset" and spec is None:
             _ui.error(
                 "device YAML: expected an uploaded, valid device file, got "
-                + ("nothing" if upload is None else f"an invalid one ({upload.name})")
+                + ("nothing" if upload is None else f"an invalid one ({_data.shown_name(upload.name)})")
             )
         else:
             target = preset if spec is None else spec.name
@@ -215,7 +222,10 @@ st.fragment(profile_jobs, run_every=timedelta(seconds=2) if running else None)()
 
 # ------------------------------------------------------------------------------------------------ import
 with st.expander("Import a measurement table (CSV), as hwpareto import does"):
-    csv = st.file_uploader("CSV table, one SubNet per row", type=["csv"], key="import_upload")
+    csv = st.file_uploader("CSV table, one SubNet per row (.csv)", key="import_upload")  # no type=: as above
+    if csv is not None and not csv.name.lower().endswith(".csv"):
+        _ui.error(f"CSV: expected a file named *.csv, got {_data.shown_name(csv.name)}")
+        csv = None
     c1, c2 = st.columns(2)
     import_space = c1.selectbox("Space", [s.name for s in listed_spaces], key="import_space")
     kind = c2.radio("Values are per", ["device", "dataset"], horizontal=True, key="import_kind")
