@@ -2,7 +2,8 @@
 subprocesses, each with a folder holding its command, log and exit code, so a page polls them and never blocks.
 
 Jobs live under ``$HWPARETO_JOBS_DIR`` (default ``${XDG_STATE_HOME:-~/.local/state}/hwpareto/jobs``), in one
-sub-folder per store, so they survive a dashboard restart.
+sub-folder per store, so they survive a dashboard restart. The store URL (its password included) reaches a job
+through its environment (``HWPARETO_STORE``), never its command line or its files; folders are 0700, files 0600.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Job", "jobs_dir", "list_jobs", "start_job"]
+__all__ = ["Job", "jobs_dir", "list_jobs", "shown_url", "start_job"]
 
-# runs the command, then writes its exit code (the dashboard reads it; the job outlives the page)
+# runs the command, then writes its exit code, owner-only (the dashboard reads it; the job outlives the page)
 _RUNNER = (
     "import os, subprocess, sys; rc = subprocess.call(sys.argv[2:]); "
-    "open(sys.argv[1] + '.tmp', 'w').write(str(rc)); os.replace(sys.argv[1] + '.tmp', sys.argv[1])"
+    "fd = os.open(sys.argv[1] + '.tmp', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); "
+    "os.write(fd, str(rc).encode()); os.close(fd); os.replace(sys.argv[1] + '.tmp', sys.argv[1])"
 )
 
 
@@ -30,12 +32,30 @@ _CHILDREN: list[subprocess.Popen[bytes]] = []  # started here: polled so finishe
 
 
 def jobs_dir(store_url: str) -> Path:
-    """This store's job folder."""
+    """This store's job folder, named by a hash of its URL without the password."""
     base = (
         os.environ.get("HWPARETO_JOBS_DIR")
         or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "hwpareto" / "jobs"
     )
-    return Path(base) / hashlib.sha256(store_url.encode()).hexdigest()[:12]
+    return Path(base) / hashlib.sha256(shown_url(store_url).encode()).hexdigest()[:12]
+
+
+def shown_url(store_url: str) -> str:
+    """``store_url`` as pages and files may show it: its password as ``***`` (a path or an unparsable URL as is)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(store_url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return store_url
+
+
+def _private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 @dataclass(frozen=True)
@@ -81,12 +101,21 @@ class Job:
 
 
 def start_job(store_url: str, kind: str, subject: str, args: Sequence[str]) -> Job:
-    """Start ``hwpareto ARGS --store URL`` detached from this process; returns at once."""
-    folder = jobs_dir(store_url) / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid()}-{time.monotonic_ns()}"
-    folder.mkdir(parents=True)
-    command = (sys.executable, "-m", "hwpareto.cli", *args, "--store", store_url)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    with open(folder / "log", "wb") as log:
+    """Start ``hwpareto ARGS`` on ``store_url`` detached from this process; returns at once. The URL goes in the
+    child's environment (``HWPARETO_STORE``), so no command line (``/proc/PID/cmdline``) or job file holds its
+    password; the job's folder is 0700 and its files 0600."""
+    store_folder = jobs_dir(store_url)
+    store_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = store_folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{os.getpid()}-{time.monotonic_ns()}"
+    folder.mkdir(mode=0o700)
+    command = (sys.executable, "-m", "hwpareto.cli", *args)
+    env = {
+        **os.environ,
+        "HWPARETO_STORE": store_url,
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
+    log = os.open(folder / "log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
         process = subprocess.Popen(
             [sys.executable, "-c", _RUNNER, str(folder / "rc"), *command],
             stdout=log,
@@ -95,12 +124,15 @@ def start_job(store_url: str, kind: str, subject: str, args: Sequence[str]) -> J
             env=env,
             start_new_session=True,
         )
+    finally:
+        os.close(log)
     _CHILDREN.append(process)
     job = Job(folder, kind, subject, command, process.pid, time.time())
-    (folder / "job.json").write_text(
+    _private(
+        folder / "job.json",
         json.dumps(
             {"kind": kind, "subject": subject, "command": list(command), "pid": process.pid, "started_s": job.started_s}
-        )
+        ),
     )
     return job
 

@@ -9,6 +9,7 @@ from typing import Any, NoReturn, TypeVar
 import streamlit as st
 
 from dashboard import _data
+from dashboard._jobs import shown_url
 from hwpareto.errors import HwparetoError
 from pareto import Store, default_store_url
 
@@ -19,7 +20,7 @@ T = TypeVar("T")
 
 def store_url() -> str:
     """The store the dashboard shows: ``$HWPARETO_STORE`` (set by ``hwpareto dashboard --store``), else the
-    default SQLite file."""
+    default SQLite file. It may hold a password: pages show :func:`dashboard._jobs.shown_url` of it."""
     return os.environ.get("HWPARETO_STORE") or default_store_url()
 
 
@@ -38,14 +39,14 @@ def store() -> Store:
     """The opened store; on failure the page says why and what to do, and stops."""
     url = store_url()
     with st.sidebar:
-        st.caption(f"Store: `{url}`")
+        st.caption(f"Store: `{shown_url(url)}`")  # no password on the page
     try:
         return _open(url)
     except HwparetoError as exc:
         error(exc)
         next_step(
             "Point the dashboard at a valid store",
-            f"hwpareto dashboard --store PATH_OR_URL   (an older store: hwpareto db upgrade --store {url})",
+            f"hwpareto dashboard --store PATH_OR_URL   (an older store: hwpareto db upgrade --store {shown_url(url)})",
         )
         stop()
 

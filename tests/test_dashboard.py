@@ -4,6 +4,7 @@ and the ``hwpareto dashboard`` command."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import zipfile
@@ -462,3 +463,82 @@ def test_dashboard_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("dashboard/app.py")
     assert command[command.index("--server.headless") + 1] == "true"
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
+
+
+# ------------------------------------------------------------------------------------------------- the store's password
+SECRET = "s3cret-pw-28"
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its live descendants (from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid in parents.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sorted(tree)
+
+
+@pytest.mark.slow
+def test_store_password_never_in_job_files_or_command_lines(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 28 (security 6): the store URL with its password was written into the job files (mode 0644) and the
+    worker's argv; it goes by the child's environment now, job folders are 0700 and files 0600."""
+    from sqlalchemy import make_url
+
+    url = make_url(pg_url).set(password=SECRET).render_as_string(hide_password=False)
+    monkeypatch.setenv("HWPARETO_JOBS_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("HWPARETO_STORE", url)
+    with Store.open(url) as db:  # the test server trusts: any password connects
+        add_fake(db, "edge", lut=False)
+    job = _jobs.start_job(url, "profile", "edge × nb201", ["profile", "--device", "edge", "--space", "nb201"])
+    seen: dict[int, bytes] = {}
+    while job.status == "running":
+        for pid in _process_tree(job.pid):
+            with contextlib.suppress(OSError):  # it may have ended in between
+                seen[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+        time.sleep(0.1)
+    assert job.status == "done", job.log_tail()
+    assert any(b"hwpareto.cli\0profile" in c for c in seen.values()), seen  # the worker itself was looked at
+    assert all(SECRET.encode() not in c and b"--store" not in c for c in seen.values()), seen
+    with Store.open(url) as db:  # it worked on the store named by its environment
+        assert len(db.luts.get("edge")) == len(get_space("nb201").layer_universe())
+    paths = [tmp_path / "jobs", *(tmp_path / "jobs").rglob("*")]
+    assert {p.name for p in paths if p.is_file()} == {"job.json", "log", "rc"}
+    for path in paths[1:]:
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
+        assert path.is_dir() or SECRET.encode() not in path.read_bytes(), path
+    assert SECRET not in str(_jobs.jobs_dir(url))
+    at = page("devices")  # nor on the page
+    shown = "\n".join(c.value for c in at.caption)
+    assert "Store: `postgresql+psycopg://postgres:***@" in shown and SECRET not in shown
+
+
+def test_dashboard_command_warns_beyond_loopback_and_hides_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr("dashboard.serve", lambda url, host, port, open_browser: calls.append((url, host)) or 0)
+    url = f"postgresql+psycopg://user:{SECRET}@db.example:5432/x"
+    for host, warned in (
+        ("0.0.0.0", True),
+        ("192.168.1.5", True),
+        ("myhost", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+    ):
+        result = CliRunner().invoke(cli, ["dashboard", "--store", url, "--host", host, "--no-browser"])
+        assert result.exit_code == 0, result.output
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith(f"warning: --host {host} ") == warned, lines
+        assert not warned or "no authentication" in lines[0]
+        assert SECRET not in result.output and calls[-1] == (url, host)  # the server itself gets the password

@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from dashboard import _data, _figures, _state, _ui
+from dashboard import _data, _figures, _jobs, _state, _ui
 from hwpareto.errors import HwparetoError, InvalidValueError
 
 st.title("Fronts")
@@ -69,7 +69,7 @@ st.caption(
 if view is None:
     _ui.next_step(
         "This study has no completed trials (or a single objective) to draw yet; watch it on the Search page.",
-        f"hwpareto searches --store {_ui.store_url()}",
+        f"hwpareto searches --store {_jobs.shown_url(_ui.store_url())}",
     )
     _ui.stop()
 runtime = _data.runtime_setting(db.spaces.get(results.spec.space), results, view.fronts[view.costs[0]]["number"])

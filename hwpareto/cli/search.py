@@ -167,11 +167,26 @@ def dashboard(
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser (headless).")] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Serve the web dashboard (Devices, Search, Fronts, Export) on the store until interrupted."""
+    """Serve the web dashboard (Devices, Search, Fronts, Export) on the store until interrupted. It has no
+    authentication: a --host other than a loopback address is served with a warning."""
+    import ipaddress
+
     from dashboard import serve
+    from dashboard._jobs import shown_url
 
     url = store or open_store(store).url  # the default store is created (and checked) before serving
-    typer.echo(f"hwpareto dashboard on http://{host}:{port} (store {url}); Ctrl+C stops it", err=True)
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may reach other machines
+        loopback = False
+    if not loopback:
+        typer.echo(
+            f"warning: --host {host} serves the dashboard beyond this machine and it has no authentication: anyone "
+            f"who reaches port {port} can read the store and start jobs (use 127.0.0.1 and an SSH tunnel, or a proxy "
+            "that authenticates)",
+            err=True,
+        )
+    typer.echo(f"hwpareto dashboard on http://{host}:{port} (store {shown_url(url)}); Ctrl+C stops it", err=True)
     raise typer.Exit(serve(url, host=host, port=port, open_browser=not no_browser))
 
 
