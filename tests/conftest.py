@@ -29,6 +29,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_default_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The default store (``$XDG_DATA_HOME/hwpareto/hwpareto.db``) of every command a test runs without ``--store``
+    lies in the session's temporary folder, never in the user's own data folder."""
+    before = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
+    yield
+    if before is None:
+        del os.environ["XDG_DATA_HOME"]
+    else:
+        os.environ["XDG_DATA_HOME"] = before
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """torch on one intra-op thread for the test, restored after (small forwards gain nothing from threads, which

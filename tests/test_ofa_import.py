@@ -118,6 +118,27 @@ def imported(ofa: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[float, 
     return out
 
 
+def test_export_defaults_to_the_imported_checkpoint(
+    imported: dict[float, tuple[nn.Module, Path]], tmp_path: Path
+) -> None:
+    """import-ofa records its output as the space's trained SuperNet: an export without --checkpoint uses OFA's
+    weights (it was refused, or wrote a random SuperNet's), and names that checkpoint by hash."""
+    import hashlib
+
+    source = imported[1.0][1].with_suffix(".pth")
+    ckpt, store = tmp_path / "ofa.safetensors", f"sqlite:///{tmp_path / 'store.db'}"
+    hw("supernet", "import-ofa", source, "--out", ckpt, "--store", store)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(get_space("ofa-mbv3-w1.0").smallest().values))
+    hw("export-config", "ofa-mbv3-w1.0", config, "--out", tmp_path / "b", "--weights", "--store", store)
+    doc = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert doc["supernet"]["checkpoint_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    hw("verify-bundle", tmp_path / "b", "--store", store)
+    _, err = hw("export-config", "ofa-mbv3-w1.0", config, "--out", tmp_path / "c", "--weights", "--store",
+                f"sqlite:///{tmp_path / 'other.db'}", ok=False)  # fmt: skip
+    assert "--random-weights" in err
+
+
 def _ofa_lists(space: OFAMobileNetV3Space, cfg: Any) -> dict[str, list[int]]:
     record = space.to_record(cfg)
     return {k: [int(v) for v in record[k].split("-")] for k in ("ks", "e", "d")}
