@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -464,6 +465,13 @@ def test_checkpoint_that_is_no_file_is_refused(tmp_path: Path) -> None:
         assert result.exit_code == 1 and result.stderr.count("\n") == 1, result.output
         assert result.stderr.startswith(f"error: OFA checkpoint {source}: ")
         assert ("expected a regular file, got " + kind) in result.stderr or "Is a directory" in result.stderr
+
+
+def test_checkpoint_that_is_a_pipe_is_refused_without_waiting(tmp_path: Path) -> None:
+    """A named pipe with no writer: opening it for reading waited for one forever (run in a child with a timeout)."""
+    os.mkfifo(tmp_path / "pipe.pth")
+    out = run_in_a_child(["supernet", "import-ofa", str(tmp_path / "pipe.pth"), "--out", str(tmp_path / "x")], 60)
+    assert out["rc"] == 1 and "expected a regular file, got a pipe" in str(out["stderr"]), out
 
 
 @pytest.mark.slow

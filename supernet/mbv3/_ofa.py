@@ -110,8 +110,8 @@ def _read_checkpoint(p: Path) -> bytes:
     """The bytes of checkpoint file ``p``: a regular file of at most :data:`MAX_CHECKPOINT_BYTES`, and, when it is a
     zip (torch's format since 1.6), one whose entries are checked by :func:`_check_zip` before torch inflates them."""
     where = f"OFA checkpoint {p}"
-    try:
-        with p.open("rb") as fh:
+    try:  # non-blocking: opening a pipe for reading would otherwise wait for a writer
+        with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
             info = os.fstat(fh.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise HwparetoError(f"{where}: expected a regular file, got {_file_kind(info.st_mode)}")
