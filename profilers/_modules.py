@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from supernet import LayerSpec
+from supernet import LayerSpec, check_memory
 
 __all__ = ["layer_module"]
 
@@ -139,7 +139,9 @@ class _SwiGLU(nn.Module):
 
 
 def layer_module(spec: LayerSpec, batch: int = 1, seed: int = 0) -> tuple[nn.Module, Tensor]:
-    """An eval-mode module computing ``spec`` and a deterministic input of its shape at ``batch``."""
+    """An eval-mode module computing ``spec`` and a deterministic input of its shape at ``batch``; a layer that
+    would not fit this machine's memory (a 405B-class model's embedding) is refused before it is allocated."""
+    check_memory(f"layer {spec.key}", _floats(spec, batch), counted="floats (weights, input, KV cache, outputs)")
     g = torch.Generator().manual_seed(seed)
     image = (batch, spec.cin, spec.h, spec.w)
     tokens = (batch, spec.seq, spec.cin)
@@ -192,3 +194,12 @@ def layer_module(spec: LayerSpec, batch: int = 1, seed: int = 0) -> tuple[nn.Mod
         module = _CausalAttention(torch.randn(shape, generator=g), torch.randn(shape, generator=g))
         x = torch.randn(shape, generator=g)
     return module.eval(), x
+
+
+def _floats(spec: LayerSpec, batch: int) -> int:
+    """About how many floats timing ``spec`` holds: its weights, a KV cache, and its input and output (with a
+    temporary) at their widest."""
+    image = batch * spec.h * spec.w * max(spec.cin, spec.cout)
+    tokens = batch * spec.seq * max(spec.cin, spec.cout, spec.heads * spec.hidden)
+    cache = 2 * batch * (spec.kv_heads or spec.heads) * (spec.context or spec.seq) * spec.hidden
+    return spec.params + cache + 3 * max(image, tokens)

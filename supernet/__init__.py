@@ -9,6 +9,7 @@ from supernet._declarative import (
     space_from_dict,
     space_from_document,
 )
+from supernet._memory import check_memory
 from supernet._registry import BUILTIN_SPACES, get_space, installed_spaces, list_spaces, register_space
 from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
 from supernet._types import ACTIVATIONS, OPS, PHASE_METRICS, Dimension, LayerSpec, SubNetConfig, unique_layers
@@ -27,6 +28,7 @@ __all__ = [
     "LayerTerm",
     "SearchSpace",
     "SubNetConfig",
+    "check_memory",
     "check_metric_value",
     "check_name",
     "distinct_configs",

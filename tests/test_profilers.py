@@ -128,6 +128,20 @@ def test_cpu_backend_times_for_real() -> None:
     assert info["threads"] == 1 and info["torch"] == torch.__version__ and info["cpu_model"]
 
 
+def test_a_layer_larger_than_memory_is_refused_before_it_is_allocated() -> None:
+    """An embedding of 2^24 × 2^22 floats (256 TiB: more than any machine) is one error naming its memory; it was
+    handed to torch, which tried to allocate it."""
+    import resource
+
+    before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    huge = LayerSpec("embedding", cin=2**24, cout=2**22, seq=8)
+    with pytest.raises(
+        InvalidValueError, match=r"layer embedding:cin=16777216,cout=4194304,seq=8 memory: .* available"
+    ):
+        backend_for(FAST_CPU).measure_layer(huge)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before_kb < 200_000
+
+
 def test_cpu_backend_measures_extracted_subnets() -> None:
     space = get_space("nb201")
     backend = backend_for(FAST_CPU)

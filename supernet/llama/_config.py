@@ -6,11 +6,9 @@ config alone; :mod:`supernet.llama._model` builds the PyTorch modules.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,9 +22,7 @@ __all__ = [
     "ARCHITECTURES",
     "COPIED_FILES",
     "HFArch",
-    "available_memory_bytes",
     "check_hf_config",
-    "check_memory",
     "check_weights",
     "contained",
     "copied_files",
@@ -521,43 +517,3 @@ def check_weights(folder: Path, files: list[Path], arch: HFArch) -> None:
             raise InvalidValueError(
                 f"{index}: weight_map[{wrong[0][:200]!r}]", repr(seen[wrong[0]].name), weight_map.get(wrong[0])
             )
-
-
-# ---------------------------------------------------------------------------------------------------- memory
-def available_memory_bytes() -> int | None:
-    """Memory this process may still allocate: the kernel's MemAvailable, lowered to the room left under a cgroup
-    (v2 or v1) memory limit; None where neither can be read (not Linux)."""
-    figures: list[int] = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                figures.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-    ):
-        try:
-            cap, used = Path(limit).read_text().strip(), Path(usage).read_text().strip()
-        except OSError:
-            continue
-        if cap.isdigit() and used.isdigit() and int(cap) < 2**60:
-            figures.append(max(0, int(cap) - int(used)))
-    if not figures and hasattr(os, "sysconf"):
-        with contextlib.suppress(ValueError, OSError):
-            figures.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    return min(figures) if figures else None
-
-
-def check_memory(what: str, params: int, bytes_per_param: int = 4) -> None:
-    """Refuse, before anything is allocated, a model of ``params`` parameters (fp32 unless ``bytes_per_param``)
-    that does not fit the memory this machine has available: an InvalidValueError with both figures."""
-    need = params * bytes_per_param
-    have = available_memory_bytes()
-    if have is not None and need > have:
-        raise InvalidValueError(
-            f"{what} memory",
-            f"at most this machine's {have / 1e9:,.1f} GB available",
-            f"{need / 1e9:,.1f} GB ({params:,} parameters × {bytes_per_param} bytes)",
-        )

@@ -24,7 +24,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from supernet.llama._config import IGNORED_TENSORS, check_hf_config, check_memory, safetensors_header, weight_files
+from supernet._memory import check_memory
+from supernet.llama._config import IGNORED_TENSORS, check_hf_config, safetensors_header, weight_files
 
 __all__ = ["Arch", "HFSuperNet", "PrefillLogits", "build_model", "load_subnet", "save_subnet"]
 

@@ -19,12 +19,12 @@ import numpy as np
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._checks import check_name
+from supernet._memory import check_memory
 from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
 from supernet.llama._config import (
     COPIED_FILES,
     check_hf_config,
-    check_memory,
     check_weights,
     copied_files,
     file_sha256,
