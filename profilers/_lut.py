@@ -24,7 +24,16 @@ from hwpareto.store import LUT_COLUMNS, Store
 from hwpareto.store._tables import csv_safe, open_table
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
-from supernet import PHASE_METRICS, LayerSpec, SearchSpace, SubNetConfig, check_metric_value, check_name, metric_range
+from supernet import (
+    PHASE_METRICS,
+    LayerCounts,
+    LayerSpec,
+    SearchSpace,
+    SubNetConfig,
+    check_metric_value,
+    check_name,
+    metric_range,
+)
 from supernet._safeload import parse_json
 
 __all__ = [
@@ -71,6 +80,7 @@ def device_spec(store: Store, name: str, *, register: bool = True) -> DeviceSpec
         spec = device_from_dict(stored.spec, source=f"stored device {name!r}")
         if name == LOCAL_CPU:
             _check_same_cpu(spec, stored.provenance)
+        _check_same_files(spec, stored.provenance)
         return spec
     candidates = {LOCAL_CPU: local_cpu_spec(), **presets()}
     if name not in candidates:
@@ -91,6 +101,23 @@ def _check_same_cpu(spec: DeviceSpec, provenance: Mapping[str, Any]) -> None:
             raise HwparetoError(
                 f"device {LOCAL_CPU!r} in this store was profiled with {key} {provenance[key]!r}, this machine has "
                 f"{here[key]!r}: register this machine under its own name (hwpareto device add --local-cpu NAME)"
+            )
+
+
+def _check_same_files(spec: DeviceSpec, provenance: Mapping[str, Any]) -> None:
+    """Refuse a stored device whose backend reads files (a ZigZag hardware or mapping file) that changed since it
+    was registered: its LUT would mix two devices' figures."""
+    recorded = {k: v for k, v in provenance.items() if k.endswith("_sha256")}
+    if not recorded:
+        return
+    here = backend_for(spec).describe()
+    for key, digest in recorded.items():
+        if here.get(key) != digest:
+            raise InvalidValueError(
+                f"device {spec.name!r}: {key.removesuffix('_sha256')} file {here.get(key.removesuffix('_sha256'))}",
+                f"the contents registered (SHA-256 {digest}); register the edited file with 'hwpareto device add "
+                "FILE --replace' or under a new name",
+                f"SHA-256 {here.get(key)}",
             )
 
 
@@ -337,23 +364,30 @@ class Lut:
         """Sum of per-layer energies (raises :class:`MissingLutError` when any layer has no energy)."""
         return float(self.sums(space, [config], "energy")[0])
 
-    def metric_sums(self, space: SearchSpace, configs: Sequence[SubNetConfig], metric: str) -> np.ndarray:
+    def metric_sums(
+        self, space: SearchSpace, configs: Sequence[SubNetConfig], metric: str, layer_counts: LayerCounts | None = None
+    ) -> np.ndarray:
         """LUT-sums of the cost ``metric``: ``latency_ms`` / ``energy_mj`` over every layer; a phase metric
         (:data:`supernet.PHASE_METRICS`) over that phase's layers, energy per token divided by each config's
-        ``batch``."""
+        ``batch``. ``layer_counts``: ``space.layer_counts(configs)`` when the caller has it already."""
         what = "energy" if metric.startswith("energy") else "latency"
-        sums = self.sums(space, configs, what, PHASE_METRICS.get(metric))
+        sums = self.sums(space, configs, what, PHASE_METRICS.get(metric), layer_counts)
         if metric == "energy_mj_per_token":
             sums = sums / np.array([float(c["batch"]) for c in configs])
         return sums
 
     def sums(
-        self, space: SearchSpace, configs: Sequence[SubNetConfig], what: str = "latency", phase: str | None = None
+        self,
+        space: SearchSpace,
+        configs: Sequence[SubNetConfig],
+        what: str = "latency",
+        phase: str | None = None,
+        layer_counts: LayerCounts | None = None,
     ) -> np.ndarray:
         """LUT-sums of many configs at once: ``what`` is ``latency`` (ms) or ``energy`` (mJ); ``phase`` (``prefill``
         or ``decode``, LLM spaces) sums only the layers of that phase. One
-        :meth:`~supernet.SearchSpace.layer_counts` call and one matrix product; raises :class:`MissingLutError`
-        naming the first SubNet with a layer the LUT lacks."""
+        :meth:`~supernet.SearchSpace.layer_counts` call (none when ``layer_counts`` are given) and one matrix
+        product; raises :class:`MissingLutError` naming the first SubNet with a layer the LUT lacks."""
         table = self.energy_mj if what == "energy" else self.latency_ms
         if self.scheme == "ofa-block":
             counts = [Counter(self.keys(space, c)) for c in configs]
@@ -364,7 +398,8 @@ class Lut:
                 )
             )
         else:
-            layer_counts = space.layer_counts(configs)
+            if layer_counts is None:
+                layer_counts = space.layer_counts(configs)
             keys, matrix = [spec.key for spec in layer_counts.specs], layer_counts.matrix
             if phase is not None:
                 kept = np.flatnonzero([spec.phase == phase for spec in layer_counts.specs])

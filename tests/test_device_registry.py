@@ -140,3 +140,7 @@ def test_a_hardware_file_edited_in_place_is_another_device(tmp_path: Path) -> No
     hardware.write_text(hardware.read_text() + "# edited\n")
     _, err = _hw(url, "device", "add", device, code=1)
     assert "\n" not in err.strip() and "provenance.hardware_sha256: " in err and "error: device 'my-npu'" in err
+    # profiling the stored device reads the edited file: refused too (it profiled the edit under the old name)
+    _, err = _hw(url, "profile", "--device", "my-npu", "--space", "nb201", code=1)
+    assert err.count("\n") == 1 and "error: device 'my-npu': hardware file hw.yaml: expected the contents" in err
+    assert "--replace" in err and _lut(url, "my-npu") == {}
