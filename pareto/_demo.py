@@ -5,6 +5,11 @@ does) → devices (this CPU plus the NPU/CIM presets) → LUTs (shipped simulato
 profiled now) → accuracy / perplexity tables of the trained demo SuperNets (``data/demo``) → their predictors → one
 search per device under a default latency budget → the chosen SubNet's bundle per device. Every step skips what the
 store already holds, so a second run only re-prints the results.
+
+The image space's searches trade accuracy against ``latency_ms`` (and ``energy_mj``); the Llama space's against the
+two phases of generation, ``decode_ms_per_token`` (time per output token, which the budget bounds) and
+``prefill_ms`` (time to first token), and ``energy_mj_per_token``, each its own objective (at the space's runtime
+setting: batch, prompt and generated length, :data:`HF_OPTIONS`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,13 @@ class DemoSpace:
         """The trained Hugging Face model folder (``hf`` spaces)."""
         return DATA / "demo" / self.space
 
+    def costs(self, energy: bool) -> tuple[str, ...]:
+        """The cost metrics searched on a device, the budgeted one first: an LLM's decode time per token and its
+        prefill time (energy per token), an image SubNet's latency (energy) (``energy``: the device reports it)."""
+        if self.hf:
+            return ("decode_ms_per_token", "prefill_ms", *(("energy_mj_per_token",) if energy else ()))
+        return ("latency_ms", *(("energy_mj",) if energy else ()))
+
 
 DEMO_SPACES = (DemoSpace("mbv3-digits", "digits-affine"), DemoSpace("llama-stdlib", "stdlib", "val_ppl", hf=True))
 HF_OPTIONS: dict[str, Any] = {"batch": [1], "importance": False}
@@ -84,24 +96,30 @@ Bar = Callable[[str, int], Callable[[int], None]]
 @dataclass(frozen=True)
 class Choice:
     """The SubNet chosen on one device: the best feasible trial of its search (most accurate, or lowest
-    perplexity); ``objectives`` starts with the demo space's quality objective."""
+    perplexity); ``objectives`` starts with the demo space's quality objective, then its costs on ``device``, the
+    budgeted ``budget_metric`` first."""
 
     space: str
     device: str
     study: str
+    budget_metric: str
     budget_ms: float
     trial: int
     objectives: dict[str, float]
     bundle: str
+    runtime: str | None = None
+    """An LLM SubNet's runtime setting its costs are for (batch, prompt and generated tokens); None otherwise."""
 
 
-def default_budget_ms(store: Store, space: SearchSpace, device: str, n: int = 500, seed: int = 0) -> float:
-    """The median latency (two significant digits) of ``n`` random SubNets on ``device``: half the space fits."""
+def default_budget_ms(
+    store: Store, space: SearchSpace, device: str, n: int = 500, seed: int = 0, metric: str = "latency_ms"
+) -> float:
+    """The median ``metric`` (two significant digits) of ``n`` random SubNets on ``device``: half the space fits."""
     from pareto._objectives import Evaluator, parse_objective
 
     rng = np.random.default_rng(seed)
     configs = [space.sample(rng) for _ in range(n)]
-    mean, _ = Evaluator(store, space, [parse_objective(f"latency_ms@{device}")]).evaluate(configs)
+    mean, _ = Evaluator(store, space, [parse_objective(f"{metric}@{device}")]).evaluate(configs)
     median = float(np.median(mean[:, 0]))
     return float(f"{median:.2g}")
 
@@ -186,19 +204,19 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             f"      {name}: {trained.n_train} SubNets, held-out Kendall τ {v['kendall_tau']:.2f}, RMSE {v['rmse']:.2f}"
         )
 
-    step(f"[5/6] searches: quality × latency (× energy) per device, budget = median latency, {n_trials} trials")
+    step(
+        "[5/6] searches per device: accuracy × latency (× energy); perplexity × decode ms/token × prefill ms "
+        f"(× energy/token); budget = the median of the first cost, {n_trials} trials"
+    )
     choices: list[Choice] = []
     for demo in DEMO_SPACES:
         sp = spaces[demo.space]
         maximize = parse_objective(demo.objective).direction == "maximize"
         for device in devices:
-            budget_ms = default_budget_ms(store, sp, device, seed=seed)
-            budget = f"latency_ms@{device} <= {budget_ms:g}"
-            objectives = (
-                demo.objective,
-                f"latency_ms@{device}",
-                *((f"energy_mj@{device}",) if _has_energy(store, device) else ()),
-            )
+            costs = demo.costs(_has_energy(store, device))
+            budget_ms = default_budget_ms(store, sp, device, seed=seed, metric=costs[0])
+            budget = f"{costs[0]}@{device} <= {budget_ms:g}"
+            objectives = (demo.objective, *(f"{c}@{device}" for c in costs))
             spec = SearchSpec(
                 f"demo-{sp.name}-{device}",
                 sp.name,
@@ -214,38 +232,55 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             advance(n_trials)
             results = study_results(store, spec.name)
             feasible = results.trials[results.trials["feasible"]]
-            best = feasible.sort_values([demo.objective, f"latency_ms@{device}"], ascending=[not maximize, True]).iloc[
-                0
-            ]
+            best = feasible.sort_values([demo.objective, objectives[1]], ascending=[not maximize, True]).iloc[0]
             number = int(best["number"])
             target = out_dir / spec.name
             if not (target / "config.json").is_file():
                 export_trial(store, spec.name, number, target, force=True)  # an interrupted run's leftovers
             choices.append(
                 Choice(
-                    sp.name, device, spec.name, budget_ms, number, {o: float(best[o]) for o in objectives}, str(target)
+                    sp.name,
+                    device,
+                    spec.name,
+                    costs[0],
+                    budget_ms,
+                    number,
+                    {o: float(best[o]) for o in objectives},
+                    str(target),
+                    _runtime(results.configs[number]) if demo.hf else None,
                 )
             )
     step(f"[6/6] done in {time.monotonic() - start:.0f} s")
     return choices
 
 
+def _runtime(config: dict[str, Any]) -> str:
+    return f"batch {config['batch']}, prompt {config['prompt_len']}, generated {config['gen_len']} tokens"
+
+
+DESCRIBED_COSTS = ("latency_ms", "decode_ms_per_token", "prefill_ms", "energy_mj", "energy_mj_per_token")
+"""The cost columns of :func:`describe` (None where a space's search has no such objective)."""
+
+
 def describe(choices: list[Choice]) -> list[dict[str, Any]]:
     """JSON-ready rows of the chosen SubNets (same columns for every space and device; ``quality`` is the value of
-    each demo space's own metric ``quality_metric``, see :data:`DEMO_SPACES`)."""
+    each demo space's own metric ``quality_metric``, see :data:`DEMO_SPACES`; ``budget_metric <= budget_ms`` is
+    the budget; one column per cost metric of :data:`DESCRIBED_COSTS`; an LLM's ``runtime`` setting)."""
     rows = []
     for c in choices:
-        values = list(c.objectives.values())
+        quality, *costs = c.objectives.items()
+        by_metric = {name.partition("@")[0]: value for name, value in costs}
         rows.append(
             {
                 "space": c.space,
                 "device": c.device,
+                "budget_metric": c.budget_metric,
                 "budget_ms": c.budget_ms,
                 "trial": c.trial,
-                "quality_metric": next(iter(c.objectives)).partition("@")[0],
-                "quality": round(values[0], 3),
-                "latency_ms": round(values[1], 4),
-                "energy_mj": round(values[2], 4) if len(values) > 2 else None,
+                "quality_metric": quality[0].partition("@")[0],
+                "quality": round(quality[1], 3),
+                **{m: float(f"{by_metric[m]:.4g}") if m in by_metric else None for m in DESCRIBED_COSTS},
+                "runtime": c.runtime,
                 "study": c.study,
                 "bundle": c.bundle,
             }

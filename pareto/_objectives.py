@@ -187,7 +187,11 @@ class Evaluator:
         if todo:
             mean = np.zeros((len(todo), len(self.metrics)))
             std = np.zeros_like(mean)
-            counts = self.space.layer_counts(todo) if any(m.metric in ANALYTIC for m in self.metrics) else None
+            # one layer-count matrix for every analytic metric and LUT-sum of the batch (OFA block LUTs use none)
+            shared = any(m.metric in ANALYTIC for m in self.metrics) or any(
+                lut.scheme != "ofa-block" for lut in self._luts.values()
+            )
+            counts = self.space.layer_counts(todo) if shared else None
             kv_cache = _kv_cache_mb(self.space)
             kv_mb = (
                 np.array([float(kv_cache(c)) for c in todo])
@@ -199,7 +203,7 @@ class Evaluator:
                     mean[:, j], std[:, j] = self._models[m].predict(self._store, todo)
                 elif m in self._luts:
                     # a missing layer raises MissingLutError naming the SubNet, the layer and the profile command
-                    mean[:, j] = self._luts[m].metric_sums(self.space, todo, m.metric)
+                    mean[:, j] = self._luts[m].metric_sums(self.space, todo, m.metric, counts)
                 else:
                     assert counts is not None
                     mean[:, j] = _analytic(m.metric, counts, self.space, todo, kv_mb)

@@ -13,12 +13,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from pareto import Store
-from pareto._demo import DEMO_SPACES, SIM_DEVICES, demo_space
+from pareto._demo import DEMO_SPACES, DESCRIBED_COSTS, SIM_DEVICES, demo_space
 from pareto._export import verify_bundle
 
 pytestmark = pytest.mark.slow
@@ -46,10 +47,16 @@ def test_demo_chooses_a_feasible_subnet_per_space_and_device(first_run: tuple[Pa
     )
     quality = {d.space: d.metric for d in DEMO_SPACES}
     for r in rows:
-        assert r["latency_ms"] <= r["budget_ms"], r
+        llm = next(d for d in DEMO_SPACES if d.space == r["space"]).hf
+        # an LLM is budgeted and searched on its decode time per token, its prefill time a separate objective
+        assert r["budget_metric"] == ("decode_ms_per_token" if llm else "latency_ms"), r
+        assert r[r["budget_metric"]] <= r["budget_ms"], r
+        assert (r["prefill_ms"] is not None and r["latency_ms"] is None) == llm, r
+        assert (r["runtime"] or "").startswith("batch 1, prompt ") == llm, r
         assert r["quality_metric"] == quality[r["space"]], r
         assert 0 < r["quality"] <= 100 if r["quality_metric"].endswith("_pct") else 1 < r["quality"] < 256, r
-        assert (r["energy_mj"] is None) == (r["device"] == "cpu-local"), r  # simulators report energy, timing not
+        energy = r["energy_mj_per_token" if llm else "energy_mj"]
+        assert (energy is None) == (r["device"] == "cpu-local"), r  # simulators report energy, timing not
     with Store.open(str(root / "demo.db")) as store:
         names = {p.name for p in store.predictors.list()}
         assert {f"{d.metric}:{d.space}:{d.dataset}" for d in DEMO_SPACES} <= names
@@ -58,6 +65,10 @@ def test_demo_chooses_a_feasible_subnet_per_space_and_device(first_run: tuple[Pa
             for d in DEMO_SPACES:
                 assert {s.key for s in store.spaces.get(d.space).layer_universe()} <= keys, (device, d.space)
         assert all(len(store.measurements.table(space=d.space, subject=d.dataset)) >= 500 for d in DEMO_SPACES)
+        for r in rows:  # the study's objectives are what the row reports
+            study = optuna.load_study(study_name=r["study"], storage=store.optuna_storage())
+            costs = [m.partition("@")[0] for m in study.metric_names[1:]]
+            assert costs == [c for c in DESCRIBED_COSTS if r[c] is not None], (costs, r)
 
 
 def test_demo_bundles_reload_with_the_trained_weights(first_run: tuple[Path, list[dict]]) -> None:
@@ -88,8 +99,6 @@ def test_second_run_reuses_the_store(first_run: tuple[Path, list[dict]]) -> None
     with Store.open(str(root / "demo.db")) as store:
         assert {d: len(store.luts.get(d)) for d in DEVICES} == before
         assert {p.name: p.created_at for p in store.predictors.list()} == created
-        import optuna
-
         for row in rows:
             assert len(optuna.load_study(study_name=row["study"], storage=store.optuna_storage()).trials) == 200
 

@@ -63,8 +63,9 @@ def demo(
         print_table(
             rows,
             columns,
-            "Chosen SubNets: the best within each device's latency budget (quality: mbv3-digits val_acc_pct on "
-            "digits-affine, maximised; llama-stdlib val_ppl, next-byte perplexity on stdlib, minimised)",
+            "Chosen SubNets: the best within each device's budget (budget_metric <= budget_ms; quality: mbv3-digits "
+            "val_acc_pct on digits-affine, maximised; llama-stdlib val_ppl, next-byte perplexity on stdlib, "
+            "minimised, its costs at the runtime shown)",
         )
         typer.echo(f"bundles (config, weights, ONNX, metrics): {out.resolve()}/<study>/")
 
