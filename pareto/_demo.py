@@ -3,8 +3,8 @@
 Store (with the demo's Llama SuperNet registered from its shipped Hugging Face folder, as ``hwpareto space from-hf``
 does) → devices (this CPU plus the NPU/CIM presets) → LUTs (shipped simulator LUTs from ``data/luts``, this CPU
 profiled now) → accuracy / perplexity tables of the trained demo SuperNets (``data/demo``) → their predictors → one
-search per device under a default latency budget → the chosen SubNet's bundle per device. Every step skips what the
-store already holds, so a second run only re-prints the results.
+search per device under a default budget (latency; the LLM's decode time per token) → the chosen SubNet's bundle per
+device. Every step skips what the store already holds, so a second run only re-prints the results.
 
 The image space's searches trade accuracy against ``latency_ms`` (and ``energy_mj``); the Llama space's against the
 two phases of generation, ``decode_ms_per_token`` (time per output token, which the budget bounds) and

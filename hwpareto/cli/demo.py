@@ -37,7 +37,8 @@ def demo(
     json_out: JsonOpt = False,
 ) -> None:
     """The whole loop on the embedded default: devices, LUTs, predictors from the shipped tables, a search per
-    device under a default latency budget, the chosen SubNets' bundles, then the dashboard on 127.0.0.1."""
+    device under a default budget (latency; the LLM's decode time per token), the chosen SubNets' bundles, then the
+    dashboard on 127.0.0.1."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pareto._demo import describe, run_demo
