@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hwpareto.errors import InvalidValueError
 from hwpareto.store import _optuna
 from pareto import Store
+from pareto._catalog import delete_study
 
 __all__ = [
     "budget_columns",
@@ -219,24 +219,3 @@ def front_parallel_figure(front: pd.DataFrame, objectives: Sequence[str]) -> go.
     fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": color, "colorscale": "Viridis", "showscale": True}))
     fig.update_layout(margin={"l": 60, "r": 60, "t": 40, "b": 20}, height=420)
     return fig
-
-
-def delete_study(store: Store, name: str) -> None:
-    """Delete Optuna study ``name`` and hwpareto's searches row for it (if any), nothing else; a queued or running
-    search raises InvalidValueError and deletes nothing."""
-    import optuna
-
-    searches = {s.name: s for s in store.searches.list()}
-    if name in searches and searches[name].status in ("queued", "running"):
-        raise InvalidValueError(
-            f"search {name!r}",
-            "a finished, failed or cancelled search to delete (cancel it on the Search page first)",
-            searches[name].status,
-        )
-    storage = store.optuna_storage()
-    exists = _optuna.find_study(store, name) is not None
-    if not exists and name not in searches:
-        raise InvalidValueError("study", "an existing study in the store", name)
-    if exists:
-        optuna.delete_study(study_name=name, storage=storage)
-    store.searches.delete(name)

@@ -25,6 +25,7 @@ _LAZY = {
     "Front": "pareto._analysis",
     "study_results": "pareto._analysis",
     "export_trial": "pareto._analysis",
+    "delete_study": "pareto._catalog",
     "submit": "pareto._worker",
     "run_worker": "pareto._worker",
     "run_budgeted": "pareto._budgeted_study",

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hwpareto.errors import HwparetoError
+from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import SearchRecord, Store
-from hwpareto.store._optuna import studies_with_user_attr
+from hwpareto.store._optuna import find_study, studies_with_user_attr
 from pareto._objectives import parse_budget, parse_objective
 from pareto._search import SPEC_ATTR
 
-__all__ = ["STUDY_ONLY", "list_all_searches", "studies_using", "study_trial_counts"]
+__all__ = ["STUDY_ONLY", "delete_study", "list_all_searches", "studies_using", "study_trial_counts"]
 
 STUDY_ONLY = "study only"
 
@@ -72,3 +72,23 @@ def studies_using(store: Store, *, space: str | None = None, device: str | None 
         if (space is not None and row.space == space) or (device is not None and device in subjects):
             out.append(row.name)
     return out
+
+
+def delete_study(store: Store, name: str) -> None:
+    """Delete Optuna study ``name`` and hwpareto's searches row for it (if any), nothing else; a queued or running
+    search raises InvalidValueError and deletes nothing, as does a name that is neither."""
+    import optuna
+
+    searches = {s.name: s for s in store.searches.list()}
+    if name in searches and searches[name].status in ("queued", "running"):
+        raise InvalidValueError(
+            f"search {name!r}",
+            "a finished, failed or cancelled search to delete (cancel it first)",
+            searches[name].status,
+        )
+    exists = find_study(store, name) is not None
+    if not exists and name not in searches:
+        raise InvalidValueError("study", "an existing study in the store", name)
+    if exists:
+        optuna.delete_study(study_name=name, storage=store.optuna_storage())
+    store.searches.delete(name)

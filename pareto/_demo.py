@@ -14,18 +14,23 @@ setting: batch, prompt and generated length, :data:`HF_OPTIONS`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hwpareto.errors import HwparetoError
 from hwpareto.resources import data_path
+from hwpareto.store._optuna import find_study
 from hwpareto.store._store import Store
 from supernet import SearchSpace
+
+if TYPE_CHECKING:
+    from pareto._search import SearchSpec
 
 __all__ = ["DEMO_SPACES", "HF_OPTIONS", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "demo_space", "run_demo"]
 
@@ -227,6 +232,10 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
                 population=100,
                 seed=seed,
             )
+            target = out_dir / spec.name
+            if _replace_stale_study(store, spec):  # the demo's own study, written by an earlier hwpareto
+                step(f"      {spec.name}: written by an earlier hwpareto with other settings; searched again")
+                (target / "config.json").unlink(missing_ok=True)
             advance = bar(f"      {spec.name}", n_trials)
             run_surrogate(store, spec, progress=_search_progress(advance))  # a finished study returns at once
             advance(n_trials)
@@ -234,7 +243,6 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             feasible = results.trials[results.trials["feasible"]]
             best = feasible.sort_values([demo.objective, objectives[1]], ascending=[not maximize, True]).iloc[0]
             number = int(best["number"])
-            target = out_dir / spec.name
             if not (target / "config.json").is_file():
                 export_trial(store, spec.name, number, target, force=True)  # an interrupted run's leftovers
             choices.append(
@@ -252,6 +260,19 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             )
     step(f"[6/6] done in {time.monotonic() - start:.0f} s")
     return choices
+
+
+def _replace_stale_study(store: Store, spec: SearchSpec) -> bool:
+    """Delete study ``spec.name`` when it holds another search (an earlier release's demo objectives), so the demo
+    searches it again instead of refusing the name; whether it did."""
+    from pareto._catalog import delete_study
+    from pareto._search import SPEC_ATTR
+
+    found = find_study(store, spec.name, SPEC_ATTR)
+    if found is None or spec.same_search(json.loads(found[1]) if found[1] else None):
+        return False
+    delete_study(store, spec.name)
+    return True
 
 
 def _runtime(config: dict[str, Any]) -> str:

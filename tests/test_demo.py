@@ -234,3 +234,21 @@ def test_shipped_luts_are_what_the_profilers_produce(device: str, tmp_path: Path
         want = shipped[row["layer_key"]]
         for column in ("latency_ms_mean", "energy_mj_mean"):
             assert float(row[column]) == pytest.approx(float(want[column]), rel=1e-9), (row["layer_key"], column)
+
+
+def test_a_demo_study_of_an_earlier_release_is_searched_again(tmp_path: Path) -> None:
+    """The demo owns its study names: one holding another search (an earlier release's objectives) is deleted and
+    searched again; the demo refused the name ('exists with other settings') and stopped."""
+    from pareto._demo import _replace_stale_study
+    from pareto._search import SearchSpec, run_surrogate
+
+    old = SearchSpec("demo-nb201-x", "nb201", ("params:max", "macs"), n_trials=20, population=10)
+    new = SearchSpec("demo-nb201-x", "nb201", ("params:max", "flops"), n_trials=20, population=10)
+    with Store.open(str(tmp_path / "s.db")) as store:
+        run_surrogate(store, old)
+        assert not _replace_stale_study(store, old)  # the same search is kept (a second run reuses it)
+        assert optuna.get_all_study_names(store.optuna_storage()) == ["demo-nb201-x"]
+        assert _replace_stale_study(store, new)
+        assert optuna.get_all_study_names(store.optuna_storage()) == []
+        run_surrogate(store, new)  # the name is free again
+        assert not _replace_stale_study(store, new)

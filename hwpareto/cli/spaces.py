@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -114,9 +113,7 @@ def space_remove(
 ) -> None:
     """Remove a space registered in the store (space register / from-hf; built-in and installed spaces stay).
     Refused while studies, measurements or predictors use it, unless --cascade (which says what it deletes)."""
-    import optuna
-
-    from pareto._catalog import list_all_searches, studies_using
+    from pareto._catalog import delete_study, list_all_searches, studies_using
 
     s = open_store(store)
     held = s.spaces.held(name)
@@ -136,11 +133,8 @@ def space_remove(
         )
     if users or held.measurements or held.predictors or held.exports or held.checkpoints:
         typer.echo(f"removing space {name!r} with {studies}, {held}")
-    storage = s.optuna_storage()
     for study in users:
-        with contextlib.suppress(KeyError):  # a queued search without a study yet
-            optuna.delete_study(study_name=study, storage=storage)
-        s.searches.delete(study)
+        delete_study(s, study)
     s.spaces.remove(name)
     typer.echo(f"removed space {name!r} from {s.url}")
 
