@@ -1,6 +1,8 @@
-"""Server time of the dashboard's Fronts page on a 100,000-trial study.
+"""Server time of the dashboard's Fronts page on a 100,000-trial study; with ``--pages``, every page's load time in
+a real browser.
 
   python benchmarks/bench_dashboard.py [--trials 100000] [--store PATH] [--with-optuna] [--out FILE]
+  python benchmarks/bench_dashboard.py --pages --store PATH [--repeat 5] [--out FILE]
 
 Builds (or reuses, with ``--store``) a SQLite store holding one study of ``--trials`` trials written through the
 search's bulk path (mbv3, random sampler, objectives params:max, latency_ms@edge, latency_ms@server with a
@@ -10,6 +12,14 @@ end under ``streamlit.testing.v1.AppTest`` with its caches cleared (a first visi
 rerun), plus the parts the page calls: loading the study, computing the fronts, building and serialising the Plotly
 figure. ``--with-optuna`` also times ``optuna.load_study(...).get_trials()``, the read optuna-dashboard relies on.
 Prints Markdown and writes it to ``--out``.
+
+``--pages`` serves the dashboard on the store at ``--store`` (e.g. the demo's: ``hwpareto demo --no-dashboard``)
+as ``hwpareto dashboard`` does and opens it in headless Chromium (Debian's ``chromium`` via Playwright): the time
+until the server answers, then from asking for a page's URL until its script has finished (and, on Fronts, the
+chart is drawn), for ``/`` and every page the first time after the start (a new browser each: nothing cached),
+then each page again in one browser (warm: the server's caches and the browser's HTTP cache filled, as for a
+reload or a bookmark, each a new Streamlit session; median of ``--repeat``), and study switches on Fronts (from
+the choice to the new study's chart drawn).
 """
 
 from __future__ import annotations
@@ -17,13 +27,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -76,14 +90,163 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
+PAGES = (("", "Devices"), ("search", "Search"), ("fronts", "Fronts"), ("trials", "Trials"), ("export", "Export"))
+
+
+def _serve(url: str) -> tuple[subprocess.Popen[bytes], str, float]:
+    """The dashboard served headless on a free port over ``url``, as ``hwpareto dashboard`` starts it: the process,
+    its base URL and the seconds until ``/_stcore/health`` answered."""
+    import urllib.request
+
+    from dashboard import streamlit_command
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HWPARETO_STORE": url, "HWPARETO_JOBS_DIR": tempfile.mkdtemp()}
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        streamlit_command("127.0.0.1", port, open_browser=False),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return process, base, time.perf_counter() - start
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the dashboard did not start")
+
+
+def _loaded(page: Any, title: str, study: str | None = None) -> None:
+    """Wait until ``title``'s page has run to its end (and Fronts has drawn the chart of ``study``)."""
+    page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=120_000)
+    if title == "Fronts":
+        page.wait_for_function(
+            "(s) => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => !s || t.textContent"
+            ".startsWith(s + ':'))",
+            arg=study,
+            timeout=120_000,
+        )
+        page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=120_000)
+
+
+def server_times(url: str, repeat: int) -> list[tuple[str, float, float]]:
+    """Rows (step, median s, max s): each page's script under ``AppTest`` in this process, first run (this process
+    has imported Streamlit only) and reruns of the same session (its caches warm): the server's share of a visit."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["HWPARETO_STORE"] = url
+    os.environ.setdefault("HWPARETO_JOBS_DIR", tempfile.mkdtemp())
+    rows = []
+    for path, title in PAGES:
+        at = AppTest.from_file(str(ROOT / "dashboard" / "views" / f"{path or 'devices'}.py"), default_timeout=300)
+        times = []
+        for _ in range(repeat + 1):
+            start = time.perf_counter()
+            at.run()
+            times.append(time.perf_counter() - start)
+            assert not at.exception, at.exception
+        rows.append((f"{title} script, first run in this process (server time)", times[0], times[0]))
+        rows.append((f"{title} script, rerun (server time)", statistics.median(times[1:]), max(times[1:])))
+    return rows
+
+
+def pages(url: str, repeat: int) -> list[tuple[str, float, float]]:
+    """Rows (step, median s, max s) of page loads in headless Chromium on a freshly started server: the start,
+    each page's first visit (a new browser each), each page again in one browser (its HTTP cache warm, a new
+    Streamlit session each time: a reload or a bookmark), and study switches on Fronts (from the choice to the new
+    chart drawn)."""
+    from playwright.sync_api import sync_playwright
+
+    from dashboard import _data
+    from pareto import Store
+
+    studies = _data.hwpareto_studies(Store.open(url))
+    process, base, start_s = _serve(url)
+    rows = [("server start, until /_stcore/health answers", start_s, start_s)]
+    try:
+        with sync_playwright() as runner:
+            browser = runner.chromium.launch(
+                executable_path=shutil.which("chromium"), headless=True, args=["--no-sandbox", "--disable-gpu"]
+            )
+
+            def visit(page: Any, path: str, title: str) -> float:
+                start = time.perf_counter()
+                page.goto(f"{base}/{path}")
+                _loaded(page, title)
+                return time.perf_counter() - start
+
+            for path, title in PAGES:  # the first visit of each page after the server started, a new browser each
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                took = visit(context.new_page(), path, title)
+                rows.append((f"/{path} first visit after the start, new browser", took, took))
+                context.close()
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            times: dict[str, list[float]] = {path: [] for path, _ in PAGES}
+            for _ in range(repeat):
+                for path, title in PAGES:
+                    times[path].append(visit(page, path, title))
+            rows += [
+                (f"/{path} again (warm: a reload or a bookmark)", statistics.median(t), max(t))
+                for path, t in times.items()
+            ]
+            if len(studies) > 1:
+                visit(page, "fronts", "Fronts")
+                switches = []
+                for i in range(2 * repeat):
+                    study = studies[(i + 1) % len(studies)]
+                    page.get_by_label("Study", exact=True).click()
+                    page.keyboard.type(study)
+                    start = time.perf_counter()
+                    page.keyboard.press("Enter")
+                    _loaded(page, "Fronts", study)
+                    switches.append(time.perf_counter() - start)
+                rows.append(
+                    (
+                        f"Fronts: switch study ({len(studies)} studies, from the choice to its chart drawn)",
+                        statistics.median(switches),
+                        max(switches),
+                    )
+                )
+            context.close()
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100_000)
     parser.add_argument("--store", type=Path, help="SQLite file to build or reuse (default: a temporary one)")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--with-optuna", action="store_true", help="also time Optuna's own trial read")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "dashboard.md")
+    parser.add_argument("--pages", action="store_true", help="time every page in headless Chromium instead")
+    parser.add_argument("--out", type=Path, help="default: benchmarks/results/dashboard[-pages].md")
     args = parser.parse_args()
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    if args.pages:
+        if args.store is None or not args.store.exists():
+            raise SystemExit("--pages needs --store PATH of an existing store (e.g. the demo's)")
+        url = f"sqlite:///{args.store.resolve()}"
+        rows = pages(url, args.repeat) + server_times(url, args.repeat)
+        _write(
+            args.out or ROOT / "benchmarks" / "results" / "dashboard-pages.md",
+            f"`{COMMAND} --pages --store "
+            f"{args.store.name} --repeat {args.repeat}` ({date.today()}, {machine}, headless Chromium)",
+            rows,
+        )
+        return
 
     folder = tempfile.TemporaryDirectory()
     path = args.store or Path(folder.name) / "bench.db"
@@ -153,22 +316,25 @@ def main() -> None:
                 *timed(lambda: optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False), 1),
             )
         )
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
     flags = f"--trials {args.trials}" + (" --with-optuna" if args.with_optuna else "")
-    lines = [
+    _write(
+        args.out or ROOT / "benchmarks" / "results" / "dashboard.md",
         f"`{COMMAND} {flags}` ({date.today()}, {machine}, SQLite; "
         f"{'store reused' if existing else f'study written in {build_s:.0f} s'}; figure payload "
         f"{payload_mb:.1f} MB, WebGL)",
-        "",
-        "| step | median s | max s |",
-        "|---|---|---|",
-    ]
+        rows,
+    )
+    folder.cleanup()
+
+
+def _write(out: Path, heading: str, rows: list[tuple[str, float, float]]) -> None:
+    """Print the rows as a Markdown table under ``heading`` and write it to ``out``."""
+    lines = [heading, "", "| step | median s | max s |", "|---|---|---|"]
     lines += [f"| {name} | {median:.3f} | {worst:.3f} |" for name, median, worst in rows]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    folder.cleanup()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

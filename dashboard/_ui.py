@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn, TypeVar, cast
 
 import streamlit as st
 
@@ -13,7 +14,21 @@ from dashboard._jobs import shown_url
 from hwpareto.errors import HwparetoError
 from pareto import Store, default_store_url
 
-__all__ = ["error", "next_step", "results", "stop", "store", "store_url", "url_is_new", "url_values", "write_url"]
+__all__ = [
+    "cached",
+    "error",
+    "next_step",
+    "presets",
+    "refresh",
+    "results",
+    "stop",
+    "store",
+    "store_marker",
+    "store_url",
+    "url_is_new",
+    "url_values",
+    "write_url",
+]
 
 T = TypeVar("T")
 
@@ -63,7 +78,7 @@ def next_step(what: str, command: str | None = None) -> None:
         st.code(command, language="bash")
 
 
-@st.cache_resource(show_spinner=False, max_entries=6)
+@st.cache_resource(show_spinner=False, max_entries=16)  # switching back among a store's studies: no reload
 def _load(url: str, study: str, marker: tuple[int, int]) -> tuple[Any, _data.FrontView | None]:
     results = _data.load_study(_open(url), study)
     view = _data.front_view(results) if len(results.trials) and len(results.objectives) > 1 else None
@@ -73,6 +88,45 @@ def _load(url: str, study: str, marker: tuple[int, int]) -> tuple[Any, _data.Fro
 def results(db: Store, study: str) -> tuple[Any, _data.FrontView | None]:
     """A study's results and fronts, cached until its trial count changes."""
     return _load(store_url(), study, _data.study_marker(db, study))
+
+
+# ---------------------------------------------------------------------------------------------------- derived tables
+def store_marker(db: Store) -> tuple[Any, ...]:
+    """Changes whenever a device, its LUT or measurement count, a space or a predictor changes: the cache key of
+    what the Devices and Search pages derive from them (:func:`cached`; entries also expire after a minute, for
+    values replaced in place by another process)."""
+    return (
+        tuple((d.name, d.lut_entries, d.measurements) for d in db.devices.list()),
+        tuple(db.spaces.names()),
+        tuple((p.name, p.created_at) for p in db.predictors.list()),
+    )
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, ttl=60)  # shared objects: callers never change them
+def _derived(url: str, function: str, args: tuple[Any, ...], marker: tuple[Any, ...]) -> Any:
+    module, _, name = function.partition(":")
+    return getattr(importlib.import_module(module), name)(_open(url), *args)
+
+
+def cached(db: Store, function: Callable[..., T], *args: Any) -> T:
+    """``function(db, *args)`` (a ``_data`` or ``_state`` function of the store), cached until :func:`store_marker`
+    changes: a page's own work, e.g. per-device LUT coverage or typical costs, is not redone on every rerun and
+    visit. The result is shared: read it, never change it."""
+    return cast(T, _derived(store_url(), f"{function.__module__}:{function.__qualname__}", args, store_marker(db)))
+
+
+def refresh() -> None:
+    """Forget every derived table (after a profiling job ends or an import, which change them)."""
+    _derived.clear()
+    st.cache_data.clear()
+
+
+@st.cache_resource(show_spinner=False)
+def presets() -> dict[str, Any]:
+    """The shipped device presets (:func:`profilers.presets`: parsed once per server, not on every visit)."""
+    from profilers import presets as shipped
+
+    return shipped()
 
 
 # ---------------------------------------------------------------------------------------------------- permalinks

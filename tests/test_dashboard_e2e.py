@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,12 +138,12 @@ def test_fronts_select_and_download_config(browser: Any, server: tuple[str, str]
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     shots = artifacts()
-    for path, title in (("", "Devices"), ("search", "Search"), ("fronts", "Fronts")):  # Devices is the default
-        page.goto(f"{base}/{path}")
+    for path, title in (("", "Devices"), ("search", "Search"), (f"fronts?study={STUDY}", "Fronts")):
+        page.goto(f"{base}/{path}")  # Devices is the default page; the LLM study is the newest
         settle(page, title)
-        if path == "fronts":
+        if title == "Fronts":
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        page.screenshot(path=str(shots / f"{path or 'devices'}.png"), full_page=True)
+        page.screenshot(path=str(shots / f"{title.lower()}.png"), full_page=True)
 
     results = study_results(Store.open(url), STUDY)
     front = results.front("edge")
@@ -183,7 +184,7 @@ def test_every_page_opens_by_url(browser: Any, server: tuple[str, str]) -> None:
         page.goto(f"{base}/{path}")
         settle(page, title)
         assert page.get_by_text("Page not found").count() == 0, path
-        assert page.url.rstrip("/").endswith(f"/{path}"), page.url
+        assert urllib.parse.urlsplit(page.url).path.rstrip("/").endswith(f"/{path}"), page.url
     page.goto(f"{base}/")
     settle(page, "Devices")
     page.wait_for_url(f"{base}/devices", timeout=30_000)

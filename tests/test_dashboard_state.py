@@ -220,3 +220,15 @@ def test_device_page_takes_hostile_upload_names(dash_url: str) -> None:
     assert [e.value for e in at.error] == ["error: device YAML: expected a file named *.yaml or *.yml, got .."]
     at.button(key="profile_launch").click().run()
     assert not at.exception and "expected an uploaded, valid device file, got nothing" in texts(at)
+
+
+def test_cached_tables_follow_the_store(dash_url: str) -> None:
+    """Issue 28 (page speed): the Devices and Search pages cache what they derive from the store (devices offered,
+    typical costs, LUT coverage) until a device, its LUT or measurement count, a space or a predictor changes."""
+    at = page("search")
+    at.selectbox(key="search_space").set_value("nb201").run()
+    assert "third" not in at.multiselect(key="search_devices").options
+    with Store.open(dash_url) as db:
+        add_fake(db, "third")  # a LUT of nb201: now a device a search can use
+    at.run()
+    assert not at.exception and "third" in at.multiselect(key="search_devices").options

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import _data, _figures, _jobs, _state, _ui
 from hwpareto.errors import HwparetoError
-from profilers import LOCAL_CPU, backend_for, presets
+from profilers import LOCAL_CPU, backend_for
 
 st.title("Devices")
 db = _ui.store()
@@ -26,7 +26,7 @@ if registry.empty:
     )
 else:
     st.dataframe(registry, hide_index=True)
-shipped = presets()
+shipped = _ui.presets()
 with st.expander("Shipped device models (NPU and CIM presets, this CPU)"):
     st.dataframe(
         [
@@ -55,7 +55,7 @@ if not registry.empty:
     device = st.selectbox("Device", list(registry["device"]), key="devices_device")
     st.subheader(f"LUT of {device}")
     layers = _data.lut_layers(db, device)
-    hint = _state.hint_space(db, device, st.session_state.get("profile_space"))  # not always nb201
+    hint = _ui.cached(db, _state.hint_space, device, st.session_state.get("profile_space"))  # not always nb201
     if layers.empty:
         kind = registry.set_index("device").at[device, "kind"]
         _ui.next_step(
@@ -68,7 +68,7 @@ if not registry.empty:
         )
     else:
         st.dataframe(
-            _data.lut_coverage(db, device),
+            _ui.cached(db, _data.lut_coverage, device),
             hide_index=True,
             column_config={
                 "coverage_pct": st.column_config.ProgressColumn(
@@ -93,7 +93,7 @@ if not registry.empty:
             st.dataframe(layers.sort_values(metric, ascending=False), hide_index=True)
 
     st.subheader(f"Predictor quality on {device}")
-    quality = _data.predictor_quality(db, device)
+    quality = _ui.cached(db, _data.predictor_quality, device)
     if not quality:
         _ui.next_step(
             f"No latency/energy predictor for {device} yet (it needs ≥ 10 measured SubNets):",
@@ -203,7 +203,7 @@ def profile_jobs() -> None:
     finished = set(st.session_state.get("profile_running", ())) - running_now
     st.session_state["profile_running"] = sorted(running_now)
     if finished:  # a job ended: the registry, LUT and coverage above are stale, so the whole page runs again
-        st.cache_data.clear()
+        _ui.refresh()
         st.rerun(scope="app")
     for job in jobs[:5]:
         target, _, space_name = job.subject.partition(" × ")
@@ -250,6 +250,7 @@ with st.expander("Import a measurement table (CSV), as hwpareto import does"):
             except HwparetoError as exc:
                 _ui.error(exc)
             else:
+                _ui.refresh()  # values may have been replaced in place: derived tables are stale
                 st.success(
                     f"imported {report['rows']} rows ({report['subnets']} SubNets): {report['inserted']} new, "
                     f"{report['updated']} updated, {report['unchanged']} unchanged"

@@ -51,7 +51,9 @@ else:
         format_func=lambda m: "{} ({})".format(*_figures.metric_label(m)),
         help="LLM spaces add prefill (time to first token), decode time per generated token and energy per token",
     )
-    offered = _state.search_devices(db, space)  # only devices with a LUT of this space or a predictor for it
+    offered = _ui.cached(
+        db, _state.search_devices, space
+    )  # only devices with a LUT of this space or a predictor for it
     if not offered:
         _ui.next_step(
             f"No device has a LUT or a cost predictor for {space} yet: profile one on the Devices page, or:",
@@ -63,7 +65,9 @@ else:
         "Devices (one cost objective and one front each)", offered, default=offered[:1], key="search_devices"
     )
     unit = _figures.metric_label(metric)[1]
-    step, fmt = _data.budget_input_format(_data.typical_costs(db, chosen[0], space, metric) if chosen else [])
+    step, fmt = _data.budget_input_format(
+        _ui.cached(db, _data.typical_costs, chosen[0], space, metric) if chosen else []
+    )
     budget = st.number_input(
         f"Budget on the first device ({unit}; 0 = none)",
         min_value=0.0,
