@@ -345,7 +345,9 @@ resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a safety net: unbo
 from typer.testing import CliRunner
 from hwpareto.cli import app
 result = CliRunner().invoke(app, sys.argv[1:])
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# this process's own peak (VmHWM): ru_maxrss also counts the parent's peak, which the kernel carries over exec
+status = open("/proc/self/status").read()
+peak_mb = int(status.split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps({"rc": result.exit_code, "stderr": result.stderr, "exception": repr(result.exception), "mb": peak_mb}))
 """
 
