@@ -135,8 +135,9 @@ def _url() -> dict[str, list[str]]:
 
 
 def url_is_new(page: str) -> bool:
-    """Whether the URL's query parameters are not the ones ``page`` wrote last: a fresh load, a bookmark or a shared
-    link, back/forward, or a switch from another page. The page then takes its choices from them."""
+    """Whether the URL's query parameters are not the ones ``page`` left last: a fresh load, a bookmark or a shared
+    link, back/forward, or a switch from another page (which carries the parameters along). The page then takes
+    its choices from them."""
     return st.session_state.get(f"_url_written:{page}") != _url()
 
 
@@ -148,13 +149,19 @@ def url_values(name: str, allowed: Sequence[T]) -> list[T]:
 
 
 def write_url(page: str, params: Mapping[str, str | int | Sequence[str] | None]) -> None:
-    """Put ``page``'s choices in the URL (``?study=…&trial=…``; a list repeats its parameter; None and [] leave it
-    out), so a reload, a bookmark or a shared link shows the same; the browser is told only when they changed."""
-    new = {
-        k: [str(x) for x in v] if isinstance(v, list | tuple) else [str(v)]
-        for k, v in params.items()
-        if v is not None and v != [] and v != ()
-    }
+    """Put ``page``'s choices in the URL (``?study=…&trial=…``; a list repeats its parameter; None and [] remove
+    it; other parameters stay, but a trial number goes with its study), so a reload, a bookmark or a shared link
+    shows the same. Call it once per run: each change is a browser history entry (Streamlit pushes one per write),
+    so back undoes one choice; a page opened with the parameters it would write (a switch from another page carries
+    them) writes nothing, so back returns to that page."""
+    new = _url()
+    if "study" in params and "trial" not in params and new.get("study") != [str(params["study"])]:
+        new.pop("trial", None)  # a trial number belongs to its study
+    for key, value in params.items():
+        if value is None or value == [] or value == ():
+            new.pop(key, None)
+        else:
+            new[key] = [str(x) for x in value] if isinstance(value, list | tuple) else [str(value)]
     if _url() != new:
         st.query_params.from_dict(new)
     st.session_state[f"_url_written:{page}"] = new

@@ -1,4 +1,6 @@
-"""The hwpareto dashboard (``hwpareto dashboard``): five pages over the store named by ``$HWPARETO_STORE``."""
+"""The hwpareto dashboard (``hwpareto dashboard``): five pages over the store named by ``$HWPARETO_STORE``. The
+sidebar's links to Fronts, Trials and Export carry the chosen study, trial and cost axes in their URL, so following
+one writes no new history entry and the browser's back returns to the page before."""
 
 from __future__ import annotations
 
@@ -17,14 +19,24 @@ def _home() -> None:
     st.switch_page(devices)
 
 
+PAGES = [
+    devices,
+    st.Page(VIEWS / "search.py", title="Search", icon=":material/travel_explore:", url_path="search"),
+    st.Page(VIEWS / "fronts.py", title="Fronts", icon=":material/scatter_plot:", url_path="fronts"),
+    st.Page(VIEWS / "trials.py", title="Trials", icon=":material/table_rows:", url_path="trials"),
+    st.Page(VIEWS / "export.py", title="Export", icon=":material/download:", url_path="export"),
+]
+CARRY = {"fronts", "trials", "export"}  # the pages that read the study, trial and cost axes from the URL
+
 page = st.navigation(
-    [
-        st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"),
-        devices,
-        st.Page(VIEWS / "search.py", title="Search", icon=":material/travel_explore:", url_path="search"),
-        st.Page(VIEWS / "fronts.py", title="Fronts", icon=":material/scatter_plot:", url_path="fronts"),
-        st.Page(VIEWS / "trials.py", title="Trials", icon=":material/table_rows:", url_path="trials"),
-        st.Page(VIEWS / "export.py", title="Export", icon=":material/download:", url_path="export"),
-    ]
+    [st.Page(_home, title="Home", url_path="home", default=True, visibility="hidden"), *PAGES], position="hidden"
 )
-page.run()
+links = st.sidebar.container()  # drawn after the page ran: the links carry the choices it made
+try:
+    page.run()
+finally:
+    chosen = {k: st.query_params.get_all(k) for k in ("study", "trial", "cost") if k in st.query_params}
+    with links:
+        for p in PAGES:
+            st.page_link(p, query_params=chosen if p.url_path in CARRY else None)
+        st.divider()

@@ -32,15 +32,15 @@ if _ui.url_is_new("export"):  # a fresh load, a bookmark or shared link, back/fo
     if st.query_params.get("trial", "").isdigit():
         chosen["trial"] = int(st.query_params["trial"])
     st.session_state.pop("_export_for", None)
-    linked_cost = st.query_params.get("cost")
+    linked_cost = next(iter(st.query_params.get_all("cost")), None)  # Fronts' first cost axis
 if st.session_state.get("export_study") not in studies:
     st.session_state["export_study"] = (
         chosen["study"] if chosen.get("study") in studies else studies[_state.default_study_index(db, studies)]
     )  # the newest study with results
 study = st.selectbox("Study", studies, key="export_study")
-_ui.write_url("export", {"study": study})
 results, view = _ui.results(db, study)
 if view is None or not len(results.trials):
+    _ui.write_url("export", {"study": study, "trial": None})
     _ui.next_step("This study has no completed trials yet; watch it on the Search page.")
     _ui.stop()
 numbers = results.trials["number"]
@@ -64,9 +64,11 @@ trial = int(
 try:
     doc = _data.config_document(db, results, trial)
 except HwparetoError as exc:
+    _ui.write_url("export", {"study": study, "trial": None})
     _ui.error(exc)
     _ui.stop()
 st.session_state["selection"] = {**chosen, "study": study, "trial": trial}
+_ui.write_url("export", {"study": study, "trial": trial})  # the operating-point cost stays Fronts' (cost=)
 
 st.subheader(f"Trial {trial} ({doc['key']})")
 row = results.trials.set_index("number").loc[trial]
@@ -137,7 +139,6 @@ if linked_cost in view.costs or st.session_state.get("export_cost") not in view.
     picked = [c for c in [linked_cost, *chosen.get("costs", [])] if c in view.costs]  # the link's, else Fronts'
     st.session_state["export_cost"] = picked[0] if picked else view.costs[0]
 cost = st.selectbox("Device cost", view.costs, key="export_cost")
-_ui.write_url("export", {"study": study, "trial": trial, "cost": cost})
 k = int(st.number_input("SubNets in the table", min_value=2, max_value=20, value=4, key="export_k"))
 try:
     table = _data.operating_point_frame(results, cost, k)

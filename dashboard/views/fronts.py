@@ -43,7 +43,6 @@ if st.session_state.get("fronts_study") not in studies:
         chosen["study"] if chosen.get("study") in studies else studies[_state.default_study_index(db, studies)]
     )  # the newest study with results
 study = st.selectbox("Study", studies, key="fronts_study", help="hwpareto searches stored in this store, newest first")
-_ui.write_url("fronts", {"study": study})
 results, view = _ui.results(db, study)
 if st.session_state.get("_fronts_for") != study or "fronts_trial" not in st.session_state:
     st.session_state["_fronts_for"] = study  # a selection belongs to one study: a switch starts at its knee
@@ -67,6 +66,7 @@ st.caption(
     + ("; budgets: " + ", ".join(summary["budgets"]) if summary["budgets"] else "; no budget")
 )
 if view is None:
+    _ui.write_url("fronts", {"study": study, "trial": None, "cost": None})
     _ui.next_step(
         "This study has no completed trials (or a single objective) to draw yet; watch it on the Search page.",
         f"hwpareto searches --store {_jobs.shown_url(_ui.store_url())}",
@@ -172,6 +172,7 @@ options: list[int] = sorted(
 knee = view.knees[costs[0]]
 st.subheader("Selected SubNet")
 if not options:
+    _ui.write_url("fronts", {"study": study, "trial": None, "cost": costs})
     _ui.next_step("No front member to select yet.")
     _ui.stop()
 if st.session_state.get("fronts_trial") not in options:

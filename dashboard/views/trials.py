@@ -33,7 +33,6 @@ if st.session_state.get("trials_study") not in studies:  # also: the study shown
 study = st.selectbox("Study", studies, key="trials_study")
 if chosen.get("study") != study:
     st.session_state["selection"] = {"study": study}  # the other pages follow
-_ui.write_url("trials", {"study": study})
 results, view = _ui.results(db, study)
 marker = _data.study_marker(db, study)
 
@@ -52,6 +51,7 @@ def _importances(url: str, name: str, key: tuple[int, int], objectives: tuple[st
 frame = _frame(_ui.store_url(), study, marker)
 objectives = [o.name for o in results.objectives]
 if not len(frame):
+    _ui.write_url("trials", {"study": study, "device": None})
     _ui.next_step("This study has no completed trials yet; watch it on the Search page.")
 else:
     # -------------------------------------------------------------------------------------------- the trial table
