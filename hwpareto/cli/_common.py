@@ -29,6 +29,17 @@ StoreOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+ExportCheckpointOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--checkpoint",
+        help="SuperNet weights (safetensors, e.g. from supernet import-ofa); default: the checkpoint recorded for the "
+        "space (by eval-subnets or import-ofa), else the shipped one.",
+    ),
+]
+RandomWeightsOpt = Annotated[
+    bool, typer.Option("--random-weights", help="Export an untrained SuperNet's weights when none are known.")
+]
 # every integer option is bounded (a huge --trials or --batch is a one-line error, not an overflow in the store)
 SEED_MAX = 2**32 - 1
 COUNT_MAX = 1_000_000_000

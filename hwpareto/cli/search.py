@@ -15,7 +15,9 @@ from hwpareto.cli._common import (
     COUNT_MAX,
     SEED_MAX,
     ConfigFormatOpt,
+    ExportCheckpointOpt,
     JsonOpt,
+    RandomWeightsOpt,
     StoreOpt,
     command,
     config_printer,
@@ -288,17 +290,8 @@ def export_cmd(
     trial: int,
     out: Annotated[Path, typer.Option("--out", help="Bundle folder.")],
     no_weights: Annotated[bool, typer.Option("--no-weights", help="Skip weights and ONNX.")] = False,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint",
-            help="SuperNet weights (safetensors); default: the checkpoint the space's quality was evaluated with "
-            "(recorded by eval-subnets), else the shipped one.",
-        ),
-    ] = None,
-    random_weights: Annotated[
-        bool, typer.Option("--random-weights", help="Export an untrained SuperNet's weights when none are known.")
-    ] = False,
+    checkpoint: ExportCheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
     fmt: ConfigFormatOpt = "hwpareto",
     store: StoreOpt = None,

@@ -16,7 +16,9 @@ from hwpareto.cli._common import (
     COUNT_MAX,
     SEED_MAX,
     ConfigFormatOpt,
+    ExportCheckpointOpt,
     JsonOpt,
+    RandomWeightsOpt,
     StoreOpt,
     command,
     config_printer,
@@ -304,17 +306,8 @@ def export_config(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the bundle to.")],
     weights: Annotated[bool, typer.Option("--weights", help="Also write the SubNet's weights (safetensors).")] = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write the SubNet as ONNX (dynamic batch).")] = False,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option(
-            "--checkpoint",
-            help="SuperNet weights (safetensors, e.g. from supernet import-ofa); default: the checkpoint the "
-            "space's quality was evaluated with (recorded by eval-subnets), else the shipped one.",
-        ),
-    ] = None,
-    random_weights: Annotated[
-        bool, typer.Option("--random-weights", help="Export an untrained SuperNet's weights when none are known.")
-    ] = False,
+    checkpoint: ExportCheckpointOpt = None,
+    random_weights: RandomWeightsOpt = False,
     seed: Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX, help="Init seed of --random-weights.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out folder.")] = False,
     fmt: FormatOpt = "hwpareto",
