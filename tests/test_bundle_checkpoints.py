@@ -13,9 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from sqlalchemy import create_engine, inspect, text
-from typer.testing import CliRunner
 
-from hwpareto.cli import app
 from hwpareto.errors import InvalidValueError
 from pareto import SchemaError, Store
 from pareto._export import _sha256, record_checkpoint
@@ -23,22 +21,10 @@ from pareto._search import SearchSpec
 from pareto._worker import run_now
 from supernet import get_space
 from supernet.training import save_checkpoint
+from tests._cli import hw
 from tests.test_store import schema_diffs
 
 HEAD = "0003_checkpoints"
-runner = CliRunner()
-
-
-def hw(*args: object, ok: bool = True) -> tuple[str, str]:
-    """``hwpareto ARGS``; a failure must be one ``error:`` line on stderr with exit code 1."""
-    result = runner.invoke(app, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}{result.exception!r}"
-    else:
-        assert result.exit_code == 1, f"expected a user error, got exit {result.exit_code}: {result.output}"
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return result.stdout, result.stderr
 
 
 def checkpoint(path: Path, space: str, seed: int, data: str | None = "digits") -> Path:

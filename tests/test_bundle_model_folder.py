@@ -11,25 +11,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from hwpareto.cli import app
 from pareto import Store
+from tests._cli import hw_text as hw
 from tests.test_llama_export import _model_folder
-
-runner = CliRunner()
-
-
-def hw(*args: object, ok: bool = True) -> str:
-    """``hwpareto ARGS``; a failure must be one ``error:`` line on stderr with exit code 1 (returned)."""
-    result = runner.invoke(app, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}{result.exception!r}"
-        return result.stdout
-    assert result.exit_code == 1, f"expected a user error, got exit {result.exit_code}: {result.output}"
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return result.stderr
 
 
 @pytest.fixture

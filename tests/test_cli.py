@@ -12,14 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, inspect
-from typer.testing import CliRunner
 
-from hwpareto.cli import app
 from pareto import SchemaError, Store
 from pareto._export import load_subnet, verify_bundle
 from supernet import get_space
-
-runner = CliRunner()
+from tests._cli import hw
 
 NB201_DEVICES = [
     "1080ti_1",
@@ -52,19 +49,6 @@ OFA_DEVICES = [
     "v100_32",
     "v100_64",
 ]
-
-
-def hw(*args: str | Path, ok: bool = True) -> tuple[str, str]:
-    """Run ``hwpareto ARGS``; assert success (or failure with a one-line error); return (stdout, stderr)."""
-    result = runner.invoke(app, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, f"exit {result.exit_code}: {result.stdout}{result.stderr}{result.exception!r}"
-    else:
-        assert result.exit_code == 1, f"expected a user error, got exit {result.exit_code}: {result.output}"
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-        assert "Traceback" not in result.output
-    return result.stdout, result.stderr
 
 
 def measurement_count(url: str) -> int:

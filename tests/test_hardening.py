@@ -20,9 +20,7 @@ import optuna
 import pandas as pd
 import pytest
 from sqlalchemy import insert
-from typer.testing import CliRunner
 
-from hwpareto.cli import app
 from hwpareto.errors import InvalidValueError
 from hwpareto.store._models import Device
 from hwpareto.store._tables import csv_safe, write_wide_csv
@@ -32,22 +30,10 @@ from pareto._worker import run_now
 from profilers import DeviceSpec, backend_for, build_lut, load_device_file
 from profilers._zigzag import ZIGZAG_DIR
 from supernet import check_metric_value, check_name, get_space, show_name
+from tests._cli import hw_text as hw
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-runner = CliRunner()
 HOSTILE = ["x'; DROP TABLE devices; --", "../../etc", "red\x1b[31mname", "two\nlines", "trailing\n", "a b", "-x"]
-
-
-def hw(*args: object, ok: bool = True) -> str:
-    """Run ``hwpareto ARGS``; on failure assert one ``error:`` line on stderr and exit code 1; return the output."""
-    result = runner.invoke(app, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, f"exit {result.exit_code}: {result.output}{result.exception!r}"
-        return result.stdout
-    assert result.exit_code == 1, f"expected a user error, got exit {result.exit_code}: {result.output}"
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return result.stderr
 
 
 def counts(url: str) -> tuple[int, int, int, int]:

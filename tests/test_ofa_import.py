@@ -21,31 +21,16 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
-from hwpareto.cli import app
 from pareto._export import load_supernet
 from supernet import get_space
 from supernet.mbv3 import OFAMobileNetV3Space
+from tests._cli import hw
 
 pytest.importorskip("ofa")
-runner = CliRunner()
 STUBS = Path(__file__).parent / "_stubs"
 WIDTHS = (1.0, 1.2)
 RESOLUTIONS = (128, 160, 176, 208, 224)
-
-
-def hw(*args: str | Path, ok: bool = True) -> tuple[str, str]:
-    """Run ``hwpareto ARGS``; assert success (or a one-line error, exit 1, no traceback); (stdout, stderr)."""
-    result = runner.invoke(app, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, f"exit {result.exit_code}: {result.stdout}{result.stderr}{result.exception!r}"
-    else:
-        assert result.exit_code == 1, f"expected a user error, got exit {result.exit_code}: {result.output}"
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-        assert "Traceback" not in result.output
-    return result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")
