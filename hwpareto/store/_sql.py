@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.store._models import Base, Device
@@ -107,10 +109,29 @@ def bulk_update(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
 
 def _copy(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
     """``COPY table (columns) FROM STDIN`` through psycopg, inside the connection's transaction."""
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    with _driver_errors(conn, statement, cursor), cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row([row[c] for c in columns])
+
+
+@contextmanager
+def _driver_errors(conn: Connection, statement: str, cursor: Any) -> Iterator[None]:
+    """A DB-API error raised by ``cursor`` (used directly, outside SQLAlchemy) as SQLAlchemy raises one: wrapped in
+    its ``DBAPIError``, the connection invalidated when the error means it is gone (``pg_terminate_backend``, a
+    server restart), so callers and the workers' reconnection see the lost connection and the pool discards it
+    (a bare driver error escaped them, and resetting the dead connection printed a traceback)."""
+    dbapi = conn.dialect.loaded_dbapi
+    try:
+        yield
+    except dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, None, exc, dbapi.Error, hide_parameters=True, connection_invalidated=lost, dialect=conn.dialect
+        ) from exc
 
 
 def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
@@ -128,7 +149,8 @@ def fetch_raw(conn: Connection, query: Select[*tuple[Any, ...]]) -> list[tuple[A
         params = tuple(params[name] for name in compiled.positiontup)
     cursor = conn.connection.cursor()
     try:
-        cursor.execute(str(compiled), params)
-        return list(cursor.fetchall())
+        with _driver_errors(conn, str(compiled), cursor):
+            cursor.execute(str(compiled), params)
+            return list(cursor.fetchall())
     finally:
         cursor.close()
