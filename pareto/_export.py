@@ -855,6 +855,8 @@ def verify_bundle(
             f"{', '.join(models) or 'its files'} with: ask for --hashes-only to check file hashes alone"
         )
     space, ckpt = find_supernet(folder, space, source, checkpoint, store)
+    if any(name.startswith(f"{HF_FOLDER}/") for name in listed):
+        _check_model_files(folder, space, listed)
     supernet = load_supernet(space, ckpt, _seed(folder, source))
     reference, _, _ = _extract(space, supernet, config, _calibration(ckpt))
     inputs = _inputs(space, config)
@@ -876,6 +878,52 @@ def verify_bundle(
         outputs = _onnx_outputs(folder, set(listed), [x.numpy() for x in inputs])
         onnx_diff = _max_diff(folder, ONNX_FILE, [torch.from_numpy(o) for o in outputs], expected)
     return BundleCheck(weights_diff, onnx_diff, pretrained_diff)
+
+
+_SUBNET_FILES = re.compile(
+    r"^(config\.json|generation_config\.json|hwpareto_subnet\.json|model\.safetensors(\.index\.json)?"
+    r"|model-\d{5}-of-\d{5}\.safetensors)$"
+)
+"""Files of an LLM bundle's ``model/`` that the SubNet's own writing leaves (``save_pretrained``, sharded or not,
+or :func:`supernet.llama._model.save_subnet`); the rest of ``model/`` is the SuperNet folder's tokenizer files."""
+
+
+def _check_model_files(folder: Path, space: SearchSpace, listed: dict[str, str]) -> None:
+    """An LLM bundle's ``model/`` holds what an export writes, nothing else: the SubNet's files and, byte for byte,
+    the tokenizer files of the model folder the SuperNet was found in (read as an export reads them, checked
+    against the hashes the bundle records). No output comparison sees a tokenizer: it maps text to the ids the
+    comparison feeds."""
+    from supernet.llama._config import COPIED_FILES
+
+    path = space.path if isinstance(space, HFCausalLMSpace) else None
+    try:
+        tokenizer = _tokenizer_files(space, Path(path)) if isinstance(space, HFCausalLMSpace) and path else {}
+    except HwparetoError as exc:
+        raise HwparetoError(
+            f"bundle {folder}: {CONFIG_FILE} supernet.tokenizer_files_sha256 does not describe the SuperNet's model "
+            f"folder ({exc})"
+        ) from None
+    for name, digest in listed.items():
+        top, _, rest = name.partition("/")
+        if top != HF_FOLDER:
+            continue
+        if rest in tokenizer:
+            if hashlib.sha256(tokenizer[rest]).hexdigest() != digest:
+                raise HwparetoError(
+                    f"bundle {folder}: {name}: not the tokenizer file of the SuperNet's model folder (its SHA-256 "
+                    f"differs from {path}/{rest}'s)"
+                )
+        elif not _SUBNET_FILES.fullmatch(rest):
+            copied = ", ".join(n for n in COPIED_FILES if n in tokenizer) or "none"
+            raise InvalidValueError(
+                f"bundle {folder}: {name}",
+                "a file an export writes (config.json, generation_config.json, hwpareto_subnet.json, "
+                f"model*.safetensors and the SuperNet folder's tokenizer files: {copied})",
+                rest,
+            )
+    for rest in tokenizer:
+        if f"{HF_FOLDER}/{rest}" not in listed:
+            raise HwparetoError(f"bundle {folder}: {HF_FOLDER}/{rest} is missing (the SuperNet's model folder has it)")
 
 
 def _inputs(space: SearchSpace, config: SubNetConfig) -> list[Any]:
@@ -986,7 +1034,9 @@ def find_supernet(
     if folder_sha is not None:
         if not isinstance(space, HFCausalLMSpace):
             raise InvalidValueError(f"{where}.weights_sha256", f"null (space {space.name!r} has no model folder)", 1)
-        found = _find(where, "model folder", folder_sha, source.get("folder"), checkpoint, space, store)
+        recorded = source.get("tokenizer_files_sha256")
+        tokenizer = recorded if isinstance(recorded, dict) else None
+        found = _find(where, "model folder", folder_sha, source.get("folder"), checkpoint, space, store, tokenizer)
         folder_doc: dict[str, Any] = {"path": str(found), "weights_sha256": folder_sha}
         if source.get("tokenizer_files_sha256") is not None:
             folder_doc["tokenizer_files_sha256"] = source["tokenizer_files_sha256"]
@@ -1004,9 +1054,17 @@ def _find(
     given: str | Path | None,
     space: SearchSpace,
     store: Callable[[], Store] | None,
+    tokenizer: dict[str, Any] | None = None,
 ) -> Path:
-    """The ``kind`` (a checkpoint file or a model folder) whose content hash is ``digest``."""
-    content = _folder_sha256 if kind == "model folder" else _file_sha256
+    """The ``kind`` (a checkpoint file or a model folder) whose content hash is ``digest``; a model folder found
+    (not ``given``) must also hold the ``tokenizer`` files the bundle records (folders may share weights)."""
+
+    def content(path: Path) -> str | None:
+        if kind != "model folder":
+            return _file_sha256(path)
+        same = given is not None or tokenizer is None or _tokenizer_sha256(path) == tokenizer
+        return _folder_sha256(path) if same else None
+
     if given is not None:
         got = content(Path(given))
         if got != digest:
@@ -1029,7 +1087,8 @@ def _find(
     named = f", exported from {hint!r}" if isinstance(hint, str) and len(hint) <= 255 else ""
     option = "--checkpoint FOLDER" if kind == "model folder" else "--checkpoint PATH"
     raise HwparetoError(
-        f"{where}: the {kind} with SHA-256 {digest} (space {space.name!r}{named}) is not found (not shipped, not "
+        f"{where}: the {kind} with SHA-256 {digest}{' and the tokenizer files it records' if tokenizer else ''} "
+        f"(space {space.name!r}{named}) is not found (not shipped, not "
         f"in the store): name it with {option}"
     )
 
@@ -1046,6 +1105,16 @@ def _file_sha256(path: Path) -> str | None:
     try:
         return _sha256(path) if path.is_file() else None
     except OSError:
+        return None
+
+
+def _tokenizer_sha256(path: Path) -> dict[str, Any] | None:
+    """The SHA-256 of each tokenizer file a model folder's export copies (None when they cannot be read)."""
+    from supernet.llama._config import copied_files, file_sha256
+
+    try:
+        return {f.name: file_sha256(f) for f in copied_files(path)} if path.is_dir() else None
+    except (OSError, HwparetoError):
         return None
 
 
