@@ -154,6 +154,13 @@ def exactly_one(field: str, first: object, second: object) -> None:
         raise InvalidValueError(field, "exactly one of them", "both" if first is not None else "neither")
 
 
+def quiet_optuna() -> None:
+    """Optuna's INFO lines ("A new study created ...") off: the commands say what they do themselves."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def open_store(url: str | None) -> Store:
     """The store at ``url`` (path or SQLAlchemy URL; ``None``: ``$HWPARETO_STORE`` or the default file); the only
     way commands open it."""

@@ -18,6 +18,7 @@ from hwpareto.cli._common import (
     emit,
     open_store,
     print_table,
+    quiet_optuna,
 )
 
 
@@ -42,6 +43,8 @@ def demo(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pareto._demo import describe, run_demo
+
+    quiet_optuna()
 
     s = open_store(store)
     with Progress(

@@ -27,6 +27,7 @@ from hwpareto.cli._common import (
     parse_pair,
     parse_scalar,
     print_table,
+    quiet_optuna,
 )
 from hwpareto.errors import HwparetoError
 from hwpareto.options import BUDGETED, SEARCH, BudgetedOptions
@@ -34,12 +35,6 @@ from supernet import show_name
 
 
 # ---------------------------------------------------------------------------------------------------- search
-def _quiet_optuna() -> None:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
 @app.command()
 @command
 def search(
@@ -76,7 +71,7 @@ def search(
     from pareto._search import SearchSpec
     from pareto._worker import run_now, submit, validate_spec
 
-    _quiet_optuna()
+    quiet_optuna()
     s = open_store(store)
     sp = s.spaces.get(space)
     fixed = {}
@@ -131,7 +126,7 @@ def worker(
     """Run queued searches from the store (any number of workers, on any machine sharing a PostgreSQL store)."""
     from pareto._worker import run_worker
 
-    _quiet_optuna()
+    quiet_optuna()
     done = run_worker(
         open_store(store),
         study=study,
@@ -213,7 +208,7 @@ def front(
     from hwpareto.store._tables import csv_safe
     from pareto._analysis import study_results
 
-    _quiet_optuna()
+    quiet_optuna()
     s = open_store(store)
     results = study_results(s, study)
     space = s.spaces.get(results.spec.space)
@@ -307,7 +302,7 @@ def export_cmd(
 
     from pareto._analysis import export_trial, study_results
 
-    _quiet_optuna()
+    quiet_optuna()
     s = open_store(store)
     results = study_results(s, study)
     printed = config_printer(s.spaces.get(results.spec.space), fmt)  # refused before anything is written
