@@ -705,38 +705,14 @@ def compare_fronts(a: Any, b: Any, cost: str, quality: str) -> tuple[dict[str, p
 
 
 def operating_point_frame(results: Any, cost: str, k: int) -> pd.DataFrame:
-    """The operating-point table of ``cost`` (:func:`pareto.operating_point_table`: ``k`` SubNets spanning the range
-    of ``cost`` on its device's front, each the best quality for the budgets it covers), its bounds named by the
-    metric: ``max_<metric>`` (the row's own ``cost``, the smallest budget it fits) and ``use_until_<metric>`` (the
-    next row's), e.g. ``max_decode_ms_per_token``."""
-    from pareto import operating_point_table, operating_points
-
+    """The operating-point table of ``cost`` (:meth:`pareto.StudyResults.operating_points`: ``k`` SubNets spanning
+    the range of ``cost`` on its device's front, each the best quality for the budgets it covers; bounds named by
+    the metric, e.g. ``max_decode_ms_per_token``), configs as JSON text."""
     objective = next(o for o in results.objectives if o.name == cost)
-    quality = [o for o in results.objectives if not o.is_cost and o is not objective]
-    if not quality:
-        raise InvalidValueError(
-            "operating points", "a search with a cost and a quality objective", [o.name for o in results.objectives]
-        )
     devices = {o.subject for o in results.objectives if o.is_cost}
-    front = results.front(objective.subject if objective.is_cost and len(devices) > 1 else None).rows
-    points = front[[cost, quality[0].name]].to_numpy(float)
-    chosen = operating_points(points, 0, k, [objective.direction, quality[0].direction])
-    numbers = [int(front.iloc[i]["number"]) for i in chosen]
-    if isinstance(results.configs, _LazyConfigs):
-        results.configs.prefetch(numbers)
-    rows = [
-        {
-            "trial": n,
-            "config_key": front.iloc[i]["config_key"],
-            cost: float(points[i, 0]),
-            quality[0].name: float(points[i, 1]),
-            "config": json.dumps(results.configs[n]),
-        }
-        for i, n in zip(chosen, numbers, strict=True)
-    ]
-    table = operating_point_table(rows, cost, quality[0].name, quality[0].direction)
-    names = {"max_latency_ms": f"max_{objective.metric}", "use_until_ms": f"use_until_{objective.metric}"}
-    return pd.DataFrame([{names.get(key, key): value for key, value in row.items()} for row in table])
+    device = objective.subject if objective.is_cost and len(devices) > 1 else None
+    table = results.operating_points(device, k, cost)
+    return pd.DataFrame([row | {"config": json.dumps(row["config"])} for row in table])
 
 
 def config_document(store: Store, results: Any, number: int) -> dict[str, Any]:

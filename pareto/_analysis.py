@@ -96,30 +96,38 @@ class StudyResults:
         masked = np.where(feasible[:, None], points, reference)  # infeasible trials add nothing
         return hypervolume_history(masked, reference, directions), reference
 
-    def operating_points(self, device: str | None, k: int) -> list[dict[str, Any]]:
-        """k SubNets of a front spanning its latency range, as a runtime switching table (JSON-ready)."""
-        front = self.front(device)
-        cost = [o for o in self.objectives if o.is_cost and (device is None or o.subject == device)]
+    def operating_points(self, device: str | None, k: int, cost: str | None = None) -> list[dict[str, Any]]:
+        """k SubNets of a front spanning the range of one cost (``cost``, an objective's name, else the first cost
+        objective on ``device``), each the best quality for the budgets it covers: a runtime switching table
+        (:func:`~pareto._pareto.operating_point_table`, bounds named by the metric; JSON-ready)."""
+        costs = [o for o in self.objectives if o.is_cost and (device is None or o.subject == device)]
+        if cost is not None:
+            costs = [o for o in self.objectives if o.name == cost]
         quality = [o for o in self.objectives if not o.is_cost]
-        if not cost or not quality:
+        if not costs or not quality:
             raise InvalidValueError(
                 "operating points",
                 "a search with a latency/energy and an accuracy objective",
                 [o.name for o in self.objectives],
             )
-        points = front.rows[[cost[0].name, quality[0].name]].to_numpy(float)
-        chosen = operating_points(points, 0, k, [cost[0].direction, quality[0].direction])
+        front = self.front(device)
+        points = front.rows[[costs[0].name, quality[0].name]].to_numpy(float)
+        chosen = operating_points(points, 0, k, [costs[0].direction, quality[0].direction])
+        numbers = [int(front.rows.iloc[i]["number"]) for i in chosen]
+        prefetch = getattr(self.configs, "prefetch", None)  # a lazily read mapping reads the rows' configs at once
+        if prefetch is not None:
+            prefetch(numbers)
         rows = [
             {
-                "trial": int(front.rows.iloc[i]["number"]),
+                "trial": n,
                 "config_key": front.rows.iloc[i]["config_key"],
-                cost[0].name: float(points[i, 0]),
+                costs[0].name: float(points[i, 0]),
                 quality[0].name: float(points[i, 1]),
-                "config": self.configs[int(front.rows.iloc[i]["number"])],
+                "config": self.configs[n],
             }
-            for i in chosen
+            for i, n in zip(chosen, numbers, strict=True)
         ]
-        return operating_point_table(rows, cost[0].name, quality[0].name, quality[0].direction)
+        return operating_point_table(rows, costs[0].name, quality[0].name, quality[0].direction)
 
 
 def study_results(store: Store, study: str) -> StudyResults:

@@ -625,17 +625,19 @@ def operating_points(front_points: ArrayLike, latency_column: int, k: int, direc
 
 
 def operating_point_table(rows: list[dict], latency_key: str, quality_key: str, quality_direction: Any) -> list[dict]:
-    """A JSON-ready switching table: rows sorted by latency, each with ``max_latency_ms`` and ``use_until_ms``.
+    """A JSON-ready switching table: rows sorted by cost, each with ``max_<metric>`` and ``use_until_<metric>``, named
+    by the cost's metric (``latency_key`` without its ``@device``: ``max_latency_ms``, ``max_decode_ms_per_token``).
 
-    ``max_latency_ms`` is the row's own latency (the smallest budget it fits) and ``use_until_ms`` the next row's
-    latency (``None`` for the last row: no upper end). Row i is the best SubNet of the table for every latency
-    budget b with ``max_latency_ms <= b < use_until_ms``, so a runtime picks the last row whose ``max_latency_ms``
-    is <= its current budget (a bisection; below the first row nothing fits). "Best" follows ``quality_direction``
+    ``max_<metric>`` is the row's own cost (the smallest budget it fits) and ``use_until_<metric>`` the next row's
+    (``None`` for the last row: no upper end). Row i is the best SubNet of the table for every budget b with
+    ``max_<metric> <= b < use_until_<metric>``, so a runtime picks the last row whose ``max_<metric>`` is <= its
+    current budget (a bisection; below the first row nothing fits). "Best" follows ``quality_direction``
     (``"maximize"``: accuracy, ``"minimize"``: e.g. perplexity; pass the study's direction of ``quality_key``).
-    Rows that can never be that choice, because a faster or equally fast row is at least as good, are left out.
+    Rows that can never be that choice, because a cheaper or equally cheap row is at least as good, are left out.
     Every other key of a row is copied, numpy scalars and arrays as Python values.
     """
     sign = float(_signs([quality_direction], 1)[0])  # +1: lower is better, -1: higher is better
+    metric = latency_key.partition("@")[0]
     lats: list[float] = []
     losses: list[float] = []
     for i, row in enumerate(rows):
@@ -654,8 +656,8 @@ def operating_point_table(rows: list[dict], latency_key: str, quality_key: str, 
     table = []
     for pos, i in enumerate(kept):
         entry = {key: _jsonable(value) for key, value in rows[i].items()}
-        entry["max_latency_ms"] = lats[i]
-        entry["use_until_ms"] = lats[kept[pos + 1]] if pos + 1 < len(kept) else None
+        entry[f"max_{metric}"] = lats[i]
+        entry[f"use_until_{metric}"] = lats[kept[pos + 1]] if pos + 1 < len(kept) else None
         table.append(entry)
     return table
 

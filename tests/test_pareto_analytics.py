@@ -398,12 +398,12 @@ def test_operating_point_table() -> None:
     ]
     table = operating_point_table(rows, "latency_ms", "accuracy", "maximize")
     assert [r["name"] for r in table] == ["small", "medium", "large"]
-    assert [(r["max_latency_ms"], r["use_until_ms"]) for r in table] == [(2.0, 5.0), (5.0, 9.0), (9.0, None)]
+    assert [(r["max_latency_ms"], r["use_until_latency_ms"]) for r in table] == [(2.0, 5.0), (5.0, 9.0), (9.0, None)]
     assert table[2]["config"] == [3, 4]
     json.dumps(table)  # JSON-ready
     budget = 6.5  # a runtime picks the last row that fits its budget
     chosen = next(r for r in reversed(table) if r["max_latency_ms"] <= budget)
-    assert chosen["name"] == "medium" and chosen["max_latency_ms"] <= budget < chosen["use_until_ms"]
+    assert chosen["name"] == "medium" and chosen["max_latency_ms"] <= budget < chosen["use_until_latency_ms"]
     assert operating_point_table([], "latency_ms", "accuracy", "maximize") == []
     with pytest.raises(InvalidValueError, match=r"rows\[1\]\.accuracy: expected a finite number"):
         operating_point_table(
@@ -411,6 +411,15 @@ def test_operating_point_table() -> None:
         )
     with pytest.raises(InvalidValueError, match=r"directions\[0\]: expected 'minimize' or 'maximize'"):
         operating_point_table(rows, "latency_ms", "accuracy", "higher")
+    # the bounds are named by the cost's metric (an LLM's decode time per token; the device dropped)
+    decode = [{"decode_ms_per_token@npu": r["latency_ms"], "accuracy": r["accuracy"]} for r in rows]
+    table = operating_point_table(decode, "decode_ms_per_token@npu", "accuracy", "maximize")
+    assert [(r["max_decode_ms_per_token"], r["use_until_decode_ms_per_token"]) for r in table] == [
+        (2.0, 5.0),
+        (5.0, 9.0),
+        (9.0, None),
+    ]
+    assert all("max_latency_ms" not in r for r in table)
 
 
 def test_operating_point_table_of_a_minimised_quality() -> None:
@@ -425,7 +434,7 @@ def test_operating_point_table_of_a_minimised_quality() -> None:
     for direction in ("minimize", optuna.study.StudyDirection.MINIMIZE):
         table = operating_point_table(rows, "latency_ms", "ppl", direction)
         assert [r["name"] for r in table] == ["small", "medium", "large"]
-        assert [r["use_until_ms"] for r in table] == [5.0, 9.0, None]
+        assert [r["use_until_latency_ms"] for r in table] == [5.0, 9.0, None]
     mirrored = [{**r, "ppl": -r["ppl"]} for r in rows]  # the same table for the negated quality maximised
     assert operating_point_table(mirrored, "latency_ms", "ppl", "maximize") == [
         {**r, "ppl": -r["ppl"]} for r in operating_point_table(rows, "latency_ms", "ppl", "minimize")

@@ -270,7 +270,7 @@ def test_fronts_per_device_budget_and_operating_points(devices: Store, tmp_path:
             assert not better.any()
         assert front.knee_number in set(front.rows["number"])
     table = results.operating_points("edge", 3)
-    assert len(table) <= 3 and table[0]["use_until_ms"] == table[1]["max_latency_ms"]
+    assert len(table) <= 3 and table[0]["use_until_latency_ms"] == table[1]["max_latency_ms"]
     latencies = [r["latency_ms@edge"] for r in table]
     assert latencies == sorted(latencies) and all(r["config"]["r"] == 224 for r in table)
     history, reference = results.hypervolume_history()
@@ -416,7 +416,7 @@ def test_search_cli(devices: Store, tmp_path: Path) -> None:
     run("front", "c1", "--csv", tmp_path / "front.csv")
     assert (tmp_path / "front.csv").read_text().startswith("number,config_key")
     ops = json.loads(run("front", "c1", "--operating-points", "3", "--json"))
-    assert 2 <= len(ops) <= 3 and "use_until_ms" in ops[0]
+    assert 2 <= len(ops) <= 3 and "use_until_latency_ms" in ops[0]
     run("export", "c1", "3", "--out", tmp_path / "b", "--no-weights")
     assert json.loads((tmp_path / "b" / "config.json").read_text())["metrics"]["trial"] == 3
     assert "c1" in run("searches")
@@ -464,4 +464,5 @@ def test_operating_points_of_a_perplexity_study(ppl_study: str) -> None:
         latencies = [r["latency_ms@board"] for r in table]
         ppl = [r["val_ppl@stdlib"] for r in table]
         assert latencies == sorted(latencies) and all(np.diff(ppl) < 0), (latencies, ppl)
-        assert [r["use_until_ms"] for r in table] == [*latencies[1:], None]
+        assert [r["use_until_latency_ms"] for r in table] == [*latencies[1:], None]
+        assert [r["max_latency_ms"] for r in table] == latencies  # bounds named by the cost's metric
