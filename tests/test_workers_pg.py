@@ -209,12 +209,12 @@ def test_workers_reconnect_when_their_connections_are_terminated(
         _prepare(pg_url)  # 22 evaluations
         n_trials, n_workers = BUDGET, 2
     else:
-        n_trials, n_workers = 1000, 1
+        n_trials, n_workers = 3000, 1  # 300 generations of 10: seconds of search to terminate it in
         with Store.open(pg_url) as store:
             board = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
             store.devices.add("board", "fake", board.to_dict(), backend_for(board).describe())
             build_lut(store, board, get_space("nb201"), workers=1)
-            submit(store, SearchSpec("surr", "nb201", ("params", "latency_ms@board"), n_trials=n_trials, population=50))
+            submit(store, SearchSpec("surr", "nb201", ("params", "latency_ms@board"), n_trials=n_trials, population=10))
     name = "dist" if mode == "budgeted" else "surr"
     admin = pg_server[0]
     assert isinstance(admin, psycopg.Connection)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -127,6 +128,11 @@ def worker(
     from pareto._worker import run_worker
 
     quiet_optuna()
+    # A connection the server ended (pg_terminate_backend, a restart) fails its rollback when it goes back to the
+    # pool; SQLAlchemy logs that with a traceback although the pool discards it and the worker reconnects (saying so)
+    pool_log = logging.getLogger("sqlalchemy.pool")
+    pool_log.addHandler(logging.NullHandler())
+    pool_log.propagate = False
     done = run_worker(
         open_store(store),
         study=study,
