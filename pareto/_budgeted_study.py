@@ -313,7 +313,9 @@ def run_budgeted(
         and by the helpers; stored results are taken as they are (a restarted coordinator's replay)."""
         keys = [job.candidates[i].key for i in indices]
         if heartbeat is not None and not heartbeat(len(job.results())):
-            raise HwparetoError(f"search {spec.name!r} was taken over by another worker")
+            raise HwparetoError(
+                f"search {spec.name!r} is no longer this worker's (cancelled, or taken over by another)"
+            )
         done, pending = job.results(), job.pending()
         enqueue_batch(
             job.study,
@@ -326,7 +328,9 @@ def run_budgeted(
             if all(k in done for k in keys):
                 break
             if heartbeat is not None and not heartbeat(len(done)):
-                raise HwparetoError(f"search {spec.name!r} was taken over by another worker")
+                raise HwparetoError(
+                    f"search {spec.name!r} is no longer this worker's (cancelled, or taken over by another)"
+                )
             if job.evaluate_waiting():
                 continue
             pending = job.pending()

@@ -83,7 +83,7 @@ def delete_study(store: Store, name: str) -> None:
     if name in searches and searches[name].status in ("queued", "running"):
         raise InvalidValueError(
             f"search {name!r}",
-            "a finished, failed or cancelled search to delete (cancel it first)",
+            f"a finished, failed or cancelled search to delete (cancel it first: hwpareto searches --cancel {name})",
             searches[name].status,
         )
     exists = find_study(store, name) is not None

@@ -395,7 +395,9 @@ def run_surrogate(
         if progress is not None:
             progress(have, spec.n_trials)
         if heartbeat is not None and not heartbeat(have):
-            raise HwparetoError(f"search {spec.name!r} was taken over by another worker")
+            raise HwparetoError(
+                f"search {spec.name!r} is no longer this worker's (cancelled, or taken over by another)"
+            )
     return SearchResult(spec.name, have, added, time.monotonic() - start, note)
 
 

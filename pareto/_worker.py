@@ -177,6 +177,9 @@ def _run_claimed(
     except StoreConnectionLost:
         raise  # the search stays running: another worker takes it over once its heartbeats are stale
     except HwparetoError as exc:
+        if not alive.owned:  # the run stopped because the search is no longer this worker's
+            log(f"{me}: search {spec.name} stopped: cancelled or taken over by another worker")
+            return False
         error = str(exc)
         retry(
             "recording the search failed",

@@ -343,6 +343,34 @@ def test_worker_runs_queued_searches(devices: Store) -> None:
     assert len(load_trials(devices, "q2")[0]) == 120
 
 
+def test_a_cancelled_search_stops_its_worker(devices: Store, tmp_path: Path) -> None:
+    """``hwpareto searches --cancel`` while a worker runs the search: the worker stops at its next beat and leaves
+    it cancelled with the trials so far (before, nothing could cancel a search: the refusals that said 'cancel it
+    first' named no command)."""
+    import pareto._worker as worker
+
+    submit(devices, spec("long", n_trials=3000, population=50))
+    cancelled: list[str] = []
+    real = worker._Beat.progress
+
+    def progress(beat: worker._Beat, done: int) -> bool:
+        if done >= 100 and not cancelled:  # mid-search: cancel through the real command
+            out = CliRunner().invoke(app, ["searches", "--cancel", "long", "--store", devices.url])
+            assert out.exit_code == 0, out.output
+            cancelled.append(out.stderr)
+            beat.owned = devices.searches.heartbeat(beat.name, beat.worker, done)  # the beat the thread would send
+        return real(beat, done)
+
+    logs: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(worker._Beat, "progress", progress)
+        assert run_worker(devices, idle_exit_s=0, poll_s=0.1, log=logs.append) == 0
+    row = devices.searches.get("long")
+    assert cancelled and cancelled[0].startswith("cancelled search long (")
+    assert row.status == "cancelled" and 100 <= len(load_trials(devices, "long")[0]) < 3000
+    assert logs[-1].endswith("search long stopped: cancelled or taken over by another worker"), logs
+
+
 def test_worker_idle_clock_restarts_when_a_search_ends(devices: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a fake clock (no dependence on the machine's speed): q1 runs for 1000 s, far beyond the idle time; q2 is
     queued while the worker waits after it. The worker must still be there to run q2 (its idle clock restarted

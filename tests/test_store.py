@@ -672,6 +672,17 @@ def test_search_queue_records(store: Store) -> None:
     assert (again.status, again.n_trials, again.params) == ("queued", 8, {"n_trials": 8})
     store.searches.finish("s1", None, "cancelled")  # type: ignore[arg-type]  # no owner: nothing changes
     assert [s.name for s in store.searches.list()] == ["s1"]
+    # cancel: a queued search at once; a running one stops beating and its worker's finish changes nothing
+    assert store.searches.cancel("s1").status == "cancelled"
+    with pytest.raises(InvalidValueError, match="a queued or running search to cancel"):
+        store.searches.cancel("s1")
+    store.searches.submit("s2", "toy", {"n_trials": 5}, 5)
+    assert store.searches.claim("w1", "s2") is not None
+    store.searches.cancel("s2")
+    assert not store.searches.heartbeat("s2", "w1", 4)
+    store.searches.finish("s2", "w1", "done", trials_done=5)
+    assert store.searches.get("s2").status == "cancelled" and store.searches.claim("w2") is None
+    assert store.searches.delete("s2")  # a cancelled search may be deleted
 
 
 def test_optuna_bulk_writes_and_readers(store: Store) -> None:

@@ -146,12 +146,23 @@ def worker(
 
 @app.command()
 @command
-def searches(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+def searches(
+    cancel: Annotated[
+        str | None,
+        typer.Option("--cancel", help="Cancel this queued or running search (its worker stops at its next beat)."),
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """List queued, running and finished searches, and the store's studies without a searches row ("study only":
-    e.g. the demo's)."""
+    e.g. the demo's); --cancel NAME cancels one first (its trials so far stay in its study)."""
     from dataclasses import asdict
 
     from pareto._catalog import list_all_searches
+
+    if cancel is not None:
+        row = open_store(store).searches.cancel(cancel)
+        typer.echo(f"cancelled search {show_name(row.name)} ({row.trials_done} of {row.n_trials} trials)", err=True)
 
     emit_rows(
         [asdict(r) for r in list_all_searches(open_store(store))],

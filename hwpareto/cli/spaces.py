@@ -131,7 +131,9 @@ def space_remove(
     active = [r.name for r in list_all_searches(s) if r.name in users and r.status in ("queued", "running")]
     if active:
         raise InvalidValueError(
-            f"space {name!r}", "no queued or running search over it (cancel them first)", ", ".join(active)
+            f"space {name!r}",
+            "no queued or running search over it (cancel them first: hwpareto searches --cancel NAME)",
+            ", ".join(active),
         )
     if users or held.measurements or held.predictors or held.exports or held.checkpoints:
         typer.echo(f"removing space {name!r} with {studies}, {held}")

@@ -70,7 +70,7 @@ class SearchRepository:
 
     def delete(self, name: str, *, conn: Connection | None = None) -> bool:
         """Remove search ``name``'s row (not its Optuna study); False when there is none. A queued or running
-        search raises InvalidValueError (cancel it first)."""
+        search raises InvalidValueError (:meth:`cancel` it first)."""
         with self._db.write(conn) as c:
             status = c.execute(select(Search.status).where(Search.name == name)).scalar_one_or_none()
             if status is None:
@@ -117,6 +117,16 @@ class SearchRepository:
                 )
             c.execute(update(Search).where(Search.name == name, Search.status != "running").values(**values))
 
+    def cancel(self, name: str, *, conn: Connection | None = None) -> SearchRecord:
+        """Cancel a queued or running search (a running one's worker finds it at its next heartbeat and stops; one
+        whose worker died is released too); the search as it is now. Another status raises InvalidValueError."""
+        with self._db.write(conn) as c:
+            status = self.get(name, conn=c).status
+            if status not in ("queued", "running"):
+                raise InvalidValueError(f"search {name!r}", "a queued or running search to cancel", status)
+            c.execute(update(Search).where(Search.name == name).values(status="cancelled", heartbeat_at=utcnow()))
+            return self.get(name, conn=c)
+
     def heartbeat(self, name: str, worker: str, trials_done: int, *, conn: Connection | None = None) -> bool:
         """Record progress; False when ``worker`` no longer owns the search (taken over or cancelled)."""
         with self._db.write(conn, lock=False) as c:
@@ -137,14 +147,19 @@ class SearchRepository:
         *,
         conn: Connection | None = None,
     ) -> None:
-        """Mark ``worker``'s search done, failed or cancelled."""
+        """Mark ``worker``'s running search done, failed or cancelled (a search cancelled or taken over meanwhile
+        is left as it is)."""
         if status not in SEARCH_STATUSES:
             raise InvalidValueError("search.status", "one of " + ", ".join(SEARCH_STATUSES), status)
         values: dict[str, Any] = {"status": status, "error": error, "heartbeat_at": utcnow()}
         if trials_done is not None:
             values["trials_done"] = trials_done
         with self._db.write(conn, lock=False) as c:
-            c.execute(update(Search).where(Search.name == name, Search.worker == worker).values(**values))
+            c.execute(
+                update(Search)
+                .where(Search.name == name, Search.worker == worker, Search.status == "running")
+                .values(**values)
+            )
 
 
 def _record(row: Row[Any]) -> SearchRecord:
