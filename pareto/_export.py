@@ -328,7 +328,7 @@ def _write_bundle(
     config: SubNetConfig,
     out: Path,
     source: _Weights | None,
-    copied: dict[str, bytes],
+    copied: dict[str, _Copied],
     *,
     weights: bool,
     onnx: bool,
@@ -414,8 +414,9 @@ def _write_bundle(
     doc["files"] = files
     with _writing(out / CONFIG_FILE):
         (out / CONFIG_FILE).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    for name in (CONFIG_FILE, *files):  # safetensors writes 0600: every file of a bundle alike
-        (out / name).chmod(FILE_MODE)
+    private = {f"{HF_FOLDER}/{name}" for name, c in copied.items() if c.private}
+    for name in (CONFIG_FILE, *files):  # safetensors writes 0600: every file of a bundle alike, a private copy 0600
+        (out / name).chmod(FILE_MODE & ~0o044 if name in private else FILE_MODE)
     if (out / HF_FOLDER).is_dir():
         (out / HF_FOLDER).chmod(FOLDER_MODE)
     return files, notes
@@ -460,28 +461,29 @@ _FOLDER_FIELDS = ("path", "weights_sha256", "tokenizer_files_sha256")
 """Fields of a Hugging Face space's document that describe its model folder (kept in a bundle's ``supernet``)."""
 
 
-def _save_llm(module: Any, folder: Path, tokenizer: dict[str, bytes]) -> dict[str, Any]:
+def _save_llm(module: Any, folder: Path, tokenizer: dict[str, _Copied]) -> dict[str, Any]:
     """Write the transformers SubNet ``module`` into ``folder`` with the model folder's ``tokenizer`` files (name →
     contents, from :func:`_tokenizer_files`); what the bundle's ``config.json`` records about it."""
     from supernet.llama._model import SUBNET_FILE, save_subnet
 
     with _no_progress_bars():
         save_subnet(module, folder)
-    for name, data in tokenizer.items():
-        (folder / name).write_bytes(data)
+    for name, copied in tokenizer.items():
+        (folder / name).write_bytes(copied.data)
     plain = not (folder / SUBNET_FILE).is_file()
     return {"folder": HF_FOLDER, "class": type(module).__name__, "plain": plain, "tokenizer": list(tokenizer)}
 
 
-def _tokenizer_files(space: HFCausalLMSpace, source: Path) -> dict[str, bytes]:
+def _tokenizer_files(space: HFCausalLMSpace, source: Path) -> dict[str, _Copied]:
     """The contents of the model folder's :data:`~supernet.llama._config.COPIED_FILES` to copy into a bundle: each a
     regular file inside the folder (a symlink leading out of it, a FIFO or device is refused), at most
     :data:`MAX_COPIED_BYTES`, read once and checked against the SHA-256 recorded at registration when the space
-    records them (a file changed, added or removed since is refused: register the folder again)."""
+    records them (a file changed, added or removed since is refused: register the folder again). A file others may
+    not read stays private in the bundle (0600, not 0644): a hard link to a private file would otherwise publish it."""
     from supernet.llama._config import COPIED_FILES, contained
 
     recorded = space.tokenizer_files_sha256
-    out: dict[str, bytes] = {}
+    out: dict[str, _Copied] = {}
     for name in COPIED_FILES:
         path = source / name
         if not (path.is_symlink() or path.exists()):
@@ -492,6 +494,7 @@ def _tokenizer_files(space: HFCausalLMSpace, source: Path) -> dict[str, bytes]:
             continue
         real = contained(source, path)
         with real.open("rb") as fh:
+            private = not os.fstat(fh.fileno()).st_mode & stat.S_IROTH
             data = fh.read(MAX_COPIED_BYTES + 1)
         if len(data) > MAX_COPIED_BYTES:
             raise InvalidValueError(str(path), f"a file of at most {MAX_COPIED_BYTES:,} bytes", "a larger one")
@@ -502,8 +505,16 @@ def _tokenizer_files(space: HFCausalLMSpace, source: Path) -> dict[str, bytes]:
                 f"space {space.name!r}: {path}: expected {was} (as registered), got SHA-256 {digest} (the folder "
                 "changed since registration: register it again)"
             )
-        out[name] = data
+        out[name] = _Copied(data, private)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Copied:
+    """A model folder's file an LLM bundle copies: its contents, and whether others could not read it."""
+
+    data: bytes
+    private: bool
 
 
 MAX_COPIED_BYTES = 256 * 1024 * 1024
@@ -908,7 +919,7 @@ def _check_model_files(folder: Path, space: SearchSpace, listed: dict[str, str])
         if top != HF_FOLDER:
             continue
         if rest in tokenizer:
-            if hashlib.sha256(tokenizer[rest]).hexdigest() != digest:
+            if hashlib.sha256(tokenizer[rest].data).hexdigest() != digest:
                 raise HwparetoError(
                     f"bundle {folder}: {name}: not the tokenizer file of the SuperNet's model folder (its SHA-256 "
                     f"differs from {path}/{rest}'s)"

@@ -1,7 +1,7 @@
 """Issue 28 (security 2, export side): an LLM bundle copies the model folder's tokenizer files into ``model/``.
 A file replaced after registration by a symlink leading out of the folder (``/etc/passwd``, a private 0600 file) or
 by a FIFO, or whose contents changed since registration, is refused in one line before anything is written; what is
-copied is the registered contents, 0644."""
+copied is the registered contents, 0644 (0600 where the folder's file is private)."""
 
 from __future__ import annotations
 
@@ -36,15 +36,22 @@ def export(config: Path, out: Path, url: str, ok: bool = True) -> str:
 
 
 def test_tokenizer_files_are_copied_as_registered_0644(registered: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """Copies are 0644, but a file others may not read stays private (0600): a hard link to a private file outside
+    the folder (no symlink to refuse) was published world-readable."""
     folder, config, url = registered
-    (folder / "tokenizer_config.json").chmod(0o600)  # a private file of the folder: the copy is the bundle's, 0644
+    secret = tmp_path / "secret.txt"
+    secret.write_text((folder / "chat_template.jinja").read_text())  # the registered contents, a private file
+    secret.chmod(0o600)
+    (folder / "chat_template.jinja").unlink()
+    os.link(secret, folder / "chat_template.jinja")
     export(config, tmp_path / "b", url)
     model = tmp_path / "b" / "model"
     doc = json.loads((tmp_path / "b" / "config.json").read_text())
     assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= set(doc["transformers"]["tokenizer"])
     for name in doc["transformers"]["tokenizer"]:
         assert (model / name).read_bytes() == (folder / name).read_bytes()
-        assert stat.S_IMODE((model / name).stat().st_mode) == 0o644 and not (model / name).is_symlink()
+        mode = 0o600 if name == "chat_template.jinja" else 0o644
+        assert stat.S_IMODE((model / name).stat().st_mode) == mode and not (model / name).is_symlink()
 
 
 @pytest.mark.parametrize("target", ["/etc/passwd", "private"])
