@@ -44,6 +44,7 @@ _OBJECTIVE = re.compile(
     r"(:(?P<direction>max|min))?$"
 )
 _BUDGET = re.compile(r"^\s*(?P<objective>[^\s<>=]+)\s*(?P<op><=|>=)\s*(?P<bound>\S+)\s*$")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +109,8 @@ def parse_budget(text: str) -> Budget:
     if not match:
         raise InvalidValueError("budget", "OBJECTIVE <= BOUND, e.g. 'latency_ms@cpu-local <= 20'", text)
     objective = parse_objective(match["objective"])
-    try:
-        bound = float(match["bound"])
-    except ValueError:
-        bound = math.nan
+    # a plain decimal number: float() would also take 1_0 and other scripts' digits (５)
+    bound = float(match["bound"]) if _DECIMAL.fullmatch(match["bound"]) else math.nan
     if not math.isfinite(bound):  # inf, nan and numbers beyond float range (1e999) alike
         raise InvalidValueError(f"budget {text!r} bound", "a finite number", match["bound"])
     expected = ">=" if objective.direction == "maximize" else "<="

@@ -71,9 +71,13 @@ def test_objective_and_budget_syntax() -> None:
         parse_budget("latency_ms@edge < 20")
     with pytest.raises(InvalidValueError, match="'>=' for a maximized metric"):
         parse_budget("test_acc_pct@cifar10 <= 90")
+    for plain, value in (("20", 20.0), ("-2.5", -2.5), (".5", 0.5), ("5.", 5.0), ("1e-3", 1e-3), ("+2E+2", 200.0)):
+        assert parse_budget(f"latency_ms@edge <= {plain}").bound == value
 
 
-@pytest.mark.parametrize("bound", ["1e999", "-1e999", "inf", "+inf", "-Infinity", "nan", "NaN", "20ms"])
+@pytest.mark.parametrize(
+    "bound", ["1e999", "-1e999", "inf", "+inf", "-Infinity", "nan", "NaN", "20ms", "1_0", "\uff15", "0x10"]
+)
 def test_non_finite_budget_bounds_are_refused_alike(bound: str, tmp_path: Path) -> None:
     """``<= 1e999`` (inf once parsed) was accepted while ``<= inf`` was refused with another message."""
     with pytest.raises(InvalidValueError, match=rf"bound: expected a finite number, got '{re.escape(bound)}'$"):
