@@ -869,7 +869,13 @@ def verify_bundle(
     if any(name.startswith(f"{HF_FOLDER}/") for name in listed):
         _check_model_files(folder, space, listed)
     supernet = load_supernet(space, ckpt, _seed(folder, source))
-    reference, _, _ = _extract(space, supernet, config, _calibration(ckpt))
+    reference, recalibrated, _ = _extract(space, supernet, config, _calibration(ckpt))
+    if source.get("bn_recalibrated") != recalibrated:  # what the bundle says of its weights is checked too
+        raise InvalidValueError(
+            f"bundle {folder}: {CONFIG_FILE} supernet.bn_recalibrated",
+            f"what the extraction from its SuperNet does: {json.dumps(recalibrated)}",
+            source.get("bn_recalibrated"),
+        )
     inputs = _inputs(space, config)
     llm = any(name.startswith(f"{HF_FOLDER}/") for name in listed)
     weights_diff = pretrained_diff = onnx_diff = None

@@ -91,6 +91,10 @@ def no_supernet_key(doc: dict[str, Any]) -> None:
     del doc["supernet"]
 
 
+def claim_recalibration(doc: dict[str, Any]) -> None:
+    doc["supernet"]["bn_recalibrated"] = {"data": "digits", "seed": 0, "images": 500}
+
+
 VARIANTS: dict[str, tuple[list[Callable[[Path, Path], None]], Callable[[Path], None], str]] = {
     "weights x10, dropped from files": (
         [weights_x10],
@@ -107,6 +111,8 @@ VARIANTS: dict[str, tuple[list[Callable[[Path, Path], None]], Callable[[Path], N
     "other ONNX, files emptied": ([other_onnx], lambda b: edit(b, empty_files), "is not listed in config.json"),
     "other ONNX, supernet null": ([other_onnx], rehash_and(no_supernet), "names no SuperNet"),
     "both, no supernet key": ([weights_x10, other_onnx], rehash_and(no_supernet_key), "names no SuperNet"),
+    # what config.json says of the weights is checked too: a batch-norm recalibration that never happened
+    "claims a BN recalibration": ([], rehash_and(claim_recalibration), "supernet.bn_recalibrated: expected what"),
 }
 
 
