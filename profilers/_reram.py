@@ -57,11 +57,9 @@ Digital fallbacks (marked in ``Cost.details["fallback"]``):
 - ops without weights (add, pool, gap, batchnorm, layernorm, rmsnorm, rope, swiglu, the se GAP/activations/scale,
   conv and linear bias/BN/activation post-ops) run on a vector unit of ``vector_lanes`` lanes:
   ``T = max(⌈ops / vector_lanes⌉, ⌈bytes / buffer_bytes_per_cycle⌉) / f``,
-  ``E = ops·vector_pj_per_op + bytes·buffer_pj_per_byte``; ops per element: add 1, pool ``k²`` per output, gap
-  1, batchnorm 2, layernorm 7, rmsnorm 4, rope 3 per rotated query/key element, swiglu 5, bias or (folded)
-  BN 1, activations relu 1 / hswish 4 / gelu 8, se gate (hard-sigmoid) 3 and scale 1 (se streams its input twice,
-  for the GAP and the scale, and writes it once);
-- embedding lookups are buffer reads of ``seq·cout`` weights (``weight_bits``) plus the activation writes.
+  ``E = ops·vector_pj_per_op + bytes·buffer_pj_per_byte``, with the ops and the elements moved of the shared
+  vector-unit model (:mod:`profilers._vector`; activations at ``input_bits``, weights at ``weight_bits``);
+- embedding lookups are reads of ``seq·cout`` table weights into the activations, one vector op per value.
 
 Latency is the sum of the stages (``crossbar``, ``accumulation``, ``vector``, ``fallback``; no overlap between
 them); ``E_leakage = leakage_mw·latency_ns``. ``Cost.details`` holds ``energy_pj`` per component (array, adc,
@@ -78,6 +76,7 @@ from typing import Any
 
 from hwpareto.errors import InvalidValueError
 from profilers._base import Backend, Cost, DeviceSpec, UnmappableLayerError, param
+from profilers._vector import attention_operands, vector_work
 from supernet import LayerSpec, SearchSpace, SubNetConfig
 
 __all__ = ["MODEL_VERSION", "ReRAMBackend", "ReRAMParams"]
@@ -85,15 +84,6 @@ __all__ = ["MODEL_VERSION", "ReRAMBackend", "ReRAMParams"]
 MODEL_VERSION = "hwpareto-reram-1"
 COMPONENTS = ("array", "adc", "shift_add", "accumulation", "buffer", "vector", "fallback", "leakage")
 STAGES = ("crossbar", "accumulation", "vector", "fallback")
-
-ACT_OPS = {"none": 0, "relu": 1, "hswish": 4, "gelu": 8}  # vector-unit ops per activated element
-BATCHNORM_OPS = 2  # scale and shift
-LAYERNORM_OPS = 7  # mean add, subtract, square, variance add, normalise, scale, shift
-SOFTMAX_OPS = 5  # max, subtract, exp, sum, scale (per attention score)
-RMSNORM_OPS = 4  # square, mean add, normalise, scale
-ROPE_OPS = 3  # x·cos, rotate_half(x)·sin, add (per rotated element)
-SWIGLU_OPS = 5  # silu (negate-exp, add, divide, multiply) and the product with up
-HSIGMOID_OPS = 3  # add, clamp, scale (se gate)
 
 _FALLBACK_ATTENTION = "digital MAC unit: Q·Kᵀ and A·V operands change at run time and cannot be stored in ReRAM"
 _FALLBACK_VECTOR = "vector unit: op without weights"
@@ -251,6 +241,8 @@ class ReRAMBackend(Backend):
         p, t = self.p, _Tally()
         ab = p.act_bytes
         n = spec.cin * spec.h * spec.w * spec.seq * batch  # input elements
+        work = vector_work(spec, batch)
+        moved = work.nbytes(ab, p.weight_bits / 8)
         fallback: str | None = None
         if spec.op == "conv2d":
             oh, ow = spec.out_hw
@@ -258,36 +250,21 @@ class ReRAMBackend(Backend):
             g = spec.groups
             self._crossbar(t, spec.cin // g * spec.kernel**2, spec.cout // g, g, oh * ow * batch)
             t.energy_pj["buffer"] += (n + out) * ab * p.buffer_pj_per_byte
-            post = out * (1 if spec.bias or spec.bn else 0) + (n if spec.preact else out) * ACT_OPS[spec.act]
-            if post:
-                self._vector(t, post, 0)
         elif spec.op == "linear":
             out = spec.seq * spec.cout * batch
             self._crossbar(t, spec.cin, spec.cout, 1, spec.seq * batch)
             t.energy_pj["buffer"] += (n + out) * ab * p.buffer_pj_per_byte
-            post = out * ((1 if spec.bias else 0) + ACT_OPS[spec.act])
-            if post:
-                self._vector(t, post, 0)
         elif spec.op == "se":
             self._crossbar(t, spec.cin, spec.hidden, 1, batch)
             self._crossbar(t, spec.hidden, spec.cin, 1, batch)
-            ops = n + spec.hidden * batch * ACT_OPS["relu"] + spec.cin * batch * HSIGMOID_OPS + n
-            self._vector(t, ops, 3 * n * ab)  # GAP reads the input, the scale reads it again and writes it
         elif spec.op == "attention":
             fallback = _FALLBACK_ATTENTION
             self._fallback(t, spec.macs * batch)
-            ctx, kv = spec.context or spec.seq, spec.kv_heads or spec.heads
-            scores = spec.heads * spec.seq * ctx * batch
-            moved = 2 * (spec.seq * spec.heads + ctx * kv) * spec.hidden * batch  # Q, out; K, V (cache)
-            self._vector(t, SOFTMAX_OPS * scores, moved * ab)
-        elif spec.op == "embedding":
-            fallback = _FALLBACK_EMBEDDING
-            looked_up = spec.seq * spec.cout * batch
-            self._vector(t, 0, looked_up * (p.weight_bits / 8 + ab))
+            moved += attention_operands(spec, batch) * ab
         else:
-            fallback = _FALLBACK_VECTOR
-            ops, moved = self._elementwise(spec, n, batch)
-            self._vector(t, ops, moved * ab)
+            fallback = _FALLBACK_EMBEDDING if spec.op == "embedding" else _FALLBACK_VECTOR
+        if work.ops or moved:
+            self._vector(t, work.ops, moved)
         crossbars = sum(m["crossbars"] for m in t.matrices)
         if crossbars > p.max_crossbars:
             raise UnmappableLayerError(
@@ -317,28 +294,6 @@ class ReRAMBackend(Backend):
                 adc_conversions=sum(m["adc_conversions"] for m in t.matrices),
             )
         return Cost(latency_ns * 1e-6, 0.0, sum(t.energy_pj.values()) * 1e-9, 0.0, 1, details)
-
-    @staticmethod
-    def _elementwise(spec: LayerSpec, n: int, batch: int) -> tuple[int, int]:
-        """Vector ops and activation elements moved by a weightless op on ``n`` input elements."""
-        if spec.op == "add":
-            return n, 3 * n
-        if spec.op == "pool":
-            oh, ow = spec.out_hw
-            out = spec.cin * oh * ow * batch
-            return out * spec.kernel**2, n + out
-        if spec.op == "gap":
-            return n, n + spec.cin * batch
-        if spec.op == "layernorm":
-            return LAYERNORM_OPS * n, 2 * n
-        if spec.op == "rmsnorm":
-            return RMSNORM_OPS * n, 2 * n
-        if spec.op == "rope":
-            rotated = spec.seq * (spec.heads + (spec.kv_heads or spec.heads)) * spec.hidden * batch
-            return ROPE_OPS * rotated, 2 * rotated
-        if spec.op == "swiglu":
-            return SWIGLU_OPS * n, 3 * n
-        return (BATCHNORM_OPS + ACT_OPS[spec.act]) * n, 2 * n  # batchnorm
 
     def measure_subnet(self, space: SearchSpace, config: SubNetConfig, batch: int = 1) -> Cost:
         """Sum of :meth:`measure_layer` over ``space.layers(config)`` (each distinct layer once, × its count);

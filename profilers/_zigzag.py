@@ -34,15 +34,8 @@ CIM macros it counts bit-serial array cycles, so ``clock_ghz`` should match the 
 (``1/tclk``, reported in ``Cost.details["tclk_ns"]``).
 
 Parts ZigZag does not model (it simulates MAC layers only), on a vector unit of ``vector_lanes`` lanes:
-``vector_cycles = ⌈ops / vector_lanes⌉``, ``E = ops·vector_pj_per_op + bytes·dram_pj_per_byte``, ops per element:
-add 1 (``bytes = 3n·b``), pool ``kernel²`` per output (``bytes`` = input + output), gap 1 (input + ``N·cin``
-outputs), batchnorm 2 + activation (``2n·b``), layernorm 7 (``2n·b``), embedding 1 per looked-up value
-(``N·seq·cout`` values, read and written: ``2·N·seq·cout·b``), attention softmax 5 per score
-(``N·heads·seq·context``), rmsnorm 4 (``2n·b``), rope 3 per rotated query/key element (read and written), swiglu
-5 (gate and up read, output written: ``3n·b``), se GAP and scale 1 each per input element plus ReLU 1 per hidden
-and hard-sigmoid 3 per channel (its input read twice, written once: ``3n·b``), and the post-ops of conv2d/linear:
-bias or folded BN 1 and activation (relu 1, hswish 4, gelu 8) per output (per input when ``preact``), with no extra
-traffic.
+``vector_cycles = ⌈ops / vector_lanes⌉``, ``E = ops·vector_pj_per_op + bytes·dram_pj_per_byte``, with the ops and
+the elements moved (at ``b`` bytes, weights included) of the shared vector-unit model, :mod:`profilers._vector`.
 
 On CIM devices (``in_memory_compute``) both operands of Q·Kᵀ and A·V change at run time and cannot be stored in
 the array: attention matmuls run on a digital MAC array, ``fallback_cycles = ⌈macs / fallback_macs_per_cycle⌉``,
@@ -73,6 +66,7 @@ from typing import Any
 from hwpareto.errors import HwparetoError, InvalidValueError
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError, param
 from profilers._devices import PRESETS_DIR
+from profilers._vector import attention_operands, vector_work
 from supernet import LayerSpec, SearchSpace, SubNetConfig
 from supernet._safeload import parse_yaml, read_bytes
 
@@ -101,14 +95,6 @@ PARAMS = (
     "fallback_pj_per_mac",
 )
 
-ACT_OPS = {"none": 0, "relu": 1, "hswish": 4, "gelu": 8}  # vector-unit ops per activated element
-BATCHNORM_OPS = 2  # scale and shift
-LAYERNORM_OPS = 7  # mean add, subtract, square, variance add, normalise, scale, shift
-SOFTMAX_OPS = 5  # max, subtract, exp, sum, scale (per attention score)
-RMSNORM_OPS = 4  # square, mean add, normalise, scale
-ROPE_OPS = 3  # x·cos, rotate_half(x)·sin, add (per rotated element)
-SWIGLU_OPS = 5  # silu (negate-exp, add, divide, multiply) and the product with up
-HSIGMOID_OPS = 3  # add, clamp, scale (se gate)
 SAMPLE_SEED = 0  # seed of the loop-ordering sample
 
 _FALLBACK_ATTENTION = "digital MAC array: Q·Kᵀ and A·V operands change at run time, the CIM array cannot store them"
@@ -289,30 +275,23 @@ class ZigZagBackend(Backend):
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise InvalidValueError("batch", "a positive integer", batch)
         ab = self.precision_bits / 8
-        n = spec.cin * spec.h * spec.w * spec.seq * batch
+        work = vector_work(spec, batch)
+        vector_ops, vector_bytes = work.ops, work.nbytes(ab, ab)
         layers: list[dict[str, Any]] = []
-        vector_ops, vector_bytes, fallback_macs, fallback_bytes = 0, 0.0, 0, 0.0
+        fallback_macs, fallback_bytes = 0, 0.0
         fallback: str | None = None
         if spec.op == "conv2d":
-            oh, ow = spec.out_hw
-            out = spec.cout * oh * ow * batch
             layers = [self._conv(spec, batch)]
-            vector_ops = out * (1 if spec.bias or spec.bn else 0) + (n if spec.preact else out) * ACT_OPS[spec.act]
         elif spec.op == "linear":
             layers = [self._gemm(0, "linear", spec.seq * batch, spec.cin, spec.cout)]
-            vector_ops = spec.seq * spec.cout * batch * ((1 if spec.bias else 0) + ACT_OPS[spec.act])
         elif spec.op == "se":
             layers = [
                 self._gemm(0, "se_reduce", batch, spec.cin, spec.hidden),
                 self._gemm(1, "se_expand", batch, spec.hidden, spec.cin),
             ]
-            vector_ops = 2 * n + batch * (spec.hidden * ACT_OPS["relu"] + spec.cin * HSIGMOID_OPS)
-            vector_bytes = 3 * n * ab
         elif spec.op == "attention":
-            ctx, kv = spec.context or spec.seq, spec.kv_heads or spec.heads
-            vector_ops = SOFTMAX_OPS * batch * spec.heads * spec.seq * ctx
             if not self.in_memory_compute:
-                heads = batch * spec.heads
+                heads, ctx = batch * spec.heads, spec.context or spec.seq
                 layers = [
                     self._matmul(0, "attention_qk", heads, spec.seq, spec.hidden, ctx),
                     self._matmul(1, "attention_av", heads, spec.seq, ctx, spec.hidden),
@@ -320,7 +299,7 @@ class ZigZagBackend(Backend):
             elif self.fallback_macs_per_cycle:
                 fallback = _FALLBACK_ATTENTION
                 fallback_macs = spec.macs * batch
-                fallback_bytes = 2 * batch * (spec.heads * spec.seq + kv * ctx) * spec.hidden * ab
+                fallback_bytes = attention_operands(spec, batch) * ab
             else:
                 raise UnmappableLayerError(
                     self.name,
@@ -331,8 +310,6 @@ class ZigZagBackend(Backend):
                 )
         else:
             fallback = _FALLBACK_VECTOR
-            vector_ops, moved = _vector_work(spec, n, batch)
-            vector_bytes = moved * ab
         cmes = self._simulate(spec, layers) if layers else []
         zz_cycles = sum(float(c.latency_total2) for c in cmes)
         zz_macs = sum(int(c.layer.total_mac_count) for c in cmes)
@@ -457,31 +434,6 @@ class ZigZagBackend(Backend):
             _zigzag()
         except ImportError as exc:
             raise HwparetoError(f"backend zigzag needs the zigzag-dse package ({exc})") from None
-
-
-def _vector_work(spec: LayerSpec, n: int, batch: int) -> tuple[int, int]:
-    """Vector ops and activation elements moved by an op without MACs on ``n`` input elements."""
-    if spec.op == "add":
-        return n, 3 * n
-    if spec.op == "pool":
-        oh, ow = spec.out_hw
-        out = spec.cin * oh * ow * batch
-        return out * spec.kernel**2, n + out
-    if spec.op == "gap":
-        return n, n + spec.cin * batch
-    if spec.op == "layernorm":
-        return LAYERNORM_OPS * n, 2 * n
-    if spec.op == "rmsnorm":
-        return RMSNORM_OPS * n, 2 * n
-    if spec.op == "rope":
-        rotated = spec.seq * (spec.heads + (spec.kv_heads or spec.heads)) * spec.hidden * batch
-        return ROPE_OPS * rotated, 2 * rotated
-    if spec.op == "swiglu":
-        return SWIGLU_OPS * n, 3 * n
-    if spec.op == "embedding":
-        looked_up = spec.seq * spec.cout * batch
-        return looked_up, 2 * looked_up
-    return (BATCHNORM_OPS + ACT_OPS[spec.act]) * n, 2 * n  # batchnorm
 
 
 def _presets(kind: str) -> list[str]:
