@@ -197,6 +197,7 @@ def export_trial(
     }
     measured = store.measurements.table(space=space.name)
     measured = measured[measured["config_key"] == config.key]
+    used = {key.name for key in evaluator.predictors.values()}
     predictors = {
         p.name: {
             "created_at": p.created_at,
@@ -204,7 +205,7 @@ def export_trial(
             "validation": p.meta.get("validation"),
         }
         for p in store.predictors.list(space.name)
-        if any(p.name == f"{m.metric}:{space.name}:{m.subject}" for m in evaluator.metrics)
+        if p.name in used
     }
     doc_metrics = {
         "study": study,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwpareto.errors import HwparetoError
+from hwpareto.predictor_key import PredictorKey
 from hwpareto.resources import data_path
 from hwpareto.store._optuna import find_study
 from hwpareto.store._store import Store
@@ -199,7 +200,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
             metric=demo.metric,
             source="measured",
         )
-        name = f"{demo.metric}:{sp.name}:{demo.dataset}"
+        name = PredictorKey(demo.metric, sp.name, demo.dataset).name
         if name in have and not report.written.inserted:
             step(f"      {name}: predictor already trained")
             continue

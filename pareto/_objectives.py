@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.predictor_key import PredictorKey
 from hwpareto.store._store import Store
 from supernet import PHASE_METRICS, LayerCounts, SearchSpace, SubNetConfig
 
@@ -130,10 +131,13 @@ class Evaluator:
         self.space = space
         self.metrics = list(dict.fromkeys(metrics))
         self.sources: dict[Objective, str] = {}
+        self.predictors: dict[Objective, PredictorKey] = {}
+        """The stored predictor each predicted metric uses (a device's few-shot transfer included)."""
         self._models: dict[Objective, Any] = {}
         self._luts: dict[Objective, Any] = {}
         self._store = store
         stored = {p.name for p in store.predictors.list(space.name)}
+        keys = [k for k in (PredictorKey.of(p, space=space.name) for p in sorted(stored)) if k is not None]
         for m in self.metrics:
             if m.metric in ANALYTIC:
                 if not space.has_model:
@@ -146,13 +150,14 @@ class Evaluator:
                     )
                 self.sources[m] = "analytic"
                 continue
-            predictor = f"{m.metric}:{space.name}:{m.subject}"
-            few_shot = [p for p in stored if re.fullmatch(re.escape(predictor) + r":fewshot\d+", p)]
-            if predictor not in stored and m.is_cost and few_shot:  # a device known from K measurements only
-                predictor = max(few_shot, key=lambda p: int(p.rsplit("fewshot", 1)[1]))
-            if predictor in stored:
-                self._models[m] = load_model(store, predictor)
+            predictor = PredictorKey(m.metric, space.name, str(m.subject))
+            few_shot = [k for k in keys if k.fewshot_k and k.plain == predictor]
+            if predictor.name not in stored and m.is_cost and few_shot:  # a device known from K measurements only
+                predictor = max(few_shot, key=lambda k: k.fewshot_k or 0)
+            if predictor.name in stored:
+                self._models[m] = load_model(store, predictor.name)
                 self.sources[m] = f"predictor {predictor}"
+                self.predictors[m] = predictor
             elif m.is_cost and m.subject is not None:
                 if m.metric in PHASE_METRICS and not _has_phases(space):
                     raise InvalidValueError(
@@ -171,7 +176,7 @@ class Evaluator:
                 self._luts[m] = Lut.load(store, m.subject)
                 self.sources[m] = f"LUT-sum of {m.subject}"
             else:
-                known = sorted(p for p in stored if p.split(":")[0] == m.metric)
+                known = sorted(k.name for k in keys if k.metric == m.metric)
                 raise InvalidValueError(
                     f"objective {m.name}",
                     f"a trained predictor {predictor} (train one with "

@@ -21,6 +21,7 @@ from scipy.stats import kendalltau, spearmanr
 from sklearn.base import clone
 
 from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
+from hwpareto.predictor_key import PredictorKey
 from hwpareto.store import Store
 from predictors._accuracy import AccuracyPredictor
 from predictors._features import SpaceFeatures, additive_cost_names, additive_costs
@@ -157,7 +158,7 @@ def known_latencies(
         missing = gaps[j]
         if not len(missing):
             continue
-        name = f"{metric}:{space.name}:{device}"
+        name = PredictorKey(metric, space.name, device).name
         if name not in stored:
             raise HwparetoError(
                 f"{len(missing)} SubNet(s) (e.g. {keys[missing[0]]}) are not measured on known "
@@ -166,6 +167,12 @@ def known_latencies(
             )
         out[missing, j] = load_model(store, name).predict(store, [configs[int(i)] for i in missing])[0]
     return out
+
+
+def _known_device(entry: str, metric: str, space: str) -> str:
+    """A known device of a stored few-shot document (older documents name the device's predictor instead)."""
+    key = PredictorKey.of(entry, space=space)
+    return key.subject if key is not None and key.metric == metric and key.fewshot_k is None else entry
 
 
 ESTIMATORS = {cls.__name__: cls for cls in (LatencyPredictor, AccuracyPredictor, FewShotLatency)}
@@ -179,8 +186,7 @@ def load_model(store: Store, name: str) -> Model:
     if cls is None:
         raise HwparetoError(f"predictor {name!r}: unknown estimator class {params.get('estimator_class')!r}")
     estimator = cls.from_bytes(json.dumps(state.get("estimator", {})).encode())
-    prefix = f"{params['metric']}:{params['space']}:"  # older documents name the known devices' predictors
-    known = tuple(str(k).removeprefix(prefix) for k in params.get("known", ()))
+    known = tuple(_known_device(str(k), params["metric"], params["space"]) for k in params.get("known", ()))
     return Model(
         params["kind"],
         store.spaces.get(params["space"]),
@@ -319,7 +325,9 @@ def train_latency(
     _check_metric(space, metric)
     store.devices.get(device)
     kind = "energy" if metric.startswith("energy") else "latency"
-    name = name or f"{metric}:{space.name}:{device}" + (f":fewshot{few_shot}" if few_shot else "")
+    if few_shot is not None and few_shot < 3:
+        raise InvalidValueError("--few-shot", "at least 3 measurements", few_shot)
+    name = name or PredictorKey(metric, space.name, device, few_shot).name
     data = _measured(store, space, device, "device", metric)
     if few_shot is not None:
         return _train_few_shot(store, device, space, metric, kind, name, few_shot, data, known, seed, progress)
@@ -396,7 +404,7 @@ def choose_known(
                     f"a device that has measured all {len(keys)} SubNets measured on {device}",
                     f"{int(covered.get(other, 0))} of them",
                 )
-            if counts[other] < min(space.size(), needed) and f"{metric}:{space.name}:{other}" not in stored:
+            if counts[other] < min(space.size(), needed) and PredictorKey(metric, space.name, other).name not in stored:
                 raise InvalidValueError(
                     field,
                     f"a device with a table of every {space.name} SubNet, a predictor, "
@@ -461,8 +469,6 @@ def _train_few_shot(
     seed: int,
     progress: Progress | None,
 ) -> TrainReport:
-    if k < 3:
-        raise InvalidValueError("--few-shot", "at least 3 measurements", k)
     if len(data) < k:
         raise InvalidValueError(
             f"measured {metric} of {space.name} SubNets on {device}",
@@ -472,10 +478,10 @@ def _train_few_shot(
     candidates = _configs(space, data)
     choice = choose_known(store, device, space, metric, [c.key for c in candidates], known)
     stored = {p.name for p in store.predictors.list(space.name)}
-    untrained = [d for d in choice.predicted if f"{metric}:{space.name}:{d}" not in stored]
+    untrained = [d for d in choice.predicted if PredictorKey(metric, space.name, d).name not in stored]
     for i, other in enumerate(untrained):  # said, with progress: their predictors fill in what they lack
         if progress is not None:
-            progress(i, len(untrained), f"{metric}:{space.name}:{other}")
+            progress(i, len(untrained), PredictorKey(metric, space.name, other).name)
         train_latency(store, other, space, metric=metric, seed=seed)
     if progress is not None and untrained:
         progress(len(untrained), len(untrained), "")
@@ -555,7 +561,7 @@ def train_accuracy(
         raise InvalidValueError(
             f"measurements of {metric} for {space.name} on {dataset}", f"at least {MIN_ROWS}", len(data)
         )
-    name = name or f"{metric}:{space.name}:{dataset}"
+    name = name or PredictorKey(metric, space.name, dataset).name
     model = Model("accuracy", space, metric, None, dataset, False, AccuracyPredictor(random_state=seed))
     return _fit_and_store(store, name, model, _configs(space, data), data["value"].to_numpy(float), seed, {})
 

@@ -274,6 +274,21 @@ def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> N
     np.testing.assert_array_equal(mean[:, 0], expected)
 
 
+def test_a_bundle_lists_the_few_shot_predictor_it_used(store: Store, tmp_path: Path) -> None:
+    from pareto._analysis import export_trial
+    from pareto._search import SearchSpec, run_surrogate
+
+    _add_new(store, "new-x")
+    train_latency(store, "new-x", SPACE, few_shot=10)
+    search = SearchSpec(name="fs", space="nb201", objectives=("params:max", "latency_ms@new-x"), n_trials=20)
+    run_surrogate(store, search)
+    export_trial(store, "fs", 3, tmp_path / "bundle", weights=False, onnx=False)
+    provenance = json.loads((tmp_path / "bundle" / "config.json").read_text())["metrics"]["provenance"]
+    assert provenance["sources"]["latency_ms@new-x"] == "predictor latency_ms:nb201:new-x:fewshot10"
+    listed = provenance["predictors"]["latency_ms:nb201:new-x:fewshot10"]
+    assert listed["validation"] == store.predictors.load("latency_ms:nb201:new-x:fewshot10").meta["validation"]
+
+
 @pytest.mark.slow
 def test_reference_set_file_round_trip_to_a_transfer(store: Store, tmp_path: Path) -> None:
     runner = CliRunner()

@@ -25,6 +25,7 @@ from hwpareto.cli._common import (
     read_json,
 )
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.predictor_key import PredictorKey
 from supernet import check_name
 
 
@@ -308,7 +309,7 @@ def check(
 
     s = open_store(store)
     sp = s.spaces.get(space)
-    name = predictor or f"{metric}:{sp.name}:{device}"
+    name = predictor or PredictorKey(metric, sp.name, device).name
     trained = set(s.predictors.load(name).meta.get("train_keys", []))
     if s.devices.get(device).kind == "imported":
         df = s.measurements.table(space=sp.name, subject=device, metric=metric)
