@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pareto import Store
+from hwpareto.store import Store
 from pareto._analysis import study_results
 
 STUDIES = ("demo-mbv3-digits-cpu-local", "demo-llama-stdlib-cpu-local")

@@ -538,7 +538,7 @@ def coverage_note(lodo: Sequence[tuple[Table, list[dict[str, dict[str, float]]]]
 def simulated(table: Table) -> Table:
     """``table`` (NB201) with the LUT-sums of every cell on :data:`SIMULATED` as extra columns: devices whose
     latency adds up over layers, unlike every measured column (profiled now into a temporary store)."""
-    from pareto import Store
+    from hwpareto.store import Store
     from predictors._service import lut_sums
     from profilers import build_lut, device_spec
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import make_url
 
-from pareto import Store
+from hwpareto.store import Store
 from pareto._importer import import_table, parse_columns
 from supernet import get_space
 

@@ -81,7 +81,7 @@ def _disconnected(config: SubNetConfig) -> bool:
 
 
 def own(store_url: str, seed: int) -> None:
-    from pareto import Store
+    from hwpareto.store import Store
     from predictors import train_latency
 
     with Store.open(store_url) as store:

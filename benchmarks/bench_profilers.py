@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from pareto import Store
+from hwpareto.store import Store
 from profilers import LOCAL_CPU, Lut, build_lut, device_spec, measure_subnets, presets
 from supernet import get_space
 

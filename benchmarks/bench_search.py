@@ -2,17 +2,26 @@
 
   python benchmarks/bench_search.py throughput [--trials 20000]   # persisted trials/s, side by side
   python benchmarks/bench_search.py convergence [--reference 1000000]
+  python benchmarks/bench_search.py cli [--trials 20000] [--repeat 1]     # the whole CLI vs Optuna's RDB path
 
 throughput uses the LUTs of benchmarks/.bench.db (built by bench_profilers.py: cpu-local and cim-reram over all of
 mbv3). Objectives (3): params (maximised: a stand-in for accuracy, which mbv3 has no data for here),
 latency_ms@cpu-local and energy_mj@cim-reram (LUT-sums). Each store is a fresh SQLite file (WAL) or PostgreSQL
 database holding a copy of those two devices' LUTs. convergence needs no prepared store: it simulates the
 cim-reram LUT of all of mbv3 (seconds) and uses params, latency_ms@cim-reram and energy_mj@cim-reram.
+cli builds a store as the demo does (the shipped npu-tpu LUT, the mbv3-digits accuracy table and its predictor,
+seconds), then runs ``hwpareto search`` on mbv3-digits with the objectives of :data:`CLI_OBJECTIVES` (accuracy
+predicted by XGBoost + GP, latency and energy LUT-sums) in a subprocess on a copy of it, and Optuna's
+NSGAIISampler on its default RDB path on the same objectives and another copy, in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -23,7 +32,7 @@ import optuna
 import psycopg
 from sqlalchemy import make_url
 
-from pareto import Store
+from hwpareto.store import Store
 from pareto._objectives import Evaluator, parse_objective
 from pareto._pareto import hypervolume, hypervolume_history, non_dominated_mask
 from pareto._search import SearchSpec, load_trials, run_surrogate
@@ -33,6 +42,7 @@ from supernet import get_space
 BENCH_STORE = Path(__file__).resolve().parent / ".bench.db"
 OBJECTIVES = ("params:max", "latency_ms@cpu-local", "energy_mj@cim-reram")
 CONVERGENCE_OBJECTIVES = ("params:max", "latency_ms@cim-reram", "energy_mj@cim-reram")
+CLI_OBJECTIVES = ("val_acc_pct@digits-affine", "latency_ms@npu-tpu", "energy_mj@npu-tpu")
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
@@ -163,14 +173,77 @@ def convergence(n_reference: int, n_trials: int) -> None:
         store.close()
 
 
+def _digits_store(path: Path) -> None:
+    """A store as the demo builds it for mbv3-digits on npu-tpu: the shipped LUT, accuracy table and predictor."""
+    from hwpareto.resources import data_path
+    from pareto._importer import import_table, parse_columns
+    from predictors._service import train_accuracy
+    from profilers import import_lut_csv
+
+    with Store.open(str(path)) as store:
+        store.optuna_storage()
+        space = store.spaces.get("mbv3-digits")
+        device_spec(store, "npu-tpu")
+        import_lut_csv(store, data_path() / "luts" / "npu-tpu.csv", "npu-tpu")
+        columns = parse_columns(["val_acc_pct"], "digits-affine")
+        table = data_path() / "demo" / "mbv3-digits_accuracy.csv"
+        import_table(
+            store, table, space=space, columns=columns, subject_kind="dataset", metric="val_acc_pct", source="measured"
+        )
+        train_accuracy(store, space, metric="val_acc_pct", dataset="digits-affine", seed=0)
+
+
+def cli(n_trials: int, repeat: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.db"
+        _digits_store(base)
+        for _ in range(repeat):
+            target = Path(tmp) / "cli.db"
+            shutil.copy(base, target)
+            command = [sys.executable, "-m", "hwpareto.cli", "search", "--space", "mbv3-digits"]
+            command += [a for o in CLI_OBJECTIVES for a in ("--objective", o)]
+            command += ["--trials", str(n_trials), "--store", str(target), "--json"]
+            start = time.perf_counter()
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            wall_s = time.perf_counter() - start
+            search_rate = json.loads(out)["trials_per_s"]
+            target.unlink()
+            shutil.copy(base, target)
+            with Store.open(str(target)) as store:
+                space = store.spaces.get("mbv3-digits")
+                objectives = [parse_objective(o) for o in CLI_OBJECTIVES]
+                evaluator = Evaluator(store, space, objectives)
+                study = optuna.create_study(
+                    storage=store.optuna_storage(),
+                    directions=[o.direction for o in objectives],
+                    sampler=optuna.samplers.NSGAIISampler(seed=0),
+                )
+                n_rdb = 200
+                start = time.perf_counter()
+                study.optimize(_optuna_objective(evaluator, space), n_trials=n_rdb)
+                rdb_rate = n_rdb / (time.perf_counter() - start)
+            target.unlink()
+            rows.append((search_rate, n_trials / wall_s, rdb_rate))
+    print(f"mbv3-digits, 3 objectives {', '.join(CLI_OBJECTIVES)}, {n_trials} trials\n")
+    print("| hwpareto search trials/s (as it reports) | same, whole command wall clock | Optuna RDB trials/s | ratio |")
+    print("|---|---|---|---|")
+    for search_rate, wall_rate, rdb_rate in rows:
+        print(f"| {search_rate:,.0f} | {wall_rate:,.0f} | {rdb_rate:,.1f} | {search_rate / rdb_rate:,.0f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["throughput", "convergence"])
+    parser.add_argument("step", choices=["throughput", "convergence", "cli"])
     parser.add_argument("--trials", type=int, default=20_000)
     parser.add_argument("--reference", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     if args.step == "throughput":
         throughput(args.trials)
+    elif args.step == "cli":
+        cli(args.trials, args.repeat)
     else:
         convergence(args.reference, args.trials)
 

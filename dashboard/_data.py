@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store import _optuna
-from pareto import Store
+from hwpareto.store import Store, completed_marker, studies_with_user_attr
 from supernet import SearchSpace
 
 if TYPE_CHECKING:
@@ -41,7 +40,6 @@ __all__ = [
     "hover_texts",
     "hwpareto_studies",
     "import_upload",
-    "load_study",
     "lut_by_op",
     "lut_coverage",
     "lut_layers",
@@ -173,7 +171,7 @@ def predictor_quality(store: Store, device: str) -> list[PredictorQuality]:
         if measured.empty:
             continue
         configs = [space.validate(json.loads(c)) for c in measured["config_json"]]
-        mean, _ = load_model(store, p.name).predict(store, configs)
+        mean, _ = load_model(store, p.name).predict(configs)
         points = pd.DataFrame(
             {"config_key": measured["config_key"], "measured": measured["measured"], "predicted": mean}
         )
@@ -251,7 +249,7 @@ def import_upload(
     batch: int = 1,
 ) -> dict[str, Any]:
     """Import an uploaded CSV exactly as ``hwpareto import CSV --space ... --column ...`` does."""
-    from pareto._importer import import_table, parse_columns
+    from pareto import import_table, parse_columns
 
     if subject_kind not in ("device", "dataset"):
         raise InvalidValueError("--device/--dataset", "device or dataset", subject_kind)
@@ -366,14 +364,14 @@ def make_spec(
     objectives = (quality, *(f"{metric}@{d}" for d in devices))
     budgets = (f"{metric}@{devices[0]} <= {budget:g}",) if budget else ()
     return SearchSpec(
-        name.strip(),
-        space,
-        objectives,
-        budgets,
-        sampler,
-        n_trials,
-        population,
-        seed,
+        name=name.strip(),
+        space=space,
+        objectives=objectives,
+        budgets=budgets,
+        sampler=sampler,
+        n_trials=n_trials,
+        population=population,
+        seed=seed,
         mode=mode,
         fixed=parse_fixed(fixed, store.spaces.get(space)),
     )
@@ -383,10 +381,12 @@ def search_progress(store: Store, name: str, results: Any | None = None) -> dict
     """A search's queue row plus, once its study has trials (``results``, loaded here when not given), the
     stored trial count, feasible count and hypervolume history."""
     row = store.searches.get(name)
+    from pareto import study_results
+
     out: dict[str, Any] = {**asdict(row), "feasible": 0, "stored": 0, "hypervolume": np.empty(0)}
     if results is None:
         try:
-            results = load_study(store, name)
+            results = study_results(store, name)
         except InvalidValueError:  # no study yet (queued, or failed before writing)
             return out
     out["stored"] = len(results.trials)
@@ -400,94 +400,14 @@ def search_progress(store: Store, name: str, results: Any | None = None) -> dict
 def hwpareto_studies(store: Store) -> list[str]:
     """Names of the studies in the store that hwpareto ran, newest first (one query: Optuna's own summaries
     read every trial)."""
-    from pareto._search import SPEC_ATTR
+    from pareto import SPEC_ATTR
 
-    return [study.name for study in _optuna.studies_with_user_attr(store, SPEC_ATTR, count=False)]
+    return [study.name for study in studies_with_user_attr(store, SPEC_ATTR, count=False)]
 
 
 def study_marker(store: Store, study: str) -> tuple[int, int]:
     """(completed trials, newest trial id) of ``study``: changes whenever trials are added (a cache key)."""
-    return _optuna.completed_marker(store, study)
-
-
-class _LazyConfigs(Mapping[int, dict[str, Any]]):
-    """Trial number -> config, read from the store when asked (a 100k-trial study's configs are never all
-    needed to draw it)."""
-
-    def __init__(self, store: Store, study_id: int, numbers: np.ndarray) -> None:
-        self._store, self._study_id = store, study_id
-        self._numbers = frozenset(int(n) for n in numbers)
-        self._cache: dict[int, dict[str, Any]] = {}
-
-    def __getitem__(self, number: int) -> dict[str, Any]:
-        if number not in self._numbers:
-            raise KeyError(number)
-        if number not in self._cache:
-            self.prefetch([number])
-        return self._cache[number]
-
-    def prefetch(self, numbers: Sequence[int]) -> None:
-        """Read the configs of ``numbers`` (completed trials) in one query per 500."""
-        todo = sorted({int(n) for n in numbers} & self._numbers - set(self._cache))
-        self._cache.update(_optuna.user_attr_by_number(self._store, self._study_id, "config", todo))
-
-    def __contains__(self, number: object) -> bool:
-        return number in self._numbers
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(sorted(self._numbers))
-
-    def __len__(self) -> int:
-        return len(self._numbers)
-
-
-def load_study(store: Store, study: str) -> Any:
-    """The same :class:`pareto.StudyResults` as :func:`pareto.study_results`, read with a few bulk queries and
-    configs fetched on demand (a 100,000-trial study loads in well under a second)."""
-    from pareto import StudyResults
-    from pareto._search import SPEC_ATTR, SearchSpec
-
-    found = _optuna.find_study(store, study, SPEC_ATTR)
-    if found is None:
-        raise InvalidValueError("study", "an existing study in the store", study)
-    study_id, doc = found
-    if doc is None:
-        raise InvalidValueError(f"study {study!r}", "a study run by hwpareto (it has no hwpareto settings)", study)
-    spec = SearchSpec.from_dict(json.loads(doc))
-    objectives, budgets = spec.parsed()
-    trials = pd.DataFrame.from_records(
-        _optuna.completed_trials(store, study_id, "config_key"), columns=["trial_id", "number", "key"]
-    )
-    position = pd.Series(np.arange(len(trials)), index=trials["trial_id"].to_numpy(np.int64))
-    frame = pd.DataFrame(
-        {"number": trials["number"].to_numpy(np.int64), "config_key": trials["key"].str.slice(1, -1).to_numpy(object)}
-    )  # JSON strings: "…"
-
-    def completed(table: pd.DataFrame) -> pd.DataFrame:
-        return table[table["trial_id"].isin(position.index)]
-
-    values = np.full((len(trials), len(objectives)), np.nan)
-    stored = completed(_optuna.trial_values(store, study_id))
-    stored = stored[stored["objective"] < len(objectives)]
-    values[position[stored["trial_id"]].to_numpy(), stored["objective"].to_numpy(int)] = stored["value"].to_numpy()
-    for j, o in enumerate(objectives):
-        frame[o.name] = values[:, j]
-    feasible = np.ones(len(trials), dtype=bool)
-    for b in budgets:
-        named = completed(
-            pd.DataFrame.from_records(
-                _optuna.trial_system_attr(store, study_id, _optuna.CONSTRAINT_PREFIX + b.text),
-                columns=["trial_id", "value"],
-            )
-        )
-        violation = np.zeros(len(trials))
-        violation[position[named["trial_id"]].to_numpy()] = named["value"].astype(float).to_numpy()
-        frame[f"budget:{b.text}"] = violation
-        feasible &= violation <= 0
-    frame["feasible"] = feasible
-    return StudyResults(
-        spec, tuple(objectives), tuple(budgets), frame, _LazyConfigs(store, study_id, frame["number"].to_numpy())
-    )
+    return completed_marker(store, study)
 
 
 def study_summary(results: Any) -> dict[str, Any]:
@@ -623,8 +543,7 @@ def typical_costs(store: Store, device: str, space: str, metric: str = "latency_
     if len(values):
         return values
     try:
-        from pareto import Objective
-        from pareto._objectives import Evaluator
+        from pareto import Evaluator, Objective
 
         sp = store.spaces.get(space)
         rng = np.random.default_rng(0)
@@ -642,8 +561,7 @@ def runtime_setting(space: SearchSpace, results: Any, numbers: Sequence[int]) ->
     if not dims:
         return []
     numbers = [int(n) for n in numbers]
-    if isinstance(results.configs, _LazyConfigs):
-        results.configs.prefetch(numbers)
+    results.configs.prefetch(numbers)
     out = []
     for d in dims:
         seen = sorted({results.configs[n][d.name] for n in numbers if d.name in results.configs[n]}, key=float)
@@ -656,8 +574,7 @@ def runtime_setting(space: SearchSpace, results: Any, numbers: Sequence[int]) ->
 def hover_texts(results: Any, numbers: Sequence[int], limit: int = 500) -> dict[int, str]:
     """Trial number → its config as ``dim=value`` text (for the first ``limit`` trials asked; fronts are small)."""
     numbers = [int(n) for n in numbers][:limit]
-    if isinstance(results.configs, _LazyConfigs):
-        results.configs.prefetch(numbers)
+    results.configs.prefetch(numbers)
     out = {}
     for n in numbers:
         values = results.configs[int(n)]

@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from hwpareto.store import _optuna
-from pareto import Store
-from pareto._catalog import delete_study
+from hwpareto.store import Store, completed_trials, find_study
+from pareto import delete_study
 
 __all__ = [
     "budget_columns",
@@ -36,8 +35,8 @@ CONFIG_PREFIX = "cfg:"  # config dims in the trial frame: "cfg:edge0", ...
 def config_frame(store: Store, study: str) -> pd.DataFrame:
     """``number`` and one ``cfg:NAME`` column per config dim of ``study``'s completed trials (one query; list values
     JSON-encoded so every cell is a scalar)."""
-    found = _optuna.find_study(store, study)
-    rows = [] if found is None else _optuna.completed_trials(store, found[0], "config")
+    found = find_study(store, study)
+    rows = [] if found is None else completed_trials(store, found[0], "config")
     records = []
     for _, number, doc in rows:
         if doc is None:

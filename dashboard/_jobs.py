@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Job", "jobs_dir", "list_jobs", "shown_url", "start_job"]
+from hwpareto.store import shown_url
+
+__all__ = ["Job", "jobs_dir", "list_jobs", "start_job"]
 
 # runs the command, then writes its exit code, owner-only (the dashboard reads it; the job outlives the page)
 _RUNNER = (
@@ -38,17 +40,6 @@ def jobs_dir(store_url: str) -> Path:
         or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "hwpareto" / "jobs"
     )
     return Path(base) / hashlib.sha256(shown_url(store_url).encode()).hexdigest()[:12]
-
-
-def shown_url(store_url: str) -> str:
-    """``store_url`` as pages and files may show it: its password as ``***`` (a path or an unparsable URL as is)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(store_url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return store_url
 
 
 def _private(path: Path, text: str) -> None:

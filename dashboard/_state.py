@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from hwpareto.errors import HwparetoError
-from pareto import Store
-from pareto._catalog import STUDY_ONLY, list_all_searches, study_trial_counts
+from hwpareto.store import Store
+from pareto import STUDY_ONLY, list_all_searches, study_trial_counts
 
 __all__ = [
     "STUDY_ONLY",

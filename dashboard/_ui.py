@@ -10,9 +10,8 @@ from typing import Any, NoReturn, TypeVar, cast
 import streamlit as st
 
 from dashboard import _data
-from dashboard._jobs import shown_url
 from hwpareto.errors import HwparetoError
-from pareto import Store, default_store_url
+from hwpareto.store import Store, default_store_url, shown_url
 
 __all__ = [
     "cached",
@@ -35,7 +34,7 @@ T = TypeVar("T")
 
 def store_url() -> str:
     """The store the dashboard shows: ``$HWPARETO_STORE`` (set by ``hwpareto dashboard --store``), else the
-    default SQLite file. It may hold a password: pages show :func:`dashboard._jobs.shown_url` of it."""
+    default SQLite file. It may hold a password: pages show :func:`hwpareto.store.shown_url` of it."""
     return os.environ.get("HWPARETO_STORE") or default_store_url()
 
 
@@ -80,7 +79,9 @@ def next_step(what: str, command: str | None = None) -> None:
 
 @st.cache_resource(show_spinner=False, max_entries=16)  # switching back among a store's studies: no reload
 def _load(url: str, study: str, marker: tuple[int, int]) -> tuple[Any, _data.FrontView | None]:
-    results = _data.load_study(_open(url), study)
+    from pareto import study_results
+
+    results = study_results(_open(url), study)
     view = _data.front_view(results) if len(results.trials) and len(results.objectives) > 1 else None
     return results, view
 

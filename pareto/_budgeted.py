@@ -119,7 +119,7 @@ class BudgetedResult:
 
 
 def _default_factory(seed: int) -> Any:
-    from predictors._accuracy import AccuracyPredictor
+    from predictors import AccuracyPredictor
 
     return AccuracyPredictor(random_state=seed, n_jobs=1)
 

@@ -20,6 +20,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,13 +29,13 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_s
 from optuna.trial import FrozenTrial, TrialState
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store._store import Store
+from hwpareto.store import Store
 from pareto._objectives import Evaluator
 from pareto._reconnect import connection_lost
-from pareto._search import SPEC_ATTR, SearchResult, SearchSpec
+from pareto._search import SPEC_ATTR, ResolvedSearch, SearchResult, SearchSpec
 from supernet import SearchSpace, SubNetConfig
 
-__all__ = ["help_budgeted", "run_budgeted", "validate_budgeted"]
+__all__ = ["ResolvedBudgeted", "help_budgeted", "resolve_budgeted", "run_budgeted"]
 
 HEARTBEAT_S = 2.0
 
@@ -82,11 +83,24 @@ class _EnqueuedOnly(optuna.samplers.BaseSampler):
         )
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class ResolvedBudgeted(ResolvedSearch):
+    """A budgeted search resolved (:func:`resolve_budgeted`): ``evaluator`` holds the cheap objectives (all but the
+    first, and the budgets'), evaluated once on the candidates."""
+
+    oracle: dict[str, float]
+    """Config key -> stored value of the evaluated (first) objective."""
+    candidates: tuple[SubNetConfig, ...]
+    """The oracle's SubNets every budget admits."""
+    cheap: np.ndarray
+    """The candidates' cheap objectives, (len(candidates), len(objectives) - 1)."""
+
+
 def _budgeted_candidates(
-    store: Store, space: SearchSpace, spec: SearchSpec
+    store: Store, space: SearchSpace, spec: SearchSpec, cheap: Evaluator
 ) -> tuple[dict[str, float], list[SubNetConfig], np.ndarray]:
     """The oracle (config key -> stored value of the evaluated objective), the candidates every budget admits and
-    their cheap objectives; a budget no candidate meets is refused (by :func:`validate_spec`, before any write)."""
+    their cheap objectives (on ``cheap``); a budget no candidate meets is refused (before any write)."""
     objectives, budgets = spec.parsed()
     evaluated = objectives[0]
     if evaluated.subject is None:
@@ -107,7 +121,6 @@ def _budgeted_candidates(
     )
     oracle = dict(zip(table["config_key"], table["value"].astype(float), strict=True))
     candidates = [space.validate(json.loads(t)) for t in table["config_json"]]
-    cheap = Evaluator(store, space, [*objectives[1:], *(b.objective for b in budgets)])
     mean, _ = cheap.evaluate(candidates)
     keep = np.ones(len(candidates), dtype=bool)
     for b in budgets:  # budgets on cheap objectives: infeasible candidates never cost an evaluation
@@ -121,13 +134,15 @@ def _budgeted_candidates(
     )
 
 
-def validate_budgeted(store: Store, spec: SearchSpec) -> None:
-    """Check a budgeted spec against the store (the oracle's table, devices, budgets some candidate meets, enough
-    candidates and trials for the initial design) before any write."""
+def resolve_budgeted(store: Store, spec: SearchSpec) -> ResolvedBudgeted:
+    """Check a budgeted spec against the store (devices, the oracle's table, budgets some candidate meets, enough
+    candidates and trials for the initial design) before any write; its cheap objectives are evaluated on the
+    candidates here, once."""
     space = store.spaces.get(spec.space)
     objectives, budgets = spec.parsed()
-    Evaluator(store, space, [o for o in [*objectives, *(b.objective for b in budgets)] if o != objectives[0]])
-    n_candidates = len(_budgeted_candidates(store, space, spec)[1])
+    cheap = Evaluator(store, space, [*objectives[1:], *(b.objective for b in budgets)])
+    oracle, candidates, values = _budgeted_candidates(store, space, spec, cheap)
+    n_candidates = len(candidates)
     initial = spec.budgeted_options.design
     if min(spec.n_trials, n_candidates) < initial:
         raise InvalidValueError(
@@ -135,6 +150,9 @@ def validate_budgeted(store: Store, spec: SearchSpec) -> None:
             f"at least its initial design ({initial}), with as many candidates ({n_candidates} meet the budgets)",
             spec.n_trials,
         )
+    return ResolvedBudgeted(
+        spec, space, tuple(objectives), tuple(budgets), spec.strategy(), cheap, oracle, tuple(candidates), values
+    )
 
 
 class _Budgeted:
@@ -149,11 +167,11 @@ class _Budgeted:
     ``RetryHeartbeatStaleTrialCallback``; a late result of such a trial is refused).
     """
 
-    def __init__(self, store: Store, spec: SearchSpec, heartbeat_s: float) -> None:
-        self.spec = spec
-        self.space = store.spaces.get(spec.space)
-        self.objectives = spec.parsed()[0]
-        self.oracle, self.candidates, self.cheap = _budgeted_candidates(store, self.space, spec)
+    def __init__(self, store: Store, resolved: ResolvedBudgeted, heartbeat_s: float) -> None:
+        spec = self.spec = resolved.spec
+        self.space = resolved.space
+        self.objectives = list(resolved.objectives)
+        self.oracle, self.candidates, self.cheap = resolved.oracle, list(resolved.candidates), resolved.cheap
         self.delay_s = spec.budgeted_options.eval_delay_s
         self.storage = _heartbeat_storage(store, heartbeat_s)
         try:
@@ -295,15 +313,22 @@ class _Budgeted:
 
 
 def run_budgeted(
-    store: Store, spec: SearchSpec, *, heartbeat: Callable[[int], bool] | None = None, heartbeat_s: float = HEARTBEAT_S
+    store: Store,
+    search: SearchSpec | ResolvedSearch,
+    *,
+    heartbeat: Callable[[int], bool] | None = None,
+    heartbeat_s: float = HEARTBEAT_S,
 ) -> SearchResult:
     """Coordinate an evaluation-budgeted search (helpers join with :func:`help_budgeted`): exactly
-    ``min(n_trials, candidates)`` SubNets are evaluated, each once (see :class:`_Budgeted`)."""
+    ``min(n_trials, candidates)`` SubNets are evaluated, each once (see :class:`_Budgeted`). A spec is resolved
+    here (:func:`resolve_budgeted`)."""
     from pareto._budgeted import BudgetedAcquisition, enqueue_batch
     from predictors import SpaceFeatures
 
     start = time.monotonic()
-    job = _Budgeted(store, spec, heartbeat_s)
+    spec = search.spec if isinstance(search, ResolvedSearch) else search
+    resolved = search if isinstance(search, ResolvedBudgeted) else resolve_budgeted(store, spec)
+    job = _Budgeted(store, resolved, heartbeat_s)
     before = len(job.results())
     options = spec.budgeted_options
     features = SpaceFeatures(space=job.space).fit_transform(job.candidates)
@@ -370,7 +395,7 @@ def help_budgeted(
     store: Store, spec: SearchSpec, *, keep_going: Callable[[], bool], heartbeat_s: float = HEARTBEAT_S
 ) -> int:
     """Evaluate waiting trials of a running budgeted search while ``keep_going()``; returns trials evaluated."""
-    job = _Budgeted(store, spec, heartbeat_s)
+    job = _Budgeted(store, resolve_budgeted(store, spec), heartbeat_s)
     n = 0
     while keep_going():
         if job.evaluate_waiting():

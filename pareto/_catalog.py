@@ -9,8 +9,7 @@ import json
 from typing import Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store import SearchRecord, Store
-from hwpareto.store._optuna import find_study, studies_with_user_attr
+from hwpareto.store import SearchRecord, Store, find_study, studies_with_user_attr
 from pareto._objectives import parse_budget, parse_objective
 from pareto._search import SPEC_ATTR
 

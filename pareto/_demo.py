@@ -26,14 +26,22 @@ import numpy as np
 from hwpareto.errors import HwparetoError
 from hwpareto.predictor_key import PredictorKey
 from hwpareto.resources import data_path
-from hwpareto.store._optuna import find_study
-from hwpareto.store._store import Store
+from hwpareto.store import Store, find_study
 from supernet import SearchSpace
 
 if TYPE_CHECKING:
     from pareto._search import SearchSpec
 
-__all__ = ["DEMO_SPACES", "HF_OPTIONS", "SIM_DEVICES", "DemoSpace", "default_budget_ms", "demo_space", "run_demo"]
+__all__ = [
+    "DEMO_SPACES",
+    "HF_OPTIONS",
+    "SIM_DEVICES",
+    "DemoSpace",
+    "default_budget_ms",
+    "demo_space",
+    "describe_demo",
+    "run_demo",
+]
 
 DATA = data_path()
 SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", "cim-reram")
@@ -151,7 +159,7 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
     from pareto._importer import import_table, parse_columns
     from pareto._objectives import parse_objective
     from pareto._search import SearchSpec, run_surrogate
-    from predictors._service import train_accuracy
+    from predictors import train_accuracy
     from profilers import LOCAL_CPU, build_lut, device_spec, import_lut_csv
 
     start = time.monotonic()
@@ -284,7 +292,7 @@ DESCRIBED_COSTS = ("latency_ms", "decode_ms_per_token", "prefill_ms", "energy_mj
 """The cost columns of :func:`describe` (None where a space's search has no such objective)."""
 
 
-def describe(choices: list[Choice]) -> list[dict[str, Any]]:
+def describe_demo(choices: list[Choice]) -> list[dict[str, Any]]:
     """JSON-ready rows of the chosen SubNets (same columns for every space and device; ``quality`` is the value of
     each demo space's own metric ``quality_metric``, see :data:`DEMO_SPACES`; ``budget_metric <= budget_ms`` is
     the budget; one column per cost metric of :data:`DESCRIBED_COSTS`; an LLM's ``runtime`` setting)."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.resources import data_path
-from hwpareto.store._records import CheckpointRecord
+from hwpareto.store import CheckpointRecord
 from supernet import SearchSpace, SubNetConfig, get_space, installed_spaces, space_document, space_from_document
 from supernet.llama import HFCausalLMSpace
 
@@ -464,7 +464,7 @@ _FOLDER_FIELDS = ("path", "weights_sha256", "tokenizer_files_sha256")
 def _save_llm(module: Any, folder: Path, tokenizer: dict[str, _Copied]) -> dict[str, Any]:
     """Write the transformers SubNet ``module`` into ``folder`` with the model folder's ``tokenizer`` files (name →
     contents, from :func:`_tokenizer_files`); what the bundle's ``config.json`` records about it."""
-    from supernet.llama._model import SUBNET_FILE, save_subnet
+    from supernet.llama import SUBNET_FILE, save_subnet
 
     with _no_progress_bars():
         save_subnet(module, folder)
@@ -480,7 +480,7 @@ def _tokenizer_files(space: HFCausalLMSpace, source: Path) -> dict[str, _Copied]
     :data:`MAX_COPIED_BYTES`, read once and checked against the SHA-256 recorded at registration when the space
     records them (a file changed, added or removed since is refused: register the folder again). A file others may
     not read stays private in the bundle (0600, not 0644): a hard link to a private file would otherwise publish it."""
-    from supernet.llama._config import COPIED_FILES, contained
+    from supernet.llama import COPIED_FILES, contained
 
     recorded = space.tokenizer_files_sha256
     out: dict[str, _Copied] = {}
@@ -597,7 +597,7 @@ def _export_prefill_onnx(model: nn.Module, example: Any, out: Path, torch: Any) 
     """The prefill graph ``input_ids → logits`` (batch and length dynamic) as ``out/model.onnx``; the names of the
     files written. Past 2 GB torch writes every weight as a file of its own beside the graph: they are gathered
     into :data:`ONNX_DATA_FILE`."""
-    from supernet.llama._model import PrefillLogits
+    from supernet.llama import PrefillLogits
 
     with tempfile.TemporaryDirectory(dir=out, prefix=".onnx-") as tmp:
         path = Path(tmp) / ONNX_FILE
@@ -771,9 +771,9 @@ def _folder_files(folder: Path) -> set[str]:
 
 def _bundle_doc(folder: Path) -> dict[str, Any]:
     """A bundle's ``config.json``: a plain file (not a symlink, FIFO or device) of at most
-    :data:`~supernet._safeload.MAX_FILE_BYTES` (its size checked before it is read), parsed by the bounded JSON
+    :data:`~hwpareto.safeload.MAX_FILE_BYTES` (its size checked before it is read), parsed by the bounded JSON
     reader (nesting depth, integer digits)."""
-    from supernet._safeload import MAX_FILE_BYTES, load_json
+    from hwpareto.safeload import MAX_FILE_BYTES, load_json
 
     path = folder / CONFIG_FILE
     try:
@@ -806,10 +806,10 @@ def _bundle_space(folder: Path, doc: dict[str, Any]) -> SearchSpace:
 
 def _load_llm(folder: Path, space: HFCausalLMSpace, config: SubNetConfig) -> nn.Module:
     """The ``model/`` folder of an LLM bundle, its tensors' shapes checked against the SubNet ``config`` needs."""
-    from supernet.llama import _model
+    from supernet import llama
 
-    model = _model.load_subnet(folder / HF_FOLDER)
-    skeleton = _model.build_model(space.config, space.arch_of(config), meta=True)
+    model = llama.load_subnet(folder / HF_FOLDER)
+    skeleton = llama.build_model(space.config, space.arch_of(config), meta=True)
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for name in [*expected, *(k for k in got if k not in expected)]:  # in the model's order
@@ -910,7 +910,7 @@ def _check_model_files(folder: Path, space: SearchSpace, listed: dict[str, str])
     the tokenizer files of the model folder the SuperNet was found in (read as an export reads them, checked
     against the hashes the bundle records). No output comparison sees a tokenizer: it maps text to the ids the
     comparison feeds."""
-    from supernet.llama._config import COPIED_FILES
+    from supernet.llama import COPIED_FILES
 
     path = space.path if isinstance(space, HFCausalLMSpace) else None
     try:
@@ -1127,7 +1127,7 @@ def _file_sha256(path: Path) -> str | None:
 
 def _tokenizer_sha256(path: Path) -> dict[str, Any] | None:
     """The SHA-256 of each tokenizer file a model folder's export copies (None when they cannot be read)."""
-    from supernet.llama._config import copied_files, file_sha256
+    from supernet.llama import copied_files, file_sha256
 
     try:
         return {f.name: file_sha256(f) for f in copied_files(path)} if path.is_dir() else None
@@ -1137,7 +1137,7 @@ def _tokenizer_sha256(path: Path) -> dict[str, Any] | None:
 
 def _folder_sha256(path: Path) -> str | None:
     """The weights hash of a Hugging Face model folder as its space records it (None when it has no weights)."""
-    from supernet.llama._config import weight_files, weights_sha256
+    from supernet.llama import weight_files, weights_sha256
 
     try:
         return weights_sha256(weight_files(path)) if path.is_dir() else None

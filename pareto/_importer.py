@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store import MeasurementIn, Store, WriteResult
-from hwpareto.store._tables import open_table
+from hwpareto.store import MeasurementIn, Store, WriteResult, open_table
 from supernet import SearchSpace, check_metric_value, check_name
 
 __all__ = ["ColumnMap", "ImportReport", "import_table", "parse_columns"]

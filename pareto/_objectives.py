@@ -34,7 +34,7 @@ import numpy as np
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.predictor_key import PredictorKey
-from hwpareto.store._store import Store
+from hwpareto.store import Store
 from supernet import PHASE_METRICS, LayerCounts, SearchSpace, SubNetConfig
 
 __all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "cost_metrics", "parse_budget", "parse_objective"]
@@ -122,7 +122,8 @@ def parse_budget(text: str) -> Budget:
 
 class Evaluator:
     """Evaluates objectives (and budget metrics) on batches of configs: ``evaluate(configs) -> (mean, std)``
-    arrays of shape (n, n_metrics), in the order of ``metrics``. Results are cached per config key."""
+    arrays of shape (n, n_metrics), in the order of ``metrics``. Results are cached per config key. What it needs
+    from the store (predictors, LUTs) is read when it is built: evaluating reads nothing."""
 
     def __init__(self, store: Store, space: SearchSpace, metrics: Sequence[Objective]) -> None:
         from predictors import load_model
@@ -135,7 +136,6 @@ class Evaluator:
         """The stored predictor each predicted metric uses (a device's few-shot transfer included)."""
         self._models: dict[Objective, Any] = {}
         self._luts: dict[Objective, Any] = {}
-        self._store = store
         stored = {p.name for p in store.predictors.list(space.name)}
         keys = [k for k in (PredictorKey.of(p, space=space.name) for p in sorted(stored)) if k is not None]
         for m in self.metrics:
@@ -204,7 +204,7 @@ class Evaluator:
             )
             for j, m in enumerate(self.metrics):
                 if m in self._models:
-                    mean[:, j], std[:, j] = self._models[m].predict(self._store, todo)
+                    mean[:, j], std[:, j] = self._models[m].predict(todo)
                 elif m in self._luts:
                     # a missing layer raises MissingLutError naming the SubNet, the layer and the profile command
                     mean[:, j] = self._luts[m].metric_sums(self.space, todo, m.metric, counts)

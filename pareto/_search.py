@@ -28,7 +28,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import KW_ONLY, asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,8 @@ import optuna
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.options import SEARCH, BudgetedOptions, SearchOptions
-from hwpareto.store._optuna import (
+from hwpareto.store import (
+    Store,
     TrialRow,
     bulk_add_trials,
     completed_marker,
@@ -46,7 +47,6 @@ from hwpareto.store._optuna import (
     set_study_system_attr,
     study_id,
 )
-from hwpareto.store._store import Store
 from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
 from pareto._strategies import (
     GENERATION_KEY,
@@ -59,17 +59,18 @@ from pareto._strategies import (
     strategy_class,
     violation,
 )
-from supernet import SubNetConfig, check_name
+from supernet import SearchSpace, SubNetConfig, check_name
 
 __all__ = [
     "GENERATION_KEY",
     "NSGA3_GENERATION_KEY",
     "PARENT_CACHE_PREFIX",
+    "ResolvedSearch",
     "SearchResult",
     "SearchSpec",
     "load_trials",
+    "resolve_surrogate",
     "run_surrogate",
-    "validate_surrogate",
 ]
 
 SPEC_ATTR = "hwpareto"
@@ -79,14 +80,15 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class SearchSpec:
     """What to search: space, objectives (``METRIC[@SUBJECT]``), budgets (``OBJECTIVE <= BOUND``), the strategy
-    (``sampler``) and trial count. ``name`` is the Optuna study name. Defaults: :data:`hwpareto.options.SEARCH`;
-    ``options`` are a budgeted search's :class:`hwpareto.options.BudgetedOptions` (stored canonical), none for a
-    surrogate search."""
+    (``sampler``) and trial count; the fields after ``budgets`` are keyword-only. ``name`` is the Optuna study
+    name. Defaults: :data:`hwpareto.options.SEARCH`; ``options`` are a budgeted search's
+    :class:`hwpareto.options.BudgetedOptions` (stored canonical), none for a surrogate search."""
 
     name: str
     space: str
     objectives: tuple[str, ...]
     budgets: tuple[str, ...] = ()
+    _: KW_ONLY
     sampler: str = SEARCH.sampler
     n_trials: int = SEARCH.n_trials
     population: int = SEARCH.population
@@ -164,6 +166,21 @@ class SearchSpec:
         return {k: v for k, v in theirs.items() if k != "n_trials"} == {
             k: v for k, v in self.to_dict().items() if k != "n_trials"
         }
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ResolvedSearch:
+    """A spec checked against the store once, with what running it needs: its space, objectives and budgets
+    parsed, its strategy class and its evaluator (predictors and LUTs loaded; a budgeted search's holds the cheap
+    objectives), its budgets probed. :func:`pareto._worker.validate_spec` builds it; whatever runs the search
+    reuses it, so a search builds one evaluator and probes its budgets once."""
+
+    spec: SearchSpec
+    space: SearchSpace
+    objectives: tuple[Objective, ...]
+    budgets: tuple[Budget, ...]
+    strategy: type[Strategy]
+    evaluator: Evaluator
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,21 +330,27 @@ def _name_metrics(study: optuna.Study, objectives: Sequence[Objective]) -> None:
 
 # ---------------------------------------------------------------------------------------------------- run
 def run_surrogate(
-    store: Store, spec: SearchSpec, *, progress: Progress | None = None, heartbeat: Callable[[int], bool] | None = None
+    store: Store,
+    search: SearchSpec | ResolvedSearch,
+    *,
+    progress: Progress | None = None,
+    heartbeat: Callable[[int], bool] | None = None,
 ) -> SearchResult:
-    """Run (or resume) the search until its study holds ``n_trials`` completed trials. ``heartbeat(done)`` is
-    called after every generation; when it returns False (another worker took the search over) the run stops."""
+    """Run (or resume) the search until its study holds ``n_trials`` completed trials; a spec is resolved here
+    (:func:`resolve_surrogate`) unless its study is finished. ``heartbeat(done)`` is called after every generation;
+    when it returns False (another worker took the search over) the run stops."""
     start = time.monotonic()
-    space = store.spaces.get(spec.space)
-    objectives, budgets = spec.parsed()
+    spec = search.spec if isinstance(search, ResolvedSearch) else search
+    store.spaces.get(spec.space)  # an unknown space is refused first, even for a finished study
     store.optuna_storage()  # creates Optuna's tables in a new store
     have = completed_marker(store, spec.name)[0]
-    if have >= spec.n_trials:  # finished: nothing to evaluate, so no predictors loaded and no budget probe
-        _study(store, spec, objectives)  # still refuses a study of that name with other settings
+    if have >= spec.n_trials:  # finished: nothing to evaluate (a spec is not resolved: no predictor loaded)
+        _study(store, spec, spec.parsed()[0])  # still refuses a study of that name with other settings
         return SearchResult(spec.name, have, 0, time.monotonic() - start)
-    evaluator = Evaluator(store, space, [*objectives, *(b.objective for b in budgets)])
+    resolved = search if isinstance(search, ResolvedSearch) else resolve_surrogate(store, spec)
+    space, evaluator, strategy_cls = resolved.space, resolved.evaluator, resolved.strategy
+    objectives, budgets = list(resolved.objectives), list(resolved.budgets)
     dists = {d.name: d.distribution() for d in space.dimensions}
-    _check_budgets(Genome(space, spec.fixed), evaluator, budgets, spec.seed)
     study = _study(store, spec, objectives)
     stored, values, constraints = load_trials(store, spec.name)
     have = len(stored)
@@ -337,7 +360,6 @@ def run_surrogate(
     values = values[kept, : len(objectives)] if len(values) else np.empty((0, len(objectives)))
     constraints = constraints[kept] if constraints.size else np.empty((len(kept), len(budgets)))
     problem = Problem(space, tuple(o.direction for o in objectives), tuple(b.text for b in budgets), spec.fixed)
-    strategy_cls = spec.strategy()
     strategy = strategy_cls(problem, spec.search_options, configs, values, constraints)
     # the elite trials, written as each generation's parents where Optuna's NSGA-II looks for them
     ids = np.array([stored[i]["trial_id"] for i in kept], dtype=np.int64)
@@ -401,13 +423,14 @@ def run_surrogate(
     return SearchResult(spec.name, have, added, time.monotonic() - start, note)
 
 
-def validate_surrogate(store: Store, spec: SearchSpec) -> None:
+def resolve_surrogate(store: Store, spec: SearchSpec) -> ResolvedSearch:
     """Check a surrogate spec against the store (space, devices, LUTs, predictors, fixed dimensions, budgets some
-    SubNet meets) before any write."""
+    SubNet meets) before any write; its evaluator is built and its budgets probed here, once."""
     space = store.spaces.get(spec.space)
     objectives, budgets = spec.parsed()
     evaluator = Evaluator(store, space, [*objectives, *(b.objective for b in budgets)])
     _check_budgets(Genome(space, spec.fixed), evaluator, budgets, spec.seed)
+    return ResolvedSearch(spec, space, tuple(objectives), tuple(budgets), spec.strategy(), evaluator)
 
 
 BUDGET_PROBE = 256

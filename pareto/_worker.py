@@ -23,13 +23,11 @@ from typing import NamedTuple
 
 import optuna
 
-from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store import SearchRecord
-from hwpareto.store._optuna import completed_marker
-from hwpareto.store._store import Store
-from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, run_budgeted, validate_budgeted, worker_id
+from hwpareto.errors import InvalidValueError
+from hwpareto.store import SearchRecord, Store, completed_marker
+from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, resolve_budgeted, run_budgeted, worker_id
 from pareto._reconnect import Reconnect, StoreConnectionLost, connection_lost
-from pareto._search import SearchResult, SearchSpec, run_surrogate, validate_surrogate
+from pareto._search import ResolvedSearch, SearchResult, SearchSpec, resolve_surrogate, run_surrogate
 
 __all__ = ["MODES", "Mode", "run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
 
@@ -39,13 +37,14 @@ STALE_AFTER_S = 15.0
 class Mode(NamedTuple):
     """How the worker runs a search of one ``SearchSpec.mode``."""
 
-    validate: Callable[[Store, SearchSpec], None]
-    """Check the spec against the store before any write."""
+    resolve: Callable[[Store, SearchSpec], ResolvedSearch]
+    """Check the spec against the store before any write and resolve it (evaluator built, budgets probed)."""
     run: Callable[..., SearchResult]
-    """``run(store, spec, *, heartbeat)``: run (or resume) a claimed search; ``heartbeat(done)`` False stops it."""
+    """``run(store, search, *, heartbeat)``: run (or resume) a claimed search, a spec (resolved there) or one
+    ``resolve`` returned; ``heartbeat(done)`` False stops it."""
 
 
-MODES = {"surrogate": Mode(validate_surrogate, run_surrogate), "budgeted": Mode(validate_budgeted, run_budgeted)}
+MODES = {"surrogate": Mode(resolve_surrogate, run_surrogate), "budgeted": Mode(resolve_budgeted, run_budgeted)}
 
 
 def completed_trials(store: Store, name: str) -> int | None:
@@ -56,18 +55,24 @@ def completed_trials(store: Store, name: str) -> int | None:
         return None
 
 
-def validate_spec(store: Store, spec: SearchSpec) -> None:
+def validate_spec(store: Store, spec: SearchSpec) -> ResolvedSearch:
     """Check a spec against the store (space, fixed dimensions, then what its mode needs: devices, LUTs,
-    predictors, budgets some SubNet meets) before any write, so a refused search leaves no row behind."""
+    predictors, budgets some SubNet meets) before any write, so a refused search leaves no row behind. Returns it
+    resolved (:class:`~pareto._search.ResolvedSearch`), for :func:`run_now` to reuse."""
     space = store.spaces.get(spec.space)
     for name, value in spec.fixed.items():
         space.dimension(name).coerce(value, space.name)
-    MODES[spec.mode].validate(store, spec)
+    return MODES[spec.mode].resolve(store, spec)
 
 
 def submit(store: Store, spec: SearchSpec) -> SearchRecord:
     """Queue ``spec`` (validated first); a name used by another search or study is refused."""
     validate_spec(store, spec)
+    return _queue(store, spec)
+
+
+def _queue(store: Store, spec: SearchSpec) -> SearchRecord:
+    """Add a validated ``spec`` to the queue; a name used by another search or study is refused."""
     try:
         optuna.load_study(study_name=spec.name, storage=store.optuna_storage())
     except KeyError:
@@ -77,17 +82,21 @@ def submit(store: Store, spec: SearchSpec) -> SearchRecord:
     return store.searches.submit(spec.name, spec.space, spec.to_dict(), spec.n_trials)
 
 
-def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], None] | None = None) -> SearchResult:
-    """Run ``spec`` in this process, recorded in the searches table like a queued one. The same name with the
-    same settings resumes (a finished search adds nothing); with other settings it is refused."""
-    validate_spec(store, spec)
+def run_now(
+    store: Store, search: SearchSpec | ResolvedSearch, *, progress: Callable[[int, int], None] | None = None
+) -> SearchResult:
+    """Run a search in this process (a spec is validated first; one :func:`validate_spec` resolved is reused),
+    recorded in the searches table like a queued one and ended by the rule of :func:`_run_claimed`. The same name
+    with the same settings resumes (a finished search adds nothing); with other settings it is refused."""
+    resolved = search if isinstance(search, ResolvedSearch) else validate_spec(store, search)
+    spec = resolved.spec
     me = worker_id()
     try:
         existing = store.searches.get(spec.name)
     except InvalidValueError:
         existing = None
     if existing is None:
-        submit(store, spec)
+        _queue(store, spec)
     elif not spec.same_search(existing.params):
         raise InvalidValueError("search name", "a name not used by a search with other settings", spec.name)
     store.searches.requeue(spec.name, spec.n_trials)  # a finished or failed search runs again; no-op if running
@@ -95,8 +104,28 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
         raise InvalidValueError(
             f"search {spec.name!r}", "not running elsewhere", f"running on {store.searches.get(spec.name).worker}"
         )
-    alive = _Beat(store, spec.name, me, HEARTBEAT_S)
-    retry = Reconnect(store.url, lambda m: None)
+    return _run_claimed(store, resolved, me, Reconnect(store.url, lambda m: None), progress=progress)
+
+
+def _run_claimed(
+    store: Store,
+    search: SearchSpec | ResolvedSearch,
+    me: str,
+    retry: Reconnect,
+    *,
+    heartbeat_s: float = HEARTBEAT_S,
+    progress: Callable[[int, int], None] | None = None,
+    log: Callable[[str], None] = lambda m: None,
+) -> SearchResult:
+    """Run a search this process claimed (:func:`run_now`, :func:`run_worker`), with heartbeats, and record how
+    it ended; says so on ``log``. The one rule: done when the run returns; any exception but a lost store
+    connection (an interrupt included) records it failed with the error, then is raised again. A lost connection
+    that does not come back, or a run stopped because the search is no longer this process's (cancelled, taken
+    over), records nothing: the search stays as it is (a worker takes a running one over once its heartbeats are
+    stale)."""
+    spec = search.spec if isinstance(search, ResolvedSearch) else search
+    log(f"{me}: running search {spec.name} ({spec.mode}, {spec.n_trials} trials)")
+    alive = _Beat(store, spec.name, me, heartbeat_s)
 
     def beat(done: int) -> bool:
         if progress is not None:
@@ -105,19 +134,29 @@ def run_now(store: Store, spec: SearchSpec, *, progress: Callable[[int, int], No
 
     try:
         result = retry(
-            f"running search {spec.name}", lambda: MODES[spec.mode].run(store, spec, heartbeat=beat), lambda: alive.done
+            f"running search {spec.name}",
+            lambda: MODES[spec.mode].run(store, search, heartbeat=beat),
+            lambda: alive.done,
         )
     except StoreConnectionLost:
-        alive.stop()  # the store is gone: the search stays running, and a worker takes it over once it is back
-        raise
+        raise  # the search stays running
     except BaseException as exc:
-        alive.stop()
-        store.searches.finish(
-            spec.name, me, "failed", str(exc) or type(exc).__name__, trials_done=completed_trials(store, spec.name)
+        if not alive.owned:  # the run stopped because the search is no longer this process's
+            log(f"{me}: search {spec.name} stopped: cancelled or taken over by another worker")
+            raise
+        error = str(exc) or type(exc).__name__
+        retry(
+            "recording the search failed",
+            lambda: store.searches.finish(
+                spec.name, me, "failed", error, trials_done=completed_trials(store, spec.name)
+            ),
         )
+        log(f"{me}: search {spec.name} failed: {error}")
         raise
-    alive.stop()
+    finally:
+        alive.stop()
     retry("recording the search done", lambda: store.searches.finish(spec.name, me, "done", trials_done=result.total))
+    log(f"{me}: search {spec.name} done: {result.total} trials ({result.added} new)")
     return result
 
 
@@ -156,44 +195,15 @@ def run_worker(
                 return completed
             sleep(poll_s)
             continue
-        if _run_claimed(store, SearchSpec.from_dict(row.params), me, heartbeat_s, retry, log):
+        try:
+            _run_claimed(store, SearchSpec.from_dict(row.params), me, retry, heartbeat_s=heartbeat_s, log=log)
+        except StoreConnectionLost:
+            raise  # the search stays running: another worker takes it over once its heartbeats are stale
+        except Exception:
+            pass  # recorded failed (or found no longer this worker's) and said on log: on to the next search
+        else:
             completed += 1
         idle_since = clock()  # the idle clock starts when a search ends, not when it was claimed
-
-
-def _run_claimed(
-    store: Store, spec: SearchSpec, me: str, heartbeat_s: float, retry: Reconnect, log: Callable[[str], None]
-) -> bool:
-    """Run a search this worker claimed and record how it ended; True when it is done. A failed search is
-    recorded failed; a lost store connection that does not come back raises, leaving the search running."""
-    log(f"{me}: running search {spec.name} ({spec.mode}, {spec.n_trials} trials)")
-    alive = _Beat(store, spec.name, me, heartbeat_s)
-    try:
-        result = retry(
-            f"running search {spec.name}",
-            lambda: MODES[spec.mode].run(store, spec, heartbeat=alive.progress),
-            lambda: alive.done,
-        )
-    except StoreConnectionLost:
-        raise  # the search stays running: another worker takes it over once its heartbeats are stale
-    except HwparetoError as exc:
-        if not alive.owned:  # the run stopped because the search is no longer this worker's
-            log(f"{me}: search {spec.name} stopped: cancelled or taken over by another worker")
-            return False
-        error = str(exc)
-        retry(
-            "recording the search failed",
-            lambda: store.searches.finish(
-                spec.name, me, "failed", error, trials_done=completed_trials(store, spec.name)
-            ),
-        )
-        log(f"{me}: search {spec.name} failed: {exc}")
-        return False
-    finally:
-        alive.stop()
-    retry("recording the search done", lambda: store.searches.finish(spec.name, me, "done", trials_done=result.total))
-    log(f"{me}: search {spec.name} done: {result.total} trials ({result.added} new)")
-    return True
 
 
 def _help_one(

@@ -11,9 +11,9 @@ from typing import Any
 from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError, Registry
 from hwpareto.resources import data_path
+from hwpareto.safeload import load_yaml
 from profilers._base import Backend, DeviceSpec
 from supernet import check_name
-from supernet._safeload import load_yaml
 
 __all__ = [
     "LOCAL_CPU",
@@ -30,7 +30,6 @@ __all__ = [
 
 PRESETS_DIR = data_path("devices")
 LOCAL_CPU = "cpu-local"
-MEASURED_KINDS = ("cpu", "cuda", "npu", "cim", "fake")
 
 _KEYS = {"name", "kind", "backend", "description", "params", "references"}
 FILE_PARAMS = ("hardware", "mapping")  # parameters naming a file the backend reads (zigzag)
@@ -41,11 +40,24 @@ def _check_backend(name: str, obj: object) -> type[Backend]:
     if not (isinstance(obj, type) and issubclass(obj, Backend)) or inspect.isabstract(obj):
         got = f"class {obj.__qualname__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
         raise PluginError(f"hwpareto.backends plugin {name!r}: expected a concrete Backend subclass, got {got}")
+    if not isinstance(getattr(obj, "measures", None), bool) or not _kinds(getattr(obj, "kinds", None)):
+        raise PluginError(
+            f"hwpareto.backends plugin {name!r}: expected class attributes kinds (a tuple of device kind names) and "
+            "measures (True: times real hardware, False: simulates)"
+        )
     if getattr(obj, "name", None) != name:
         raise PluginError(
             f"hwpareto.backends plugin {name!r}: expected a Backend named {name!r}, got {getattr(obj, 'name', None)!r}"
         )
     return obj
+
+
+def _kinds(kinds: object) -> bool:
+    """Whether ``kinds`` is a non-empty tuple of valid names."""
+    try:
+        return isinstance(kinds, tuple) and bool(kinds) and all(check_name("kind", k) for k in kinds)
+    except InvalidValueError:
+        return False
 
 
 _BACKENDS: Registry[type[Backend]] = Registry("hwpareto.backends", "device.backend", _check_backend)
@@ -86,9 +98,7 @@ def device_from_dict(doc: Any, source: str = "device spec") -> DeviceSpec:
             raise InvalidValueError(f"{source}: {required}", "a value (required field)", "nothing")
     name = doc["name"]
     check_name(f"{source}: name", name)
-    kind = doc["kind"]
-    if kind not in MEASURED_KINDS:
-        raise InvalidValueError(f"{source}: kind", "one of " + ", ".join(MEASURED_KINDS), kind)
+    kind = check_name(f"{source}: kind", doc["kind"])  # its backend says which kinds it serves
     backend = doc["backend"]
     if backend not in _BACKENDS:
         raise InvalidValueError(f"{source}: backend", "one of " + ", ".join(backend_names()), backend)

@@ -20,8 +20,8 @@ import numpy as np
 from scipy import sparse
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from hwpareto.store import LUT_COLUMNS, Store
-from hwpareto.store._tables import csv_safe, open_table
+from hwpareto.safeload import parse_json
+from hwpareto.store import LUT_COLUMNS, Store, csv_safe, open_table
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
 from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
 from supernet import (
@@ -34,7 +34,6 @@ from supernet import (
     check_name,
     metric_range,
 )
-from supernet._safeload import parse_json
 
 __all__ = [
     "LUT_SCHEMES",
@@ -74,7 +73,7 @@ def device_spec(store: Store, name: str, *, register: bool = True) -> DeviceSpec
         if stored.kind == "imported":
             raise InvalidValueError(
                 f"device {name!r}",
-                "a measurable device (cpu, cuda, npu, cim, fake); it was imported from a table",
+                "a device with a backend; it was imported from a table",
                 "kind imported",
             )
         spec = device_from_dict(stored.spec, source=f"stored device {name!r}")
@@ -192,7 +191,7 @@ def build_lut(
     universe = space.layer_universe(restrict)
     have = set(store.luts.get(device.name, batch)["layer_key"])
     todo = [s for s in universe if s.key not in have]
-    source = "measured" if device.kind in ("cpu", "cuda") else "simulated"
+    source = backend.source
     pending: list[dict[str, Any]] = []
     failed: list[tuple[str, str]] = []
     done = 0
@@ -290,7 +289,7 @@ def measure_subnets(
     backend = backend_for(device)
     backend.check()
     items = list(configs)
-    source = "measured" if device.kind in ("cpu", "cuda") else "simulated"
+    source = backend.source
     for i, cfg in enumerate(items, start=1):
         cost = backend.measure_subnet(space, cfg, batch)
         figures: list[tuple[str, float, float | None, int]] = [

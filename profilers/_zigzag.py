@@ -64,11 +64,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.safeload import parse_yaml, read_bytes
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError, param
 from profilers._devices import PRESETS_DIR
 from profilers._vector import attention_operands, vector_work
 from supernet import LayerSpec, SearchSpace, SubNetConfig
-from supernet._safeload import parse_yaml, read_bytes
 
 __all__ = ["ZIGZAG_DIR", "ZigZagBackend"]
 
@@ -109,6 +109,7 @@ class ZigZagBackend(Backend):
 
     name = "zigzag"
     kinds = ("npu", "cim")
+    measures = False
     parallel = True
 
     def __init__(self, device: DeviceSpec) -> None:

@@ -9,14 +9,18 @@ from supernet._declarative import (
     space_from_dict,
     space_from_document,
 )
+from supernet._files import check_output_file
 from supernet._memory import check_memory
 from supernet._registry import BUILTIN_SPACES, get_space, installed_spaces, list_spaces, register_space
+from supernet._resume import CHECKPOINT_EVERY_S, CHECKPOINT_EVERY_STEPS, latest_step
 from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
 from supernet._types import ACTIVATIONS, OPS, PHASE_METRICS, Dimension, LayerSpec, SubNetConfig, unique_layers
 
 __all__ = [
     "ACTIVATIONS",
     "BUILTIN_SPACES",
+    "CHECKPOINT_EVERY_S",
+    "CHECKPOINT_EVERY_STEPS",
     "NAME_CHARS",
     "OPS",
     "PHASE_METRICS",
@@ -31,9 +35,11 @@ __all__ = [
     "check_memory",
     "check_metric_value",
     "check_name",
+    "check_output_file",
     "distinct_configs",
     "get_space",
     "installed_spaces",
+    "latest_step",
     "list_spaces",
     "load_space_file",
     "metric_range",

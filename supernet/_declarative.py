@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.safeload import load_yaml
 from supernet._checks import check_name
-from supernet._safeload import load_yaml
 from supernet._space import SearchSpace
 from supernet._types import MAX_CHOICES, Dimension
 

@@ -24,8 +24,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from hwpareto.errors import HwparetoError
+from hwpareto.safeload import load_json
 from supernet._files import safetensors_bytes, write_synced
-from supernet._safeload import load_json
 
 if TYPE_CHECKING:
     import torch

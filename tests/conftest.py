@@ -15,7 +15,7 @@ from psycopg import sql
 from sqlalchemy import URL, make_url
 
 if TYPE_CHECKING:
-    from pareto import Store
+    from hwpareto.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -106,7 +106,7 @@ def store_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     """An initialised store on each backend, closed after the test."""
-    from pareto import Store
+    from hwpareto.store import Store
 
     with Store.open(store_url) as opened:
         yield opened

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import optuna
 
-from pareto import MeasurementIn, Store
+from hwpareto.store import MeasurementIn, Store
 from pareto._search import SearchSpec
 from pareto._worker import run_now
 from predictors import train_accuracy, train_latency

@@ -209,9 +209,9 @@ def test_bad_input_is_one_line(
 
 
 def test_shipped_files_are_within_the_limits() -> None:
+    from hwpareto.safeload import load_yaml
     from profilers import presets
     from profilers._zigzag import ZIGZAG_DIR
-    from supernet._safeload import load_yaml
 
     assert presets()
     for path in sorted(ZIGZAG_DIR.rglob("*.yaml")):
@@ -323,7 +323,7 @@ def test_alias_bomb_parses_in_bounded_memory_and_time(tmp_path: Path) -> None:
         import resource, sys
         resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
         from hwpareto.errors import HwparetoError
-        from supernet._safeload import load_yaml
+        from hwpareto.safeload import load_yaml
         try:
             load_yaml({str(tmp_path / "bomb.yaml")!r}, "device file")
         except HwparetoError as exc:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from sqlalchemy import create_engine, inspect, text
 
 from hwpareto.errors import InvalidValueError
-from pareto import SchemaError, Store
+from hwpareto.store import SchemaError, Store
 from pareto._export import _sha256, record_checkpoint
 from pareto._search import SearchSpec
 from pareto._worker import run_now

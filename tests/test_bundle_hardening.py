@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
-from pareto import Store
+from hwpareto.store import Store
 from pareto._export import _sha256, export_subnet
 from supernet import get_space
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pareto import Store
+from hwpareto.store import Store
 from tests._cli import hw_text as hw
 from tests.test_llama_export import _model_folder
 

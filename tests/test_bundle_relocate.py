@@ -86,7 +86,7 @@ def test_an_llm_bundle_finds_its_model_folder_by_hash(
     folder, _ = _model_folder(tmp_path)
     hw("space", "from-hf", folder, "--name", "tf", "--uniform", "--prompt-len", "12", "--gen-len", "8",
        "--store", sqlite_url)  # fmt: skip
-    from pareto import Store
+    from hwpareto.store import Store
 
     with Store.open(sqlite_url) as store:
         sp = store.spaces.get("tf")

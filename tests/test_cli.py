@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from pareto import SchemaError, Store
+from hwpareto.store import SchemaError, Store
 from pareto._export import load_subnet, verify_bundle
 from supernet import get_space
 from tests._cli import hw

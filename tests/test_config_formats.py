@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
-from pareto import Store
+from hwpareto.store import Store
 from pareto._analysis import study_results
 from pareto._search import SearchSpec, run_surrogate
 from profilers import DeviceSpec, backend_for, build_lut

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from dashboard import _data, _figures, _jobs, streamlit_command
 from hwpareto.cli import app as cli
 from hwpareto.errors import HwparetoError
-from pareto import Store, study_results
+from hwpareto.store import Store
+from pareto import study_results
 from pareto._search import SearchSpec
 from supernet import get_space
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
@@ -367,35 +368,14 @@ def test_csv_upload_errors_match_the_cli(dash_url: str, tmp_path: Path, monkeypa
 
 
 # ---------------------------------------------------------------------------------------------------- data and figures
-def test_fast_loader_matches_study_results(dash_url: str) -> None:
+def test_study_list_and_marker(dash_url: str) -> None:
     db = Store.open(dash_url)
-    fast, slow = _data.load_study(db, STUDY), study_results(db, STUDY)
-    pd.testing.assert_frame_equal(fast.trials, slow.trials)
-    assert len(fast.configs) == len(slow.configs) and all(fast.configs[n] == slow.configs[n] for n in (0, 17, 299))
-    assert fast.operating_points("edge", 3) == slow.operating_points("edge", 3)
     assert _data.hwpareto_studies(db) == [STUDY] and _data.study_marker(db, STUDY)[0] == 300
-    with pytest.raises(HwparetoError, match="study: expected an existing study in the store, got 'nope'"):
-        _data.load_study(db, "nope")
-
-
-def test_fast_loader_on_each_backend(store: Store) -> None:
-    from pareto._search import run_surrogate
-
-    add_fake(store, "edge")
-    run_surrogate(
-        store,
-        SearchSpec(
-            "s", "nb201", ("params:max", "latency_ms@edge"), ("latency_ms@edge <= 5",), n_trials=60, population=20
-        ),
-    )
-    fast, slow = _data.load_study(store, "s"), study_results(store, "s")
-    pd.testing.assert_frame_equal(fast.trials, slow.trials)
-    assert fast.configs[59] == slow.configs[59] and _data.hwpareto_studies(store) == ["s"]
 
 
 def test_config_document_validates(dash_url: str, tmp_path: Path) -> None:
     db = Store.open(dash_url)
-    doc = _data.config_document(db, _data.load_study(db, STUDY), 5)
+    doc = _data.config_document(db, study_results(db, STUDY), 5)
     assert set(doc) == {"space", "key", "values"} and get_space(doc["space"]).validate(doc["values"]).key == doc["key"]
     (tmp_path / "c.json").write_text(json.dumps(doc))
     result = CliRunner().invoke(cli, ["validate", "nb201", str(tmp_path / "c.json"), "--json"])

@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 
 from dashboard import streamlit_command
-from pareto import Store, study_results
+from hwpareto.store import Store
+from pareto import study_results
 from supernet import get_space
 from tests.dashboard_store import LLM_STUDY, STUDY, add_llm_study, build_store, safe_extract
 

@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import _data, _figures
-from pareto import Store, non_dominated_mask, study_results
+from hwpareto.store import Store
+from pareto import non_dominated_mask, study_results
 from pareto._search import SearchSpec
 from tests.dashboard_store import STUDY
 

@@ -10,7 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard import _data
-from pareto import Store, study_results
+from hwpareto.store import Store
+from pareto import study_results
 from pareto._search import SearchSpec
 from tests.dashboard_store import STUDY, add_fake
 

@@ -14,7 +14,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import _data
 from hwpareto.errors import InvalidValueError
-from pareto import Store, cost_metrics, parse_objective
+from hwpareto.store import Store
+from pareto import cost_metrics, parse_objective, study_results
 from profilers import Lut
 from supernet import get_space
 from tests.test_llama_space import _board_lut, _imported_tiny
@@ -185,7 +186,7 @@ def test_operating_point_table_is_named_by_its_metric(llm_study_url: str) -> Non
     from tests.dashboard_store import LLM_STUDY
 
     with Store.open(llm_study_url) as store:
-        results = _data.load_study(store, LLM_STUDY)
+        results = study_results(store, LLM_STUDY)
     for cost in ("decode_ms_per_token@board", "prefill_ms@board"):
         table = _data.operating_point_frame(results, cost, 4)
         metric = cost.partition("@")[0]

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from dashboard import _jobs, _state
 from hwpareto.cli import app as cli
 from hwpareto.errors import HwparetoError
-from pareto import Store
+from hwpareto.store import Store
 from pareto._search import SPEC_ATTR, SearchSpec
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
 from tests.test_dashboard import ROOT, page, texts, wait_for

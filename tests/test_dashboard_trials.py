@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import _data, _explore
 from hwpareto.errors import InvalidValueError
-from pareto import Store
+from hwpareto.store import Store
+from pareto import study_results
 from pareto._search import SearchSpec
 from tests.dashboard_store import STUDY
 
@@ -23,7 +24,7 @@ ACC, EDGE, SERVER = "test_acc_pct@cifar10", "latency_ms@edge", "latency_ms@serve
 @pytest.fixture
 def frame(dash_url: str) -> tuple[object, pd.DataFrame]:
     with Store.open(dash_url) as db:
-        results = _data.load_study(db, STUDY)
+        results = study_results(db, STUDY)
         return results, _explore.trial_frame(results.trials, _explore.config_frame(db, STUDY))
 
 
@@ -148,11 +149,11 @@ def test_trials_page_filters_importance_parallel_and_confirmed_deletion(dash_url
     at.run()
     assert not at.exception
     with Store.open(dash_url) as db:
-        n = len(_data.load_study(db, STUDY).trials)
+        n = len(study_results(db, STUDY).trials)
     assert any(f"of {n:,} trials match" in c.value for c in at.caption)
     at.selectbox(key="trials_feasible").set_value("feasible").run()
     with Store.open(dash_url) as db:
-        feasible = int(_data.load_study(db, STUDY).trials["feasible"].sum())
+        feasible = int(study_results(db, STUDY).trials["feasible"].sum())
     assert any(f"{feasible:,} of {n:,} trials match" in c.value for c in at.caption)
     at.toggle(key="trials_importance").set_value(True).run()
     assert not at.exception
@@ -184,7 +185,7 @@ def _npu_scale_study(url: str) -> pd.DataFrame:
         db.devices.add("npu", "fake", spec.to_dict(), backend_for(spec).describe())
         build_lut(db, spec, get_space("nb201"), workers=1)
         run_now(db, SearchSpec("npu-scale", "nb201", (ACC, NPU), n_trials=60, population=20))
-        return _data.load_study(db, "npu-scale").trials
+        return study_results(db, "npu-scale").trials
 
 
 def test_range_steps_end_exactly_at_the_data_at_every_scale() -> None:

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
-from pareto import Store
+from hwpareto.store import Store
 from pareto._demo import DEMO_SPACES, DESCRIBED_COSTS, SIM_DEVICES, demo_space
 from pareto._export import verify_bundle
 

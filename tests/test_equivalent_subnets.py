@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
+from hwpareto.store import Store
 from hwpareto.store._optuna import TrialRow, bulk_add_trials, study_id
-from pareto import Store
 from pareto._analysis import study_results
 from pareto._search import SearchSpec, load_trials, run_surrogate
 from profilers import DeviceSpec, backend_for, build_lut

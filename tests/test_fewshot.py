@@ -612,7 +612,7 @@ def test_op_costs_on_nb201_follow_a_simulated_accelerator(tmp_path: Path, shared
     """NB201 with its 13 measured devices known and a ZigZag-simulated NPU (its LUT-sums over the space's layers)
     as the new device, HELP's 10 references: the op-cost model on the space's additive costs is chosen and ranks
     the cells far better than the mix alone (benchmarks/bench_fewshot.py: 0.941 -> 0.999 Spearman)."""
-    from pareto import Store
+    from hwpareto.store import Store
     from predictors import SpaceFeatures, additive_costs
     from predictors._service import lut_sums
     from profilers import build_lut, device_spec

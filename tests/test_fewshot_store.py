@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from hwpareto.errors import InvalidValueError
-from pareto import MeasurementIn, Store
+from hwpareto.store import MeasurementIn, Store
 from predictors._service import (
     KNOWN_MIN_SUBNETS,
     choose_known,
@@ -182,7 +182,7 @@ def test_measured_values_first_then_the_known_devices_own_predictor(store: Store
     measured = store.measurements.measured_table("nb201", "latency_ms", ["gpu-a", "board-p"])
     np.testing.assert_array_equal(values[:, 0], measured.loc[[c.key for c in configs], "gpu-a"])
     np.testing.assert_array_equal(values[[0, 2, 3], 1], measured.loc[[configs[i].key for i in (0, 2, 3)], "board-p"])
-    predicted = load_model(store, "latency_ms:nb201:board-p").predict(store, [ALL[1]])[0]
+    predicted = load_model(store, "latency_ms:nb201:board-p").predict([ALL[1]])[0]
     assert values[1, 1] == predicted[0]
     again: list[tuple[int, int, str]] = []
     train_latency(store, "new-x", SPACE, few_shot=10, progress=lambda *a: again.append(a))
@@ -270,7 +270,7 @@ def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> N
     evaluator = Evaluator(store, SPACE, [parse_objective("latency_ms@new-x")])
     assert evaluator.sources[parse_objective("latency_ms@new-x")] == "predictor latency_ms:nb201:new-x:fewshot10"
     mean, _ = evaluator.evaluate(ALL[:50])
-    expected = load_model(store, "latency_ms:nb201:new-x:fewshot10").predict(store, ALL[:50])[0]
+    expected = load_model(store, "latency_ms:nb201:new-x:fewshot10").predict(ALL[:50])[0]
     np.testing.assert_array_equal(mean[:, 0], expected)
 
 
@@ -388,8 +388,8 @@ def test_the_transfer_fits_its_op_cost_model_on_the_space_costs(store: Store) ->
         "op_cost_weight": model.estimator.cost_weight_,
         "set_aside": [],
     }
-    np.testing.assert_array_equal(model.features(store, configs)[:, -9:], costs)
-    pred = model.predict(store, configs)[0]
+    np.testing.assert_array_equal(model.features(configs)[:, -9:], costs)
+    pred = model.predict(configs)[0]
     assert spearmanr(pred, _latency_ms(NEW["new-z"], configs)).statistic > 0.999
 
 

@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import insert
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.store import Store
 from hwpareto.store._models import Device
 from hwpareto.store._tables import csv_safe, write_wide_csv
-from pareto import Store
 from pareto._search import SearchSpec, load_trials
 from pareto._worker import run_now
 from profilers import DeviceSpec, backend_for, build_lut, load_device_file

@@ -1,15 +1,26 @@
 """The layers of docs/ARCHITECTURE.md, enforced over every import in the code (function-level and TYPE_CHECKING
-imports included): nothing imports a layer above its own, and no group of modules imports itself in a circle."""
+imports included): nothing imports a layer above its own, no group of modules imports itself in a circle, and a
+package's private modules are imported from inside that package only (its ``__init__`` is the door)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # bottom to top; a module belongs to the longest matching prefix
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("hwpareto", "hwpareto.errors", "hwpareto.plugins", "hwpareto.resources", "hwpareto.options", "hwpareto.data"),
+    (
+        "hwpareto",
+        "hwpareto.errors",
+        "hwpareto.plugins",
+        "hwpareto.resources",
+        "hwpareto.options",
+        "hwpareto.safeload",
+        "hwpareto.data",
+    ),
     ("supernet",),
     ("hwpareto.store",),
     ("profilers",),
@@ -19,6 +30,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("hwpareto.cli",),
 )
 TOP_LEVEL = ("hwpareto", "supernet", "profilers", "predictors", "pareto", "dashboard")
+# the packages whose private modules (a ``_name`` part) only they import; subpackages (supernet.llama,
+# dashboard.views) belong to their package. tests/ and benchmarks/ are not checked: they test and time internals.
+PACKAGES = ("hwpareto", "hwpareto.store", "hwpareto.cli", *TOP_LEVEL[1:])
 
 
 def _module_name(path: Path) -> str:
@@ -135,3 +149,75 @@ def test_the_checker_sees_what_it_checks() -> None:
     assert layer_of("hwpareto.cli.search") > layer_of("dashboard") > layer_of("pareto._search")
     assert layer_of("hwpareto.store._db") < layer_of("profilers") and layer_of("hwpareto.errors") == 0
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def _package_of(module: str) -> str:
+    return max((p for p in PACKAGES if module == p or module.startswith(p + ".")), key=len)
+
+
+def _private(module: str) -> bool:
+    return any(part.startswith("_") and not part.startswith("__") for part in module.split("."))
+
+
+def test_private_modules_are_imported_from_their_package_only() -> None:
+    """``from pkg._private import x`` / ``import pkg._private`` from another package: 0 such imports."""
+    found = sorted(
+        f"{m} imports {t}"
+        for m, targets in _graph().items()
+        for t in targets
+        if _private(t) and _package_of(t) != _package_of(m)
+    )
+    assert not found, "private modules imported from another package (import from its __init__):\n" + "\n".join(found)
+
+
+def _lazy_doors() -> dict[str, tuple[dict[str, str], dict[str, str], set[str]]]:
+    """Per ``__init__`` with a ``_LAZY`` table: that table, its ``TYPE_CHECKING`` imports (name -> module) and
+    ``__all__``."""
+    out = {}
+    for module, path in _modules().items():
+        if path.name != "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        lazy: dict[str, str] = {}
+        typed: dict[str, str] = {}
+        exported: set[str] = set()
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                if node.targets[0].id == "_LAZY":
+                    lazy = eval(compile(ast.Expression(node.value), str(path), "eval"))  # a literal table
+                elif node.targets[0].id == "__all__":
+                    exported = set(ast.literal_eval(node.value))
+            elif isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+                for imp in node.body:
+                    if isinstance(imp, ast.ImportFrom) and imp.module:
+                        typed |= {a.asname or a.name: imp.module for a in imp.names}
+        if lazy:
+            out[module] = (lazy, typed, exported)
+    return out
+
+
+def test_lazy_names_are_typed_and_exported() -> None:
+    """A name a package serves on first use (module ``__getattr__``) is also imported under ``TYPE_CHECKING`` from
+    the same module, so type checkers see it typed, not ``Any``; and it is in ``__all__``."""
+    doors = _lazy_doors()
+    assert {"pareto", "hwpareto.store", "supernet.llama"} <= set(doors)
+    for module, (lazy, typed, exported) in doors.items():
+        assert lazy == typed, f"{module}: _LAZY and the TYPE_CHECKING imports differ"
+        assert set(lazy) <= exported, f"{module}: lazy names missing from __all__: {sorted(set(lazy) - exported)}"
+
+
+def test_the_command_line_and_the_doors_do_not_import_optuna_or_torch() -> None:
+    code = (
+        "import sys, hwpareto.cli, hwpareto.store, pareto, supernet, supernet.llama; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'optuna', 'torch'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_private_import_check_sees_what_it_checks() -> None:
+    assert "pareto._objectives" in _graph()["pareto._analysis"]  # private imports are seen (allowed: same package)
+    assert _private("hwpareto.store._optuna") and not _private("hwpareto.store")
+    assert _package_of("supernet.llama._model") == _package_of("supernet._types") == "supernet"
+    assert _package_of("hwpareto.store._optuna") != _package_of("pareto._analysis")
+    assert _package_of("hwpareto.safeload") == "hwpareto" != _package_of("hwpareto.cli.search")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pareto import Store
+from hwpareto.store import Store
 from pareto._objectives import Evaluator, parse_objective
 from profilers import DeviceSpec, Lut, MissingLutError, backend_for, build_lut
 from supernet import get_space

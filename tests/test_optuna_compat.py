@@ -16,8 +16,8 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 import pytest
 
+from hwpareto.store import Store
 from hwpareto.store._optuna import study_id
-from pareto import Store
 from pareto._analysis import study_results
 from pareto._search import GENERATION_KEY, PARENT_CACHE_PREFIX, SearchSpec, run_surrogate
 from profilers import DeviceSpec, backend_for, build_lut

@@ -73,6 +73,7 @@ from profilers import Backend, Cost
 class TinyBackend(Backend):
     name = "tiny-sim"
     kinds = ("npu",)
+    measures = False
 
     def measure_layer(self, spec, batch=1):
         return Cost(float(spec.macs * batch) / 1e6)
@@ -82,6 +83,27 @@ class TinyBackend(Backend):
 
     def describe(self):
         return {"simulator": "tiny", "params": dict(self.device.params)}
+
+
+# a device kind hwpareto's core has never heard of, timed on (pretend) real hardware
+class FpgaBackend(Backend):
+    name = "tiny-fpga"
+    kinds = ("fpga",)
+    measures = True
+
+    def measure_layer(self, spec, batch=1):
+        return Cost(1.0 + spec.macs * batch / 1e6, 0.01)
+
+    def measure_subnet(self, space, config, batch=1):
+        return Cost(2.0 + space.macs(config) * batch / 1e6, 0.02)
+
+    def describe(self):
+        return {"board": "tiny-fpga"}
+
+
+class Unmeasured(TinyBackend):
+    name = "tiny-unmeasured"
+    measures = None
 
 
 class Unrelated:
@@ -129,6 +151,8 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             },
             "hwpareto.backends": {
                 "tiny-sim": "hwp_tiny_backend:TinyBackend",
+                "tiny-fpga": "hwp_tiny_backend:FpgaBackend",
+                "tiny-unmeasured": "hwp_tiny_backend:Unmeasured",
                 "tiny-unrelated": "hwp_tiny_backend:Unrelated",
                 "tiny-missing": "hwp_tiny_backend:Nothing",
             },
@@ -264,7 +288,7 @@ def test_a_broken_space_plugin_spoils_no_cli_listing(broken_plugin: str, tmp_pat
 
 def test_a_broken_space_plugin_is_left_out_of_dashboard_lists(broken_plugin: str, tmp_path: Path) -> None:
     from dashboard import _data, _state
-    from pareto import Store
+    from hwpareto.store import Store
 
     with Store.open(str(tmp_path / "store.db")) as store:
         spaces, warnings = _data.space_choices(store)
@@ -288,9 +312,30 @@ def test_third_party_backend_is_discovered(third_party: Path) -> None:
     assert backend.measure_layer(LayerSpec("linear", cin=1000, cout=1000)) == Cost(1.0)
 
 
+def test_a_plugin_backend_brings_its_own_device_kind(third_party: Path, tmp_path: Path) -> None:
+    from hwpareto.store import Store
+    from tests._cli import hw
+
+    (tmp_path / "fpga.yaml").write_text("name: fpga0\nkind: fpga\nbackend: tiny-fpga\n")
+    url = str(tmp_path / "fpga.db")
+    hw("device", "add", tmp_path / "fpga.yaml", "--store", url)
+    hw("profile", "--device", "fpga0", "--space", "nb201", "--store", url)
+    with Store.open(url) as store:
+        assert store.devices.get("fpga0").kind == "fpga"
+        lut = store.luts.get("fpga0")
+        assert len(lut) == len(get_space("nb201").layer_universe()) and set(lut["source"]) == {"measured"}
+    with pytest.raises(InvalidValueError, match=r"kind: expected one of fpga for backend tiny-fpga, got 'npu'"):
+        device_from_dict({"name": "f", "kind": "npu", "backend": "tiny-fpga"})
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
+        (
+            "tiny-unmeasured",
+            r"^hwpareto\.backends plugin 'tiny-unmeasured': expected class attributes kinds .* and measures "
+            r"\(True: times real hardware, False: simulates\)$",
+        ),
         (
             "tiny-unrelated",
             r"^hwpareto\.backends plugin 'tiny-unrelated': expected a concrete Backend subclass, "
@@ -315,6 +360,7 @@ def test_unknown_backend_lists_the_plugins(third_party: Path) -> None:
 class _Coded(Backend):
     name = "coded"
     kinds = ("fake",)
+    measures = False
 
     def measure_layer(self, spec: LayerSpec, batch: int = 1) -> Cost:
         return Cost(2.0)

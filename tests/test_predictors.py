@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError, InvalidValueError
-from pareto import MeasurementIn, Store
+from hwpareto.store import MeasurementIn, Store
 from predictors import (
     LatencyPredictor,
     check_drift,
@@ -194,7 +194,7 @@ def test_few_shot_transfer_through_the_store(store: Store) -> None:
     # 150 of 15,625 cells measured: their own predictors (trained, and said so) fill in the rest
     assert report.known is not None and report.known.predicted == model.known
     unseen = [space.from_index(i) for i in (3, 30, 300)]
-    mean, std = model.predict(store, unseen)
+    mean, std = model.predict(unseen)
     truth = np.array([backend_for(new).measure_subnet(space, c).latency_ms for c in unseen])
     assert np.all(np.abs(mean - truth) / truth < 0.2) and np.all(std >= 0)
     with pytest.raises(InvalidValueError, match="--few-shot: expected at least 3"):
@@ -212,7 +212,7 @@ def test_train_accuracy_and_uncertainty(store: Store) -> None:
     )
     report = train_accuracy(store, space, metric="test_acc_pct")
     assert report.name == "test_acc_pct:nb201:toyset" and report.validation["kendall_tau"] > 0.5
-    mean, std = load_model(store, report.name).predict(store, [space.largest(), space.smallest()])
+    mean, std = load_model(store, report.name).predict([space.largest(), space.smallest()])
     assert mean[0] > mean[1] and np.all(std > 0)
 
 

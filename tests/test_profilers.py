@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from pareto import Store
+from hwpareto.store import Store
 from profilers import (
     LOCAL_CPU,
     Cost,
@@ -56,7 +56,8 @@ def register(store: Store, spec: DeviceSpec) -> DeviceSpec:
     ("doc", "message"),
     [
         ({"kind": "cpu", "backend": "torch-cpu"}, "name: expected a value"),
-        ({"name": "x", "kind": "gpu", "backend": "torch-cpu"}, "kind: expected one of cpu, cuda, npu, cim, fake"),
+        ({"name": "x", "kind": "gpu", "backend": "torch-cpu"}, "kind: expected one of cpu for backend torch-cpu"),
+        ({"name": "x", "kind": "g p u", "backend": "torch-cpu"}, "kind: expected letters, digits"),
         ({"name": "x", "kind": "cpu", "backend": "tflite"}, "backend: expected one of .*torch-cpu.*, got 'tflite'"),
         ({"name": "x y", "kind": "cpu", "backend": "torch-cpu"}, "name: expected letters"),
         ({"name": "x", "kind": "cpu", "backend": "torch-cpu", "colour": 1}, "expected only the keys"),

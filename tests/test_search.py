@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from hwpareto.errors import InvalidValueError
-from pareto import Store
+from hwpareto.store import Store
 from pareto._analysis import export_trial, study_results
 from pareto._objectives import parse_budget, parse_objective
 from pareto._pareto import hypervolume
@@ -142,7 +142,7 @@ def test_a_budget_only_the_smallest_subnets_meet_is_accepted(edgetpu: Store) -> 
     """On mbv3-digits x npu-edgetpu no random SubNet of a 256-probe comes under 0.005 ms, yet the smallest SubNet
     (0.0039 ms) does: the budget is accepted and searched; one below the smallest SubNet is refused naming it."""
     from pareto._objectives import Evaluator
-    from pareto._search import validate_surrogate
+    from pareto._search import resolve_surrogate
 
     space = get_space("mbv3-digits")
     evaluator = Evaluator(edgetpu, space, [parse_objective("latency_ms@npu-edgetpu")])
@@ -158,12 +158,11 @@ def test_a_budget_only_the_smallest_subnets_meet_is_accepted(edgetpu: Store) -> 
         n_trials=300,
         population=50,
     )
-    validate_surrogate(edgetpu, s)
-    run_surrogate(edgetpu, s)
+    run_surrogate(edgetpu, resolve_surrogate(edgetpu, s))
     assert (study_results(edgetpu, "tight").trials["latency_ms@npu-edgetpu"] <= 0.005).any()
     below = SearchSpec("below", "mbv3-digits", s.objectives, (f"latency_ms@npu-edgetpu <= {smallest * 0.9:.6g}",))
     with pytest.raises(InvalidValueError, match=rf"best reachable value found: {smallest:.4g}\)"):
-        validate_surrogate(edgetpu, below)
+        resolve_surrogate(edgetpu, below)
 
 
 def test_budget_local_search_reaches_the_minimum_from_anywhere(edgetpu: Store) -> None:

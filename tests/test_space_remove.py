@@ -10,7 +10,7 @@ import optuna
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
-from pareto import MeasurementIn, Store
+from hwpareto.store import MeasurementIn, Store
 from pareto._search import SPEC_ATTR, SearchSpec
 from supernet import DeclarativeSpace, Dimension, get_space
 

@@ -17,7 +17,7 @@ import pytest
 from hwpareto.errors import InvalidValueError
 from hwpareto.options import BUDGETED, SEARCH, BudgetedOptions, SearchOptions
 from hwpareto.plugins import Registry
-from pareto import Store
+from hwpareto.store import Store
 from pareto import _strategies as strategies
 from pareto._search import SearchSpec, load_trials, run_surrogate
 from pareto._strategies import GENERATION_KEY, STRATEGIES, Problem, Strategy, register_strategy, strategy_class

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError, InvalidValueError
-from pareto import Store
+from hwpareto.store import Store
 from pareto._export import load_supernet
 from pareto._importer import ColumnMap, import_table
 from supernet import get_space

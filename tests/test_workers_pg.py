@@ -16,9 +16,9 @@ import numpy as np
 import optuna
 import pytest
 
-from pareto import MeasurementIn, Store
+from hwpareto.store import MeasurementIn, Store
 from pareto._budgeted import enqueue_batch
-from pareto._budgeted_study import _Budgeted
+from pareto._budgeted_study import _Budgeted, resolve_budgeted
 from pareto._search import SearchSpec, load_trials
 from pareto._worker import submit
 from profilers import DeviceSpec, backend_for, build_lut
@@ -134,7 +134,9 @@ def test_three_workers_survive_a_sigkill(pg_url: str, tmp_path: Path) -> None:
 
 def _job(url: str) -> tuple[Store, _Budgeted]:
     store = Store.open(url)
-    return store, _Budgeted(store, SearchSpec.from_dict(store.searches.get("dist").params), 1.0)
+    return store, _Budgeted(
+        store, resolve_budgeted(store, SearchSpec.from_dict(store.searches.get("dist").params)), 1.0
+    )
 
 
 def test_only_the_oldest_trial_of_a_subnet_runs(store_url: str) -> None:

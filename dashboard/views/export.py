@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import _data, _state, _ui
 from hwpareto.errors import HwparetoError
-from hwpareto.store._tables import csv_safe
+from hwpareto.store import csv_safe
 
 st.title("Export")
 db = _ui.store()

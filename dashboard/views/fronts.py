@@ -7,8 +7,9 @@ import json
 
 import streamlit as st
 
-from dashboard import _data, _figures, _jobs, _state, _ui
+from dashboard import _data, _figures, _state, _ui
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.store import shown_url
 
 st.title("Fronts")
 db = _ui.store()
@@ -69,7 +70,7 @@ if view is None:
     _ui.write_url("fronts", {"study": study, "trial": None, "cost": None})
     _ui.next_step(
         "This study has no completed trials (or a single objective) to draw yet; watch it on the Search page.",
-        f"hwpareto searches --store {_jobs.shown_url(_ui.store_url())}",
+        f"hwpareto searches --store {shown_url(_ui.store_url())}",
     )
     _ui.stop()
 runtime = _data.runtime_setting(db.spaces.get(results.spec.space), results, view.fronts[view.costs[0]]["number"])

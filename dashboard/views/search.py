@@ -10,8 +10,7 @@ import streamlit as st
 from dashboard import _data, _figures, _jobs, _state, _ui
 from hwpareto.errors import HwparetoError
 from hwpareto.options import SEARCH
-from pareto import cost_metrics, submit
-from pareto._strategies import STRATEGIES
+from pareto import STRATEGIES, cost_metrics, submit
 
 st.title("Search")
 db = _ui.store()

@@ -185,7 +185,7 @@ def resolve_space(name: str, store_url: str | None) -> SearchSpace:
 
 
 def read_json(path: Path, what: str) -> Any:
-    from supernet._safeload import load_json
+    from hwpareto.safeload import load_json
 
     return load_json(path, what)
 
@@ -221,7 +221,7 @@ def config_printer(space: SearchSpace, fmt: str) -> Callable[[SubNetConfig], dic
         raise InvalidValueError("--format", " or ".join(CONFIG_FORMATS), fmt)
     if fmt == "hwpareto":
         return lambda config: dict(config.values)
-    from supernet.mbv3._ofa import ofa_dict, ofa_form
+    from supernet.mbv3 import ofa_dict, ofa_form
 
     ofa_form(space)
     return functools.partial(ofa_dict, space)
@@ -257,7 +257,7 @@ def read_configs(sp: SearchSpace, path: Path) -> list[Any]:
         except csv_module.Error as exc:
             raise HwparetoError(f"configs {path}: not a readable CSV ({exc})") from None
         return [at_row(i + 2, functools.partial(sp.from_record, row)) for i, row in enumerate(rows)]
-    from supernet._safeload import parse_json, read_text
+    from hwpareto.safeload import parse_json, read_text
 
     lines = read_text(path, "configs", max_bytes=256 * 1024 * 1024).splitlines()
     out = []

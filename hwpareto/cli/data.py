@@ -50,7 +50,7 @@ def import_csv(
     json_out: JsonOpt = False,
 ) -> None:
     """Import a third-party measurement table (idempotent; bad rows reported by row number, nothing half-written)."""
-    from pareto._importer import import_table, parse_columns
+    from pareto import import_table, parse_columns
 
     exactly_one("--device/--dataset", device, dataset)
     s = open_store(store)
@@ -139,7 +139,7 @@ def measurements(
     if out is not None:
         if space is None:
             raise InvalidValueError("--space", "a space name when --out is given", "none")
-        from hwpareto.store._tables import write_wide_csv
+        from hwpareto.store import write_wide_csv
 
         n = write_wide_csv(s, s.spaces.get(space), out, subject=subject, subject_kind=kind, metric=metric)
         typer.echo(f"wrote {n} SubNets to {out}")

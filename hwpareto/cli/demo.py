@@ -42,7 +42,7 @@ def demo(
     dashboard on 127.0.0.1."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pareto._demo import describe, run_demo
+    from pareto import describe_demo, run_demo
 
     quiet_optuna()
 
@@ -60,7 +60,7 @@ def demo(
             return lambda done: bars.update(task, completed=done)
 
         choices = run_demo(s, out, step=step, bar=bar, n_trials=trials, seed=seed)
-    rows = describe(choices)
+    rows = describe_demo(choices)
 
     def human() -> None:
         columns = [c for c in rows[0] if c not in ("study", "bundle")] if rows else []

@@ -55,7 +55,7 @@ def device_add(
     parameters is refused with the differences, unless --replace."""
     from dataclasses import replace as with_name
 
-    from pareto._catalog import studies_using
+    from pareto import studies_using
     from profilers import backend_for, load_device_file, local_cpu_spec
 
     exactly_one("FILE/--local-cpu", file, local_cpu)

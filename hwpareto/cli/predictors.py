@@ -219,7 +219,7 @@ def reference_set_cmd(
     if out is not None:
         import pandas as pd
 
-        from hwpareto.store._tables import csv_safe
+        from hwpareto.store import csv_safe
 
         frame = pd.DataFrame([{**sp.to_record(c), "config_key": c.key, metric: None} for c in configs])
         try:
@@ -268,7 +268,7 @@ def predict(
     if out is not None:
         import pandas as pd
 
-        from hwpareto.store._tables import csv_safe
+        from hwpareto.store import csv_safe
 
         records = pd.DataFrame([sp.to_record(c) for c in configs])
         try:

@@ -69,8 +69,7 @@ def search(
     """Run (or queue) a multi-objective search stored as an Optuna study in the store."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from pareto._search import SearchSpec
-    from pareto._worker import run_now, submit, validate_spec
+    from pareto import SearchSpec, run_now, submit, validate_spec
 
     quiet_optuna()
     s = open_store(store)
@@ -80,28 +79,28 @@ def search(
         dim, value = parse_pair(item, "--fix", "DIM=VALUE")
         fixed[dim] = sp.dimension(dim).coerce(parse_scalar(value), sp.name)
     spec = SearchSpec(
-        name or f"{space}-{'-'.join(o.split('@')[0] for o in objective)}-{seed}",
-        space,
-        tuple(objective),
-        tuple(budget or ()),
-        sampler,
-        trials,
-        population,
-        seed,
-        mode,
-        fixed,
-        BudgetedOptions(batch=batch).to_dict() if mode == "budgeted" else {},
+        name=name or f"{space}-{'-'.join(o.split('@')[0] for o in objective)}-{seed}",
+        space=space,
+        objectives=tuple(objective),
+        budgets=tuple(budget or ()),
+        sampler=sampler,
+        n_trials=trials,
+        population=population,
+        seed=seed,
+        mode=mode,
+        fixed=fixed,
+        options=BudgetedOptions(batch=batch).to_dict() if mode == "budgeted" else {},
     )
     if queue:
         row = submit(s, spec)
         typer.echo(f"queued search {row.name!r}: start workers with hwpareto worker --store {s.url}")
         return
-    validate_spec(s, spec)
+    resolved = validate_spec(s, spec)  # checked, its evaluator built and its budgets probed once, for the run
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=json_out
     ) as bar:
         task = bar.add_task(spec.name, total=spec.n_trials)
-        result = run_now(s, spec, progress=lambda done, total: bar.update(task, completed=done))
+        result = run_now(s, resolved, progress=lambda done, total: bar.update(task, completed=done))
     info = {
         "study": result.study,
         "trials": result.total,
@@ -125,7 +124,7 @@ def worker(
     store: StoreOpt = None,
 ) -> None:
     """Run queued searches from the store (any number of workers, on any machine sharing a PostgreSQL store)."""
-    from pareto._worker import run_worker
+    from pareto import run_worker
 
     quiet_optuna()
     # A connection the server ended (pg_terminate_backend, a restart) fails its rollback when it goes back to the
@@ -158,7 +157,7 @@ def searches(
     e.g. the demo's); --cancel NAME cancels one first (its trials so far stay in its study)."""
     from dataclasses import asdict
 
-    from pareto._catalog import list_all_searches
+    from pareto import list_all_searches
 
     if cancel is not None:
         row = open_store(store).searches.cancel(cancel)
@@ -186,7 +185,7 @@ def dashboard(
     import ipaddress
 
     from dashboard import serve
-    from dashboard._jobs import shown_url
+    from hwpareto.store import shown_url
 
     url = store or open_store(store).url  # the default store is created (and checked) before serving
     try:
@@ -222,8 +221,8 @@ def front(
     Each SubNet's config (--json: ``config``; --csv: one column per dimension, or OFA's keys with --format ofa)."""
     import json
 
-    from hwpareto.store._tables import csv_safe
-    from pareto._analysis import study_results
+    from hwpareto.store import csv_safe
+    from pareto import study_results
 
     quiet_optuna()
     s = open_store(store)
@@ -244,6 +243,7 @@ def front(
         )
         return
     fr = results.front(device)
+    results.configs.prefetch(fr.rows["number"])
     configs = [config_of(int(n)) for n in fr.rows["number"]]
     if csv_out is not None:
         columns = fr.rows.copy()
@@ -317,7 +317,7 @@ def export_cmd(
 
     from rich.console import Console
 
-    from pareto._analysis import export_trial, study_results
+    from pareto import export_trial, study_results
 
     quiet_optuna()
     s = open_store(store)
@@ -379,7 +379,7 @@ def verify_bundle_cmd(
     (onnxruntime) and, for an LLM, its plain transformers folder, on two inputs; exit 1 on a difference above
     --atol, and for a bundle with weights or ONNX that names no SuperNet unless --hashes-only. Runs from any
     folder: a bundle holds no path of the machine that exported it."""
-    from pareto._export import verify_bundle
+    from pareto import verify_bundle
 
     check = verify_bundle(directory, checkpoint=checkpoint, store=lambda: open_store(store), hashes_only=hashes_only)
     diffs = dataclasses.asdict(check)

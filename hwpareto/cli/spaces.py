@@ -115,7 +115,7 @@ def space_remove(
 ) -> None:
     """Remove a space registered in the store (space register / from-hf; built-in and installed spaces stay).
     Refused while studies, measurements or predictors use it, unless --cascade (which says what it deletes)."""
-    from pareto._catalog import delete_study, list_all_searches, studies_using
+    from pareto import delete_study, list_all_searches, studies_using
 
     s = open_store(store)
     held = s.spaces.held(name)
@@ -200,7 +200,7 @@ def space_from_hf(
     """Register the space of a local Hugging Face model folder (config.json + safetensors weights) or of a lone
     config.json (random weights: cost objectives only). Llama, Mistral, Qwen2; local files only, no remote code. The
     weights' headers are checked against config.json, and the SuperNet's memory against this machine's."""
-    from supernet._safeload import read_text
+    from hwpareto.safeload import read_text
     from supernet.llama import space_from_hf as build
 
     options: dict[str, Any] = {"uniform": uniform, "importance": not no_importance}
@@ -272,8 +272,7 @@ def _read_config(sp: SearchSpace, path: Path, fmt: str, checkpoint: Path | None)
     doc = read_json(path, "config")
     if fmt == "hwpareto":
         return sp.validate(doc)
-    from supernet.mbv3 import MobileNetV3Space
-    from supernet.mbv3._ofa import ofa_config
+    from supernet.mbv3 import MobileNetV3Space, ofa_config
 
     if not isinstance(sp, MobileNetV3Space):
         raise InvalidValueError("--format ofa", "a MobileNetV3 space (ofa-mbv3-w1.0, ofa-mbv3-w1.2, mbv3)", sp.name)
@@ -320,7 +319,7 @@ def export_config(
     also records the input preprocessing of image SubNets). Weights are refused when no trained SuperNet weights
     are known, unless --random-weights; the output says where they came from and whether batch norm was
     recalibrated."""
-    from pareto._export import export_subnet, record_checkpoint
+    from pareto import export_subnet, record_checkpoint
 
     sp = resolve_space(space, store)
     cfg = _read_config(sp, config, fmt, checkpoint)

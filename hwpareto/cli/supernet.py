@@ -24,9 +24,9 @@ def import_ofa(
     containers only, anything else is refused before it runs. The written checkpoint is recorded in the store
     (path, SHA-256) as the trained SuperNet of its space (OFA's published accuracies come from these weights), so
     exports of that space use it by default."""
-    from pareto._export import record_checkpoint
+    from pareto import record_checkpoint
     from supernet import get_space
-    from supernet.mbv3._ofa import import_ofa_checkpoint
+    from supernet.mbv3 import import_ofa_checkpoint
 
     db = open_store(store)  # opened first: a store that cannot be opened leaves no checkpoint behind unrecorded
     result = import_ofa_checkpoint(file, out)

@@ -22,9 +22,7 @@ from hwpareto.cli._common import (
     resolve_space,
 )
 from hwpareto.errors import InvalidValueError
-from supernet import SearchSpace
-from supernet._files import check_output_file
-from supernet._resume import CHECKPOINT_EVERY_S, CHECKPOINT_EVERY_STEPS, latest_step
+from supernet import CHECKPOINT_EVERY_S, CHECKPOINT_EVERY_STEPS, SearchSpace, check_output_file, latest_step
 
 # ---------------------------------------------------------------------------------------------------- training
 DataOpt = Annotated[
@@ -53,7 +51,7 @@ def _training_setup(space: str, data: str, store: str | None, threads: int) -> t
 
 def _trained(sp: SearchSpace, checkpoint: Path | None) -> Any:
     """The trained SuperNet: from ``--checkpoint``, or, for a Hugging Face space, from its folder (no checkpoint)."""
-    from pareto._export import load_supernet
+    from pareto import load_supernet
     from supernet.llama import HFCausalLMSpace
 
     if isinstance(sp, HFCausalLMSpace):
@@ -251,7 +249,7 @@ def eval_subnets_cmd(
     metrics = evaluate_subnets(sp, supernet, configs, dataset, split=split, device=device, progress=advance)
     write_accuracy_table(out, sp, configs, metrics, split)
     if checkpoint is not None:  # exports of this space default to the weights its quality came from
-        from pareto._export import record_checkpoint
+        from pareto import record_checkpoint
 
         record_checkpoint(open_store(store), sp, checkpoint, recorded_by="eval-subnets", evaluated=True)
     acc = np.array([m["acc_pct"] for m in metrics])

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from alembic.script import ScriptDirectory
     from optuna.storages import RDBStorage
 
-__all__ = ["Database", "SchemaError", "default_store_url"]
+__all__ = ["Database", "SchemaError", "default_store_url", "shown_url"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _EXPECTED_URL = "expected a SQLite path or an SQLAlchemy URL such as postgresql+psycopg://user@host/db"
@@ -123,7 +123,7 @@ class Database:
             self.optuna_storage()
 
     def _migrate(self, target: str) -> tuple[str | None, str | None]:
-        with self.transaction() as conn:
+        with self._engine.connect() as conn, _foreign_keys_off(conn), _in_transaction(conn, lock=True):
             before, has_tables = _schema_state(conn)
             self._check_known(before, has_tables)
             from alembic import command
@@ -131,6 +131,8 @@ class Database:
             config = _alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, target)
+            if conn.dialect.name == "sqlite" and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                raise SchemaError(f"store {self.url}: the migration to {target} left rows without their parent")
             return before, _schema_state(conn)[0]
 
     def _check_known(self, current: str | None, has_tables: bool) -> None:
@@ -185,13 +187,8 @@ class Database:
     def transaction(self, *, lock: bool = True) -> Iterator[Connection]:
         """A transaction, committed when the block succeeds and rolled back when it raises. With ``lock`` (the
         default) it holds the store-wide write lock from its start: use it for every write that reads first."""
-        with self._engine.connect() as conn:
-            if lock:
-                conn.execution_options(**{_WRITE_OPTION: True})
-            with conn.begin():
-                if lock and conn.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-                yield conn
+        with self._engine.connect() as conn, _in_transaction(conn, lock=lock):
+            yield conn
 
     @contextmanager
     def write(self, conn: Connection | None = None, *, lock: bool = True) -> Iterator[Connection]:
@@ -211,6 +208,33 @@ class Database:
             return
         with self._engine.connect() as own:
             yield own
+
+
+@contextmanager
+def _in_transaction(conn: Connection, *, lock: bool) -> Iterator[None]:
+    """A transaction on ``conn``, committed when the block succeeds; ``lock``: the store-wide write lock."""
+    if lock:
+        conn.execution_options(**{_WRITE_OPTION: True})
+    with conn.begin():
+        if lock and conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        yield
+
+
+@contextmanager
+def _foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite's foreign keys off on ``conn`` (outside a transaction, where the pragma takes effect) while a
+    migration rebuilds tables: dropping a table's old copy would otherwise delete the rows referencing it."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    dbapi.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        dbapi.execute("PRAGMA foreign_keys=ON")
 
 
 # ---------------------------------------------------------------------- URLs and engines
@@ -297,6 +321,15 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE_OPTION) else "BEGIN")
 
 
+def shown_url(store_url: str) -> str:
+    """``store_url`` as pages, messages and files may show it: its password as ``***`` (a path or an unparsable URL
+    as is)."""
+    try:
+        return make_url(store_url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return store_url
+
+
 def _url_error(shown: str, reason: str) -> HwparetoError:
     return HwparetoError(f"store URL '{shown}': {reason}; {_EXPECTED_URL}")
 
@@ -316,7 +349,7 @@ def _open_errors(shown: str) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------- Alembic
-SCHEMA_HEAD = "0003_checkpoints"
+SCHEMA_HEAD = "0004_device_kinds"
 """The newest migration in ``hwpareto/store/migrations/versions`` (a test checks it is Alembic's head)."""
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from supernet._safeload import load_json
+from hwpareto.safeload import load_json
 
 __all__ = [
     "ARCHITECTURES",

@@ -405,7 +405,7 @@ def save_subnet(model: Any, folder: str | Path) -> Path:
 
 def load_subnet(folder: str | Path) -> Any:
     """Read a SubNet :func:`save_subnet` wrote (either form), from local files only."""
-    from supernet._safeload import load_json
+    from hwpareto.safeload import load_json
 
     p = Path(folder)
     config = load_json(p / "config.json", "config.json")

@@ -1,7 +1,7 @@
 """Alembic environment of hwpareto's store.
 
 hwpareto's revisions are recorded in ``hwp_alembic_version`` (Optuna keeps its own ``alembic_version`` in the same
-database) and autogenerate only looks at ``hwp_`` tables. :class:`pareto.Store` passes an open connection in
+database) and autogenerate only looks at ``hwp_`` tables. :class:`hwpareto.store.Store` passes an open connection in
 ``config.attributes["connection"]``; the ``alembic`` command line falls back to the ``sqlalchemy.url`` option.
 """
 
