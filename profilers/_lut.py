@@ -409,6 +409,11 @@ class Lut:
             i = int(np.flatnonzero(matrix[:, absent].sum(axis=1))[0])
             row = matrix[[i]].toarray().reshape(-1)
             missing = [keys[j] for j in absent if row[j] > 0]
+            if self.scheme != "ofa-block":  # in the order the SubNet runs them (layer counts go by key)
+                runs: dict[str, int] = {}
+                for n, spec in enumerate(space.layers(configs[i])):
+                    runs.setdefault(spec.key, n)
+                missing.sort(key=runs.__getitem__)
             raise MissingLutError(
                 f"LUT of device {self.device!r} (batch {self.batch}) has no {what} for "
                 f"{len(missing)} layer(s) of {space.name} SubNet {configs[i].key}, e.g. "

@@ -23,6 +23,10 @@ __all__ = ["LayerCounts", "LayerTerm", "SearchSpace", "distinct_configs"]
 
 LayerTerm = tuple[tuple[str, ...], Callable[[tuple[Scalar, ...]], Sequence[LayerSpec]]]
 """A part of a space's layer model: the dimensions it reads and the LayerSpecs it adds for their values."""
+_Tally = tuple[np.ndarray, np.ndarray]
+"""Numbers of distinct LayerSpecs (a space's own numbering) in order of first appearance, how often each occurs."""
+TERM_CACHE_SIZE = 200_000
+"""Most layer-term tallies a space remembers for :meth:`SearchSpace.layer_counts`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,53 +260,100 @@ class SearchSpace:
         """Counts of every distinct LayerSpec in the layers of each config (see :class:`LayerCounts`).
 
         Vectorised over :meth:`layer_terms` when the space declares them (each distinct combination of a term's
-        values is built once), else one :meth:`layers` call per distinct config.
+        values is built once, and remembered by the space), else one :meth:`layers` call per distinct config.
+        The columns are in the order of the LayerSpecs' keys, and so is each row's sum in :meth:`LayerCounts.total`:
+        a config's totals do not depend on the configs counted with it.
         """
-        import pandas as pd
-        from scipy import sparse
-
         configs = [self.validate(c) for c in configs]
-        columns: dict[LayerSpec, int] = {}
-        parts: list[tuple[np.ndarray, list[Counter[LayerSpec]]]] = []  # (row -> part index, parts' layer counts)
+        n = len(configs)
         terms = self.layer_terms()
+        parts: list[tuple[np.ndarray, list[_Tally]]] = []  # (row -> its part's index, the parts' layer tallies)
         if terms is None:
             unique, inverse = distinct_configs(configs)
-            parts.append((inverse, [Counter(self.layers(c)) for c in unique]))
+            parts.append((inverse, [self._tally(self.layers(c)) for c in unique]))
         else:
-            by_dimension = {
-                d.name: pd.factorize(pd.Series([c[d.name] for c in configs], dtype=object))
-                for d in self.dimensions
-                if any(d.name in dims for dims, _ in terms)
-            }
-            for dims, build in terms:
-                if not dims:
-                    parts.append((np.zeros(len(configs), dtype=np.intp), [Counter(build(()))]))
-                    continue
-                factors = [by_dimension[d] for d in dims]
-                stacked = np.column_stack([codes for codes, _ in factors]).reshape(len(configs), len(dims))
-                combos, inverse = np.unique(stacked, axis=0, return_inverse=True)
-                parts.append(
-                    (
-                        inverse.reshape(-1),
-                        [
-                            Counter(
-                                build(tuple(uniq[int(code)] for code, (_, uniq) in zip(combo, factors, strict=True)))
-                            )
-                            for combo in combos
-                        ],
-                    )
-                )
-        for _, counters in parts:
-            for counter in counters:
-                for spec in counter:
-                    columns.setdefault(spec, len(columns))
-        matrix = sparse.csr_array((len(configs), len(columns)))
-        for rows, counters in parts:
-            data = [float(n) for counter in counters for n in counter.values()]
-            indices = [columns[spec] for counter in counters for spec in counter]
-            indptr = np.cumsum([0, *map(len, counters)])
-            matrix = matrix + sparse.csr_array((data, indices, indptr), shape=(len(counters), len(columns)))[rows]
-        return LayerCounts(sparse.csr_array(matrix), tuple(columns))
+            position = {name: j for j, name in enumerate(self._names)}
+            table = list(zip(*([v for _, v in c.items] for c in configs), strict=True)) if n else []
+            factors: dict[str, tuple[np.ndarray, int]] = {}  # dimension -> codes by first appearance, how many
+            for index, (dims, build) in enumerate(terms):
+                combined, size = np.zeros(n, dtype=np.int64), 1
+                for d in dims:
+                    if d not in factors:
+                        seen: dict[Any, int] = {}
+                        codes = [seen.setdefault(v, len(seen)) for v in table[position[d]]] if n else []
+                        factors[d] = np.asarray(codes, dtype=np.int64), max(len(seen), 1)
+                    codes_d, count = factors[d]
+                    if size * count >= 2**62:  # keep the mixed-radix code in range: renumber it densely
+                        combined = np.unique(combined, return_inverse=True)[1].reshape(-1).astype(np.int64)
+                        size = int(combined.max(initial=0)) + 1
+                    combined, size = combined * count + codes_d, size * count
+                # the combinations in lexicographic order of their codes, each with a row that has it
+                _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+                if dims:
+                    picked = [[table[position[d]][i] for i in first.tolist()] for d in dims]
+                    combos: list[tuple[Scalar, ...]] = list(zip(*picked, strict=True))
+                else:  # the fixed part: counted even without configs
+                    combos, inverse = [()], np.zeros(n, dtype=np.intp)
+                parts.append((inverse.reshape(-1), [self._term_tally(index, build, combo) for combo in combos]))
+        specs = self._layer_ids[1]
+        flat = [np.concatenate([np.zeros(0, dtype=np.int64), *(t[0] for t in tallies)]) for _, tallies in parts]
+        everything = np.concatenate([np.zeros(0, dtype=np.int64), *flat])
+        distinct = np.unique(everything)
+        order = np.array(sorted(distinct.tolist(), key=lambda i: specs[i].key), dtype=np.int64)  # the columns
+        column = np.zeros(int(distinct.max(initial=-1)) + 1, dtype=np.int64)
+        column[order] = np.arange(len(order))
+        rows, cols, data = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+        for (inverse, tallies), layer_ids in zip(parts, flat, strict=True):
+            lengths = np.array([len(t[0]) for t in tallies], dtype=np.int64)
+            starts = np.cumsum(lengths) - lengths
+            per_row = lengths[inverse]
+            ends = np.cumsum(per_row)
+            gather = np.arange(int(ends[-1]) if n else 0) + np.repeat(starts[inverse] - (ends - per_row), per_row)
+            rows.append(np.repeat(np.arange(n), per_row))
+            cols.append(column[layer_ids[gather]])
+            data.append(np.concatenate([np.zeros(0), *(t[1] for t in tallies)])[gather])
+        from scipy import sparse
+
+        matrix = sparse.csr_array(
+            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n, len(order))
+        )
+        matrix.sum_duplicates()  # a layer several terms add is counted once; each row in column order
+        return LayerCounts(matrix, tuple(specs[i] for i in order))
+
+    def _term_tally(
+        self, index: int, build: Callable[[tuple[Scalar, ...]], Sequence[LayerSpec]], values: tuple[Scalar, ...]
+    ) -> _Tally:
+        """The layer tally of term ``index`` of :meth:`layer_terms` (``build``) for ``values``, remembered (up to
+        :data:`TERM_CACHE_SIZE` of them per space)."""
+        cache = self._term_tallies
+        found = cache.get((index, values))
+        if found is None:
+            found = self._tally(build(values))
+            if len(cache) < TERM_CACHE_SIZE:
+                cache[index, values] = found
+        return found
+
+    @functools.cached_property
+    def _term_tallies(self) -> dict[tuple[int, tuple[Scalar, ...]], _Tally]:
+        """:meth:`_term_tally`'s memory."""
+        return {}
+
+    @functools.cached_property
+    def _layer_ids(self) -> tuple[dict[LayerSpec, int], list[LayerSpec]]:
+        """A number for every LayerSpec :meth:`layer_counts` has met (the space's own), and the specs by number."""
+        return {}, []
+
+    def _tally(self, layers: Sequence[LayerSpec]) -> _Tally:
+        """The numbers (:attr:`_layer_ids`) of the distinct LayerSpecs of ``layers`` in order of first appearance, and
+        how often each occurs."""
+        ids, specs = self._layer_ids
+        counter = Counter(layers)
+        for spec in counter:
+            if spec not in ids:
+                ids[spec] = len(specs)
+                specs.append(spec)
+        numbers = np.fromiter((ids[spec] for spec in counter), dtype=np.int64, count=len(counter))
+        return numbers, np.fromiter(counter.values(), dtype=np.float64, count=len(counter))
 
     def layer_universe(self, restrict: Mapping[str, Sequence[Any]] | None = None) -> list[LayerSpec]:
         """Every distinct LayerSpec any config of the space can produce (the LUT a device needs), in a stable

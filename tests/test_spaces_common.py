@@ -18,6 +18,7 @@ from supernet import (
     Dimension,
     LayerSpec,
     SearchSpace,
+    SubNetConfig,
     get_space,
     list_spaces,
     load_space_file,
@@ -287,3 +288,23 @@ def test_numpy_choices_hash_like_python_ones() -> None:
     with_numpy = DeclarativeSpace("t", [Dimension("a", choices=tuple(np.arange(3)))])
     plain = DeclarativeSpace("t", [Dimension("a", choices=(0, 1, 2))])
     assert with_numpy.validate({"a": np.int64(2)}).key == plain.validate({"a": 2}).key
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_layer_count_totals_do_not_depend_on_the_batch(name: str) -> None:
+    """A config's per-layer sums are added in one order (its layers' keys), whichever configs share its batch: the
+    same float bits alone, in a batch and in a shuffled one."""
+    space = get_space(name)
+    rng = np.random.default_rng(7)
+    configs = [space.sample(rng) for _ in range(120)]
+    weight = {spec: float(rng.lognormal()) for spec in space.layer_universe()}
+
+    def totals(batch: list[SubNetConfig]) -> np.ndarray:
+        counts = space.layer_counts(batch)
+        assert list(counts.specs) == sorted(counts.specs, key=lambda s: s.key)
+        return counts.total(np.array([weight[s] for s in counts.specs]))
+
+    together = totals(configs)
+    order = rng.permutation(len(configs))
+    np.testing.assert_array_equal(totals([configs[i] for i in order]), together[order])
+    np.testing.assert_array_equal([totals([c])[0] for c in configs[:30]], together[:30])
