@@ -63,8 +63,9 @@ class Cost:
 
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
-    """A device as registered: ``name``, ``kind`` (cpu | cuda | npu | cim | fake), the ``backend`` that models or
-    measures it, backend ``params`` and free-form ``references`` (sources of the figures a model uses)."""
+    """A device as registered: ``name``, ``kind`` (one of its backend's ``kinds``: cpu, cuda, npu, cim, fake, or a
+    plugin's), the ``backend`` that models or measures it, backend ``params`` and free-form ``references`` (sources
+    of the figures a model uses)."""
 
     name: str
     kind: str
@@ -91,8 +92,11 @@ class Backend(ABC):
     Contract for a backend (built-in or a plugin of the ``hwpareto.backends`` entry-point group, whose object is
     the class; or registered in code with :func:`profilers.register_backend`):
 
-    - required: ``name`` (the ``backend`` value in device YAML, equal to the entry-point name), ``kinds`` (device
-      kinds it serves), :meth:`measure_layer`, :meth:`measure_subnet` and :meth:`describe`; ``__init__(device)``
+    - required: ``name`` (the ``backend`` value in device YAML, equal to the entry-point name), ``kinds`` (the
+      device kinds it serves: any names, a new kind such as ``fpga`` is declared here and nowhere else),
+      ``measures`` (True when it times real hardware, so its rows are stored as ``measured``; False for a
+      simulator or model: ``simulated``), :meth:`measure_layer`, :meth:`measure_subnet` and :meth:`describe`;
+      ``__init__(device)``
       validates ``device.params`` with :class:`~hwpareto.errors.InvalidValueError` naming ``params.<field>``
       (it runs whenever a device spec is read, so it must be cheap and must not touch the device);
     - optional: :meth:`check` (is the device usable here) and ``parallel`` (True when layers may be simulated in
@@ -103,7 +107,13 @@ class Backend(ABC):
 
     name: ClassVar[str]
     kinds: ClassVar[tuple[str, ...]]
+    measures: ClassVar[bool]
     parallel: ClassVar[bool] = False
+
+    @property
+    def source(self) -> str:
+        """The source its LUT rows and measurements are stored under: ``measured`` or ``simulated``."""
+        return "measured" if self.measures else "simulated"
 
     def __init__(self, device: DeviceSpec) -> None:
         if device.kind not in self.kinds:

@@ -142,6 +142,7 @@ class CpuBackend(Backend):
 
     name = "torch-cpu"
     kinds = ("cpu",)
+    measures = True
 
     def __init__(self, device: DeviceSpec) -> None:
         super().__init__(device)

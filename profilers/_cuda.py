@@ -35,6 +35,7 @@ class CudaBackend(Backend):
 
     name = "torch-cuda"
     kinds = ("cuda",)
+    measures = True
 
     def __init__(self, device: DeviceSpec) -> None:
         super().__init__(device)

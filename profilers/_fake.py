@@ -19,6 +19,7 @@ class FakeBackend(Backend):
 
     name = "fake"
     kinds = ("fake",)
+    measures = False
     parallel = True
 
     def __init__(self, device: DeviceSpec) -> None:

@@ -166,6 +166,7 @@ class ReRAMBackend(Backend):
 
     name = "reram"
     kinds = ("cim",)
+    measures = False
     parallel = False
 
     def __init__(self, device: DeviceSpec) -> None:

@@ -1,6 +1,7 @@
 """Devices: the hardware targets measurements, LUTs and cost predictors belong to.
 
-Contract. Names follow ``supernet.check_name``; ``kind`` is one of ``DEVICE_KINDS``; ``spec`` and ``provenance``
+Contract. Names and kinds follow ``supernet.check_name`` (the backends declare the kinds, ``imported`` names a
+device known only from an imported table); ``spec`` and ``provenance``
 are JSON mappings, stored canonically. A name is one set of parameters: registering it again with the same kind and
 spec is a no-op, with another kind or spec a :class:`HwparetoError` naming each differing field (old → new) unless
 the caller asks to replace it, which drops what was measured with the old parameters (LUT entries, measurements,
@@ -19,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.errors import HwparetoError
 from hwpareto.store._db import Database
-from hwpareto.store._models import DEVICE_KINDS, Device, LutEntry, Measurement, Predictor
+from hwpareto.store._models import Device, LutEntry, Measurement, Predictor
 from hwpareto.store._records import DeviceRecord
 from hwpareto.store._sql import canonical, dumps, unknown_device
 from supernet import check_name
@@ -70,8 +71,7 @@ class DeviceRepository:
         entries, measurements and predictors (measured with the old parameters) and stores the new kind, spec and
         provenance."""
         check_name("device.name", name)
-        if kind not in DEVICE_KINDS:
-            raise InvalidValueError("device.kind", "one of " + ", ".join(DEVICE_KINDS), kind)
+        check_name("device.kind", kind)
         values = {
             "kind": kind,
             "spec_json": canonical("device.spec", spec),
