@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from pareto._budgeted import _ranks, _space_filling, budgeted_search, pareto_mask
+from pareto import non_dominated_mask
+from pareto._budgeted import _ranks, _space_filling, budgeted_search
 from predictors._accuracy import AccuracyPredictor
 from predictors._features import SpaceFeatures
 from supernet.nb201 import NB201Space
@@ -106,7 +107,7 @@ def predicted_front(
         left = np.flatnonzero(~evaluated)
         chosen: list[int] = []
         while len(chosen) < k and len(left):
-            layer = left[pareto_mask(np.column_stack([-mean[left], lat[left]]))]
+            layer = left[non_dominated_mask(np.column_stack([-mean[left], lat[left]]))]
             if len(layer) > k - len(chosen):  # spread the picks along latency within the layer
                 layer = layer[np.argsort(lat[layer])]
                 layer = layer[np.unique(np.linspace(0, len(layer) - 1, k - len(chosen)).round().astype(int))]

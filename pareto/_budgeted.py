@@ -49,6 +49,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from hwpareto.errors import InvalidValueError
+from pareto._pareto import non_dominated_mask
 from pareto._strategies import AskTell
 from supernet import SearchSpace, SubNetConfig
 
@@ -61,7 +62,6 @@ __all__ = [
     "BudgetedStep",
     "budgeted_search",
     "enqueue_batch",
-    "pareto_mask",
     "study_evaluator",
 ]
 
@@ -181,42 +181,6 @@ def _first_of_duplicates(candidates: Sequence[Any]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- dominance
-def pareto_mask(points: Any) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of ``points`` (every column minimised).
-
-    A row is dominated when another is ``<=`` in every column and ``<`` in one, so identical rows are all kept.
-    Two columns: a sort and a cumulative minimum (O(n log n)); more: a lexicographic cull (O(n × front size)).
-    """
-    pts = _matrix(points, "points", None)
-    n, d = pts.shape
-    if n == 0:
-        return np.zeros(0, dtype=bool)
-    if d == 1:
-        return pts[:, 0] == pts[:, 0].min()
-    if d == 2:
-        order = np.lexsort((pts[:, 1], pts[:, 0]))
-        x, y = pts[order, 0], pts[order, 1]
-        new = np.r_[True, x[1:] != x[:-1]]
-        gid = np.cumsum(new) - 1
-        gmin = y[new]  # y sorted within each x group: the first is the group minimum
-        before = np.r_[np.inf, np.minimum.accumulate(gmin)[:-1]]
-        out = np.empty(n, dtype=bool)
-        out[order] = (y == gmin[gid]) & (y < before[gid])
-        return out
-    order = np.lexsort(pts.T[::-1])
-    rest = order
-    keep: list[int] = []
-    while len(rest):
-        head = pts[rest[0]]
-        keep.append(int(rest[0]))
-        others = pts[rest[1:]]
-        dominated = np.all(others >= head, axis=1) & np.any(others > head, axis=1)
-        rest = rest[1:][~dominated]
-    out = np.zeros(n, dtype=bool)
-    out[keep] = True
-    return out
-
-
 def _dominator_max(cost: np.ndarray, values: np.ndarray) -> np.ndarray:
     """For each row ``i``: the largest ``values[j]`` over ``j != i`` with ``cost[j] <= cost[i]`` in every column
     (``-inf`` when none; rows with value ``-inf`` are no dominators)."""
@@ -241,7 +205,7 @@ def _dominator_max(cost: np.ndarray, values: np.ndarray) -> np.ndarray:
     live = np.flatnonzero(np.isfinite(values))
     if not len(live):
         return out
-    reps = live[pareto_mask(np.column_stack([-values[live], cost[live]]))]
+    reps = live[non_dominated_mask(np.column_stack([-values[live], cost[live]]))]
     rows = max(1, _DENSE_CELLS // (len(reps) * m))
     for lo in range(0, n, rows):
         i = np.arange(lo, min(n, lo + rows))
@@ -311,7 +275,7 @@ def _peel(score: np.ndarray, cost: np.ndarray, rank: np.ndarray, pool: np.ndarra
     chosen: list[int] = []
     left = pool
     while len(chosen) < k and len(left):
-        layer = left[pareto_mask(np.column_stack([-score[left], cost[left]]))]
+        layer = left[non_dominated_mask(np.column_stack([-score[left], cost[left]]))]
         pick = _spread_pick(layer, rank, k - len(chosen))
         chosen += [int(i) for i in pick]
         left = np.setdiff1d(left, pick, assume_unique=True)
@@ -482,7 +446,7 @@ class BudgetedAcquisition(AskTell):
         self._acc[batch] = v[:, 0]
         self._evaluated[batch] = True
         self._order.extend(batch)
-        front = pareto_mask(np.column_stack([-self._acc[self._order], self._cost[self._order]])).sum()
+        front = non_dominated_mask(np.column_stack([-self._acc[self._order], self._cost[self._order]])).sum()
         self._steps.append(
             BudgetedStep(
                 len(self._steps),
@@ -511,7 +475,7 @@ class BudgetedAcquisition(AskTell):
             stopped = "running"
         idx = np.asarray(self._order, dtype=np.int64)
         acc, cost = self._acc, self._cost
-        front = idx[pareto_mask(np.column_stack([-acc[idx], cost[idx]]))] if len(idx) else idx
+        front = idx[non_dominated_mask(np.column_stack([-acc[idx], cost[idx]]))] if len(idx) else idx
         front = front[np.lexsort((-acc[front], cost[front, 0]))]
         return BudgetedResult(idx, acc[idx].copy(), self.steps, front, stopped, self.candidates)
 

@@ -11,13 +11,13 @@ from sklearn.linear_model import BayesianRidge
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.options import SearchOptions
+from pareto import non_dominated_mask
 from pareto._budgeted import (
     BudgetedAcquisition,
     BudgetedResult,
     _dominator_max,
     budgeted_search,
     enqueue_batch,
-    pareto_mask,
     study_evaluator,
 )
 from pareto._strategies import STRATEGIES, AskTell, Problem, strategy_class
@@ -36,11 +36,11 @@ def brute_mask(points: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4])
-def test_pareto_mask_matches_brute_force_with_ties(d: int) -> None:
+def test_non_dominated_mask_matches_brute_force_with_ties(d: int) -> None:
     rng = np.random.default_rng(d)
     for _ in range(20):
         pts = rng.integers(0, 6, size=(int(rng.integers(1, 60)), d)).astype(float)  # many exact ties
-        assert np.array_equal(pareto_mask(pts), brute_mask(pts))
+        assert np.array_equal(non_dominated_mask(pts), brute_mask(pts))
 
 
 @pytest.mark.parametrize("m", [1, 2])
@@ -69,7 +69,7 @@ def synthetic(n: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def recall(order: np.ndarray, acc: np.ndarray, cost: np.ndarray) -> float:
-    front = np.flatnonzero(pareto_mask(np.column_stack([-acc, cost])))
+    front = np.flatnonzero(non_dominated_mask(np.column_stack([-acc, cost])))
     return float(np.isin(front, order).mean())
 
 
@@ -96,7 +96,7 @@ def test_search_finds_the_front_far_better_than_random() -> None:
     assert result.steps[0].predicted == () and all(len(s.predicted) == len(s.batch) for s in result.steps[1:])
     # the reported front is exactly the non-dominated set of what was evaluated, cheapest first
     evaluated = result.indices
-    want = evaluated[pareto_mask(np.column_stack([-acc[evaluated], cost[evaluated]]))]
+    want = evaluated[non_dominated_mask(np.column_stack([-acc[evaluated], cost[evaluated]]))]
     assert sorted(result.front.tolist()) == sorted(want.tolist())
     assert np.all(np.diff(cost[result.front]) >= 0)
     ours = recall(result.indices, acc, cost)
@@ -157,7 +157,9 @@ def test_maximised_cheap_column_flips_dominance() -> None:
         range(300), X, -cost, lambda i: acc[i], 60, initial=20, directions=["maximize"], predictor_factory=ridge
     )
     ev = result.indices
-    assert sorted(result.front.tolist()) == sorted(ev[pareto_mask(np.column_stack([-acc[ev], cost[ev]]))].tolist())
+    assert sorted(result.front.tolist()) == sorted(
+        ev[non_dominated_mask(np.column_stack([-acc[ev], cost[ev]]))].tolist()
+    )
 
 
 @pytest.mark.parametrize(
