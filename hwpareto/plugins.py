@@ -1,7 +1,9 @@
 """Extension points: named plugins registered in code or discovered through Python entry points.
 
-Three groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
-``hwpareto.backends`` (device backends) and ``hwpareto.strategies`` (search strategies). hwpareto's built-ins are
+Four groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
+``hwpareto.space_kinds`` (families of spaces the store rebuilds from a document, such as Hugging Face folders),
+``hwpareto.backends`` (device backends, each declaring the device kinds it serves) and ``hwpareto.strategies``
+(search strategies). hwpareto's built-ins are
 declared in its own ``pyproject.toml`` under those groups, exactly as a third-party package declares its own::
 
     [project.entry-points."hwpareto.spaces"]
@@ -25,7 +27,7 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 
 __all__ = ["GROUPS", "PluginError", "Registry"]
 
-GROUPS = ("hwpareto.spaces", "hwpareto.backends", "hwpareto.strategies")
+GROUPS = ("hwpareto.spaces", "hwpareto.space_kinds", "hwpareto.backends", "hwpareto.strategies")
 T = TypeVar("T")
 
 

@@ -2,7 +2,6 @@
 
 from supernet._checks import NAME_CHARS, check_metric_value, check_name, metric_range, show_name
 from supernet._declarative import (
-    STORED_KINDS,
     DeclarativeSpace,
     load_space_file,
     space_document,
@@ -11,7 +10,17 @@ from supernet._declarative import (
 )
 from supernet._files import check_output_file
 from supernet._memory import check_memory
-from supernet._registry import BUILTIN_SPACES, get_space, installed_spaces, list_spaces, register_space
+from supernet._registry import (
+    BUILTIN_SPACES,
+    SpaceFactory,
+    get_space,
+    installed_spaces,
+    list_spaces,
+    register_space,
+    register_space_kind,
+    space_kind,
+    space_kinds,
+)
 from supernet._resume import CHECKPOINT_EVERY_S, CHECKPOINT_EVERY_STEPS, latest_step
 from supernet._space import LayerCounts, LayerTerm, SearchSpace, distinct_configs
 from supernet._types import ACTIVATIONS, OPS, PHASE_METRICS, Dimension, LayerSpec, SubNetConfig, unique_layers
@@ -24,13 +33,13 @@ __all__ = [
     "NAME_CHARS",
     "OPS",
     "PHASE_METRICS",
-    "STORED_KINDS",
     "DeclarativeSpace",
     "Dimension",
     "LayerCounts",
     "LayerSpec",
     "LayerTerm",
     "SearchSpace",
+    "SpaceFactory",
     "SubNetConfig",
     "check_memory",
     "check_metric_value",
@@ -44,9 +53,12 @@ __all__ = [
     "load_space_file",
     "metric_range",
     "register_space",
+    "register_space_kind",
     "show_name",
     "space_document",
     "space_from_dict",
     "space_from_document",
+    "space_kind",
+    "space_kinds",
     "unique_layers",
 ]

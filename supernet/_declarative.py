@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,11 +10,11 @@ from typing import Any
 from hwpareto.errors import InvalidValueError
 from hwpareto.safeload import load_yaml
 from supernet._checks import check_name
+from supernet._registry import space_kind, space_kinds
 from supernet._space import SearchSpace
 from supernet._types import MAX_CHOICES, Dimension
 
 __all__ = [
-    "STORED_KINDS",
     "DeclarativeSpace",
     "load_space_file",
     "space_document",
@@ -119,22 +118,17 @@ def _long(value: Any) -> Any:
     return f"{len(value):,} characters" if isinstance(value, str) and len(value) > 40 else value
 
 
-STORED_KINDS: dict[str, str] = {"hf-causal-lm": "supernet.llama._space:space_from_document"}
-"""Stored-space document kinds besides the declarative one: ``kind`` → ``"module:function"`` of a factory
-``(doc, source) -> SearchSpace`` (imported on first use, so ``import supernet`` stays light). A space of such a kind
-has a ``to_dict()`` returning a document with that ``kind`` and its ``name``; the factory rebuilds it."""
-
-
 def space_document(space: SearchSpace) -> dict[str, Any]:
-    """The document a store keeps for ``space`` (a declarative space, or one of a :data:`STORED_KINDS` kind)."""
+    """The document a store keeps for ``space``: a declarative space's, or the ``to_dict()`` of a space of a stored
+    kind (``kind`` one of :func:`~supernet.space_kinds`, declared by its plugin; ``name`` the space's)."""
     to_dict = getattr(space, "to_dict", None)
     if isinstance(space, DeclarativeSpace) and callable(to_dict):
         return space.to_dict()
-    kinds = ", ".join(["declarative", *STORED_KINDS])
+    kinds = ", ".join(["declarative", *space_kinds()])
     if not isinstance(space, SearchSpace) or not callable(to_dict):
         raise InvalidValueError("space", f"a storable space (kinds {kinds})", type(space).__name__)
     doc = to_dict()
-    if not isinstance(doc, dict) or doc.get("kind") not in STORED_KINDS or doc.get("name") != space.name:
+    if not isinstance(doc, dict) or doc.get("kind") not in space_kinds() or doc.get("name") != space.name:
         raise InvalidValueError(
             "space document", f"a mapping with kind (one of {kinds}) and name", type(space).__name__
         )
@@ -143,14 +137,12 @@ def space_document(space: SearchSpace) -> dict[str, Any]:
 
 def space_from_document(doc: Any, source: str = "space definition") -> SearchSpace:
     """Rebuild a stored space: a document without ``kind`` is declarative (:func:`space_from_dict`), else the
-    factory of its :data:`STORED_KINDS` entry builds it."""
+    factory its kind's plugin declares (:func:`~supernet.space_kind`) builds it."""
     if isinstance(doc, Mapping) and "kind" in doc:
         kind = doc["kind"]
-        target = STORED_KINDS.get(kind) if isinstance(kind, str) else None
-        if target is None:
-            raise InvalidValueError(f"{source}: kind", "one of " + ", ".join(STORED_KINDS), kind)
-        module, _, function = target.partition(":")
-        space = getattr(importlib.import_module(module), function)(doc, source)
+        if not isinstance(kind, str) or kind not in space_kinds():
+            raise InvalidValueError(f"{source}: kind", "one of " + ", ".join(space_kinds()), kind)
+        space = space_kind(kind)(doc, source)
         if not isinstance(space, SearchSpace):
             raise InvalidValueError(f"{source}: kind {kind}", "a factory returning a SearchSpace", type(space).__name__)
         return space

@@ -1,23 +1,42 @@
 """Registry of search spaces: the plugins of the ``hwpareto.spaces`` entry-point group (hwpareto's own built-ins
-among them) plus spaces registered at run time.
+among them) plus spaces registered at run time; and of stored space kinds (``hwpareto.space_kinds``).
 
 An entry point's object is a :class:`SearchSpace` subclass (built with no arguments) or a zero-argument factory
 returning a :class:`SearchSpace`; the space's ``name`` must be the entry point's name. Each space is built once, on
 first use.
+
+A stored space kind is a family of spaces built from a document rather than installed one by one (a Hugging Face
+model folder: ``hf-causal-lm``): its entry point's name is the ``kind`` of the documents its spaces' ``to_dict()``
+return, its object the factory ``(doc, source) -> SearchSpace`` that rebuilds one (``supernet.space_from_document``).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, distribution, entry_points
+from typing import Any
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError, Registry
 from supernet._space import SearchSpace
 
-__all__ = ["BUILTIN_SPACES", "get_space", "installed_spaces", "list_spaces", "register_space"]
+__all__ = [
+    "BUILTIN_SPACES",
+    "SpaceFactory",
+    "get_space",
+    "installed_spaces",
+    "list_spaces",
+    "register_space",
+    "register_space_kind",
+    "space_kind",
+    "space_kinds",
+]
 
 GROUP = "hwpareto.spaces"
+KIND_GROUP = "hwpareto.space_kinds"
+SpaceFactory = Callable[[Any, str], SearchSpace]
+"""Rebuilds a space of a stored kind from its document; ``source`` names the document in errors."""
 
 
 def _builtin_names() -> tuple[str, ...]:
@@ -92,3 +111,30 @@ def register_space(space: SearchSpace, *, replace: bool = False) -> SearchSpace:
                 raise InvalidValueError("space.name", "a name not yet registered with different dimensions", space.name)
         _SPACES.register(space.name, space, replace=True)
     return space
+
+
+def _check_kind(name: str, obj: object) -> SpaceFactory:
+    """``obj`` as the factory of stored space kind ``name``."""
+    if not callable(obj):
+        raise PluginError(
+            f"{KIND_GROUP} plugin {name!r}: expected a factory (doc, source) -> SearchSpace, got a {type(obj).__name__}"
+        )
+    return obj
+
+
+_KINDS: Registry[SpaceFactory] = Registry(KIND_GROUP, "space kind", _check_kind)
+
+
+def space_kinds() -> list[str]:
+    """The stored space kinds installed (``hwpareto.space_kinds`` entry points) or registered in code."""
+    return _KINDS.names()
+
+
+def space_kind(kind: str) -> SpaceFactory:
+    """The factory rebuilding spaces of stored ``kind`` (imported on first use)."""
+    return _KINDS.get(kind)
+
+
+def register_space_kind(kind: str, factory: SpaceFactory, *, replace: bool = False) -> SpaceFactory:
+    """Register the factory of stored space ``kind`` in this process (an installed kind needs ``replace``)."""
+    return _KINDS.register(kind, factory, replace=replace)

@@ -19,7 +19,18 @@ from hwpareto.errors import InvalidValueError
 from hwpareto.plugins import PluginError
 from predictors import SpaceFeatures
 from profilers import Backend, Cost, DeviceSpec, backend_for, backend_names, device_from_dict, register_backend
-from supernet import DeclarativeSpace, Dimension, LayerSpec, SearchSpace, get_space, list_spaces, register_space
+from supernet import (
+    DeclarativeSpace,
+    Dimension,
+    LayerSpec,
+    SearchSpace,
+    get_space,
+    list_spaces,
+    register_space,
+    register_space_kind,
+    space_from_document,
+    space_kinds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +59,20 @@ def tiny_factory():
     space = TinySpace()
     space.name = "tiny-made"
     return space
+
+
+class WideSpace(TinySpace):
+    # one space of a family the store rebuilds from a document (stored kind "tiny-wide")
+    def __init__(self, name, widths):
+        SearchSpace.__init__(self, [Dimension("width", choices=tuple(widths)), Dimension("act", choices=("relu",))])
+        self.name = name
+
+    def to_dict(self):
+        return {"kind": "tiny-wide", "name": self.name, "widths": list(self.dimensions[0].choices)}
+
+
+def wide_from_document(doc, source):
+    return WideSpace(doc["name"], doc["widths"])
 
 
 def misnamed():
@@ -126,7 +151,7 @@ def _distribution(root: Path, dist: str, modules: dict[str, str], groups: dict[s
 @pytest.fixture(autouse=True)
 def _registries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Registrations and loaded plugins of a test stay in that test."""
-    for registry in (supernet._registry._SPACES, profilers._devices._BACKENDS):
+    for registry in (supernet._registry._SPACES, supernet._registry._KINDS, profilers._devices._BACKENDS):
         monkeypatch.setattr(registry, "_code", dict(registry._code))
         monkeypatch.setattr(registry, "_loaded", dict(registry._loaded))
     yield
@@ -149,6 +174,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "tiny-missing": "hwp_tiny_nowhere:Space",
                 "tiny-unrelated": "hwp_tiny_space:Unrelated",
             },
+            "hwpareto.space_kinds": {"tiny-wide": "hwp_tiny_space:wide_from_document"},
             "hwpareto.backends": {
                 "tiny-sim": "hwp_tiny_backend:TinyBackend",
                 "tiny-fpga": "hwp_tiny_backend:FpgaBackend",
@@ -301,6 +327,23 @@ def test_a_broken_space_plugin_is_left_out_of_dashboard_lists(broken_plugin: str
         assert _data.default_space(store, ["npu"]) in names and _state.hint_space(store, "npu") in names
         with pytest.raises(PluginError, match=f"^{re.escape(broken_plugin)}$"):
             store.spaces.get("broken")
+
+
+def test_a_plugin_declares_its_stored_space_kind(third_party: Path, tmp_path: Path) -> None:
+    from hwpareto.store import Store
+
+    assert {"hf-causal-lm", "tiny-wide"} <= set(space_kinds())
+    module = __import__("hwp_tiny_space")
+    with Store.open(str(tmp_path / "kinds.db")) as store:
+        store.spaces.register(module.WideSpace("wide-3", [8, 16, 32]))
+        back = store.spaces.get("wide-3")  # rebuilt by the plugin's factory from the stored document
+        assert type(back).__name__ == "WideSpace" and back.dimensions[0].choices == (8, 16, 32)
+    with pytest.raises(InvalidValueError, match=r"^doc: kind: expected one of .*tiny-wide.*, got 'other'$"):
+        space_from_document({"kind": "other", "name": "x"}, "doc")
+    register_space_kind("coded-wide", lambda doc, source: module.WideSpace(doc["name"], [4]))
+    assert space_from_document({"kind": "coded-wide", "name": "w"}).dimensions[0].choices == (4,)
+    with pytest.raises(PluginError, match=r"space_kinds plugin 'bad': expected a factory"):
+        register_space_kind("bad", 42)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------- backends

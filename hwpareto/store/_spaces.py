@@ -66,7 +66,7 @@ class SpaceRepository:
         self._db = db
 
     def register(self, space: SearchSpace, *, conn: Connection | None = None) -> None:
-        """Store a declarative space or one of another stored kind (``supernet.STORED_KINDS``, e.g. a Hugging Face
+        """Store a declarative space or one of another stored kind (``supernet.space_kinds()``, e.g. a Hugging Face
         model folder's space); storing the same definition again is a no-op, and a stored definition that lacks only
         fields recorded since (an older hwpareto's) is completed."""
         doc = space_document(space)
