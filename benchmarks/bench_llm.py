@@ -130,7 +130,7 @@ def _evaluate(store_url: str, configs: list[Any], seed: int) -> list[dict[str, A
             n_train = round(TRAIN_SHARE * len(y))
             train, test = order[:n_train], order[n_train:]
             model = Model("latency", sp, metric, DEVICE, None, True, LatencyPredictor(random_state=seed))
-            X = model.features(store, chosen)
+            X = model.bind(store).features(chosen)
             fitted = LatencyPredictor(random_state=seed).fit(X[train], y[train])
             mean, std = fitted.predict(X[test], return_std=True)
             rows.append(

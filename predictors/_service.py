@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any
 
@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 from sklearn.base import clone
 
+from hwpareto import metrics as catalogue
 from hwpareto.errors import CapabilityError, HwparetoError, InvalidValueError
 from hwpareto.predictor_key import PredictorKey
 from hwpareto.store import Store
@@ -29,12 +30,12 @@ from predictors._fewshot import FewShotLatency, reference_set
 from predictors._latency import LatencyPredictor
 from predictors._portable import dumps, loads
 from profilers import Lut, MissingLutError
-from supernet import PHASE_METRICS, SearchSpace, SubNetConfig
+from supernet import SearchSpace, SubNetConfig
 
 __all__ = [
-    "COST_METRICS",
     "KNOWN_MIN_SUBNETS",
     "KnownDevices",
+    "KnownLatencies",
     "Model",
     "TrainReport",
     "check_drift",
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 MODEL_CLASS = "Model"
-COST_METRICS = ("latency_ms", "energy_mj", *PHASE_METRICS)
-"""What ``train latency --metric`` learns: whole-SubNet costs, or (LLM spaces) one phase of generation."""
 MIN_ROWS = 10
 HOLDOUT = 0.2
 DRIFT_MARGIN = 1.5  # a check flags drift when its MAPE exceeds the recorded one by this factor (plus 2 points)
@@ -75,7 +74,9 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, y_std: np.ndarray | None = N
 
 @dataclass
 class Model:
-    """A trained predictor over configs of one space: ``predict(configs) -> (mean, std)``."""
+    """A trained predictor over configs of one space: ``predict(configs) -> (mean, std)``. What its features read
+    from the store (the device's LUT, the known devices' latencies) is captured once, by :func:`load_model` (or
+    :meth:`bind`), so predicting reads nothing from the store."""
 
     kind: str  # latency | energy | accuracy
     space: SearchSpace
@@ -85,27 +86,41 @@ class Model:
     use_lut: bool
     estimator: Any
     known: tuple[str, ...] = ()  # few-shot: the known devices, in the estimator's column order
+    lut: Lut | None = None
+    """The device's LUT (a cost model on its LUT-sum), captured by :meth:`bind`."""
+    known_values: KnownLatencies | None = None
+    """The known devices' values (few-shot), captured by :meth:`bind`."""
 
-    def features(self, store: Store, configs: Sequence[SubNetConfig]) -> np.ndarray:
+    def bind(self, store: Store) -> Model:
+        """This model with what its features need read from ``store`` now (the LUT, the known devices' values)."""
+        lut = None
+        if self.use_lut:
+            assert self.device is not None
+            lut = Lut.load(store, self.device)
+        known = KnownLatencies.load(store, self.space, self.metric, self.known) if self.known else None
+        return replace(self, lut=lut, known_values=known)
+
+    def features(self, configs: Sequence[SubNetConfig]) -> np.ndarray:
         """The feature matrix: the known devices' latencies (few-shot), or the device's LUT-sum (cost models with
         a LUT), then space features. Vectorised: one LUT product and one feature pass over all configs."""
         # cost models see the literal network (dead NB201 edges still run); accuracy models its canonical form
         base = SpaceFeatures(space=self.space, canonical=self.kind == "accuracy").fit_transform(list(configs))
         if self.known:
-            known = known_latencies(store, self.space, self.metric, self.known, configs)
+            assert self.known_values is not None, "a few-shot model is bound to its store (bind) before use"
+            known = self.known_values(configs)
             costs = additive_costs(self.space, base) if self.estimator.n_costs else base[:, :0]
             return np.hstack([known, base, costs])
         if not self.use_lut:
             return base
-        assert self.device is not None
-        return np.column_stack([lut_sums(store, self.device, self.space, configs, self.metric), base])
+        assert self.lut is not None, "a LUT-corrected model is bound to its store (bind) before use"
+        return np.column_stack([self.lut.metric_sums(self.space, configs, self.metric), base])
 
-    def predict(self, store: Store, configs: Sequence[SubNetConfig]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, configs: Sequence[SubNetConfig]) -> tuple[np.ndarray, np.ndarray]:
         """Mean and 1-sigma uncertainty for each config (one batched estimator call)."""
         configs = [self.space.validate(c) for c in configs]
         if not configs:
             return np.empty(0), np.empty(0)
-        mean, std = self.estimator.predict(self.features(store, configs), return_std=True)
+        mean, std = self.estimator.predict(self.features(configs), return_std=True)
         return np.asarray(mean, float), np.asarray(std, float)
 
     def to_bytes(self) -> bytes:
@@ -129,10 +144,12 @@ def lut_sums(store: Store, device: str, space: SearchSpace, configs: Sequence[Su
 
 
 def _check_metric(space: SearchSpace, metric: str) -> None:
-    """``metric`` is a cost :func:`train_latency` can learn for ``space`` (phase metrics: LLM spaces only)."""
-    if metric not in COST_METRICS:
-        raise InvalidValueError("--metric", "one of " + ", ".join(COST_METRICS), metric)
-    if metric in PHASE_METRICS:
+    """``metric`` is a cost :func:`train_latency` can learn for ``space``: a device cost of the metric catalogue,
+    whole-SubNet or (LLM spaces only) one phase of generation."""
+    if not catalogue.lookup(metric).is_cost:
+        costs = ", ".join(m.name for m in catalogue.metrics(catalogue.DEVICE_COST))
+        raise InvalidValueError("--metric", f"one of {costs}", metric)
+    if catalogue.lookup(metric).phase is not None:
         try:
             phased = any(spec.phase for spec in space.layers(space.smallest()))
         except CapabilityError:
@@ -146,27 +163,53 @@ def _check_metric(space: SearchSpace, metric: str) -> None:
 def known_latencies(
     store: Store, space: SearchSpace, metric: str, devices: Sequence[str], configs: Sequence[SubNetConfig]
 ) -> np.ndarray:
-    """``(len(configs), len(devices))`` values of ``metric`` on the known ``devices``: measured (median) where the
-    store has them, else from the device's own predictor ``<metric>:<space>:<device>`` (one batched call per
-    device); a SubNet that is neither measured nor predictable raises :class:`~hwpareto.errors.HwparetoError`."""
-    keys = [c.key for c in configs]
-    table = store.measurements.measured_table(space.name, metric, devices).reindex(keys)
-    out = table.to_numpy(dtype=np.float64, copy=True)
-    gaps = {j: np.flatnonzero(np.isnan(out[:, j])) for j in range(len(devices))}
-    stored = {p.name for p in store.predictors.list(space.name)} if any(map(len, gaps.values())) else set()
-    for j, device in enumerate(devices):
-        missing = gaps[j]
-        if not len(missing):
-            continue
-        name = PredictorKey(metric, space.name, device).name
-        if name not in stored:
-            raise HwparetoError(
-                f"{len(missing)} SubNet(s) (e.g. {keys[missing[0]]}) are not measured on known "
-                f"device {device} and it has no predictor {name}: run hwpareto train latency "
-                f"--device {device} --space {space.name}" + ("" if metric == "latency_ms" else f" --metric {metric}")
-            )
-        out[missing, j] = load_model(store, name).predict(store, [configs[int(i)] for i in missing])[0]
-    return out
+    """``(len(configs), len(devices))`` values of ``metric`` on the known ``devices`` (:class:`KnownLatencies`)."""
+    return KnownLatencies.load(store, space, metric, devices)(configs)
+
+
+@dataclass(frozen=True, eq=False)
+class KnownLatencies:
+    """The values of ``metric`` on the known ``devices`` of a few-shot model, read from the store once: measured
+    (median) where the store has them, else from the device's own predictor ``<metric>:<space>:<device>`` (loaded
+    for the devices that have not measured the whole space). Called on configs, it reads nothing."""
+
+    space: SearchSpace
+    metric: str
+    devices: tuple[str, ...]
+    measured: pd.DataFrame
+    """Config key x device, NaN where not measured."""
+    models: dict[str, Model]
+    """The predictors of the devices that have not measured the whole space (those that have one)."""
+
+    @classmethod
+    def load(cls, store: Store, space: SearchSpace, metric: str, devices: Sequence[str]) -> KnownLatencies:
+        measured = store.measurements.measured_table(space.name, metric, devices)
+        counts = measured.notna().sum()
+        partial = [d for d in devices if counts.get(d, 0) < space.size()]
+        stored = {p.name for p in store.predictors.list(space.name)} if partial else set()
+        names = {d: PredictorKey(metric, space.name, d).name for d in partial}
+        models = {d: load_model(store, name) for d, name in names.items() if name in stored}
+        return cls(space, metric, tuple(devices), measured, models)
+
+    def __call__(self, configs: Sequence[SubNetConfig]) -> np.ndarray:
+        """``(len(configs), len(devices))`` values; a SubNet that is neither measured nor predictable raises
+        :class:`~hwpareto.errors.HwparetoError`."""
+        keys = [c.key for c in configs]
+        out = self.measured.reindex(keys).to_numpy(dtype=np.float64, copy=True)
+        for j, device in enumerate(self.devices):
+            missing = np.flatnonzero(np.isnan(out[:, j]))
+            if not len(missing):
+                continue
+            name = PredictorKey(self.metric, self.space.name, device).name
+            if device not in self.models:
+                raise HwparetoError(
+                    f"{len(missing)} SubNet(s) (e.g. {keys[missing[0]]}) are not measured on known "
+                    f"device {device} and it has no predictor {name}: run hwpareto train latency "
+                    f"--device {device} --space {self.space.name}"
+                    + ("" if self.metric == "latency_ms" else f" --metric {self.metric}")
+                )
+            out[missing, j] = self.models[device].predict([configs[int(i)] for i in missing])[0]
+        return out
 
 
 def _known_device(entry: str, metric: str, space: str) -> str:
@@ -179,7 +222,8 @@ ESTIMATORS = {cls.__name__: cls for cls in (LatencyPredictor, AccuracyPredictor,
 
 
 def load_model(store: Store, name: str) -> Model:
-    """Rebuild stored predictor ``name`` (its blob is parsed as JSON; nothing is unpickled)."""
+    """Rebuild stored predictor ``name`` (its blob is parsed as JSON; nothing is unpickled), bound to what its
+    features read from ``store`` (:meth:`Model.bind`)."""
     record = store.predictors.load(name)
     _, params, state = loads(record.blob, MODEL_CLASS)
     cls = ESTIMATORS.get(params.get("estimator_class", ""))
@@ -196,7 +240,7 @@ def load_model(store: Store, name: str) -> Model:
         bool(params.get("use_lut")),
         estimator,
         known,
-    )
+    ).bind(store)
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -257,7 +301,7 @@ def _split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _fit_and_store(
     store: Store, name: str, model: Model, configs: list[SubNetConfig], y: np.ndarray, seed: int, extra: dict[str, Any]
 ) -> TrainReport:
-    X = model.features(store, configs)
+    X = model.bind(store).features(configs)
     train, test = _split(len(y), seed)
     held_out = clone(model.estimator).fit(X[train], y[train])
     mean, std = held_out.predict(X[test], return_std=True)
@@ -315,8 +359,8 @@ def train_latency(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> TrainReport:
-    """Fit a cost predictor of ``device`` on its stored measurements: ``metric`` one of :data:`COST_METRICS`; the
-    LUT-sum feature of a phase metric is that phase's (:func:`lut_sums`).
+    """Fit a cost predictor of ``device`` on its stored measurements: ``metric`` a device cost of the metric
+    catalogue (:mod:`hwpareto.metrics`); the LUT-sum feature of a phase metric is that phase's (:func:`lut_sums`).
 
     With ``few_shot=K`` only K of the device's measurements are used (the :func:`reference_set` of them),
     transferred from known devices (:func:`choose_known`, or exactly ``known``); the rest of the device's
@@ -488,7 +532,7 @@ def _train_few_shot(
     n_costs = len(additive_cost_names(space))
     estimator = FewShotLatency(n_devices=len(choice.used), n_costs=n_costs)
     model = Model(kind, space, metric, device, None, False, estimator, choice.used)
-    X_all = model.features(store, candidates)
+    X_all = model.bind(store).features(candidates)
     y_all = data["value"].to_numpy(float)
     known_frame = pd.DataFrame(
         X_all[:, : len(choice.used)], index=[c.key for c in candidates], columns=list(choice.used)
@@ -581,7 +625,7 @@ def predict_table(
         )
     out = pd.DataFrame({"config_key": [c.key for c in configs]})
     for record in records:
-        mean, std = load_model(store, record.name).predict(store, configs)
+        mean, std = load_model(store, record.name).predict(configs)
         out[record.name] = mean
         out[record.name + "_std"] = std
     return out
@@ -591,7 +635,7 @@ def check_drift(store: Store, name: str, configs: Sequence[SubNetConfig], measur
     """Compare predictor ``name`` with fresh measurements, append the result to its metadata, flag drift when
     the MAPE exceeds the recorded held-out MAPE × 1.5 + 2 points."""
     model = load_model(store, name)
-    mean, std = model.predict(store, configs)
+    mean, std = model.predict(configs)
     result = metrics(measured, mean, std)
     with store.transaction() as conn:  # read, append, write: no concurrent check is lost
         record = store.predictors.load(name, conn=conn)

@@ -157,7 +157,7 @@ def test_phase_predictors_learn_on_the_phase_lut_sum_and_are_preferred(tmp_path:
             report = train_latency(store, "board", sp, metric=metric)
             assert report.name == f"{metric}:{sp.name}:board"
             model = load_model(store, report.name)
-            np.testing.assert_allclose(model.features(store, configs)[:, 0], lut.sums(sp, configs, "latency", phase))
+            np.testing.assert_allclose(model.features(configs)[:, 0], lut.sums(sp, configs, "latency", phase))
             assert report.validation["mape_pct"] < 5.0  # the phase LUT-sum explains it: only the scale is learned
             assert report.validation["lut_sum_mape_pct"] > 30.0
         objective = parse_objective("decode_ms_per_token@board")
