@@ -174,3 +174,26 @@ def test_a_budgeted_search_builds_one_evaluator(tmp_path: Path, counts: dict[str
         assert result.exit_code == 0, result.output
         assert counts["builds"] == 1
         assert store.searches.get("b").status == "done" and store.searches.get("b").trials_done == 25
+
+
+@pytest.mark.slow
+def test_a_few_shot_predictor_reads_nothing_from_the_store_after_it_is_loaded(tmp_path: Path) -> None:
+    """Its known devices' measured values and, for the SubNets they have not measured, their own predictors are
+    read when it is loaded (before, at every prediction)."""
+    space = get_space("nb201")
+    cells = [space.from_index(i) for i in range(0, 15625, 125)]
+    with Store.open(str(tmp_path / "s.db")) as store:
+        for name, speed in (("gpu-a", 40.0), ("cpu-b", 2.0), ("new-x", 6.0)):
+            spec = DeviceSpec(name, "fake", "fake", {"gmacs_per_s": speed})
+            store.devices.add(name, "fake", spec.to_dict(), backend_for(spec).describe())
+            measure_subnets(store, spec, space, cells if name != "new-x" else cells[:10])
+        report = train_latency(store, "new-x", space, few_shot=10)
+        assert report.known is not None and report.known.predicted == ("cpu-b", "gpu-a")
+        model = load_model(store, report.name)
+        queries = Queries(store)
+        try:
+            for start in (1, 2, 3):
+                mean, _ = model.predict([space.from_index(i) for i in range(start, 15625, 500)])  # none measured
+        finally:
+            queries.close()
+        assert queries.count == 0 and np.all(mean > 0)
