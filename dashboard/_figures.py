@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from hwpareto.metrics import lookup
+
 __all__ = [
-    "METRIC_LABELS",
     "PALETTE",
     "WEBGL_FROM",
     "axis_title",
@@ -29,44 +30,14 @@ DIMMED = "rgba(120,120,120,0.25)"
 WEBGL_FROM = 1_000  # SVG markers render slowly beyond that (a 3,000-trial chart: ~1 s more in Chromium)
 MAX_3D_BACKGROUND = 5_000  # dominated points drawn in the 3-D view (a fixed random sample beyond that)
 
-METRIC_LABELS: dict[str, tuple[str, str]] = {
-    "latency_ms": ("latency", "ms"),
-    "energy_mj": ("energy", "mJ"),
-    "prefill_ms": ("prefill (time to first token)", "ms"),
-    "decode_ms_per_token": ("decode", "ms/token"),
-    "energy_mj_per_token": ("energy per token", "mJ/token"),
-    "params": ("params", "count"),
-    "macs": ("macs", "MACs"),
-    "flops": ("flops", "FLOPs"),
-    "weights_mb": ("weights", "MB"),
-    "kv_cache_mb": ("KV cache", "MB"),
-    "peak_memory_mb": ("peak memory", "MB"),
-}
-"""Metric → (what it is, its unit): the one table the dashboard's labels read (a later metric catalogue replaces
-it); other metrics are read by :func:`metric_label` from their suffix."""
-_SUFFIXES = (
-    ("_ms_per_token", "ms/token"),
-    ("_mj_per_token", "mJ/token"),
-    ("_pct", "%"),
-    ("_ms", "ms"),
-    ("_mj", "mJ"),
-    ("_mb", "MB"),
-)
-
 
 def metric_label(metric: str) -> tuple[str, str]:
-    """(what it is, its unit) of a metric or objective name: ``decode_ms_per_token@board`` → ``("decode",
-    "ms/token")``, ``val_acc_pct`` → ``("val acc", "%")``, ``val_ppl`` → ``("val perplexity", "exp of mean token
-    NLL")``; an unknown metric without a unit suffix → ``(its name, "value")``."""
-    metric = metric.partition("@")[0].split(":")[0]
-    if metric in METRIC_LABELS:
-        return METRIC_LABELS[metric]
-    if metric == "ppl" or metric.endswith("_ppl"):
-        return metric.removesuffix("ppl").replace("_", " ") + "perplexity", "exp of mean token NLL"
-    for suffix, unit in _SUFFIXES:
-        if metric.endswith(suffix):
-            return metric.removesuffix(suffix).replace("_", " "), unit
-    return metric.replace("_", " "), "value"
+    """(what it is, its unit) of a metric or objective name, as the metric catalogue has them
+    (:func:`hwpareto.metrics.lookup`): ``decode_ms_per_token@board`` → ``("decode", "ms/token")``, ``val_acc_pct`` →
+    ``("val acc", "%")``, ``val_ppl`` → ``("val perplexity", "exp of mean token NLL")``; an unknown metric without a
+    unit suffix → ``(its name, "value")``."""
+    info = lookup(metric)
+    return info.label, info.unit
 
 
 def axis_title(objective: str) -> str:

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, replace
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.metrics import NAME as _METRIC
 
 __all__ = ["PredictorKey"]
 
-_METRIC = re.compile(r"[a-z][a-z0-9_]*")
 _FEWSHOT = re.compile(r"fewshot([1-9][0-9]*)")
 _FORM = "METRIC:SPACE:SUBJECT[:fewshotK]"
 

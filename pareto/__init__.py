@@ -18,7 +18,15 @@ if TYPE_CHECKING:
     from pareto._demo import describe_demo, run_demo
     from pareto._export import export_subnet, load_subnet, load_supernet, record_checkpoint, verify_bundle
     from pareto._importer import ColumnMap, ImportReport, import_table, parse_columns
-    from pareto._objectives import Budget, Evaluator, Objective, cost_metrics, parse_budget, parse_objective
+    from pareto._objectives import (
+        Budget,
+        Evaluator,
+        Objective,
+        cost_metrics,
+        parse_budget,
+        parse_objective,
+        register_analytic,
+    )
     from pareto._pareto import (
         front_for_budget,
         front_recall,
@@ -47,6 +55,7 @@ _LAZY = {
     "parse_objective": "pareto._objectives",
     "cost_metrics": "pareto._objectives",
     "parse_budget": "pareto._objectives",
+    "register_analytic": "pareto._objectives",
     "StudyResults": "pareto._analysis",
     "Front": "pareto._analysis",
     "study_results": "pareto._analysis",
@@ -131,6 +140,7 @@ __all__ = [
     "parse_columns",
     "parse_objective",
     "record_checkpoint",
+    "register_analytic",
     "register_strategy",
     "run_budgeted",
     "run_demo",

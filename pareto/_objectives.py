@@ -3,8 +3,8 @@
 An objective is written ``METRIC[@SUBJECT][:max|:min]``:
 
 - ``params``, ``macs``, ``flops`` (= 2 × MACs), ``weights_mb``, ``peak_memory_mb`` — analytic, from the space's
-  LayerSpecs (fp32 weights; peak memory: the weights plus the largest input + output activation of any layer,
-  batch 1, plus the KV cache where the space has one);
+  LayerSpecs (fp32 weights; sizes in MiB, 2**20 bytes; peak memory: the weights plus the largest input + output
+  activation of any layer, batch 1, plus the KV cache where the space has one);
 - ``kv_cache_mb`` — analytic, for spaces with a KV cache (the Llama family): fp32 keys and values of every kept
   layer for ``batch`` × (``prompt_len`` + ``gen_len``) tokens;
 - ``latency_ms@DEVICE`` / ``energy_mj@DEVICE`` — the stored predictor ``<metric>:<space>:<device>`` when there is
@@ -16,7 +16,9 @@ An objective is written ``METRIC[@SUBJECT][:max|:min]``:
 - ``<metric>@DATASET`` (e.g. ``test_acc_pct@cifar10``) — the stored accuracy predictor
   ``<metric>:<space>:<dataset>`` (mean and uncertainty).
 
-Metrics whose name contains ``acc`` are maximised unless ``:min`` is given; all others minimised. A budget is
+Which metrics are analytic, device costs or qualities, and their direction, is the metric catalogue's
+(:mod:`hwpareto.metrics`: metrics naming an accuracy are maximised, the others minimised) unless ``:max`` or
+``:min`` is given; :func:`register_analytic` adds an analytic objective. A budget is
 ``OBJECTIVE <= BOUND`` (or ``>=`` for maximised metrics), evaluated as an Optuna constraint (``value - bound``,
 feasible when ``<= 0``), never as a penalty.
 """
@@ -26,20 +28,34 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.metrics import ANALYTIC, DEVICE_COST, Metric, lookup, metrics, register_metric
 from hwpareto.predictor_key import PredictorKey
 from hwpareto.store import Store
-from supernet import PHASE_METRICS, LayerCounts, SearchSpace, SubNetConfig
+from supernet import LayerCounts, SearchSpace, SubNetConfig
 
-__all__ = ["ANALYTIC", "Budget", "Evaluator", "Objective", "cost_metrics", "parse_budget", "parse_objective"]
+__all__ = [
+    "AnalyticFunction",
+    "Budget",
+    "Evaluator",
+    "Objective",
+    "cost_metrics",
+    "parse_budget",
+    "parse_objective",
+    "register_analytic",
+]
 
-ANALYTIC = ("params", "macs", "flops", "weights_mb", "kv_cache_mb", "peak_memory_mb")
+_BUILT_IN = ("params", "macs", "flops", "weights_mb", "kv_cache_mb", "peak_memory_mb")
+"""The catalogue's analytic metrics that :func:`_analytic` computes."""
+AnalyticFunction = Callable[[SearchSpace, Sequence[SubNetConfig], LayerCounts], np.ndarray]
+"""``compute(space, configs, counts)`` → one value per config; ``counts`` is ``space.layer_counts(configs)``."""
+_ANALYTIC_FUNCTIONS: dict[str, AnalyticFunction] = {}
 _OBJECTIVE = re.compile(
     r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
     r"(:(?P<direction>max|min))?$"
@@ -62,9 +78,14 @@ class Objective:
         return self.metric if self.subject is None else f"{self.metric}@{self.subject}"
 
     @property
+    def info(self) -> Metric:
+        """The metric's catalogue entry (unit, direction, valid range, kind)."""
+        return lookup(self.metric)
+
+    @property
     def is_cost(self) -> bool:
-        """Latency/energy on a device (whole SubNet, or a phase of an LLM's generation)."""
-        return self.metric in ("latency_ms", "energy_mj", *PHASE_METRICS)
+        """A device cost: latency, energy, a phase of an LLM's generation (the catalogue's kind)."""
+        return lookup(self.metric).is_cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +111,15 @@ def parse_objective(text: str) -> Objective:
     if not match:
         raise InvalidValueError("objective", "METRIC[@DEVICE_OR_DATASET][:max|:min], e.g. latency_ms@cpu-local", text)
     metric, subject, direction = match["metric"], match["subject"], match["direction"]
-    if metric in ANALYTIC and subject is not None:
+    analytic = lookup(metric).kind == ANALYTIC
+    if analytic and subject is not None:
         raise InvalidValueError(f"objective {text!r}", f"{metric} without @ (it does not depend on a device)", text)
-    if metric not in ANALYTIC and subject is None:
-        raise InvalidValueError(
-            f"objective {text!r}", f"{metric}@DEVICE or {metric}@DATASET (or one of " + ", ".join(ANALYTIC) + ")", text
-        )
-    chosen: Literal["minimize", "maximize"]
+    if not analytic and subject is None:
+        names = ", ".join(m.name for m in metrics(ANALYTIC))
+        raise InvalidValueError(f"objective {text!r}", f"{metric}@DEVICE or {metric}@DATASET (or one of {names})", text)
+    chosen: Literal["minimize", "maximize"] = "maximize" if direction == "max" else "minimize"
     if direction is None:
-        chosen = "maximize" if "acc" in metric else "minimize"
-    else:
-        chosen = "maximize" if direction == "max" else "minimize"
+        chosen = lookup(metric).direction
     return Objective(metric, subject, chosen)
 
 
@@ -139,7 +158,11 @@ class Evaluator:
         stored = {p.name for p in store.predictors.list(space.name)}
         keys = [k for k in (PredictorKey.of(p, space=space.name) for p in sorted(stored)) if k is not None]
         for m in self.metrics:
-            if m.metric in ANALYTIC:
+            if m.info.kind == ANALYTIC:
+                if m.metric not in _BUILT_IN and m.metric not in _ANALYTIC_FUNCTIONS:
+                    raise InvalidValueError(
+                        f"objective {m.name}", "an analytic metric with its computation registered", "none"
+                    )
                 if not space.has_model:
                     raise InvalidValueError(f"objective {m.name}", "a metric of a space with a layer model", space.name)
                 if m.metric == "kv_cache_mb" and _kv_cache_mb(space) is None:
@@ -159,7 +182,7 @@ class Evaluator:
                 self.sources[m] = f"predictor {predictor}"
                 self.predictors[m] = predictor
             elif m.is_cost and m.subject is not None:
-                if m.metric in PHASE_METRICS and not _has_phases(space):
+                if m.info.phase is not None and not _has_phases(space):
                     raise InvalidValueError(
                         f"objective {m.name}",
                         "a metric of an LLM space (from hwpareto space from-hf); latency_ms@DEVICE or energy_mj@DEVICE",
@@ -192,7 +215,7 @@ class Evaluator:
             mean = np.zeros((len(todo), len(self.metrics)))
             std = np.zeros_like(mean)
             # one layer-count matrix for every analytic metric and LUT-sum of the batch (OFA block LUTs use none)
-            shared = any(m.metric in ANALYTIC for m in self.metrics) or any(
+            shared = any(m.info.kind == ANALYTIC for m in self.metrics) or any(
                 lut.scheme != "ofa-block" for lut in self._luts.values()
             )
             counts = self.space.layer_counts(todo) if shared else None
@@ -208,6 +231,9 @@ class Evaluator:
                 elif m in self._luts:
                     # a missing layer raises MissingLutError naming the SubNet, the layer and the profile command
                     mean[:, j] = self._luts[m].metric_sums(self.space, todo, m.metric, counts)
+                elif m.metric in _ANALYTIC_FUNCTIONS:
+                    assert counts is not None
+                    mean[:, j] = _ANALYTIC_FUNCTIONS[m.metric](self.space, todo, counts)
                 else:
                     assert counts is not None
                     mean[:, j] = _analytic(m.metric, counts, self.space, todo, kv_mb)
@@ -218,9 +244,22 @@ class Evaluator:
 
 
 def cost_metrics(space: SearchSpace) -> tuple[str, ...]:
-    """The device-cost metrics ``space`` can be searched on: ``latency_ms`` and ``energy_mj``, plus the phase
-    metrics of LLM spaces."""
-    return ("latency_ms", "energy_mj", *(PHASE_METRICS if _has_phases(space) else ()))
+    """The device-cost metrics ``space`` can be searched on: the catalogue's whole-SubNet costs (``latency_ms``,
+    ``energy_mj``...), plus its phase metrics on LLM spaces."""
+    phases = _has_phases(space)
+    return tuple(m.name for m in metrics(DEVICE_COST) if phases or m.phase is None)
+
+
+def register_analytic(metric: Metric, compute: AnalyticFunction) -> Metric:
+    """Make ``metric`` (kind ``analytic``) an objective: its catalogue entry (:func:`hwpareto.metrics.register_metric`)
+    and its computation, ``compute(space, configs, counts)`` → one value per config (the recipe: CONTRIBUTING.md)."""
+    if metric.kind != ANALYTIC:
+        raise InvalidValueError(f"metric {metric.name} kind", ANALYTIC, metric.kind)
+    if metric.name in _BUILT_IN:
+        raise InvalidValueError(f"metric {metric.name}", "a name other than the built-in analytic metrics", metric.name)
+    register_metric(metric)
+    _ANALYTIC_FUNCTIONS[metric.name] = compute
+    return metric
 
 
 def _has_phases(space: SearchSpace) -> bool:

@@ -4,13 +4,9 @@ Names (devices, searches/studies, spaces, predictors, dataset subjects): letters
 1 to 128 characters, starting with a letter or digit — no spaces, slashes, quotes, control characters or escape
 codes. Names stored before this check may hold anything; :func:`show_name` prints them escaped.
 
-Metric values carry their unit in the metric name (:func:`metric_range`):
-
-- ``latency*_ms`` / ``*_ms``: milliseconds, ``0 < value <= 1e7`` (about 2.8 hours per inference);
-- ``energy*_mj`` / ``*_mj``: millijoules, ``0 < value <= 1e9`` (a megajoule);
-- ``*_pct`` and accuracies (``acc``, ``test_acc``, ``accuracy``...): percent, ``0 <= value <= 100``;
-- counts (``params``, ``macs``, ``flops``, ``*_count``, ``*_params``, ``*_macs``, ``*_flops``): ``0 <= value <= 1e18``;
-- anything else: a finite number.
+Metric values lie in their metric's range, which the metric catalogue gives (:func:`hwpareto.metrics.lookup`: the
+catalogue's metrics, and for other names the rule of their unit suffix: ``_ms`` and ``_mj`` positive, percentages
+and accuracies in [0, 100], counts non-negative, anything else a finite number).
 
 Standard deviations are finite, non-negative and at most the metric's upper bound. A LUT entry is one layer's
 cost, which may be 0 (e.g. a skip or zero op on a simulator), so per-layer latency/energy need ``>= 0``.
@@ -24,6 +20,7 @@ import re
 from typing import Any
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.metrics import MAX_ENERGY_MJ, MAX_LATENCY_MS, lookup
 
 __all__ = [
     "MAX_ENERGY_MJ",
@@ -37,9 +34,6 @@ __all__ = [
 
 NAME_CHARS = "letters, digits and _ . : @ + - (max 128, starting with a letter or digit)"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
-MAX_LATENCY_MS = 1e7
-MAX_ENERGY_MJ = 1e9
-MAX_COUNT = 1e18
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
@@ -60,16 +54,8 @@ def show_name(value: Any) -> str:
 
 
 def metric_range(metric: str) -> tuple[float, float, bool]:
-    """``(low, high, low_inclusive)`` allowed for values of ``metric`` (see the module docstring)."""
-    if metric.endswith("_ms"):
-        return 0.0, MAX_LATENCY_MS, False
-    if metric.endswith("_mj"):
-        return 0.0, MAX_ENERGY_MJ, False
-    if metric.endswith("_pct") or re.search(r"(^|_)acc", metric):
-        return 0.0, 100.0, True
-    if metric in ("params", "macs", "flops") or metric.endswith(("_count", "_params", "_macs", "_flops")):
-        return 0.0, MAX_COUNT, True
-    return -math.inf, math.inf, True
+    """``(low, high, low_inclusive)`` allowed for values of ``metric`` (its catalogue entry's range)."""
+    return lookup(metric).range
 
 
 def check_metric_value(field: str, metric: str, value: Any, *, std: bool = False, per_layer: bool = False) -> float:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 import numpy as np
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.metrics import phase_metrics
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -244,8 +245,9 @@ OPS = (
     "swiglu",
 )
 PHASES = ("", "prefill", "decode")
-PHASE_METRICS = {"prefill_ms": "prefill", "decode_ms_per_token": "decode", "energy_mj_per_token": "decode"}
-"""LLM cost metrics → the phase of the LayerSpecs they cover (energy per token: the decode step's energy / batch)."""
+PHASE_METRICS = phase_metrics()
+"""LLM cost metrics → the phase of the LayerSpecs they cover (energy per token: the decode step's energy / batch),
+as the metric catalogue declares them (:attr:`hwpareto.metrics.Metric.phase`)."""
 
 
 @dataclass(frozen=True, slots=True)

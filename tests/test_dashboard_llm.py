@@ -176,7 +176,7 @@ def test_units_come_from_the_metric_names() -> None:
     assert _figures.axis_title("decode_ms_per_token@board") == "decode on board (ms/token)"  # was "(token)"
     assert _figures.axis_title("energy_mj_per_token@board") == "energy per token on board (mJ/token)"
     assert _figures.axis_title("prefill_ms@board") == "prefill (time to first token) on board (ms)"
-    assert _figures.axis_title("kv_cache_mb") == "KV cache (MB)"
+    assert _figures.axis_title("kv_cache_mb") == "KV cache (MiB)"  # *_mb values are MiB
     assert _figures.axis_title("val_ppl@stdlib") == "val perplexity on stdlib (exp of mean token NLL)"
     assert _figures.axis_title("latency_ms@edge") == "latency on edge (ms)"
     assert _figures.metric_label("decode_ms_per_token@board:min") == ("decode", "ms/token")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import pandas as pd
 from sqlalchemy import Connection, func, insert, select
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.metrics import NAME as METRIC_NAME
 from hwpareto.store._db import Database
 from hwpareto.store._models import SOURCES, SUBJECT_KINDS, Device, Export, LutEntry, Measurement, SubNet
 from hwpareto.store._records import MeasurementCount, MeasurementIn, WriteResult
@@ -67,7 +67,6 @@ LUT_COLUMNS = [
 ]
 _LUT_REQUIRED = ("layer_key", "op", "spec_json", "latency_ms_mean", "latency_ms_std", "n")
 _LUT_DEFAULTS: dict[str, Any] = {"batch": 1, "energy_mj_mean": None, "energy_mj_std": None, "source": "measured"}
-_METRIC = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class MeasurementRepository:
@@ -312,7 +311,7 @@ def _check_measurement(i: int, row: Any, known_metrics: set[str]) -> tuple[float
         raise InvalidValueError(f"{where}.subject_kind", "one of " + ", ".join(SUBJECT_KINDS), row.subject_kind)
     check_name(f"{where}.subject", row.subject)
     if row.metric not in known_metrics:
-        if not isinstance(row.metric, str) or len(row.metric) > 64 or not _METRIC.match(row.metric):
+        if not isinstance(row.metric, str) or len(row.metric) > 64 or not METRIC_NAME.fullmatch(row.metric):
             raise InvalidValueError(
                 f"{where}.metric",
                 "a lower-case name of letters, digits and '_' with units (e.g. latency_ms)",
