@@ -24,7 +24,7 @@ from supernet.training import save_checkpoint
 from tests._cli import hw
 from tests.test_store import schema_diffs
 
-HEAD = "0003_checkpoints"
+HEAD = "0004_device_kinds"
 
 
 def checkpoint(path: Path, space: str, seed: int, data: str | None = "digits") -> Path:

@@ -68,7 +68,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
 def test_init_creates_both_schemas(store_url: str) -> None:
     out, _ = hw("init", "--store", store_url, "--json")
     info = json.loads(out)
-    assert info["revision"] == "0003_checkpoints" and info["devices"] == 0
+    assert info["revision"] == "0004_device_kinds" and info["devices"] == 0
     tables = set(inspect(create_engine(store_url)).get_table_names())
     assert {"hwp_devices", "hwp_measurements", "hwp_subnets", "hwp_searches", "hwp_alembic_version"} <= tables
     assert {"studies", "trials", "trial_params", "trial_values", "alembic_version"} <= tables  # Optuna's own
