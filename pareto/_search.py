@@ -221,6 +221,7 @@ class _Unseen:
         self.region = _region_size(genome)
         """Configs in the searched region (``inf`` with a continuous dimension), valid or not."""
         self._rest: list[tuple[str, SubNetConfig]] | None = None  # the unevaluated SubNets, once enumerated
+        self._known: set[str] = set()  # keys of the proposals checked: each one's architecture is in ``seen``
 
     @property
     def exhausted(self) -> bool:
@@ -236,6 +237,9 @@ class _Unseen:
             for c in configs:
                 if len(out) >= size:
                     return
+                if c.key in self._known:  # proposed before (a strategy repeats itself): seen already
+                    continue
+                self._known.add(c.key)
                 canon = self.genome.canonical(c)
                 arch = self.genome.space.arch_key(canon)
                 if arch not in self.seen:

@@ -285,9 +285,18 @@ class ElitePool:
     def __init__(self, population: int, payload: np.ndarray, signed: np.ndarray, violation: np.ndarray) -> None:
         self.population = population
         self.payload, self.signed, self.violation = payload, signed, violation
+        self._ranked: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.payload)
+
+    def ranked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Constrained rank, crowding distance and the row indices best first (:func:`elite`), computed once per
+        state of the pool (a strategy asked many times between two tells ranks it once)."""
+        if self._ranked is None:
+            rank, crowd = _rank(self.signed, self.violation)
+            self._ranked = rank, crowd, np.lexsort((-crowd, rank))
+        return self._ranked
 
     def add(self, payload: np.ndarray, signed: np.ndarray, violation: np.ndarray) -> None:
         """Append evaluated rows, then bound the pool."""
@@ -296,13 +305,15 @@ class ElitePool:
         self.payload = np.concatenate([self.payload, payload]) if len(self.payload) else payload
         self.signed = np.vstack([self.signed, signed]) if len(self.signed) else signed
         self.violation = np.concatenate([self.violation, violation])
+        self._ranked = None
         if len(self.payload) > 4 * self.population:
-            keep = elite(self.signed, self.violation)[: 2 * self.population]
+            keep = self.ranked()[2][: 2 * self.population]
             self.payload, self.signed, self.violation = self.payload[keep], self.signed[keep], self.violation[keep]
+            self._ranked = None
 
     def best(self, k: int) -> np.ndarray:
         """Payloads of the ``k`` best rows by constrained rank, then crowding."""
-        return self.payload[elite(self.signed, self.violation)[:k]]
+        return self.payload[self.ranked()[2][:k]]
 
 
 class NSGA2Strategy(Strategy):
@@ -328,8 +339,7 @@ class NSGA2Strategy(Strategy):
         return self.genome.decode(self._offspring(n), self.rng)
 
     def _offspring(self, size: int) -> np.ndarray:
-        rank, crowd = _rank(self.pool.signed, self.pool.violation)
-        order = np.lexsort((-crowd, rank))
+        rank, crowd, order = self.pool.ranked()
         parents_pool = order[:size]
         a, b = self.rng.choice(parents_pool, size=(2, 2 * size))
         better = (rank[a] < rank[b]) | ((rank[a] == rank[b]) & (crowd[a] >= crowd[b]))

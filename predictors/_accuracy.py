@@ -179,13 +179,10 @@ class _Ensemble:
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and (uncalibrated) std in target units."""
-        import xgboost as xgb
-
         w = self.gp_weight
         mean_x = spread_x = mean_g = std_g = np.zeros(len(X))
-        if self.boosters:
-            dmat = xgb.DMatrix(X, nthread=self.n_jobs)
-            members = np.stack([b.predict(dmat) for b in self.boosters]).astype(np.float64)
+        if self.boosters:  # the boosters predict on n_jobs threads (set when trained or loaded)
+            members = np.stack([b.inplace_predict(X) for b in self.boosters]).astype(np.float64)
             mean_x, spread_x = members.mean(axis=0), members.std(axis=0)
         if self.gp is not None:
             mean_g, std_g = self.gp.predict((X - self.x_mean) / self.x_scale, return_std=True)
@@ -213,7 +210,9 @@ class _Ensemble:
     @classmethod
     def from_state(cls, state: dict[str, Any], est: AccuracyPredictor, n_features: int) -> _Ensemble:
         target = _RankGauss.from_state(state["target"])
-        boosters = [booster_from_state(b, f"predictor blob boosters[{i}]") for i, b in enumerate(state["boosters"])]
+        boosters = [
+            booster_from_state(b, f"predictor blob boosters[{i}]", est.n_jobs) for i, b in enumerate(state["boosters"])
+        ]
         expected = est.n_models if est.gp_weight < 1 else 0
         if len(boosters) != expected or any(b.num_features() != n_features for b in boosters):
             raise HwparetoError(f"predictor blob: expected {expected} boosters of {n_features} features")

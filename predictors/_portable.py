@@ -27,8 +27,10 @@ def booster_to_state(booster: Any) -> dict[str, str]:
     return {"xgboost_ubj": base64.b64encode(bytes(booster.save_raw(raw_format="ubj"))).decode("ascii")}
 
 
-def booster_from_state(state: Any, where: str = "model") -> Any:
-    """Inverse of :func:`booster_to_state`; a malformed entry raises :class:`HwparetoError`."""
+def booster_from_state(state: Any, where: str = "model", nthread: int = 1) -> Any:
+    """Inverse of :func:`booster_to_state`, predicting on ``nthread`` threads (a saved booster keeps no thread count:
+    loaded, it took every core, which on a busy machine made each small prediction many times slower); a malformed
+    entry raises :class:`HwparetoError`."""
     import xgboost as xgb
 
     if not isinstance(state, dict) or not isinstance(state.get("xgboost_ubj"), str):
@@ -37,6 +39,7 @@ def booster_from_state(state: Any, where: str = "model") -> Any:
         raw = base64.b64decode(state["xgboost_ubj"], validate=True)
         booster = xgb.Booster()
         booster.load_model(bytearray(raw))
+        booster.set_param({"nthread": nthread})
     except (ValueError, xgb.core.XGBoostError) as exc:
         raise HwparetoError(f"{where}: not a valid XGBoost model ({str(exc).splitlines()[0][:120]})") from None
     return booster

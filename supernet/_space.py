@@ -112,15 +112,15 @@ class SearchSpace:
                 values = config["values"]
         else:
             raise InvalidValueError(f"{self.name} config", "a mapping of dimension names to values", config)
-        missing = [d.name for d in self.dimensions if d.name not in values]
-        if missing:
-            raise InvalidValueError(f"{self.name} config", "values for " + ", ".join(missing), "none (missing)")
-        extra = [k for k in values if k not in self._by_name]
-        if extra:
+        if values.keys() != self._by_name.keys():
+            missing = [d.name for d in self.dimensions if d.name not in values]
+            if missing:
+                raise InvalidValueError(f"{self.name} config", "values for " + ", ".join(missing), "none (missing)")
+            extra = [k for k in values if k not in self._by_name]
             raise InvalidValueError(
                 f"{self.name} config", "only the dimensions " + ", ".join(self._by_name), "extra " + ", ".join(extra)
             )
-        items = tuple((d.name, d.coerce(values[d.name], self.name)) for d in self.dimensions)
+        items = tuple([(d.name, d.coerce(values[d.name], self.name)) for d in self.dimensions])
         self._check(dict(items))
         return SubNetConfig(self.name, items)
 

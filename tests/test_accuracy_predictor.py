@@ -215,6 +215,19 @@ def test_single_component_models(gp_weight: float) -> None:
     np.testing.assert_array_equal(restored.predict(X, return_std=True)[1], std)
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_loaded_boosters_predict_on_n_jobs_threads(n_jobs: int) -> None:
+    """A saved booster keeps no thread count: loaded, it took every core (on a busy machine each small prediction
+    was many times slower); it predicts on the estimator's ``n_jobs``, as trained, and predicts the same."""
+    X, y = _synthetic(40, 3)
+    model = AccuracyPredictor(**FAST, n_jobs=n_jobs).fit(X, y)
+    restored = AccuracyPredictor.from_bytes(model.to_bytes())
+    for booster in restored.ensemble_.boosters:
+        assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == str(n_jobs)
+    for a, b in zip(model.predict(X, return_std=True), restored.predict(X, return_std=True), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_not_fitted() -> None:
     with pytest.raises(NotFittedError):
         AccuracyPredictor().predict(np.zeros((2, 3)))

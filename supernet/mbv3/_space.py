@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -74,6 +74,7 @@ class MobileNetV3Space(SearchSpace):
         self.default_width = default_width
         self._blocks: dict[tuple[Any, ...], tuple[tuple[LayerSpec, ...], int]] = {}
         self._shapes: dict[tuple[int, ...], list[tuple[int, int, int]]] = {}
+        self._by_depths: dict[tuple[int, ...], _Blocks] = {}
         dims: list[Dimension] = []
         for i in range(self.n_blocks):
             dims.append(
@@ -140,29 +141,47 @@ class MobileNetV3Space(SearchSpace):
 
     def encode(self, config: SubNetConfig) -> np.ndarray:
         """``ks``/``e`` per block (0 for blocks beyond the stage depth), then ``d``, ``r``, ``w``."""
-        out: list[float] = []
-        active = self.active_blocks(config)
-        for prefix in ("ks", "e"):
-            out.extend(float(config[f"{prefix}_{i}"]) if i in active else 0.0 for i in range(self.n_blocks))
-        out.extend(float(config[f"d_{s}"]) for s in range(N_STAGES))
-        out.extend([float(config["r"]), float(config["w"])])
+        active = self._blocks_of(config).active
+        out = [float(config[name]) if i in active else 0.0 for i, name in enumerate(self._block_names["ks"])]
+        out += [float(config[name]) if i in active else 0.0 for i, name in enumerate(self._block_names["e"])]
+        out += [float(config[name]) for name in self._depth_names]
+        out += [float(config["r"]), float(config["w"])]
         return np.asarray(out, dtype=np.float64)
 
     def active_blocks(self, config: SubNetConfig) -> set[int]:
         """Indices of the blocks the config runs."""
-        return {self.block_index(s, j) for s in range(N_STAGES) for j in range(int(config[f"d_{s}"]))}
+        return set(self._blocks_of(config).active)
+
+    @functools.cached_property
+    def _depth_names(self) -> tuple[str, ...]:
+        return tuple(f"d_{s}" for s in range(N_STAGES))
+
+    @functools.cached_property
+    def _block_names(self) -> dict[str, tuple[str, ...]]:
+        """The ``ks`` and ``e`` dimensions' names, by block."""
+        return {prefix: tuple(f"{prefix}_{i}" for i in range(self.n_blocks)) for prefix in ("ks", "e")}
+
+    def _blocks_of(self, config: SubNetConfig) -> _Blocks:
+        """The active and inactive blocks of ``config``'s stage depths (remembered per depths)."""
+        depths = tuple(int(config[name]) for name in self._depth_names)
+        found = self._by_depths.get(depths)
+        if found is None:
+            active = frozenset(self.block_index(s, j) for s, d in enumerate(depths) for j in range(d))
+            found = self._by_depths[depths] = _Blocks(
+                active,
+                tuple(
+                    (f"{k}_{i}", first)
+                    for i in range(self.n_blocks)
+                    if i not in active
+                    for k, first in (("ks", self.ks_choices[0]), ("e", self.expand_choices[0]))
+                ),
+            )
+        return found
 
     def canonical(self, config: Mapping[str, Any] | SubNetConfig) -> SubNetConfig:
         """Blocks beyond each stage's depth (inactive) take the smallest kernel and expand ratio."""
         config = self.validate(config)
-        active = self.active_blocks(config)
-        changes = {
-            f"{k}_{i}": first
-            for i in range(self.n_blocks)
-            if i not in active
-            for k, first in (("ks", self.ks_choices[0]), ("e", self.expand_choices[0]))
-            if config[f"{k}_{i}"] != first
-        }
+        changes = {name: first for name, first in self._blocks_of(config).inactive if config[name] != first}
         return self.validate(config.values | changes) if changes else config
 
     def feature_names(self) -> list[str]:
@@ -173,17 +192,17 @@ class MobileNetV3Space(SearchSpace):
         """The default columns and the depth and mean kernel size and expand ratio of the active blocks. The
         encoding and layers already ignore inactive blocks, so ``canonical`` changes nothing."""
         configs = [self.validate(c) for c in configs]
-        stats = []
-        for config in configs:
-            active = sorted(self.active_blocks(config))
-            stats.append(
-                [
-                    float(len(active)),
-                    float(np.mean([float(config[f"ks_{i}"]) for i in active])),
-                    float(np.mean([float(config[f"e_{i}"]) for i in active])),
-                ]
+        extra = np.empty((len(configs), 3), dtype=np.float64)
+        for row, config in zip(extra, configs, strict=True):
+            active = self._blocks_of(config).active
+            # integer kernels and ratios: the sums are exact, so these means are np.mean's to the bit
+            row[0] = len(active)
+            row[1] = sum(float(config[name]) for i, name in enumerate(self._block_names["ks"]) if i in active) / len(
+                active
             )
-        extra = np.array(stats, dtype=np.float64).reshape(len(configs), 3)
+            row[2] = sum(float(config[name]) for i, name in enumerate(self._block_names["e"]) if i in active) / len(
+                active
+            )
         return np.hstack([super().features(configs, canonical=False), extra])
 
     def from_record(self, record: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> SubNetConfig:
@@ -414,6 +433,14 @@ class MobileNetV3Space(SearchSpace):
 
         r = int(config["r"])
         return torch.randn(batch, 3, r, r, generator=torch.Generator().manual_seed(seed))
+
+
+class _Blocks(NamedTuple):
+    """The blocks a config's stage depths run (``active``) and the dimensions of the others (``inactive``: name,
+    canonical value)."""
+
+    active: frozenset[int]
+    inactive: tuple[tuple[str, int], ...]
 
 
 def _int_list(raw: Any, field: str, count: int) -> list[int]:
