@@ -1,9 +1,10 @@
 """Extension points: named plugins registered in code or discovered through Python entry points.
 
-Four groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
+Five groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
 ``hwpareto.space_kinds`` (families of spaces the store rebuilds from a document, such as Hugging Face folders),
-``hwpareto.backends`` (device backends, each declaring the device kinds it serves) and ``hwpareto.strategies``
-(search strategies). hwpareto's built-ins are
+``hwpareto.backends`` (device backends, each declaring the device kinds it serves), ``hwpareto.strategies``
+(search strategies) and ``hwpareto.objectives`` (analytic objectives: a catalogue metric and its computation).
+hwpareto's built-ins are
 declared in its own ``pyproject.toml`` under those groups, exactly as a third-party package declares its own::
 
     [project.entry-points."hwpareto.spaces"]
@@ -27,7 +28,7 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 
 __all__ = ["GROUPS", "PluginError", "Registry"]
 
-GROUPS = ("hwpareto.spaces", "hwpareto.space_kinds", "hwpareto.backends", "hwpareto.strategies")
+GROUPS = ("hwpareto.spaces", "hwpareto.space_kinds", "hwpareto.backends", "hwpareto.strategies", "hwpareto.objectives")
 T = TypeVar("T")
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pareto._export import export_subnet, load_subnet, load_supernet, record_checkpoint, verify_bundle
     from pareto._importer import ColumnMap, ImportReport, import_table, parse_columns
     from pareto._objectives import (
+        AnalyticObjective,
         Budget,
         Evaluator,
         Objective,
@@ -56,6 +57,7 @@ _LAZY = {
     "cost_metrics": "pareto._objectives",
     "parse_budget": "pareto._objectives",
     "register_analytic": "pareto._objectives",
+    "AnalyticObjective": "pareto._objectives",
     "StudyResults": "pareto._analysis",
     "Front": "pareto._analysis",
     "study_results": "pareto._analysis",
@@ -103,6 +105,7 @@ __all__ = [
     "SPEC_ATTR",
     "STRATEGIES",
     "STUDY_ONLY",
+    "AnalyticObjective",
     "AskTell",
     "Budget",
     "BudgetedAcquisition",

@@ -36,12 +36,15 @@ import numpy as np
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.metrics import ANALYTIC, DEVICE_COST, Metric, lookup, metrics, register_metric
+from hwpareto.plugins import PluginError, Registry
 from hwpareto.predictor_key import PredictorKey
 from hwpareto.store import Store
 from supernet import LayerCounts, SearchSpace, SubNetConfig
 
 __all__ = [
+    "OBJECTIVES",
     "AnalyticFunction",
+    "AnalyticObjective",
     "Budget",
     "Evaluator",
     "Objective",
@@ -56,6 +59,29 @@ _BUILT_IN = ("params", "macs", "flops", "weights_mb", "kv_cache_mb", "peak_memor
 AnalyticFunction = Callable[[SearchSpace, Sequence[SubNetConfig], LayerCounts], np.ndarray]
 """``compute(space, configs, counts)`` → one value per config; ``counts`` is ``space.layer_counts(configs)``."""
 _ANALYTIC_FUNCTIONS: dict[str, AnalyticFunction] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticObjective:
+    """An analytic objective as a plugin ships it (entry-point group ``hwpareto.objectives``, the entry point named
+    as the metric; a zero-argument factory returning one also works): its catalogue entry and its computation."""
+
+    metric: Metric
+    compute: AnalyticFunction
+
+
+def _check_plugin(name: str, obj: object) -> AnalyticObjective:
+    made = obj() if callable(obj) else obj
+    if not isinstance(made, AnalyticObjective) or made.metric.name != name:
+        raise PluginError(
+            f"hwpareto.objectives plugin {name!r}: expected an AnalyticObjective of metric {name}, "
+            f"got {type(made).__name__}"
+        )
+    return made
+
+
+OBJECTIVES: Registry[AnalyticObjective] = Registry("hwpareto.objectives", "objective", _check_plugin)
+"""Analytic objectives of installed packages (:func:`parse_objective` loads one on first use of its name)."""
 _OBJECTIVE = re.compile(
     r"^(?P<metric>[a-z][a-z0-9_]*)(@(?P<subject>[A-Za-z0-9][A-Za-z0-9_.:+-]*?))?"
     r"(:(?P<direction>max|min))?$"
@@ -111,6 +137,9 @@ def parse_objective(text: str) -> Objective:
     if not match:
         raise InvalidValueError("objective", "METRIC[@DEVICE_OR_DATASET][:max|:min], e.g. latency_ms@cpu-local", text)
     metric, subject, direction = match["metric"], match["subject"], match["direction"]
+    if subject is None and lookup(metric).kind != ANALYTIC and metric in OBJECTIVES:  # a plugin's, on first use
+        plugin = OBJECTIVES.get(metric)
+        register_analytic(plugin.metric, plugin.compute)
     analytic = lookup(metric).kind == ANALYTIC
     if analytic and subject is not None:
         raise InvalidValueError(f"objective {text!r}", f"{metric} without @ (it does not depend on a device)", text)
@@ -146,7 +175,7 @@ class Evaluator:
 
     def __init__(self, store: Store, space: SearchSpace, metrics: Sequence[Objective]) -> None:
         from predictors import load_model
-        from profilers import Lut
+        from profilers import LUT_METRICS, Lut
 
         self.space = space
         self.metrics = list(dict.fromkeys(metrics))
@@ -182,6 +211,12 @@ class Evaluator:
                 self.sources[m] = f"predictor {predictor}"
                 self.predictors[m] = predictor
             elif m.is_cost and m.subject is not None:
+                if m.metric not in LUT_METRICS:
+                    raise InvalidValueError(
+                        f"objective {m.name}",
+                        f"a trained predictor {predictor} (a LUT-sum gives {', '.join(LUT_METRICS)} only)",
+                        "none",
+                    )
                 if m.info.phase is not None and not _has_phases(space):
                     raise InvalidValueError(
                         f"objective {m.name}",

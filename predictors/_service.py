@@ -29,7 +29,7 @@ from predictors._features import SpaceFeatures, additive_cost_names, additive_co
 from predictors._fewshot import FewShotLatency, reference_set
 from predictors._latency import LatencyPredictor
 from predictors._portable import dumps, loads
-from profilers import Lut, MissingLutError
+from profilers import LUT_METRICS, Lut, MissingLutError
 from supernet import SearchSpace, SubNetConfig
 
 __all__ = [
@@ -401,7 +401,7 @@ def train_latency(
 
 
 def _lut_covers(store: Store, device: str, space: SearchSpace, configs: Sequence[SubNetConfig], metric: str) -> bool:
-    if not store.devices.get(device).lut_entries:
+    if metric not in LUT_METRICS or not store.devices.get(device).lut_entries:  # a LUT sums only these
         return False
     try:
         lut_sums(store, device, space, configs, metric)

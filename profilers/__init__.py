@@ -13,6 +13,7 @@ from profilers._devices import (
     register_backend,
 )
 from profilers._lut import (
+    LUT_METRICS,
     LUT_SCHEMES,
     Lut,
     LutReport,
@@ -27,6 +28,7 @@ from profilers._lut import (
 
 __all__ = [
     "LOCAL_CPU",
+    "LUT_METRICS",
     "LUT_SCHEMES",
     "Backend",
     "Cost",

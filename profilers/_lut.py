@@ -36,6 +36,7 @@ from supernet import (
 )
 
 __all__ = [
+    "LUT_METRICS",
     "LUT_SCHEMES",
     "PHASE_LATENCY",
     "Lut",
@@ -50,6 +51,8 @@ __all__ = [
 ]
 
 LUT_SCHEMES = ("layer", "ofa-block")
+LUT_METRICS = ("latency_ms", "energy_mj", *PHASE_METRICS)
+"""The device costs a LUT-sum gives (:meth:`Lut.metric_sums`); any other needs a predictor trained on measurements."""
 PHASE_LATENCY = {"prefill": "prefill_ms", "decode": "decode_ms_per_token"}
 """The measurement each LLM phase's timing is stored as (the objectives of the same names read its LUT-sum)."""
 FLUSH_ROWS = 25

@@ -16,7 +16,8 @@ from dashboard import _figures
 from hwpareto import metrics as catalogue
 from hwpareto.errors import InvalidValueError
 from hwpareto.metrics import Metric, lookup, register_metric
-from hwpareto.store import Store
+from hwpareto.plugins import PluginError
+from hwpareto.store import MeasurementIn, Store
 from pareto import cost_metrics, parse_objective, register_analytic
 from supernet import PHASE_METRICS, LayerCounts, SearchSpace, SubNetConfig, check_metric_value, get_space, metric_range
 
@@ -89,14 +90,29 @@ def test_dashboard_labels_come_from_the_catalogue(scratch_catalogue: None) -> No
     assert parse_objective("power_mw@board").is_cost and "power_mw" in cost_metrics(get_space("nb201"))
 
 
-def test_a_registration_is_refused_when_it_redefines_a_metric(scratch_catalogue: None) -> None:
-    register_metric(lookup("latency_ms"))  # the same definition again: nothing changes
-    with pytest.raises(InvalidValueError, match=r"^metric latency_ms: expected its registered definition"):
-        register_metric(Metric("latency_ms", "s", "device cost"))
-    with pytest.raises(InvalidValueError, match=r"^metric name: expected a-z"):
-        register_metric(Metric("Power", "W", "device cost"))
-    with pytest.raises(InvalidValueError, match=r"^metric params: expected a name other than the built-in"):
-        register_analytic(lookup("params"), lambda space, configs, counts: np.zeros(len(configs)))
+def test_a_new_device_cost_is_searched_through_its_predictor(scratch_catalogue: None, tmp_path: Path) -> None:
+    from pareto._objectives import Evaluator
+    from predictors import train_latency
+    from profilers import DeviceSpec, backend_for, build_lut
+
+    register_metric(Metric("power_mw", "mW", "device cost", low=0.0, high=1e9, label="power"))
+    space = get_space("nb201")
+    configs = [space.from_index(i) for i in range(0, 15625, 250)]
+    with Store.open(str(tmp_path / "s.db")) as store:
+        spec = DeviceSpec("board", "fake", "fake", {"gmacs_per_s": 3.0})
+        store.devices.add("board", "fake", spec.to_dict(), backend_for(spec).describe())
+        build_lut(store, spec, space, workers=1)
+        with pytest.raises(InvalidValueError, match=r"predictor power_mw:nb201:board \(a LUT-sum gives latency_ms"):
+            Evaluator(store, space, [parse_objective("power_mw@board")])  # its LUT sums latencies, not power
+        with pytest.raises(InvalidValueError, match=r"value: expected power_mw in \[0, 1e\+09\], got -1.0"):
+            store.measurements.add([MeasurementIn(configs[0], "device", "board", "power_mw", -1.0)])
+        rows = [MeasurementIn(c, "device", "board", "power_mw", 100.0 + space.macs(c) / 1e6) for c in configs]
+        store.measurements.add(rows)
+        report = train_latency(store, "board", space, metric="power_mw")
+        assert report.name == "power_mw:nb201:board"
+        assert store.predictors.load(report.name).meta["features"] == "space"  # no LUT-sum of latencies as a feature
+        evaluator = Evaluator(store, space, [parse_objective("power_mw@board")])
+        assert evaluator.sources[parse_objective("power_mw@board")] == "predictor power_mw:nb201:board"
 
 
 def _layer_count(space: SearchSpace, configs: Sequence[SubNetConfig], counts: LayerCounts) -> np.ndarray:
@@ -126,3 +142,47 @@ def test_a_new_analytic_metric_is_one_registration(scratch_catalogue: None, tmp_
         )
         trials = study_results(store, "few-layers").trials
         assert len(trials) > 0 and trials["layer_count"].min() >= 1
+
+
+PLUGIN = """
+import numpy as np
+
+from hwpareto.metrics import Metric
+from pareto import AnalyticObjective
+
+
+def _depth(space, configs, counts):
+    return counts.total(np.ones(len(counts.specs)))
+
+
+DEPTH = AnalyticObjective(Metric("plugin_depth", "layers", "analytic", low=0.0, label="depth"), _depth)
+"""
+
+
+def test_an_installed_analytic_objective_is_found_by_its_name(
+    scratch_catalogue: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pareto._objectives import OBJECTIVES, Evaluator
+
+    (tmp_path / "hwp_depth.py").write_text(PLUGIN)
+    info = tmp_path / "hwp_depth-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hwp_depth\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[hwpareto.objectives]\nplugin_depth = hwp_depth:DEPTH\nmisnamed_depth = hwp_depth:DEPTH\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(OBJECTIVES, "_loaded", {})
+    objective = parse_objective("plugin_depth")
+    assert (objective.info.kind, objective.info.unit, _figures.axis_title("plugin_depth")) == (
+        "analytic",
+        "layers",
+        "depth (layers)",
+    )
+    space = get_space("nb201")
+    configs = [space.from_index(i) for i in (0, 7, 15624)]
+    with Store.open(str(tmp_path / "s.db")) as store:
+        mean, _ = Evaluator(store, space, [objective]).evaluate(configs)
+    assert mean[:, 0].tolist() == [float(len(space.layers(c))) for c in configs]
+    with pytest.raises(PluginError, match="'misnamed_depth': expected an AnalyticObjective of metric misnamed_depth"):
+        parse_objective("misnamed_depth")
