@@ -77,10 +77,11 @@ def test_other_names_follow_their_suffix(
 
 def test_per_token_costs_are_checked_in_their_unit() -> None:
     # the per-token costs end in _token: the old suffix rule left them unchecked
-    for metric in ("decode_ms_per_token", "energy_mj_per_token"):
-        with pytest.raises(InvalidValueError, match=rf"^v: expected {metric} in \(0, "):
+    for metric, low in (("decode_ms_per_token", "(0"), ("energy_mj_per_token", "[0")):
+        with pytest.raises(InvalidValueError, match=rf"^v: expected {metric} in \{low}, "):
             check_metric_value("v", metric, -1.0)
         assert check_metric_value("v", metric, 0.0, per_layer=True) == 0.0
+    assert check_metric_value("v", "energy_mj_per_token", 0.0) == 0.0  # measured idle-corrected energy may be 0
 
 
 def test_dashboard_labels_come_from_the_catalogue(scratch_catalogue: None) -> None:
