@@ -36,6 +36,7 @@ __all__ = [
     "MAX_ENERGY_MJ",
     "MAX_LATENCY_MS",
     "MIB",
+    "NAME",
     "QUALITY",
     "Metric",
     "base_name",

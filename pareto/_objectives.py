@@ -35,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hwpareto.errors import InvalidValueError
-from hwpareto.metrics import ANALYTIC, DEVICE_COST, Metric, lookup, metrics, register_metric
+from hwpareto.metrics import ANALYTIC, DEVICE_COST, MIB, Metric, lookup, metrics, register_metric
 from hwpareto.plugins import PluginError, Registry
 from hwpareto.predictor_key import PredictorKey
 from hwpareto.store import Store
@@ -331,7 +331,7 @@ def _analytic(
     else:
         weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
     if metric == "weights_mb":
-        return 4.0 * weights / 2**20
+        return 4.0 * weights / MIB
     activations = np.array(
         [s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq for s in specs],
         dtype=np.float64,
@@ -340,5 +340,5 @@ def _analytic(
     largest = np.array(
         [activations[matrix.indices[a:b]].max(initial=0.0) for a, b in itertools.pairwise(matrix.indptr)]
     )
-    peak = 4.0 * (weights + largest) / 2**20
+    peak = 4.0 * (weights + largest) / MIB
     return peak if kv_mb is None else peak + kv_mb
