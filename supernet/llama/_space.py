@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwpareto.errors import HwparetoError, InvalidValueError
+from hwpareto.metrics import MIB
 from supernet._checks import check_name
 from supernet._memory import check_memory
 from supernet._space import LayerTerm, SearchSpace
@@ -282,7 +283,7 @@ class HFCausalLMSpace(SearchSpace):
         config = self.validate(config)
         tokens = int(config["batch"]) * (int(config["prompt_len"]) + int(config["gen_len"]))
         kv_heads = sum(h // self.arch.group for _, h, _ in self.kept_layers(config))
-        return 4.0 * 2 * kv_heads * self.arch.head_dim * tokens / 2**20
+        return 4.0 * 2 * kv_heads * self.arch.head_dim * tokens / MIB
 
     # ------------------------------------------------------------------ cost model (LUT keys)
     def layers(self, config: SubNetConfig) -> list[LayerSpec]:
