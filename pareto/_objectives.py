@@ -18,7 +18,8 @@ An objective is written ``METRIC[@SUBJECT][:max|:min]``:
 
 Which metrics are analytic, device costs or qualities, and their direction, is the metric catalogue's
 (:mod:`hwpareto.metrics`: metrics naming an accuracy are maximised, the others minimised) unless ``:max`` or
-``:min`` is given; :func:`register_analytic` adds an analytic objective. A budget is
+``:min`` is given; :func:`register_analytic` adds an analytic objective (the built-ins above are registered
+through it too). A budget is
 ``OBJECTIVE <= BOUND`` (or ``>=`` for maximised metrics), evaluated as an Optuna constraint (``value - bound``,
 feasible when ``<= 0``), never as a penalty.
 """
@@ -54,11 +55,10 @@ __all__ = [
     "register_analytic",
 ]
 
-_BUILT_IN = ("params", "macs", "flops", "weights_mb", "kv_cache_mb", "peak_memory_mb")
-"""The catalogue's analytic metrics that :func:`_analytic` computes."""
 AnalyticFunction = Callable[[SearchSpace, Sequence[SubNetConfig], LayerCounts], np.ndarray]
 """``compute(space, configs, counts)`` → one value per config; ``counts`` is ``space.layer_counts(configs)``."""
 _ANALYTIC_FUNCTIONS: dict[str, AnalyticFunction] = {}
+"""Each analytic metric's computation, by name: the built-ins (end of this module) and :func:`register_analytic`'s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +188,7 @@ class Evaluator:
         keys = [k for k in (PredictorKey.of(p, space=space.name) for p in sorted(stored)) if k is not None]
         for m in self.metrics:
             if m.info.kind == ANALYTIC:
-                if m.metric not in _BUILT_IN and m.metric not in _ANALYTIC_FUNCTIONS:
+                if m.metric not in _ANALYTIC_FUNCTIONS:
                     raise InvalidValueError(
                         f"objective {m.name}", "an analytic metric with its computation registered", "none"
                     )
@@ -254,24 +254,15 @@ class Evaluator:
                 lut.scheme != "ofa-block" for lut in self._luts.values()
             )
             counts = self.space.layer_counts(todo) if shared else None
-            kv_cache = _kv_cache_mb(self.space)
-            kv_mb = (
-                np.array([float(kv_cache(c)) for c in todo])
-                if kv_cache is not None and any(m.metric in ("kv_cache_mb", "peak_memory_mb") for m in self.metrics)
-                else None
-            )
             for j, m in enumerate(self.metrics):
                 if m in self._models:
                     mean[:, j], std[:, j] = self._models[m].predict(todo)
                 elif m in self._luts:
                     # a missing layer raises MissingLutError naming the SubNet, the layer and the profile command
                     mean[:, j] = self._luts[m].metric_sums(self.space, todo, m.metric, counts)
-                elif m.metric in _ANALYTIC_FUNCTIONS:
-                    assert counts is not None
-                    mean[:, j] = _ANALYTIC_FUNCTIONS[m.metric](self.space, todo, counts)
                 else:
                     assert counts is not None
-                    mean[:, j] = _analytic(m.metric, counts, self.space, todo, kv_mb)
+                    mean[:, j] = _ANALYTIC_FUNCTIONS[m.metric](self.space, todo, counts)
             for i, c in enumerate(todo):
                 self._cache[c.key] = (mean[i], std[i])
         rows = [self._cache[c.key] for c in configs]
@@ -287,11 +278,12 @@ def cost_metrics(space: SearchSpace) -> tuple[str, ...]:
 
 def register_analytic(metric: Metric, compute: AnalyticFunction) -> Metric:
     """Make ``metric`` (kind ``analytic``) an objective: its catalogue entry (:func:`hwpareto.metrics.register_metric`)
-    and its computation, ``compute(space, configs, counts)`` → one value per config (the recipe: CONTRIBUTING.md)."""
+    and its computation, ``compute(space, configs, counts)`` → one value per config (the recipe: CONTRIBUTING.md).
+    A name whose computation is registered (the built-ins included) is refused with another computation."""
     if metric.kind != ANALYTIC:
         raise InvalidValueError(f"metric {metric.name} kind", ANALYTIC, metric.kind)
-    if metric.name in _BUILT_IN:
-        raise InvalidValueError(f"metric {metric.name}", "a name other than the built-in analytic metrics", metric.name)
+    if _ANALYTIC_FUNCTIONS.get(metric.name, compute) is not compute:
+        raise InvalidValueError(f"metric {metric.name}", "a name whose computation is not yet registered", metric.name)
     register_metric(metric)
     _ANALYTIC_FUNCTIONS[metric.name] = compute
     return metric
@@ -307,31 +299,39 @@ def _kv_cache_mb(space: SearchSpace) -> Any:
     return getattr(space, "kv_cache_mb", None)
 
 
-def _analytic(
-    metric: str, counts: LayerCounts, space: SearchSpace, configs: Sequence[SubNetConfig], kv_mb: np.ndarray | None
-) -> np.ndarray:
-    """An analytic metric (see the module docstring) of every config, from its layer counts, except where the
-    space overrides :meth:`~supernet.SearchSpace.params` / :meth:`~supernet.SearchSpace.macs` with its own count
-    (the Llama space: its layers are a prefill and one representative decode step, whose specs repeat the
-    weights), which is then authoritative. ``kv_mb``: each config's KV cache (spaces with one), computed once."""
+# ---------------------------------------------------------------------------------------- built-in analytic metrics
+# Counted from the space's LayerSpecs (fp32 weights, sizes in MiB), except where the space overrides
+# SearchSpace.params / macs with its own count (the Llama space: its layers are a prefill and one representative
+# decode step, whose specs repeat the weights), which is then authoritative.
+def _params(space: SearchSpace, configs: Sequence[SubNetConfig], counts: LayerCounts) -> np.ndarray:
+    if type(space).params is not SearchSpace.params:
+        return np.array([float(space.params(c)) for c in configs])
+    return counts.total(np.array([s.params for s in counts.specs], dtype=np.float64))
+
+
+def _macs(space: SearchSpace, configs: Sequence[SubNetConfig], counts: LayerCounts) -> np.ndarray:
+    if type(space).macs is not SearchSpace.macs:
+        return np.array([float(space.macs(c)) for c in configs])
+    return counts.total(np.array([s.macs for s in counts.specs], dtype=np.float64))
+
+
+def _flops(space: SearchSpace, configs: Sequence[SubNetConfig], counts: LayerCounts) -> np.ndarray:
+    return _macs(space, configs, counts) * 2.0
+
+
+def _weights_mb(space: SearchSpace, configs: Sequence[SubNetConfig], counts: LayerCounts) -> np.ndarray:
+    return 4.0 * _params(space, configs, counts) / MIB
+
+
+def _kv_cache(space: SearchSpace, configs: Sequence[SubNetConfig], counts: LayerCounts) -> np.ndarray:
+    kv_cache = _kv_cache_mb(space)  # the Evaluator offers kv_cache_mb only on spaces with a KV cache
+    return np.array([float(kv_cache(c)) for c in configs])
+
+
+def _peak_memory_mb(space: SearchSpace, configs: Sequence[SubNetConfig], counts: LayerCounts) -> np.ndarray:
+    """The weights plus the largest input + output activation of any layer (batch 1), plus the KV cache where the
+    space has one."""
     specs = counts.specs
-    own_params = type(space).params is not SearchSpace.params
-    own_macs = type(space).macs is not SearchSpace.macs
-    if metric == "kv_cache_mb":
-        assert kv_mb is not None  # only LLM spaces offer kv_cache_mb
-        return kv_mb
-    if metric in ("params", "macs", "flops"):
-        if own_params if metric == "params" else own_macs:
-            count = space.params if metric == "params" else space.macs
-            return np.array([float(count(c)) for c in configs]) * (2.0 if metric == "flops" else 1.0)
-        per_spec = np.array([s.params if metric == "params" else s.macs for s in specs], dtype=np.float64)
-        return counts.total(per_spec) * (2.0 if metric == "flops" else 1.0)
-    if own_params:
-        weights = np.array([float(space.params(c)) for c in configs])
-    else:
-        weights = counts.total(np.array([s.params for s in specs], dtype=np.float64))
-    if metric == "weights_mb":
-        return 4.0 * weights / MIB
     activations = np.array(
         [s.cin * s.h * s.w * s.seq + (s.cout or s.cin) * s.out_hw[0] * s.out_hw[1] * s.seq for s in specs],
         dtype=np.float64,
@@ -340,5 +340,16 @@ def _analytic(
     largest = np.array(
         [activations[matrix.indices[a:b]].max(initial=0.0) for a, b in itertools.pairwise(matrix.indptr)]
     )
-    peak = 4.0 * (weights + largest) / MIB
-    return peak if kv_mb is None else peak + kv_mb
+    peak = 4.0 * (_params(space, configs, counts) + largest) / MIB
+    return peak if _kv_cache_mb(space) is None else peak + _kv_cache(space, configs, counts)
+
+
+for _name, _compute in (
+    ("params", _params),
+    ("macs", _macs),
+    ("flops", _flops),
+    ("weights_mb", _weights_mb),
+    ("kv_cache_mb", _kv_cache),
+    ("peak_memory_mb", _peak_memory_mb),
+):
+    register_analytic(lookup(_name), _compute)

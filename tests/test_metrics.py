@@ -145,6 +145,24 @@ def test_a_new_analytic_metric_is_one_registration(scratch_catalogue: None, tmp_
         assert len(trials) > 0 and trials["layer_count"].min() >= 1
 
 
+def test_the_built_in_analytic_metrics_are_registered_as_a_new_one_is(scratch_catalogue: None, tmp_path: Path) -> None:
+    from pareto._objectives import Evaluator
+
+    functions = pareto._objectives._ANALYTIC_FUNCTIONS
+    assert {m.name for m in catalogue.metrics("analytic")} <= set(functions)
+    with pytest.raises(InvalidValueError, match=r"^metric params: expected a name whose computation is not yet regi"):
+        register_analytic(lookup("params"), _layer_count)
+    assert register_analytic(lookup("params"), functions["params"]) == lookup("params")  # the same again: a no-op
+    space = get_space("nb201")
+    configs = [space.from_index(i) for i in (0, 7, 15624)]
+    with Store.open(str(tmp_path / "s.db")) as store:
+        params = Evaluator(store, space, [parse_objective("params")]).evaluate(configs)[0][:, 0]
+        assert params.tolist() == [float(space.params(c)) for c in configs]
+        functions["params"] = _layer_count  # the evaluator computes a built-in through its registration
+        layers = Evaluator(store, space, [parse_objective("params")]).evaluate(configs)[0][:, 0]
+    assert layers.tolist() == [float(len(space.layers(c))) for c in configs]
+
+
 PLUGIN = """
 import numpy as np
 
