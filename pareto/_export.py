@@ -1,10 +1,9 @@
 """SubNet bundles: config JSON, safetensors weights of the extracted SubNet, ONNX graph; and loading them back.
 
-A SubNet of a Hugging Face causal-LM space (:class:`~supernet.llama.HFCausalLMSpace`) is a ``transformers`` model:
-its bundle holds, instead of ``weights.safetensors``, a folder ``model/`` (``save_pretrained`` when every kept layer
-has the same sizes, reloading with ``AutoModelForCausalLM.from_pretrained``; else safetensors + config for
-:func:`supernet.llama._model.load_subnet`; the source folder's tokenizer files copied), the prefill graph
-``input_ids → logits`` as ONNX, the space's definition (a stored space loads without the store) and a README.
+What differs between families of spaces is asked of the space's :class:`~supernet.ModelFamily` (``space.family``),
+never of its class: a family may save the SubNet as a model folder instead of ``weights.safetensors`` (a Hugging
+Face causal-LM SubNet: ``model/``, its source folder's tokenizer files copied, the prefill graph as ONNX and a
+README; see ``supernet.llama._family``), carry its SuperNet's weights in a folder of its own, trace another graph.
 """
 
 from __future__ import annotations
@@ -29,8 +28,18 @@ from typing import TYPE_CHECKING, Any
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.resources import data_path
 from hwpareto.store import CheckpointRecord
-from supernet import SearchSpace, SubNetConfig, get_space, installed_spaces, space_document, space_from_document
-from supernet.llama import HFCausalLMSpace
+from supernet import (
+    ONNX_DATA_FILE,
+    ONNX_FILE,
+    CopiedFile,
+    OnnxGraph,
+    SearchSpace,
+    SubNetConfig,
+    get_space,
+    installed_spaces,
+    space_document,
+    space_from_document,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -54,16 +63,12 @@ __all__ = [
 SHIPPED = data_path("demo")
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
-ONNX_FILE = "model.onnx"
-ONNX_DATA_FILE = "model.onnx.data"
-"""The weights of an ONNX graph over protobuf's 2 GB limit (an LLM's), in one file beside it."""
 HF_FOLDER = "model"
+"""The one model-folder name a bundle may hold (a family's ``model_folder``)."""
 README_FILE = "README.md"
 FILE_MODE = 0o644
 FOLDER_MODE = 0o755
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-TRACE_TOKENS = 8
-"""Prompt tokens an LLM's ONNX prefill graph is traced on (at least 2: one token takes another attention path)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +188,7 @@ def _weights(
     """Which trained weights to export: the named ``checkpoint``, else the model folder of a Hugging Face space,
     else the checkpoint the store ``recorded`` the space's quality came from (checked on disk against its hash), else
     the shipped one; a fresh untrained SuperNet only when ``random_weights`` asks for it, else a one-line refusal."""
-    folder = isinstance(space, HFCausalLMSpace) and space.path is not None
+    folder = space.family.weights_folder(space) is not None
     if random_weights and (checkpoint is not None or folder):
         got = f"--checkpoint {checkpoint}" if checkpoint is not None else f"space {space.name!r}'s model folder"
         raise InvalidValueError("--random-weights", "no trained weights named besides it", got)
@@ -280,8 +285,7 @@ def export_subnet(
     if model and not space.has_model:
         raise HwparetoError(f"space {space.name!r} is declarative: it has no weights or ONNX graph to export")
     source = _weights(space, checkpoint, recorded, random_weights) if model else None  # before anything is written
-    llm = space if isinstance(space, HFCausalLMSpace) else None  # a transformers SubNet
-    copied = _tokenizer_files(llm, Path(llm.path)) if weights and llm is not None and llm.path is not None else {}
+    copied = space.family.copied_files(space) if weights else {}  # read and checked before anything is written
     out = Path(out_dir)
     if not force and out.is_dir() and any(out.iterdir()):
         raise HwparetoError(f"export folder {out}: not empty (choose an empty or new folder, or --force to overwrite)")
@@ -328,7 +332,7 @@ def _write_bundle(
     config: SubNetConfig,
     out: Path,
     source: _Weights | None,
-    copied: dict[str, _Copied],
+    copied: dict[str, CopiedFile],
     *,
     weights: bool,
     onnx: bool,
@@ -339,7 +343,7 @@ def _write_bundle(
     """The body of :func:`export_subnet`: extract the SubNet from ``source``'s SuperNet, write its files and
     ``config.json`` last; the files written (name → SHA-256) and the notes on its weights. A failed write is one
     line naming the file (:func:`_writing`)."""
-    llm = space if isinstance(space, HFCausalLMSpace) else None  # a transformers SubNet
+    family = space.family
     doc: dict[str, Any] = {
         "space": space.name,
         "key": config.key,
@@ -374,19 +378,13 @@ def _write_bundle(
             "seed": None if ckpt or source.origin == "folder" else seed,
             "bn_recalibrated": recalibrated,
         }
-        if llm is not None and llm.path is not None:  # the weights are the folder's (seeded init overwritten)
-            ordered = bool(llm.options["importance"])
-            name = Path(llm.path).name
-            doc["supernet"] |= {"folder": name, "weights_sha256": llm.weights_sha256, "importance_ordered": ordered}
-            files_sha256 = llm.to_dict().get("tokenizer_files_sha256")
-            if files_sha256 is not None:
-                doc["supernet"]["tokenizer_files_sha256"] = files_sha256
+        doc["supernet"] |= family.provenance(space)  # e.g. the model folder the weights are (by hash)
         notes = _notes(space, doc["supernet"], has_bn)
         doc["input_shape"] = list(space.dummy_input(config).shape)
-        if weights and llm is not None:
-            _stage(progress, "writing the transformers model")
+        if weights and family.model_folder is not None and family.bundle_key is not None:
+            _stage(progress, f"writing the {family.name} model folder")
             with _writing(out / HF_FOLDER):
-                doc["transformers"] = _save_llm(module, out / HF_FOLDER, copied)
+                doc[family.bundle_key] = family.save_subnet(module, out / HF_FOLDER, copied)
             files |= {f"{HF_FOLDER}/{f.name}": _sha256(f) for f in sorted((out / HF_FOLDER).iterdir())}
         elif weights:
             from safetensors.torch import save_file
@@ -397,19 +395,14 @@ def _write_bundle(
             files[WEIGHTS_FILE] = _sha256(out / WEIGHTS_FILE)
         if onnx:
             _stage(progress, "exporting the ONNX graph")
-            example = space.dummy_input(config, batch=2)
-            if llm is not None:  # traced on a few tokens (lengths are dynamic): a trace at the prompt length costs
-                example = example[:, :TRACE_TOKENS]  # seconds of LM-head work; verify_bundle runs the full length
+            graph = family.onnx_graph(module, space.dummy_input(config, batch=2))
             with _single_thread(torch), _writing(out / ONNX_FILE):
-                if llm is None:
-                    _export_onnx(module, example, out / ONNX_FILE, torch)
-                    written = [ONNX_FILE]
-                else:
-                    written = _export_prefill_onnx(module, example, out, torch)
+                written = _export_graph(graph, out, torch)
             files |= {name: _sha256(out / name) for name in written}
-    if llm is not None:
+    readme = family.readme(space, config, doc, files)
+    if readme is not None:
         with _writing(out / README_FILE):
-            (out / README_FILE).write_text(_readme(llm, config, doc, files), encoding="utf-8")
+            (out / README_FILE).write_text(readme, encoding="utf-8")
         files[README_FILE] = _sha256(out / README_FILE)
     doc["files"] = files
     with _writing(out / CONFIG_FILE):
@@ -444,129 +437,15 @@ def _writing(path: Path) -> Iterator[None]:
 
 def _definition(space: SearchSpace) -> dict[str, Any] | None:
     """The stored-space document of ``space`` (so that the bundle loads without the store); None for an installed
-    space and one of a kind that has no document. A Hugging Face space's model folder is left out (``path`` and
-    ``weights_sha256`` null, no file hashes): the bundle's ``supernet`` section names it by hash."""
+    space and one of a kind that has no document. The family leaves out what is of this machine (a Hugging Face
+    space's model folder: the bundle's ``supernet`` section names it by hash)."""
     if space.name in installed_spaces():
         return None
     try:
         doc = space_document(space)
     except InvalidValueError:
         return None
-    if not isinstance(space, HFCausalLMSpace):
-        return doc
-    return {k: v for k, v in doc.items() if k not in _FOLDER_FIELDS} | {"path": None, "weights_sha256": None}
-
-
-_FOLDER_FIELDS = ("path", "weights_sha256", "tokenizer_files_sha256")
-"""Fields of a Hugging Face space's document that describe its model folder (kept in a bundle's ``supernet``)."""
-
-
-def _save_llm(module: Any, folder: Path, tokenizer: dict[str, _Copied]) -> dict[str, Any]:
-    """Write the transformers SubNet ``module`` into ``folder`` with the model folder's ``tokenizer`` files (name →
-    contents, from :func:`_tokenizer_files`); what the bundle's ``config.json`` records about it."""
-    from supernet.llama import SUBNET_FILE, save_subnet
-
-    with _no_progress_bars():
-        save_subnet(module, folder)
-    for name, copied in tokenizer.items():
-        (folder / name).write_bytes(copied.data)
-    plain = not (folder / SUBNET_FILE).is_file()
-    return {"folder": HF_FOLDER, "class": type(module).__name__, "plain": plain, "tokenizer": list(tokenizer)}
-
-
-def _tokenizer_files(space: HFCausalLMSpace, source: Path) -> dict[str, _Copied]:
-    """The contents of the model folder's :data:`~supernet.llama._config.COPIED_FILES` to copy into a bundle: each a
-    regular file inside the folder (a symlink leading out of it, a FIFO or device is refused), at most
-    :data:`MAX_COPIED_BYTES`, read once and checked against the SHA-256 recorded at registration when the space
-    records them (a file changed, added or removed since is refused: register the folder again). A file others may
-    not read stays private in the bundle (0600, not 0644): a hard link to a private file would otherwise publish it."""
-    from supernet.llama import COPIED_FILES, contained
-
-    recorded = space.tokenizer_files_sha256
-    out: dict[str, _Copied] = {}
-    for name in COPIED_FILES:
-        path = source / name
-        if not (path.is_symlink() or path.exists()):
-            if recorded is not None and name in recorded:
-                raise HwparetoError(
-                    f"space {space.name!r}: {path} is missing (it had SHA-256 {recorded[name]} at registration)"
-                )
-            continue
-        real = contained(source, path)
-        with real.open("rb") as fh:
-            private = not os.fstat(fh.fileno()).st_mode & stat.S_IROTH
-            data = fh.read(MAX_COPIED_BYTES + 1)
-        if len(data) > MAX_COPIED_BYTES:
-            raise InvalidValueError(str(path), f"a file of at most {MAX_COPIED_BYTES:,} bytes", "a larger one")
-        digest = hashlib.sha256(data).hexdigest()
-        if recorded is not None and recorded.get(name) != digest:
-            was = f"SHA-256 {recorded[name]}" if name in recorded else "absent"
-            raise HwparetoError(
-                f"space {space.name!r}: {path}: expected {was} (as registered), got SHA-256 {digest} (the folder "
-                "changed since registration: register it again)"
-            )
-        out[name] = _Copied(data, private)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class _Copied:
-    """A model folder's file an LLM bundle copies: its contents, and whether others could not read it."""
-
-    data: bytes
-    private: bool
-
-
-MAX_COPIED_BYTES = 256 * 1024 * 1024
-"""Largest tokenizer file an export copies (the largest real ``tokenizer.json`` files are a few tens of MB)."""
-
-
-@contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """transformers' tqdm bars (saving, loading weights) off: they would break the CLI's status line."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _readme(space: HFCausalLMSpace, config: SubNetConfig, doc: dict[str, Any], files: dict[str, str]) -> str:
-    """A short README of an LLM bundle: what it holds and how to load it."""
-    hf = doc.get("transformers")
-    lines = [
-        f"# SubNet {config.key} of space {space.name}",
-        "",
-        f"{space.summary(config)}; {doc['params']:,} parameters.",
-        "",
-        "Files (SHA-256 in config.json): " + ", ".join(sorted(files)) + ".",
-        "",
-    ]
-    if hf is not None and hf["plain"]:
-        lines += [
-            "Load with transformers (no remote code):",
-            "",
-            f"    AutoModelForCausalLM.from_pretrained('{HF_FOLDER}', local_files_only=True)",
-            "",
-        ]
-    elif hf is not None:
-        lines += [
-            "Layers of different sizes: load with hwpareto (checks the hashes):",
-            "",
-            "    from pareto._export import load_subnet; space, config, model = load_subnet('.')",
-            "",
-        ]
-    if ONNX_FILE in files:
-        data = f" (weights in {ONNX_DATA_FILE})" if ONNX_DATA_FILE in files else ""
-        lines += [f"{ONNX_FILE}: the prefill graph{data}, int64 input_ids (batch, tokens) -> float32 logits.", ""]
-    metrics = doc.get("metrics", {}).get("objectives", {})
-    if metrics:
-        lines += ["Objectives: " + ", ".join(f"{k} = {v:.6g}" for k, v in metrics.items()), ""]
-    return "\n".join(lines)
+    return space.family.portable_document(space, doc)
 
 
 def _resolution_px(space: SearchSpace, config: SubNetConfig) -> int:
@@ -593,23 +472,21 @@ def _single_thread(torch: Any) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _export_prefill_onnx(model: nn.Module, example: Any, out: Path, torch: Any) -> list[str]:
-    """The prefill graph ``input_ids → logits`` (batch and length dynamic) as ``out/model.onnx``; the names of the
-    files written. Past 2 GB torch writes every weight as a file of its own beside the graph: they are gathered
-    into :data:`ONNX_DATA_FILE`."""
-    from supernet.llama import PrefillLogits
-
+def _export_graph(graph: OnnxGraph, out: Path, torch: Any) -> list[str]:
+    """The family's ONNX ``graph`` as ``out/model.onnx``; the names of the files written. Past 2 GB torch writes
+    every weight as a file of its own beside the graph: they are gathered into :data:`ONNX_DATA_FILE`."""
     with tempfile.TemporaryDirectory(dir=out, prefix=".onnx-") as tmp:
         path = Path(tmp) / ONNX_FILE
-        _export_onnx(PrefillLogits(model), example, path, torch, "input_ids", "logits", {0: "batch", 1: "tokens"})
+        names = (graph.input_name, graph.output_name, dict(graph.axes) if graph.axes else None)
+        _export_onnx(graph.module, graph.example, path, torch, *names)
         if [p.name for p in Path(tmp).iterdir()] == [ONNX_FILE]:
             path.replace(out / ONNX_FILE)
             return [ONNX_FILE]
         import onnx
 
-        graph = onnx.load(str(path))  # with the external tensors beside it
+        model = onnx.load(str(path))  # with the external tensors beside it
         dest, data = str(out / ONNX_FILE), ONNX_DATA_FILE
-        onnx.save_model(graph, dest, save_as_external_data=True, all_tensors_to_one_file=True, location=data)
+        onnx.save_model(model, dest, save_as_external_data=True, all_tensors_to_one_file=True, location=data)
     return [ONNX_FILE, ONNX_DATA_FILE]
 
 
@@ -665,16 +542,17 @@ def _load_bundle(folder: Path) -> tuple[SearchSpace, SubNetConfig, nn.Module, di
     if config.key != doc.get("key", config.key):
         raise HwparetoError(f"bundle {folder}: key {doc.get('key')!r} does not match its values ({config.key})")
     listed = bundle_files(folder, doc)
-    llm = any(name.startswith(f"{HF_FOLDER}/") for name in listed)
-    if llm != (isinstance(space, HFCausalLMSpace) and doc.get("transformers") is not None):
+    family = space.family
+    in_folder = any(name.startswith(f"{HF_FOLDER}/") for name in listed)
+    key = family.bundle_key or "transformers"
+    if in_folder != (family.model_folder is not None and doc.get(key) is not None):
         raise InvalidValueError(
-            f"bundle {folder}: {CONFIG_FILE} transformers",
-            f"an object exactly when the bundle holds a {HF_FOLDER}/ folder (a Hugging Face space's SubNet)",
-            doc.get("transformers"),
+            f"bundle {folder}: {CONFIG_FILE} {key}",
+            f"an object exactly when the bundle holds a {HF_FOLDER}/ folder (a SubNet saved as a model folder)",
+            doc.get(key),
         )
-    if llm:
-        assert isinstance(space, HFCausalLMSpace)
-        return space, config, _load_llm(folder, space, config), doc, listed
+    if in_folder:
+        return space, config, family.load_subnet(space, folder / HF_FOLDER, config, f"bundle {folder}"), doc, listed
     module = space.subnet(config)
     if WEIGHTS_FILE in listed:
         from safetensors import SafetensorError
@@ -804,22 +682,6 @@ def _bundle_space(folder: Path, doc: dict[str, Any]) -> SearchSpace:
     return space
 
 
-def _load_llm(folder: Path, space: HFCausalLMSpace, config: SubNetConfig) -> nn.Module:
-    """The ``model/`` folder of an LLM bundle, its tensors' shapes checked against the SubNet ``config`` needs."""
-    from supernet import llama
-
-    model = llama.load_subnet(folder / HF_FOLDER)
-    skeleton = llama.build_model(space.config, space.arch_of(config), meta=True)
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    for name in [*expected, *(k for k in got if k not in expected)]:  # in the model's order
-        if expected.get(name) != got.get(name):
-            raise InvalidValueError(
-                f"bundle {folder}: {HF_FOLDER}/ tensor {name} shape", str(expected.get(name)), got.get(name)
-            )
-    return model
-
-
 @dataclass(frozen=True, slots=True)
 class BundleCheck:
     """Largest absolute output difference between the freshly extracted SubNet and the bundle's reloaded
@@ -876,20 +738,15 @@ def verify_bundle(
             f"what the extraction from its SuperNet does: {json.dumps(recalibrated)}",
             source.get("bn_recalibrated"),
         )
-    inputs = _inputs(space, config)
+    inputs = space.family.verify_inputs(space, config)
     llm = any(name.startswith(f"{HF_FOLDER}/") for name in listed)
     weights_diff = pretrained_diff = onnx_diff = None
     with torch.no_grad():
         expected = [_outputs(reference, x) for x in inputs]
         if llm or WEIGHTS_FILE in listed:
             weights_diff = _max_diff(folder, "weights", [_outputs(module, x) for x in inputs], expected)
-        if llm and not (folder / HF_FOLDER / "hwpareto_subnet.json").is_file():  # save_pretrained's: AutoModel too
-            from transformers import AutoModelForCausalLM
-
-            with _no_progress_bars():
-                plain = AutoModelForCausalLM.from_pretrained(
-                    folder / HF_FOLDER, local_files_only=True, trust_remote_code=False
-                ).eval()
+        plain = space.family.reload_plain(folder / HF_FOLDER) if llm else None  # by its ecosystem's loader too
+        if plain is not None:
             pretrained_diff = _max_diff(folder, HF_FOLDER, [_outputs(plain, x) for x in inputs], expected)
     if ONNX_FILE in listed:
         outputs = _onnx_outputs(folder, set(listed), [x.numpy() for x in inputs])
@@ -897,24 +754,15 @@ def verify_bundle(
     return BundleCheck(weights_diff, onnx_diff, pretrained_diff)
 
 
-_SUBNET_FILES = re.compile(
-    r"^(config\.json|generation_config\.json|hwpareto_subnet\.json|model\.safetensors(\.index\.json)?"
-    r"|model-\d{5}-of-\d{5}\.safetensors)$"
-)
-"""Files of an LLM bundle's ``model/`` that the SubNet's own writing leaves (``save_pretrained``, sharded or not,
-or :func:`supernet.llama._model.save_subnet`); the rest of ``model/`` is the SuperNet folder's tokenizer files."""
-
-
 def _check_model_files(folder: Path, space: SearchSpace, listed: dict[str, str]) -> None:
     """An LLM bundle's ``model/`` holds what an export writes, nothing else: the SubNet's files and, byte for byte,
     the tokenizer files of the model folder the SuperNet was found in (read as an export reads them, checked
     against the hashes the bundle records). No output comparison sees a tokenizer: it maps text to the ids the
     comparison feeds."""
-    from supernet.llama import COPIED_FILES
-
-    path = space.path if isinstance(space, HFCausalLMSpace) else None
+    family = space.family
+    path = family.weights_folder(space)
     try:
-        tokenizer = _tokenizer_files(space, Path(path)) if isinstance(space, HFCausalLMSpace) and path else {}
+        tokenizer = family.copied_files(space)
     except HwparetoError as exc:
         raise HwparetoError(
             f"bundle {folder}: {CONFIG_FILE} supernet.tokenizer_files_sha256 does not describe the SuperNet's model "
@@ -930,8 +778,8 @@ def _check_model_files(folder: Path, space: SearchSpace, listed: dict[str, str])
                     f"bundle {folder}: {name}: not the tokenizer file of the SuperNet's model folder (its SHA-256 "
                     f"differs from {path}/{rest}'s)"
                 )
-        elif not _SUBNET_FILES.fullmatch(rest):
-            copied = ", ".join(n for n in COPIED_FILES if n in tokenizer) or "none"
+        elif not family.subnet_file(rest):
+            copied = ", ".join(tokenizer) or "none"
             raise InvalidValueError(
                 f"bundle {folder}: {name}",
                 "a file an export writes (config.json, generation_config.json, hwpareto_subnet.json, "
@@ -941,16 +789,6 @@ def _check_model_files(folder: Path, space: SearchSpace, listed: dict[str, str])
     for rest in tokenizer:
         if f"{HF_FOLDER}/{rest}" not in listed:
             raise HwparetoError(f"bundle {folder}: {HF_FOLDER}/{rest} is missing (the SuperNet's model folder has it)")
-
-
-def _inputs(space: SearchSpace, config: SubNetConfig) -> list[Any]:
-    """What a bundle is verified on: the space's dummy input at batch 3 (seed 1) and batch 1 (seed 2), neither the
-    export's trace batch of 2 (the batch axis is dynamic); an LLM's second input half as many tokens (so is the
-    length axis)."""
-    first, second = space.dummy_input(config, batch=3, seed=1), space.dummy_input(config, batch=1, seed=2)
-    if isinstance(space, HFCausalLMSpace):
-        second = second[:, : max(2, second.shape[1] // 2)]
-    return [first, second]
 
 
 def _max_diff(folder: Path, what: str, got: list[Any], expected: list[Any]) -> float:
@@ -1049,15 +887,12 @@ def find_supernet(
     if ckpt_sha is not None:
         return space, _find(where, "checkpoint", ckpt_sha, source.get("checkpoint"), checkpoint, space, store)
     if folder_sha is not None:
-        if not isinstance(space, HFCausalLMSpace):
+        if space.family.checkpoints:
             raise InvalidValueError(f"{where}.weights_sha256", f"null (space {space.name!r} has no model folder)", 1)
         recorded = source.get("tokenizer_files_sha256")
         tokenizer = recorded if isinstance(recorded, dict) else None
         found = _find(where, "model folder", folder_sha, source.get("folder"), checkpoint, space, store, tokenizer)
-        folder_doc: dict[str, Any] = {"path": str(found), "weights_sha256": folder_sha}
-        if source.get("tokenizer_files_sha256") is not None:
-            folder_doc["tokenizer_files_sha256"] = source["tokenizer_files_sha256"]
-        return space_from_document(space.to_dict() | folder_doc, f"{where}: the space on {found}"), None
+        return space.family.on_folder(space, found, source, where), None
     if checkpoint is not None:
         raise InvalidValueError("--checkpoint", "none: the bundle's SuperNet is an untrained one (seeded)", checkpoint)
     return space, None
@@ -1075,12 +910,13 @@ def _find(
 ) -> Path:
     """The ``kind`` (a checkpoint file or a model folder) whose content hash is ``digest``; a model folder found
     (not ``given``) must also hold the ``tokenizer`` files the bundle records (folders may share weights)."""
+    family = space.family
 
     def content(path: Path) -> str | None:
         if kind != "model folder":
             return _file_sha256(path)
-        same = given is not None or tokenizer is None or _tokenizer_sha256(path) == tokenizer
-        return _folder_sha256(path) if same else None
+        same = given is not None or tokenizer is None or family.hash_copied(path) == tokenizer
+        return family.hash_folder(path) if same else None
 
     if given is not None:
         got = content(Path(given))
@@ -1096,8 +932,8 @@ def _find(
         paths = [Path(r.path) for r in db.checkpoints.with_sha256(digest)] if kind == "checkpoint" else []
         if kind == "model folder":
             spaces, _ = db.spaces.load_all()
-            stored = [s for s in spaces if isinstance(s, HFCausalLMSpace) and s.weights_sha256 == digest]
-            paths += [Path(s.path) for s in stored if s.path is not None]
+            folders = [s.family.weights_folder(s) for s in spaces if s.family.folder_sha256(s) == digest]
+            paths += [f for f in folders if f is not None]
         for candidate in paths:
             if content(candidate) == digest:  # the file on disk, not what the store says about it
                 return candidate
@@ -1122,26 +958,6 @@ def _file_sha256(path: Path) -> str | None:
     try:
         return _sha256(path) if path.is_file() else None
     except OSError:
-        return None
-
-
-def _tokenizer_sha256(path: Path) -> dict[str, Any] | None:
-    """The SHA-256 of each tokenizer file a model folder's export copies (None when they cannot be read)."""
-    from supernet.llama import copied_files, file_sha256
-
-    try:
-        return {f.name: file_sha256(f) for f in copied_files(path)} if path.is_dir() else None
-    except (OSError, HwparetoError):
-        return None
-
-
-def _folder_sha256(path: Path) -> str | None:
-    """The weights hash of a Hugging Face model folder as its space records it (None when it has no weights)."""
-    from supernet.llama import weight_files, weights_sha256
-
-    try:
-        return weights_sha256(weight_files(path)) if path.is_dir() else None
-    except (OSError, HwparetoError):
         return None
 
 

@@ -8,6 +8,7 @@ from supernet._declarative import (
     space_from_dict,
     space_from_document,
 )
+from supernet._family import ONNX_DATA_FILE, ONNX_FILE, CopiedFile, ModelFamily, OnnxGraph, SuperNet
 from supernet._files import check_output_file
 from supernet._memory import check_memory
 from supernet._registry import (
@@ -31,16 +32,22 @@ __all__ = [
     "CHECKPOINT_EVERY_S",
     "CHECKPOINT_EVERY_STEPS",
     "NAME_CHARS",
+    "ONNX_DATA_FILE",
+    "ONNX_FILE",
     "OPS",
     "PHASE_METRICS",
+    "CopiedFile",
     "DeclarativeSpace",
     "Dimension",
     "LayerCounts",
     "LayerSpec",
     "LayerTerm",
+    "ModelFamily",
+    "OnnxGraph",
     "SearchSpace",
     "SpaceFactory",
     "SubNetConfig",
+    "SuperNet",
     "check_memory",
     "check_metric_value",
     "check_name",

@@ -6,11 +6,12 @@ import functools
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from hwpareto.errors import CapabilityError, InvalidValueError
+from supernet._family import TORCH, ModelFamily
 from supernet._types import OPS, Dimension, LayerSpec, Scalar, SubNetConfig
 from supernet.preprocessing import ImagePreprocessing
 
@@ -58,7 +59,10 @@ class SearchSpace:
       :meth:`layer_terms`; without them profiling and LUT-sums raise :class:`CapabilityError`;
     - optional, PyTorch: :meth:`supernet`, :meth:`extract`, :meth:`subnet` and :meth:`dummy_input` (set
       ``has_model = False`` when absent); ``train-supernet`` and ``eval-subnets`` also need the SuperNet module to
-      have ``set_active(config)`` (OFA's ``elastic_nn`` convention: the next forward runs that SubNet);
+      follow :class:`~supernet.SuperNet`, ``set_active(config)`` (OFA's ``elastic_nn`` convention: the next forward
+      runs that SubNet);
+    - optional, model family: ``family``, the hooks bundles and training call (:class:`~supernet.ModelFamily`;
+      default: a plain PyTorch SubNet, ``weights.safetensors``);
     - optional: cross-dimension rules in :meth:`_check`, inactive parts in :meth:`canonical`, a compact
       :meth:`encode`, space-specific predictor columns in :meth:`feature_names` / :meth:`features`, and the
       third-party table formats of :meth:`from_record`.
@@ -73,6 +77,8 @@ class SearchSpace:
     """The dimension that sets the input shape (resolution, sequence length), if any."""
     preprocessing: ImagePreprocessing | None = None
     """How input images are resized and normalised and BN recalibrated (image spaces); None for other inputs."""
+    family: ClassVar[ModelFamily] = TORCH
+    """How its SubNets are saved, loaded, checked and trained (:class:`~supernet.ModelFamily`)."""
 
     def __init__(self, dimensions: Sequence[Dimension]) -> None:
         names = [d.name for d in dimensions]

@@ -14,8 +14,9 @@ training; OFA's networks: OFA's ``set_running_statistics`` on 2,000 images under
 it runs on a held-out split.
 Text SubNets report next-byte top-1 accuracy, loss (nats) and perplexity on evenly spaced windows of the split.
 
-Hugging Face causal-LM spaces (:class:`~supernet.llama.HFCausalLMSpace`) read the text through their folder's
-tokenizer when it has one, else as bytes (their vocabulary must then hold 256 ids). Every SubNet sees the same
+A space's model family may bring its own text task (``ModelFamily.training_task``): Hugging Face causal-LM
+spaces (``supernet.llama``) read the text through their folder's tokenizer when it has one, else as bytes (their
+vocabulary must then hold 256 ids). Every SubNet sees the same
 windows of ``W = min(max_position_embeddings, LM_WINDOW_TOKENS)`` tokens (the runtime dimensions batch /
 prompt_len / gen_len are cost only): it predicts tokens 2..W of each window from those before, as transformers'
 ``model(ids, labels=ids).loss`` does. Training samples windows at random from the train split; evaluation cuts the
@@ -42,12 +43,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from hwpareto.errors import HwparetoError, InvalidValueError
-from supernet._files import save_tensors
+from supernet._family import SuperNet, save_checkpoint
 from supernet._resume import Checkpointing, TrainingState, TrainingStopped, load_state, save_state, stop_requests
 from supernet._space import SearchSpace
 from supernet._types import SubNetConfig
-from supernet.data import ImageData, TextData, tokenize_text
-from supernet.llama import HFCausalLMSpace
+from supernet.data import ImageData, TextData
 from supernet.preprocessing import HWPARETO_IMAGES, ImagePreprocessing
 
 __all__ = [
@@ -61,7 +61,6 @@ __all__ = [
     "finetune_check",
     "read_accuracy_table",
     "save_checkpoint",
-    "save_hf_folder",
     "set_running_statistics",
     "table_configs",
     "train_supernet",
@@ -79,8 +78,6 @@ EVAL_BATCH = 256
 LM_WINDOW_TOKENS = 1024
 """Longest window (tokens) of a Hugging Face space: ``min(max_position_embeddings, LM_WINDOW_TOKENS)``."""
 LM_EVAL_BATCH = 16
-TRAINING_FILE = "hwpareto_training.json"
-"""What :func:`save_hf_folder` writes next to the weights: how the SuperNet was trained."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +214,7 @@ def _ofa_train_transform(images: torch.Tensor, r: int, gen: torch.Generator, pre
     return (pixels - mean) / std
 
 
-def _train_seq(seq_len: int | None, context: int, where: str) -> int:
+def train_seq(seq_len: int | None, context: int, where: str) -> int:
     """Input tokens per training sequence: ``seq_len`` when given (2 to the model's ``context``), else ``context``."""
     if seq_len is None:
         return context
@@ -226,7 +223,7 @@ def _train_seq(seq_len: int | None, context: int, where: str) -> int:
     return seq_len
 
 
-class _TextTask:
+class TextTask:
     metrics: tuple[str, ...] = ("acc_pct", "loss", "ppl")
 
     def __init__(self, space: SearchSpace, data: TextData, device: torch.device, seq_len: int | None = None) -> None:
@@ -235,7 +232,7 @@ class _TextTask:
         self.space, self.data, self.device = space, data, device
         self.max_seq = int(space.dimension(space.input_dimension).bounds()[1])
         where = f"space {space.name!r}: its largest {space.input_dimension}"
-        self.train_seq = _train_seq(seq_len, self.max_seq, where)
+        self.train_seq = train_seq(seq_len, self.max_seq, where)
         self.train = data.train.tokens.to(device)
         self._check_train_split("bytes")
 
@@ -286,56 +283,6 @@ class _TextTask:
         yield x[:, :n].reshape(-1, t), y[:, :n].reshape(-1, t)
 
 
-class _LMTask(_TextTask):
-    """Token windows for a Hugging Face causal-LM space (see the module docstring)."""
-
-    def __init__(
-        self, space: HFCausalLMSpace, data: TextData, device: torch.device, seq_len: int | None = None
-    ) -> None:
-        vocab = space.arch.vocab_size
-        if data.tokenizer == "bytes":
-            tokenizer = space.tokenizer()
-            if tokenizer is not None:
-                data = tokenize_text(data, tokenizer)
-            elif vocab < 256:
-                raise InvalidValueError(
-                    f"space {space.name!r} vocab_size",
-                    "at least 256 to read bytes (its folder has no tokenizer)",
-                    vocab,
-                )
-        if data.vocab_size > vocab:
-            raise InvalidValueError(
-                f"corpus {data.name} vocabulary", f"at most {vocab} (space {space.name!r})", data.vocab_size
-            )
-        self.space, self.data, self.device = space, data, device
-        self.window = min(space.arch.max_positions, LM_WINDOW_TOKENS)
-        self.max_seq = self.window - 1
-        where = f"space {space.name!r}: max_position_embeddings"
-        self.train_seq = self.max_seq if seq_len is None else _train_seq(seq_len, space.arch.max_positions, where)
-        self.train = data.train.tokens.to(device)
-        self._check_train_split("tokens")
-
-    def prepare(self, batch: tuple[Any, torch.Tensor], config: SubNetConfig) -> tuple[torch.Tensor, torch.Tensor]:
-        return batch
-
-    def check_output(self, logits: torch.Tensor) -> None:
-        """Nothing to check: the corpus's vocabulary was checked against the space's."""
-
-    def eval_batches(self, split: str, config: SubNetConfig) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``EVAL_WINDOWS`` evenly spaced of the split's consecutive windows (all when fewer), the same for every
-        SubNet, in batches of ``LM_EVAL_BATCH``."""
-        tokens = self.data.split(split).tokens.to(self.device)
-        n = len(tokens) // self.window
-        if n == 0:
-            raise HwparetoError(
-                f"text {self.data.name}: the {split} split has {len(tokens)} tokens, need at least {self.window}"
-            )
-        chosen = np.unique(np.linspace(0, n - 1, min(n, EVAL_WINDOWS)).round().astype(np.int64))
-        x, y = self._windows(tokens, torch.from_numpy(chosen * self.window).to(self.device))
-        for i in range(0, len(x), LM_EVAL_BATCH):
-            yield x[i : i + LM_EVAL_BATCH], y[i : i + LM_EVAL_BATCH]
-
-
 def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device, seq_len: int | None = None) -> _Task:
     """How ``data`` feeds ``space``; ``seq_len``: input tokens per training sequence (text only; default the
     model's context)."""
@@ -347,9 +294,8 @@ def _task(space: SearchSpace, data: ImageData | TextData, device: torch.device, 
             f"data for space {space.name!r}", "a text corpus" if tokens else "an image dataset", data.name
         )
     if isinstance(data, TextData):
-        if isinstance(space, HFCausalLMSpace):
-            return _LMTask(space, data, device, seq_len)
-        return _TextTask(space, data, device, seq_len)
+        task = space.family.training_task(space, data, device, seq_len)
+        return task if task is not None else TextTask(space, data, device, seq_len)
     if seq_len is not None:
         raise InvalidValueError("seq_len", f"none for image data ({data.name})", seq_len)
     return _ImageTask(space, data, device)
@@ -381,10 +327,9 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def _set_active(space: SearchSpace, supernet: nn.Module, config: SubNetConfig) -> None:
-    set_active = getattr(supernet, "set_active", None)
-    if set_active is None:
+    if not isinstance(supernet, SuperNet):
         raise InvalidValueError("supernet", "a SuperNet with set_active(config)", type(supernet).__name__)
-    set_active(space.arch_of(config) if isinstance(space, HFCausalLMSpace) else config)
+    supernet.set_active(config)
 
 
 def train_supernet(
@@ -781,30 +726,3 @@ def finetune_check(
             progress(n + 1, len(picks), {"inherited": before, "finetuned": after})
     a, b = [r["inherited"] for r in rows], [r["finetuned"] for r in rows]
     return FinetuneCheck(metric, steps, rows, float(spearmanr(a, b).statistic), float(kendalltau(a, b).statistic))
-
-
-def save_hf_folder(
-    space: HFCausalLMSpace, supernet: nn.Module, folder: str | Path, metadata: Mapping[str, Any] | None = None
-) -> Path:
-    """A trained Hugging Face SuperNet as a model folder ``hwpareto space from-hf`` reads: ``save_pretrained``
-    (``config.json`` + ``model.safetensors``), the space's tokenizer if it has one and :data:`TRAINING_FILE`."""
-    import json
-
-    model = getattr(supernet, "model", None)
-    if model is None or not hasattr(model, "save_pretrained"):
-        raise InvalidValueError("supernet", "an HFSuperNet", type(supernet).__name__)
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer = space.tokenizer()
-    if tokenizer is not None:
-        tokenizer.save_pretrained(out)
-    (out / TRAINING_FILE).write_text(json.dumps(dict(metadata or {}), indent=2, sort_keys=True) + "\n")
-    return out
-
-
-def save_checkpoint(supernet: nn.Module, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
-    """The SuperNet's state dict as safetensors (loadable by ``pareto``'s ``load_supernet``; never a pickle), written
-    whole or not at all (a full disk is one line naming ``path``)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in supernet.state_dict().items()}
-    save_tensors(path, state, "checkpoint", {k: str(v) for k, v in (metadata or {}).items()})

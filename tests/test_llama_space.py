@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import Store
-from supernet import LayerSpec, get_space, space_document, space_from_document
+from supernet import LayerSpec, SuperNet, get_space, space_document, space_from_document
 from supernet.llama import HFCausalLMSpace, check_hf_config, space_from_hf
 from supernet.llama._model import build_model, load_subnet, save_subnet
 
@@ -66,8 +66,10 @@ def test_extracted_subnet_equals_active_supernet(uniform: bool, tied: bool) -> N
     if not uniform:
         configs.append(sp.validate(_mixed(sp)))
     ids = _ids()
+    assert isinstance(net, SuperNet)  # set_active takes the space's configs, as every SuperNet's does
     for config in configs:
-        net.set_active(sp.arch_of(config))
+        net.set_active(config)
+        assert net.active == sp.arch_of(config)
         with torch.no_grad():
             shared = net(ids)
             sub = sp.extract(net, config)

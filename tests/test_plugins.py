@@ -457,6 +457,34 @@ def test_predictors_never_name_a_concrete_space(path: Path) -> None:
         assert not names & CONCRETE_NAMES, f"{path.name}:{getattr(node, 'lineno', '?')} names {names & CONCRETE_NAMES}"
 
 
+FAMILY_CLASSES = {"HFCausalLMSpace", "HFSuperNet"}
+"""Classes of a model family that only its own package (``supernet/llama``) may branch on."""
+
+
+def _family_checks(path: Path) -> list[int]:
+    """Lines of ``isinstance``/``issubclass`` calls in ``path`` whose class argument names a
+    :data:`FAMILY_CLASSES` class (alone, in a tuple, or as a module attribute)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("isinstance", "issubclass"):
+            named = {getattr(n, "id", getattr(n, "attr", None)) for n in ast.walk(node.args[-1])}
+            if named & FAMILY_CLASSES:
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_family_isinstance_outside_its_package(tmp_path: Path) -> None:
+    """Bundles and training ask ``space.family`` (the family's hooks), never which class a space is: no check of a
+    Hugging Face class outside ``supernet/llama``. The scan finds one where there is one."""
+    packages = ("hwpareto", "supernet", "profilers", "predictors", "pareto", "dashboard")
+    files = [f for pkg in packages for f in (ROOT / pkg).rglob("*.py") if "llama" not in f.relative_to(ROOT).parts]
+    found = {str(f.relative_to(ROOT)): _family_checks(f) for f in files}
+    assert len(files) > 50 and {f: lines for f, lines in found.items() if lines} == {}
+    planted = tmp_path / "planted.py"
+    planted.write_text("import supernet.llama as l\n\nok = isinstance(x, (int, l.HFCausalLMSpace))\n")
+    assert _family_checks(planted) == [3]
+
+
 def test_a_stored_space_cannot_take_an_installed_plugins_name(broken_plugin: str, tmp_path: Path) -> None:
     """The store refuses a declarative space named like any installed space (a third-party plugin, even a broken
     one, as well as the built-ins), so a stored space never shadows a plugin; other names store as before."""

@@ -52,9 +52,8 @@ def _training_setup(space: str, data: str, store: str | None, threads: int) -> t
 def _trained(sp: SearchSpace, checkpoint: Path | None) -> Any:
     """The trained SuperNet: from ``--checkpoint``, or, for a Hugging Face space, from its folder (no checkpoint)."""
     from pareto import load_supernet
-    from supernet.llama import HFCausalLMSpace
 
-    if isinstance(sp, HFCausalLMSpace):
+    if not sp.family.checkpoints:
         if checkpoint is not None:
             raise InvalidValueError(
                 "--checkpoint",
@@ -136,13 +135,12 @@ def train_supernet_cmd(
 
     import torch
 
-    from supernet.llama import HFCausalLMSpace
-    from supernet.training import Checkpointing, TrainingStopped, save_checkpoint, save_hf_folder, train_supernet
+    from supernet.training import Checkpointing, TrainingStopped, train_supernet
 
     sp, dataset = _training_setup(space, data, store, threads)
-    if isinstance(sp, HFCausalLMSpace) and out.exists() and not out.is_dir():
-        raise InvalidValueError("--out", f"a folder (space {sp.name!r} saves a Hugging Face model folder)", str(out))
-    if not isinstance(sp, HFCausalLMSpace):
+    if not sp.family.checkpoints and out.exists() and not out.is_dir():
+        raise InvalidValueError("--out", f"a folder (space {sp.name!r} saves a model folder)", str(out))
+    if sp.family.checkpoints:
         check_output_file(out, "--out")
     typer.echo(f"{sp.name}: {dataset.description}")
     side = out if out.name else out.resolve()  # "." names no file to sit beside
@@ -201,10 +199,7 @@ def train_supernet_cmd(
         "torch": torch.__version__,
         **{f"final_loss_{k}": round(v, 4) for k, v in report.final_losses.items()},
     }
-    if isinstance(sp, HFCausalLMSpace):
-        save_hf_folder(sp, supernet, out, meta)
-    else:
-        save_checkpoint(supernet, out, meta)
+    sp.family.save_trained(sp, supernet, out, meta)
     shutil.rmtree(checkpoints.folder, ignore_errors=True)  # OUT holds the result now
     typer.echo(
         f"saved {out} after {steps} steps in {report.seconds:.0f} s (final losses: "

@@ -14,7 +14,7 @@ access, no remote code.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from torch import nn
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from supernet._memory import check_memory
+from supernet._types import SubNetConfig
 from supernet.llama._config import IGNORED_TENSORS, check_hf_config, safetensors_header, weight_files
 
 __all__ = ["Arch", "HFSuperNet", "PrefillLogits", "build_model", "load_subnet", "save_subnet"]
@@ -198,10 +199,17 @@ class HFSuperNet(nn.Module):
         self.model: Any = model if model is not None else build_model(kept, self.full, empty=empty)
         self.active = self.full
         self._skeleton: tuple[Arch, nn.Module] | None = None
+        self.arch_of: Callable[[SubNetConfig], Arch] | None = None
+        """The space's ``arch_of`` (set by ``HFCausalLMSpace.supernet``): configs to :class:`Arch`."""
 
-    def set_active(self, arch: Arch) -> None:
-        """Make :meth:`forward` run the SubNet ``arch``."""
-        self.active = self._check(arch)
+    def set_active(self, config: SubNetConfig | Arch) -> None:
+        """Make :meth:`forward` run the SubNet ``config`` (of the space that built this SuperNet, the
+        :class:`~supernet.SuperNet` protocol) or ``arch``."""
+        if isinstance(config, SubNetConfig):
+            if self.arch_of is None:
+                raise InvalidValueError("config", "an Arch (this SuperNet was built without its space)", config.space)
+            config = self.arch_of(config)
+        self.active = self._check(config)
 
     def _check(self, arch: Arch) -> Arch:
         info = self.info

@@ -13,13 +13,14 @@ import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.metrics import MIB
 from supernet._checks import check_name
+from supernet._family import ModelFamily
 from supernet._memory import check_memory
 from supernet._space import LayerTerm, SearchSpace
 from supernet._types import Dimension, LayerSpec, Scalar, SubNetConfig
@@ -33,6 +34,7 @@ from supernet.llama._config import (
     weight_files,
     weights_sha256,
 )
+from supernet.llama._family import HF_FAMILY
 
 if TYPE_CHECKING:
     import torch
@@ -98,6 +100,7 @@ class HFCausalLMSpace(SearchSpace):
     """
 
     input_dimension = "prompt_len"
+    family: ClassVar[ModelFamily] = HF_FAMILY
 
     def __init__(
         self,
@@ -443,6 +446,7 @@ class HFCausalLMSpace(SearchSpace):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             net = HFSuperNet(self.config, empty=self.path is not None)  # a folder's weights fill every parameter
+        net.arch_of = self.arch_of
         if self.path is not None:
             files = weight_files(Path(self.path))
             digest = weights_sha256(files)
