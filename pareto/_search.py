@@ -222,6 +222,8 @@ class _Unseen:
         """Configs in the searched region (``inf`` with a continuous dimension), valid or not."""
         self._rest: list[tuple[str, SubNetConfig]] | None = None  # the unevaluated SubNets, once enumerated
         self._known: set[str] = set()  # keys of the proposals checked: each one's architecture is in ``seen``
+        self.arch: dict[str, str] = {}
+        """The arch key of each config of the last batch, by config key."""
 
     @property
     def exhausted(self) -> bool:
@@ -232,6 +234,7 @@ class _Unseen:
         """Up to ``size`` canonical configs whose architectures are neither evaluated nor repeated in the batch
         (fewer only when the region has no more, or could not be enumerated)."""
         out: list[SubNetConfig] = []
+        self.arch = {}
 
         def take(configs: list[SubNetConfig]) -> None:
             for c in configs:
@@ -244,6 +247,7 @@ class _Unseen:
                 arch = self.genome.space.arch_key(canon)
                 if arch not in self.seen:
                     self.seen.add(arch)
+                    self.arch[canon.key] = arch
                     out.append(canon)
 
         take(strategy.ask(size))
@@ -262,6 +266,7 @@ class _Unseen:
                     break
                 if arch not in self.seen:
                     self.seen.add(arch)
+                    self.arch[canon.key] = arch
                     out.append(canon)
             self._rest = [(arch, canon) for arch, canon in self._rest if arch not in self.seen]
         return out
@@ -405,7 +410,7 @@ def run_surrogate(
                 dists,
                 obj_values[i].tolist(),
                 {b.text: float(v) for b, v in zip(budgets, cons[i], strict=True)} if budgets else None,
-                {"config": c.values, "config_key": c.key, "arch_key": space.arch_key(c)},
+                {"config": c.values, "config_key": c.key, "arch_key": unseen.arch[c.key]},
                 system_attrs={generation_key: generation},
             )
             for i, c in enumerate(batch)

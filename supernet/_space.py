@@ -36,7 +36,7 @@ class LayerCounts:
 
     ``matrix`` is a sparse ``(n, len(specs))`` array: row ``i`` counts config ``i``'s layers, column ``j`` is
     ``specs[j]``. Per-layer quantities (params, MACs, a device's LUT latencies) become per-config totals with one
-    matrix product: :meth:`total`.
+    matrix product: :meth:`total`. A space hands the same counts to callers counting the same configs: read only.
     """
 
     matrix: sparse.csr_array
@@ -268,9 +268,14 @@ class SearchSpace:
         Vectorised over :meth:`layer_terms` when the space declares them (each distinct combination of a term's
         values is built once, and remembered by the space), else one :meth:`layers` call per distinct config.
         The columns are in the order of the LayerSpecs' keys, and so is each row's sum in :meth:`LayerCounts.total`:
-        a config's totals do not depend on the configs counted with it.
+        a config's totals do not depend on the configs counted with it. Counting the configs of the last call again
+        returns its counts.
         """
         configs = [self.validate(c) for c in configs]
+        keys = tuple(c.key for c in configs)
+        found = self._recent_counts.get(keys)
+        if found is not None:  # counted just now: an evaluation's costs, then its accuracy features
+            return found
         n = len(configs)
         terms = self.layer_terms()
         parts: list[tuple[np.ndarray, list[_Tally]]] = []  # (row -> its part's index, the parts' layer tallies)
@@ -324,7 +329,10 @@ class SearchSpace:
             (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n, len(order))
         )
         matrix.sum_duplicates()  # a layer several terms add is counted once; each row in column order
-        return LayerCounts(matrix, tuple(specs[i] for i in order))
+        counts = LayerCounts(matrix, tuple(specs[i] for i in order))
+        self._recent_counts.clear()
+        self._recent_counts[keys] = counts
+        return counts
 
     def _term_tally(
         self, index: int, build: Callable[[tuple[Scalar, ...]], Sequence[LayerSpec]], values: tuple[Scalar, ...]
@@ -342,6 +350,11 @@ class SearchSpace:
     @functools.cached_property
     def _term_tallies(self) -> dict[tuple[int, tuple[Scalar, ...]], _Tally]:
         """:meth:`_term_tally`'s memory."""
+        return {}
+
+    @functools.cached_property
+    def _recent_counts(self) -> dict[tuple[str, ...], LayerCounts]:
+        """The last :meth:`layer_counts`, by its configs' keys."""
         return {}
 
     @functools.cached_property

@@ -308,3 +308,15 @@ def test_layer_count_totals_do_not_depend_on_the_batch(name: str) -> None:
     order = rng.permutation(len(configs))
     np.testing.assert_array_equal(totals([configs[i] for i in order]), together[order])
     np.testing.assert_array_equal([totals([c])[0] for c in configs[:30]], together[:30])
+
+
+def test_counting_the_same_configs_again_reuses_the_counts() -> None:
+    """An evaluation counts its batch's layers for the costs, then its accuracy features count them again."""
+    space = get_space("mbv3")
+    rng = np.random.default_rng(8)
+    configs = [space.sample(rng) for _ in range(20)]
+    counts = space.layer_counts(configs)
+    assert space.layer_counts(list(configs)) is counts
+    other = space.layer_counts(configs[1:])
+    assert other is not counts and other.matrix.shape[0] == 19
+    np.testing.assert_array_equal(space.layer_counts(configs).matrix.toarray(), counts.matrix.toarray())
