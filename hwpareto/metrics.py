@@ -16,18 +16,23 @@ milliseconds, ``_mj`` / ``_mj_per_token`` millijoules (both ``0 < value``, at mo
 anything else any finite number. A metric naming an accuracy (``acc`` anywhere in it) is maximised, others
 minimised.
 
-A new metric is one :func:`register_metric` call; an analytic one is searchable once its computation is registered
-too (:func:`pareto.register_analytic` does both), a device cost once a backend produces it.
+A new metric is one :func:`register_metric` call, or an entry point of an installed package (group
+``hwpareto.metrics``, named as the metric, its object a :class:`Metric`: added to the catalogue on first use of the
+name); an analytic one is searchable once its computation is registered too (:func:`pareto.register_analytic`
+does both; entry-point group ``hwpareto.objectives``), a device cost once a backend produces it
+(``profilers.Cost.metrics``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
 from typing import Literal
 
 from hwpareto.errors import InvalidValueError
+from hwpareto.plugins import PluginError, Registry
 
 __all__ = [
     "ANALYTIC",
@@ -100,6 +105,20 @@ class Metric:
     def is_cost(self) -> bool:
         """A device cost (``METRIC@DEVICE``)."""
         return self.kind == DEVICE_COST
+
+
+def _check_plugin(name: str, obj: object) -> Metric:
+    made = obj() if callable(obj) else obj
+    if not isinstance(made, Metric) or made.name != name or made.kind == ANALYTIC:
+        got = f"the {made.kind} metric {made.name}" if isinstance(made, Metric) else type(made).__name__
+        raise PluginError(
+            f"hwpareto.metrics plugin {name!r}: expected a {DEVICE_COST} or {QUALITY} Metric named {name} "
+            f"(an analytic one is an hwpareto.objectives plugin), got {got}"
+        )
+    return made
+
+
+_PLUGINS: Registry[Metric] = Registry("hwpareto.metrics", "metric", _check_plugin)
 
 
 def _ms(name: str, unit: str, label: str, phase: str | None = None) -> Metric:
@@ -196,11 +215,24 @@ def lookup(name: str) -> Metric:
     """The catalogue's metric for a metric or objective name (``METRIC[@SUBJECT][:max|:min]``); a name not in the
     catalogue is a quality metric described by its suffix (see the module docstring)."""
     metric = base_name(name)
-    return _CATALOGUE.get(metric) or _infer(metric)
+    return _CATALOGUE.get(metric) or _installed(metric) or _infer(metric)
+
+
+@functools.cache
+def _plugin_names() -> frozenset[str]:
+    """The ``hwpareto.metrics`` entry points' names (read once: :func:`lookup` runs for every value written)."""
+    return frozenset(_PLUGINS.names())
+
+
+def _installed(metric: str) -> Metric | None:
+    """The installed package's metric named ``metric``, added to the catalogue; None when no package declares it."""
+    return register_metric(_PLUGINS.get(metric)) if metric in _plugin_names() else None
 
 
 def metrics(kind: Kind | None = None) -> tuple[Metric, ...]:
-    """The catalogue's metrics (of one ``kind``), in the order they were registered."""
+    """The catalogue's metrics (of one ``kind``), installed packages' included, in the order they were registered."""
+    for name in sorted(_plugin_names() - _CATALOGUE.keys()):
+        _installed(name)
     return tuple(m for m in _CATALOGUE.values() if kind is None or m.kind == kind)
 
 

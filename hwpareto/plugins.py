@@ -1,11 +1,12 @@
 """Extension points: named plugins registered in code or discovered through Python entry points.
 
-Five groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
+Six groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
 ``hwpareto.space_kinds`` (families of spaces the store rebuilds from a document, such as Hugging Face folders),
 ``hwpareto.backends`` (device backends, each declaring the device kinds it serves), ``hwpareto.strategies``
-(search strategies) and ``hwpareto.objectives`` (analytic objectives: a catalogue metric and its computation).
-hwpareto's built-ins are
-declared in its own ``pyproject.toml`` under those groups, exactly as a third-party package declares its own::
+(search strategies), ``hwpareto.objectives`` (analytic objectives: a catalogue metric and its computation) and
+``hwpareto.metrics`` (catalogue metrics that need no computation: device costs a backend produces, qualities).
+hwpareto's built-ins are declared in its own ``pyproject.toml`` under those groups (its built-in metrics are the
+catalogue's own), exactly as a third-party package declares its own::
 
     [project.entry-points."hwpareto.spaces"]
     resnet-tiny = "my_package.space:ResNetTinySpace"
@@ -28,7 +29,14 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 
 __all__ = ["GROUPS", "PluginError", "Registry"]
 
-GROUPS = ("hwpareto.spaces", "hwpareto.space_kinds", "hwpareto.backends", "hwpareto.strategies", "hwpareto.objectives")
+GROUPS = (
+    "hwpareto.spaces",
+    "hwpareto.space_kinds",
+    "hwpareto.backends",
+    "hwpareto.strategies",
+    "hwpareto.objectives",
+    "hwpareto.metrics",
+)
 T = TypeVar("T")
 
 

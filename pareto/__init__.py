@@ -41,7 +41,7 @@ if TYPE_CHECKING:
         operating_points,
     )
     from pareto._search import SPEC_ATTR, SearchResult, SearchSpec, load_trials, run_surrogate
-    from pareto._strategies import STRATEGIES, AskTell, Strategy, register_strategy
+    from pareto._strategies import STRATEGIES, AskTell, Problem, Strategy, register_strategy
     from pareto._worker import run_now, run_worker, submit, validate_spec
 
 _LAZY = {
@@ -85,6 +85,7 @@ _LAZY = {
     "run_budgeted": "pareto._budgeted_study",
     "STRATEGIES": "pareto._strategies",
     "Strategy": "pareto._strategies",
+    "Problem": "pareto._strategies",
     "register_strategy": "pareto._strategies",
     "AskTell": "pareto._strategies",
     "budgeted_search": "pareto._budgeted",
@@ -114,6 +115,7 @@ __all__ = [
     "Front",
     "ImportReport",
     "Objective",
+    "Problem",
     "SearchResult",
     "SearchSpec",
     "Strategy",

@@ -1,6 +1,6 @@
 """Device profilers: measured (CPU, CUDA) and simulated (NPU, CIM) backends, LUT building and LUT-sums."""
 
-from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
+from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError, param
 from profilers._devices import (
     LOCAL_CPU,
     backend_class,
@@ -50,6 +50,7 @@ __all__ = [
     "local_cpu_spec",
     "lut_entries_per_space",
     "measure_subnets",
+    "param",
     "presets",
     "register_backend",
 ]

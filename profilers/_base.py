@@ -34,7 +34,9 @@ class Cost:
 
     ``latency_ms`` is the robust centre (median for measurements, exact for simulations), ``latency_ms_std`` the
     spread (0 for deterministic simulators); energy is ``None`` where the device cannot report it. ``n`` is the
-    number of timed repetitions behind the figures (1 for a simulation).
+    number of timed repetitions behind the figures (1 for a simulation). ``metrics``: further device costs of a
+    SubNet by catalogue name (``power_mw``: a metric of :mod:`hwpareto.metrics`, range-checked when stored), which
+    :func:`profilers.measure_subnets` stores beside its latency; a sum of costs keeps none.
     """
 
     latency_ms: float
@@ -43,6 +45,7 @@ class Cost:
     energy_mj_std: float | None = None
     n: int = 1
     details: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    metrics: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "latency_ms_std", "energy_mj", "energy_mj_std"):

@@ -280,8 +280,9 @@ def measure_subnets(
     batch: int = 1,
     progress: Progress | None = None,
 ) -> int:
-    """Measure (or simulate) SubNets end to end and store ``latency_ms`` (and ``energy_mj``) per SubNet, one
-    transaction per SubNet so an interruption keeps what was measured. Returns the number stored.
+    """Measure (or simulate) SubNets end to end and store ``latency_ms`` (and ``energy_mj``, and the backend's
+    other device costs: :attr:`Cost.metrics`) per SubNet, one transaction per SubNet so an interruption keeps what
+    was measured. Returns the number stored.
 
     LLM SubNets timed by phase (:func:`profilers._cpu.measure_phases`) also store ``prefill_ms`` (time to first
     token), ``decode_ms_per_token`` (one decode step of every sequence) and, with energy,
@@ -308,6 +309,7 @@ def measure_subnets(
             sequences = int(cost.details["sequences"])
             std = None if decode.energy_mj_std is None else decode.energy_mj_std / sequences
             figures.append(("energy_mj_per_token", decode.energy_mj / sequences, std, decode.n))
+        figures.extend((metric, value, None, cost.n) for metric, value in cost.metrics.items())
         store.measurements.add(
             [
                 MeasurementIn(cfg, "device", device.name, metric, value, std, n, batch, source, "hwpareto measure")

@@ -205,3 +205,34 @@ def test_an_installed_analytic_objective_is_found_by_its_name(
     assert mean[:, 0].tolist() == [float(len(space.layers(c))) for c in configs]
     with pytest.raises(PluginError, match="'misnamed_depth': expected an AnalyticObjective of metric misnamed_depth"):
         parse_objective("misnamed_depth")
+
+
+def test_an_installed_metric_joins_the_catalogue_by_its_name(
+    scratch_catalogue: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "hwp_power.py").write_text(
+        "from hwpareto.metrics import Metric\n"
+        "POWER = Metric('board_power_mw', 'mW', 'device cost', low=0.0, high=1e6, label='power')\n"
+        "SIZE = Metric('size_mb', 'MiB', 'analytic', low=0.0)\n"
+    )
+    info = tmp_path / "hwp_power-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hwp_power\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[hwpareto.metrics]\nboard_power_mw = hwp_power:POWER\nsize_mb = hwp_power:SIZE\nother_mw = hwp_power:POWER\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(catalogue._PLUGINS, "_loaded", {})
+    catalogue._plugin_names.cache_clear()
+    try:
+        power = lookup("board_power_mw@board")
+        assert (power.kind, power.unit, power.range) == ("device cost", "mW", (0.0, 1e6, True))
+        assert parse_objective("board_power_mw@board").is_cost and _figures.axis_title("board_power_mw") == "power (mW)"
+        with pytest.raises(InvalidValueError, match=r"expected board_power_mw in \[0, 1e\+06\], got -1.0"):
+            check_metric_value("value", "board_power_mw", -1.0)
+        with pytest.raises(PluginError, match="'size_mb': expected a device cost or quality Metric named size_mb"):
+            lookup("size_mb")  # an analytic metric needs its computation: an hwpareto.objectives plugin
+        with pytest.raises(PluginError, match="'other_mw': expected a device cost or quality Metric named other_mw"):
+            lookup("other_mw")
+    finally:
+        catalogue._plugin_names.cache_clear()
