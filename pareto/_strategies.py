@@ -68,6 +68,10 @@ NSGA3_GENERATION_KEY = "NSGAIIISampler:generation"
 
 
 # ---------------------------------------------------------------------------------------------------- problem
+DECODE_MEMO = 20_000
+"""Gene rows whose configs a :class:`Genome` remembers (NSGA-II proposes many rows again once it converges)."""
+
+
 class Genome:
     """Configs as rows of per-dimension values (categorical: choice indices) for vectorised variation; ``fixed``
     dimensions always take their given value."""
@@ -79,6 +83,8 @@ class Genome:
             space.dimensions.index(space.dimension(k)): space.dimension(k).coerce(v, space.name)
             for k, v in fixed.items()
         }
+        self._genes = [(d.name, d.choices if d.kind == "categorical" else None, d.kind == "int") for d in self.dims]
+        self._decoded: dict[bytes, SubNetConfig] = {}  # gene rows' configs (a strategy proposes rows again)
 
     def random(self, rng: np.random.Generator, n: int) -> np.ndarray:
         genes = np.empty((n, len(self.dims)))
@@ -102,16 +108,27 @@ class Genome:
         for row in genes:
             for j, value in self.fixed.items():  # every strategy's proposals keep the fixed dimensions
                 row[j] = self.dims[j].choices.index(value) if self.dims[j].kind == "categorical" else value
-            for _ in range(100):
+            memo = row.tobytes()
+            known = self._decoded.get(memo)
+            if known is not None:
+                out.append(known)
+                continue
+            for attempt in range(100):
                 values = {
-                    d.name: d.choices[int(g)] if d.kind == "categorical" else (int(g) if d.kind == "int" else g)
-                    for d, g in zip(self.dims, row, strict=True)
+                    name: choices[int(g)] if choices is not None else (int(g) if is_int else g)
+                    for (name, choices, is_int), g in zip(self._genes, row.tolist(), strict=True)
                 }
                 try:
-                    out.append(self.space.validate(values))
-                    break
+                    config = self.space.validate(values)
                 except InvalidValueError:
                     row = self.random(rng, 1)[0]
+                    continue
+                if attempt == 0:  # a row breaking a cross rule is redrawn at random each time: not remembered
+                    if len(self._decoded) >= DECODE_MEMO:
+                        self._decoded.clear()
+                    self._decoded[memo] = config
+                out.append(config)
+                break
             else:
                 raise HwparetoError(f"space {self.space.name}: could not draw a valid config")
         return out

@@ -263,3 +263,25 @@ def test_budgeted_options_are_canonical_and_shared(edge: Store) -> None:
             SearchSpec("b", "nb201", ("test_acc_pct@toy", "params"), mode="budgeted", options=bad)
     with pytest.raises(InvalidValueError, match="options: expected none for a surrogate search"):
         SearchSpec("s", "mbv3", ("params",), options={"batch": 3})
+
+
+def test_decode_remembers_valid_rows_and_redraws_invalid_ones() -> None:
+    """A gene row decoded before gives its config again without drawing; a row breaking a cross rule is redrawn
+    at random every time, as when it was first met."""
+    from supernet import DeclarativeSpace, Dimension
+
+    class Ordered(DeclarativeSpace):
+        def _check(self, values: dict[str, object]) -> None:
+            if values["a"] > values["b"]:  # type: ignore[operator]
+                raise InvalidValueError("ordered.a", "at most b", values["a"])
+
+    genome = strategies.Genome(
+        Ordered("ordered", [Dimension("a", choices=(1, 2, 3)), Dimension("b", choices=(1, 2, 3))]), {}
+    )
+    rows = np.array([[0.0, 2.0], [2.0, 0.0]])  # a=1 b=3 (valid); a=3 b=1 (breaks the rule)
+    first = genome.decode(rows.copy(), np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    again = genome.decode(rows[:1].copy(), rng)
+    assert again[0] is first[0] and rng.bit_generator.state == np.random.default_rng(0).bit_generator.state
+    redrawn = [genome.decode(rows[1:].copy(), np.random.default_rng(seed))[0] for seed in range(20)]
+    assert all(c["a"] <= c["b"] for c in redrawn) and len({c.key for c in redrawn}) > 1
