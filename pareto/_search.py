@@ -383,7 +383,10 @@ def run_surrogate(
         size = min(spec.population, spec.n_trials - have)
         if len(parents) and strategy_cls.parent_prefix is not None:
             set_study_system_attr(
-                study, strategy_cls.parent_prefix + str(generation), parents.best(spec.population).tolist()
+                store,
+                study_id(study),
+                strategy_cls.parent_prefix + str(generation),
+                parents.best(spec.population).tolist(),
             )
         # no trial on a SubNet the study has evaluated: canonical configs, repeats proposed again
         batch = unseen.batch(strategy, size)

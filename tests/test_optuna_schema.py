@@ -59,3 +59,24 @@ def test_declared_columns_exist_in_a_database_optuna_created(tmp_path: Path) -> 
                 assert _kind(column.type) == _kind(got), f"{where}: expected {column.type!r}, got {got!r}"
     finally:
         engine.dispose()
+
+
+def test_study_system_attributes_are_written_as_optuna_reads_them(tmp_path: Path) -> None:
+    """The search writes each generation's parents itself: Optuna reads them back, a second write replaces the
+    first, and other studies' attributes stay."""
+    from hwpareto.store import Store
+    from hwpareto.store._optuna import set_study_system_attr, study_id
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with Store.open(str(tmp_path / "s.db")) as store:
+        storage = store.optuna_storage()
+        mine, other = (optuna.create_study(study_name=n, storage=storage) for n in ("mine", "other"))
+        other._storage.set_study_system_attr(other._study_id, "NSGAIISampler:parent:1", [7])
+        set_study_system_attr(store, study_id(mine), "NSGAIISampler:parent:1", [1, 2])
+        set_study_system_attr(store, study_id(mine), "NSGAIISampler:parent:1", [3, 4, 5])
+        set_study_system_attr(store, study_id(mine), "NSGAIISampler:parent:2", [6])
+        assert storage.get_study_system_attrs(study_id(mine)) == {
+            "NSGAIISampler:parent:1": [3, 4, 5],
+            "NSGAIISampler:parent:2": [6],
+        }
+        assert storage.get_study_system_attrs(study_id(other)) == {"NSGAIISampler:parent:1": [7]}
