@@ -109,7 +109,7 @@ def test_older_schema_prints_upgrade_command(sqlite_url: str) -> None:
     _, err = hw("devices", "--store", sqlite_url, ok=False)
     assert f"run 'hwpareto db upgrade --store {sqlite_url}'" in err
     out, _ = hw("db", "upgrade", "--store", sqlite_url)
-    assert "0001_registry -> 0003_checkpoints" in out
+    assert "0001_registry -> 0004_device_kinds" in out
     hw("devices", "--store", sqlite_url)
 
 
