@@ -68,8 +68,9 @@ NSGA3_GENERATION_KEY = "NSGAIIISampler:generation"
 
 
 # ---------------------------------------------------------------------------------------------------- problem
-DECODE_MEMO = 20_000
-"""Gene rows whose configs a :class:`Genome` remembers (NSGA-II proposes many rows again once it converges)."""
+DECODE_MEMO = 4096
+"""Gene rows whose configs a :class:`Genome` remembers (NSGA-II proposes many rows again once it converges; about
+20 MB of mbv3 configs, three quarters of the repeats of a 20,000-trial search)."""
 
 
 class Genome:
