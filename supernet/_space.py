@@ -26,8 +26,9 @@ LayerTerm = tuple[tuple[str, ...], Callable[[tuple[Scalar, ...]], Sequence[Layer
 """A part of a space's layer model: the dimensions it reads and the LayerSpecs it adds for their values."""
 _Tally = tuple[np.ndarray, np.ndarray]
 """Numbers of distinct LayerSpecs (a space's own numbering) in order of first appearance, how often each occurs."""
-TERM_CACHE_SIZE = 200_000
-"""Most layer-term tallies a space remembers for :meth:`SearchSpace.layer_counts`."""
+TERM_CACHE_SIZE = 30_000
+"""Most layer-term tallies a space remembers for :meth:`SearchSpace.layer_counts` (about 1 kB each with the layers
+they hold; every combination of every term of mbv3 is about 27,000)."""
 
 
 @dataclass(frozen=True, slots=True)
