@@ -12,7 +12,7 @@ evaluated cell that is no better, with both objectives scaled to the exact front
 - random: uniformly random distinct cells;
 - predicted front (naive): the same space-filling start and AccuracyPredictor refits, each batch the unevaluated
   cells on the first non-dominated layers of (predicted accuracy, latency), spread along latency within a layer;
-- budgeted_search (pareto._budgeted): hopeful candidates only (optimistic accuracy above the best measured one at
+- budgeted_search (pareto.search._budgeted): hopeful candidates only (optimistic accuracy above the best measured one at
   most as costly), predicted front peeled on mean + ucb × std.
 
 One thread; mean ± std over seeds. Reads ../shared/data/nb201_accuracy_latency.csv (third-party, never copied
@@ -32,7 +32,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from pareto import non_dominated_mask
-from pareto._budgeted import _ranks, _space_filling, budgeted_search
+from pareto.search._budgeted import _ranks, _space_filling, budgeted_search
 from predictors._accuracy import AccuracyPredictor
 from predictors._features import SpaceFeatures
 from supernet.nb201 import NB201Space

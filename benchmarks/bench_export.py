@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from hwpareto.store import Store
-from pareto._analysis import study_results
+from pareto.analysis._analysis import study_results
 
 STUDIES = ("demo-mbv3-digits-cpu-local", "demo-llama-stdlib-cpu-local")
 HWPARETO = str(Path(sys.executable).with_name("hwpareto"))

@@ -151,8 +151,8 @@ def _evaluate(store_url: str, configs: list[Any], seed: int) -> list[dict[str, A
 def _search(store_url: str, configs: list[Any], log: list[str]) -> dict[str, Any]:
     """Train the stored decode predictor, then search under a decode budget (the median measured decode step)."""
     from hwpareto.store import Store
-    from pareto._analysis import study_results
     from pareto._objectives import Evaluator, parse_objective
+    from pareto.analysis._analysis import study_results
     from profilers import device_spec, measure_subnets
 
     for metric in PHASES:

@@ -1,4 +1,4 @@
-"""Speed of the Pareto analytics (:mod:`pareto._pareto`) against Optuna's own routines on the same inputs.
+"""Speed of the Pareto analytics (:mod:`pareto.analysis._pareto`) against Optuna's own routines on the same inputs.
 
   python benchmarks/bench_pareto.py [--out benchmarks/results/pareto.md]
 
@@ -27,7 +27,7 @@ import optuna
 from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _fast_non_domination_rank, _is_pareto_front
 
-from pareto._pareto import hypervolume, hypervolume_history, non_dominated_mask, nondominated_sort
+from pareto.analysis._pareto import hypervolume, hypervolume_history, non_dominated_mask, nondominated_sort
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python benchmarks/bench_pareto.py"

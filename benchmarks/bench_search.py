@@ -34,8 +34,8 @@ from sqlalchemy import make_url
 
 from hwpareto.store import Store
 from pareto._objectives import Evaluator, parse_objective
-from pareto._pareto import hypervolume, hypervolume_history, non_dominated_mask
-from pareto._search import SearchSpec, load_trials, run_surrogate
+from pareto.analysis._pareto import hypervolume, hypervolume_history, non_dominated_mask
+from pareto.search._search import SearchSpec, load_trials, run_surrogate
 from profilers import build_lut, device_spec
 from supernet import get_space
 

@@ -11,12 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pareto._analysis import Front, StudyResults, export_trial, study_results
-    from pareto._budgeted import BudgetedAcquisition, budgeted_search
-    from pareto._budgeted_study import run_budgeted
-    from pareto._catalog import STUDY_ONLY, delete_study, list_all_searches, studies_using, study_trial_counts
     from pareto._demo import describe_demo, run_demo
-    from pareto._export import export_subnet, load_subnet, load_supernet, record_checkpoint, verify_bundle
     from pareto._importer import ColumnMap, ImportReport, import_table, parse_columns
     from pareto._objectives import (
         AnalyticObjective,
@@ -28,7 +23,9 @@ if TYPE_CHECKING:
         parse_objective,
         register_analytic,
     )
-    from pareto._pareto import (
+    from pareto.analysis._analysis import Front, StudyResults, export_trial, study_results
+    from pareto.analysis._catalog import STUDY_ONLY, delete_study, list_all_searches, studies_using, study_trial_counts
+    from pareto.analysis._pareto import (
         front_for_budget,
         front_recall,
         hypervolume,
@@ -40,16 +37,19 @@ if TYPE_CHECKING:
         operating_point_table,
         operating_points,
     )
-    from pareto._search import SPEC_ATTR, SearchResult, SearchSpec, load_trials, run_surrogate
-    from pareto._strategies import STRATEGIES, AskTell, Problem, Strategy, register_strategy
-    from pareto._worker import run_now, run_worker, submit, validate_spec
+    from pareto.bundles._export import export_subnet, load_subnet, load_supernet, record_checkpoint, verify_bundle
+    from pareto.search._budgeted import BudgetedAcquisition, budgeted_search
+    from pareto.search._budgeted_study import run_budgeted
+    from pareto.search._search import SPEC_ATTR, SearchResult, SearchSpec, load_trials, run_surrogate
+    from pareto.search._strategies import STRATEGIES, AskTell, Problem, Strategy, register_strategy
+    from pareto.search._worker import run_now, run_worker, submit, validate_spec
 
 _LAZY = {
-    "SPEC_ATTR": "pareto._search",
-    "SearchSpec": "pareto._search",
-    "SearchResult": "pareto._search",
-    "run_surrogate": "pareto._search",
-    "load_trials": "pareto._search",
+    "SPEC_ATTR": "pareto.search._search",
+    "SearchSpec": "pareto.search._search",
+    "SearchResult": "pareto.search._search",
+    "run_surrogate": "pareto.search._search",
+    "load_trials": "pareto.search._search",
     "Objective": "pareto._objectives",
     "Budget": "pareto._objectives",
     "Evaluator": "pareto._objectives",
@@ -58,48 +58,48 @@ _LAZY = {
     "parse_budget": "pareto._objectives",
     "register_analytic": "pareto._objectives",
     "AnalyticObjective": "pareto._objectives",
-    "StudyResults": "pareto._analysis",
-    "Front": "pareto._analysis",
-    "study_results": "pareto._analysis",
-    "export_trial": "pareto._analysis",
-    "STUDY_ONLY": "pareto._catalog",
-    "delete_study": "pareto._catalog",
-    "list_all_searches": "pareto._catalog",
-    "studies_using": "pareto._catalog",
-    "study_trial_counts": "pareto._catalog",
+    "StudyResults": "pareto.analysis._analysis",
+    "Front": "pareto.analysis._analysis",
+    "study_results": "pareto.analysis._analysis",
+    "export_trial": "pareto.analysis._analysis",
+    "STUDY_ONLY": "pareto.analysis._catalog",
+    "delete_study": "pareto.analysis._catalog",
+    "list_all_searches": "pareto.analysis._catalog",
+    "studies_using": "pareto.analysis._catalog",
+    "study_trial_counts": "pareto.analysis._catalog",
     "describe_demo": "pareto._demo",
     "run_demo": "pareto._demo",
-    "export_subnet": "pareto._export",
-    "load_subnet": "pareto._export",
-    "load_supernet": "pareto._export",
-    "record_checkpoint": "pareto._export",
-    "verify_bundle": "pareto._export",
+    "export_subnet": "pareto.bundles._export",
+    "load_subnet": "pareto.bundles._export",
+    "load_supernet": "pareto.bundles._export",
+    "record_checkpoint": "pareto.bundles._export",
+    "verify_bundle": "pareto.bundles._export",
     "ColumnMap": "pareto._importer",
     "ImportReport": "pareto._importer",
     "import_table": "pareto._importer",
     "parse_columns": "pareto._importer",
-    "run_now": "pareto._worker",
-    "submit": "pareto._worker",
-    "run_worker": "pareto._worker",
-    "validate_spec": "pareto._worker",
-    "run_budgeted": "pareto._budgeted_study",
-    "STRATEGIES": "pareto._strategies",
-    "Strategy": "pareto._strategies",
-    "Problem": "pareto._strategies",
-    "register_strategy": "pareto._strategies",
-    "AskTell": "pareto._strategies",
-    "budgeted_search": "pareto._budgeted",
-    "BudgetedAcquisition": "pareto._budgeted",
-    "non_dominated_mask": "pareto._pareto",
-    "nondominated_sort": "pareto._pareto",
-    "hypervolume": "pareto._pareto",
-    "hypervolume_history": "pareto._pareto",
-    "igd_plus": "pareto._pareto",
-    "front_recall": "pareto._pareto",
-    "knee_point": "pareto._pareto",
-    "operating_points": "pareto._pareto",
-    "operating_point_table": "pareto._pareto",
-    "front_for_budget": "pareto._pareto",
+    "run_now": "pareto.search._worker",
+    "submit": "pareto.search._worker",
+    "run_worker": "pareto.search._worker",
+    "validate_spec": "pareto.search._worker",
+    "run_budgeted": "pareto.search._budgeted_study",
+    "STRATEGIES": "pareto.search._strategies",
+    "Strategy": "pareto.search._strategies",
+    "Problem": "pareto.search._strategies",
+    "register_strategy": "pareto.search._strategies",
+    "AskTell": "pareto.search._strategies",
+    "budgeted_search": "pareto.search._budgeted",
+    "BudgetedAcquisition": "pareto.search._budgeted",
+    "non_dominated_mask": "pareto.analysis._pareto",
+    "nondominated_sort": "pareto.analysis._pareto",
+    "hypervolume": "pareto.analysis._pareto",
+    "hypervolume_history": "pareto.analysis._pareto",
+    "igd_plus": "pareto.analysis._pareto",
+    "front_recall": "pareto.analysis._pareto",
+    "knee_point": "pareto.analysis._pareto",
+    "operating_points": "pareto.analysis._pareto",
+    "operating_point_table": "pareto.analysis._pareto",
+    "front_for_budget": "pareto.analysis._pareto",
 }
 
 __all__ = [

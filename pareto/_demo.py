@@ -30,7 +30,7 @@ from hwpareto.store import Store, find_study
 from supernet import SearchSpace
 
 if TYPE_CHECKING:
-    from pareto._search import SearchSpec
+    from pareto.search._search import SearchSpec
 
 __all__ = [
     "DEMO_SPACES",
@@ -52,7 +52,7 @@ SIM_DEVICES = ("npu-tpu", "npu-edgetpu", "cim-sram-analog", "cim-sram-digital", 
 class DemoSpace:
     """A demo space with its accuracy table (``data/demo``; its README has the commands). A built-in space's trained
     SuperNet, ``data/demo/<space>.safetensors``, is what exports use by default
-    (:func:`pareto._export.shipped_checkpoint`); a Hugging Face one (``hf``) is the trained model folder
+    (:func:`pareto.bundles._export.shipped_checkpoint`); a Hugging Face one (``hf``) is the trained model folder
     ``data/demo/<space>/``, registered in the store with :data:`HF_OPTIONS` (:func:`demo_space`)."""
 
     space: str
@@ -155,10 +155,10 @@ def _search_progress(advance_to: Callable[[int], None]) -> Callable[[int, int], 
 
 def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int = 3000, seed: int = 0) -> list[Choice]:
     """Run the demo on ``store``; bundles go to ``out_dir``. Returns the chosen SubNet per (space, device)."""
-    from pareto._analysis import export_trial, study_results
     from pareto._importer import import_table, parse_columns
     from pareto._objectives import parse_objective
-    from pareto._search import SearchSpec, run_surrogate
+    from pareto.analysis._analysis import export_trial, study_results
+    from pareto.search._search import SearchSpec, run_surrogate
     from predictors import train_accuracy
     from profilers import LOCAL_CPU, build_lut, device_spec, import_lut_csv
 
@@ -274,8 +274,8 @@ def run_demo(store: Store, out_dir: Path, *, step: Step, bar: Bar, n_trials: int
 def _replace_stale_study(store: Store, spec: SearchSpec) -> bool:
     """Delete study ``spec.name`` when it holds another search (an earlier release's demo objectives), so the demo
     searches it again instead of refusing the name; whether it did."""
-    from pareto._catalog import delete_study
-    from pareto._search import SPEC_ATTR
+    from pareto.analysis._catalog import delete_study
+    from pareto.search._search import SPEC_ATTR
 
     found = find_study(store, spec.name, SPEC_ATTR)
     if found is None or spec.same_search(json.loads(found[1]) if found[1] else None):

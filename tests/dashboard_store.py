@@ -13,8 +13,8 @@ import numpy as np
 import optuna
 
 from hwpareto.store import MeasurementIn, Store
-from pareto._search import SearchSpec
-from pareto._worker import run_now
+from pareto.search._search import SearchSpec
+from pareto.search._worker import run_now
 from predictors import train_accuracy, train_latency
 from profilers import DeviceSpec, backend_for, build_lut, measure_subnets
 from supernet import get_space

@@ -253,12 +253,12 @@ def test_store_disk_full_is_one_line_without_sql_parameters(
 
 
 def test_output_disk_full_is_one_line(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pareto._export
+    import pareto.bundles._export
 
     def full(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "model.onnx"))
 
-    monkeypatch.setattr(pareto._export, "export_subnet", full)
+    monkeypatch.setattr(pareto.bundles._export, "export_subnet", full)
     import numpy as np
 
     from supernet import get_space

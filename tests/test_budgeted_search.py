@@ -1,6 +1,6 @@
-"""Evaluation-budgeted search (pareto._budgeted): dominance helpers against brute force, the search loop's contract
+"""Evaluation-budgeted search (pareto.search): dominance helpers against brute force, the search loop's contract
 (budget, duplicates, determinism, stopping, bad input), its recall on a synthetic problem with a known front, and the
-acquisition driven through the ask/tell protocol (pareto._strategies.AskTell) like every strategy."""
+acquisition driven through the ask/tell protocol (pareto.search._strategies.AskTell) like every strategy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.linear_model import BayesianRidge
 from hwpareto.errors import InvalidValueError
 from hwpareto.options import SearchOptions
 from pareto import non_dominated_mask
-from pareto._budgeted import (
+from pareto.search._budgeted import (
     BudgetedAcquisition,
     BudgetedResult,
     _dominator_max,
@@ -20,7 +20,7 @@ from pareto._budgeted import (
     enqueue_batch,
     study_evaluator,
 )
-from pareto._strategies import STRATEGIES, AskTell, Problem, strategy_class
+from pareto.search._strategies import STRATEGIES, AskTell, Problem, strategy_class
 from supernet import get_space
 from supernet.nb201 import NB201Space
 

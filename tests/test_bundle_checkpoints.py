@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, inspect, text
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.store import SchemaError, Store
-from pareto._export import _sha256, record_checkpoint
-from pareto._search import SearchSpec
-from pareto._worker import run_now
+from pareto.bundles._export import _sha256, record_checkpoint
+from pareto.search._search import SearchSpec
+from pareto.search._worker import run_now
 from supernet import get_space
 from supernet.training import save_checkpoint
 from tests._cli import hw

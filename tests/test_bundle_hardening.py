@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from hwpareto.store import Store
-from pareto._export import _sha256, export_subnet
+from pareto.bundles._export import _sha256, export_subnet
 from supernet import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,8 +160,8 @@ def full_disk(limit_bytes: int, *args: object) -> str:
 
 @pytest.mark.slow
 def test_a_full_disk_while_exporting_is_one_line(tmp_path: Path, sqlite_url: str) -> None:
-    from pareto._search import SearchSpec
-    from pareto._worker import run_now
+    from pareto.search._search import SearchSpec
+    from pareto.search._worker import run_now
 
     with Store.open(sqlite_url) as store:  # created (and its study run) before the limit
         run_now(store, SearchSpec("s", "nb201", ("params:max", "macs"), n_trials=4, population=4))

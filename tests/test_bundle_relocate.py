@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pareto._export import _sha256
+from pareto.bundles._export import _sha256
 from supernet import get_space
 from supernet.training import save_checkpoint
 from tests._cli import hw

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from hwpareto.cli import app
-from pareto._export import _sha256, export_subnet
+from pareto.bundles._export import _sha256, export_subnet
 from supernet import get_space
 
 runner = CliRunner()
@@ -148,7 +148,7 @@ def test_hashes_only_checks_every_file_and_nothing_else(bundles: tuple[Path, Pat
 
 def test_an_onnx_graph_of_one_batch_size_fails_the_second_input(bundles: tuple[Path, Path], tmp_path: Path) -> None:
     """Compared on batch 3 alone, a graph traced without a dynamic batch axis at batch 3 matched exactly."""
-    from pareto._export import load_subnet
+    from pareto.bundles._export import load_subnet
 
     good, _ = bundles
     bundle = tmp_path / "b"

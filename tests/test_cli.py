@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from hwpareto.store import SchemaError, Store
-from pareto._export import load_subnet, verify_bundle
+from pareto.bundles._export import load_subnet, verify_bundle
 from supernet import get_space
 from tests._cli import hw
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from hwpareto.store import Store
-from pareto._analysis import study_results
-from pareto._search import SearchSpec, run_surrogate
+from pareto.analysis._analysis import study_results
+from pareto.search._search import SearchSpec, run_surrogate
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 from supernet.mbv3._ofa import ofa_config

@@ -22,7 +22,7 @@ from hwpareto.cli import app as cli
 from hwpareto.errors import HwparetoError
 from hwpareto.store import Store
 from pareto import study_results
-from pareto._search import SearchSpec
+from pareto.search._search import SearchSpec
 from supernet import get_space
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
 
@@ -102,7 +102,7 @@ def test_fronts_page(dash_url: str) -> None:
 
 @pytest.mark.slow
 def test_fronts_compare_two_searches(dash_url: str) -> None:
-    from pareto._worker import run_now
+    from pareto.search._worker import run_now
 
     with Store.open(dash_url) as db:
         run_now(

@@ -247,8 +247,8 @@ _FRONT_POINT_JS = """(skip) => {
 def test_fronts_study_switch_and_click_on_a_front_point(browser: Any, server: tuple[str, str]) -> None:
     """Issue 12: a study switch resets the SubNet to that study's knee (bug 1); a click on a front point selects
     that front member, not a dimmed trial drawn under it (bug 2)."""
-    from pareto._search import SearchSpec
-    from pareto._worker import run_now
+    from pareto.search._search import SearchSpec
+    from pareto.search._worker import run_now
 
     base, url = server
     with Store.open(url) as db:
@@ -348,8 +348,8 @@ def test_llm_bundle_downloaded_from_export_verifies(browser: Any, server: tuple[
 def test_permalinks_reload_back_and_share_keep_the_subnet(browser: Any, server: tuple[str, str]) -> None:
     """Issue 28 (permalinks): study, cost axes and trial in the URL; a reload, the browser's back from another page
     and the link opened elsewhere show the same SubNet; deleting a study moves the selector on."""
-    from pareto._search import SearchSpec
-    from pareto._worker import run_now
+    from pareto.search._search import SearchSpec
+    from pareto.search._worker import run_now
 
     base, url = server
     with Store.open(url) as db:

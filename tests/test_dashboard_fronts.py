@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import _data, _figures
 from hwpareto.store import Store
 from pareto import non_dominated_mask, study_results
-from pareto._search import SearchSpec
+from pareto.search._search import SearchSpec
 from tests.dashboard_store import STUDY
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"
@@ -39,7 +39,7 @@ def trials3(n: int = 400, seed: int = 0) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------ 1. study switch
 @pytest.mark.slow
 def test_switching_study_resets_the_selection_to_its_knee(dash_url: str) -> None:
-    from pareto._worker import run_now
+    from pareto.search._worker import run_now
 
     with Store.open(dash_url) as db:
         run_now(
@@ -116,7 +116,7 @@ def test_projection_front_matches_brute_force_on_3_objectives() -> None:
 
 @pytest.mark.slow
 def test_front_view_projects_a_3_objective_study(dash_url: str) -> None:
-    from pareto._worker import run_now
+    from pareto.search._worker import run_now
 
     with Store.open(dash_url) as db:
         run_now(

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import _data
 from hwpareto.store import Store
 from pareto import study_results
-from pareto._search import SearchSpec
+from pareto.search._search import SearchSpec
 from tests.dashboard_store import STUDY, add_fake
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"
@@ -31,7 +31,7 @@ def _run(name: str, selected: str | None = None, **params: str | list[str]) -> A
 
 
 def _search(url: str, name: str, objectives: tuple[str, ...], n_trials: int = 40) -> None:
-    from pareto._worker import run_now
+    from pareto.search._worker import run_now
 
     with Store.open(url) as db:
         run_now(db, SearchSpec(name, "nb201", objectives, n_trials=n_trials, population=20))

@@ -16,7 +16,7 @@ from dashboard import _jobs, _state
 from hwpareto.cli import app as cli
 from hwpareto.errors import HwparetoError
 from hwpareto.store import Store
-from pareto._search import SPEC_ATTR, SearchSpec
+from pareto.search._search import SPEC_ATTR, SearchSpec
 from tests.dashboard_store import STUDY, add_failed_search, add_fake
 from tests.test_dashboard import ROOT, page, texts, wait_for
 

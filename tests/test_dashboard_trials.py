@@ -14,7 +14,7 @@ from dashboard import _data, _explore
 from hwpareto.errors import InvalidValueError
 from hwpareto.store import Store
 from pareto import study_results
-from pareto._search import SearchSpec
+from pareto.search._search import SearchSpec
 from tests.dashboard_store import STUDY
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "views"
@@ -114,7 +114,7 @@ def _studies(url: str) -> list[str]:
 
 @pytest.mark.slow
 def test_delete_study_removes_study_and_search_row_only(dash_url: str) -> None:
-    from pareto._worker import run_now
+    from pareto.search._worker import run_now
 
     with Store.open(dash_url) as db:
         run_now(db, SearchSpec("other", "nb201", (ACC, EDGE), n_trials=20, population=10))
@@ -175,7 +175,7 @@ NPU = "latency_ms@npu"
 
 def _npu_scale_study(url: str) -> pd.DataFrame:
     """A study of latencies of a few microseconds (an NPU's scale) on a fake device ``npu``; its trials."""
-    from pareto._worker import run_now
+    from pareto.search._worker import run_now
     from profilers import DeviceSpec, backend_for, build_lut
     from supernet import get_space
 

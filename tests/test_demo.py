@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.store import Store
 from pareto._demo import DEMO_SPACES, DESCRIBED_COSTS, SIM_DEVICES, demo_space
-from pareto._export import verify_bundle
+from pareto.bundles._export import verify_bundle
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -153,7 +153,7 @@ def test_exported_demo_subnet_keeps_its_table_accuracy(tmp_path: Path) -> None:
     the training data the checkpoint names, and scores what the shipped accuracy table says."""
     import torch
 
-    from pareto._export import export_subnet, load_subnet
+    from pareto.bundles._export import export_subnet, load_subnet
     from supernet import get_space
     from supernet.data import load_data
     from supernet.training import _task, read_accuracy_table
@@ -184,7 +184,7 @@ def test_exported_llama_subnet_keeps_its_table_perplexity(tmp_path: Path) -> Non
 
     import torch
 
-    from pareto._export import export_subnet, load_subnet
+    from pareto.bundles._export import export_subnet, load_subnet
     from supernet.data import load_data
     from supernet.training import _task, read_accuracy_table
 
@@ -240,7 +240,7 @@ def test_a_demo_study_of_an_earlier_release_is_searched_again(tmp_path: Path) ->
     """The demo owns its study names: one holding another search (an earlier release's objectives) is deleted and
     searched again; the demo refused the name ('exists with other settings') and stopped."""
     from pareto._demo import _replace_stale_study
-    from pareto._search import SearchSpec, run_surrogate
+    from pareto.search._search import SearchSpec, run_surrogate
 
     old = SearchSpec("demo-nb201-x", "nb201", ("params:max", "macs"), n_trials=20, population=10)
     new = SearchSpec("demo-nb201-x", "nb201", ("params:max", "flops"), n_trials=20, population=10)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError
 from hwpareto.store import Store
-from pareto._search import SPEC_ATTR, SearchSpec
+from pareto.search._search import SPEC_ATTR, SearchSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

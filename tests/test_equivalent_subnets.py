@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.store import Store
 from hwpareto.store._optuna import TrialRow, bulk_add_trials, study_id
-from pareto._analysis import study_results
-from pareto._search import SearchSpec, load_trials, run_surrogate
+from pareto.analysis._analysis import study_results
+from pareto.search._search import SearchSpec, load_trials, run_surrogate
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 
@@ -202,7 +202,7 @@ def test_a_search_that_exhausts_its_region_evaluates_every_subnet(
     enumerate says "about" instead."""
     import itertools
 
-    import pareto._search
+    import pareto.search._search
 
     space = get_space("nb201")
     fixed = {"edge0": "nor_conv_3x3", "edge1": "none"}
@@ -218,7 +218,7 @@ def test_a_search_that_exhausts_its_region_evaluates_every_subnet(
     assert result.note == (
         "stopped at 625 trials: every SubNet of the searched region has been evaluated (625 distinct architectures)"
     )
-    monkeypatch.setattr(pareto._search, "ENUMERATE_MAX", 100)  # as if the region were too large to enumerate
+    monkeypatch.setattr(pareto.search._search, "ENUMERATE_MAX", 100)  # as if the region were too large to enumerate
     short = run_surrogate(store, SearchSpec("about", "nb201", s.objectives, n_trials=700, population=6, fixed=fixed))
     assert short.total < 625 and "so about every SubNet of the searched region has been" in short.note
     assert f"({short.total} distinct architectures; the region's 625 configs are too many to enumerate)" in short.note

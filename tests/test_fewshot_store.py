@@ -275,8 +275,8 @@ def test_a_search_objective_on_a_new_device_uses_its_transfer(store: Store) -> N
 
 
 def test_a_bundle_lists_the_few_shot_predictor_it_used(store: Store, tmp_path: Path) -> None:
-    from pareto._analysis import export_trial
-    from pareto._search import SearchSpec, run_surrogate
+    from pareto.analysis._analysis import export_trial
+    from pareto.search._search import SearchSpec, run_surrogate
 
     _add_new(store, "new-x")
     train_latency(store, "new-x", SPACE, few_shot=10)

@@ -25,8 +25,8 @@ from hwpareto.errors import InvalidValueError
 from hwpareto.store import Store
 from hwpareto.store._models import Device
 from hwpareto.store._tables import csv_safe, write_wide_csv
-from pareto._search import SearchSpec, load_trials
-from pareto._worker import run_now
+from pareto.search._search import SearchSpec, load_trials
+from pareto.search._worker import run_now
 from profilers import DeviceSpec, backend_for, build_lut, load_device_file
 from profilers._zigzag import ZIGZAG_DIR
 from supernet import check_metric_value, check_name, get_space, show_name

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError
 from hwpareto.store import Store
-from pareto._export import _sha256, export_subnet, load_subnet, verify_bundle
+from pareto.bundles._export import _sha256, export_subnet, load_subnet, verify_bundle
 from supernet.llama import HFCausalLMSpace, space_from_hf
 
 runner = CliRunner()
@@ -183,7 +183,7 @@ def _cli(*args: str | Path) -> str:
 
 
 def test_hwpareto_export_of_a_searched_front_trial(tmp_path: Path) -> None:
-    from pareto._analysis import study_results
+    from pareto.analysis._analysis import study_results
     from profilers import DeviceSpec, backend_for, build_lut
 
     path = tmp_path / "config.json"
@@ -278,7 +278,7 @@ def test_onnx_weights_torch_writes_per_tensor_are_gathered_in_one_file(
     so the exporter is made to do that for a tiny SubNet (as torch does: one file per tensor, next to the graph)."""
     import onnx
 
-    import pareto._export as export
+    import pareto.bundles._export as export
 
     real = export._export_onnx
 

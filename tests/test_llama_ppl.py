@@ -124,9 +124,9 @@ def _cli(*args: str | Path) -> Any:
 
 @pytest.mark.slow
 def test_ppl_predictor_drives_a_minimising_search(tmp_path: Path, corpus: Path) -> None:
-    from pareto._analysis import study_results
     from pareto._objectives import parse_objective
-    from pareto._search import SearchSpec, run_surrogate
+    from pareto.analysis._analysis import study_results
+    from pareto.search._search import SearchSpec, run_surrogate
 
     url = f"sqlite:///{tmp_path / 's.db'}"
     config = tmp_path / "config.json"

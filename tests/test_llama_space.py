@@ -531,8 +531,8 @@ def test_prefill_and_decode_objectives_split_the_lut_sum(tmp_path: Path) -> None
 
 
 def test_search_under_a_decode_budget(tmp_path: Path) -> None:
-    from pareto._analysis import study_results
-    from pareto._search import SearchSpec, load_trials, run_surrogate
+    from pareto.analysis._analysis import study_results
+    from pareto.search._search import SearchSpec, load_trials, run_surrogate
     from profilers import Lut
 
     url = _imported_tiny(tmp_path)
@@ -566,7 +566,7 @@ def test_public_loader_reads_an_exported_per_layer_bundle(tmp_path: Path) -> Non
     """Issue 28: the README's ``supernet.llama.load_subnet`` exists and reads a per-layer SubNet's ``model/`` folder
     (which transformers alone cannot load) to the same function as the SuperNet's extraction."""
     import supernet.llama
-    from pareto._export import export_subnet
+    from pareto.bundles._export import export_subnet
 
     assert "load_subnet" in supernet.llama.__all__
     sp = _space()

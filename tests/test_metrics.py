@@ -121,9 +121,9 @@ def _layer_count(space: SearchSpace, configs: Sequence[SubNetConfig], counts: La
 
 
 def test_a_new_analytic_metric_is_one_registration(scratch_catalogue: None, tmp_path: Path) -> None:
-    from pareto._analysis import study_results
     from pareto._objectives import Evaluator
-    from pareto._search import SearchSpec, run_surrogate
+    from pareto.analysis._analysis import study_results
+    from pareto.search._search import SearchSpec, run_surrogate
 
     space = get_space("nb201")
     with pytest.raises(InvalidValueError, match="layer_count@DEVICE or layer_count@DATASET"):

@@ -22,7 +22,7 @@ import pytest
 import torch
 from torch import nn
 
-from pareto._export import load_supernet
+from pareto.bundles._export import load_supernet
 from supernet import get_space
 from supernet.mbv3 import OFAMobileNetV3Space
 from tests._cli import hw
@@ -417,7 +417,7 @@ def test_bn_recalibration_and_accuracy_as_ofa(
 
 
 def test_hwpareto_bundles_record_their_preprocessing(tmp_path: Path) -> None:
-    from pareto._export import export_subnet
+    from pareto.bundles._export import export_subnet
 
     for name in ("mbv3-digits", "nb201"):
         space = get_space(name)

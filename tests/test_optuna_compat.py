@@ -18,8 +18,8 @@ import pytest
 
 from hwpareto.store import Store
 from hwpareto.store._optuna import study_id
-from pareto._analysis import study_results
-from pareto._search import GENERATION_KEY, PARENT_CACHE_PREFIX, SearchSpec, run_surrogate
+from pareto.analysis._analysis import study_results
+from pareto.search._search import GENERATION_KEY, PARENT_CACHE_PREFIX, SearchSpec, run_surrogate
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 

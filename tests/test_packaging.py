@@ -77,7 +77,7 @@ def test_installed_copy_reads_its_own_data(wheel: Path, tmp_path: Path) -> None:
         timeout=300,
     )
     code = (
-        "import json, hwpareto.resources as r, profilers, pareto._export as e\nfrom supernet import get_space\n"
+        "import json, hwpareto.resources as r, profilers, pareto.bundles._export as e\nfrom supernet import get_space\n"
         "print(json.dumps({'data': str(r.data_path()), 'presets': sorted(profilers.presets()),\n"
         "  'lut': r.data_path('luts', 'npu-tpu.csv').is_file(),\n"
         "  'ckpt': str(e.shipped_checkpoint(get_space('mbv3-digits')))}))"

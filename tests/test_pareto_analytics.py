@@ -1,4 +1,4 @@
-"""Pareto analytics (pareto._pareto) against brute-force references on random data, plus hand-checked cases."""
+"""Pareto analytics (pareto.analysis._pareto) against brute-force references on random data, plus hand-checked cases."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from hwpareto.errors import InvalidValueError
-from pareto._pareto import (
+from pareto.analysis._pareto import (
     front_for_budget,
     front_recall,
     hypervolume,

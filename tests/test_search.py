@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.errors import InvalidValueError
 from hwpareto.store import Store
-from pareto._analysis import export_trial, study_results
 from pareto._objectives import parse_budget, parse_objective
-from pareto._pareto import hypervolume
-from pareto._search import SearchSpec, load_trials, run_surrogate
-from pareto._worker import run_now, run_worker, submit
+from pareto.analysis._analysis import export_trial, study_results
+from pareto.analysis._pareto import hypervolume
+from pareto.search._search import SearchSpec, load_trials, run_surrogate
+from pareto.search._worker import run_now, run_worker, submit
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 
@@ -142,7 +142,7 @@ def test_a_budget_only_the_smallest_subnets_meet_is_accepted(edgetpu: Store) -> 
     """On mbv3-digits x npu-edgetpu no random SubNet of a 256-probe comes under 0.005 ms, yet the smallest SubNet
     (0.0039 ms) does: the budget is accepted and searched; one below the smallest SubNet is refused naming it."""
     from pareto._objectives import Evaluator
-    from pareto._search import resolve_surrogate
+    from pareto.search._search import resolve_surrogate
 
     space = get_space("mbv3-digits")
     evaluator = Evaluator(edgetpu, space, [parse_objective("latency_ms@npu-edgetpu")])
@@ -169,8 +169,8 @@ def test_budget_local_search_reaches_the_minimum_from_anywhere(edgetpu: Store) -
     """The local search a budget gets before it is refused walks from the largest SubNet down to the smallest one's
     latency (a cost monotone in the dimensions), one dimension at a time; fixed dimensions stay."""
     from pareto._objectives import Evaluator
-    from pareto._search import _descend
-    from pareto._strategies import Genome
+    from pareto.search._search import _descend
+    from pareto.search._strategies import Genome
 
     space = get_space("mbv3-digits")
     metric = parse_objective("latency_ms@npu-edgetpu")
@@ -215,7 +215,7 @@ def test_trials_are_ordinary_optuna_trials(devices: Store) -> None:
 def test_resume_extend_and_no_duplicates(devices: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     run_surrogate(devices, spec(n_trials=150))
     with monkeypatch.context() as m:  # a finished study loads no predictor and probes no budget
-        m.setattr("pareto._search.Evaluator", lambda *a, **k: pytest.fail("a finished study built an Evaluator"))
+        m.setattr("pareto.search._search.Evaluator", lambda *a, **k: pytest.fail("a finished study built an Evaluator"))
         again = run_surrogate(devices, spec(n_trials=150))
         assert (again.total, again.added) == (150, 0)
         assert run_surrogate(devices, spec(n_trials=100)).total == 150
@@ -350,7 +350,7 @@ def test_a_cancelled_search_stops_its_worker(devices: Store, tmp_path: Path) -> 
     """``hwpareto searches --cancel`` while a worker runs the search: the worker stops at its next beat and leaves
     it cancelled with the trials so far (before, nothing could cancel a search: the refusals that said 'cancel it
     first' named no command)."""
-    import pareto._worker as worker
+    import pareto.search._worker as worker
 
     submit(devices, spec("long", n_trials=3000, population=50))
     cancelled: list[str] = []
@@ -378,7 +378,7 @@ def test_worker_idle_clock_restarts_when_a_search_ends(devices: Store, monkeypat
     """On a fake clock (no dependence on the machine's speed): q1 runs for 1000 s, far beyond the idle time; q2 is
     queued while the worker waits after it. The worker must still be there to run q2 (its idle clock restarted
     when q1 ended, not when it was claimed), then exit after ``idle_exit_s`` of idle (fake) time."""
-    import pareto._worker as worker
+    import pareto.search._worker as worker
 
     now = [0.0]
     naps: list[float] = []

@@ -14,12 +14,12 @@ from sqlalchemy import event
 from typer.testing import CliRunner
 
 import pareto._objectives as objectives
-import pareto._search as search
-import pareto._worker as worker
+import pareto.search._search as search
+import pareto.search._worker as worker
 from hwpareto.cli import app
 from hwpareto.store import Store
-from pareto._search import SearchSpec
-from pareto._worker import run_now, run_worker
+from pareto.search._search import SearchSpec
+from pareto.search._worker import run_now, run_worker
 from predictors import load_model, train_latency
 from profilers import DeviceSpec, backend_for, build_lut, measure_subnets
 from supernet import get_space

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from hwpareto.cli import app
 from hwpareto.store import MeasurementIn, Store
-from pareto._search import SPEC_ATTR, SearchSpec
+from pareto.search._search import SPEC_ATTR, SearchSpec
 from supernet import DeclarativeSpace, Dimension, get_space
 
 runner = CliRunner()

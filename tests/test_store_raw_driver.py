@@ -17,7 +17,7 @@ from sqlalchemy import Connection, literal, select
 from hwpareto.store import Store
 from hwpareto.store._models import Device
 from hwpareto.store._sql import bulk_insert, fetch_raw, table_of
-from pareto._reconnect import Reconnect
+from pareto.search._reconnect import Reconnect
 
 
 def _terminate(admin: Any, conn: Connection) -> None:

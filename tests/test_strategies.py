@@ -18,9 +18,9 @@ from hwpareto.errors import InvalidValueError
 from hwpareto.options import BUDGETED, SEARCH, BudgetedOptions, SearchOptions
 from hwpareto.plugins import Registry
 from hwpareto.store import Store
-from pareto import _strategies as strategies
-from pareto._search import SearchSpec, load_trials, run_surrogate
-from pareto._strategies import GENERATION_KEY, STRATEGIES, Problem, Strategy, register_strategy, strategy_class
+from pareto.search import _strategies as strategies
+from pareto.search._search import SearchSpec, load_trials, run_surrogate
+from pareto.search._strategies import GENERATION_KEY, STRATEGIES, Problem, Strategy, register_strategy, strategy_class
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import SubNetConfig, get_space
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from hwpareto.cli import app
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import Store
-from pareto._export import load_supernet
 from pareto._importer import ColumnMap, import_table
+from pareto.bundles._export import load_supernet
 from supernet import get_space
 from supernet.data import (
     SPLITS,

@@ -17,10 +17,10 @@ import optuna
 import pytest
 
 from hwpareto.store import MeasurementIn, Store
-from pareto._budgeted import enqueue_batch
-from pareto._budgeted_study import _Budgeted, resolve_budgeted
-from pareto._search import SearchSpec, load_trials
-from pareto._worker import submit
+from pareto.search._budgeted import enqueue_batch
+from pareto.search._budgeted_study import _Budgeted, resolve_budgeted
+from pareto.search._search import SearchSpec, load_trials
+from pareto.search._worker import submit
 from profilers import DeviceSpec, backend_for, build_lut
 from supernet import get_space
 
@@ -273,7 +273,7 @@ def test_a_worker_gives_up_with_one_line_when_the_store_stays_away(
     import psycopg
     from sqlalchemy import make_url
 
-    from pareto._reconnect import RECONNECT_TRIES
+    from pareto.search._reconnect import RECONNECT_TRIES
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     admin = pg_server[0]

@@ -254,7 +254,7 @@ class HFFamily(ModelFamily):
             lines += [
                 "Layers of different sizes: load with hwpareto (checks the hashes):",
                 "",
-                "    from pareto._export import load_subnet; space, config, model = load_subnet('.')",
+                "    from pareto.bundles._export import load_subnet; space, config, model = load_subnet('.')",
                 "",
             ]
         if ONNX_FILE in files:

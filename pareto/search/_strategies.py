@@ -2,7 +2,7 @@
 
 :class:`AskTell` is the interface (modelled on Optuna's ``BaseSampler`` and Archai's ``Searcher``, batched: a
 generation at a time); :class:`Strategy` is an :class:`AskTell` with the construction contract the registry relies
-on. The search loop (:func:`pareto._search.run_surrogate`) owns everything else: the study, the
+on. The search loop (:func:`pareto.search._search.run_surrogate`) owns everything else: the study, the
 evaluation, repeats, the trials' Optuna attributes and the bulk writes. Built-ins:
 
 - ``nsga2`` — NSGA-II written here, vectorised over a generation (Deb et al. 2002, as Optuna's ``NSGAIISampler``:
@@ -17,11 +17,11 @@ Strategies are found by name in :data:`STRATEGIES`, a :class:`hwpareto.plugins.R
 group ``hwpareto.strategies`` (the built-ins are declared there too, in hwpareto's ``pyproject.toml``); a strategy
 can also be registered in code with :func:`register_strategy`. ``SearchSpec.sampler`` names one.
 
-The evaluation-budgeted acquisition (:class:`pareto._budgeted.BudgetedAcquisition`) is an :class:`AskTell` but not
+The evaluation-budgeted acquisition (:class:`pareto.BudgetedAcquisition`) is an :class:`AskTell` but not
 a :class:`Strategy`: it is built from a finite pool of stored candidates whose cheap objectives are known up front
 (not from a problem and a history), sizes its own steps (an initial design, then batches) and pays for evaluations
 run as distributed trials; the worker dispatches it by ``SearchSpec.mode`` next to the surrogate loop
-(:mod:`pareto._budgeted_study`).
+(:mod:`pareto.search._budgeted_study`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.options import SearchOptions
 from hwpareto.plugins import PluginError, Registry
-from pareto._pareto import nondominated_sort
+from pareto.analysis._pareto import nondominated_sort
 from supernet import SearchSpace, SubNetConfig
 
 __all__ = [
@@ -175,7 +175,7 @@ class AskTell(Protocol):
     direction, and ``constraints`` ``(len(configs), n_constraints)``, a constraint ``<= 0`` when met
     (``n_constraints`` may be 0). The driver owns the evaluation, the storage and the stopping; an implementation
     owns its randomness (deterministic for a seed and the values told) and says what else it accepts (a
-    :class:`Strategy` also takes fill-ins it did not propose; :class:`pareto._budgeted.BudgetedAcquisition` exactly
+    :class:`Strategy` also takes fill-ins it did not propose; :class:`pareto.BudgetedAcquisition` exactly
     the batch it asked). ``isinstance(x, AskTell)`` checks that both methods exist, not their signatures.
     """
 

@@ -14,7 +14,7 @@ is an ordinary Optuna trial, written so that Optuna's own tools read it as if Op
   system attribute ``NSGAIISampler:parent:<g>`` (not for ``nsga3``): ``optuna.load_study`` with Optuna's
   ``NSGAIISampler`` of the same population size continues the search at the next generation from hwpareto's elite.
 
-What proposes the SubNets is the spec's strategy (``sampler``: :mod:`pareto._strategies`, asked a generation at a
+What proposes the SubNets is the spec's strategy (``sampler``: :mod:`pareto.search._strategies`, asked a generation at a
 time and told its evaluation); this loop keeps every trial on a SubNet the study has not evaluated.
 
 A search whose study already has trials resumes from them (the strategy is rebuilt from the stored trials); a
@@ -48,7 +48,7 @@ from hwpareto.store import (
     study_id,
 )
 from pareto._objectives import Budget, Evaluator, Objective, parse_budget, parse_objective
-from pareto._strategies import (
+from pareto.search._strategies import (
     GENERATION_KEY,
     NSGA3_GENERATION_KEY,
     PARENT_CACHE_PREFIX,
@@ -172,7 +172,7 @@ class SearchSpec:
 class ResolvedSearch:
     """A spec checked against the store once, with what running it needs: its space, objectives and budgets
     parsed, its strategy class and its evaluator (predictors and LUTs loaded; a budgeted search's holds the cheap
-    objectives), its budgets probed. :func:`pareto._worker.validate_spec` builds it; whatever runs the search
+    objectives), its budgets probed. :func:`pareto.search._worker.validate_spec` builds it; whatever runs the search
     reuses it, so a search builds one evaluator and probes its budgets once."""
 
     spec: SearchSpec

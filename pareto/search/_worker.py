@@ -5,10 +5,10 @@ write lock (the oldest queued search, or a running one whose worker stopped send
 the stored trials), sends heartbeats while it runs, and marks it done or failed.
 
 A worker only claims and dispatches, by ``SearchSpec.mode``: surrogate searches run in the worker that claims them
-(:func:`pareto._search.run_surrogate`, resumable; what proposes is the spec's strategy), evaluation-budgeted
-searches share one Optuna study that every idle worker helps evaluate (:mod:`pareto._budgeted_study`).
+(:func:`pareto.search._search.run_surrogate`, resumable; what proposes is the spec's strategy), evaluation-budgeted
+searches share one Optuna study that every idle worker helps evaluate (:mod:`pareto.search._budgeted_study`).
 
-A worker survives a lost store connection (:mod:`pareto._reconnect`): the step that failed (a claim, a search, a
+A worker survives a lost store connection (:mod:`pareto.search._reconnect`): the step that failed (a claim, a search, a
 help, a heartbeat) runs again after a backoff, a bounded number of times in a row, then the worker exits with one
 line; its search, left running, is taken over by another worker once its heartbeats are stale.
 """
@@ -25,9 +25,9 @@ import optuna
 
 from hwpareto.errors import InvalidValueError
 from hwpareto.store import SearchRecord, Store, completed_marker
-from pareto._budgeted_study import HEARTBEAT_S, help_budgeted, resolve_budgeted, run_budgeted, worker_id
-from pareto._reconnect import Reconnect, StoreConnectionLost, connection_lost
-from pareto._search import ResolvedSearch, SearchResult, SearchSpec, resolve_surrogate, run_surrogate
+from pareto.search._budgeted_study import HEARTBEAT_S, help_budgeted, resolve_budgeted, run_budgeted, worker_id
+from pareto.search._reconnect import Reconnect, StoreConnectionLost, connection_lost
+from pareto.search._search import ResolvedSearch, SearchResult, SearchSpec, resolve_surrogate, run_surrogate
 
 __all__ = ["MODES", "Mode", "run_budgeted", "run_now", "run_worker", "submit", "validate_spec", "worker_id"]
 
@@ -58,7 +58,7 @@ def completed_trials(store: Store, name: str) -> int | None:
 def validate_spec(store: Store, spec: SearchSpec) -> ResolvedSearch:
     """Check a spec against the store (space, fixed dimensions, then what its mode needs: devices, LUTs,
     predictors, budgets some SubNet meets) before any write, so a refused search leaves no row behind. Returns it
-    resolved (:class:`~pareto._search.ResolvedSearch`), for :func:`run_now` to reuse."""
+    resolved (:class:`~pareto.search._search.ResolvedSearch`), for :func:`run_now` to reuse."""
     space = store.spaces.get(spec.space)
     for name, value in spec.fixed.items():
         space.dimension(name).coerce(value, space.name)
@@ -178,8 +178,8 @@ def run_worker(
 
     Idle means: nothing claimed and nothing helped for ``idle_exit_s`` since the last search or help ended; the
     worker always looks for work before it decides to exit, so queued searches never wait on a worker that quit.
-    A lost store connection is reconnected (:class:`pareto._reconnect.Reconnect`, announced on ``log``); when
-    that fails :class:`~pareto._reconnect.StoreConnectionLost` is raised. ``clock`` and ``sleep`` are injectable
+    A lost store connection is reconnected (:class:`pareto.search._reconnect.Reconnect`, announced on ``log``); when
+    that fails :class:`~pareto.search._reconnect.StoreConnectionLost` is raised. ``clock`` and ``sleep`` are injectable
     for tests."""
     me = worker_id()
     retry = Reconnect(store.url, lambda m: log(f"{me}: {m}"), sleep)

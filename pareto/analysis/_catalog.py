@@ -11,7 +11,7 @@ from typing import Any
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import SearchRecord, Store, find_study, studies_with_user_attr
 from pareto._objectives import parse_budget, parse_objective
-from pareto._search import SPEC_ATTR
+from pareto.search._search import SPEC_ATTR
 
 __all__ = ["STUDY_ONLY", "delete_study", "list_all_searches", "studies_using", "study_trial_counts"]
 

@@ -23,8 +23,14 @@ from hwpareto.store import (
     user_attr_by_number,
 )
 from pareto._objectives import Budget, Evaluator, Objective
-from pareto._pareto import hypervolume_history, knee_point, non_dominated_mask, operating_point_table, operating_points
-from pareto._search import SPEC_ATTR, SearchSpec
+from pareto.analysis._pareto import (
+    hypervolume_history,
+    knee_point,
+    non_dominated_mask,
+    operating_point_table,
+    operating_points,
+)
+from pareto.search._search import SPEC_ATTR, SearchSpec
 
 __all__ = ["Front", "StudyResults", "TrialConfigs", "export_trial", "study_results"]
 
@@ -137,7 +143,7 @@ class StudyResults:
     def operating_points(self, device: str | None, k: int, cost: str | None = None) -> list[dict[str, Any]]:
         """k SubNets of a front spanning the range of one cost (``cost``, an objective's name, else the first cost
         objective on ``device``), each the best quality for the budgets it covers: a runtime switching table
-        (:func:`~pareto._pareto.operating_point_table`, bounds named by the metric; JSON-ready)."""
+        (:func:`~pareto.analysis._pareto.operating_point_table`, bounds named by the metric; JSON-ready)."""
         costs = [o for o in self.objectives if o.is_cost and (device is None or o.subject == device)]
         if cost is not None:
             costs = [o for o in self.objectives if o.name == cost]
@@ -228,11 +234,11 @@ def export_trial(
 ) -> dict[str, Any]:
     """Bundle trial ``number``: config, predicted metrics (mean ± std), stored measurements of that SubNet per
     device/dataset, provenance (space, LUTs, predictor versions), and the extracted SubNet's weights and ONNX (an
-    LLM's as :mod:`pareto._export` lays them out). The weights come from ``checkpoint``, else the one the store
-    recorded for the space's quality, else the shipped one (:func:`pareto._export.export_subnet`; untrained ones only
+    LLM's as :mod:`pareto.bundles._export` lays them out). The weights come from ``checkpoint``, else the one the store
+    recorded for the space's quality, else the shipped one (:func:`pareto.export_subnet`; untrained ones only
     with ``random_weights``); a named checkpoint is recorded so ``verify-bundle`` finds it by hash. ``progress`` is
     told the name of each slow step as it starts."""
-    from pareto._export import export_subnet, record_checkpoint
+    from pareto.bundles._export import export_subnet, record_checkpoint
 
     if progress is not None:
         progress(f"reading study {study}")

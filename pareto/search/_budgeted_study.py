@@ -1,6 +1,6 @@
 """An evaluation-budgeted search run on one shared Optuna study by any number of workers.
 
-The claiming worker coordinates: it asks :class:`pareto._budgeted.BudgetedAcquisition` for batches, enqueues them as
+The claiming worker coordinates: it asks :class:`pareto.BudgetedAcquisition` for batches, enqueues them as
 trials and tells it the accuracies once they are stored; every worker, the coordinator included, claims waiting
 trials atomically and evaluates them; Optuna never samples (a budgeted study's sampler refuses), so exactly the
 planned SubNets are evaluated, each once (:class:`_Budgeted`). Optuna's heartbeats mark the running trial of a
@@ -31,8 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.store import Store
 from pareto._objectives import Evaluator
-from pareto._reconnect import connection_lost
-from pareto._search import SPEC_ATTR, ResolvedSearch, SearchResult, SearchSpec
+from pareto.search._reconnect import connection_lost
+from pareto.search._search import SPEC_ATTR, ResolvedSearch, SearchResult, SearchSpec
 from supernet import SearchSpace, SubNetConfig
 
 __all__ = ["ResolvedBudgeted", "help_budgeted", "resolve_budgeted", "run_budgeted"]
@@ -322,7 +322,7 @@ def run_budgeted(
     """Coordinate an evaluation-budgeted search (helpers join with :func:`help_budgeted`): exactly
     ``min(n_trials, candidates)`` SubNets are evaluated, each once (see :class:`_Budgeted`). A spec is resolved
     here (:func:`resolve_budgeted`)."""
-    from pareto._budgeted import BudgetedAcquisition, enqueue_batch
+    from pareto.search._budgeted import BudgetedAcquisition, enqueue_batch
     from predictors import SpaceFeatures
 
     start = time.monotonic()

@@ -6,7 +6,7 @@ oracle); the others (latency from a LUT or a predictor, parameters, FLOPs) are c
 up front. A candidate is on the front when no candidate at most as costly on every cheap objective is at least as
 accurate (one of them strictly better), so the search is a sequence of decisions on whose accuracy to pay for.
 
-Method (:class:`BudgetedAcquisition`, an ask/tell :class:`~pareto._strategies.AskTell` over the pool;
+Method (:class:`BudgetedAcquisition`, an ask/tell :class:`~pareto.search._strategies.AskTell` over the pool;
 :func:`budgeted_search` drives it with an ``evaluate`` callable):
 
 1. Initial design: ``initial`` candidates spread over the cheap objectives: a Latin hypercube in their rank
@@ -49,8 +49,8 @@ import numpy as np
 from scipy.stats import qmc
 
 from hwpareto.errors import InvalidValueError
-from pareto._pareto import non_dominated_mask
-from pareto._strategies import AskTell
+from pareto.analysis._pareto import non_dominated_mask
+from pareto.search._strategies import AskTell
 from supernet import SearchSpace, SubNetConfig
 
 if TYPE_CHECKING:
@@ -284,7 +284,7 @@ def _peel(score: np.ndarray, cost: np.ndarray, rank: np.ndarray, pool: np.ndarra
 
 # ---------------------------------------------------------------------------------------------------- search
 class BudgetedAcquisition(AskTell):
-    """The evaluation-budgeted acquisition over a pool of candidates, as an :class:`~pareto._strategies.AskTell`
+    """The evaluation-budgeted acquisition over a pool of candidates, as an :class:`~pareto.search._strategies.AskTell`
     (see the module docstring for the method; :func:`budgeted_search` drives it with a callable).
 
     Built from the pool and the settings :func:`budgeted_search` takes (validated the same way, one-line
