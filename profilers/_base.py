@@ -13,7 +13,7 @@ from supernet import NAME_CHARS, LayerSpec, SearchSpace, SubNetConfig
 
 __all__ = ["Backend", "Cost", "DeviceSpec", "SimulatorError", "UnmappableLayerError"]
 
-DEVICE_NAME_CHARS = NAME_CHARS  # kept for importers; the rule lives in supernet._checks
+DEVICE_NAME_CHARS = NAME_CHARS  # kept for importers; the rule lives in hwpareto.checks
 
 
 class UnmappableLayerError(HwparetoError):

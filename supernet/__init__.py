@@ -1,6 +1,6 @@
 """Search spaces and weight-shared PyTorch SuperNets (the types every hwpareto package keys on)."""
 
-from supernet._checks import NAME_CHARS, check_metric_value, check_name, metric_range, show_name
+from hwpareto.checks import NAME_CHARS, check_metric_value, check_name, metric_range, show_name
 from supernet._declarative import (
     DeclarativeSpace,
     load_space_file,

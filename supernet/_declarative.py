@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hwpareto.checks import check_name
 from hwpareto.errors import InvalidValueError
 from hwpareto.safeload import load_yaml
-from supernet._checks import check_name
 from supernet._registry import space_kind, space_kinds
 from supernet._space import SearchSpace
 from supernet._types import MAX_CHOICES, Dimension

@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "hwpareto.resources",
         "hwpareto.options",
         "hwpareto.safeload",
+        "hwpareto.checks",
         "hwpareto.data",
     ),
     ("supernet",),

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from hwpareto.checks import check_name
 from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.metrics import MIB
-from supernet._checks import check_name
 from supernet._family import ModelFamily
 from supernet._memory import check_memory
 from supernet._space import LayerTerm, SearchSpace
