@@ -1,8 +1,9 @@
 """Extension points: named plugins registered in code or discovered through Python entry points.
 
-Six groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
+Seven groups exist: ``hwpareto.spaces`` (search spaces with their SuperNet and predictor features),
 ``hwpareto.space_kinds`` (families of spaces the store rebuilds from a document, such as Hugging Face folders),
-``hwpareto.backends`` (device backends, each declaring the device kinds it serves), ``hwpareto.strategies``
+``hwpareto.backends`` (device backends, each declaring the device kinds it serves), ``hwpareto.runtimes``
+(deployment runtimes a device's SubNets are lowered to and timed in), ``hwpareto.strategies``
 (search strategies), ``hwpareto.objectives`` (analytic objectives: a catalogue metric and its computation) and
 ``hwpareto.metrics`` (catalogue metrics that need no computation: device costs a backend produces, qualities).
 hwpareto's built-ins are declared in its own ``pyproject.toml`` under those groups (its built-in metrics are the
@@ -33,6 +34,7 @@ GROUPS = (
     "hwpareto.spaces",
     "hwpareto.space_kinds",
     "hwpareto.backends",
+    "hwpareto.runtimes",
     "hwpareto.strategies",
     "hwpareto.objectives",
     "hwpareto.metrics",

@@ -1,8 +1,10 @@
-"""Device profilers: measured (CPU, CUDA) and simulated (NPU, CIM) backends, LUT building and LUT-sums."""
+"""Device profilers: measured (CPU, CUDA) and simulated (NPU, CIM) backends, deployment runtimes, LUT building and
+LUT-sums."""
 
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError, param
 from profilers._devices import (
     LOCAL_CPU,
+    LOCAL_CPUS,
     backend_class,
     backend_for,
     backend_names,
@@ -25,17 +27,21 @@ from profilers._lut import (
     lut_entries_per_space,
     measure_subnets,
 )
+from profilers._runtimes import LoweringError, Runtime, register_runtime, runtime_class, runtime_names
 
 __all__ = [
     "LOCAL_CPU",
+    "LOCAL_CPUS",
     "LUT_METRICS",
     "LUT_SCHEMES",
     "Backend",
     "Cost",
     "DeviceSpec",
+    "LoweringError",
     "Lut",
     "LutReport",
     "MissingLutError",
+    "Runtime",
     "SimulatorError",
     "UnmappableLayerError",
     "backend_class",
@@ -53,4 +59,7 @@ __all__ = [
     "param",
     "presets",
     "register_backend",
+    "register_runtime",
+    "runtime_class",
+    "runtime_names",
 ]

@@ -67,8 +67,9 @@ class Cost:
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
     """A device as registered: ``name``, ``kind`` (one of its backend's ``kinds``: cpu, cuda, npu, cim, fake, or a
-    plugin's), the ``backend`` that models or measures it, backend ``params`` and free-form ``references`` (sources
-    of the figures a model uses)."""
+    plugin's), the ``backend`` that models or measures it, backend ``params``, free-form ``references`` (sources
+    of the figures a model uses) and the deployment ``runtime`` its SubNets run in (a ``hwpareto.runtimes`` name;
+    ``torch``, PyTorch eager, unless the device says otherwise: a hardware is a device per runtime)."""
 
     name: str
     kind: str
@@ -76,10 +77,12 @@ class DeviceSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     references: tuple[str, ...] = ()
+    runtime: str = "torch"
 
     def to_dict(self) -> dict[str, Any]:
-        """The YAML/JSON document :func:`profilers.device_from_dict` reads back."""
-        return {
+        """The YAML/JSON document :func:`profilers.device_from_dict` reads back (``runtime`` only when not ``torch``,
+        so the documents stored before runtimes existed are still this one's)."""
+        doc = {
             "name": self.name,
             "kind": self.kind,
             "backend": self.backend,
@@ -87,6 +90,7 @@ class DeviceSpec:
             "params": dict(self.params),
             "references": list(self.references),
         }
+        return doc if self.runtime == "torch" else {**doc, "runtime": self.runtime}
 
 
 class Backend(ABC):
@@ -102,8 +106,10 @@ class Backend(ABC):
       ``__init__(device)``
       validates ``device.params`` with :class:`~hwpareto.errors.InvalidValueError` naming ``params.<field>``
       (it runs whenever a device spec is read, so it must be cheap and must not touch the device);
-    - optional: :meth:`check` (is the device usable here) and ``parallel`` (True when layers may be simulated in
-      separate ``spawn`` processes: then the backend must be picklable and stateless across calls).
+    - optional: :meth:`check` (is the device usable here), ``parallel`` (True when layers may be simulated in
+      separate ``spawn`` processes: then the backend must be picklable and stateless across calls) and
+      ``takes_runtime`` (True when it lowers and times in the device's ``runtime``, a :class:`profilers.Runtime`;
+      a backend without it takes only devices of runtime ``torch``, the default).
 
     Measuring backends are not thread-safe: time one thing at a time.
     """
@@ -112,6 +118,7 @@ class Backend(ABC):
     kinds: ClassVar[tuple[str, ...]]
     measures: ClassVar[bool]
     parallel: ClassVar[bool] = False
+    takes_runtime: ClassVar[bool] = False
 
     @property
     def source(self) -> str:
@@ -122,6 +129,10 @@ class Backend(ABC):
         if device.kind not in self.kinds:
             raise InvalidValueError(
                 f"device {device.name!r}.kind", f"one of {', '.join(self.kinds)} for backend {self.name}", device.kind
+            )
+        if device.runtime != "torch" and not self.takes_runtime:
+            raise InvalidValueError(
+                f"device {device.name!r}.runtime", f"torch (backend {self.name} takes no other runtime)", device.runtime
             )
         self.device = device
 

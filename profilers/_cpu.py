@@ -22,6 +22,7 @@ import torch
 from hwpareto.errors import CapabilityError, InvalidValueError
 from profilers._base import Backend, Cost, DeviceSpec, param
 from profilers._modules import layer_module
+from profilers._runtimes import LoweringError, Runtime, runtime_class
 from profilers._timing import TimingPolicy, TimingResult, time_calls
 from supernet import LayerSpec, SearchSpace, SubNetConfig
 
@@ -129,20 +130,25 @@ def _thread_ms(fn: Callable[[], object]) -> float:
 
 
 class CpuBackend(Backend):
-    """Times eager PyTorch on the CPU with a fixed thread count: warm-up, then per-call samples until a window
+    """Times the device's runtime (PyTorch eager by default; ``runtime: onnxruntime`` and any other
+    ``hwpareto.runtimes`` plugin: the layer or SubNet lowered once, then its artefact timed; ``params.precision``
+    one of those the runtime takes, default fp32) on the CPU with a fixed thread count: warm-up, then per-call
+    samples until a window
     of ``min_window_ms`` (default 100 ms) and ``min_samples``; the median of the samples left after outlier
     rejection (``outlier_mads`` MADs) is the latency, their standard deviation the spread. ``clock`` ``wall``
     (default) times elapsed time; ``thread`` (with ``threads`` 1, where PyTorch runs every op on the calling
-    thread) the CPU time of that thread, which leaves out the time the OS gives other processes: steadier figures
+    thread, as ONNX Runtime's one intra-op thread is the caller) the CPU time of that thread, which leaves out the
+    time the OS gives other processes: steadier figures
     on a machine shared with other jobs. ``cold_weights_mb`` (default 0: off) times a layer cycling through copies
     of it whose parameters total at least that many MiB (at most :data:`MAX_COPIES`): set above the last-level
     cache, a layer's weights then come from memory as in a whole network pass, where the other layers evict them
-    (memory-bound LLM decode steps are otherwise timed too fast). No energy counter is read (``energy_mj`` is
-    None)."""
+    (memory-bound LLM decode steps are otherwise timed too fast; PyTorch eager only). LLM SubNets are timed by
+    phase in PyTorch eager only. No energy counter is read (``energy_mj`` is None)."""
 
     name = "torch-cpu"
     kinds = ("cpu",)
     measures = True
+    takes_runtime = True
 
     def __init__(self, device: DeviceSpec) -> None:
         super().__init__(device)
@@ -160,6 +166,14 @@ class CpuBackend(Backend):
         if self.clock not in CLOCKS or (self.clock == "thread" and self.threads != 1):
             allowed = "wall or thread" if self.clock not in CLOCKS else "wall (thread needs threads: 1)"
             raise InvalidValueError(f"{owner}.clock", allowed, self.clock)
+        precision: str = param(p, "precision", str, "fp32", owner=owner)
+        runtime = runtime_class(device.runtime)
+        try:
+            self.runtime: Runtime = runtime(self.threads, precision)
+        except InvalidValueError as exc:
+            raise InvalidValueError(f"{owner}.precision", exc.allowed, precision) from None
+        if self.cold_weights_mb > 0 and device.runtime != "torch":
+            raise InvalidValueError(f"{owner}.cold_weights_mb", "0 (PyTorch eager only)", self.cold_weights_mb)
         self._supernets: dict[str, torch.nn.Module] = {}
 
     @contextlib.contextmanager
@@ -173,11 +187,30 @@ class CpuBackend(Backend):
 
     def _cost(self, fn: Callable[[], Any]) -> Cost:
         with torch.inference_mode():
-            t: TimingResult = time_calls(fn, self.policy, timer=_thread_ms if self.clock == "thread" else None)
+            t: TimingResult = time_calls(fn, self.policy, timer=self._timer())
+        return Cost(t.median_ms, t.std_ms, None, None, t.n, {"outliers": t.outliers, "window_ms": t.window_ms})
+
+    def _timer(self) -> Callable[[Callable[[], object]], float] | None:
+        return _thread_ms if self.clock == "thread" else None
+
+    def check(self) -> None:
+        """The device's runtime is installed here."""
+        self.runtime.check()
+
+    def _lowered(self, module: torch.nn.Module, x: Any, what: str) -> Cost:
+        """``module`` lowered to the device's runtime once, then timed there."""
+        try:
+            artefact = self.runtime.lower(module, x)
+        except LoweringError as exc:
+            raise LoweringError(f"device {self.device.name!r}: {what}: {exc}") from exc
+        t = self.runtime.time(artefact, x, self.policy, self._timer())
         return Cost(t.median_ms, t.std_ms, None, None, t.n, {"outliers": t.outliers, "window_ms": t.window_ms})
 
     def measure_layer(self, spec: LayerSpec, batch: int = 1) -> Cost:
+        """One layer alone; in a runtime other than PyTorch eager, lowered alone (no fusion with its neighbours)."""
         module, x = layer_module(spec, batch)
+        if self.device.runtime != "torch":
+            return self._lowered(module, x, f"layer {spec.key}")
         copies = itertools.cycle(self._copies(module))
         with self._threads():
             return self._cost(lambda: next(copies)(x))
@@ -191,17 +224,21 @@ class CpuBackend(Backend):
         return [module, *(copy.deepcopy(module) for _ in range(n - 1))]
 
     def measure_subnet(self, space: SearchSpace, config: SubNetConfig, batch: int = 1) -> Cost:
-        """One forward of the extracted SubNet; for LLM spaces its prefill and one decode step
-        (:func:`measure_phases`)."""
+        """One forward of the extracted SubNet, lowered once to the device's runtime (PyTorch eager: the module
+        itself); for LLM spaces (PyTorch eager only) its prefill and one decode step (:func:`measure_phases`)."""
         if space.name not in self._supernets:
             self._supernets[space.name] = space.supernet(seed=0)
         module = space.extract(self._supernets[space.name], config).eval()
         with self._threads():
             calls = phase_calls(space, module, config, batch)
             if calls is not None:
+                if self.device.runtime != "torch":
+                    raise CapabilityError(
+                        f"device {self.device.name!r}: runtime {self.device.runtime} does not time LLM SubNets by "
+                        "phase yet: measure them on a device of runtime torch"
+                    )
                 return measure_phases(calls, self._cost)
-            x = space.dummy_input(config, batch)
-            return self._cost(lambda: module(x))
+            return self._lowered(module, space.dummy_input(config, batch), f"SubNet {config.key}")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -216,6 +253,7 @@ class CpuBackend(Backend):
             "mkldnn": torch.backends.mkldnn.is_available(),
             "python": platform.python_version(),
             "platform": platform.platform(),
+            **({} if self.device.runtime == "torch" else {"runtime": self.runtime.describe()}),
             "timing": {
                 "warmup_calls": self.policy.warmup_calls,
                 "min_window_ms": self.policy.min_window_ms,

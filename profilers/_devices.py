@@ -1,5 +1,5 @@
 """Device specs (YAML), shipped presets under ``data/devices/`` and the backend registry (the ``hwpareto.backends``
-entry-point group plus backends registered in code)."""
+entry-point group plus backends registered in code); the runtimes a device names are in :mod:`profilers._runtimes`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from hwpareto.plugins import PluginError, Registry
 from hwpareto.resources import data_path
 from hwpareto.safeload import load_yaml
 from profilers._base import Backend, DeviceSpec
+from profilers._runtimes import DEFAULT_RUNTIME, runtime_names
 from supernet import check_name
 
 __all__ = [
     "LOCAL_CPU",
+    "LOCAL_CPUS",
     "PRESETS_DIR",
     "backend_class",
     "backend_for",
@@ -30,8 +32,9 @@ __all__ = [
 
 PRESETS_DIR = data_path("devices")
 LOCAL_CPU = "cpu-local"
+LOCAL_CPUS = {DEFAULT_RUNTIME: LOCAL_CPU, "onnxruntime": "cpu-local-ort"}  # this CPU, one device per runtime
 
-_KEYS = {"name", "kind", "backend", "description", "params", "references"}
+_KEYS = {"name", "kind", "backend", "description", "params", "references", "runtime"}
 FILE_PARAMS = ("hardware", "mapping")  # parameters naming a file the backend reads (zigzag)
 
 
@@ -102,13 +105,16 @@ def device_from_dict(doc: Any, source: str = "device spec") -> DeviceSpec:
     backend = doc["backend"]
     if backend not in _BACKENDS:
         raise InvalidValueError(f"{source}: backend", "one of " + ", ".join(backend_names()), backend)
+    runtime = doc.get("runtime", DEFAULT_RUNTIME)
+    if runtime not in runtime_names():
+        raise InvalidValueError(f"{source}: runtime", "one of " + ", ".join(runtime_names()), runtime)
     params = doc.get("params") or {}
     if not isinstance(params, Mapping):
         raise InvalidValueError(f"{source}: params", "a mapping", params)
     references = doc.get("references") or []
     if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
         raise InvalidValueError(f"{source}: references", "a list of strings", references)
-    spec = DeviceSpec(name, kind, backend, dict(params), str(doc.get("description", "")), tuple(references))
+    spec = DeviceSpec(name, kind, backend, dict(params), str(doc.get("description", "")), tuple(references), runtime)
     backend_for(spec)  # validates params for this backend
     return spec
 
@@ -149,13 +155,18 @@ def presets() -> dict[str, DeviceSpec]:
     return {s.name: s for s in specs}
 
 
-def local_cpu_spec(threads: int = 1) -> DeviceSpec:
-    """This machine's CPU as the device ``cpu-local``: PyTorch eager execution on a fixed number of threads
-    (1 by default, the most repeatable setting)."""
+def local_cpu_spec(threads: int = 1, runtime: str = DEFAULT_RUNTIME) -> DeviceSpec:
+    """This machine's CPU in ``runtime`` on a fixed number of threads (1 by default, the most repeatable setting):
+    the device ``cpu-local`` (PyTorch eager) or ``cpu-local-ort`` (ONNX Runtime), :data:`LOCAL_CPUS`; another
+    runtime is named ``cpu-local-<runtime>``."""
+    if runtime not in runtime_names():
+        raise InvalidValueError("runtime", "one of " + ", ".join(runtime_names()), runtime)
+    shown = "PyTorch eager execution" if runtime == DEFAULT_RUNTIME else f"runtime {runtime}"
     return DeviceSpec(
-        LOCAL_CPU,
+        LOCAL_CPUS.get(runtime, f"{LOCAL_CPU}-{runtime}"),
         "cpu",
         "torch-cpu",
         {"threads": threads},
-        f"This machine's CPU, timed with PyTorch eager execution on {threads} thread(s)",
+        f"This machine's CPU, timed with {shown} on {threads} thread(s)",
+        runtime=runtime,
     )

@@ -23,7 +23,7 @@ from hwpareto.errors import HwparetoError, InvalidValueError
 from hwpareto.safeload import parse_json
 from hwpareto.store import LUT_COLUMNS, Store, csv_safe, open_table
 from profilers._base import Backend, Cost, DeviceSpec, SimulatorError, UnmappableLayerError
-from profilers._devices import LOCAL_CPU, backend_for, device_from_dict, local_cpu_spec, presets
+from profilers._devices import LOCAL_CPUS, backend_for, device_from_dict, local_cpu_spec, presets
 from supernet import (
     PHASE_METRICS,
     LayerCounts,
@@ -80,11 +80,11 @@ def device_spec(store: Store, name: str, *, register: bool = True) -> DeviceSpec
                 "kind imported",
             )
         spec = device_from_dict(stored.spec, source=f"stored device {name!r}")
-        if name == LOCAL_CPU:
+        if name in LOCAL_CPUS.values():
             _check_same_cpu(spec, stored.provenance)
         _check_same_files(spec, stored.provenance)
         return spec
-    candidates = {LOCAL_CPU: local_cpu_spec(), **presets()}
+    candidates = {**{n: local_cpu_spec(runtime=r) for r, n in LOCAL_CPUS.items()}, **presets()}
     if name not in candidates:
         known = [d.name for d in store.devices.list() if d.kind != "imported"]
         raise InvalidValueError("device", "a registered device or preset: " + ", ".join([*candidates, *known]), name)
@@ -101,7 +101,7 @@ def _check_same_cpu(spec: DeviceSpec, provenance: Mapping[str, Any]) -> None:
     for key in ("host", "cpu_model", "threads"):
         if key in provenance and provenance[key] != here[key]:
             raise HwparetoError(
-                f"device {LOCAL_CPU!r} in this store was profiled with {key} {provenance[key]!r}, this machine has "
+                f"device {spec.name!r} in this store was profiled with {key} {provenance[key]!r}, this machine has "
                 f"{here[key]!r}: register this machine under its own name (hwpareto device add --local-cpu NAME)"
             )
 

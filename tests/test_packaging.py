@@ -62,6 +62,7 @@ def test_wheel_declares_plugins_and_console_script(wheel: Path) -> None:
     assert parser["console_scripts"]["hwpareto"].strip() == "hwpareto.cli:main"
     assert {"nb201", "mbv3", "gpt", "mbv3-digits", "gpt-stdlib"} <= set(parser["hwpareto.spaces"])
     assert {"torch-cpu", "torch-cuda", "zigzag", "reram"} <= set(parser["hwpareto.backends"])
+    assert {"torch", "onnxruntime"} <= set(parser["hwpareto.runtimes"])
     assert {"nsga2", "random", "nsga3", "tpe"} <= set(parser["hwpareto.strategies"])
 
 

@@ -98,18 +98,23 @@ def import_csv(
 @app.command()
 @command
 def devices(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
-    """List registered devices: kind, LUT entries per space, measurements."""
+    """List registered devices: kind, runtime (none for a device imported from a table), LUT entries per space,
+    measurements."""
     from profilers import lut_entries_per_space
 
     s = open_store(store)
     spaces = s.spaces.load_all()[0]  # a broken space plugin spoils no device's row
     rows = [
-        {**asdict(d), "lut_entries_per_space": lut_entries_per_space(s, d.name, spaces) if d.lut_entries else {}}
+        {
+            **asdict(d),
+            "runtime": None if d.kind == "imported" else d.spec.get("runtime", "torch"),
+            "lut_entries_per_space": lut_entries_per_space(s, d.name, spaces) if d.lut_entries else {},
+        }
         for d in s.devices.list()
     ]
     emit_rows(
         rows,
-        ["name", "kind", "luts", "measurements"],
+        ["name", "kind", "runtime", "luts", "measurements"],
         json_out=json_out,
         title="devices",
         empty="no devices yet: hwpareto profile --device cpu-local --space mbv3, or import a table",

@@ -41,6 +41,9 @@ def device_add(
     threads: Annotated[
         int, typer.Option("--threads", min=1, max=THREADS_MAX, help="Threads for --local-cpu timing.")
     ] = 1,
+    runtime: Annotated[
+        str, typer.Option("--runtime", help="Runtime --local-cpu times in: torch (eager), onnxruntime, a plugin's.")
+    ] = "torch",
     replace: Annotated[
         bool,
         typer.Option(
@@ -51,8 +54,8 @@ def device_add(
     ] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Register a device from a YAML spec (or this machine's CPU with --local-cpu NAME). A name registered with other
-    parameters is refused with the differences, unless --replace."""
+    """Register a device from a YAML spec (or this machine's CPU with --local-cpu NAME, in --runtime). A name
+    registered with other parameters is refused with the differences, unless --replace."""
     from dataclasses import replace as with_name
 
     from pareto import studies_using
@@ -61,7 +64,11 @@ def device_add(
     exactly_one("FILE/--local-cpu", file, local_cpu)
     if local_cpu is not None:
         check_name("--local-cpu", local_cpu)
-    spec = load_device_file(file) if file is not None else with_name(local_cpu_spec(threads), name=str(local_cpu))
+    elif runtime != "torch":
+        raise InvalidValueError("--runtime", "only with --local-cpu (a device file says its runtime: key)", runtime)
+    spec = (
+        load_device_file(file) if file is not None else with_name(local_cpu_spec(threads, runtime), name=str(local_cpu))
+    )
     backend = backend_for(spec)
     backend.check()
     s = open_store(store)
@@ -104,13 +111,13 @@ def device_show(name: str, store: StoreOpt = None) -> None:
 @device_app.command("presets")
 @command
 def device_presets(json_out: JsonOpt = False) -> None:
-    """List the shipped device presets (data/devices/*.yaml) and the local CPU."""
-    from profilers import local_cpu_spec, presets
+    """List the shipped device presets (data/devices/*.yaml) and the local CPU, one device per runtime."""
+    from profilers import LOCAL_CPUS, local_cpu_spec, presets
 
-    specs = [local_cpu_spec(), *presets().values()]
+    specs = [*(local_cpu_spec(runtime=r) for r in LOCAL_CPUS), *presets().values()]
     emit_rows(
-        [sp.to_dict() for sp in specs],
-        ["name", "kind", "backend", "description"],
+        [{**sp.to_dict(), "runtime": sp.runtime} for sp in specs],
+        ["name", "kind", "backend", "runtime", "description"],
         json_out=json_out,
         title="device presets",
     )
