@@ -121,3 +121,17 @@ def test_a_subnet_the_runtime_cannot_lower_is_refused_with_its_reason(tmp_path: 
     assert "BatchNormalization(6)" in err  # ONNX Runtime's own reason
     with Store.open(sqlite_url) as store:
         assert store.measurements.table(subject="cpu-old").empty
+
+
+def test_profile_in_a_runtime_keeps_the_layers_it_can_lower(tmp_path: Path, sqlite_url: str) -> None:
+    """Each layer lowered alone: those ONNX Runtime has no kernel for at opset 6 (batch norm, add, average pool) are
+    recorded as failed with its reason, the others timed in it and kept."""
+    register_runtime("ort-opset6", OldOpsetRuntime, replace=True)
+    hw("device", "add", _device_file(tmp_path, "cpu-old", "ort-opset6", min_window_ms=2.0), "--store", sqlite_url)
+    report = json.loads(hw_text("profile", "--device", "cpu-old", "--space", "nb201", "--json", "--store", sqlite_url))
+    assert report["layers"] == 22 and report["failed"] and report["measured"] == 22 - len(report["failed"]) > 0
+    assert all("runtime ort-opset6 cannot lower it" in f["reason"] for f in report["failed"])
+    assert any("Could not find an implementation for BatchNormalization(6)" in f["reason"] for f in report["failed"])
+    with Store.open(sqlite_url) as store:
+        lut = store.luts.get("cpu-old", 1)
+    assert len(lut) == report["measured"] and (lut["latency_ms_mean"] > 0).all()
