@@ -183,6 +183,7 @@ def main() -> None:
     parser.add_argument("--window-ms", type=float, default=20.0, help="timed work per runtime per round")
     parser.add_argument("--openvino-precision", choices=["f32", "bf16"], default="f32")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--note", default="", help="a line for the results' head, e.g. the machine's load")
     args = parser.parse_args()
     torch.set_num_threads(1)
     lines = [
@@ -191,6 +192,7 @@ def main() -> None:
         "per runtime per SubNet (median); "
         f"seed {args.seed}. Speed ratio: latency of the first / of the second. Front: non-dominated on (latency, "
         "MACs maximised); overlap: how many of one runtime's front SubNets are on the other's front.",
+        *([f"\n{args.note}"] if args.note else []),
     ]
     for name in args.space or SPACES:
         start = time.monotonic()
