@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -44,7 +45,7 @@ MAX_RETRY = 3
 
 # Optuna's heartbeat API is experimental and says so at each call site; the calls are attributed to this module.
 # One process-wide filter for this module only: ``catch_warnings`` around them does not hold across worker threads.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"pareto\._budgeted_study$")
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=re.escape(__name__) + "$")
 
 
 def worker_id() -> str:
