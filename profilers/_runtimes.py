@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_RUNTIME",
     "LoweringError",
     "OnnxRuntime",
+    "OpenVinoRuntime",
     "Runtime",
     "TorchRuntime",
     "register_runtime",
@@ -116,6 +117,44 @@ class TorchRuntime(Runtime):
         return {**super().describe(), "torch": torch.__version__}
 
 
+@contextlib.contextmanager
+def _lowering(runtime: Runtime) -> Iterator[None]:
+    """A failure inside as a :class:`LoweringError` carrying the first line of the exporter's or runtime's reason."""
+    try:
+        yield
+    except LoweringError:
+        raise
+    except Exception as exc:  # the exporter's and the runtimes' errors have no common base
+        reason = next(iter(str(exc).splitlines()), "")
+        raise LoweringError(f"runtime {runtime.name} cannot lower it: {type(exc).__name__}: {reason}") from exc
+
+
+@contextlib.contextmanager
+def _onnx_file(runtime: Runtime, module: torch.nn.Module, example_input: Any, opset: int) -> Iterator[Path]:
+    """``module`` exported to a temporary ONNX file (TorchScript-based exporter, as bundles are; input ``input``,
+    output ``output``), removed on exit; the exporter's chatter silenced."""
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"hwpareto-{runtime.name}-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            with _lowering(runtime), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module.eval(),
+                    (example_input,),
+                    str(path),
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=["input"],
+                    output_names=["output"],
+                )
+            yield path
+    finally:
+        onnx_logger.setLevel(level)
+
+
 class OnnxRuntime(Runtime):
     """ONNX Runtime on its CPU execution provider, as a deployment runs it: the module exported to ONNX (opset
     :attr:`opset`, TorchScript-based exporter, as bundles are), a session with graph optimisation level
@@ -130,38 +169,14 @@ class OnnxRuntime(Runtime):
     def lower(self, module: torch.nn.Module, example_input: Any) -> Any:
         import onnxruntime as ort
 
-        onnx_logger = logging.getLogger("torch.onnx")
-        level = onnx_logger.level
-        onnx_logger.setLevel(logging.ERROR)
-        try:
-            with (
-                tempfile.TemporaryDirectory(prefix="hwpareto-ort-") as tmp,
-                contextlib.redirect_stdout(io.StringIO()),
-                warnings.catch_warnings(),
-            ):
-                warnings.simplefilter("ignore")
-                path = str(Path(tmp) / "model.onnx")
-                torch.onnx.export(
-                    module.eval(),
-                    (example_input,),
-                    path,
-                    dynamo=False,
-                    opset_version=self.opset,
-                    input_names=["input"],
-                    output_names=["output"],
-                )
-                options = ort.SessionOptions()
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.intra_op_num_threads = self.threads
-                options.inter_op_num_threads = 1
-                options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-                options.log_severity_level = 3
-                return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # the exporter's and ORT's errors have no common base
-            reason = next(iter(str(exc).splitlines()), "")
-            raise LoweringError(f"runtime {self.name} cannot lower it: {type(exc).__name__}: {reason}") from exc
-        finally:
-            onnx_logger.setLevel(level)
+        with _onnx_file(self, module, example_input, self.opset) as path, _lowering(self):
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.log_severity_level = 3
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def time(self, artefact: Any, example_input: Any, policy: TimingPolicy, timer: Timer | None = None) -> TimingResult:
         feed = {"input": example_input.detach().cpu().numpy()}
@@ -211,3 +226,36 @@ def register_runtime(name: str, cls: type[Runtime], *, replace: bool = False) ->
     """Register ``cls`` (a concrete :class:`Runtime` subclass with ``cls.name == name``) in this process; an installed
     or registered name needs ``replace``. Worker processes started with ``spawn`` do not see it."""
     return _RUNTIMES.register(name, cls, replace=replace)
+
+
+class OpenVinoRuntime(Runtime):
+    """OpenVINO on its CPU plugin: the module exported to ONNX as for :class:`OnnxRuntime` and read by OpenVINO
+    directly, compiled for latency (one stream, ``threads`` inference threads) at the precision asked for. fp32 is
+    forced (``INFERENCE_PRECISION_HINT`` ``f32``): OpenVINO's own default on CPUs with AMX or AVX-512 BF16 is bf16,
+    whose outputs differ from PyTorch's by about 4e-2 (benchmarks/results/runtimes.md)."""
+
+    name = "openvino"
+    package = "openvino"
+    extra = "openvino"
+
+    def lower(self, module: torch.nn.Module, example_input: Any) -> Any:
+        import openvino as ov
+
+        with _onnx_file(self, module, example_input, opset=17) as path, _lowering(self):
+            core = ov.Core()
+            config = {
+                "INFERENCE_PRECISION_HINT": "f32",
+                "INFERENCE_NUM_THREADS": self.threads,
+                "NUM_STREAMS": 1,
+                "PERFORMANCE_HINT": "LATENCY",
+            }
+            return core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
+
+    def time(self, artefact: Any, example_input: Any, policy: TimingPolicy, timer: Timer | None = None) -> TimingResult:
+        feed = {0: example_input.detach().cpu().numpy()}
+        return time_calls(lambda: artefact.infer(feed), policy, timer=timer)
+
+    def describe(self) -> dict[str, Any]:
+        import openvino as ov
+
+        return {**super().describe(), "openvino": ov.get_version(), "device": "CPU", "inference_precision": "f32"}

@@ -21,7 +21,7 @@ from profilers import (
     runtime_class,
     runtime_names,
 )
-from profilers._runtimes import OnnxRuntime
+from profilers._runtimes import OnnxRuntime, OpenVinoRuntime
 from tests._cli import hw, hw_text
 
 # steady, short timings on a shared machine: one thread, the calling thread's CPU time
@@ -135,3 +135,43 @@ def test_profile_in_a_runtime_keeps_the_layers_it_can_lower(tmp_path: Path, sqli
     with Store.open(sqlite_url) as store:
         lut = store.luts.get("cpu-old", 1)
     assert len(lut) == report["measured"] and (lut["latency_ms_mean"] > 0).all()
+
+
+def test_openvino_runs_a_subnet_as_pytorch_does_in_fp32() -> None:
+    """The SubNet lowered to OpenVINO's CPU plugin computes what PyTorch computes, to fp32 rounding (OpenVINO's own
+    default on CPUs with AMX is bf16, about 4e-2 away), and is timed there."""
+    import numpy as np
+    import torch
+
+    from profilers._timing import TimingPolicy
+    from supernet import get_space
+
+    assert runtime_class("openvino") is OpenVinoRuntime
+    space = get_space("mbv3-digits")
+    config = space.sample(np.random.default_rng(3))
+    module = space.extract(space.supernet(seed=0), config).eval()
+    x = space.dummy_input(config, 1)
+    runtime = OpenVinoRuntime(threads=1)
+    request = runtime.lower(module, x)
+    with torch.inference_mode():
+        expected = module(x).numpy()
+    got = np.asarray(request.infer({0: x.numpy()})[0])
+    assert got.shape == expected.shape and np.abs(got - expected).max() < 1e-4
+    timing = runtime.time(request, x, TimingPolicy(warmup_calls=2, min_window_ms=10.0, min_samples=5))
+    assert timing.median_ms > 0 and timing.n >= 5
+    assert runtime.describe()["inference_precision"] == "f32"
+
+
+@pytest.mark.slow
+def test_measure_in_openvino_through_the_cli(sqlite_url: str) -> None:
+    hw("device", "add", "--local-cpu", "cpu-ov", "--runtime", "openvino", "--store", sqlite_url)
+    out = hw_text(
+        "measure", "--device", "cpu-ov", "--space", "mbv3-digits", "-n", 2, "--seed", 7, "--store", sqlite_url
+    )
+    assert "stored end-to-end figures of 2 mbv3-digits SubNets on cpu-ov" in out
+    with Store.open(sqlite_url) as store:
+        table = store.measurements.table(subject="cpu-ov", metric="latency_ms")
+    assert len(table) == 2 and (table["value"].astype(float) > 0).all()
+    devices = {d["name"]: d for d in json.loads(hw_text("devices", "--json", "--store", sqlite_url))}
+    assert devices["cpu-ov"]["runtime"] == "openvino"
+    assert devices["cpu-ov"]["provenance"]["runtime"]["inference_precision"] == "f32"
